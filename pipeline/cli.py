@@ -1,0 +1,71 @@
+"""Command line: ``python -m pipeline {validate,build,simulate,spec-xlsx}``.
+
+Exit codes: 0 clean, 1 data errors (the gate or the output checks found errors, or a raw
+file could not be read), 2 usage or configuration errors. Every failure is one clear line
+per problem; a traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", action="append", metavar="ID",
+                   help="study to process (repeatable; default: every study in SPECS/studies)")
+    p.add_argument("--raw", type=Path, default=Path("raw"), help="raw extracts folder (default: raw/)")
+    p.add_argument("--specs", type=Path, default=Path("specs"), help="specification folder (default: specs/)")
+    p.add_argument("--out", type=Path, default=Path("sdtm"), help="output folder (default: sdtm/)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="run the raw-extract schema gate and write its reports")
+    _common(p)
+    p = sub.add_parser("build", help="gate, then build SDTM, XPT, Dataset-JSON, define.xml and listings")
+    _common(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p = sub.add_parser("simulate", help="regenerate the synthetic raw extracts")
+    _common(p)
+    p.add_argument("--subjects", type=int, default=None, help="override the number of subjects (benchmarks)")
+    p.add_argument("--seed", type=int, default=None, help="override the study's seed")
+    p = sub.add_parser("spec-xlsx", help="write the Excel view of the SDTM specification")
+    _common(p)
+    p.add_argument("--xlsx", type=Path, default=None, help="output workbook (default: OUT/spec/sdtm_spec.xlsx)")
+    return parser
+
+
+#: subcommand -> "module:function"; each function takes the parsed args and returns an exit code
+COMMANDS = {
+    "validate": "pipeline.intake.gate:run_validate",
+    "build": "pipeline.build:run_build",
+    "simulate": "pipeline.simulate:run_simulate",
+    "spec-xlsx": "pipeline.export.spec_xlsx:run_spec_xlsx",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module_name, func_name = COMMANDS[args.command].split(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(args))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare traceback
+        if args.debug:
+            raise
+        print(f"internal error ({type(exc).__name__}): {exc}. Re-run with --debug for details.", file=sys.stderr)
+        return 3

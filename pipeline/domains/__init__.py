@@ -1,0 +1,18 @@
+"""SDTM domain modules, one per domain, each exposing ``build(ctx) -> DomainResult``.
+
+``REGISTRY`` is the build order: a module may read datasets built before it from
+``ctx.datasets`` (DM first, because every other domain needs RFSTDTC and USUBJID).
+A module listed here that does not exist yet is skipped by the builder with a log line.
+"""
+
+REGISTRY: list[str] = [
+    "dm",        # DM, SUPPDM
+    "ex",        # EX
+    "ds",        # DS
+    "ie",        # IE
+    "vs",        # VS
+    "trial_design",  # TS, TA, TE, TV, TI
+    "lb",        # LB (+ cellular kinetics, derived CrCl)
+    "ae",        # AE, SUPPAE, FA, RELREC (CRS/ICANS by ASTCT)
+    "rs",        # RS and supporting findings
+]

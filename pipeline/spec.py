@@ -1,0 +1,198 @@
+"""The SDTM and raw specification in ``specs/``: the one metadata source.
+
+Layout (all reviewable CSV/TOML text):
+
+- ``specs/sdtm/standards.toml``          SDTMIG, CT package, dictionary versions
+- ``specs/sdtm/datasets.csv``            dataset, label, class, structure, keys (``|``-separated)
+- ``specs/sdtm/variables/<DATASET>.csv`` order, variable, label, type, length, core, role, codelist, origin, source, method, comment
+- ``specs/sdtm/codelists/*.csv``         codelist, name, ncit_code, extensible, term, decode, term_ncit_code, dictionary, version
+- ``specs/sdtm/valuelevel/*.csv``        value-level metadata (dataset, variable, where clause, type, unit, codelist, origin, method)
+- ``specs/sdtm/methods/*.csv``           method, name, type, description, source
+- ``specs/sdtm/comments/*.csv``          comment, description (optional)
+- ``specs/raw/forms.csv`` and ``specs/raw/columns.csv``   the raw CRF contract (drives the pandera gate)
+- ``specs/rules/*.csv``                  clinical rule tables (CTCAE, ASTCT, units, response), each row with its source
+
+Labels, lengths, codelists and origins are read from here by the output checks, the XPT and
+Dataset-JSON writers, define.xml and the listings. No label or codelist is written in code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.errors import ConfigError
+
+VARIABLE_COLUMNS = ["dataset", "order", "variable", "label", "type", "length", "core", "role",
+                    "codelist", "origin", "source", "method", "comment"]
+CODELIST_COLUMNS = ["codelist", "name", "ncit_code", "extensible", "term", "decode", "term_ncit_code",
+                    "dictionary", "version"]
+#: define.xml DataType values and how they are stored in XPT / Dataset-JSON
+NUMERIC_TYPES = {"integer", "float"}
+CHAR_TYPES = {"text", "datetime", "date", "time", "partialDate", "partialTime", "partialDatetime",
+              "incompleteDatetime", "durationDatetime"}
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read one spec CSV as text: every cell a str, empty cells as ''."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"spec table {path}: {exc}") from None
+
+
+def _read_folder(folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    frames = [read_table(f).assign(_spec_file=f.name) for f in files]
+    if not frames:
+        return pd.DataFrame(columns=(columns or []) + ["_spec_file"])
+    out = pd.concat(frames, ignore_index=True).fillna("")
+    if columns:
+        for c in columns:
+            if c not in out.columns:
+                out[c] = ""
+    return out
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Loaded specification. Construct with :func:`load_spec`."""
+
+    root: Path
+    standards: dict = field(repr=False)
+    datasets: pd.DataFrame = field(repr=False)
+    variables: pd.DataFrame = field(repr=False)
+    codelists: pd.DataFrame = field(repr=False)
+    valuelevel: pd.DataFrame = field(repr=False)
+    methods: pd.DataFrame = field(repr=False)
+    comments: pd.DataFrame = field(repr=False)
+    raw_forms: pd.DataFrame = field(repr=False)
+    raw_columns: pd.DataFrame = field(repr=False)
+
+    # ---- datasets and variables -----------------------------------------------
+    def dataset(self, name: str) -> pd.Series:
+        """The datasets.csv row of one dataset."""
+        rows = self.datasets[self.datasets["dataset"] == name]
+        if rows.empty:
+            raise ConfigError(f"dataset {name} is not in specs/sdtm/datasets.csv")
+        return rows.iloc[0]
+
+    def keys(self, name: str) -> list[str]:
+        """Sort keys of a dataset, from datasets.csv."""
+        return [k for k in self.dataset(name)["keys"].split("|") if k]
+
+    def vars(self, name: str) -> pd.DataFrame:
+        """Variables of one dataset in spec order (``order`` as int)."""
+        v = self.variables[self.variables["dataset"] == name].copy()
+        if v.empty:
+            raise ConfigError(f"dataset {name} has no variables in specs/sdtm/variables/")
+        v["order"] = v["order"].astype(int)
+        return v.sort_values("order").reset_index(drop=True)
+
+    def var_names(self, name: str) -> list[str]:
+        return self.vars(name)["variable"].tolist()
+
+    def labels(self, name: str) -> dict[str, str]:
+        """Variable name -> label for one dataset."""
+        v = self.vars(name)
+        return dict(zip(v["variable"], v["label"]))
+
+    def is_numeric(self, name: str, variable: str) -> bool:
+        v = self.vars(name)
+        t = v.loc[v["variable"] == variable, "type"]
+        return bool(len(t)) and t.iloc[0] in NUMERIC_TYPES
+
+    # ---- codelists ------------------------------------------------------------
+    def codelist(self, codelist_id: str) -> pd.DataFrame:
+        """Terms of one codelist (term, decode, term_ncit_code, ...)."""
+        c = self.codelists[self.codelists["codelist"] == codelist_id]
+        if c.empty:
+            raise ConfigError(f"codelist {codelist_id} is not in specs/sdtm/codelists/")
+        return c.reset_index(drop=True)
+
+    def terms(self, codelist_id: str) -> list[str]:
+        return self.codelist(codelist_id)["term"].tolist()
+
+    def decode_map(self, codelist_id: str) -> dict[str, str]:
+        c = self.codelist(codelist_id)
+        return dict(zip(c["term"], c["decode"].where(c["decode"] != "", c["term"])))
+
+    # ---- raw contract -----------------------------------------------------------
+    def form_columns(self, form: str) -> pd.DataFrame:
+        """Raw spec rows of one CRF form, in file order."""
+        c = self.raw_columns[self.raw_columns["form"] == form]
+        if c.empty:
+            raise ConfigError(f"raw form {form} is not in specs/raw/columns.csv")
+        return c.reset_index(drop=True)
+
+    @cached_property
+    def forms(self) -> list[str]:
+        return self.raw_forms["form"].tolist()
+
+    # ---- rule tables --------------------------------------------------------------
+    def rule(self, name: str) -> pd.DataFrame:
+        """A clinical rule table ``specs/rules/<name>.csv`` (all cells str)."""
+        path = self.root / "rules" / f"{name}.csv"
+        if not path.is_file():
+            raise ConfigError(f"rule table {path} is missing")
+        return read_table(path)
+
+
+def load_spec(specs_dir: Path | str) -> Spec:
+    """Load every spec table under ``specs_dir`` and check its internal consistency."""
+    root = Path(specs_dir)
+    if not root.is_dir():
+        raise ConfigError(f"specs folder {root} does not exist")
+    std_path = root / "sdtm" / "standards.toml"
+    try:
+        standards = tomllib.loads(std_path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{std_path}: {exc}") from None
+    datasets = read_table(root / "sdtm" / "datasets.csv")
+    variables = _read_folder(root / "sdtm" / "variables", VARIABLE_COLUMNS)
+    codelists = _read_folder(root / "sdtm" / "codelists", CODELIST_COLUMNS)
+    spec = Spec(
+        root=root,
+        standards=standards,
+        datasets=datasets,
+        variables=variables,
+        codelists=codelists,
+        valuelevel=_read_folder(root / "sdtm" / "valuelevel"),
+        methods=_read_folder(root / "sdtm" / "methods"),
+        comments=_read_folder(root / "sdtm" / "comments"),
+        raw_forms=read_table(root / "raw" / "forms.csv"),
+        raw_columns=read_table(root / "raw" / "columns.csv"),
+    )
+    check_spec(spec)
+    return spec
+
+
+def check_spec(spec: Spec) -> None:
+    """Fail fast on a spec that cannot drive the exports (exit 2, one line per problem)."""
+    problems: list[str] = []
+    v = spec.variables
+    if not v.empty:
+        long_labels = v[v["label"].str.len() > 40]
+        problems += [f"{r.dataset}.{r.variable}: label over 40 characters" for r in long_labels.itertuples()]
+        long_names = v[v["variable"].str.len() > 8]
+        problems += [f"{r.dataset}.{r.variable}: name over 8 characters" for r in long_names.itertuples()]
+        dup = v[v.duplicated(["dataset", "variable"], keep=False)]
+        problems += [f"{r.dataset}.{r.variable}: defined twice" for r in dup.drop_duplicates(["dataset", "variable"]).itertuples()]
+        bad_type = v[~v["type"].isin(NUMERIC_TYPES | CHAR_TYPES)]
+        problems += [f"{r.dataset}.{r.variable}: unknown type {r.type!r}" for r in bad_type.itertuples()]
+        unknown_ds = sorted(set(v["dataset"]) - set(spec.datasets["dataset"]))
+        problems += [f"variables given for dataset {d} which is not in datasets.csv" for d in unknown_ds]
+        cl = v[(v["codelist"] != "") & ~v["codelist"].isin(spec.codelists["codelist"])]
+        problems += [f"{r.dataset}.{r.variable}: codelist {r.codelist} not defined" for r in cl.itertuples()]
+    c = spec.codelists
+    if not c.empty:
+        dup = c[c.duplicated(["codelist", "term"], keep=False)]
+        problems += [f"codelist {r.codelist}: term {r.term!r} defined twice" for r in dup.drop_duplicates(["codelist", "term"]).itertuples()]
+    dup_ds = spec.datasets[spec.datasets.duplicated("dataset")]
+    problems += [f"dataset {d} listed twice in datasets.csv" for d in dup_ds["dataset"]]
+    if problems:
+        raise ConfigError("specification problems:\n  " + "\n  ".join(problems))
