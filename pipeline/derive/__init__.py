@@ -1,0 +1,1 @@
+"""Shared derivations used by every domain: dates, study day, identifiers, SEQ, visits, EPOCH, baseline."""

@@ -1,0 +1,84 @@
+"""Subject elements and EPOCH (SDTMIG 3.4 sections 5.3 SE and 4.1.3.1 EPOCH).
+
+The study's ``[[elements]]`` say where each element starts (``start_ref``):
+
+- ``RFICDTC``  informed consent (screening)
+- ``LDSTDTC``  first lymphodepletion dose (first EX record with EXCAT LYMPHODEPLETION)
+- ``RFSTDTC``  first CAR-T infusion
+- ``CARTEND``  the day after the CAR-T element ends: RFSTDTC + ``duration_days`` + 1 day
+  of that element (the post-infusion observation window; protocol days 0..duration)
+
+Each element ends where the next one starts; the last ends at RFPENDTC. A record's EPOCH
+is the epoch of the last element that started on or before it. Same-day comparisons use
+times when both sides have one; a record without time on an element's start date belongs
+to the new element. EPOCH is empty when the record's date is partial or missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Study
+from pipeline.derive.dates import dtc_date, dtc_datetime, iso_from_timestamp, min_dtc
+
+
+def reference_starts(dm: pd.DataFrame, ex: pd.DataFrame) -> pd.DataFrame:
+    """Per USUBJID: RFICDTC, LDSTDTC, RFSTDTC, RFPENDTC (ISO text, ``""`` if unknown)."""
+    ref = dm.set_index("USUBJID")[["RFICDTC", "RFSTDTC", "RFPENDTC"]].copy()
+    if len(ex) and "EXCAT" in ex:
+        ld = ex[ex["EXCAT"] == "LYMPHODEPLETION"]
+        ref["LDSTDTC"] = min_dtc(ld["EXSTDTC"], ld["USUBJID"]).reindex(ref.index)
+    else:
+        ref["LDSTDTC"] = ""
+    return ref.fillna("")
+
+
+def subject_elements(dm: pd.DataFrame, ex: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """SE-shaped frame: STUDYID, USUBJID, ETCD, ELEMENT, EPOCH, SESTDTC, SEENDTC, TAETORD.
+
+    One row per element a subject actually entered (an element whose start is unknown, such
+    as lymphodepletion for a subject never treated, is absent). SEENDTC = next element's start.
+    """
+    ref = reference_starts(dm, ex)
+    elements = study.elements.reset_index(drop=True)
+    rows = []
+    for order, el in elements.iterrows():  # a handful of planned elements, not records
+        if el["start_ref"] == "CARTEND":
+            start_dt = dtc_date(ref["RFSTDTC"]) + pd.to_timedelta(int(elements.loc[order - 1, "duration_days"]) + 1, unit="D")
+            start = iso_from_timestamp(start_dt)
+        else:
+            start = ref[el["start_ref"]]
+        rows.append(pd.DataFrame({
+            "USUBJID": ref.index, "ETCD": el["etcd"], "ELEMENT": el["element"], "EPOCH": el["epoch"],
+            "SESTDTC": start.to_numpy(), "TAETORD": float(order + 1)}))
+    se = pd.concat(rows, ignore_index=True)
+    se = se[se["SESTDTC"].ne("")].copy()
+    # a follow-up start beyond the subject's end of participation never happened
+    end = se["USUBJID"].map(ref["RFPENDTC"])
+    started_after_end = dtc_date(se["SESTDTC"]) > dtc_date(end)
+    se = se[~started_after_end.fillna(False)]
+    se = se.sort_values(["USUBJID", "TAETORD"], kind="mergesort")
+    nxt = se.groupby("USUBJID")["SESTDTC"].shift(-1)
+    se["SEENDTC"] = nxt.where(nxt.notna(), se["USUBJID"].map(ref["RFPENDTC"])).fillna("")
+    se.insert(0, "STUDYID", study.studyid)
+    return se.reset_index(drop=True)
+
+
+def derive_epoch(usubjid: pd.Series, dtc: pd.Series, se: pd.DataFrame) -> pd.Series:
+    """EPOCH of each record from the subject's elements (see module docstring)."""
+    rec_date = dtc_date(dtc)
+    rec_dt = dtc_datetime(dtc)
+    rec_has_time = dtc.astype(str).str.contains("T", regex=False)
+    epoch = pd.Series("", index=dtc.index, dtype="object")
+    for _, grp in se.groupby("TAETORD", sort=True):  # few elements; vectorised over records
+        starts = grp.set_index("USUBJID")
+        s_txt = usubjid.map(starts["SESTDTC"])
+        s_date = dtc_date(s_txt.fillna(""))
+        s_dt = dtc_datetime(s_txt.fillna(""))
+        s_has_time = s_txt.fillna("").astype(str).str.contains("T", regex=False)
+        same_day = rec_date == s_date
+        use_time = same_day & rec_has_time & s_has_time
+        entered = (rec_date > s_date) | (same_day & ~use_time) | (use_time & (rec_dt >= s_dt))
+        epoch = epoch.where(~entered.fillna(False), usubjid.map(starts["EPOCH"]))
+    return epoch.where(rec_date.notna(), "")

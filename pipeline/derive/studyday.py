@@ -1,0 +1,32 @@
+"""Study day ``--DY`` (SDTMIG 3.4 section 4.4.4).
+
+--DY = (date - RFSTDTC) + 1 when the date is on or after RFSTDTC, else (date - RFSTDTC);
+there is no day 0. RFSTDTC is the first CAR-T infusion. Only the date parts are used, and
+--DY is missing when either date is partial or missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.derive.dates import dtc_date
+
+
+def study_day(dtc: pd.Series, rfstdtc: pd.Series) -> pd.Series:
+    """``--DY`` of each ``dtc`` against the subject's ``rfstdtc`` (aligned Series). Float with NaN."""
+    d = dtc_date(dtc)
+    r = dtc_date(pd.Series(rfstdtc.to_numpy(), index=dtc.index))
+    delta = (d - r).dt.days.astype("float64")
+    return pd.Series(np.where(delta >= 0, delta + 1, delta), index=dtc.index, dtype="float64")
+
+
+def study_day_by_subject(dtc: pd.Series, usubjid: pd.Series, dm: pd.DataFrame) -> pd.Series:
+    """``--DY`` looking RFSTDTC up in DM by USUBJID."""
+    ref = usubjid.map(dm.set_index("USUBJID")["RFSTDTC"]).fillna("")
+    return study_day(dtc, ref)
+
+
+def protocol_day_to_study_day(day: pd.Series) -> pd.Series:
+    """Planned study day of a protocol day counted from infusion = day 0 (no day 0 in SDTM)."""
+    return day.where(day < 0, day + 1)
