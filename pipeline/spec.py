@@ -142,6 +142,16 @@ class Spec:
         return read_table(path)
 
 
+def expand_supp_template(variables: pd.DataFrame, datasets: pd.DataFrame) -> pd.DataFrame:
+    """Every SUPP-- dataset shares one structure (SDTMIG 8.4): rows of dataset ``SUPP--`` in
+    ``variables/SUPPQUAL.csv`` are copied to each SUPP* dataset listed in datasets.csv."""
+    template = variables[variables["dataset"] == "SUPP--"]
+    rest = variables[variables["dataset"] != "SUPP--"]
+    supps = [d for d in datasets["dataset"] if d.startswith("SUPP")]
+    copies = [template.assign(dataset=d) for d in supps if d not in set(rest["dataset"])]
+    return pd.concat([rest, *copies], ignore_index=True) if copies else rest.reset_index(drop=True)
+
+
 def load_spec(specs_dir: Path | str) -> Spec:
     """Load every spec table under ``specs_dir`` and check its internal consistency."""
     root = Path(specs_dir)
@@ -153,7 +163,7 @@ def load_spec(specs_dir: Path | str) -> Spec:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{std_path}: {exc}") from None
     datasets = read_table(root / "sdtm" / "datasets.csv")
-    variables = _read_folder(root / "sdtm" / "variables", VARIABLE_COLUMNS)
+    variables = expand_supp_template(_read_folder(root / "sdtm" / "variables", VARIABLE_COLUMNS), datasets)
     codelists = _read_folder(root / "sdtm" / "codelists", CODELIST_COLUMNS)
     spec = Spec(
         root=root,
