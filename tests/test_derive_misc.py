@@ -1,0 +1,82 @@
+"""USUBJID, SEQ, visits, EPOCH, LOBXFL and SUPPQUAL derivations."""
+
+import pandas as pd
+import pytest
+
+from pipeline.config import load_study
+from pipeline.derive.baseline import last_obs_before_exposure
+from pipeline.derive.epoch import derive_epoch, subject_elements
+from pipeline.derive.identifiers import usubjid
+from pipeline.derive.seq import assign_seq
+from pipeline.derive.visits import visit_numbers
+from pipeline.errors import DataError
+
+from conftest import SPECS
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_study(SPECS, "NCT06316427")
+
+
+def test_usubjid():
+    f = pd.DataFrame({"STUDYID": ["S1"], "SITEID": ["01"], "SUBJID": ["0007"]})
+    assert usubjid(f).tolist() == ["S1-01-0007"]
+
+
+def test_seq_is_per_subject_and_deterministic():
+    f = pd.DataFrame({"USUBJID": ["B", "A", "A", "B", "A"], "D": ["2", "3", "1", "1", "2"]})
+    seq = assign_seq(f, ["D"])
+    assert seq.tolist() == [2, 3, 1, 1, 2]
+    assert assign_seq(f.iloc[::-1], ["D"]).reindex(f.index).tolist() == seq.tolist()
+
+
+def test_visit_numbers_planned_and_unscheduled(study):
+    v = pd.Series(["SCREENING", "DAY 0", "day 28", "UNSCHEDULED", "UNSCHEDULED"])
+    dy = pd.Series([-14, 1, 29, 30, -40], dtype="float64")
+    out = visit_numbers(v, study, dy)
+    assert out["VISIT"].tolist() == ["SCREENING", "DAY 0", "DAY 28", "UNSCHEDULED", "UNSCHEDULED"]
+    assert out["VISITNUM"].tolist()[:3] == [1.0, 3.0, 13.0]
+    assert out["VISITNUM"].iloc[3] == pytest.approx(13.1)   # after DAY 28 (VISITDY 29)
+    assert out["VISITNUM"].iloc[4] == pytest.approx(0.1)    # before the first planned visit
+
+
+def test_unknown_visit_raises(study):
+    with pytest.raises(DataError, match="not in the schedule"):
+        visit_numbers(pd.Series(["WEEK 99"]), study)
+
+
+def _dm_ex():
+    dm = pd.DataFrame({"USUBJID": ["S-01-1", "S-01-2"], "RFICDTC": ["2024-01-02", "2024-01-03"],
+                       "RFSTDTC": ["2024-01-20T10:00", ""], "RFPENDTC": ["2024-12-31", "2024-01-15"]})
+    ex = pd.DataFrame({"USUBJID": ["S-01-1", "S-01-1", "S-01-1"], "EXCAT": ["LYMPHODEPLETION"] * 2 + ["CAR-T INFUSION"],
+                       "EXSTDTC": ["2024-01-16T08:00", "2024-01-15T08:00", "2024-01-20T10:00"]})
+    return dm, ex
+
+
+def test_subject_elements_and_epoch(study):
+    dm, ex = _dm_ex()
+    se = subject_elements(dm, ex, study)
+    s1 = se[se.USUBJID == "S-01-1"].set_index("ETCD")
+    assert s1.loc["LD", "SESTDTC"] == "2024-01-15T08:00"
+    assert s1.loc["CART", "SESTDTC"] == "2024-01-20T10:00"
+    # 21-day CAR-T element: protocol days 0..21, follow-up from day 22 = 2024-02-11
+    assert s1.loc["FU", "SESTDTC"] == "2024-02-11"
+    assert s1.loc["CART", "SEENDTC"] == "2024-02-11"
+    # the screen-failure-like subject 2 has only screening
+    assert se[se.USUBJID == "S-01-2"]["ETCD"].tolist() == ["SCRN"]
+    u = pd.Series(["S-01-1"] * 6 + ["S-01-2"])
+    d = pd.Series(["2024-01-10", "2024-01-15", "2024-01-20T09:59", "2024-01-20T10:00", "2024-02-10", "2024-02", "2024-01-10"])
+    assert derive_epoch(u, d, se).tolist() == ["SCREENING", "LYMPHODEPLETION", "LYMPHODEPLETION", "TREATMENT",
+                                               "TREATMENT", "", "SCREENING"]
+    assert derive_epoch(pd.Series(["S-01-1"]), pd.Series(["2024-02-11"]), se).tolist() == ["FOLLOW-UP"]
+
+
+def test_lobxfl_last_non_missing_before_infusion():
+    f = pd.DataFrame({"USUBJID": ["A"] * 5, "LBTESTCD": ["ALT"] * 4 + ["AST"],
+                      "LBDTC": ["2024-01-01", "2024-01-10", "2024-01-20", "2024-01-21", "2024-01-01"]})
+    has = pd.Series([True, False, True, True, True])
+    rfx = pd.Series(["2024-01-20T10:00"] * 5)
+    flag = last_obs_before_exposure(f, ["USUBJID", "LBTESTCD"], "LBDTC", has, rfx)
+    # 01-10 has no result; 01-20 without time on the infusion date counts as pre-infusion
+    assert flag.tolist() == ["", "", "Y", "", "Y"]
