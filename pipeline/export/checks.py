@@ -1,0 +1,445 @@
+"""Output checks: every SDTM dataset against a pandera schema generated from ``specs/sdtm``.
+
+Nothing here is written per dataset: :func:`output_schemas` reads the dataset's variables,
+codelists and value-level metadata from the :class:`~pipeline.spec.Spec` and returns two
+``pandera.DataFrameSchema`` objects, one whose failures are errors (they block the study's
+export) and one whose failures are warnings. Both are validated lazily, and every failure
+becomes a finding in the gate's columns (``study, file, row, column, value, check, severity,
+message``) with ``file`` = the dataset name and ``row`` = the record number (1-based) in the
+exported order (rows sorted by the dataset's keys, see :func:`order_dataset`).
+
+Checks (check id -> rule):
+
+=================  ========  ===================================================================
+check              severity  rule
+=================  ========  ===================================================================
+variable_missing   error     a Req or Exp variable of the spec is absent (SDTMIG 3.4 4.1.4: Req
+                             and Exp variables are always included)
+not_in_spec        error     a variable that the spec does not define for the dataset
+required_value     error     a Req variable is null or empty on a record (SDTMIG 3.4 4.1.4)
+ct_value           error /   a value outside the variable's codelist; non-extensible codelists
+                   warning   give errors, extensible codelists warnings. Codelists that stand
+                             for an external dictionary (``dictionary`` filled: MedDRA, CTCAE,
+                             ISO 3166) are not checked term by term.
+valuelevel_ct      idem      the codelist of a value-level row (``specs/sdtm/valuelevel``), for
+                             records matching its where clause
+iso8601            error     a date/datetime variable that is not ISO 8601 in one of the
+                             right-truncated forms (YYYY, YYYY-MM, YYYY-MM-DD, ...Thh, ...Thh:mm,
+                             ...Thh:mm:ss) or not a real calendar date/time (SDTMIG 3.4 4.4.2)
+numeric_type       error     a numeric (integer/float) variable holding text
+integer_value      error     an ``integer`` variable holding a fraction
+max_length_200     error     a character value longer than 200 (XPT v5 limit, SDTMIG 3.4 4.5.3)
+spec_length        error     a character value longer than the spec's ``length``
+ascii              error     a character value with a non-ASCII or control character
+studyid            error     STUDYID differs from the study being built
+domain             error     DOMAIN (RDOMAIN in SUPP--) differs from the dataset
+seq_unique         error     --SEQ not unique within USUBJID (SDTMIG 3.4 4.1.9)
+usubjid_in_dm      error     a USUBJID absent from DM (SDTMIG 3.4 5.2: DM has every subject)
+study_day          error     --DY / --STDY / --ENDY differs from the value recomputed from the
+                             matching --DTC and DM.RFSTDTC (:func:`pipeline.derive.studyday.study_day`)
+duplicate_keys     warning   several records share the dataset's key variables (datasets.csv)
+label_length       error     dataset label (datasets.csv) or variable label over 40 characters
+dataset_not_in_spec error    a dataset a domain returned that datasets.csv does not list
+=================  ========  ===================================================================
+
+At most :data:`MAX_FINDINGS_PER_CHECK` findings are listed per dataset, variable and check;
+the rest are counted in one summary finding (``row`` empty) so that a systematic error in a
+million-row dataset gives a readable report.
+
+Checks that repeat over values (ISO 8601, ASCII, length) are evaluated once per distinct value
+and broadcast back: SDTM columns repeat a lot.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from pipeline.context import FINDING_COLUMNS, empty
+from pipeline.derive.studyday import study_day
+from pipeline.spec import NUMERIC_TYPES, Spec
+
+MAX_FINDINGS_PER_CHECK = 50
+MAX_VALUE_LENGTH = 200
+MAX_LABEL_LENGTH = 40
+DATE_TYPES = {"date", "partialDate"}
+DATETIME_TYPES = {"datetime", "partialDatetime", "incompleteDatetime"}
+_SEP = "|"
+
+MESSAGES: dict[str, str] = {
+    "variable_missing": "{ds}: variable {col} (core {detail}) is missing",
+    "not_in_spec": "{ds}: variable {col} is not defined for this dataset in the spec",
+    "required_value": "{ds}.{col} is required (core Req) but empty",
+    "ct_value": "{ds}.{col}: value {val!r} is not a term of codelist {detail}",
+    "valuelevel_ct": "{ds}.{col}: value {val!r} is not a term of the value-level codelist for {detail}",
+    "iso8601": "{ds}.{col}: {val!r} is not an ISO 8601 right-truncated calendar date/time",
+    "numeric_type": "{ds}.{col} is numeric but holds text {val!r}",
+    "integer_value": "{ds}.{col} is integer but holds {val!r}",
+    "max_length_200": "{ds}.{col}: value longer than 200 characters: {val!r}",
+    "spec_length": "{ds}.{col}: value longer than the spec length {detail}: {val!r}",
+    "ascii": "{ds}.{col}: value has a non-ASCII or control character: {val!r}",
+    "studyid": "{ds}.{col}: {val!r} is not the study being built ({detail})",
+    "domain": "{ds}.{col}: {val!r} should be {detail}",
+    "seq_unique": "{ds}.{col}: {val!r} is not unique within USUBJID",
+    "usubjid_in_dm": "{ds}.{col}: subject {val!r} is not in DM",
+    "study_day": "{ds}.{col}: {val!r} differs from the study day recomputed from {detail} and DM.RFSTDTC",
+    "duplicate_keys": "{ds}: several records share the keys {detail}",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+def order_dataset(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
+    """Rows sorted by the dataset's keys (stable), index 0..n-1; spec variables first in spec
+    order, then any others (so the checks can still report them)."""
+    names = spec.var_names(name)
+    keys = [k for k in spec.keys(name) if k in frame.columns]
+    out = frame.sort_values(keys, kind="mergesort", na_position="last") if keys else frame
+    cols = [c for c in names if c in out.columns] + sorted(c for c in out.columns if c not in names)
+    return out[cols].reset_index(drop=True)
+
+
+def by_distinct(series: pd.Series, func: Callable[[pd.Series], pd.Series], missing: bool = True) -> pd.Series:
+    """Evaluate a boolean ``func`` once per distinct non-null value and broadcast back.
+    Null values get ``missing``."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    if len(uniques) == 0:
+        return pd.Series(missing, index=series.index, dtype=bool)
+    res = np.asarray(func(pd.Series(np.asarray(uniques, dtype=object))), dtype=bool)
+    out = np.where(codes >= 0, res[np.clip(codes, 0, None)], missing)
+    return pd.Series(out, index=series.index, dtype=bool)
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """Values as text, null as ''."""
+    return s.astype("object").where(s.notna(), "").astype(str)
+
+
+def _blank(s: pd.Series) -> pd.Series:
+    """True where a value is null or an empty/blank string."""
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        return s.isna()
+    return s.isna() | _text(s).str.strip().eq("")
+
+
+_DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+_DATETIME_RE = re.compile(
+    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:\.\d+)?)?)?)?)?)?$")
+
+
+def iso8601_valid(values: pd.Series, with_time: bool = True) -> pd.Series:
+    """True where a text value is a right-truncated ISO 8601 date (or datetime) that exists on
+    the calendar (month 01-12, day within its month, 29 February only in leap years, hour
+    00-23, minute and second 00-59). Empty text is valid (missing is checked elsewhere)."""
+    s = _text(values)
+    parts = s.str.extract(_DATETIME_RE if with_time else _DATE_RE)
+    parts.columns = ["y", "m", "d", "h", "mi", "se"][: parts.shape[1]]
+    shaped = parts["y"].notna()
+    num = parts.apply(pd.to_numeric, errors="coerce")
+    month_ok = num["m"].isna() | num["m"].between(1, 12)
+    full = parts["y"] + "-" + parts["m"] + "-" + parts["d"]
+    day_ok = parts["d"].isna() | pd.to_datetime(full, format="%Y-%m-%d", errors="coerce").notna()
+    ok = shaped & month_ok & day_ok
+    if with_time:
+        ok &= (num["h"].isna() | num["h"].between(0, 23)) & (num["mi"].isna() | num["mi"].between(0, 59)) \
+            & (num["se"].isna() | num["se"].between(0, 59))
+    return s.eq("") | ok
+
+
+def _ascii_ok(values: pd.Series) -> pd.Series:
+    return ~_text(values).str.contains(r"[^\x20-\x7e]", regex=True)
+
+
+def _check(fn, check: str, col: str, detail: str = "") -> pa.Check:
+    """A pandera check whose name carries (check id, target variable, detail)."""
+    return pa.Check(fn, name=_SEP.join([check, col, detail]))
+
+
+# ---------------------------------------------------------------------------------------
+# schema generation
+# ---------------------------------------------------------------------------------------
+def _codelist_info(spec: Spec) -> dict[str, tuple[set[str], bool, bool]]:
+    """codelist id -> (terms, extensible, external dictionary)."""
+    info = {}
+    for cid, grp in spec.codelists.groupby("codelist", sort=True):
+        extensible = grp["extensible"].str.strip().str.lower().isin(["yes", "y", "true"]).any()
+        dictionary = grp["dictionary"].str.strip().ne("").any() if "dictionary" in grp else False
+        info[cid] = (set(grp["term"]), bool(extensible), bool(dictionary))
+    return info
+
+
+def output_schemas(spec: Spec, name: str, studyid: str | None = None,
+                   dm: pd.DataFrame | None = None) -> dict[str, pa.DataFrameSchema]:
+    """``{"error": schema, "warning": schema}`` for one dataset, generated from the spec.
+
+    ``dm`` (the DM dataset) enables the USUBJID-in-DM and study-day checks; ``studyid``
+    enables the STUDYID check.
+    """
+    v = spec.vars(name)
+    names = set(v["variable"])
+    cl_info = _codelist_info(spec)
+    err_cols: dict[str, pa.Column] = {}
+    warn_cols: dict[str, pa.Column] = {}
+    err_frame_checks: list[pa.Check] = []
+    warn_frame_checks: list[pa.Check] = []
+
+    for var in v.itertuples(index=False):  # one pass per spec variable (metadata, not records)
+        col, typ, core = var.variable, var.type, var.core
+        checks: list[pa.Check] = []
+        wchecks: list[pa.Check] = []
+        numeric = typ in NUMERIC_TYPES
+        if core == "Req":
+            checks.append(_check(lambda s: ~_blank(s), "required_value", col))
+        if numeric:
+            checks.append(_check(_numeric_ok, "numeric_type", col))
+            if typ == "integer":
+                checks.append(_check(_integer_ok, "integer_value", col))
+        else:
+            checks.append(_check(lambda s: by_distinct(s, lambda u: _text(u).str.len() <= MAX_VALUE_LENGTH),
+                                 "max_length_200", col))
+            checks.append(_check(lambda s: by_distinct(s, _ascii_ok), "ascii", col))
+            length = str(var.length).strip()
+            if length.isdigit():
+                n = int(length)
+                checks.append(_check(lambda s, n=n: by_distinct(s, lambda u: _text(u).str.len() <= n),
+                                     "spec_length", col, str(n)))
+            if typ in DATE_TYPES or typ in DATETIME_TYPES or col.endswith("DTC"):
+                with_time = typ not in DATE_TYPES
+                checks.append(_check(lambda s, t=with_time: by_distinct(s, lambda u: iso8601_valid(u, t)),
+                                     "iso8601", col))
+        if var.codelist and var.codelist in cl_info:
+            terms, extensible, dictionary = cl_info[var.codelist]
+            if not dictionary:
+                fn = (lambda s, t=frozenset(terms): _blank(s) | s.isin(t)) if not numeric else \
+                    (lambda s, t=frozenset(terms): s.isna() | _text(s).str.replace(r"\.0$", "", regex=True).isin(t))
+                (wchecks if extensible else checks).append(_check(fn, "ct_value", col, var.codelist))
+        if col == "STUDYID" and studyid:
+            checks.append(_check(lambda s, sid=studyid: _text(s).eq(sid), "studyid", col, studyid))
+        if col == "DOMAIN":
+            checks.append(_check(lambda s, d=name: _text(s).eq(d), "domain", col, name))
+        if col == "RDOMAIN" and name.startswith("SUPP") and len(name) > 4:
+            checks.append(_check(lambda s, d=name[4:]: _text(s).eq(d), "domain", col, name[4:]))
+        if col == "USUBJID" and dm is not None and name != "DM":
+            subjects = frozenset(_text(dm["USUBJID"]))
+            checks.append(_check(lambda s, subj=subjects: _text(s).isin(subj), "usubjid_in_dm", col))
+        required = core in ("Req", "Exp")
+        err_cols[col] = pa.Column(None, checks=checks, nullable=True, required=required,
+                                  name=col, title=f"core {core}")
+        if wchecks:
+            warn_cols[col] = pa.Column(None, checks=wchecks, nullable=True, required=False, name=col)
+
+    # --SEQ unique within USUBJID
+    seq = f"{name}SEQ"
+    if seq in names and "USUBJID" in names:
+        err_frame_checks.append(_check(
+            lambda d, c=seq: _guard(d, ["USUBJID", c], lambda: ~d.duplicated(["USUBJID", c], keep=False)),
+            "seq_unique", seq))
+    # --DY against --DTC and DM.RFSTDTC
+    if dm is not None and "USUBJID" in names:
+        ref = dm.drop_duplicates("USUBJID").set_index("USUBJID")["RFSTDTC"] if "RFSTDTC" in dm else None
+        for dy in sorted(n for n in names if n.endswith("DY") and n != "VISITDY"):
+            dtc = dy[:-2] + "DTC"
+            if dtc in names and ref is not None:
+                err_frame_checks.append(_check(
+                    lambda d, dy=dy, dtc=dtc, ref=ref: _guard(d, ["USUBJID", dy, dtc], lambda: _study_day_ok(d, dy, dtc, ref)),
+                    "study_day", dy, dtc))
+    # key uniqueness (warning)
+    keys = spec.keys(name)
+    if keys:
+        warn_frame_checks.append(_check(
+            lambda d, k=tuple(keys): _guard(d, list(k), lambda: ~d.duplicated(list(k), keep=False)),
+            "duplicate_keys", keys[-1], ", ".join(keys)))
+    # value-level codelists
+    for severity, chk in _valuelevel_checks(spec, name, names, cl_info):
+        (err_frame_checks if severity == "error" else warn_frame_checks).append(chk)
+
+    return {
+        "error": pa.DataFrameSchema(err_cols, checks=err_frame_checks, strict=True, name=name),
+        "warning": pa.DataFrameSchema(warn_cols, checks=warn_frame_checks, strict=False, name=name),
+    }
+
+
+def _guard(frame: pd.DataFrame, needed: list[str], fn: Callable[[], pd.Series]) -> pd.Series:
+    """Run a frame-level check only when its variables are present (their absence is
+    reported once, as variable_missing)."""
+    if any(c not in frame.columns for c in needed):
+        return pd.Series(True, index=frame.index)
+    return fn()
+
+
+def _numeric_ok(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        return pd.Series(True, index=s.index)
+    # an object column: numbers and nulls pass, text does not (only on an already-wrong dtype)
+    is_text = s.map(lambda x: isinstance(x, str | bool))
+    return s.isna() | ~is_text
+
+
+def _integer_ok(s: pd.Series) -> pd.Series:
+    n = pd.to_numeric(s, errors="coerce")
+    return n.isna() | (n == np.round(n))
+
+
+def _study_day_ok(frame: pd.DataFrame, dy: str, dtc: str, ref: pd.Series) -> pd.Series:
+    rfstdtc = frame["USUBJID"].map(ref).fillna("")
+    expected = study_day(_text(frame[dtc]), rfstdtc)
+    actual = pd.to_numeric(frame[dy], errors="coerce")
+    return (expected.isna() & actual.isna()) | (expected == actual)
+
+
+def _valuelevel_checks(spec: Spec, name: str, names: set[str], cl_info) -> list[tuple[str, pa.Check]]:
+    vl = spec.valuelevel
+    if vl.empty or not {"dataset", "variable", "where_variable", "where_value", "codelist"} <= set(vl.columns):
+        return []
+    rows = vl[(vl["dataset"] == name) & (vl["codelist"] != "") & (vl["where_variable"] != "")]
+    out = []
+    for (var, wvar), grp in rows.groupby(["variable", "where_variable"], sort=True):
+        if var not in names or wvar not in names:
+            continue
+        for severity in ("error", "warning"):
+            pairs = []
+            for r in grp.itertuples(index=False):  # metadata rows
+                if r.codelist not in cl_info:
+                    continue
+                terms, extensible, dictionary = cl_info[r.codelist]
+                if dictionary or (severity == "error") == extensible:
+                    continue
+                pairs += [(r.where_value, t) for t in terms]
+            if not pairs:
+                continue
+            allowed = pd.MultiIndex.from_tuples(pairs)
+            restricted = frozenset(p[0] for p in pairs)
+            detail = f"{wvar}"
+
+            def fn(d, var=var, wvar=wvar, allowed=allowed, restricted=restricted):
+                def inner():
+                    w, x = _text(d[wvar]), _text(d[var])
+                    ok = pd.MultiIndex.from_arrays([w, x]).isin(allowed)
+                    return pd.Series(~w.isin(restricted) | x.eq("") | ok, index=d.index)
+                return _guard(d, [var, wvar], inner)
+            out.append((severity, _check(fn, "valuelevel_ct", var, detail)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# running the checks
+# ---------------------------------------------------------------------------------------
+def _failures_to_findings(fc: pd.DataFrame, frame: pd.DataFrame, ds: str, studyid: str, severity: str,
+                          schema: pa.DataFrameSchema) -> pd.DataFrame:
+    rows = []
+    for (check_name, column), grp in fc.groupby(["check", fc["column"].fillna("")], sort=True, dropna=False):
+        check_name = str(check_name)
+        if check_name in ("column_in_dataframe", "column_in_schema"):
+            for val in sorted(grp["failure_case"].astype(str)):
+                if check_name == "column_in_dataframe":
+                    core = schema.columns[val].title.replace("core ", "") if val in schema.columns else ""
+                    rows.append(_finding(studyid, ds, "", val, "", "variable_missing", severity, detail=core))
+                else:
+                    rows.append(_finding(studyid, ds, "", val, "", "not_in_spec", severity))
+            continue
+        if _SEP not in check_name:
+            # pandera itself failed a check (e.g. an exception): report it verbatim
+            for r in grp.itertuples(index=False):
+                rows.append({"study": studyid, "file": ds, "row": "", "column": str(column), "value": "",
+                             "check": "check_error", "severity": severity,
+                             "message": f"{ds}.{column}: check {check_name} failed: {r.failure_case}"})
+            continue
+        check, target, detail = check_name.split(_SEP, 2)
+        if column and column != target:
+            continue  # a frame-level check lists every variable of a failing row: keep the target
+        idx = pd.to_numeric(grp["index"], errors="coerce").dropna().astype(int).drop_duplicates().sort_values()
+        if idx.empty:
+            rows.append(_finding(studyid, ds, "", target, "", check, severity, detail=detail))
+            continue
+        shown = idx.iloc[:MAX_FINDINGS_PER_CHECK]
+        values = frame[target].iloc[shown.to_numpy()] if target in frame.columns else pd.Series([""] * len(shown))
+        for i, val in zip(shown.tolist(), values.tolist()):
+            rows.append(_finding(studyid, ds, i + 1, target, val, check, severity, detail=detail))
+        if len(idx) > len(shown):
+            rows.append({"study": studyid, "file": ds, "row": "", "column": target, "value": "", "check": check,
+                         "severity": severity,
+                         "message": f"{ds}.{target}: {len(idx) - len(shown)} more record(s) fail {check} "
+                                    f"({len(idx)} in all; first {len(shown)} listed)"})
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS) if rows else empty(FINDING_COLUMNS)
+
+
+def _finding(studyid, ds, row, col, val, check, severity, detail="") -> dict:
+    if isinstance(val, float) and np.isnan(val):
+        val = ""
+    sval = str(val)
+    shown = sval if len(sval) <= 60 else sval[:57] + "..."
+    msg = MESSAGES.get(check, "{ds}.{col}: check {check} failed").format(ds=ds, col=col, val=shown, detail=detail,
+                                                                         check=check)
+    return {"study": studyid, "file": ds, "row": row, "column": col, "value": sval[:200], "check": check,
+            "severity": severity, "message": msg}
+
+
+def check_dataset(frame: pd.DataFrame, spec: Spec, name: str, studyid: str,
+                  dm: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Findings of one dataset (already in :func:`order_dataset` order)."""
+    found = [spec_findings(spec, name, studyid)]
+    for severity, schema in output_schemas(spec, name, studyid, dm).items():
+        try:
+            schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            found.append(_failures_to_findings(exc.failure_cases, frame, name, studyid, severity, schema))
+    return concat_findings(found)
+
+
+def spec_findings(spec: Spec, name: str, studyid: str) -> pd.DataFrame:
+    """Spec-level problems of one dataset: labels over 40 characters."""
+    rows = []
+    label = str(spec.dataset(name)["label"])
+    if len(label) > MAX_LABEL_LENGTH:
+        rows.append({"study": studyid, "file": name, "row": "", "column": "", "value": label, "check": "label_length",
+                     "severity": "error", "message": f"{name}: dataset label over {MAX_LABEL_LENGTH} characters"})
+    v = spec.vars(name)
+    for r in v[v["label"].str.len() > MAX_LABEL_LENGTH].itertuples(index=False):
+        rows.append({"study": studyid, "file": name, "row": "", "column": r.variable, "value": r.label,
+                     "check": "label_length", "severity": "error",
+                     "message": f"{name}.{r.variable}: label over {MAX_LABEL_LENGTH} characters"})
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS) if rows else empty(FINDING_COLUMNS)
+
+
+def check_datasets(datasets: dict[str, pd.DataFrame], spec: Spec, studyid: str) -> pd.DataFrame:
+    """Findings over every dataset of a study (each already ordered with :func:`order_dataset`)."""
+    found = []
+    known = set(spec.datasets["dataset"])
+    dm = datasets.get("DM")
+    if dm is None and datasets:
+        found.append(pd.DataFrame([{
+            "study": studyid, "file": "DM", "row": "", "column": "USUBJID", "value": "", "check": "usubjid_in_dm",
+            "severity": "warning", "message": "DM was not built: USUBJID-in-DM and study-day checks skipped"}],
+            columns=FINDING_COLUMNS))
+    for name in sorted(datasets):
+        if name not in known:
+            found.append(pd.DataFrame([{
+                "study": studyid, "file": name, "row": "", "column": "", "value": "", "check": "dataset_not_in_spec",
+                "severity": "error", "message": f"{name}: dataset is not listed in specs/sdtm/datasets.csv"}],
+                columns=FINDING_COLUMNS))
+            continue
+        found.append(check_dataset(datasets[name], spec, name, studyid, dm))
+    return concat_findings(found)
+
+
+def concat_findings(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return empty(FINDING_COLUMNS)
+    return pd.concat([f[FINDING_COLUMNS].astype("object") for f in frames], ignore_index=True)
+
+
+def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
+    """Deterministic order: errors first, then by file, column, check and row."""
+    if findings.empty:
+        return findings
+    f = findings.copy()
+    f["_sev"] = f["severity"].map({"error": 0, "warning": 1}).fillna(2)
+    f["_row"] = pd.to_numeric(f["row"], errors="coerce").fillna(-1)
+    f = f.sort_values(["_sev", "study", "file", "column", "check", "_row", "value", "message"], kind="mergesort")
+    return f.drop(columns=["_sev", "_row"]).reset_index(drop=True)

@@ -1,0 +1,172 @@
+"""CDISC Dataset-JSON v1.1 files (``dm.json``), one beside each XPT.
+
+Structure (Dataset-JSON v1.1 user guide), top-level keys in this order:
+``datasetJSONCreationDateTime, datasetJSONVersion, fileOID, dbLastModifiedDateTime, originator,
+sourceSystem {name, version}, studyOID, metaDataVersionOID, metaDataRef, itemGroupOID, records,
+name, label, columns, rows``.
+
+OIDs shared with define.xml (the define writer must use the same functions/constants):
+
+=====================  ===========================================  ======================
+what                   OID                                          function
+=====================  ===========================================  ======================
+Study/@OID             ``S.<STUDYID>``                              :func:`study_oid`
+MetaDataVersion/@OID   ``MDV.<STUDYID>.SDTMIG.<sdtmig_version>``    :func:`metadata_version_oid`
+ItemGroupDef/@OID      ``IG.<DATASET>``                             :func:`item_group_oid`
+ItemDef/@OID           ``IT.<DATASET>.<VARIABLE>``                  :func:`item_oid`
+=====================  ===========================================  ======================
+
+``metaDataRef`` is ``define.xml`` (same folder). ``fileOID`` is ``<STUDYID>.SDTM.<DATASET>``.
+
+Column data types (spec ``type`` = define.xml DataType -> Dataset-JSON ``dataType``):
+text -> string; integer -> integer; float -> double (XPT stores 8-byte doubles);
+date/partialDate -> date; datetime/partialDatetime/incompleteDatetime -> datetime;
+time/partialTime -> time; durationDatetime -> string. ``length`` is given for character
+columns only: the longest value present (min 1), the same number as the XPT width and the
+define.xml Length. ``keySequence`` numbers the dataset's keys (datasets.csv) in order.
+
+Values: character missing -> ``""`` for string columns and ``null`` for date/datetime/time
+columns (an empty string is not an ISO 8601 value); numeric missing -> ``null``; integers are
+JSON integers; doubles use Python's shortest round-trip representation.
+
+Determinism: the creation and ``dbLastModifiedDateTime`` stamps are
+:func:`pipeline.export.xpt.build_timestamp` (``SOURCE_DATE_EPOCH`` or the data cut-off), so
+a rebuild is byte-identical. Rows are written one per line for readable diffs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import pipeline
+from pipeline.export.xpt import observed_lengths, xpt_frame
+from pipeline.spec import Spec
+
+VERSION = "1.1.0"
+SOURCE_SYSTEM = "cart-sdtm-pipeline"
+DATA_TYPES = {
+    "text": "string", "integer": "integer", "float": "double",
+    "date": "date", "partialDate": "date",
+    "datetime": "datetime", "partialDatetime": "datetime", "incompleteDatetime": "datetime",
+    "time": "time", "partialTime": "time", "durationDatetime": "string",
+}
+_NULL_WHEN_EMPTY = {"date", "datetime", "time"}
+
+
+def study_oid(studyid: str) -> str:
+    return f"S.{studyid}"
+
+
+def metadata_version_oid(studyid: str, spec: Spec) -> str:
+    return f"MDV.{studyid}.SDTMIG.{spec.standards.get('sdtmig_version', '')}"
+
+
+def item_group_oid(dataset: str) -> str:
+    return f"IG.{dataset}"
+
+
+def item_oid(dataset: str, variable: str) -> str:
+    return f"IT.{dataset}.{variable}"
+
+
+def json_name(name: str) -> str:
+    return f"{name.lower()}.json"
+
+
+def iso_stamp(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def columns_metadata(frame: pd.DataFrame, spec: Spec, name: str) -> list[dict]:
+    """The ``columns`` array for a frame already in export form (:func:`xpt_frame`)."""
+    v = spec.vars(name).set_index("variable")
+    keys = spec.keys(name)
+    lengths = observed_lengths(frame, spec, name)
+    cols = []
+    for c in frame.columns:
+        dtype = DATA_TYPES[v.loc[c, "type"]]
+        col = {"itemOID": item_oid(name, c), "name": c, "label": v.loc[c, "label"], "dataType": dtype}
+        if dtype not in ("integer", "double"):
+            col["length"] = lengths[c]
+        if c in keys:
+            col["keySequence"] = keys.index(c) + 1
+        cols.append(col)
+    return cols
+
+
+def _encode_column(s: pd.Series, dtype: str) -> np.ndarray:
+    """JSON text of every value of one column (encoded once per distinct value)."""
+    if dtype in ("integer", "double"):
+        num = pd.to_numeric(s, errors="raise").astype("float64")
+        codes, uniques = pd.factorize(num, use_na_sentinel=True)
+        if dtype == "integer":
+            enc = [json.dumps(int(u)) for u in uniques]
+        else:
+            enc = [json.dumps(float(u), allow_nan=False) for u in uniques]
+    else:
+        codes, uniques = pd.factorize(s.astype("object"), use_na_sentinel=True)
+        null_empty = dtype in _NULL_WHEN_EMPTY
+        enc = ["null" if (u == "" and null_empty) else json.dumps(str(u), ensure_ascii=True) for u in uniques]
+    table = np.array(enc + ["null"], dtype=object)
+    return table[np.where(codes >= 0, codes, len(enc))]
+
+
+def row_lines(frame: pd.DataFrame, dtypes: list[str]) -> list[str]:
+    """One JSON array text per record, built column-wise (vectorised string concatenation)."""
+    if len(frame) == 0:
+        return []
+    if not len(frame.columns):
+        return ["[]"] * len(frame)
+    acc = pd.Series(_encode_column(frame.iloc[:, 0], dtypes[0]), dtype=object)
+    for i in range(1, len(frame.columns)):
+        acc = acc + "," + pd.Series(_encode_column(frame.iloc[:, i], dtypes[i]), dtype=object)
+    return ("[" + acc + "]").tolist()
+
+
+def dataset_json_text(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, originator: str,
+                      timestamp: datetime) -> str:
+    """The whole Dataset-JSON document as text (frame in key order, spec variables)."""
+    out = xpt_frame(frame, spec, name)
+    columns = columns_metadata(out, spec, name)
+    stamp = iso_stamp(timestamp)
+    head = {
+        "datasetJSONCreationDateTime": stamp,
+        "datasetJSONVersion": VERSION,
+        "fileOID": f"{studyid}.SDTM.{name}",
+        "dbLastModifiedDateTime": stamp,
+        "originator": originator,
+        "sourceSystem": {"name": SOURCE_SYSTEM, "version": pipeline.__version__},
+        "studyOID": study_oid(studyid),
+        "metaDataVersionOID": metadata_version_oid(studyid, spec),
+        "metaDataRef": "define.xml",
+        "itemGroupOID": item_group_oid(name),
+        "records": int(len(out)),
+        "name": name,
+        "label": str(spec.dataset(name)["label"]),
+        "columns": columns,
+        "rows": "@ROWS@",
+    }
+    text = json.dumps(head, indent=1, ensure_ascii=True)
+    lines = row_lines(out, [c["dataType"] for c in columns])
+    rows = "[]" if not lines else "[\n  " + ",\n  ".join(lines) + "\n ]"
+    before, after = text.rsplit('"@ROWS@"', 1)
+    return before + rows + after + "\n"
+
+
+def write_dataset_json(frame: pd.DataFrame, spec: Spec, name: str, path: Path, studyid: str,
+                       originator: str, timestamp: datetime) -> None:
+    Path(path).write_bytes(dataset_json_text(frame, spec, name, studyid, originator, timestamp).encode("ascii"))
+
+
+def read_dataset_json(path: Path) -> tuple[pd.DataFrame, dict]:
+    """Read a Dataset-JSON file back: a frame (columns named, object values) and the metadata."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    names = [c["name"] for c in doc["columns"]]
+    frame = pd.DataFrame(doc.get("rows", []), columns=names, dtype=object)
+    meta = {k: v for k, v in doc.items() if k != "rows"}
+    return frame, meta

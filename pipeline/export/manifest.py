@@ -1,0 +1,96 @@
+"""``manifest.csv``: every file of a study's output folder with its rows, columns and SHA-256.
+
+Columns ``file, rows, columns, sha256``, one line per file (paths relative to the study
+folder, ``/``-separated), sorted by ``file``. ``rows``/``columns`` are the records and
+variables of ``.xpt`` and ``.json`` datasets and the data rows/columns of ``.csv`` files;
+empty for other files (build.log, define.xml, listings). The manifest excludes itself and any
+file listed in :data:`EXCLUDED` (non-hashed files such as timings, which are not deterministic).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.export.writer import csv_bytes
+
+MANIFEST = "manifest.csv"
+#: files never listed (the manifest itself; timings, which change from run to run)
+EXCLUDED = {MANIFEST, "timings.csv"}
+COLUMNS = ["file", "rows", "columns", "sha256"]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _shape(path: Path, shapes: dict[str, tuple[int, int]], rel: str) -> tuple[str, str]:
+    if rel in shapes:
+        r, c = shapes[rel]
+        return str(r), str(c)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            n = sum(1 for _ in reader)
+        return (str(n), str(len(header))) if header is not None else ("0", "0")
+    if suffix == ".json":
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return "", ""
+        if isinstance(doc, dict) and "records" in doc and "columns" in doc:
+            return str(doc["records"]), str(len(doc["columns"]))
+    if suffix == ".xpt":
+        import pyreadstat
+
+        _, meta = pyreadstat.read_xport(str(path), metadataonly=True)
+        return str(meta.number_rows), str(meta.number_columns)
+    return "", ""
+
+
+def manifest_frame(folder: Path, shapes: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
+    """The manifest of ``folder``. ``shapes`` (relative path -> (rows, columns)) saves
+    re-reading datasets the caller just wrote."""
+    folder = Path(folder)
+    shapes = shapes or {}
+    rows = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel in EXCLUDED:
+            continue
+        r, c = _shape(path, shapes, rel)
+        rows.append({"file": rel, "rows": r, "columns": c, "sha256": sha256_file(path)})
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values("file", kind="mergesort").reset_index(drop=True)
+
+
+def write_manifest(folder: Path, shapes: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
+    m = manifest_frame(folder, shapes)
+    (Path(folder) / MANIFEST).write_bytes(csv_bytes(m))
+    return m
+
+
+def verify_manifest(folder: Path) -> list[str]:
+    """Files whose SHA-256 no longer matches the manifest (or that are missing/unlisted)."""
+    folder = Path(folder)
+    listed = pd.read_csv(io.BytesIO((folder / MANIFEST).read_bytes()), dtype=str, keep_default_na=False)
+    problems = []
+    for r in listed.itertuples(index=False):
+        p = folder / r.file
+        if not p.is_file():
+            problems.append(f"{r.file}: missing")
+        elif sha256_file(p) != r.sha256:
+            problems.append(f"{r.file}: SHA-256 differs")
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - EXCLUDED
+    problems += [f"{f}: not in the manifest" for f in sorted(present - set(listed["file"]))]
+    return problems
