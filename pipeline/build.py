@@ -1,0 +1,467 @@
+"""``python -m pipeline build``: gate, SDTM domains, output checks, export, define.xml, listings.
+
+For each requested study (default: every ``specs/studies/*.toml``):
+
+1. **Gate** (:func:`pipeline.intake.gate.gate_study`). The gate reports of all studies go to
+   ``<out>/gate/`` (``gate_report.csv``, ``gate_report.html``, ``junit.xml``), written by the same
+   writer as ``python -m pipeline validate``. A study with gate errors gets no output: its previous
+   ``<out>/<STUDYID>/`` stays untouched, and the run exits 1 after the other studies.
+2. **Domains**: every module of :data:`pipeline.domains.REGISTRY`, in order, with one
+   :class:`~pipeline.context.StudyContext`; a module not in the tree yet is skipped with a log
+   line. Datasets, reports, provenance, rejections and findings are merged. A module raising
+   :class:`~pipeline.errors.DataError` fails the study with that message as a finding.
+3. **Output checks** (:mod:`pipeline.export.checks`, pandera schemas generated from the spec)
+   and **reconciliation** (:mod:`pipeline.export.reconcile`: every raw row consumed or rejected).
+4. **Export** into ``<out>/.staging-<STUDYID>-<pid>/``: ``<ds>.xpt`` (v5) and ``<ds>.json``
+   (Dataset-JSON v1.1) per dataset, ``reports/*.csv``, then the post-export hooks
+   (:data:`POST_EXPORT_HOOKS`: define.xml, listings), ``build.log`` and ``manifest.csv``.
+   The staging folder is then swapped in atomically (:func:`pipeline.export.writer.swap_in`).
+   A failed build removes its staging folder and leaves the previous outputs byte-identical.
+
+Findings of the build (domain findings, output checks, reconciliation) of every study that
+reached step 2 are written to ``<out>/gate/<STUDYID>_build_findings.csv`` (gate columns,
+errors first), whether the study failed or not; a successful build also keeps its warnings in
+``<out>/<STUDYID>/reports/findings.csv``. Errors block the study (exit 1).
+
+Reports in ``<out>/<STUDYID>/reports/``: one CSV per domain report (rows sorted),
+``reconciliation.csv``, ``rejections.csv`` and ``findings.csv``.
+
+Determinism: every file of ``<out>/<STUDYID>/`` is byte-identical on rerun with the same inputs,
+software and ``SOURCE_DATE_EPOCH``; the XPT/JSON stamps are ``SOURCE_DATE_EPOCH`` or the study's
+data cut-off. Wall-clock timings are shown only on stderr (progress), never written to a file.
+
+Exit codes: 0 clean, 1 data errors (gate, domains, output checks, reconciliation), 2 usage or
+configuration errors (raised as :class:`~pipeline.errors.ConfigError`).
+
+Domain-incomplete trees: while teammates finish their modules, :data:`LENIENT_MISSING_MODULES`
+(study-independent) makes a form whose rows no module accounted for a *warning*
+``not mapped (module missing: ...)`` instead of errors, when the module that maps it is absent.
+A form's mapping module is the registry module of the same name (``ae`` form -> ``ae`` module);
+a form without a same-named module (e.g. ``crs``) is lenient while any registry module is absent.
+Once the module exists, unaccounted rows are errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import platform
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+import pipeline
+from pipeline.config import Study, load_study, study_ids
+from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext,
+                              empty)
+from pipeline.domains import REGISTRY
+from pipeline.errors import ConfigError, DataError, PipelineError
+from pipeline.export import checks, datasetjson, manifest, reconcile, writer, xpt
+from pipeline.progress import BuildLog, Progress
+from pipeline.spec import Spec, load_spec
+
+#: forms whose mapping module is absent give a warning, not errors (see module docstring)
+LENIENT_MISSING_MODULES = True
+DOMAIN_PACKAGE = "pipeline.domains"
+#: the raw-extract gate: ``gate_study(raw_dir, study, spec) -> (forms, findings)``
+GATE_MODULE = "pipeline.intake.gate"
+#: report names the build writes itself (a domain report may not use them)
+RESERVED_REPORTS = {"reconciliation", "rejections", "findings"}
+_REPORT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A post-export step from a teammate's module, called if the module is in the tree.
+
+    ``args`` names what the function receives, in order, from: ``study_dir`` (the staging
+    folder; write only inside it), ``datasets`` (name -> frame as exported: spec variables in
+    spec order, rows in key order), ``reports`` (name -> frame) and ``ctx`` (the study's
+    :class:`StudyContext`, ``ctx.datasets`` = the exported frames).
+    """
+
+    name: str
+    module: str
+    function: str
+    args: tuple[str, ...]
+
+
+#: post-export hooks, in order. To add one, add a line here and put the module in the tree.
+POST_EXPORT_HOOKS: list[Hook] = [
+    Hook("define", "pipeline.export.define", "write_define", ("study_dir", "datasets", "ctx")),
+    Hook("listings", "pipeline.report.listings", "write_listings", ("study_dir", "datasets", "reports", "ctx")),
+]
+
+
+def module_available(name: str) -> bool:
+    """True when a module exists in the tree (without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@dataclass
+class Merged:
+    """Everything the domain modules of one study returned, merged."""
+
+    datasets: dict[str, pd.DataFrame] = field(default_factory=dict)
+    reports: dict[str, pd.DataFrame] = field(default_factory=dict)
+    consumed: list[pd.DataFrame] = field(default_factory=list)
+    rejected: list[pd.DataFrame] = field(default_factory=list)
+    findings: list[pd.DataFrame] = field(default_factory=list)
+    origin: dict[str, str] = field(default_factory=dict)  # dataset -> module
+
+
+def _finding(studyid: str, file: str, check: str, message: str, severity: str = "error", column: str = "") -> pd.DataFrame:
+    return pd.DataFrame([{"study": studyid, "file": file, "row": "", "column": column, "value": "", "check": check,
+                          "severity": severity, "message": message}], columns=FINDING_COLUMNS)
+
+
+def _frame(df, columns: list[str]) -> pd.DataFrame:
+    if df is None or len(df) == 0:
+        return empty(columns)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"a domain result lacks columns {', '.join(missing)}")
+    return df[columns]
+
+
+def run_domains(ctx: StudyContext, log: BuildLog, progress: Progress | None = None,
+                registry: list[str] | None = None, package: str | None = None) -> Merged:
+    """Run every registry module in order on ``ctx`` and merge what they return.
+
+    ``ctx.datasets``/``ctx.reports`` grow as modules finish (a module sees those before it).
+    """
+    sid = ctx.study.studyid
+    merged = Merged()
+    package = package or DOMAIN_PACKAGE
+    log.section("domains")
+    failed = ""
+    for name in (registry if registry is not None else REGISTRY):
+        if failed:
+            log.add(f"{name}: not run ({failed} failed)")
+            if progress:
+                progress.step(name, "not run")
+            continue
+        modname = f"{package}.{name}"
+        if not module_available(modname):
+            log.add(f"{name}: skipped (module {modname} not in the tree yet)")
+            if progress:
+                progress.step(name, "skipped")
+            continue
+        module = importlib.import_module(modname)
+        try:
+            result = module.build(ctx)
+        except DataError as exc:
+            merged.findings.append(_finding(sid, name, "domain_error", f"{name}: {exc}"))
+            log.add(f"{name}: FAILED: {exc}")
+            failed = name
+            if progress:
+                progress.step(name, "FAILED")
+            continue
+        if not isinstance(result, DomainResult):
+            raise DataError(f"domain module {modname}.build returned {type(result).__name__}, not DomainResult")
+        made = []
+        for ds, frame in result.datasets.items():
+            if ds in merged.datasets:
+                merged.findings.append(_finding(sid, ds, "dataset_twice",
+                                                f"{ds} is built by both {merged.origin[ds]} and {name}"))
+                continue
+            merged.datasets[ds] = frame
+            merged.origin[ds] = name
+            ctx.datasets[ds] = frame
+            made.append(f"{ds}({len(frame)})")
+        for rep, frame in result.reports.items():
+            if rep in merged.reports or rep in RESERVED_REPORTS or not _REPORT_NAME.match(rep):
+                merged.findings.append(_finding(sid, name, "report_name",
+                                                f"{name}: report name {rep!r} is reserved, repeated or not snake_case"))
+                continue
+            merged.reports[rep] = frame
+            ctx.reports[rep] = frame
+        try:
+            merged.consumed.append(_frame(result.consumed, CONSUMED_COLUMNS))
+            merged.rejected.append(_frame(result.rejected, REJECTED_COLUMNS))
+            merged.findings.append(_frame(result.findings, FINDING_COLUMNS))
+        except DataError as exc:
+            merged.findings.append(_finding(sid, name, "domain_result", f"{name}: {exc}"))
+        log.add(f"{name}: datasets {' '.join(made) or '-'}; reports {' '.join(sorted(result.reports)) or '-'}; "
+                f"consumed {len(result.consumed)}; rejected {len(result.rejected)}; findings {len(result.findings)}")
+        if progress:
+            progress.step(name)
+    return merged
+
+
+def unmapped_forms(forms: list[str], registry: list[str] | None = None, package: str | None = None) -> dict[str, str]:
+    """Forms whose unaccounted rows are warnings for now (see :data:`LENIENT_MISSING_MODULES`)."""
+    if not LENIENT_MISSING_MODULES:
+        return {}
+    package = package or DOMAIN_PACKAGE
+    registry = registry if registry is not None else REGISTRY
+    missing = [m for m in registry if not module_available(f"{package}.{m}")]
+    if not missing:
+        return {}
+    out = {}
+    for form in forms:
+        if form in registry:
+            if form in missing:
+                out[form] = f"module missing: {form}"
+        else:
+            out[form] = f"module missing: one of {', '.join(missing)}"
+    return out
+
+
+def _sorted_report(frame: pd.DataFrame) -> pd.DataFrame:
+    """A report's rows in a stable order (all columns, left to right)."""
+    if frame.empty or not len(frame.columns):
+        return frame.reset_index(drop=True)
+    try:
+        return frame.sort_values(list(frame.columns), kind="mergesort", na_position="last").reset_index(drop=True)
+    except TypeError:
+        keys = frame.astype(str)
+        return frame.loc[keys.sort_values(list(keys.columns), kind="mergesort").index].reset_index(drop=True)
+
+
+def _versions() -> list[str]:
+    def v(mod: str) -> str:
+        try:
+            return importlib.import_module(mod).__version__
+        except (ImportError, AttributeError):
+            return "not installed"
+    return [f"python {platform.python_version()}", f"{datasetjson.SOURCE_SYSTEM} {pipeline.__version__}",
+            *[f"{m} {v(m)}" for m in ("pandas", "numpy", "pandera", "pyreadstat", "openpyxl", "lxml")]]
+
+
+def _spec_digest(spec: Spec, study: Study) -> str:
+    """SHA-256 over the spec files (paths and contents) and the study parameter file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    root = Path(spec.root)
+    files = sorted(p for sub in ("sdtm", "raw", "rules") for p in (root / sub).rglob("*") if p.is_file())
+    for p in files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + manifest.sha256_file(p).encode() + b"\n")
+    h.update(b"studies/" + study.path.name.encode() + b"\0" + manifest.sha256_file(study.path).encode())
+    return h.hexdigest()
+
+
+def log_inputs(log: BuildLog, raw_dir: Path, study: Study, spec: Spec, forms: dict[str, pd.DataFrame]) -> None:
+    """Inputs, software and spec versions (no paths outside the study, no times)."""
+    sid = study.studyid
+    log.add(f"study {sid}: {study.get('title', '')}")
+    log.add(f"data cut-off {study.data_cutoff}")
+    log.section("software")
+    for line in _versions():
+        log.add(line)
+    log.section("specification")
+    for k, val in spec.standards.items():
+        log.add(f"{k} = {val}")
+    log.add(f"study parameters studies/{study.path.name} sha256 {manifest.sha256_file(study.path)}")
+    log.add(f"specification digest {_spec_digest(spec, study)}")
+    log.section("inputs")
+    rows_by_file: dict[str, int] = {}
+    for df in forms.values():
+        if "_FILE" in df and len(df):
+            for f, n in df["_FILE"].astype(str).value_counts().items():
+                rows_by_file[f] = rows_by_file.get(f, 0) + int(n)
+    folder = Path(raw_dir) / sid
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+    for p in files:
+        rows = rows_by_file.get(p.name)
+        what = f"{rows} rows" if rows is not None else "not read"
+        log.add(f"{sid}/{p.name} sha256 {manifest.sha256_file(p)} {what}")
+
+
+def _call_hook(hook: Hook, values: dict) -> None:
+    func: Callable = getattr(importlib.import_module(hook.module), hook.function)
+    func(*[values[a] for a in hook.args])
+
+
+def export_study(staging: Path, ctx: StudyContext, ordered: dict[str, pd.DataFrame], merged: Merged,
+                 recon: pd.DataFrame, rejections: pd.DataFrame, warnings: pd.DataFrame, log: BuildLog,
+                 progress: Progress | None = None, hooks: list[Hook] | None = None) -> None:
+    """Write every output of one study into ``staging`` (which becomes ``<out>/<STUDYID>/``)."""
+    study, spec = ctx.study, ctx.spec
+    sid = study.studyid
+    stamp = xpt.build_timestamp(study.data_cutoff)
+    originator = str(study.get("sponsor", "")) or sid
+    shapes: dict[str, tuple[int, int]] = {}
+    exported: dict[str, pd.DataFrame] = {}
+    log.section("datasets")
+    for name in sorted(ordered):
+        out = xpt.write_xpt(ordered[name], spec, name, staging / xpt.xpt_name(name), stamp)
+        datasetjson.write_dataset_json(out, spec, name, staging / datasetjson.json_name(name), sid, originator, stamp)
+        exported[name] = out
+        shapes[xpt.xpt_name(name)] = shapes[datasetjson.json_name(name)] = out.shape
+        log.add(f"{name}: {len(out)} records, {len(out.columns)} variables (module {merged.origin.get(name, '?')})")
+    if progress:
+        progress.step("export")
+    reports_dir = staging / "reports"
+    log.section("reports")
+    for rep in sorted(merged.reports):
+        frame = _sorted_report(merged.reports[rep])
+        writer.write_csv(frame, reports_dir / f"{rep}.csv")
+        log.add(f"reports/{rep}.csv: {len(frame)} rows")
+    writer.write_csv(recon, reports_dir / "reconciliation.csv")
+    writer.write_csv(rejections, reports_dir / "rejections.csv")
+    writer.write_csv(warnings, reports_dir / "findings.csv")
+    log.add(f"reports/reconciliation.csv: {len(recon)} rows; reports/rejections.csv: {len(rejections)} rows; "
+            f"reports/findings.csv: {len(warnings)} warnings")
+    ctx.datasets = dict(exported)
+    values = {"study_dir": staging, "datasets": exported, "reports": dict(merged.reports), "ctx": ctx}
+    log.section("post-export hooks")
+    for hook in (hooks if hooks is not None else POST_EXPORT_HOOKS):
+        if not module_available(hook.module):
+            log.add(f"{hook.name}: skipped ({hook.module} not in the tree yet)")
+            if progress:
+                progress.step(hook.name, "skipped")
+            continue
+        _call_hook(hook, values)
+        log.add(f"{hook.name}: {hook.module}.{hook.function} done")
+        if progress:
+            progress.step(hook.name)
+    writer.write_text(staging / "build.log", log.text())
+    manifest.write_manifest(staging, shapes)
+    if progress:
+        progress.step("manifest")
+
+
+@dataclass
+class StudyBuild:
+    """Outcome of one study's build."""
+
+    studyid: str
+    ok: bool
+    findings: pd.DataFrame
+    message: str = ""
+
+
+def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_dir: Path, out: Path,
+                progress: Progress | None = None, registry: list[str] | None = None,
+                package: str | None = None, hooks: list[Hook] | None = None) -> StudyBuild:
+    """Domains, checks, reconciliation and export of one gated study, into ``out/<STUDYID>``.
+
+    Never leaves a half-written study folder: on any failure the staging folder is removed.
+    """
+    sid = study.studyid
+    log = BuildLog()
+    log_inputs(log, raw_dir, study, spec, forms)
+    ctx = StudyContext(study=study, spec=spec, forms=forms)
+    merged = run_domains(ctx, log, progress, registry, package)
+    ordered = {}
+    found = list(merged.findings)
+    for name, frame in merged.datasets.items():
+        if name in set(spec.datasets["dataset"]):
+            ordered[name] = checks.order_dataset(frame, spec, name)
+        else:
+            ordered[name] = frame.reset_index(drop=True)
+    found.append(checks.check_datasets(ordered, spec, sid))
+    if progress:
+        progress.step("checks")
+    consumed = pd.concat(merged.consumed, ignore_index=True) if merged.consumed else empty(CONSUMED_COLUMNS)
+    rejected = pd.concat(merged.rejected, ignore_index=True) if merged.rejected else empty(REJECTED_COLUMNS)
+    recon, rejections, recon_findings = reconcile.reconcile(
+        forms, consumed, rejected, merged.datasets, sid, unmapped_forms(list(forms), registry, package))
+    found.append(recon_findings)
+    findings = checks.sort_findings(checks.concat_findings(found))
+    errors = findings[findings["severity"] == "error"]
+    log.section("checks")
+    log.add(f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)")
+    if progress:
+        progress.step("reconciliation")
+    if len(errors):
+        return StudyBuild(sid, False, findings, f"{len(errors)} error(s) in domains, output checks or reconciliation")
+    staging = writer.staging_dir(out, sid)
+    try:
+        export_study(staging, ctx, ordered, merged, recon, rejections,
+                     findings[findings["severity"] != "error"].reset_index(drop=True), log, progress, hooks)
+        writer.swap_in(staging, out / sid)
+    except PipelineError as exc:
+        writer.discard(staging)
+        f = checks.concat_findings([findings, _finding(sid, "", "export", str(exc))])
+        return StudyBuild(sid, False, checks.sort_findings(f), str(exc))
+    except BaseException:
+        writer.discard(staging)
+        raise
+    return StudyBuild(sid, True, findings)
+
+
+def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path) -> dict[str, tuple[dict, pd.DataFrame]]:
+    """Gate every study and write the gate reports to ``out/gate`` (same writer as ``validate``)."""
+    gate_mod = importlib.import_module(GATE_MODULE)
+    results = {}
+    if hasattr(gate_mod, "gate_detail"):
+        details = [gate_mod.gate_detail(raw, s, spec) for s in studies]
+        for d in details:
+            results[d.study.studyid] = (d.forms, d.findings)
+        try:
+            from pipeline.intake import report
+
+            findings = pd.concat([d.findings for d in details], ignore_index=True)
+            executed = pd.concat([d.executed for d in details], ignore_index=True)
+            report.write_reports(out / "gate", findings, gate_mod.summary_frame(details), executed)
+        except (ImportError, AttributeError):
+            writer.write_csv_atomic(checks.sort_findings(findings), out / "gate" / "gate_report.csv")
+    else:
+        for s in studies:
+            results[s.studyid] = gate_mod.gate_study(raw, s, spec)
+        findings = checks.concat_findings([f for _, f in results.values()])
+        writer.write_csv_atomic(checks.sort_findings(findings), out / "gate" / "gate_report.csv")
+    return results
+
+
+def findings_report_path(out: Path, studyid: str) -> Path:
+    return Path(out) / "gate" / f"{studyid}_build_findings.csv"
+
+
+def run_build(args) -> int:
+    """``python -m pipeline build`` (see module docstring). Returns the exit code."""
+    specs = Path(args.specs)
+    spec = load_spec(specs)
+    ids = list(dict.fromkeys(args.study)) if getattr(args, "study", None) else study_ids(specs)
+    if not ids:
+        raise ConfigError(f"no study parameter files in {specs / 'studies'}")
+    studies = [load_study(specs, i) for i in ids]
+    raw = Path(args.raw)
+    if not raw.is_dir():
+        raise ConfigError(f"raw extracts folder {raw} does not exist")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    show = not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    total = 1 + len(REGISTRY) + 3 + len(POST_EXPORT_HOOKS) + 1
+    gated = _gate(raw, studies, spec, out)
+    exit_code = 0
+    for study in studies:
+        sid = study.studyid
+        forms, gate_findings = gated[sid]
+        progress = Progress(sid, total, enabled=show)
+        progress.step("gate")
+        n_gate_errors = int((gate_findings["severity"] == "error").sum()) if len(gate_findings) else 0
+        if n_gate_errors:
+            findings_report_path(out, sid).unlink(missing_ok=True)
+            print(f"{sid}: not built: {n_gate_errors} gate error(s), see {out / 'gate' / 'gate_report.csv'} "
+                  f"(previous {out / sid} left untouched)", file=sys.stderr)
+            exit_code = 1
+            continue
+        result = build_study(study, spec, forms, raw, out, progress)
+        writer.write_csv_atomic(result.findings, findings_report_path(out, sid))
+        if result.ok:
+            n_ds = sum(1 for p in (out / sid).glob("*.xpt"))
+            warn = len(result.findings)
+            print(f"{sid}: built {n_ds} dataset(s) into {out / sid}"
+                  + (f" ({warn} warning(s), see {findings_report_path(out, sid)})" if warn else ""))
+        else:
+            exit_code = 1
+            errs = result.findings[result.findings["severity"] == "error"]
+            print(f"{sid}: NOT built: {result.message}; see {findings_report_path(out, sid)} "
+                  f"(previous {out / sid} left untouched)", file=sys.stderr)
+            for e in errs.head(5).to_dict("records"):
+                where = f" row {e['row']}" if str(e["row"]) not in ("", "nan") else ""
+                print(f"    {e['file']}{where} {e['column']}: {e['message']} [{e['check']}]", file=sys.stderr)
+            if len(errs) > 5:
+                print(f"    ... and {len(errs) - 5} more error(s)", file=sys.stderr)
+    return exit_code
