@@ -157,7 +157,7 @@ def _ascii_ok(values: pd.Series) -> pd.Series:
 
 def _check(fn, check: str, col: str, detail: str = "") -> pa.Check:
     """A pandera check whose name carries (check id, target variable, detail)."""
-    return pa.Check(fn, name=_SEP.join([check, col, detail]))
+    return pa.Check(fn, name=_SEP.join([check, col, detail]), ignore_na=False)
 
 
 # ---------------------------------------------------------------------------------------
