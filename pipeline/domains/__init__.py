@@ -8,6 +8,7 @@ A module listed here that does not exist yet is skipped by the builder with a lo
 REGISTRY: list[str] = [
     "dm",        # DM, SUPPDM
     "ex",        # EX
+    "se",        # SE (subject elements, from DM and EX)
     "ds",        # DS
     "ie",        # IE
     "vs",        # VS

@@ -1,0 +1,337 @@
+"""DM (Demographics) and SUPPDM (SDTMIG 3.4 section 5.2).
+
+One record per consented subject of the raw ``dm`` form. Reference dates come from the raw
+``ex`` form (DM is built first, before EX):
+
+- RFSTDTC / RFXSTDTC: start of the first CAR-T administration (split infusion: first fraction);
+- RFENDTC / RFXENDTC: end of the last CAR-T administration (its start when no end was collected).
+  Lymphodepleting chemotherapy is a protocol-specified background regimen, not study treatment,
+  so it counts for neither (spec comment on DM.RFXSTDTC);
+- RFPENDTC: latest complete date of any dated field of any form of the subject (disposition,
+  death and last-known-alive dates included);
+- DTHDTC / DTHFL from ``ds.DTHDAT`` / ``ds.DSDECOD``.
+
+Arms (SDTMIG 3.4 DM assumption 4, CT ARMNULRS): screen failures (ENRYN=N) have null ARMCD, ARM,
+ACTARMCD, ACTARM and ARMNRS SCREEN FAILURE; enrolled subjects never infused have null ACTARMCD,
+ACTARM and ARMNRS ASSIGNED, NOT TREATED.
+
+Direct identifiers of the raw form (``identifier = Y`` in specs/raw/columns.csv) are never
+copied: the output has only the spec's variables.
+
+The small helpers at the top (:func:`ct_term`, :func:`raw_dtc`, :func:`make_findings`,
+:func:`make_rejected`, :func:`subject_ids`) are shared by the other modules of this area
+(ex, se, ds, ie, vs, trial_design).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext, empty
+from pipeline.derive.dates import cdash_to_iso, dtc_date, max_dtc, min_dtc, parse_cdash_date, parse_time
+from pipeline.derive.identifiers import usubjid
+from pipeline.derive.studyday import study_day
+from pipeline.derive.suppqual import build_supp
+from pipeline.errors import ConfigError
+from pipeline.spec import Spec
+
+#: raw-contract value of ex.EXCAT for the CAR-T product (specs/raw/columns.csv)
+CART_CATEGORY = "CAR-T INFUSION"
+#: raw column types that hold CDASH dates (specs/raw/columns.csv ``type``)
+RAW_DATE_TYPES = ("date", "pdate")
+
+# NCI codes of the CDISC CT terms this module assigns (terms are read from the spec's codelists)
+C_YES, C_NO = "C49488", "C49487"
+C_SCREEN_FAILURE, C_ASSIGNED_NOT_TREATED = "C49628", "C142238"
+C_DEATH = "C28554"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers shared by the modules of this area
+# ---------------------------------------------------------------------------------------------
+def ct_term(spec: Spec, codelist: str, ncit_code: str) -> str:
+    """The submission value of the CT term with NCI code ``ncit_code`` in ``codelist`` (spec)."""
+    c = spec.codelist(codelist)
+    hit = c.loc[c["term_ncit_code"] == ncit_code, "term"]
+    if hit.empty:
+        raise ConfigError(f"codelist {codelist} has no term with NCI code {ncit_code} (specs/sdtm/codelists)")
+    return str(hit.iloc[0])
+
+
+def text(s: pd.Series) -> pd.Series:
+    """Raw text column as str with ``""`` for missing, stripped."""
+    return s.astype("object").where(s.notna(), "").astype(str).str.strip()
+
+
+def raw_dtc(frame: pd.DataFrame, date_col: str, time_col: str | None = None) -> tuple[pd.Series, pd.Series]:
+    """ISO 8601 text of a CDASH date (+ time) column and a mask of impossible values.
+
+    Impossible dates/times give ``""`` and ``True`` in the mask, so the caller can reject or
+    report the record instead of failing the whole build (``cdash_to_iso`` raises on them).
+    """
+    if date_col not in frame:
+        return pd.Series("", index=frame.index, dtype="object"), pd.Series(False, index=frame.index)
+    date = frame[date_col]
+    bad = ~parse_cdash_date(date)["valid"]
+    time = frame[time_col] if time_col and time_col in frame else None
+    if time is not None:
+        bad |= ~parse_time(time)["valid"]
+    ok = ~bad
+    iso = pd.Series("", index=frame.index, dtype="object")
+    if ok.any():
+        iso[ok] = cdash_to_iso(date[ok], time[ok] if time is not None else None, what=date_col)
+    return iso, bad
+
+
+def make_findings(studyid: str, rows: pd.DataFrame, column: str, check: str, severity: str,
+                  message: pd.Series | str) -> pd.DataFrame:
+    """Findings (gate columns) for raw ``rows`` (with ``_FILE``/``_ROW``) about ``column``."""
+    if rows.empty:
+        return empty(FINDING_COLUMNS)
+    value = text(rows[column]) if column in rows else ""
+    msg = message if isinstance(message, str) else message.loc[rows.index].astype(str)
+    return pd.DataFrame({
+        "study": studyid, "file": text(rows["_FILE"]) if "_FILE" in rows else "",
+        "row": rows["_ROW"].to_numpy() if "_ROW" in rows else np.nan,
+        "column": column, "value": value, "check": check, "severity": severity, "message": msg,
+    }).reset_index(drop=True)[FINDING_COLUMNS]
+
+
+def make_rejected(form: str, rows: pd.DataFrame, column: str, reason: str | pd.Series) -> pd.DataFrame:
+    """Rejection rows (context columns) for raw ``rows`` of ``form``."""
+    if rows.empty:
+        return empty(REJECTED_COLUMNS)
+    return pd.DataFrame({
+        "form": form, "file": text(rows["_FILE"]) if "_FILE" in rows else "",
+        "row": rows["_ROW"].to_numpy(), "column": column,
+        "value": text(rows[column]) if column in rows else "",
+        "reason": reason if isinstance(reason, str) else reason.loc[rows.index].astype(str),
+    }).reset_index(drop=True)[REJECTED_COLUMNS]
+
+
+def concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else empty(columns)
+
+
+def subject_ids(frame: pd.DataFrame, studyid: str) -> pd.Series:
+    """USUBJID of raw rows: STUDYID (the study being built) - SITEID - SUBJID."""
+    keys = pd.DataFrame({"STUDYID": studyid, "SITEID": text(frame["SITEID"]), "SUBJID": text(frame["SUBJID"])},
+                        index=frame.index)
+    return usubjid(keys)
+
+
+def known_subject(ctx: StudyContext, form: str, frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.Series, pd.DataFrame]:
+    """Mask of rows whose subject is in DM, and rejections for the others."""
+    dm = ctx.datasets.get("DM")
+    known = ids.isin(dm["USUBJID"]) if dm is not None else pd.Series(False, index=frame.index)
+    rej = make_rejected(form, frame[~known], "SUBJID", "subject not in DM (no dm form row for this SITEID/SUBJID)")
+    return known, rej
+
+
+# ---------------------------------------------------------------------------------------------
+# DM derivations
+# ---------------------------------------------------------------------------------------------
+def reference_dates(ex_raw: pd.DataFrame, studyid: str) -> pd.DataFrame:
+    """RFSTDTC/RFENDTC (= RFXSTDTC/RFXENDTC) per USUBJID from the raw ex form (CAR-T only).
+
+    SDTMIG 3.4 DM: RFXSTDTC is the first exposure to study treatment; the study treatment is
+    the CAR-T product, so lymphodepletion records are ignored. RFSTDTC is the project's
+    reference start = first CAR-T infusion. Impossible dates are ignored here (EX rejects them).
+    """
+    cols = ["RFSTDTC", "RFENDTC"]
+    if ex_raw.empty:
+        return pd.DataFrame(columns=cols)
+    cart = ex_raw[text(ex_raw["EXCAT"]).str.upper() == CART_CATEGORY]
+    if cart.empty:
+        return pd.DataFrame(columns=cols)
+    ids = subject_ids(cart, studyid)
+    start, bad_s = raw_dtc(cart, "EXSTDAT", "EXSTTIM")
+    end, bad_e = raw_dtc(cart, "EXENDAT", "EXENTIM")
+    last = end.where(end.ne("") & ~bad_e, start)
+    first = min_dtc(start[~bad_s], ids[~bad_s])
+    final = max_dtc(last[~bad_s], ids[~bad_s])
+    return pd.DataFrame({"RFSTDTC": first, "RFENDTC": final}).fillna("")
+
+
+def last_dated_record(forms: dict[str, pd.DataFrame], spec: Spec, studyid: str) -> pd.Series:
+    """Per USUBJID, the latest complete date found in any dated column of any raw form.
+
+    The dated columns are those typed ``date``/``pdate`` in specs/raw/columns.csv; partial
+    and impossible dates are ignored.
+    """
+    cols = spec.raw_columns
+    parts = []
+    for form, frame in sorted(forms.items()):  # a handful of forms, vectorised over rows
+        if frame.empty or not {"SITEID", "SUBJID"} <= set(frame.columns):
+            continue
+        dated = cols.loc[(cols["form"] == form) & cols["type"].isin(RAW_DATE_TYPES), "column"]
+        ids = subject_ids(frame, studyid)
+        for col in dated:
+            if col in frame:
+                p = parse_cdash_date(frame[col])
+                keep = p["complete"]
+                parts.append(pd.DataFrame({"USUBJID": ids[keep], "DTC": p["iso"][keep]}))
+    if not parts:
+        return pd.Series(dtype="object")
+    allp = pd.concat(parts, ignore_index=True)
+    return max_dtc(allp["DTC"], allp["USUBJID"])
+
+
+def end_of_participation(forms: dict[str, pd.DataFrame], spec: Spec, studyid: str, index: pd.Index) -> pd.Series:
+    """RFPENDTC per USUBJID (``index``): latest of disposition, death, last-known-alive dates
+    and the last dated record of any form (all are dated fields of the raw forms)."""
+    return last_dated_record(forms, spec, studyid).reindex(index).fillna("").astype("object")
+
+
+def death(ds_raw: pd.DataFrame, studyid: str, spec: Spec) -> pd.DataFrame:
+    """DTHDTC and DTHFL per USUBJID from the ds form (SDTMIG 3.4 DM DTHDTC/DTHFL)."""
+    if ds_raw.empty:
+        return pd.DataFrame(columns=["DTHDTC", "DTHFL"])
+    ids = subject_ids(ds_raw, studyid)
+    dth, bad = raw_dtc(ds_raw, "DTHDAT")
+    died = dth.ne("") | (text(ds_raw["DSDECOD"]).str.upper() == ct_term(spec, "NCOMPLT", C_DEATH))
+    frame = pd.DataFrame({"USUBJID": ids, "DTHDTC": dth.where(~bad, ""), "died": died})
+    frame = frame[frame["died"]].sort_values(["USUBJID", "DTHDTC"], kind="mergesort")
+    frame = frame.drop_duplicates("USUBJID", keep="last").set_index("USUBJID")
+    return pd.DataFrame({"DTHDTC": frame["DTHDTC"], "DTHFL": ct_term(spec, "NY", C_YES)})
+
+
+def age_bounds(brthdtc: pd.Series, ref_date: pd.Series) -> pd.DataFrame:
+    """Smallest and largest age in completed years at ``ref_date`` compatible with a birth date
+    that may be partial (YYYY or YYYY-MM). Columns ``lo``, ``hi`` (float, NaN when unknown)."""
+    parts = brthdtc.astype(str).str.extract(r"^(?P<y>\d{4})(?:-(?P<m>\d{2}))?(?:-(?P<d>\d{2}))?")
+    y = pd.to_numeric(parts["y"], errors="coerce")
+    m = pd.to_numeric(parts["m"], errors="coerce")
+    d = pd.to_numeric(parts["d"], errors="coerce")
+    earliest_m, latest_m = m.fillna(1), m.fillna(12)
+    earliest_d = d.fillna(1)
+    # latest possible day: the given day, else the last day of the latest possible month
+    first_of_latest = pd.to_datetime(
+        pd.DataFrame({"year": y, "month": latest_m, "day": 1}).dropna(), errors="coerce").reindex(y.index)
+    latest_d = d.fillna(first_of_latest.dt.days_in_month)
+    r = ref_date
+
+    def completed_years(by, bm, bd):
+        before_birthday = (r.dt.month < bm) | ((r.dt.month == bm) & (r.dt.day < bd))
+        return r.dt.year - by - before_birthday.astype(float)
+
+    hi = completed_years(y, earliest_m, earliest_d)
+    lo = completed_years(y, latest_m, latest_d)
+    return pd.DataFrame({"lo": lo.astype(float), "hi": hi.astype(float)})
+
+
+def age_findings(raw: pd.DataFrame, brthdtc: pd.Series, icdtc: pd.Series, studyid: str) -> pd.DataFrame:
+    """AGE (collected at consent) against BRTHDAT and ICDAT.
+
+    Complete birth date: AGE must equal the completed years (error, naming the record).
+    Partial birth date: a warning only when AGE is impossible for any day of the known period.
+    """
+    age = pd.to_numeric(raw["AGE"], errors="coerce")
+    b = age_bounds(brthdtc, dtc_date(icdtc))
+    complete = brthdtc.astype(str).str.match(r"^\d{4}-\d{2}-\d{2}$")
+    checkable = age.notna() & b["lo"].notna() & b["hi"].notna()
+    outside = checkable & ((age < b["lo"]) | (age > b["hi"]))
+    msg = ("AGE " + text(raw["AGE"]) + " is inconsistent with BRTHDAT " + text(raw["BRTHDAT"])
+           + " and ICDAT " + text(raw["ICDAT"]) + " (age at consent "
+           + b["lo"].astype("Int64").astype(str) + np.where(b["lo"] == b["hi"], "", " to " + b["hi"].astype("Int64").astype(str))
+           + "), subject " + text(raw["SUBJID"]))
+    err = outside & complete
+    warn = outside & ~complete
+    return concat([
+        make_findings(studyid, raw[err], "AGE", "dm_age_birth_date", "error", msg),
+        make_findings(studyid, raw[warn], "AGE", "dm_age_partial_birth_date", "warning", msg),
+    ], FINDING_COLUMNS)
+
+
+def arms(raw: pd.DataFrame, treated: pd.Series, ctx: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ARMCD, ARM, ACTARMCD, ACTARM, ARMNRS per raw dm row, and arm findings.
+
+    ``treated``: the subject has at least one CAR-T administration (RFXSTDTC not null).
+    """
+    spec, study = ctx.spec, ctx.study
+    yes, no = ct_term(spec, "NY", C_YES), ct_term(spec, "NY", C_NO)
+    arm_names = dict(zip(study.arms["armcd"].astype(str), study.arms["arm"].astype(str)))
+    enrolled = text(raw["ENRYN"]).str.upper().eq(yes)
+    armcd = text(raw["ARMCD"]).where(enrolled, "")
+    known = armcd.isin(list(arm_names))
+    arm = armcd.map(arm_names).fillna("")
+    out = pd.DataFrame(index=raw.index)
+    out["ARMCD"] = armcd.where(known, "")
+    out["ARM"] = arm.where(known, "")
+    act = enrolled & treated & known
+    out["ACTARMCD"] = out["ARMCD"].where(act, "")
+    out["ACTARM"] = out["ARM"].where(act, "")
+    out["ARMNRS"] = np.select(
+        [~enrolled, enrolled & ~treated],
+        [ct_term(spec, "ARMNULRS", C_SCREEN_FAILURE), ct_term(spec, "ARMNULRS", C_ASSIGNED_NOT_TREATED)], default="")
+    trtyn = text(raw["TRTYN"]).str.upper()
+    sid = ", subject " + text(raw["SUBJID"])
+    f = [
+        make_findings(study.studyid, raw[enrolled & armcd.eq("")], "ARMCD", "dm_arm_missing", "error",
+                      "ENRYN=Y but no ARMCD" + sid),
+        make_findings(study.studyid, raw[enrolled & armcd.ne("") & ~known], "ARMCD", "dm_arm_not_in_study", "error",
+                      "ARMCD " + armcd + " is not an arm of study " + study.studyid + sid),
+        make_findings(study.studyid, raw[trtyn.eq(yes) & ~treated], "TRTYN", "dm_trtyn_without_infusion", "error",
+                      "TRTYN=Y but the ex form has no CAR-T infusion record" + sid),
+        make_findings(study.studyid, raw[trtyn.eq(no) & treated], "TRTYN", "dm_infusion_without_trtyn", "error",
+                      "TRTYN=N but the ex form has a CAR-T infusion record" + sid),
+        make_findings(study.studyid, raw[~enrolled & treated], "ENRYN", "dm_screen_failure_treated", "error",
+                      "ENRYN=N (screen failure) but the ex form has a CAR-T infusion record" + sid),
+    ]
+    return out, concat(f, FINDING_COLUMNS)
+
+
+def build(ctx: StudyContext) -> DomainResult:
+    """DM and SUPPDM from the dm form (reference dates from ex, death from ds)."""
+    study, spec = ctx.study, ctx.spec
+    sid = study.studyid
+    raw = ctx.form("dm")
+    res = DomainResult()
+    ids = subject_ids(raw, sid)
+    dup = ids.duplicated(keep="first")
+    rejected = [make_rejected("dm", raw[dup], "SUBJID", "duplicate dm row for this subject (first row kept)")]
+    raw, ids = raw[~dup], ids[~dup]
+
+    findings = []
+    dates = {}
+    for col in ("ICDAT", "DMDAT", "BRTHDAT"):
+        iso, bad = raw_dtc(raw, col)
+        dates[col] = iso
+        findings.append(make_findings(sid, raw[bad], col, "dm_impossible_date", "error",
+                                      col + " is not a possible date, subject " + text(raw["SUBJID"])))
+
+    ref = reference_dates(ctx.form("ex"), sid).reindex(ids).fillna("")
+    dth = death(ctx.form("ds"), sid, spec).reindex(ids).fillna("")
+    treated = pd.Series(ref["RFSTDTC"].ne("").to_numpy(), index=raw.index)
+    arm_cols, arm_f = arms(raw, treated, ctx)
+    findings += [arm_f, age_findings(raw, dates["BRTHDAT"], dates["ICDAT"], sid)]
+
+    dm = pd.DataFrame({
+        "STUDYID": sid, "DOMAIN": "DM", "USUBJID": ids.to_numpy(), "SUBJID": text(raw["SUBJID"]).to_numpy(),
+        "RFSTDTC": ref["RFSTDTC"].to_numpy(), "RFENDTC": ref["RFENDTC"].to_numpy(),
+        "RFXSTDTC": ref["RFSTDTC"].to_numpy(), "RFXENDTC": ref["RFENDTC"].to_numpy(),
+        "RFICDTC": dates["ICDAT"].to_numpy(),
+        "RFPENDTC": end_of_participation(ctx.forms, spec, sid, pd.Index(ids)).to_numpy(),
+        "DTHDTC": dth["DTHDTC"].to_numpy(), "DTHFL": dth["DTHFL"].to_numpy(),
+        "SITEID": text(raw["SITEID"]).to_numpy(), "BRTHDTC": dates["BRTHDAT"].to_numpy(),
+        "AGE": pd.to_numeric(raw["AGE"], errors="coerce").astype("float64").to_numpy(),
+        "AGEU": text(raw["AGEU"]).to_numpy(), "SEX": text(raw["SEX"]).to_numpy(),
+        "RACE": text(raw["RACE"]).to_numpy(), "ETHNIC": text(raw["ETHNIC"]).to_numpy(),
+        **{c: arm_cols[c].to_numpy() for c in ["ARMCD", "ARM", "ACTARMCD", "ACTARM", "ARMNRS"]},
+        "COUNTRY": text(raw["COUNTRY"]).to_numpy(), "DMDTC": dates["DMDAT"].to_numpy(),
+    })
+    dm["DMDY"] = study_day(dm["DMDTC"], dm["RFSTDTC"])
+    res.datasets["DM"] = dm[spec.var_names("DM")].reset_index(drop=True)
+
+    parent = dm[["STUDYID", "USUBJID"]].assign(PRIMDIAG=text(raw["PRIMDIAG"]).to_numpy())
+    res.datasets["SUPPDM"] = build_supp(parent, "DM", spec, None)[spec.var_names("SUPPDM")]
+
+    consumed = [ctx.consumed_rows("dm", raw["_ROW"], "DM")]
+    has_diag = text(raw["PRIMDIAG"]).ne("")
+    consumed.append(ctx.consumed_rows("dm", raw.loc[has_diag, "_ROW"], "SUPPDM"))
+    res.consumed = pd.concat(consumed, ignore_index=True)
+    res.rejected = concat(rejected, REJECTED_COLUMNS)
+    res.findings = concat(findings, FINDING_COLUMNS)
+    return res
