@@ -242,6 +242,16 @@ def test_numeric_missing_is_the_sas_dot_value(tmp_path):
     assert pd.isna(df["X"].iloc[0]) and meta.missing_user_values == {}
 
 
+def test_character_values_are_blank_padded(tmp_path):
+    """One character column of width 4 (longest value 'abcd'): rows start at 8400 as above,
+    row length is padded to 8; short and missing values are filled with blanks (0x20), as
+    SAS does, not NULs."""
+    path = tmp_path / "c.sas7bdat"
+    write_sas7bdat(pd.DataFrame({"S": ["ab", "abcd", None]}), path)
+    raw = path.read_bytes()
+    assert raw[8400:8424] == b"ab  \0\0\0\0" + b"abcd\0\0\0\0" + b"    \0\0\0\0"
+
+
 def test_rewrite_is_byte_identical(tmp_path, monkeypatch):
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     frame = mixed_frame()
