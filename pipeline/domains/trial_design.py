@@ -65,7 +65,7 @@ def ts_rows(ctx: StudyContext) -> pd.DataFrame:
     if "ACTSUB" not in have and dm is not None:
         extra.append({"tsparmcd": "ACTSUB", "tsval": str(actual_subjects(dm))})
     if extra:
-        rows.append(pd.DataFrame(extra).reindex(columns=TS_FIELDS).fillna(""))
+        rows.append(pd.DataFrame(extra).reindex(columns=TS_FIELDS).astype("object").fillna(""))
     out = pd.concat(rows, ignore_index=True)
     decode = spec.decode_map("TSPARMCD")
     out["tsparm"] = out["tsparm"].where(out["tsparm"].ne(""), out["tsparmcd"].map(decode).fillna(""))

@@ -1,0 +1,147 @@
+"""DM/SUPPDM: reference dates, death, arms/ARMNRS, AGE check, no direct identifiers."""
+
+import pandas as pd
+import pytest
+
+from dm_ex_ds_fixture import context, raw_forms, run
+from pipeline.domains import dm as dm_mod
+
+
+@pytest.fixture(scope="module")
+def built():
+    ctx = context()
+    res = run(ctx)
+    return ctx, res
+
+
+def subj(ctx, s):
+    dm = ctx.datasets["DM"]
+    return dm[dm["SUBJID"] == s].iloc[0]
+
+
+def test_reference_dates_split_infusion(built):
+    ctx, _ = built
+    r = subj(ctx, "101")
+    assert r["USUBJID"] == "NCT06316427-01-101"
+    # first fraction start, last fraction end; lymphodepletion (10-JAN) does not count
+    assert r["RFSTDTC"] == "2025-01-15T10:00"
+    assert r["RFENDTC"] == "2025-01-16T09:20"
+    assert r["RFXSTDTC"] == "2025-01-15T10:00"
+    assert r["RFXENDTC"] == "2025-01-16T09:20"
+    assert r["RFICDTC"] == "2025-01-02"
+    # latest of disposition 21-MAR, death 20-MAR and every dated record
+    assert r["RFPENDTC"] == "2025-03-21"
+    assert r["DMDTC"] == "2025-01-02" and r["DMDY"] == -13
+
+
+def test_death(built):
+    ctx, _ = built
+    assert subj(ctx, "101")["DTHDTC"] == "2025-03-20"
+    assert subj(ctx, "101")["DTHFL"] == "Y"
+    assert subj(ctx, "103")["DTHFL"] == "" and subj(ctx, "103")["DTHDTC"] == ""
+
+
+def test_screen_failure_and_not_treated_arms(built):
+    ctx, _ = built
+    sf, nt, tr = subj(ctx, "102"), subj(ctx, "103"), subj(ctx, "101")
+    assert (sf["ARMCD"], sf["ARM"], sf["ACTARMCD"], sf["ACTARM"], sf["ARMNRS"]) == ("", "", "", "", "SCREEN FAILURE")
+    assert (nt["ARMCD"], nt["ARM"], nt["ACTARMCD"], nt["ACTARM"]) == ("PRDONOR", "Prior-HSCT Donor-derived CD7 CAR-T", "", "")
+    assert nt["ARMNRS"] == "ASSIGNED, NOT TREATED"
+    assert (tr["ACTARMCD"], tr["ARMNRS"]) == ("AUTO", "")
+    # never infused: no reference start, RFPENDTC = disposition date 01-MAR (after LKADAT 15-FEB)
+    assert nt["RFSTDTC"] == "" and nt["RFPENDTC"] == "2025-03-01"
+    assert sf["RFPENDTC"] == "2025-01-08"
+    assert sf["BRTHDTC"] == "1990-03"
+
+
+def test_armnrs_terms_carry_ct_codes(built):
+    ctx, _ = built
+    cl = ctx.spec.codelist("ARMNULRS").set_index("term")
+    assert cl.loc["SCREEN FAILURE", "term_ncit_code"] == "C49628"
+    assert cl.loc["ASSIGNED, NOT TREATED", "term_ncit_code"] == "C142238"
+    assert cl["ncit_code"].iloc[0] == "C142179"
+
+
+def test_age_check_error_names_the_record(built):
+    _, res = built
+    f = res["dm"].findings
+    err = f[f["check"] == "dm_age_birth_date"]
+    assert len(err) == 1
+    e = err.iloc[0]
+    # 103: born 20-FEB-2000, consent 10-JAN-2025 -> 24 completed years, AGE 30 collected
+    assert (e["severity"], e["row"], e["file"], e["value"]) == ("error", 4, "dm.csv", "30")
+    assert "age at consent 24" in e["message"] and "103" in e["message"]
+
+
+@pytest.mark.parametrize("birth,age,expected", [
+    ("15-JUN-1980", "44", None),             # 02-JAN-2025: birthday not reached -> 44
+    ("15-JUN-1980", "45", "error"),
+    ("02-JAN-1980", "45", None),             # birthday on the consent day counts
+    ("03-JAN-1980", "45", "error"),          # one day short of 45
+    ("UN-JAN-1980", "44", None),             # Jan 1980: 44 or 45 possible
+    ("UN-JAN-1980", "45", None),
+    ("UN-JAN-1980", "46", "warning"),
+    ("UN-UNK-1980", "43", "warning"),        # year only: 44 or 45
+])
+def test_age_boundaries(birth, age, expected):
+    forms = raw_forms()
+    forms["dm"].loc[0, ["BRTHDAT", "AGE"]] = [birth, age]
+    ctx = context(forms)
+    res = dm_mod.build(ctx)
+    f = res.findings[res.findings["check"].str.startswith("dm_age") & (res.findings["row"] == 2)]
+    assert (f["severity"].iloc[0] if len(f) else None) == expected
+
+
+def test_age_bounds_partial_month_end():
+    b = dm_mod.age_bounds(pd.Series(["2000-02"]), pd.to_datetime(pd.Series(["2025-02-15"])))
+    # born 1..29 Feb 2000 (leap year): on 15-FEB-2025 aged 24 or 25
+    assert (b["lo"].iloc[0], b["hi"].iloc[0]) == (24.0, 25.0)
+
+
+def test_no_direct_identifier_in_any_output(built):
+    ctx, _ = built
+    cols = ctx.spec.raw_columns
+    ident_cols = cols.loc[cols["identifier"] == "Y", "column"].tolist()
+    assert set(ident_cols) == {"SUBJINIT", "HOSPNUM", "PHONE"}
+    values = set(raw_forms()["dm"][ident_cols].stack().astype(str))
+    for name, frame in ctx.datasets.items():
+        assert not set(ident_cols) & set(frame.columns), name
+        cells = set(frame.astype(str).stack())
+        assert not values & cells, f"{name} carries a direct identifier value"
+
+
+def test_suppdm_primdiag(built):
+    ctx, _ = built
+    s = ctx.datasets["SUPPDM"]
+    assert s[["USUBJID", "QNAM", "QVAL", "QORIG", "IDVAR"]].values.tolist() == [
+        ["NCT06316427-01-101", "PRIMDIAG", "T-ALL", "Collected", ""],
+        ["NCT06316427-01-102", "PRIMDIAG", "T-LBL", "Collected", ""]]
+    assert set(s["QLABEL"]) == {"Primary Diagnosis"}
+
+
+def test_arm_not_in_study_and_trtyn_without_infusion():
+    forms = raw_forms()
+    forms["dm"].loc[2, "ARMCD"] = "XYZ"
+    forms["dm"].loc[2, "TRTYN"] = "Y"
+    res = dm_mod.build(context(forms))
+    checks = dict(zip(res.findings["check"], res.findings["severity"]))
+    assert checks["dm_arm_not_in_study"] == "error"
+    assert checks["dm_trtyn_without_infusion"] == "error"
+    row = res.datasets["DM"].iloc[2]
+    assert row["ARMCD"] == "" and row["ARMNRS"] == "ASSIGNED, NOT TREATED"
+
+
+def test_every_dm_row_consumed_and_columns_are_spec(built):
+    ctx, res = built
+    c = res["dm"].consumed
+    assert sorted(c.loc[c["dataset"] == "DM", "row"]) == [2, 3, 4]
+    assert sorted(c.loc[c["dataset"] == "SUPPDM", "row"]) == [2, 3]
+    assert list(ctx.datasets["DM"].columns) == ctx.spec.var_names("DM")
+
+
+def test_duplicate_subject_rejected():
+    forms = raw_forms()
+    forms["dm"] = pd.concat([forms["dm"], forms["dm"].iloc[[0]].assign(_ROW=5)], ignore_index=True)
+    res = dm_mod.build(context(forms))
+    assert len(res.datasets["DM"]) == 3
+    assert res.rejected["row"].tolist() == [5]
