@@ -382,7 +382,7 @@ def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_di
         writer.swap_in(staging, out / sid)
     except PipelineError as exc:
         writer.discard(staging)
-        f = checks.concat_findings([findings, _finding(sid, "", "export", str(exc))])
+        f = checks.concat_findings([findings, _finding(sid, "export", "export", str(exc))])
         return StudyBuild(sid, False, checks.sort_findings(f), str(exc))
     except BaseException:
         writer.discard(staging)

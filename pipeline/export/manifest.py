@@ -54,8 +54,8 @@ def _shape(path: Path, shapes: dict[str, tuple[int, int]], rel: str) -> tuple[st
     if suffix == ".xpt":
         import pyreadstat
 
-        _, meta = pyreadstat.read_xport(str(path), metadataonly=True)
-        return str(meta.number_rows), str(meta.number_columns)
+        frame, _ = pyreadstat.read_xport(str(path))
+        return str(frame.shape[0]), str(frame.shape[1])
     return "", ""
 
 

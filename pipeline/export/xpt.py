@@ -71,10 +71,11 @@ def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     for c in cols:
         s = frame[c]
         if types[c] in NUMERIC_TYPES:
-            out[c] = pd.to_numeric(s, errors="raise").astype("float64").to_numpy()
+            out[c] = pd.Series(pd.to_numeric(s, errors="raise").astype("float64").to_numpy(), dtype="float64")
         else:
-            out[c] = s.astype("object").where(s.notna(), "").astype(str).astype("object").to_numpy()
-    return pd.DataFrame(out, columns=cols)
+            text = s.astype("object").where(s.notna(), "").astype(str).to_numpy(dtype=object)
+            out[c] = pd.Series(text, dtype=object)
+    return pd.DataFrame(out, columns=cols) if cols else pd.DataFrame(index=range(len(frame)))
 
 
 def observed_lengths(frame: pd.DataFrame, spec: Spec, name: str) -> dict[str, int]:
@@ -107,7 +108,7 @@ def xpt_problems(frame: pd.DataFrame, spec: Spec, name: str) -> list[str]:
         if len(lab) > MAX_LABEL or not lab.isascii():
             problems.append(f"{name}.{c}: label {lab!r} over {MAX_LABEL} characters or not ASCII")
         s = frame[c]
-        if s.dtype == object:
+        if not pd.api.types.is_numeric_dtype(s.dtype):
             uniq = pd.Series(pd.unique(s), dtype=object).astype(str)
             long = uniq[uniq.str.len() > MAX_VALUE]
             if len(long):
