@@ -1,0 +1,727 @@
+"""Value predicates and cross-record / cross-form checks of the raw-extract gate.
+
+Two kinds of functions live here, all pure and vectorised:
+
+* **Predicates** over one text Series (``cdash_date_valid``, ``time_valid``, ``number_valid``,
+  ``censored_number_valid``) and the date splitter :func:`cdash_date_parts`. They return
+  boolean arrays aligned with the input; missing values are *not* valid (callers decide what
+  missing means). They are evaluated once per distinct value (raw columns repeat a lot:
+  a million laboratory rows hold a few thousand distinct dates), then broadcast back.
+* **Cross checks**: one function per rule, each registered with :func:`cross_check` under
+  the ``check`` ids it can emit. Each takes the prepared forms (every spec column present,
+  ``_FILE`` and ``_ROW`` set, default index), the :class:`~pipeline.config.Study` and the
+  :class:`~pipeline.spec.Spec`, and returns findings in ``FINDING_COLUMNS``.
+  A cross check ignores values that are missing or malformed: the schema already reports
+  those, and one wrong cell should give one finding.
+
+The ISO 8601 converter is :mod:`pipeline.derive.dates`; this module only decides validity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Study
+from pipeline.context import FINDING_COLUMNS, empty
+from pipeline.spec import Spec
+
+#: CDASH month abbreviations (DD-MMM-YYYY), upper case
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+MONTH_NUMBER = {m: i for i, m in enumerate(MONTHS, start=1)}
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+#: CDASH unknown-part tokens: UN-MAR-2024 (day unknown), UN-UNK-2024 (day and month unknown)
+DAY_UNKNOWN = "UN"
+MONTH_UNKNOWN = "UNK"
+#: earliest year accepted in any raw date (the latest is the study's data cutoff year + 1)
+MIN_YEAR = 1900
+
+#: visit name allowed in every form that has a VISIT column, besides the study's schedule
+UNSCHEDULED = "UNSCHEDULED"
+#: EXCAT of the CAR-T administration (specs/raw/columns.csv ex.EXCAT)
+INFUSION_CATEGORY = "CAR-T INFUSION"
+#: forms in which a screen failure (dm.ENRYN=N) may appear; in lb only at the screening visit
+SCREEN_FAILURE_FORMS = ("dm", "ie", "vs", "lb", "ds")
+#: date columns not compared with informed consent (born before consenting, by nature)
+DATES_BEFORE_CONSENT_ALLOWED = {("dm", "BRTHDAT"), ("dm", "ICDAT")}
+_INT_RE = r"[+-]?\d+"
+_FLOAT_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_TIME_RE = r"(?:[01]\d|2[0-3]):[0-5]\d"
+
+
+# ---------------------------------------------------------------------------------------
+# predicates
+# ---------------------------------------------------------------------------------------
+def _per_distinct(series: pd.Series, func: Callable[[pd.Series], pd.DataFrame | pd.Series]):
+    """Evaluate ``func`` on the distinct non-missing values of ``series`` and broadcast back.
+
+    Returns ``(codes, result)``: ``result`` is func's output over the distinct values (default
+    index) and ``codes`` the position of each input value in it (-1 for missing).
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    values = pd.Series(np.asarray(uniques, dtype=object), dtype="str")
+    return codes, func(values)
+
+
+def _broadcast_bool(series: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    codes, res = _per_distinct(series, func)
+    res = np.append(np.asarray(res, dtype=bool), False)  # code -1 -> last slot -> False
+    return pd.Series(res[codes], index=series.index, dtype=bool)
+
+
+def _date_parts_distinct(u: pd.Series, partial_ok: bool, max_year: int | None) -> pd.DataFrame:
+    shaped = (u.str.len() == 11) & (u.str[2] == "-") & (u.str[6] == "-")
+    d, m, y = u.str[0:2], u.str[3:6], u.str[7:11]
+    year = pd.to_numeric(y.where(y.str.fullmatch(r"\d{4}", na=False)), errors="coerce")
+    month = m.map(MONTH_NUMBER).astype(float)
+    day = pd.to_numeric(d.where(d.str.fullmatch(r"\d{2}", na=False)), errors="coerce")
+    day_unknown = d == DAY_UNKNOWN
+    month_unknown = m == MONTH_UNKNOWN
+    year_ok = year.between(MIN_YEAR, max_year if max_year is not None else 9999)
+    yr = year.fillna(1).astype(int).to_numpy()
+    leap = (yr % 4 == 0) & ((yr % 100 != 0) | (yr % 400 == 0))
+    mi = month.fillna(1).astype(int).to_numpy() - 1
+    dim = _DAYS_IN_MONTH[mi] + ((mi == 1) & leap)
+    day_ok = day.notna() & month.notna() & (day >= 1) & (day <= dim)
+    if partial_ok:
+        month_ok = month.notna() | (month_unknown & day_unknown)
+        day_ok = day_ok | (day_unknown & month_ok)
+    else:
+        month_ok = month.notna()
+    valid = shaped & year_ok & month_ok & day_ok
+    return pd.DataFrame({
+        "valid": valid.to_numpy(dtype=bool),
+        "year": year.where(valid).to_numpy(dtype=float),
+        "month": month.where(valid).to_numpy(dtype=float),
+        "day": day.where(valid).to_numpy(dtype=float),
+    })
+
+
+def cdash_date_parts(series: pd.Series, partial_ok: bool = True, max_year: int | None = None) -> pd.DataFrame:
+    """Split CDASH ``DD-MMM-YYYY`` dates into validity and numeric parts.
+
+    Returns a frame aligned with ``series`` with ``valid`` (bool) and float ``year``,
+    ``month``, ``day`` (NaN when unknown, missing or invalid). Rules (CDASHIG date
+    collection format ``DD-MMM-YYYY``; SDTMIG 3.4 section 4.4.2 for partial dates):
+
+    * month is one of JAN..DEC in upper case; day is two digits and exists in that month
+      and year (29-FEB only in leap years); year has four digits, from 1900 to ``max_year``;
+    * with ``partial_ok``: the day may be ``UN`` (``UN-MAR-2024``), and the month ``UNK``
+      only when the day is also unknown (``UN-UNK-2024``); a known day under an unknown
+      month is invalid. Without ``partial_ok`` the date must be complete.
+    """
+    codes, res = _per_distinct(series, lambda u: _date_parts_distinct(u, partial_ok, max_year))
+    idx = np.where(codes >= 0, codes, len(res))
+    pad = pd.DataFrame({"valid": [False], "year": [np.nan], "month": [np.nan], "day": [np.nan]})
+    out = pd.concat([res, pad], ignore_index=True).iloc[idx]
+    out.index = series.index
+    out["valid"] = out["valid"].astype(bool)
+    return out
+
+
+def cdash_date_valid(series: pd.Series, partial_ok: bool = False, max_year: int | None = None) -> pd.Series:
+    """True where the value is a valid CDASH date (see :func:`cdash_date_parts`); missing is False."""
+    return cdash_date_parts(series, partial_ok=partial_ok, max_year=max_year)["valid"]
+
+
+def time_valid(series: pd.Series) -> pd.Series:
+    """True where the value is a 24-hour clock time ``HH:MM`` from 00:00 to 23:59."""
+    return _broadcast_bool(series, lambda u: u.str.fullmatch(_TIME_RE, na=False))
+
+
+def number_valid(series: pd.Series, integer: bool = False) -> pd.Series:
+    """True where the text is a plain decimal number (``.`` as separator; an integer when asked)."""
+    pattern = _INT_RE if integer else _FLOAT_RE
+    return _broadcast_bool(series, lambda u: u.str.fullmatch(pattern, na=False))
+
+
+def censored_number_valid(series: pd.Series) -> pd.Series:
+    """True where the text is a number, or a censored number ``<x`` / ``>x`` (below / above a limit)."""
+    return _broadcast_bool(series, lambda u: u.str.fullmatch(f"[<>]?{_FLOAT_RE}", na=False))
+
+
+def number_value(series: pd.Series, integer: bool = False) -> pd.Series:
+    """Float value of well-formed numbers (per :func:`number_valid`), NaN otherwise."""
+    ok = number_valid(series, integer=integer)
+    return pd.to_numeric(series.where(ok), errors="coerce").astype(float)
+
+
+def in_range(series: pd.Series, low: float | None, high: float | None, integer: bool = False) -> pd.Series:
+    """True where the value is not a well-formed number (the type check reports it) or lies in [low, high]."""
+    v = number_value(series, integer=integer)
+    ok = pd.Series(True, index=series.index)
+    if low is not None:
+        ok &= ~(v < low)
+    if high is not None:
+        ok &= ~(v > high)
+    return ok
+
+
+def definitely_before(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
+    """True where date ``a`` is before date ``b`` at the precision both know.
+
+    ``a`` and ``b`` are :func:`cdash_date_parts` frames (aligned). Years are compared first,
+    then months when both are known, then days when both are known; an unknown part on
+    either side stops the comparison (no finding when it cannot be decided).
+    """
+    ya, ma, da = (a[c].to_numpy() for c in ("year", "month", "day"))
+    yb, mb, db = (b[c].to_numpy() for c in ("year", "month", "day"))
+    with np.errstate(invalid="ignore"):
+        same_y = ya == yb
+        same_m = same_y & (ma == mb)
+        return (ya < yb) | (same_y & (ma < mb)) | (same_m & (da < db))
+
+
+# ---------------------------------------------------------------------------------------
+# findings
+# ---------------------------------------------------------------------------------------
+def _text(values) -> pd.Series:
+    s = pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values.astype(object)
+    return s.where(s.notna(), "").astype(str)
+
+
+def make_findings(study: str, df: pd.DataFrame, mask, column: str, check: str, severity: str,
+                  message, value=None) -> pd.DataFrame:
+    """Findings for the rows of ``df`` selected by ``mask``.
+
+    ``message`` and ``value`` may be scalars, Series aligned with ``df``, or callables
+    taking the selected rows and returning either (so that per-row text is only built for the
+    few rows that fail, not for a million that pass); ``value`` defaults to the cell of ``column``.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return empty(FINDING_COLUMNS)
+    sub = df.loc[mask]
+    if callable(message):
+        message = message(sub)
+    if callable(value):
+        value = value(sub)
+    if value is None:
+        value = sub[column] if column in sub.columns else ""
+    elif isinstance(value, pd.Series):
+        value = value.loc[mask] if len(value) == len(df) else value
+    if isinstance(message, pd.Series):
+        message = message.loc[mask] if len(message) == len(df) else message
+    out = pd.DataFrame({
+        "study": study,
+        "file": _text(sub["_FILE"]).to_numpy(),
+        "row": sub["_ROW"].astype("Int64").to_numpy(),
+        "column": column,
+        "value": _text(value).to_numpy() if isinstance(value, pd.Series) else str(value),
+        "check": check,
+        "severity": severity,
+        "message": _text(message).to_numpy() if isinstance(message, pd.Series) else str(message),
+    })
+    out["row"] = out["row"].astype("Int64")
+    return out[FINDING_COLUMNS]
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return empty(FINDING_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _s(x) -> pd.Series:
+    """Text of a column, '' for missing (for building messages)."""
+    return x.astype(object).where(x.notna(), "").astype(str)
+
+
+def _max_year(study: Study) -> int:
+    return int(study.data_cutoff[:4]) + 1
+
+
+# ---------------------------------------------------------------------------------------
+# registry
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CrossCheck:
+    """A registered cross check: the function, the check ids it emits, the forms it reports on."""
+
+    func: Callable[[dict[str, pd.DataFrame], Study, Spec], pd.DataFrame]
+    checks: tuple[str, ...]
+    forms: tuple[str, ...] | None  # None: every delivered form
+
+
+CROSS_CHECKS: list[CrossCheck] = []
+
+
+def cross_check(*checks: str, forms: tuple[str, ...] | None = None):
+    """Register a cross check under the ``check`` ids it can emit."""
+    def deco(func):
+        CROSS_CHECKS.append(CrossCheck(func, checks, forms))
+        return func
+    return deco
+
+
+def _dm_subjects(forms: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
+    """dm rows with a subject id, one per SUBJID (first row wins)."""
+    dm = forms.get("dm")
+    if dm is None:
+        return None
+    return dm[dm["SUBJID"].notna()].drop_duplicates("SUBJID")
+
+
+# ---------------------------------------------------------------------------------------
+# cross-record checks
+# ---------------------------------------------------------------------------------------
+@cross_check("key.duplicate")
+def check_unique_keys(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """Each form's natural key (``specs/raw/forms.csv`` ``keys``) identifies one record.
+
+    Every repeat of a key after its first occurrence is an error naming the first row.
+    """
+    keys_of = dict(zip(spec.raw_forms["form"], spec.raw_forms["keys"]))
+    out = []
+    for form, df in forms.items():
+        keys = [k for k in keys_of.get(form, "").split("|") if k]
+        if not keys or df.empty:
+            continue
+        dup = df.duplicated(keys, keep="first")
+        if not dup.any():
+            continue
+        involved = df.duplicated(keys, keep=False)
+        sub = df.loc[involved]
+        first = sub.groupby(keys, dropna=False, sort=False)["_ROW"].transform("min")
+
+        def message(rows, first=first, keys=keys):
+            shown = f"{keys[0]}=" + _s(rows[keys[0]])
+            for k in keys[1:]:
+                shown = shown + f" {k}=" + _s(rows[k])
+            return ("duplicate record: " + shown + " already at row " + first.loc[rows.index].astype(str)
+                    + f"; the key ({', '.join(keys)}) must be unique")
+
+        def value(rows, keys=keys):
+            text = _s(rows[keys[0]])
+            for k in keys[1:]:
+                text = text + "|" + _s(rows[k])
+            return text
+
+        out.append(make_findings(study.studyid, df, dup, "|".join(keys), "key.duplicate", "error", message, value))
+    return _concat(out)
+
+
+@cross_check("id.studyid", "id.siteid")
+def check_identifiers(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """STUDYID equals the study (folder name); SITEID is one of the study's ``[[sites]]``."""
+    sites = [str(s) for s in study.sites.get("siteid", pd.Series(dtype=object)).tolist()]
+    out = []
+    for form, df in forms.items():
+        bad = df["STUDYID"].notna() & (df["STUDYID"] != study.studyid)
+        out.append(make_findings(study.studyid, df, bad, "STUDYID", "id.studyid", "error",
+                                 f"STUDYID must be {study.studyid} (the study this extract belongs to)"))
+        bad = df["SITEID"].notna() & ~df["SITEID"].isin(sites)
+        out.append(make_findings(study.studyid, df, bad, "SITEID", "id.siteid", "error",
+                                 f"SITEID is not a site of {study.studyid}; sites: {', '.join(sites) or 'none declared'}"))
+    return _concat(out)
+
+
+@cross_check("subject.not_in_dm", "subject.site_mismatch")
+def check_subjects_in_dm(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """Every subject of every form is a consented subject of dm, at the same site.
+
+    Skipped when dm was not delivered (its absence is reported by the reader).
+    """
+    dm = _dm_subjects(forms)
+    if dm is None:
+        return empty(FINDING_COLUMNS)
+    site_of = pd.Series(dm["SITEID"].to_numpy(), index=dm["SUBJID"].to_numpy())
+    out = []
+    for form, df in forms.items():
+        if form == "dm":
+            continue
+        known = df["SUBJID"].isin(site_of.index)
+        bad = df["SUBJID"].notna() & ~known
+        out.append(make_findings(study.studyid, df, bad, "SUBJID", "subject.not_in_dm", "error",
+                                 f"subject is not in dm: every subject in {form} must have a dm record (informed consent)"))
+        dm_site = df["SUBJID"].map(site_of)
+        bad = known & df["SITEID"].notna() & dm_site.notna() & (df["SITEID"] != dm_site)
+        out.append(make_findings(study.studyid, df, bad, "SITEID", "subject.site_mismatch", "error",
+                                 lambda rows: "SITEID differs from the subject's site in dm ("
+                                 + _s(rows["SUBJID"].map(site_of)) + ")"))
+    return _concat(out)
+
+
+def _screening_visit(study: Study) -> str | None:
+    v = study.visits
+    if v.empty:
+        return None
+    return str(v.sort_values("VISITNUM")["VISIT"].iloc[0])
+
+
+@cross_check("subject.screen_failure")
+def check_screen_failures(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """A screen failure (dm.ENRYN=N) has data only in dm, ie, vs, ds and lb at the screening visit.
+
+    The screening visit is the first visit (lowest VISITNUM) of the study's schedule.
+    """
+    dm = _dm_subjects(forms)
+    if dm is None:
+        return empty(FINDING_COLUMNS)
+    failures = set(dm.loc[dm["ENRYN"] == "N", "SUBJID"])
+    if not failures:
+        return empty(FINDING_COLUMNS)
+    screening = _screening_visit(study)
+    allowed = ", ".join(f for f in SCREEN_FAILURE_FORMS if f != "lb")
+    out = []
+    for form, df in forms.items():
+        is_sf = df["SUBJID"].isin(failures)
+        if form == "lb":
+            bad = is_sf & (df["VISIT"] != screening)
+            msg = (f"subject is a screen failure (dm.ENRYN=N): laboratory data are allowed only at "
+                   f"visit {screening}")
+            out.append(make_findings(study.studyid, df, bad, "VISIT", "subject.screen_failure", "error", msg))
+        elif form not in SCREEN_FAILURE_FORMS:
+            msg = (f"subject is a screen failure (dm.ENRYN=N) and must not have {form} records; "
+                   f"allowed: {allowed} and screening lb")
+            out.append(make_findings(study.studyid, df, is_sf, "SUBJID", "subject.screen_failure", "error", msg))
+    return _concat(out)
+
+
+@cross_check("dm.armcd_required", "dm.armcd_unknown", forms=("dm",))
+def check_arm(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """ARMCD is required for an enrolled subject (ENRYN=Y) and must be an arm of the study."""
+    dm = forms.get("dm")
+    if dm is None:
+        return empty(FINDING_COLUMNS)
+    arms = [str(a) for a in study.arms.get("armcd", pd.Series(dtype=object)).tolist()]
+    missing = (dm["ENRYN"] == "Y") & dm["ARMCD"].isna()
+    unknown = dm["ARMCD"].notna() & ~dm["ARMCD"].isin(arms)
+    return _concat([
+        make_findings(study.studyid, dm, missing, "ARMCD", "dm.armcd_required", "error",
+                      f"ARMCD is required for an enrolled subject (ENRYN=Y); arms: {', '.join(arms)}"),
+        make_findings(study.studyid, dm, unknown, "ARMCD", "dm.armcd_unknown", "error",
+                      f"ARMCD is not an arm of {study.studyid}; arms: {', '.join(arms)}"),
+    ])
+
+
+@cross_check("visit.unknown")
+def check_visits(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """VISIT is a visit of the study's schedule (``[[visits]]``) or UNSCHEDULED."""
+    visits = study.visits["VISIT"].astype(str).tolist() if not study.visits.empty else []
+    allowed = visits + [UNSCHEDULED]
+    with_visit = set(spec.raw_columns.loc[spec.raw_columns["column"] == "VISIT", "form"])
+    out = []
+    for form, df in forms.items():
+        if form not in with_visit:
+            continue
+        bad = df["VISIT"].notna() & ~df["VISIT"].isin(allowed)
+        out.append(make_findings(study.studyid, df, bad, "VISIT", "visit.unknown", "error",
+                                 f"VISIT is not in the schedule of {study.studyid}; allowed: {', '.join(allowed)}"))
+    return _concat(out)
+
+
+def _date_columns(spec: Spec, form: str) -> list[tuple[str, bool]]:
+    cols = spec.raw_columns[(spec.raw_columns["form"] == form) & spec.raw_columns["type"].isin(["date", "pdate"])]
+    return list(zip(cols["column"], cols["type"] == "pdate"))
+
+
+@cross_check("date.before_consent")
+def check_dates_after_consent(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """No event or assessment date precedes the subject's informed consent (dm.ICDAT).
+
+    ICH E6(R2) 4.8.8: consent is obtained before participation. Every date and partial date
+    column of every form is compared (except dm.BRTHDAT), at the precision the date knows.
+    """
+    dm = _dm_subjects(forms)
+    if dm is None:
+        return empty(FINDING_COLUMNS)
+    cap = _max_year(study)
+    ic = cdash_date_parts(dm["ICDAT"], partial_ok=False, max_year=cap)
+    ic = ic[ic["valid"]]
+    ic_by_subject = ic.set_index(dm.loc[ic.index, "SUBJID"].to_numpy())
+    ic_text = pd.Series(dm.loc[ic.index, "ICDAT"].to_numpy(), index=ic_by_subject.index)
+    out = []
+    for form, df in forms.items():
+        subj = df["SUBJID"]
+        known = subj.isin(ic_by_subject.index)
+        if not known.any():
+            continue
+        for column, partial in _date_columns(spec, form):
+            if (form, column) in DATES_BEFORE_CONSENT_ALLOWED:
+                continue
+            parts = cdash_date_parts(df[column], partial_ok=partial, max_year=cap)
+            ref = ic_by_subject.reindex(subj.to_numpy())
+            ref.index = df.index
+            bad = known.to_numpy() & definitely_before(parts, ref)
+            def msg(rows, column=column):
+                return (f"{column} is before informed consent (dm.ICDAT " + _s(rows["SUBJID"].map(ic_text))
+                        + "): no study event or assessment may precede consent")
+            out.append(make_findings(study.studyid, df, bad, column, "date.before_consent", "error", msg))
+    return _concat(out)
+
+
+@cross_check("ae.end_before_start", "ae.ongoing_with_end", "ae.end_missing", forms=("ae",))
+def check_ae_dates(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """AE end not before start (at known precision); AEONGO=Y has no end date; AEONGO=N has one.
+
+    CDASHIG AE: the end date is collected only for resolved events (AEONGO=N).
+    A resolved AE without an end date is a warning (query the site), not a block.
+    """
+    ae = forms.get("ae")
+    if ae is None:
+        return empty(FINDING_COLUMNS)
+    cap = _max_year(study)
+    st = cdash_date_parts(ae["AESTDAT"], partial_ok=True, max_year=cap)
+    en = cdash_date_parts(ae["AEENDAT"], partial_ok=True, max_year=cap)
+    before = definitely_before(en, st)
+    return _concat([
+        make_findings(study.studyid, ae, before, "AEENDAT", "ae.end_before_start", "error",
+                      "AEENDAT is before AESTDAT (" + _s(ae["AESTDAT"]) + "): the end must be on or after the start"),
+        make_findings(study.studyid, ae, (ae["AEONGO"] == "Y") & ae["AEENDAT"].notna(), "AEENDAT",
+                      "ae.ongoing_with_end", "error",
+                      "AEENDAT is given but AEONGO=Y: an ongoing event has no end date; clear one of them"),
+        make_findings(study.studyid, ae, (ae["AEONGO"] == "N") & ae["AEENDAT"].isna(), "AEENDAT",
+                      "ae.end_missing", "warning",
+                      "AEENDAT is empty but AEONGO=N: a resolved event needs its end date"),
+    ])
+
+
+@cross_check("ex.infusion_missing", "ex.infusion_unexpected", forms=("dm",))
+def check_infusion(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """dm.TRTYN=Y requires a CAR-T infusion record in ex; TRTYN=N allows none. Reported on dm."""
+    dm = forms.get("dm")
+    if dm is None:
+        return empty(FINDING_COLUMNS)
+    ex = forms.get("ex")
+    infused = set() if ex is None else set(ex.loc[ex["EXCAT"] == INFUSION_CATEGORY, "SUBJID"].dropna())
+    has = dm["SUBJID"].isin(infused)
+    return _concat([
+        make_findings(study.studyid, dm, (dm["TRTYN"] == "Y") & dm["SUBJID"].notna() & ~has, "TRTYN",
+                      "ex.infusion_missing", "error",
+                      f"TRTYN=Y but ex has no EXCAT={INFUSION_CATEGORY} record for this subject"),
+        make_findings(study.studyid, dm, (dm["TRTYN"] == "N") & has, "TRTYN", "ex.infusion_unexpected", "error",
+                      f"TRTYN=N but ex has an EXCAT={INFUSION_CATEGORY} record for this subject"),
+    ])
+
+
+@cross_check("lb.testcd_unknown", "lb.test_mismatch", "lb.unit_invalid", "lb.result_invalid",
+             "lb.result_missing", "lb.result_not_done", "lb.range_order", forms=("lb",))
+def check_lab(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """Laboratory records against ``specs/rules/lab_tests.csv`` and ``lab_units.csv``.
+
+    LBTESTCD is a known test and LBTEST its name; LBORRESU is a unit listed for the test
+    (empty only for unitless tests); LBORRES is numeric or censored ``<x``/``>x`` and empty
+    only when LBSTAT=NOT DONE (SDTMIG 3.4 LB: --STAT/--REASND); LBORNRLO <= LBORNRHI.
+    """
+    lb = forms.get("lb")
+    if lb is None:
+        return empty(FINDING_COLUMNS)
+    sid = study.studyid
+    tests = spec.rule("lab_tests")
+    units = spec.rule("lab_units")
+    name_of = pd.Series(tests["lbtest"].to_numpy(), index=tests["lbtestcd"].to_numpy())
+    code = lb["LBTESTCD"]
+    known = code.isin(name_of.index)
+    out = [make_findings(sid, lb, code.notna() & ~known, "LBTESTCD", "lb.testcd_unknown", "error",
+                         "LBTESTCD is not a test of specs/rules/lab_tests.csv")]
+    bad = known & lb["LBTEST"].notna() & (lb["LBTEST"] != code.map(name_of))
+    out.append(make_findings(sid, lb, bad, "LBTEST", "lb.test_mismatch", "error",
+                             lambda rows: "LBTEST does not match LBTESTCD " + _s(rows["LBTESTCD"])
+                             + "; expected " + _s(rows["LBTESTCD"].map(name_of))))
+
+    listed = (units.assign(u=units["raw_unit"].where(units["raw_unit"] != "", "(no unit)"))
+              .groupby("lbtestcd", sort=False)["u"].agg(", ".join))
+    unit = lb["LBORRESU"].astype(object).where(lb["LBORRESU"].notna(), "")
+    has_result = lb["LBORRES"].notna() | lb["LBORRESU"].notna()
+    listed_pairs = pd.MultiIndex.from_arrays([units["lbtestcd"], units["raw_unit"]])
+    unit_ok = pd.MultiIndex.from_arrays([code.astype(object).where(code.notna(), ""), unit]).isin(listed_pairs)
+    bad = known.to_numpy() & has_result.to_numpy() & ~unit_ok
+    out.append(make_findings(sid, lb, bad, "LBORRESU", "lb.unit_invalid", "error",
+                             lambda rows: ("unit '" + _s(rows["LBORRESU"]) + "'").where(rows["LBORRESU"].notna(),
+                                                                                        "an empty unit")
+                             + " is not valid for LBTESTCD " + _s(rows["LBTESTCD"]) + "; allowed: "
+                             + _s(rows["LBTESTCD"].map(listed)),
+                             value=lambda rows: _s(rows["LBORRESU"])))
+
+    res = lb["LBORRES"]
+    not_done = lb["LBSTAT"] == "NOT DONE"
+    bad = res.notna() & ~censored_number_valid(res)
+    out.append(make_findings(sid, lb, bad, "LBORRES", "lb.result_invalid", "error",
+                             "LBORRES must be a number or a censored value <x or >x (e.g. 12.5, <0.1, >1000)"))
+    out.append(make_findings(sid, lb, res.isna() & ~not_done, "LBORRES", "lb.result_missing", "error",
+                             "LBORRES is empty: give the result, or set LBSTAT=NOT DONE with LBREASND"))
+    out.append(make_findings(sid, lb, res.notna() & not_done, "LBSTAT", "lb.result_not_done", "warning",
+                             "LBSTAT=NOT DONE but LBORRES holds a result; clear one of them"))
+    lo, hi = number_value(lb["LBORNRLO"]), number_value(lb["LBORNRHI"])
+    out.append(make_findings(sid, lb, (lo > hi).to_numpy(), "LBORNRLO", "lb.range_order", "error",
+                             lambda rows: "reference range lower limit LBORNRLO is above the upper limit "
+                             "LBORNRHI (" + _s(rows["LBORNRHI"]) + ")"))
+    return _concat(out)
+
+
+def _age_at(ref: pd.DataFrame, y, m, d) -> np.ndarray:
+    """Completed years from birth (y, m, d) to ``ref`` (a complete date): floor of the age."""
+    before_birthday = (ref["month"].to_numpy() < m) | ((ref["month"].to_numpy() == m) & (ref["day"].to_numpy() < d))
+    return ref["year"].to_numpy() - y - before_birthday
+
+
+@cross_check("dm.age_mismatch", "dm.age_uncertain", forms=("dm",))
+def check_age(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """AGE equals completed years from BRTHDAT to informed consent (ICDAT) (SDTMIG 3.4 DM AGE).
+
+    Complete birth date: any disagreement is an error. Partial birth date (UN-MMM-YYYY or
+    UN-UNK-YYYY): AGE must lie within the ages the possible birth dates give; one year
+    outside is a warning, more an error.
+    """
+    dm = forms.get("dm")
+    if dm is None:
+        return empty(FINDING_COLUMNS)
+    cap = _max_year(study)
+    ic = cdash_date_parts(dm["ICDAT"], partial_ok=False, max_year=cap)
+    b = cdash_date_parts(dm["BRTHDAT"], partial_ok=True, max_year=cap)
+    age = number_value(dm["AGE"], integer=True).to_numpy()
+    by, bm, bd = b["year"].to_numpy(), b["month"].to_numpy(), b["day"].to_numpy()
+    # earliest and latest possible birth dates
+    e_m = np.where(np.isnan(bm), 1, bm)
+    e_d = np.where(np.isnan(bd), 1, bd)
+    l_m = np.where(np.isnan(bm), 12, bm)
+    yr = np.nan_to_num(by, nan=2000).astype(int)
+    leap = (yr % 4 == 0) & ((yr % 100 != 0) | (yr % 400 == 0))
+    lm_i = l_m.astype(int) - 1
+    l_d = np.where(np.isnan(bd), _DAYS_IN_MONTH[lm_i] + ((lm_i == 1) & leap), bd)
+    oldest = _age_at(ic, by, e_m, e_d)     # born earliest -> oldest
+    youngest = _age_at(ic, by, l_m, l_d)
+    usable = ic["valid"].to_numpy() & b["valid"].to_numpy() & ~np.isnan(age)
+    complete = usable & ~np.isnan(bd)
+    with np.errstate(invalid="ignore"):
+        off = np.maximum(youngest - age, age - oldest)
+    mismatch = (complete & (off > 0)) | (usable & ~complete & (off > 1))
+    uncertain = usable & ~complete & (off == 1)
+    expect = np.where(oldest == youngest, pd.Series(oldest).astype("Int64").astype(str),
+                      pd.Series(youngest).astype("Int64").astype(str) + "-" + pd.Series(oldest).astype("Int64").astype(str))
+    expect = pd.Series(expect, index=dm.index)
+    msg = ("AGE disagrees with BRTHDAT " + _s(dm["BRTHDAT"]) + " and ICDAT " + _s(dm["ICDAT"])
+           + ": completed years at consent = " + expect)
+    return _concat([
+        make_findings(study.studyid, dm, mismatch, "AGE", "dm.age_mismatch", "error", msg),
+        make_findings(study.studyid, dm, uncertain, "AGE", "dm.age_uncertain", "warning",
+                      msg + " (partial birth date; please confirm)"),
+    ])
+
+
+@cross_check("ie.criterion_missing", "ie.criterion_unknown", "ie.category_mismatch",
+             "ie.criterion_unexpected", forms=("ie",))
+def check_eligibility(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """CDASHIG IE: IEYN=N rows name the criterion not met (IETESTCD, IECAT) from the study's TI.
+
+    The TI comparison is skipped, without a finding, when the study parameters have no ``[[ti]]``.
+    """
+    ie = forms.get("ie")
+    if ie is None:
+        return empty(FINDING_COLUMNS)
+    sid = study.studyid
+    no = ie["IEYN"] == "N"
+    out = [
+        make_findings(sid, ie, no & ie["IETESTCD"].isna(), "IETESTCD", "ie.criterion_missing", "error",
+                      "IEYN=N requires IETESTCD, the criterion not met"),
+        make_findings(sid, ie, no & ie["IECAT"].isna(), "IECAT", "ie.criterion_missing", "error",
+                      "IEYN=N requires IECAT (INCLUSION or EXCLUSION) of the criterion not met"),
+        make_findings(sid, ie, (ie["IEYN"] == "Y") & ie["IETESTCD"].notna(), "IETESTCD",
+                      "ie.criterion_unexpected", "warning",
+                      "IEYN=Y (all criteria met) should have no IETESTCD"),
+    ]
+    ti = pd.DataFrame(study.get("ti", []) or [])
+    if not ti.empty and {"ietestcd", "iecat"} <= set(ti.columns):
+        cat_of = pd.Series(ti["iecat"].astype(str).to_numpy(), index=ti["ietestcd"].astype(str).to_numpy())
+        cat_of = cat_of[~cat_of.index.duplicated()]
+        code = ie["IETESTCD"]
+        known = code.isin(cat_of.index)
+        shown = ", ".join(cat_of.index[:12]) + (" ..." if len(cat_of) > 12 else "")
+        out.append(make_findings(sid, ie, code.notna() & ~known, "IETESTCD", "ie.criterion_unknown", "error",
+                                 f"IETESTCD is not a criterion of the study's TI; criteria: {shown}"))
+        expected = code.map(cat_of)
+        bad = known & ie["IECAT"].notna() & (ie["IECAT"] != expected)
+        out.append(make_findings(sid, ie, bad, "IECAT", "ie.category_mismatch", "error",
+                                 "IECAT does not match the TI category of " + _s(code) + " (" + _s(expected) + ")"))
+    return _concat(out)
+
+
+@cross_check("vs.unit_invalid", "vs.range", forms=("vs",))
+def check_vital_sign_ranges(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """VSORRES within the hard limits of ``specs/rules/vs_ranges.csv`` for its test and unit."""
+    vs = forms.get("vs")
+    if vs is None:
+        return empty(FINDING_COLUMNS)
+    rules = spec.rule("vs_ranges")
+    key = rules["vstestcd"] + "\x1f" + rules["vsorresu"]
+    lo = pd.Series(pd.to_numeric(rules["min"]).to_numpy(), index=key.to_numpy())
+    hi = pd.Series(pd.to_numeric(rules["max"]).to_numpy(), index=key.to_numpy())
+    limits = pd.Series((rules["min"] + "-" + rules["max"] + " " + rules["vsorresu"]).to_numpy(), index=key.to_numpy())
+    listed = rules.groupby("vstestcd", sort=False)["vsorresu"].agg(", ".join)
+    test_known = vs["VSTESTCD"].isin(rules["vstestcd"])
+    k = _s(vs["VSTESTCD"]) + "\x1f" + _s(vs["VSORRESU"])
+    unit_ok = k.isin(key)
+    v = number_value(vs["VSORRES"])
+    vlo, vhi = k.map(lo), k.map(hi)
+    outside = unit_ok & ((v < vlo) | (v > vhi))
+    return _concat([
+        make_findings(study.studyid, vs, test_known & vs["VSORRESU"].notna() & ~unit_ok, "VSORRESU",
+                      "vs.unit_invalid", "error",
+                      "unit is not valid for VSTESTCD " + _s(vs["VSTESTCD"]) + "; allowed: "
+                      + _s(vs["VSTESTCD"].map(listed))),
+        make_findings(study.studyid, vs, outside, "VSORRES", "vs.range", "error",
+                      _s(vs["VSTESTCD"]) + " " + _s(vs["VSORRES"]) + " " + _s(vs["VSORRESU"])
+                      + " is outside the possible range " + _s(k.map(limits))),
+    ])
+
+
+@cross_check("rs.response_category", forms=("rs",))
+def check_response_category(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """RSORRES is one of the study's response categories (``[response].categories``)."""
+    rs = forms.get("rs")
+    if rs is None:
+        return empty(FINDING_COLUMNS)
+    cats = [str(c) for c in study.get("response", {}).get("categories", [])]
+    bad = rs["RSORRES"].notna() & ~rs["RSORRES"].isin(cats)
+    return make_findings(study.studyid, rs, bad, "RSORRES", "rs.response_category", "error",
+                         f"RSORRES is not a response category of {study.studyid} "
+                         f"({study.get('response', {}).get('criteria', '')}); allowed: {', '.join(cats)}")
+
+
+@cross_check("ex.treatment_unknown", "ex.dose_unit", "ex.category_mismatch", forms=("ex",))
+def check_treatments(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """EXTRT is a treatment of the study (``[[treatments]]``) with its EXCAT and dose unit."""
+    ex = forms.get("ex")
+    if ex is None:
+        return empty(FINDING_COLUMNS)
+    tr = study.treatments
+    if tr.empty:
+        tr = pd.DataFrame(columns=["extrt", "excat", "dosu"])
+    names = tr["extrt"].astype(str).tolist()
+    dosu = pd.Series(tr["dosu"].astype(str).to_numpy(), index=names)
+    excat = pd.Series(tr["excat"].astype(str).to_numpy(), index=names)
+    known = ex["EXTRT"].isin(names)
+    exp_u, exp_c = ex["EXTRT"].map(dosu), ex["EXTRT"].map(excat)
+    return _concat([
+        make_findings(study.studyid, ex, ex["EXTRT"].notna() & ~known, "EXTRT", "ex.treatment_unknown", "error",
+                      f"EXTRT is not a treatment of {study.studyid}; treatments: {', '.join(names)}"),
+        make_findings(study.studyid, ex, known & ex["EXDOSU"].notna() & (ex["EXDOSU"] != exp_u), "EXDOSU",
+                      "ex.dose_unit", "error",
+                      "EXDOSU does not match the dose unit of " + _s(ex["EXTRT"]) + " (" + _s(exp_u) + ")"),
+        make_findings(study.studyid, ex, known & ex["EXCAT"].notna() & (ex["EXCAT"] != exp_c), "EXCAT",
+                      "ex.category_mismatch", "error",
+                      "EXCAT does not match the category of " + _s(ex["EXTRT"]) + " (" + _s(exp_c) + ")"),
+    ])
+
+
+@cross_check("ds.death_date_missing", "ds.death_after_cutoff", forms=("ds",))
+def check_death(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """DSDECOD=DEATH requires DTHDAT; DTHDAT is not after the data cutoff (at known precision)."""
+    ds = forms.get("ds")
+    if ds is None:
+        return empty(FINDING_COLUMNS)
+    cutoff = pd.Timestamp(study.data_cutoff)
+    cut = pd.DataFrame({"year": float(cutoff.year), "month": float(cutoff.month), "day": float(cutoff.day)},
+                       index=ds.index)
+    dth = cdash_date_parts(ds["DTHDAT"], partial_ok=True, max_year=_max_year(study))
+    return _concat([
+        make_findings(study.studyid, ds, (ds["DSDECOD"] == "DEATH") & ds["DTHDAT"].isna(), "DTHDAT",
+                      "ds.death_date_missing", "error", "DSDECOD=DEATH requires the date of death DTHDAT"),
+        make_findings(study.studyid, ds, definitely_before(cut, dth), "DTHDAT", "ds.death_after_cutoff", "error",
+                      f"DTHDAT is after the data cutoff {study.data_cutoff}"),
+    ])

@@ -1,0 +1,390 @@
+"""Read the raw CRF extracts of one study: ``raw/<STUDYID>/<form>.{csv,xlsx,sas7bdat}``.
+
+Every form of ``specs/raw/forms.csv`` is looked for in the study folder. The study's
+parameters give the expected format (``[raw].formats``, default CSV) and the CSV encoding
+(``[raw].encoding``: ``utf-8``, ``utf-8-sig`` or ``gb18030``); whichever single file exists
+is read. Each form comes back with every column as text (stripped, empty as NaN), the spec's
+columns first (absent optional columns added empty), then any extra columns, then ``_FILE``
+(file name) and ``_ROW`` (spreadsheet row: header = 1, first record = 2).
+
+A file that cannot be read never raises: it becomes ONE finding (severity error) naming the
+study, the file and the problem, and the form is skipped. Problems covered: ambiguous
+(two files for one form), missing mandatory form, empty file, undecodable bytes (with byte
+offset and line), a wrong delimiter, a duplicated, blank or missing required column, a
+malformed CSV record, and a truncated or corrupt XLSX or SAS7BDAT file.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Study
+from pipeline.context import FINDING_COLUMNS, empty
+from pipeline.errors import ConfigError
+from pipeline.intake.checks import MONTHS
+from pipeline.spec import Spec
+
+#: file formats the reader understands, in the order they are looked for
+FORMATS = ("csv", "xlsx", "sas7bdat")
+#: forms without which a study cannot be built (every SDTM domain keys on DM)
+MANDATORY_FORMS = ("dm",)
+_MONTHS = np.array(MONTHS, dtype=object)
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+class UnreadableFile(Exception):
+    """Raised inside the reader; caught by :func:`read_study` and turned into one finding."""
+
+    def __init__(self, check: str, message: str):
+        super().__init__(message)
+        self.check = check
+        self.message = message
+
+
+def file_finding(study: str, file: str, check: str, severity: str, message: str) -> pd.DataFrame:
+    """One file-level finding (no row, no column)."""
+    return pd.DataFrame([{
+        "study": study, "file": file, "row": pd.NA, "column": "", "value": "",
+        "check": check, "severity": severity, "message": message,
+    }], columns=FINDING_COLUMNS).astype({"row": "Int64"})
+
+
+# ---------------------------------------------------------------------------------------
+# cell text
+# ---------------------------------------------------------------------------------------
+def format_dates(values: pd.Series) -> pd.Series:
+    """datetime64 values as CDASH ``DD-MMM-YYYY`` text (``DD-MMM-YYYY HH:MM`` when a time is set)."""
+    s = pd.to_datetime(values, errors="coerce")
+    ok = s.notna()
+    day = s.dt.day.astype("Int64").astype(str).str.zfill(2)
+    month = pd.Series(_MONTHS[(s.dt.month.fillna(1).astype(int) - 1).to_numpy()], index=s.index)
+    year = s.dt.year.astype("Int64").astype(str).str.zfill(4)
+    text = day + "-" + month + "-" + year
+    has_time = ok & ((s.dt.hour != 0) | (s.dt.minute != 0) | (s.dt.second != 0))
+    if has_time.any():
+        hhmm = s.dt.hour.astype("Int64").astype(str).str.zfill(2) + ":" + s.dt.minute.astype("Int64").astype(str).str.zfill(2)
+        text = text.where(~has_time, text + " " + hhmm)
+    return text.astype(object).where(ok, None)
+
+
+def format_numbers(values: pd.Series) -> pd.Series:
+    """Numbers as text: whole numbers without a spurious ``.0``, others in shortest round-trip form."""
+    v = pd.to_numeric(values, errors="coerce").astype(float)
+    arr = v.to_numpy()
+    finite = np.isfinite(arr)
+    whole = finite & (np.floor(np.where(finite, arr, 0)) == arr) & (np.abs(np.where(finite, arr, 0)) < 2**63)
+    out = pd.Series([None] * len(v), index=v.index, dtype=object)
+    if whole.any():
+        out[whole] = v[whole].astype("int64").astype(str).to_numpy()
+    frac = finite & ~whole
+    if frac.any():
+        out[frac] = v[frac].astype(str).to_numpy()  # shortest text that round-trips
+    return out
+
+
+def cell_text(value) -> str | None:
+    """One spreadsheet cell as text (openpyxl gives Python objects; None for an empty cell)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None if math.isnan(value) else str(value)
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, dt.datetime):
+        text = f"{value.day:02d}-{MONTHS[value.month - 1]}-{value.year:04d}"
+        if value.hour or value.minute or value.second:
+            text += f" {value.hour:02d}:{value.minute:02d}"
+        return text
+    if isinstance(value, dt.date):
+        return f"{value.day:02d}-{MONTHS[value.month - 1]}-{value.year:04d}"
+    if isinstance(value, dt.time):
+        return f"{value.hour:02d}:{value.minute:02d}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------
+# format readers: each returns (header names, DataFrame with positional columns and _ROW)
+# ---------------------------------------------------------------------------------------
+def _decode(data: bytes, encoding: str, name: str) -> str:
+    enc = encoding.lower().replace("_", "-")
+    if enc in ("utf-8", "utf8") and data.startswith(b"\xef\xbb\xbf"):
+        enc = "utf-8-sig"  # a BOM is accepted when plain UTF-8 is declared
+    try:
+        return data.decode(enc)
+    except LookupError:
+        raise ConfigError(f"unknown raw encoding {encoding!r} in the study parameters") from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start:exc.end].hex(" ")
+        raise UnreadableFile("file.encoding",
+                             f"{name}: bytes {bad} at byte offset {exc.start} (line {line}) are not valid "
+                             f"{encoding}; re-export the file as {encoding} or fix [raw].encoding") from None
+
+
+def read_csv_file(path: Path, encoding: str) -> tuple[list[str], pd.DataFrame]:
+    """A CSV extract as text. Blank lines keep their row number and are dropped later."""
+    data = path.read_bytes()
+    text = _decode(data, encoding, path.name)
+    if not text or text.isspace():
+        raise UnreadableFile("file.empty", f"{path.name} is empty (no header, no records)")
+    try:
+        header = next(csv.reader(io.StringIO(text)))
+    except (csv.Error, StopIteration) as exc:
+        raise UnreadableFile("file.unreadable", f"{path.name}: header line cannot be parsed ({exc})") from None
+    if len(header) == 1:
+        for d in _OTHER_DELIMITERS:
+            if d in header[0]:
+                shown = {";": "semicolons", "\t": "tabs", "|": "pipes"}[d]
+                raise UnreadableFile("file.delimiter",
+                                     f"{path.name}: the header is one column containing {shown} "
+                                     f"({header[0][:60]!r}): the file is not comma-separated; re-export it as CSV "
+                                     "with ',' as delimiter")
+    _check_header(header, path.name)
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, header=0, keep_default_na=False, na_filter=False,
+                         skip_blank_lines=False, engine="c")
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise UnreadableFile("file.unreadable",
+                             f"{path.name}: malformed CSV ({str(exc).strip()}); every record must have "
+                             f"{len(header)} comma-separated fields, quoted when they contain commas") from None
+    df.columns = range(len(df.columns))
+    df["_ROW"] = np.arange(2, len(df) + 2, dtype="int64")
+    return header, df
+
+
+def read_xlsx_file(path: Path) -> tuple[list[str], pd.DataFrame]:
+    """The first sheet of an Excel workbook as text (Excel dates -> DD-MMM-YYYY, whole numbers without .0)."""
+    import openpyxl  # imported here: only studies with Excel extracts pay for it
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            ws = wb.worksheets[0]
+            ws.reset_dimensions()  # do not trust the stored sheet size
+            rows = list(ws.iter_rows(values_only=True))
+        finally:
+            wb.close()
+    except Exception as exc:  # noqa: BLE001 - any failure inside a workbook means the file is unusable
+        raise UnreadableFile("file.corrupt",
+                             f"{path.name} is not a readable Excel workbook ({type(exc).__name__}: "
+                             f"{str(exc) or 'no detail'}); the file is truncated or corrupt: re-export it") from None
+    while rows and all(v is None or (isinstance(v, str) and not v.strip()) for v in rows[-1]):
+        rows.pop()
+    if not rows:
+        raise UnreadableFile("file.empty", f"{path.name} is empty (the first sheet has no header)")
+    width = max(len(r) for r in rows)
+    header = [cell_text(v) or "" for v in rows[0]] + [""] * (width - len(rows[0]))
+    body = [tuple(r) + (None,) * (width - len(r)) for r in rows[1:]]
+    cols = list(zip(*body)) if body else [()] * width
+    df = pd.DataFrame({i: [cell_text(v) for v in col] for i, col in enumerate(cols)}, dtype=object)
+    df = df.reindex(columns=range(width))
+    df["_ROW"] = np.arange(2, len(body) + 2, dtype="int64")
+    header = _trim_blank_columns(header, df)
+    _check_header(header, path.name)
+    return header, df
+
+
+def read_sas_file(path: Path) -> tuple[list[str], pd.DataFrame]:
+    """A SAS7BDAT dataset as text (whole numbers without .0, SAS dates -> DD-MMM-YYYY)."""
+    import pyreadstat
+
+    try:
+        raw, _meta = pyreadstat.read_sas7bdat(str(path), dates_as_pandas_datetime=True)
+    except Exception as exc:  # noqa: BLE001 - pyreadstat raises several types for broken files
+        raise UnreadableFile("file.corrupt",
+                             f"{path.name} is not a readable SAS7BDAT dataset ({type(exc).__name__}: "
+                             f"{str(exc) or 'no detail'}); the file is truncated or corrupt: re-export it") from None
+    header = [str(c) for c in raw.columns]
+    _check_header(header, path.name)
+    out = {}
+    for i, c in enumerate(raw.columns):
+        s = raw[c]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            out[i] = format_dates(s)
+        elif pd.api.types.is_numeric_dtype(s):
+            out[i] = format_numbers(s)
+        else:
+            # text, or date/time objects pyreadstat left as Python values: convert each distinct value once
+            codes, uniques = pd.factorize(s, use_na_sentinel=True)
+            conv = np.array([cell_text(u) for u in uniques] + [None], dtype=object)
+            out[i] = pd.Series(conv[codes], index=s.index, dtype=object)
+    df = pd.DataFrame(out, index=raw.index).reset_index(drop=True)
+    df = df.reindex(columns=range(len(header)))
+    df["_ROW"] = np.arange(2, len(df) + 2, dtype="int64")
+    return header, df
+
+
+def strip_text(values: pd.Series) -> pd.Series:
+    """Text with surrounding whitespace removed and empty cells as NaN (``str`` dtype).
+
+    Works on the distinct values (a raw column repeats a few thousand values a million times).
+    """
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+    u = pd.Series(np.asarray(uniques, dtype=object)).map(str).str.strip()
+    u = u.where(u != "", None).astype(object)
+    table = np.append(u.to_numpy(dtype=object), None)
+    return pd.Series(table[codes], index=values.index, dtype="str")
+
+
+def _trim_blank_columns(header: list[str], df: pd.DataFrame) -> list[str]:
+    """Drop unnamed trailing columns that hold no data (spreadsheets often carry them)."""
+    while header and not header[-1].strip() and df[len(header) - 1].isna().all():
+        df.drop(columns=len(header) - 1, inplace=True)
+        header = header[:-1]
+    return header
+
+
+def _check_header(header: list[str], name: str) -> None:
+    names = [h.strip() for h in header]
+    dups = sorted({h for h in names if h and names.count(h) > 1})
+    if dups:
+        raise UnreadableFile("file.duplicate_column",
+                             f"{name}: column {', '.join(dups)} appears more than once in the header; "
+                             "each column must appear once")
+    if not any(names):
+        raise UnreadableFile("file.header", f"{name}: the header row has no column names")
+
+
+# ---------------------------------------------------------------------------------------
+# one form
+# ---------------------------------------------------------------------------------------
+def _normalise(header: list[str], df: pd.DataFrame, form: str, file_name: str, spec: Spec,
+               studyid: str) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Name, strip and order the columns; drop blank records; check the spec's columns."""
+    names = [h.strip() for h in header]
+    data_cols = [i for i, n in enumerate(names) if n]
+    for i, n in enumerate(names):  # unnamed columns (e.g. trailing commas) must hold no data
+        if not n:
+            s = df[i].astype("str").str.strip()
+            if (s.notna() & (s != "")).any():
+                raise UnreadableFile("file.header",
+                                     f"{file_name}: header column {i + 1} has no name but holds data; "
+                                     "every column needs its name in the first row")
+    frame = pd.DataFrame({names[i]: strip_text(df[i]) for i in data_cols}, index=df.index)
+    spec_cols = spec.form_columns(form)
+    required = spec_cols.loc[spec_cols["required"] == "Y", "column"].tolist()
+    missing_req = [c for c in required if c not in frame.columns]
+    if missing_req:
+        raise UnreadableFile("file.missing_column",
+                             f"{file_name}: required column{'s' if len(missing_req) > 1 else ''} "
+                             f"{', '.join(missing_req)} missing from the header (see specs/raw/columns.csv)")
+    notes: list[pd.DataFrame] = []
+    absent = [c for c in spec_cols["column"] if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in set(spec_cols["column"])]
+    if absent:
+        notes.append(file_finding(studyid, file_name, "file.optional_column_absent", "warning",
+                                  f"{file_name}: optional column{'s' if len(absent) > 1 else ''} "
+                                  f"{', '.join(absent)} not delivered (read as empty)"))
+    if extra:
+        notes.append(file_finding(studyid, file_name, "file.extra_column", "warning",
+                                  f"{file_name}: column{'s' if len(extra) > 1 else ''} {', '.join(extra)} "
+                                  f"not in specs/raw/columns.csv for form {form} (kept, not checked)"))
+    for c in absent:
+        frame[c] = pd.Series(np.nan, index=frame.index, dtype="str")
+    frame = frame[list(spec_cols["column"]) + extra]
+    blank = frame.isna().all(axis=1) if len(frame.columns) else pd.Series(True, index=frame.index)
+    frame["_FILE"] = file_name
+    frame["_ROW"] = df["_ROW"].to_numpy()
+    frame = frame[~blank.to_numpy()].reset_index(drop=True)
+    frame["_FILE"] = frame["_FILE"].astype("str")
+    frame["_ROW"] = frame["_ROW"].astype("int64")
+    if frame.empty:
+        notes.append(file_finding(studyid, file_name, "file.no_records",
+                                  "error" if form in MANDATORY_FORMS else "warning",
+                                  f"{file_name} has a header but no records"))
+    return frame, notes
+
+
+def read_form(path: Path, form: str, study: Study, spec: Spec) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Read one form file; raises :class:`UnreadableFile` when it cannot be used."""
+    if path.stat().st_size == 0:
+        raise UnreadableFile("file.empty", f"{path.name} is empty (0 bytes)")
+    ext = path.suffix.lower().lstrip(".")
+    if ext == "csv":
+        header, df = read_csv_file(path, study.encoding)
+    elif ext == "xlsx":
+        header, df = read_xlsx_file(path)
+    else:
+        header, df = read_sas_file(path)
+    return _normalise(header, df, form, path.name, spec, study.studyid)
+
+
+def read_study(raw_dir: Path, study: Study, spec: Spec) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Read every delivered form of one study from ``raw_dir/<STUDYID>/``.
+
+    Returns ``(forms, findings)``: the readable forms by name, and the reader's findings
+    (one per unusable file; warnings for absent optional or extra columns and stray files).
+    A form without a file is simply absent, except mandatory forms (dm), which is an error.
+    """
+    sid = study.studyid
+    folder = Path(raw_dir) / sid
+    found: list[pd.DataFrame] = []
+    forms: dict[str, pd.DataFrame] = {}
+    declared = study.raw_formats
+    if not folder.is_dir():
+        name = f"dm.{declared.get('dm', 'csv')}"
+        found.append(file_finding(sid, name, "file.missing", "error",
+                                  f"no raw folder {folder} for study {sid}: nothing to validate"))
+        return forms, _concat(found)
+    known_files: set[str] = set()
+    for form in spec.forms:
+        paths = [folder / f"{form}.{ext}" for ext in FORMATS if (folder / f"{form}.{ext}").is_file()]
+        known_files.update(p.name for p in paths)
+        expected = declared.get(form, "csv")
+        if len(paths) > 1:
+            found.append(file_finding(sid, paths[0].name, "file.ambiguous", "error",
+                                      f"form {form} is delivered twice ({', '.join(p.name for p in paths)}); "
+                                      f"keep only {form}.{expected}"))
+            continue
+        if not paths:
+            if form in MANDATORY_FORMS:
+                found.append(file_finding(sid, f"{form}.{expected}", "file.missing", "error",
+                                          f"mandatory form {form} is missing: expected {folder / f'{form}.{expected}'}"))
+            continue
+        path = paths[0]
+        if path.suffix.lstrip(".") != expected:
+            found.append(file_finding(sid, path.name, "file.format", "warning",
+                                      f"form {form} delivered as {path.name}; the study parameters declare "
+                                      f"{form}.{expected} ([raw].formats)"))
+        try:
+            df, notes = read_form(path, form, study, spec)
+        except UnreadableFile as exc:
+            found.append(file_finding(sid, path.name, exc.check, "error", exc.message))
+            continue
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the reader's last line of defence: one finding, no traceback
+            found.append(file_finding(sid, path.name, "file.unreadable", "error",
+                                      f"{path.name} cannot be read ({type(exc).__name__}: {exc})"))
+            continue
+        found.extend(notes)
+        forms[form] = df
+    stray = sorted(p.name for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.name not in known_files)
+    for name in stray:
+        found.append(file_finding(sid, name, "file.unexpected", "warning",
+                                  f"{name} is not a form of specs/raw/forms.csv (expected <form>.csv, .xlsx "
+                                  "or .sas7bdat); it was not read"))
+    return forms, _concat(found)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        out = empty(FINDING_COLUMNS)
+        out["row"] = out["row"].astype("Int64")
+        return out
+    return pd.concat(frames, ignore_index=True)

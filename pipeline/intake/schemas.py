@@ -1,0 +1,199 @@
+"""Pandera schemas of the raw CRF forms, generated from ``specs/raw/columns.csv``.
+
+``columns.csv`` is the single source of the raw contract: one row per form column with
+``type`` (char, int, float, date, pdate, time), ``required`` (Y/N), ``allowed`` values
+(``|``-separated), hard limits ``min``/``max`` and plausibility limits ``warn_min``/``warn_max``.
+Nothing of it is restated here: :func:`form_schema` turns the rows of one form into a
+``pandera.DataFrameSchema`` and a rule table (check id, severity, message) used to turn
+pandera's failure cases into gate findings.
+
+Check ids emitted (the ``check`` column of the gate report)
+
+=================  ========  ==========================================================
+``column.missing``  error    a required column is absent
+``required``        error    a required column has an empty cell
+``type.int``        error    not a whole number
+``type.float``      error    not a number (``.`` as decimal separator)
+``type.date``       error    not a complete, real ``DD-MMM-YYYY`` date in the allowed years
+``type.pdate``      error    as ``type.date``, but ``UN-MMM-YYYY`` and ``UN-UNK-YYYY`` allowed
+``type.time``       error    not ``HH:MM`` 00:00-23:59
+``allowed``         error    not one of the ``allowed`` values
+``range``           error    outside ``min``/``max``
+``plausibility``    warning  outside ``warn_min``/``warn_max`` (confirm with the site)
+=================  ========  ==========================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from pipeline.config import Study
+from pipeline.context import FINDING_COLUMNS, empty
+from pipeline.intake import checks as ck
+from pipeline.spec import Spec
+
+RAW_TYPES = ("char", "int", "float", "date", "pdate", "time")
+RULE_COLUMNS = ["column", "check", "severity", "message"]
+
+
+@dataclass(frozen=True)
+class FormSchema:
+    """The generated schema of one raw form and the message and severity of each of its checks."""
+
+    form: str
+    schema: pa.DataFrameSchema
+    rules: pd.DataFrame  # RULE_COLUMNS
+
+    @property
+    def checks(self) -> list[str]:
+        """Check ids this schema can emit (for the JUnit report), in a stable order."""
+        return sorted(set(self.rules["check"]) | {"column.missing"})
+
+
+def _number(text: str) -> float | None:
+    text = str(text).strip()
+    return float(text) if text else None
+
+
+def _limits_text(lo: str, hi: str) -> str:
+    if lo and hi:
+        return f"between {lo} and {hi}"
+    return f">= {lo}" if lo else f"<= {hi}"
+
+
+def _type_check(column: str, typ: str, max_year: int) -> tuple[pa.Check, str] | None:
+    """The pandera check and message for one column type (None for free text)."""
+    if typ == "int":
+        return (pa.Check(lambda s: ck.number_valid(s, integer=True), name="type.int"),
+                f"{column} must be a whole number (digits only)")
+    if typ == "float":
+        return (pa.Check(lambda s: ck.number_valid(s), name="type.float"),
+                f"{column} must be a number with '.' as decimal separator (e.g. 12.5)")
+    if typ == "date":
+        return (pa.Check(lambda s: ck.cdash_date_valid(s, partial_ok=False, max_year=max_year), name="type.date"),
+                f"{column} must be a complete date DD-MMM-YYYY (e.g. 05-MAR-2024): a day that exists in "
+                f"that month, month JAN-DEC in capitals, year {ck.MIN_YEAR}-{max_year}")
+    if typ == "pdate":
+        return (pa.Check(lambda s: ck.cdash_date_valid(s, partial_ok=True, max_year=max_year), name="type.pdate"),
+                f"{column} must be a date DD-MMM-YYYY, or partial with unknown day UN-MAR-2024 or unknown "
+                f"day and month UN-UNK-2024 (a known day needs a known month); year {ck.MIN_YEAR}-{max_year}")
+    if typ == "time":
+        return (pa.Check(ck.time_valid, name="type.time"),
+                f"{column} must be a time HH:MM from 00:00 to 23:59")
+    return None
+
+
+def form_schema(spec: Spec, form: str, max_year: int) -> FormSchema:
+    """Generate the schema of one raw form from its rows in ``specs/raw/columns.csv``.
+
+    ``max_year`` is the latest year accepted in dates (the study's data cutoff year + 1).
+    Unknown types in the spec are a configuration error of the spec, reported by
+    :func:`spec_problems`; such columns get no type check here.
+    """
+    columns: dict[str, pa.Column] = {}
+    rules: list[tuple[str, str, str, str]] = []
+    for r in spec.form_columns(form).itertuples(index=False):  # spec rows, not records
+        col, typ, required = r.column, r.type, r.required == "Y"
+        checks: list[pa.Check] = []
+        tc = _type_check(col, typ, max_year)
+        if tc:
+            checks.append(tc[0])
+            rules.append((col, tc[0].name, "error", tc[1]))
+        allowed = [a for a in str(r.allowed).split("|") if a != ""]
+        if allowed:
+            checks.append(pa.Check(lambda s, a=tuple(allowed): s.isin(a), name="allowed"))
+            rules.append((col, "allowed", "error", f"{col} must be one of: {', '.join(allowed)}"))
+        integer = typ == "int"
+        # allowed values already bound the value: no separate range finding for the same cell
+        if (r.min or r.max) and not allowed:
+            lo, hi = _number(r.min), _number(r.max)
+            checks.append(pa.Check(lambda s, lo=lo, hi=hi, i=integer: ck.in_range(s, lo, hi, i), name="range"))
+            rules.append((col, "range", "error", f"{col} must be {_limits_text(r.min, r.max)}"
+                          + (f" {r.unit}" if r.unit else "")))
+        if r.warn_min or r.warn_max:
+            lo, hi = _number(r.warn_min), _number(r.warn_max)
+            hard_lo, hard_hi = _number(r.min), _number(r.max)
+            # a value outside the hard limits is already an error: no plausibility warning on top
+            checks.append(pa.Check(
+                lambda s, lo=lo, hi=hi, hlo=hard_lo, hhi=hard_hi, i=integer:
+                    ck.in_range(s, lo, hi, i) | ~ck.in_range(s, hlo, hhi, i),
+                name="plausibility"))
+            rules.append((col, "plausibility", "warning",
+                          f"{col} is outside the plausible range {_limits_text(r.warn_min, r.warn_max)}"
+                          + (f" {r.unit}" if r.unit else "") + ": please confirm with the site"))
+        if required:
+            rules.append((col, "required", "error", f"{col} is required but empty"))
+        columns[col] = pa.Column(None, nullable=not required, required=required, checks=checks)
+    schema = pa.DataFrameSchema(columns, strict=False, name=f"raw.{form}")
+    return FormSchema(form, schema, pd.DataFrame(rules, columns=RULE_COLUMNS))
+
+
+def spec_problems(spec: Spec) -> list[str]:
+    """Problems of ``specs/raw/columns.csv`` that make a schema impossible (unknown types, bad limits)."""
+    c = spec.raw_columns
+    problems = [f"specs/raw/columns.csv {f}.{col}: unknown type {t!r} (known: {', '.join(RAW_TYPES)})"
+                for f, col, t in zip(c["form"], c["column"], c["type"]) if t not in RAW_TYPES]
+    for lim in ("min", "max", "warn_min", "warn_max"):
+        bad = pd.to_numeric(c[lim].where(c[lim] != ""), errors="coerce").isna() & (c[lim] != "")
+        problems += [f"specs/raw/columns.csv {f}.{col}: {lim} {v!r} is not a number"
+                     for f, col, v in zip(c.loc[bad, "form"], c.loc[bad, "column"], c.loc[bad, lim])]
+    return problems
+
+
+def schema_findings(df: pd.DataFrame, form: str, study: Study, spec: Spec,
+                    fs: FormSchema | None = None) -> pd.DataFrame:
+    """Validate one form (lazily: all failures) and return them as gate findings.
+
+    ``df`` must have a default index and the ``_FILE``/``_ROW`` bookkeeping columns.
+    """
+    fs = fs or form_schema(spec, form, int(study.data_cutoff[:4]) + 1)
+    try:
+        fs.schema.validate(df, lazy=True)
+        return empty(FINDING_COLUMNS)
+    except SchemaErrors as exc:
+        fc = exc.failure_cases
+    return failure_cases_to_findings(fc, df, form, study, fs)
+
+
+def failure_cases_to_findings(fc: pd.DataFrame, df: pd.DataFrame, form: str, study: Study,
+                              fs: FormSchema) -> pd.DataFrame:
+    """Map pandera's ``failure_cases`` to findings with the real ``_ROW`` and a message naming the rule."""
+    fc = fc.copy()
+    file_name = str(df["_FILE"].iloc[0]) if len(df) else f"{form}.csv"
+    present = fc["check"] == "column_in_dataframe"
+    fc["column"] = fc["column"].astype(object).where(~present, fc["failure_case"])
+    fc["check"] = fc["check"].astype(str).replace({"column_in_dataframe": "column.missing",
+                                                   "not_nullable": "required"})
+    fc = fc.merge(fs.rules, on=["column", "check"], how="left")
+    idx = pd.to_numeric(fc["index"], errors="coerce")
+    has_row = idx.notna().to_numpy()
+    rows = np.full(len(fc), -1, dtype="int64")
+    pos = idx[has_row].astype("int64").to_numpy()
+    rows[has_row] = df["_ROW"].to_numpy()[pos]
+    files = np.full(len(fc), file_name, dtype=object)
+    files[has_row] = df["_FILE"].to_numpy()[pos]
+    col_missing = fc["check"] == "column.missing"
+    message = fc["message"].astype(object)
+    message = message.where(~col_missing, "required column " + fc["column"].astype(str)
+                            + f" is missing from {file_name} (see specs/raw/columns.csv)")
+    other = message.isna()
+    message = message.where(~other, fc["check"].astype(str) + " failed: " + fc["failure_case"].astype(str))
+    value = fc["failure_case"].astype(object)
+    value = value.where(value.notna() & ~col_missing, "")
+    out = pd.DataFrame({
+        "study": study.studyid,
+        "file": files,
+        "row": pd.array(np.where(has_row, rows, 0), dtype="Int64"),
+        "column": fc["column"].astype(object).fillna("").astype(str).to_numpy(),
+        "value": value.astype(str).to_numpy(),
+        "check": fc["check"].to_numpy(),
+        "severity": fc["severity"].fillna("error").to_numpy(),
+        "message": message.astype(str).to_numpy(),
+    })
+    out.loc[~has_row, "row"] = pd.NA
+    return out[FINDING_COLUMNS]
