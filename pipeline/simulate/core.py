@@ -1,0 +1,233 @@
+"""Assemble the raw CRF forms of one study from the simulated subjects and events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Study
+from pipeline.simulate import ae as ae_mod
+from pipeline.simulate import crs as crs_mod
+from pipeline.simulate import eligibility, labs, response
+from pipeline.simulate._util import NODAY, cdash_date, date_parts, hhmm, partial_month, plain_number
+from pipeline.simulate.subjects import build_subjects, names, settings, visit_days
+from pipeline.spec import Spec
+
+PLANT_COLUMNS = ["study", "subjid", "form", "item", "description"]
+
+
+def _frame(spec: Spec, form: str, study: Study, S: pd.DataFrame, i: np.ndarray, cols: dict) -> pd.DataFrame:
+    """A form in the raw contract's column order; dates given as day numbers become text."""
+    spec_cols = spec.form_columns(form)
+    n = len(i)
+    out = {}
+    for c, typ in zip(spec_cols["column"], spec_cols["type"]):
+        if c == "STUDYID":
+            v = np.full(n, study.studyid, dtype=object)
+        elif c == "SITEID":
+            v = S["SITEID"].to_numpy()[i].astype(object)
+        elif c == "SUBJID":
+            v = S["SUBJID"].to_numpy()[i].astype(object)
+        elif c in cols:
+            v = cols[c]
+            if typ in ("date", "pdate") and np.asarray(v).dtype.kind in "iu":
+                v = cdash_date(np.asarray(v, dtype=np.int64))
+            elif typ == "time" and np.asarray(v).dtype.kind in "iu":
+                v = hhmm(np.asarray(v))
+            v = np.asarray(v, dtype=object)
+        else:
+            v = np.full(n, None, dtype=object)
+        out[c] = v
+    df = pd.DataFrame(out, columns=spec_cols["column"].tolist())
+    return df.astype(object).where(pd.notna(df), None)
+
+
+def _dm(study, S, cfg, rng):
+    n = len(S)
+    gb = study.encoding.lower().replace("-", "") in ("gb18030", "gbk", "gb2312")
+    py = names("pinyin")
+    if gb:
+        sur, giv = names("surname"), names("given")
+        a, b, c = rng.integers(0, len(sur), n), rng.integers(0, len(giv), n), rng.integers(0, len(giv), n)
+        three = rng.random(n) < 0.5
+        init = np.array([sur[x] + giv[y] + (giv[z] if t else "") for x, y, z, t in zip(a, b, c, three)], dtype=object)
+    else:
+        a, b, c = (rng.integers(0, len(py), n) for _ in range(3))
+        three = rng.random(n) < 0.6
+        init = np.array([py[x][0] + py[y][0] + (py[z][0] if t else "") for x, y, z, t in zip(a, b, c, three)], dtype=object)
+    hosp = np.array([f"ZY{v:07d}" for v in rng.integers(0, 10**7, n)], dtype=object)
+    phone = np.array([f"1{p}{v:09d}" for p, v in zip(rng.choice([3, 5, 8], n), rng.integers(0, 10**9, n))], dtype=object)
+    race = np.where(rng.random(n) < 0.99, "ASIAN", "NOT REPORTED").astype(object)
+    eth = np.where(rng.random(n) < 0.97, "NOT HISPANIC OR LATINO", "NOT REPORTED").astype(object)
+    birth = S["birth"].to_numpy()
+    bp = S["bpartial"].to_numpy()
+    btxt = cdash_date(birth)
+    month_unknown = bp < 0.03
+    by, _, _ = date_parts(birth)
+    btxt = np.where(month_unknown, partial_month(birth), btxt)
+    year_only = (bp >= 0.03) & (bp < 0.045)
+    btxt = np.where(year_only, np.array([f"UN-UNK-{y:04d}" for y in by], dtype=object), btxt)
+    cols = {
+        "SUBJINIT": init, "HOSPNUM": hosp, "PHONE": phone,
+        "ICDAT": S["icdat"].to_numpy(), "DMDAT": S["icdat"].to_numpy(), "BRTHDAT": btxt,
+        "AGE": S["age"].astype(str).to_numpy().astype(object), "AGEU": np.full(n, "YEARS", dtype=object),
+        "SEX": np.where(S["female"], "F", "M").astype(object), "RACE": race, "ETHNIC": eth,
+        "COUNTRY": np.full(n, str(study.get("country", "CHN")), dtype=object),
+        "PRIMDIAG": S["primdiag"].to_numpy(), "ENRYN": np.where(S["enrolled"], "Y", "N").astype(object),
+        "ARMCD": S["armcd"].to_numpy(), "TRTYN": np.where(S["treated"], "Y", "N").astype(object),
+    }
+    return np.arange(n), cols
+
+
+def _vs(study, S):
+    scr = str(study.visits.sort_values("VISITNUM")["VISIT"].iloc[0])
+    n = len(S)
+    i = np.repeat(np.arange(n), 2)
+    test = np.tile(np.array(["HEIGHT", "WEIGHT"], dtype=object), n)
+    val = np.where(test == "HEIGHT", S["height"].to_numpy()[i], S["weight"].to_numpy()[i])
+    return i, {"VISIT": np.full(len(i), scr, dtype=object), "VSDAT": S["scr_date"].to_numpy()[i],
+               "VSTESTCD": test, "VSORRES": np.char.mod("%.1f", val).astype(object),
+               "VSORRESU": np.where(test == "HEIGHT", "cm", "kg").astype(object)}
+
+
+def _ie(S, failures):
+    ok = S.index[S["enrolled"]].to_numpy()
+    i = np.concatenate([ok, failures["i"].to_numpy().astype(int)])
+    yn = np.concatenate([np.full(len(ok), "Y", dtype=object), np.full(len(failures), "N", dtype=object)])
+    code = np.concatenate([np.full(len(ok), None, dtype=object), failures["ietestcd"].to_numpy().astype(object)])
+    cat = np.concatenate([np.full(len(ok), None, dtype=object), failures["iecat"].to_numpy().astype(object)])
+    order = np.lexsort((np.arange(len(i)), i))
+    return i[order], {"IEDAT": S["scr_date"].to_numpy()[i[order]], "IEYN": yn[order],
+                      "IETESTCD": code[order], "IECAT": cat[order]}
+
+
+def _ex(study, S, rng):
+    T = S[S["treated"]]
+    rows = []
+    tr = study.treatments
+    abbrev = {}
+    for t in tr.itertuples():
+        a = str(t.extrt)[:3].upper()
+        abbrev[t.extrt] = a if a not in abbrev.values() else f"{a}{len(abbrev)}"
+    u = rng.random((len(T), 4))
+    for q, s in enumerate(T.itertuples()):
+        for t in tr.itertuples():
+            if t.excat == "CAR-T INFUSION":
+                fr = [1.0] if not s.split else [s.split_frac, 1 - s.split_frac]
+                for k, f in enumerate(fr):
+                    start = 13 * 60 + 30 + int(u[q, 0] * 120)
+                    rows.append((s.i, f"CART-{k + 1}", t.excat, t.extrt, plain_number(round(s.dose * f)), t.dosu,
+                                 t.dosfrm, s.d0 + k, start, s.d0 + k, start + 15 + int(u[q, 1] * 20)))
+            else:
+                for k, d in enumerate(t.days):
+                    start = (9 if abbrev[t.extrt].startswith("FLU") else 10) * 60 + int(u[q, 2] * 40)
+                    dur = 30 if abbrev[t.extrt].startswith("FLU") else 60
+                    rows.append((s.i, f"LD-{abbrev[t.extrt]}-{k + 1}", t.excat, t.extrt, plain_number(t.dose), t.dosu,
+                                 t.dosfrm, s.d0 + d, start, s.d0 + d, start + dur))
+    X = pd.DataFrame(rows, columns=["i", "EXSPID", "EXCAT", "EXTRT", "EXDOSE", "EXDOSU", "EXDOSFRM", "EXSTDAT",
+                                    "st", "EXENDAT", "en"])
+    X = X.sort_values(["i", "EXSTDAT", "st", "EXSPID"], kind="stable").reset_index(drop=True)
+    miss = rng.random(len(X)) < 0.02
+    cols = {c: X[c].to_numpy().astype(object) for c in ("EXSPID", "EXCAT", "EXTRT", "EXDOSE", "EXDOSU", "EXDOSFRM")}
+    cols.update({"EXROUTE": np.full(len(X), "INTRAVENOUS", dtype=object),
+                 "EXSTDAT": X["EXSTDAT"].to_numpy().astype(np.int64), "EXENDAT": X["EXENDAT"].to_numpy().astype(np.int64),
+                 "EXSTTIM": np.where(miss, -1, X["st"].to_numpy()), "EXENTIM": np.where(miss, -1, X["en"].to_numpy())})
+    return X["i"].to_numpy(), cols
+
+
+def _ds(study, S, failures):
+    fam = study["response"]["family"]
+    rows = []
+    for s in S.itertuples():
+        if s.status == "SF":
+            rows.append((s.i, "SCREEN FAILURE", "SCREEN FAILURE", s.scr_date, None, None, s.scr_date))
+        elif s.status == "NT":
+            day = s.scr_date + s.nt_day
+            if s.nt_death:
+                cause = "DISEASE PROGRESSION" if fam == "leukemia" else "INFECTION"
+                rows.append((s.i, "DEATH", "DEATH BEFORE CAR-T INFUSION", day, day, cause, None))
+            else:
+                rows.append((s.i, "PHYSICIAN DECISION", "CAR-T MANUFACTURING FAILURE", day, None, None, day))
+        elif s.died:
+            day = s.d0 + s.death_day
+            rows.append((s.i, "DEATH", "DEATH", day, day, s.death_cause, None))
+        elif s.completed:
+            rows.append((s.i, "COMPLETED", "COMPLETED FOLLOW-UP", s.last_visit_date, None, None, s.last_visit_date))
+        elif s.withdrew:
+            day = s.d0 + s.wd_day
+            term = "WITHDREW CONSENT" if s.wd_kind == "WITHDRAWAL BY SUBJECT" else "LOST TO FOLLOW-UP"
+            lka = day if s.wd_kind == "WITHDRAWAL BY SUBJECT" else s.last_visit_date
+            rows.append((s.i, s.wd_kind, term, day, None, None, lka))
+    X = pd.DataFrame(rows, columns=["i", "DSDECOD", "DSTERM", "DSSTDAT", "DTHDAT", "DTHCAUS", "LKADAT"])
+    cols = {c: X[c].to_numpy().astype(object) for c in ("DSDECOD", "DSTERM", "DTHCAUS")}
+    for c in ("DSSTDAT", "DTHDAT", "LKADAT"):
+        cols[c] = X[c].fillna(NODAY).to_numpy().astype(np.int64)
+    return X["i"].to_numpy(), cols
+
+
+def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None,
+                         seed: int | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The forms of :func:`pipeline.simulate.simulate_study` and the table of planted items."""
+    cfg = settings(study, n_subjects, seed)
+    rng = np.random.Generator(np.random.PCG64(int(cfg["seed"])))
+    plants: list[dict] = []
+    S = build_subjects(study, cfg, rng)
+    V = visit_days(study, S, rng)
+    failures = eligibility.plan_screen_failures(study, S, rng)
+    grid = crs_mod.daily_grid(S)
+    crs_cols = crs_mod.crs_form(grid, rng)
+
+    T = labs.lab_tables(spec)
+    D = labs.draws(study, S, V, rng)
+    L = labs.lab_values(study, S, D, T, rng)
+    ranges = labs.site_ranges(study, T, rng)
+    L, elig_plants = eligibility.apply_eligibility(study, S, D, L, ranges, spec, failures, rng)
+    plants += elig_plants
+    leuk = response.plan_leukemia_plants(study, S, V)
+    overrides = response.count_overrides(study, V, leuk)
+    if overrides:
+        vis = D["VISIT"].to_numpy()[L["draw"].to_numpy()]
+        si = L["si"].to_numpy().copy()
+        locked = L["locked"].to_numpy().copy()
+        for i, visit, test, val in overrides:
+            sel = (L["i"].to_numpy() == i) & (vis == visit) & (L["test"].to_numpy() == test)
+            si[sel] = val
+            locked[sel] = True
+        L["si"] = si
+        L["locked"] = locked
+    lb_cols, L = labs.lab_form(study, S, D, L, T, spec, cfg, ranges, rng)
+    rs_cols = response.rs_form(study, S, V, D, L, rng, leuk, plants)
+    ae_cols = ae_mod.build_ae(study, S, grid, D, L, ranges, cfg, rng, plants)
+
+    forms: dict[str, pd.DataFrame] = {}
+    i, cols = _dm(study, S, cfg, rng)
+    forms["dm"] = _frame(spec, "dm", study, S, i, cols)
+    i, cols = _vs(study, S)
+    forms["vs"] = _frame(spec, "vs", study, S, i, cols)
+    i, cols = _ie(S, failures)
+    forms["ie"] = _frame(spec, "ie", study, S, i, cols)
+    i, cols = _ex(study, S, rng)
+    forms["ex"] = _frame(spec, "ex", study, S, i, cols)
+
+    # ae: partial dates become text after the plain dates are formatted
+    st = cdash_date(ae_cols["AESTDAT"])
+    en = cdash_date(ae_cols["AEENDAT"])
+    sp, ep = ae_cols["_st_partial"], ae_cols["_en_partial"]
+    if sp.any():
+        st[sp] = partial_month(ae_cols["AESTDAT"][sp])
+    if ep.any():
+        en[ep] = partial_month(ae_cols["AEENDAT"][ep])
+    ae_cols = dict(ae_cols, AESTDAT=st, AEENDAT=en)
+    forms["ae"] = _frame(spec, "ae", study, S, ae_cols["_i"], ae_cols)
+    forms["crs"] = _frame(spec, "crs", study, S, grid["i"].to_numpy(), crs_cols)
+    forms["lb"] = _frame(spec, "lb", study, S, lb_cols["_i"], lb_cols)
+    forms["rs"] = _frame(spec, "rs", study, S, rs_cols["_i"], rs_cols)
+    i, cols = _ds(study, S, failures)
+    forms["ds"] = _frame(spec, "ds", study, S, i, cols)
+
+    forms = {f: forms[f] for f in spec.forms if f in forms}
+    P = pd.DataFrame(plants, columns=["subject", "form", "item", "description"])
+    P.insert(0, "study", study.studyid)
+    P["subjid"] = S["SUBJID"].to_numpy()[P["subject"].astype(int).to_numpy()] if len(P) else []
+    P = P[PLANT_COLUMNS].sort_values(["form", "item", "subjid"], kind="stable").reset_index(drop=True)
+    return forms, P

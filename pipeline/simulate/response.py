@@ -1,0 +1,280 @@
+"""Disease assessments (form ``rs``) per the study's ``[response].family``.
+
+The investigator's response (RSORRES) is the category the simulator's criteria give for
+the recorded values, except for the planted disagreements listed below.
+
+Criteria used (the simulator's reading; the pipeline's rule tables are authoritative):
+
+leukemia (NCCN ALL v3.2023 / ELN 2017)
+    marrow blasts < 5%, no circulating blasts, no extramedullary disease, then by the
+    counts at the same visit: ANC >= 1.0 and PLT >= 100 x 10^9/L -> CR; ANC > 0.5 and
+    PLT > 50 -> CRh (if the study has CRh); cellularity < 10% -> APLASTIC MARROW (if the
+    study has it); ANC >= 1.0 or PLT >= 100 -> CRi; else MLFS. Otherwise: blasts >= 5% after
+    a CR-type response -> RELAPSE (then PD); blasts 5-25% with recovered counts -> PR (if the
+    study has PR); blasts up by > 25% from the first assessment -> PD; else NR.
+aplastic_anemia (Chinese expert consensus 2017)
+    transfusion independent with HGB > 100 g/L, ANC > 1.5 and PLT > 100 x 10^9/L -> CR;
+    transfusion independent and fewer than two of ANC < 0.5, PLT < 20, RETI < 20 -> PR;
+    else NR.
+autoimmune (study-defined, SLEDAI-2K)
+    score 0 with prednisone-equivalent <= 5 mg/day -> CR; score >= baseline + 4 -> PD;
+    score <= 50% of baseline -> PR; else NR. The SCREENING row holds the baseline (RSORRES NE).
+
+Planted investigator disagreements (subject order = SUBJID order):
+
+- RS-BLAST5: leukemia, first responder with a first assessment: BMBLAST 5.0 (not < 5%),
+  investigator CR.
+- RS-COUNTS: leukemia, second responder: platelets 72 x 10^9/L in the labs of that visit,
+  investigator CR (criteria: CRh or CRi).
+- RS-PBBLAST: leukemia, third responder: circulating blasts 2.0% with marrow blasts < 5%,
+  investigator CR.
+- RS-SAA-CR: aplastic anemia, first assessment whose criteria give PR at the ORR visit,
+  investigator CR (if none, the first NR there reported as PR).
+- RS-AID-GC: autoimmune, first complete responder at the ORR visit: score 0 but
+  glucocorticoid 7.5 mg/day, investigator CR (criteria PR).
+- RS-AID-PR: autoimmune, first non-responder at the first assessment: investigator PR
+  (criteria NR, score fell < 50%).
+
+Boundary values that agree with the criteria: a fourth leukemia responder has BMBLAST 4.9
+(criteria CR-type) and the second non-responder BMBLAST 5.0 (NR).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Study
+
+
+def assessment_rows(study: Study, V: pd.DataFrame) -> pd.DataFrame:
+    """Visits held that are assessment visits of the study, in subject and date order."""
+    visits = list(study["response"].get("assessment_visits", []))
+    A = V[V["VISIT"].isin(visits)].sort_values(["i", "date"], kind="stable").reset_index(drop=True)
+    A["k"] = A.groupby("i").cumcount()
+    return A
+
+
+def plan_leukemia_plants(study: Study, S: pd.DataFrame, V: pd.DataFrame) -> dict[str, int]:
+    """Which subjects carry the planted leukemia items (first assessment of each)."""
+    if study["response"]["family"] != "leukemia":
+        return {}
+    A = assessment_rows(study, V)
+    first = A[A["k"] == 0]
+    resp = S.loc[first["i"], "responder"].to_numpy()
+    r_ids = first["i"].to_numpy()[resp]
+    nr_ids = first["i"].to_numpy()[~resp]
+    out = {}
+    for key, pos in (("RS-BLAST5", 0), ("RS-COUNTS", 1), ("RS-PBBLAST", 2), ("B49", 3)):
+        if len(r_ids) > pos:
+            out[key] = int(r_ids[pos])
+    if len(nr_ids) > 1:
+        out["B50"] = int(nr_ids[1])
+    return out
+
+
+def count_overrides(study: Study, V: pd.DataFrame, plants: dict[str, int]) -> list[tuple[int, str, str, float]]:
+    """Lab values the planted items need: (subject, visit, test, SI value)."""
+    if "RS-COUNTS" not in plants:
+        return []
+    A = assessment_rows(study, V)
+    i = plants["RS-COUNTS"]
+    visit = A.loc[(A["i"] == i) & (A["k"] == 0), "VISIT"].iloc[0]
+    return [(i, visit, "PLAT", 72.0), (i, visit, "NEUT", 1.6)]
+
+
+def _counts(L: pd.DataFrame, D: pd.DataFrame, A: pd.DataFrame, tests=("NEUT", "PLAT", "HGB", "RETI")) -> pd.DataFrame:
+    """Reported counts (SI) at each assessment: same subject, same date."""
+    X = L[L["test"].isin(tests)]
+    date = D["date"].to_numpy()[X["draw"].to_numpy()]
+    P = pd.DataFrame({"i": X["i"].to_numpy(), "date": date, "test": X["test"].to_numpy(), "v": X["si_rep"].to_numpy()})
+    P = P.pivot_table(index=["i", "date"], columns="test", values="v", aggfunc="first")
+    key = pd.MultiIndex.from_arrays([A["i"], A["date"]])
+    return P.reindex(key).reset_index(drop=True).reindex(columns=list(tests))
+
+
+def _fmt(x, d=1):
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{d}f}"
+
+
+def leukemia(study, S, A, C, rng, plants):
+    cats = set(study["response"]["categories"])
+    n = len(A)
+    u = rng.random((8, n))
+    i = A["i"].to_numpy()
+    resp = S["responder"].to_numpy()[i]
+    relapsed = A["day"].to_numpy() >= S["relapse_day"].to_numpy()[i]
+    prolonged = S["prolonged"].to_numpy()[i]
+    first_blast = np.round(8 + u[0] * 62, 1)
+    growth = 1 + 0.15 * A["k"].to_numpy() * (u[1] < 0.6)
+    nr_blast = np.minimum(np.round(first_blast * growth, 1), 95.0)
+    cr_blast = np.round(0.2 + u[2] * 4.2, 1)
+    rel_blast = np.round(8 + u[3] * 50, 1)
+    bm = np.where(resp & ~relapsed, cr_blast, np.where(resp, rel_blast, nr_blast))
+    pb = np.where(resp & ~relapsed, 0.0, np.where(u[4] < 0.35, 0.0, np.round(1 + u[5] * 40, 1)))
+    emd = np.where(~resp & (u[6] < 0.15), "Y", "N").astype(object)
+    cns = np.where(~resp & (u[7] < 0.1), "CNS-2", "CNS-1").astype(object)
+    cell = np.where(resp & ~relapsed, np.where(prolonged, np.round(3 + u[0] * 6), np.round(20 + u[1] * 40)),
+                    np.round(50 + u[2] * 45))
+    mrd = np.where(resp & ~relapsed, np.where(u[3] < 0.6, 0.0, np.round(0.01 + u[4] * 0.5, 2)),
+                   np.round(bm * (0.6 + 0.4 * u[5]), 2))
+    first_i = A["k"].to_numpy() == 0
+    for key, val in (("RS-BLAST5", 5.0), ("B49", 4.9), ("B50", 5.0)):
+        if key in plants:
+            sel = first_i & (i == plants[key])
+            bm[sel] = val
+    if "RS-PBBLAST" in plants:
+        pb[first_i & (i == plants["RS-PBBLAST"])] = 2.0
+
+    anc, plt = C["NEUT"].to_numpy(), C["PLAT"].to_numpy()
+    crit = np.empty(n, dtype=object)
+    prev_cr = np.zeros(n, bool)
+    first_bm = pd.Series(bm).groupby(i).transform("first").to_numpy()
+    had_cr = {}
+    relapse_seen = {}
+    for j in range(n):            # one row per assessment (tens per subject): criteria in time order
+        s = i[j]
+        clear = bm[j] < 5 and pb[j] == 0 and emd[j] == "N"
+        if clear:
+            if anc[j] >= 1.0 and plt[j] >= 100:
+                c = "CR"
+            elif "CRh" in cats and anc[j] > 0.5 and plt[j] > 50:
+                c = "CRh"
+            elif "APLASTIC MARROW" in cats and cell[j] < 10:
+                c = "APLASTIC MARROW"
+            elif anc[j] >= 1.0 or plt[j] >= 100:
+                c = "CRi" if "CRi" in cats else "MLFS"
+            else:
+                c = "MLFS" if "MLFS" in cats else "CRi"
+            had_cr[s] = True
+        elif had_cr.get(s):
+            c = "PD" if relapse_seen.get(s) else "RELAPSE"
+            relapse_seen[s] = True
+        elif "PR" in cats and 5 <= bm[j] <= 25 and anc[j] >= 1.0 and plt[j] >= 100:
+            c = "PR"
+        elif A["k"].iat[j] > 0 and bm[j] > first_bm[j] * 1.25:
+            c = "PD"
+        else:
+            c = "NR"
+        crit[j] = c
+    inv = crit.copy()
+    for key in ("RS-BLAST5", "RS-COUNTS", "RS-PBBLAST"):
+        if key in plants:
+            inv[first_i & (i == plants[key])] = "CR"
+    cols = {
+        "BMBLAST": [_fmt(x) for x in bm], "BMCELL": [_fmt(x, 0) for x in cell], "PBBLAST": [_fmt(x) for x in pb],
+        "EMD": emd, "CNSSTAT": cns, "MRDRES": [_fmt(x, 2) for x in mrd],
+    }
+    return cols, inv, crit
+
+
+def aplastic(study, S, A, C, rng, plants_out):
+    n = len(A)
+    u = rng.random((2, n))
+    i = A["i"].to_numpy()
+    resp = S["responder"].to_numpy()[i]
+    day = A["day"].to_numpy()
+    cell = np.where(resp & (day >= 56), np.round(25 + u[0] * 25), np.round(5 + u[0] * 15))
+    trans = np.where(resp & (day >= 56), "Y", "N").astype(object)
+    anc, plt, hgb, reti = (C[t].to_numpy() for t in ("NEUT", "PLAT", "HGB", "RETI"))
+    severe = (np.nan_to_num(anc, nan=0) < 0.5).astype(int) + (np.nan_to_num(plt, nan=0) < 20) + (np.nan_to_num(reti, nan=0) < 20)
+    crit = np.where((trans == "Y") & (hgb > 100) & (anc > 1.5) & (plt > 100), "CR",
+                    np.where((trans == "Y") & (severe < 2), "PR", "NR")).astype(object)
+    inv = crit.copy()
+    orr_visit = _orr_visit(study)
+    at = A["VISIT"].to_numpy() == orr_visit
+    pr = np.flatnonzero(at & (crit == "PR"))
+    if len(pr):
+        inv[pr[0]] = "CR"
+        plants_out.append({"subject": int(i[pr[0]]), "form": "rs", "item": "RS-SAA-CR",
+                           "description": f"{orr_visit}: criteria PR, investigator CR"})
+    else:
+        nr = np.flatnonzero(at & (crit == "NR"))
+        if len(nr):
+            inv[nr[0]] = "PR"
+            plants_out.append({"subject": int(i[nr[0]]), "form": "rs", "item": "RS-SAA-CR",
+                               "description": f"{orr_visit}: criteria NR, investigator PR"})
+    return {"BMCELL": [_fmt(x, 0) for x in cell], "TRANSIND": trans}, inv, crit
+
+
+def _orr_visit(study: Study) -> str:
+    v = study.visits
+    day = int(study["orr"]["timepoint_day"])
+    return str(v.loc[(v["day"] - day).abs().idxmin(), "VISIT"])
+
+
+def autoimmune(study, S, A, rng, plants_out):
+    n = len(A)
+    u = rng.random((6, n))
+    i = A["i"].to_numpy()
+    ns = len(S)
+    base = 2 * rng.integers(3, 12, ns)                 # SLEDAI-2K baseline 6-22
+    gc0 = rng.choice(np.array([10.0, 15.0, 20.0, 25.0, 30.0, 40.0]), ns)
+    cr_type = rng.random(ns) < 0.6
+    b = base[i]
+    resp = S["responder"].to_numpy()[i]
+    crt = cr_type[i]
+    day = A["day"].to_numpy()
+    screening = A["VISIT"].to_numpy() == str(study.visits.sort_values("VISITNUM")["VISIT"].iloc[0])
+    flare = day >= S["relapse_day"].to_numpy()[i]
+    early = day < 60
+    score = np.where(resp, np.where(early, np.round(b * (0.35 + 0.3 * u[0])),
+                                    np.where(crt, 0, np.round(b * (0.15 + 0.3 * u[1])))),
+                     np.where((day >= 180) & (u[2] < 0.2), b + 4 + np.floor(u[3] * 5), np.round(b * (0.7 + 0.35 * u[4]))))
+    score = np.where(resp & flare & ~early, b + 4 + np.floor(u[3] * 4), score)
+    gc = np.where(resp & ~early, np.where(crt, np.where(u[5] < 0.5, 2.5, 5.0), np.where(u[5] < 0.5, 5.0, 10.0)),
+                  np.round(gc0[i] * 0.75 / 2.5) * 2.5)
+    score = np.where(screening, b, score)
+    gc = np.where(screening, gc0[i], gc)
+    orr_visit = _orr_visit(study)
+    cand = np.flatnonzero((A["VISIT"].to_numpy() == orr_visit) & resp & crt & ~flare)
+    if len(cand):
+        gc[cand[0]] = 7.5
+    crit = np.where(screening, "NE", np.where((score == 0) & (gc <= 5), "CR", np.where(score >= b + 4, "PD",
+                    np.where(score <= 0.5 * b, "PR", "NR")))).astype(object)
+    inv = crit.copy()
+    if len(cand):
+        inv[cand[0]] = "CR"
+        plants_out.append({"subject": int(i[cand[0]]), "form": "rs", "item": "RS-AID-GC",
+                           "description": f"{orr_visit}: DASCORE 0 with GCDOSE 7.5 mg/day (criteria PR), investigator CR"})
+    first_nr = np.flatnonzero((A["k"].to_numpy() == 1) & ~resp & (crit == "NR"))
+    if len(first_nr):
+        inv[first_nr[0]] = "PR"
+        plants_out.append({"subject": int(i[first_nr[0]]), "form": "rs", "item": "RS-AID-PR",
+                           "description": f"{A['VISIT'].iat[first_nr[0]]}: DASCORE fell < 50% (criteria NR), investigator PR"})
+    return {"DASCORE": [_fmt(x, 0) for x in score], "GCDOSE": [_fmt(x, 1) for x in gc]}, inv, crit
+
+
+def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: pd.DataFrame,
+            rng: np.random.Generator, leuk_plants: dict[str, int], plants_out: list[dict]) -> dict:
+    """Column arrays of the ``rs`` form (plus ``_i`` and ``_crit``, the criteria category)."""
+    fam = study["response"]["family"]
+    if fam == "autoimmune":
+        scr = str(study.visits.sort_values("VISITNUM")["VISIT"].iloc[0])
+        visits = [scr] + list(study["response"].get("assessment_visits", []))
+        A = V[V["VISIT"].isin(visits) & S["treated"].to_numpy()[V["i"].to_numpy()]]
+        A = A.sort_values(["i", "date"], kind="stable").reset_index(drop=True)
+        A["k"] = A.groupby("i").cumcount()
+        cols, inv, crit = autoimmune(study, S, A, rng, plants_out)
+    else:
+        A = assessment_rows(study, V)
+        C = _counts(L, D, A)
+        if fam == "leukemia":
+            cols, inv, crit = leukemia(study, S, A, C, rng, leuk_plants)
+            desc = {"RS-BLAST5": "BMBLAST 5.0 (not < 5%), investigator CR",
+                    "RS-COUNTS": "platelets 72 x 10^9/L at the visit, investigator CR",
+                    "RS-PBBLAST": "circulating blasts 2.0%, investigator CR"}
+            for key, d in desc.items():
+                if key in leuk_plants:
+                    v = A.loc[(A["i"] == leuk_plants[key]) & (A["k"] == 0), "VISIT"].iloc[0]
+                    plants_out.append({"subject": leuk_plants[key], "form": "rs", "item": key,
+                                       "description": f"{v}: {d}"})
+        elif fam == "aplastic_anemia":
+            cols, inv, crit = aplastic(study, S, A, C, rng, plants_out)
+        else:
+            cols, inv, crit = {}, np.full(len(A), "NE", dtype=object), np.full(len(A), "NE", dtype=object)
+    out = {"VISIT": A["VISIT"].to_numpy(), "RSDAT": A["date"].to_numpy(), "RSORRES": np.asarray(inv, dtype=object),
+           "_i": A["i"].to_numpy(), "_crit": np.asarray(crit, dtype=object)}
+    for c, v in cols.items():
+        out[c] = np.asarray(v, dtype=object)
+    return out
