@@ -31,11 +31,12 @@ COLUMNS = ["form", "file", "dataset", "raw_records", "consumed_rows", "rejected_
 MAX_ROWS_LISTED = 50
 
 
-def _rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """(form, row) pairs with row as int, invalid rows dropped."""
-    out = frame[["form", "row"]].copy()
+def _rows(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """(form, row[, extra...]) with row as int; rows that are not numbers are dropped."""
+    out = frame[["form", "row", *extra]].reset_index(drop=True).astype("object")
     out["row"] = pd.to_numeric(out["row"], errors="coerce")
-    return out.dropna().astype({"row": "int64", "form": "object"})
+    out = out[out["row"].notna() & out["form"].notna()]
+    return out.astype({"row": "int64"}).astype({c: str for c in ("form", *extra)})
 
 
 def reconcile(forms: dict[str, pd.DataFrame], consumed: pd.DataFrame, rejected: pd.DataFrame,
@@ -50,7 +51,7 @@ def reconcile(forms: dict[str, pd.DataFrame], consumed: pd.DataFrame, rejected: 
     unmapped = unmapped or {}
     consumed = consumed if len(consumed) else empty(CONSUMED_COLUMNS)
     rejected = rejected if len(rejected) else empty(REJECTED_COLUMNS)
-    cons = _rows(consumed).assign(dataset=consumed.loc[_rows(consumed).index, "dataset"].astype(str))
+    cons = _rows(consumed, ("dataset",))
     rej = _rows(rejected)
     lines, findings = [], []
     for form in sorted(forms):
