@@ -390,12 +390,22 @@ def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_di
     return StudyBuild(sid, True, findings)
 
 
-def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path) -> dict[str, tuple[dict, pd.DataFrame]]:
+def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
+          progress: dict[str, Progress] | None = None) -> dict[str, tuple[dict, pd.DataFrame]]:
     """Gate every study and write the gate reports to ``out/gate`` (same writer as ``validate``)."""
     gate_mod = importlib.import_module(GATE_MODULE)
     results = {}
+    progress = progress or {}
+
+    def done(sid: str) -> None:
+        if sid in progress:
+            progress[sid].step("gate")
+
     if hasattr(gate_mod, "gate_detail"):
-        details = [gate_mod.gate_detail(raw, s, spec) for s in studies]
+        details = []
+        for s in studies:
+            details.append(gate_mod.gate_detail(raw, s, spec))
+            done(s.studyid)
         for d in details:
             results[d.study.studyid] = (d.forms, d.findings)
         try:
@@ -409,6 +419,7 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path) -> dict[str, t
     else:
         for s in studies:
             results[s.studyid] = gate_mod.gate_study(raw, s, spec)
+            done(s.studyid)
         findings = checks.concat_findings([f for _, f in results.values()])
         writer.write_csv_atomic(checks.sort_findings(findings), out / "gate" / "gate_report.csv")
     return results
@@ -433,13 +444,13 @@ def run_build(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     show = not getattr(args, "no_progress", False) and sys.stderr.isatty()
     total = 1 + len(REGISTRY) + 3 + len(POST_EXPORT_HOOKS) + 1
-    gated = _gate(raw, studies, spec, out)
+    progress_of = {s.studyid: Progress(s.studyid, total, enabled=show) for s in studies}
+    gated = _gate(raw, studies, spec, out, progress_of)
     exit_code = 0
     for study in studies:
         sid = study.studyid
         forms, gate_findings = gated[sid]
-        progress = Progress(sid, total, enabled=show)
-        progress.step("gate")
+        progress = progress_of[sid]
         n_gate_errors = int((gate_findings["severity"] == "error").sum()) if len(gate_findings) else 0
         if n_gate_errors:
             findings_report_path(out, sid).unlink(missing_ok=True)

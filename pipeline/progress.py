@@ -3,7 +3,7 @@
 Two outputs, kept apart on purpose:
 
 - :class:`Progress` prints one line per finished step to stderr, e.g.
-  ``[NCT06316427] 7/16 lb ok 12.3s`` (seconds since the study's build started). It is off
+  ``[NCT06316427] 7/16 lb ok 12.3s`` (seconds since the run started). It is off
   with ``--no-progress`` or when stderr is not a terminal. Wall-clock times appear only here:
   they are never written to a file of the build, so outputs stay byte-identical on rerun.
 - :class:`BuildLog` collects the lines of ``<out>/<STUDYID>/build.log``: inputs (each raw
