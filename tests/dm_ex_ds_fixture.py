@@ -11,6 +11,7 @@ Study NCT06316427 parameters (specs/studies) with three subjects at site 01:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,13 @@ def raw_forms() -> dict[str, pd.DataFrame]:
     return {"dm": dm, "ex": ex, "ds": ds, "ie": ie, "vs": vs}
 
 
+@lru_cache(maxsize=1)
+def _spec():
+    return load_spec(ROOT / "specs")
+
+
 def context(forms: dict[str, pd.DataFrame] | None = None) -> StudyContext:
-    spec = load_spec(ROOT / "specs")
+    spec = _spec()
     study = load_study(ROOT / "specs", STUDY)
     return StudyContext(study=study, spec=spec, forms=forms if forms is not None else raw_forms())
 
