@@ -1,0 +1,651 @@
+"""define.xml (CDISC Define-XML 2.1) and define.html for one study, from the spec and the data.
+
+What goes in, and where it comes from:
+
+==========================  ==============================================================
+element                     source
+==========================  ==============================================================
+ODM / Study                 study parameters (title, sponsor), build stamp
+                            (:func:`pipeline.export.xpt.build_timestamp`)
+def:Standards               ``specs/sdtm/standards.toml``: SDTMIG ``sdtmig_version`` (IG) and
+                            the CDISC CT package ``ct_version`` (CT, publishing set SDTM)
+ItemGroupDef                ``specs/sdtm/datasets.csv`` (label, class, structure, keys, repeating,
+                            reference data, comment) for every dataset *in the data*; def:leaf
+                            points to the dataset's XPT (``<ds>.xpt``)
+ItemRef / ItemDef           ``specs/sdtm/variables`` for every variable *in the data*: label,
+                            DataType, role, core (Mandatory = Yes for Req), key sequence,
+                            origin, method; Length from the data (the XPT width, character
+                            variables; 8 for numerics); SignificantDigits of floats from the data
+CodeList                    ``specs/sdtm/codelists``: only the terms present in the data, with
+                            NCI C-codes as ``nci:ExtCodeID`` aliases; a value outside an
+                            extensible codelist (or a sponsor term added to a CDISC codelist)
+                            gets ``def:ExtendedValue="Yes"``; a codelist with ``dictionary``
+                            filled (MedDRA, CTCAE, ISO 3166) is an ExternalCodeList
+ValueListDef/WhereClauseDef ``specs/sdtm/valuelevel`` rows whose where clause matches data
+                            (``where_variable EQ where_value``); Length from the matching records.
+                            A Findings dataset whose ``--STRESN`` has no value-level rows in the
+                            spec gets them from the data: one per ``--TESTCD`` with its data type
+                            and standard unit (``--STRESU``)
+MethodDef                   ``specs/sdtm/methods`` for every method an included item refers to;
+                            the implementing function as FormalExpression (context Python)
+def:CommentDef              comments of datasets, variables and value-level rows (identical
+                            texts share one CommentDef); a comment that is the id of a row of
+                            ``specs/sdtm/comments`` refers to that comment
+def:Origin                  Collected (Source Investigator, or Vendor when the spec source says
+                            so), Derived/Assigned/Protocol (Source Sponsor), Predecessor (the
+                            predecessor variable as description); the spec ``source`` text is the
+                            origin's description
+==========================  ==============================================================
+
+OIDs are shared with Dataset-JSON (:mod:`pipeline.export.datasetjson`): ``S.<STUDYID>``,
+``MDV.<STUDYID>.SDTMIG.<version>``, ``IG.<DS>``, ``IT.<DS>.<VAR>``; value-level items are
+``IT.<DS>.<VAR>.<VALUE>``, where clauses ``WC.<DS>.<WHEREVAR>.<VALUE>``, value lists
+``VL.<DS>.<VAR>``, codelists ``CL.<codelist>``, methods keep their spec id (``MT.*``),
+comments ``COM.*``, leaves ``LF.<DS>``.
+
+The XML is rendered with a jinja2 template (``templates/define.xml.j2``, autoescaping on: every
+text from the spec or the data is escaped), then parsed back and checked for referential
+integrity (:func:`integrity_problems`) and against the Define-XML 2.1 schema that defineutils
+ships (lxml); a failure raises :class:`~pipeline.errors.DataError` so that a broken
+define.xml never reaches a package. ``define.html`` is the define.xml rendered with the CDISC
+define 2.1 stylesheet that defineutils ships (lxml XSLT).
+
+Determinism: the creation stamp is the build stamp, all lists are in spec or sorted order, so a
+rebuild is byte-identical.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+from lxml import etree
+
+import pipeline
+from pipeline.export import datasetjson, xpt
+from pipeline.errors import ConfigError, DataError
+from pipeline.spec import NUMERIC_TYPES, Spec
+
+TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATE = "define.xml.j2"
+DEFINE_XML = "define.xml"
+DEFINE_HTML = "define.html"
+STYLESHEET_HREF = "define2-1.xsl"
+
+NS = {
+    "odm": "http://www.cdisc.org/ns/odm/v1.3",
+    "def": "http://www.cdisc.org/ns/def/v2.1",
+    "xlink": "http://www.w3.org/1999/xlink",
+}
+ORIGIN_TYPES = ("Collected", "Derived", "Assigned", "Protocol", "Predecessor")
+METHOD_TYPES = ("Computation", "Imputation")
+STD_IG = "STD.SDTMIG"
+STD_CT = "STD.CT.SDTM"
+#: values a Findings result variable takes in the data-derived value-level metadata
+_VLM_RESULT = ("STRESN",)
+_OID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------
+def oid_part(value: str) -> str:
+    """A value as an OID fragment: runs of characters other than letters, digits, ``. _ -``
+    become ``_`` (the where-clause value itself is kept verbatim in CheckValue)."""
+    part = _OID_UNSAFE.sub("_", str(value)).strip("_")
+    return part or "BLANK"
+
+
+def xml_text(value) -> str:
+    """Text safe for XML 1.0 (control characters that XML cannot carry are dropped)."""
+    return _XML_INVALID.sub("", "" if value is None else str(value))
+
+
+def _text(s: pd.Series) -> pd.Series:
+    return s.astype("object").where(s.notna(), "").astype(str)
+
+
+def _unique_oid(oid: str, taken: set[str]) -> str:
+    out, n = oid, 2
+    while out in taken:
+        out, n = f"{oid}.{n}", n + 1
+    taken.add(out)
+    return out
+
+
+def define_version(spec: Spec) -> str:
+    """``def:DefineVersion`` (``2.1.n``) from ``standards.toml`` ``define_version``."""
+    v = str(spec.standards.get("define_version", "2.1"))
+    return v if v.count(".") >= 2 else f"{v}.0"
+
+
+def significant_digits(values: pd.Series) -> int | None:
+    """Decimal places needed to show every value of a numeric or numeric-text column exactly
+    (shortest round-trip form); ``None`` when the column has no number."""
+    num = pd.to_numeric(values, errors="coerce").dropna()
+    if num.empty:
+        return None
+    uniq = pd.Series(np.unique(num.to_numpy(dtype="float64")))
+    text = uniq.map(lambda v: np.format_float_positional(v, trim="-"))
+    dec = text.str.partition(".")[2].str.len()
+    return int(min(dec.max(), 15))
+
+
+def char_length(values: pd.Series) -> int:
+    """Longest value as exported (at least 1), as :func:`pipeline.export.xpt.observed_lengths`."""
+    t = _text(values)
+    return max(1, int(t.str.len().max())) if len(t) else 1
+
+
+def origin_entry(origin: str, source: str, where: str) -> dict:
+    """One def:Origin: Type, Source attribute and description (spec ``source``)."""
+    origin, source = str(origin).strip(), str(source).strip()
+    if origin not in ORIGIN_TYPES:
+        raise ConfigError(f"{where}: origin {origin!r} is not one of {', '.join(ORIGIN_TYPES)} (define.xml 2.1)")
+    if origin == "Predecessor" and not source:
+        raise ConfigError(f"{where}: origin Predecessor needs the predecessor variable in 'source'")
+    if origin == "Collected":
+        attr = "Vendor" if "vendor" in source.lower() else "Investigator"
+    elif origin == "Predecessor":
+        attr = ""
+    else:
+        attr = "Sponsor"
+    return {"type": origin, "source": attr, "description": source}
+
+
+# ---------------------------------------------------------------------------------------
+# the model: everything the template writes
+# ---------------------------------------------------------------------------------------
+class _Registry:
+    """Collects codelist, method and comment references while items are built."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.codelist_values: dict[tuple[str, str], set[str]] = {}
+        self.codelist_users: dict[tuple[str, str], str] = {}
+        self.methods: dict[str, str] = {}
+        self.comments: dict[str, str] = {}  # text -> oid
+        self.comment_ids = set(spec.comments["comment"]) if "comment" in spec.comments else set()
+        self.taken: set[str] = set()
+
+    def codelist(self, codelist: str, datatype: str, values: pd.Series, where: str) -> str:
+        """Register the values a codelist-controlled item takes; returns the (codelist, data
+        type) key, resolved to an OID by :meth:`codelist_oids`, or ``None`` when the item has no
+        value (no CodeListRef then)."""
+        if not codelist:
+            return None
+        if codelist not in set(self.spec.codelists["codelist"]):
+            raise ConfigError(f"{where}: codelist {codelist} is not defined in specs/sdtm/codelists")
+        used = set(_text(values).unique()) - {""}
+        if not used:
+            return None
+        key = (codelist, datatype)
+        self.codelist_values.setdefault(key, set()).update(used)
+        self.codelist_users.setdefault(key, where)
+        return key
+
+    def codelist_oids(self) -> dict[tuple[str, str], str]:
+        """OID of each (codelist, data type): ``CL.<codelist>``; a codelist used by items of
+        several data types gets one CodeList per type (CodeList/@DataType must match its items):
+        ``CL.<codelist>`` for text (or the first type) and ``CL.<codelist>.<type>`` for the others."""
+        out = {}
+        for codelist in sorted({c for c, _ in self.codelist_values}):
+            types = sorted(t for c, t in self.codelist_values if c == codelist)
+            main = "text" if "text" in types else types[0]
+            for t in types:
+                out[(codelist, t)] = f"CL.{oid_part(codelist)}" + ("" if t == main else f".{oid_part(t)}")
+        return out
+
+    def method(self, method: str, where: str) -> str:
+        method = str(method).strip()
+        if not method:
+            return ""
+        self.methods.setdefault(method, where)
+        return method
+
+    def comment(self, text: str, oid: str) -> str:
+        text = str(text).strip()
+        if not text:
+            return ""
+        if text in self.comment_ids:
+            self.comments.setdefault(f"@{text}", text)
+            return text
+        if text not in self.comments:
+            self.comments[text] = _unique_oid(oid, self.taken)
+        return self.comments[text]
+
+
+def _codelist_datatype(item_type: str) -> str:
+    """CodeList/@DataType for items of a define DataType (integer, float or text)."""
+    return item_type if item_type in NUMERIC_TYPES else "text"
+
+
+def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry) -> tuple[list[dict], list[dict]]:
+    """ItemRefs and ItemDefs of one dataset: the spec variables present in ``frame`` (in spec
+    order), lengths from the data."""
+    v = spec.vars(ds)
+    v = v[v["variable"].isin(frame.columns)].reset_index(drop=True)
+    lengths = xpt.observed_lengths(frame[v["variable"].tolist()], spec, ds)
+    keys = [k for k in spec.keys(ds) if k in set(v["variable"])]
+    refs, defs = [], []
+    for i, r in enumerate(v.to_dict("records"), start=1):
+        name, where = r["variable"], f"{ds}.{r['variable']}"
+        oid = datasetjson.item_oid(ds, name)
+        reg.taken.add(oid)
+        dtype = r["type"]
+        sig = significant_digits(frame[name]) if dtype == "float" else None
+        defs.append({
+            "oid": oid, "name": name, "datatype": dtype, "length": lengths[name], "significant_digits": sig,
+            "label": r["label"],
+            "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), frame[name], where),
+            "origin": origin_entry(r["origin"], r["source"], where),
+            "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{name}"),
+            "valuelist_oid": "",
+        })
+        refs.append({
+            "item_oid": oid, "order": i, "mandatory": "Yes" if r["core"] == "Req" else "No",
+            "key_sequence": keys.index(name) + 1 if name in keys else None, "role": r["role"],
+            "method_oid": reg.method(r["method"], where),
+        })
+    return refs, defs
+
+
+def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
+    """Value-level rows derived from the data for a Findings dataset whose ``--STRESN`` has no
+    value-level rows in the spec: one per ``--TESTCD`` value (label ``--TEST``, data type
+    integer when every result is whole, else float, unit = the ``--STRESU`` values)."""
+    cls = str(spec.dataset(ds)["class"]).upper()
+    if not cls.startswith("FINDINGS") or ds.startswith("SUPP"):
+        return pd.DataFrame()
+    prefix = ds[:2]
+    testcd, test, unit = f"{prefix}TESTCD", f"{prefix}TEST", f"{prefix}STRESU"
+    rows = []
+    for suffix in _VLM_RESULT:
+        var = f"{prefix}{suffix}"
+        if var not in frame.columns or testcd not in frame.columns:
+            continue
+        present = frame[frame[var].notna()]
+        if present.empty:
+            continue
+        num = pd.to_numeric(present[var], errors="coerce")
+        g = pd.DataFrame({"where_value": _text(present[testcd]), "num": num,
+                          "label": _text(present[test]) if test in present else "",
+                          "unit": _text(present[unit]) if unit in present else ""})
+        g = g[g["where_value"] != ""]
+        if g.empty:
+            continue
+        whole = (g["num"] == np.round(g["num"])).groupby(g["where_value"]).all()
+        label = g.groupby("where_value")["label"].first()
+        units = g[g["unit"] != ""].groupby("where_value")["unit"].agg(lambda s: ", ".join(sorted(set(s))))
+        out = pd.DataFrame({"where_value": whole.index, "type": np.where(whole.to_numpy(), "integer", "float")})
+        out["label"] = out["where_value"].map(label).fillna("")
+        out["unit"] = out["where_value"].map(units).fillna("")
+        out = out.assign(dataset=ds, variable=var, where_variable=testcd, length="", significant_digits="",
+                         codelist="", origin="", source="", method="", comment="")
+        rows.append(out)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
+    """The value-level rows of one dataset whose variable and where variable are in the data and
+    whose where value occurs; spec rows first, then data-derived Findings rows (see
+    :func:`_findings_vlm`) for result variables the spec gives no value-level rows for."""
+    vl = spec.valuelevel
+    cols = ["dataset", "variable", "where_variable", "where_value", "label", "type", "length", "significant_digits",
+            "codelist", "origin", "source", "method", "comment", "unit"]
+    rows = vl[vl["dataset"] == ds].copy() if len(vl) and "dataset" in vl else pd.DataFrame(columns=cols)
+    for c in cols:
+        if c not in rows:
+            rows[c] = ""
+    rows = rows[cols].fillna("")
+    derived = _findings_vlm(frame, spec, ds)
+    if len(derived):
+        derived = derived[~derived["variable"].isin(set(rows["variable"]))]
+        rows = pd.concat([rows, derived[cols]], ignore_index=True)
+    if rows.empty:
+        return rows
+    rows = rows[rows["variable"].isin(frame.columns) & rows["where_variable"].isin(frame.columns)]
+    present = [bool((_text(frame[w]) == val).any()) for w, val in zip(rows["where_variable"], rows["where_value"])]
+    return rows[np.asarray(present, dtype=bool)].reset_index(drop=True) if len(rows) else rows
+
+
+def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dict], reg: _Registry
+                ) -> tuple[list[dict], list[dict], list[dict]]:
+    """ValueListDefs, WhereClauseDefs and value-level ItemDefs of one dataset; sets the parent
+    ItemDefs' ``valuelist_oid``."""
+    rows = valuelevel_rows(frame, spec, ds)
+    vlists, wheres, items = [], [], []
+    if rows.empty:
+        return vlists, wheres, items
+    vtypes = dict(zip(spec.vars(ds)["variable"], spec.vars(ds)["type"]))
+    where_oids: dict[tuple[str, str], str] = {}
+    for var, group in rows.groupby("variable", sort=False):
+        vl_oid = f"VL.{ds}.{var}"
+        refs = []
+        parent = parents[datasetjson.item_oid(ds, var)]
+        for order, r in enumerate(group.to_dict("records"), start=1):
+            wkey = (r["where_variable"], r["where_value"])
+            if wkey not in where_oids:
+                w_oid = _unique_oid(f"WC.{ds}.{oid_part(r['where_variable'])}.{oid_part(r['where_value'])}", reg.taken)
+                where_oids[wkey] = w_oid
+                wheres.append({"oid": w_oid, "checks": [{
+                    "item_oid": datasetjson.item_oid(ds, r["where_variable"]), "comparator": "EQ",
+                    "check_values": [r["where_value"]]}]})
+            subset = frame.loc[_text(frame[r["where_variable"]]) == r["where_value"], var]
+            where = f"{ds}.{var} where {r['where_variable']} = {r['where_value']}"
+            dtype = r["type"] or parent["datatype"]
+            if vtypes.get(var) in NUMERIC_TYPES:
+                length = 8
+            else:
+                length = char_length(subset)
+            sig = None
+            if dtype == "float":
+                sig = int(r["significant_digits"]) if str(r["significant_digits"]).strip() else significant_digits(subset)
+            label = r["label"] or parent["label"]
+            if r["unit"]:
+                label = f"{label} ({r['unit']})"
+            item_oid = _unique_oid(f"IT.{ds}.{var}.{oid_part(r['where_value'])}", reg.taken)
+            origin = r["origin"] or parent["origin"]["type"]
+            source = r["source"] if r["origin"] else (r["source"] or parent["origin"]["description"])
+            items.append({
+                "oid": item_oid, "name": var, "datatype": dtype, "length": length, "significant_digits": sig,
+                "label": label,
+                "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), subset, where),
+                "origin": origin_entry(origin, source, where),
+                "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{var}.{oid_part(r['where_value'])}"),
+                "valuelist_oid": "",
+            })
+            method = r["method"] if r["origin"] else ""
+            refs.append({"item_oid": item_oid, "order": order,
+                         "mandatory": "No", "method_oid": reg.method(method, where),
+                         "where_oid": where_oids[wkey]})
+        vlists.append({"oid": vl_oid, "refs": refs})
+        parent["valuelist_oid"] = vl_oid
+    return vlists, wheres, items
+
+
+def codelists(reg: _Registry, spec: Spec) -> list[dict]:
+    """CodeLists with only the terms used (spec order, then values outside the codelist)."""
+    out = []
+    oids = reg.codelist_oids()
+    for (codelist, dtype) in sorted(reg.codelist_values):
+        used = reg.codelist_values[(codelist, dtype)]
+        c = spec.codelist(codelist)
+        first = c.iloc[0]
+        oid = oids[(codelist, dtype)]
+        cdisc = bool(str(first["ncit_code"]).strip())
+        entry = {"oid": oid, "name": first["name"] or codelist, "datatype": dtype, "code": first["ncit_code"],
+                 "standard_oid": STD_CT if cdisc else "", "external": None, "terms": [], "decoded": False}
+        dictionary = c.loc[c["dictionary"].astype(str).str.strip() != "", "dictionary"]
+        if len(dictionary):
+            version = c.loc[dictionary.index[0], "version"]
+            entry["external"] = {"dictionary": dictionary.iloc[0], "version": version}
+            entry["standard_oid"] = ""
+            out.append(entry)
+            continue
+        terms = c[c["term"].isin(used)]
+        extra = sorted(used - set(c["term"]), key=lambda t: (len(t), t) if dtype in NUMERIC_TYPES else (0, t))
+        items = []
+        for t in terms.to_dict("records"):
+            sponsor = cdisc and not str(t["term_ncit_code"]).strip() and "sponsor" in str(t["version"]).lower()
+            items.append({"value": t["term"], "decode": t["decode"] or t["term"], "code": t["term_ncit_code"],
+                          "extended": sponsor})
+        for t in extra:
+            items.append({"value": t, "decode": t, "code": "", "extended": cdisc})
+        if dtype in NUMERIC_TYPES:
+            items.sort(key=lambda i: float(i["value"]) if _is_number(i["value"]) else float("inf"))
+        for n, i in enumerate(items, start=1):
+            i["order"] = n
+        entry["terms"] = items
+        entry["decoded"] = any(i["decode"] != i["value"] for i in items)
+        out.append(entry)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def method_defs(reg: _Registry, spec: Spec) -> list[dict]:
+    """MethodDefs of every method an included item refers to (sorted by OID)."""
+    m = spec.methods
+    table = {r["method"]: r for r in m.to_dict("records")} if len(m) and "method" in m else {}
+    out = []
+    for oid in sorted(reg.methods):
+        if oid not in table:
+            raise ConfigError(f"define.xml: method {oid} (used by {reg.methods[oid]}) is not in specs/sdtm/methods")
+        r = table[oid]
+        mtype = str(r.get("type", "")).strip()
+        if mtype not in METHOD_TYPES:
+            raise ConfigError(f"define.xml: method {oid} has type {mtype!r}, not one of {', '.join(METHOD_TYPES)}")
+        out.append({"oid": oid, "name": r.get("name", "") or oid, "type": mtype,
+                    "description": r.get("description", "") or r.get("name", "") or oid,
+                    "expression": str(r.get("source", "")).strip()})
+    return out
+
+
+def comment_defs(reg: _Registry, spec: Spec) -> list[dict]:
+    """CommentDefs: free-text comments of the spec rows, and referenced comment ids."""
+    table = dict(zip(spec.comments["comment"], spec.comments["description"])) \
+        if len(spec.comments) and "description" in spec.comments else {}
+    out = []
+    for text, oid in reg.comments.items():
+        if text.startswith("@"):
+            out.append({"oid": oid, "text": table.get(oid, oid)})
+        else:
+            out.append({"oid": oid, "text": text})
+    return sorted(out, key=lambda c: c["oid"])
+
+
+def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: datetime) -> dict:
+    """Everything define.xml says about one study's datasets, as plain dicts and lists.
+
+    ``datasets``: name -> frame as exported (only datasets listed in datasets.csv are described).
+    """
+    sid = study.studyid
+    reg = _Registry(spec)
+    known = set(spec.datasets["dataset"])
+    groups, item_defs, vlists, wheres, vl_items = [], [], [], [], []
+    for ds in sorted(d for d in datasets if d in known):
+        frame = xpt.xpt_frame(datasets[ds], spec, ds)
+        row = spec.dataset(ds)
+        refs, defs = dataset_items(frame, spec, ds, reg)
+        parents = {d["oid"]: d for d in defs}
+        vl, wc, vi = value_lists(frame, spec, ds, parents, reg)
+        vlists += vl
+        wheres += wc
+        vl_items += vi
+        item_defs += defs
+        groups.append({
+            "oid": datasetjson.item_group_oid(ds), "name": ds, "domain": ds, "sas_name": ds,
+            "repeating": "Yes" if str(row["repeating"]).strip() == "Yes" else "No",
+            "reference": "Yes" if str(row["reference_data"]).strip() == "Yes" else "No",
+            "structure": row["structure"], "class_name": str(row["class"]).strip(), "label": row["label"],
+            "comment_oid": reg.comment(row.get("comment", ""), f"COM.{ds}"),
+            "refs": refs, "records": int(len(frame)),
+            "leaf": {"id": f"LF.{ds}", "href": xpt.xpt_name(ds), "title": xpt.xpt_name(ds)},
+        })
+    oids = reg.codelist_oids()
+    for item in item_defs + vl_items:
+        key = item.pop("codelist_key")
+        item["codelist_oid"] = oids[key] if key else ""
+    std = spec.standards
+    return {
+        "file_oid": f"{sid}.SDTM.define",
+        "creation": datasetjson.iso_stamp(timestamp),
+        "originator": str(study.get("sponsor", "")) or sid,
+        "source_system": datasetjson.SOURCE_SYSTEM,
+        "source_version": pipeline.__version__,
+        "stylesheet": STYLESHEET_HREF,
+        "study_oid": datasetjson.study_oid(sid),
+        "study_name": sid,
+        "study_description": str(study.get("title", "")) or sid,
+        "protocol_name": str(study.get("registry_id", "")) or sid,
+        "mdv_oid": datasetjson.metadata_version_oid(sid, spec),
+        "mdv_name": f"Study {sid}, SDTM data definitions",
+        "mdv_description": (f"SDTMIG {std.get('sdtmig_version', '')} tabulation datasets of study {sid}, "
+                            f"data cut-off {study.data_cutoff}"),
+        "define_version": define_version(spec),
+        "standards": [
+            {"oid": STD_IG, "name": "SDTMIG", "type": "IG", "publishing_set": "",
+             "version": str(std.get("sdtmig_version", "")), "status": "Final"},
+            {"oid": STD_CT, "name": "CDISC/NCI", "type": "CT", "publishing_set": "SDTM",
+             "version": str(std.get("ct_version", "")), "status": "Final"},
+        ],
+        "ig_oid": STD_IG,
+        "value_lists": vlists,
+        "where_clauses": wheres,
+        "item_groups": groups,
+        "item_defs": item_defs + vl_items,
+        "codelists": codelists(reg, spec),
+        "methods": method_defs(reg, spec),
+        "comments": comment_defs(reg, spec),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# rendering, checking, writing
+# ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    env.filters["x"] = xml_text
+    return env
+
+
+def render_define(model: dict) -> str:
+    """define.xml text of a model (:func:`define_model`)."""
+    return _environment().get_template(TEMPLATE).render(**model)
+
+
+def integrity_problems(xml: bytes) -> list[str]:
+    """Referential integrity of a define.xml: every ItemRef/@ItemOID, CodeListRef,
+    MethodOID, def:CommentOID, def:ValueListRef, def:WhereClauseRef, RangeCheck/@def:ItemOID,
+    def:StandardOID and def:leaf reference resolves; OIDs are unique; every def is used."""
+    root = etree.fromstring(xml)
+    mdv = root.find(".//odm:MetaDataVersion", NS)
+    if mdv is None:
+        return ["no MetaDataVersion"]
+    problems = []
+
+    def oids(xpath: str) -> list[str]:
+        return [str(o) for o in mdv.xpath(xpath, namespaces=NS)]
+
+    defined = {
+        "ItemDef": oids("odm:ItemDef/@OID"), "ItemGroupDef": oids("odm:ItemGroupDef/@OID"),
+        "CodeList": oids("odm:CodeList/@OID"), "MethodDef": oids("odm:MethodDef/@OID"),
+        "CommentDef": oids("def:CommentDef/@OID"), "ValueListDef": oids("def:ValueListDef/@OID"),
+        "WhereClauseDef": oids("def:WhereClauseDef/@OID"), "leaf": oids(".//def:leaf/@ID"),
+        "Standard": oids("def:Standards/def:Standard/@OID"),
+    }
+    for kind, values in defined.items():
+        dup = sorted({v for v in values if values.count(v) > 1})
+        problems += [f"{kind} {v} defined more than once" for v in dup]
+    refs = {
+        "ItemDef": oids(".//odm:ItemRef/@ItemOID") + oids(".//odm:RangeCheck/@def:ItemOID"),
+        "CodeList": oids(".//odm:CodeListRef/@CodeListOID"),
+        "MethodDef": oids(".//odm:ItemRef/@MethodOID"),
+        "CommentDef": oids(".//@def:CommentOID"),
+        "ValueListDef": oids(".//def:ValueListRef/@ValueListOID"),
+        "WhereClauseDef": oids(".//def:WhereClauseRef/@WhereClauseOID"),
+        "leaf": oids(".//odm:ItemGroupDef/@def:ArchiveLocationID") + oids(".//def:DocumentRef/@leafID"),
+        "Standard": oids(".//@def:StandardOID"),
+    }
+    for kind, values in refs.items():
+        missing = sorted(set(values) - set(defined[kind]))
+        problems += [f"{kind} {v} is referenced but not defined" for v in missing]
+    for kind in ("ItemDef", "CodeList", "MethodDef", "CommentDef", "ValueListDef", "WhereClauseDef"):
+        unused = sorted(set(defined[kind]) - set(refs[kind]))
+        problems += [f"{kind} {v} is defined but never referenced" for v in unused]
+    return problems
+
+
+def schema_path() -> Path:
+    """The Define-XML 2.1 schema (``define2-1-0.xsd``) shipped by defineutils."""
+    try:
+        import defineutils.validate as dv
+    except ImportError:
+        raise ConfigError("define.xml validation needs the package defineutils (pip install defineutils)") from None
+    path = Path(dv.__file__).parent / "schema" / "cdisc-define-2.1" / "define2-1-0.xsd"
+    if not path.is_file():
+        raise ConfigError(f"defineutils does not ship the Define-XML 2.1 schema at {path}")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(schema_path())))
+
+
+def schema_problems(xml: bytes, limit: int = 5) -> list[str]:
+    """Define-XML 2.1 XSD violations (at most ``limit``), validated with lxml against the schema
+    defineutils ships (the tests validate again with defineutils' own validator)."""
+    schema = _schema()
+    if schema.validate(etree.fromstring(xml)):
+        return []
+    return [f"line {e.line}: {e.message}" for e in list(schema.error_log)[:limit]]
+
+
+def stylesheet_path() -> Path:
+    """The CDISC define 2.1 stylesheet shipped by defineutils."""
+    try:
+        import defineutils.definehtml as dh
+    except ImportError:
+        raise ConfigError("define.html needs the package defineutils (pip install defineutils)") from None
+    path = Path(dh.__file__).parent / "define2-1.xsl"
+    if not path.is_file():
+        raise ConfigError(f"defineutils does not ship the define stylesheet at {path}")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _transform() -> etree.XSLT:
+    return etree.XSLT(etree.parse(str(stylesheet_path())))
+
+
+def define_html(xml: bytes) -> bytes:
+    """define.html: the define.xml through the define 2.1 stylesheet (lxml XSLT), with the
+    comments table and the length/format columns shown."""
+    try:
+        result = _transform()(etree.fromstring(xml), displayCommentsTable="1", displayLengthDFormatSD="1")
+    except etree.XSLTApplyError as exc:
+        raise DataError(f"define.html: the stylesheet failed: {exc}") from None
+    return etree.tostring(result, method="html", pretty_print=True, encoding="utf-8", doctype="<!DOCTYPE html>")
+
+
+def define_xml(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: datetime,
+               validate: bool = True) -> bytes:
+    """define.xml bytes for ``datasets``; checked for integrity (and schema validity when
+    ``validate``). Raises DataError on a problem."""
+    text = render_define(define_model(datasets, spec, study, timestamp))
+    data = text.encode("utf-8")
+    try:
+        etree.fromstring(data)
+    except etree.XMLSyntaxError as exc:
+        raise DataError(f"define.xml is not well-formed: {exc}") from None
+    problems = integrity_problems(data)
+    if validate:
+        problems += schema_problems(data)
+    if problems:
+        raise DataError("define.xml: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+    return data
+
+
+def write_define(study_dir: Path, datasets: dict[str, pd.DataFrame], ctx) -> None:
+    """Post-export hook: ``define.xml`` and ``define.html`` into the study's output folder."""
+    study, spec = ctx.study, ctx.spec
+    stamp = xpt.build_timestamp(study.data_cutoff)
+    data = define_xml(datasets, spec, study, stamp)
+    Path(study_dir, DEFINE_XML).write_bytes(data)
+    Path(study_dir, DEFINE_HTML).write_bytes(define_html(data))
