@@ -16,7 +16,9 @@ check              severity  rule
 variable_missing   error     a Req or Exp variable of the spec is absent (SDTMIG 3.4 4.1.4: Req
                              and Exp variables are always included)
 not_in_spec        error     a variable that the spec does not define for the dataset
-required_value     error     a Req variable is null or empty on a record (SDTMIG 3.4 4.1.4)
+required_value     error /   a Req variable is null or empty on a record (SDTMIG 3.4 4.1.4); a
+                   warning   warning when the variable is coded with an external dictionary
+                             (AEDECOD of a verbatim under coding query, listed in its report)
 ct_value           error /   a value outside the variable's codelist; non-extensible codelists
                    warning   give errors, extensible codelists warnings. Codelists that stand
                              for an external dictionary (``dictionary`` filled: MedDRA, CTCAE,
@@ -194,7 +196,9 @@ def output_schemas(spec: Spec, name: str, studyid: str | None = None,
         wchecks: list[pa.Check] = []
         numeric = typ in NUMERIC_TYPES
         if core == "Req":
-            checks.append(_check(lambda s: ~_blank(s), "required_value", col))
+            # a dictionary-coded Req variable (AEDECOD) may be empty while its coding query is open
+            coded = bool(var.codelist) and var.codelist in cl_info and cl_info[var.codelist][2]
+            (wchecks if coded else checks).append(_check(lambda s: ~_blank(s), "required_value", col))
         if numeric:
             checks.append(_check(_numeric_ok, "numeric_type", col))
             if typ == "integer":
