@@ -1,0 +1,172 @@
+"""Excel workbooks of listings (openpyxl), deterministic and safe.
+
+Each sheet: a title row (study, listing title), a row with the data cut-off and the
+generation stamp, an optional note row, then the header (labels) and the records. The header
+row is frozen and carries an auto-filter; column widths follow the content (capped).
+
+Safety: a text cell is always a string cell, never a formula. openpyxl turns a string
+starting with ``=`` into a formula, so such cells are forced back to text, and every text
+beginning with a character a spreadsheet may read as a formula (``= + - @``, tab, carriage
+return) is stored with Excel's *quote prefix* (the cell shows the text and stays text when
+edited).
+
+Determinism: the workbook's creation/modification properties are the build stamp and the
+zip entries are rewritten with a fixed timestamp and fixed attributes, so a rebuild is
+byte-identical.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.xml.functions import tostring
+
+#: first characters that make a spreadsheet read text as a formula (OWASP CSV injection)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+MAX_WIDTH = 60
+MIN_WIDTH = 6
+SHEET_NAME_MAX = 31
+_BAD_SHEET_CHARS = str.maketrans({c: "-" for c in "[]:*?/\\"})
+ZIP_STAMP = (1980, 1, 1, 0, 0, 0)
+CREATOR = "cart-sdtm-pipeline"
+CORE_PROPERTIES = "docProps/core.xml"
+
+
+@dataclass
+class Sheet:
+    """One listing as a sheet: ``frame`` (columns in display order), ``headers`` (one per column)."""
+
+    name: str
+    title: str
+    frame: pd.DataFrame
+    headers: list[str]
+    note: str = ""
+    numeric: set[str] = field(default_factory=set)
+
+
+def sheet_name(name: str, taken: set[str]) -> str:
+    """A valid, unique Excel sheet name (<= 31 characters, no ``[]:*?/\\``)."""
+    base = name.translate(_BAD_SHEET_CHARS).strip("'")[:SHEET_NAME_MAX] or "Sheet"
+    out, n = base, 2
+    while out.lower() in {t.lower() for t in taken}:
+        suffix = f" ({n})"
+        out, n = base[:SHEET_NAME_MAX - len(suffix)] + suffix, n + 1
+    taken.add(out)
+    return out
+
+
+def is_formula_like(value: str) -> bool:
+    return value.startswith(FORMULA_PREFIXES)
+
+
+def set_text(cell, value: str) -> None:
+    """Write ``value`` as a text cell, never a formula (see module docstring)."""
+    cell.value = value
+    if cell.data_type != "s":
+        cell.data_type = "s"
+    if is_formula_like(value):
+        cell.quotePrefix = True
+
+
+def _cell_values(s: pd.Series, numeric: bool) -> list:
+    if numeric:
+        num = pd.to_numeric(s, errors="coerce")
+        return [None if pd.isna(v) else (int(v) if float(v).is_integer() else float(v)) for v in num.to_numpy()]
+    t = s.astype("object").where(s.notna(), "").astype(str)
+    return t.tolist()
+
+
+def _width(header: str, values: list) -> float:
+    lens = [len(str(v)) for v in values if v is not None]
+    longest = max([len(header)] + lens[:5000]) if lens else len(header)
+    return float(min(MAX_WIDTH, max(MIN_WIDTH, longest + 2)))
+
+
+def workbook_bytes(sheets: list[Sheet], study_line: str, stamp_line: str, stamp: datetime) -> bytes:
+    """The workbook as deterministic XLSX bytes."""
+    wb = Workbook()
+    wb.remove(wb.active)
+    taken: set[str] = set()
+    bold = Font(bold=True)
+    title_font = Font(bold=True, size=12)
+    head_fill = PatternFill("solid", fgColor="DDE4EE")
+    wrap = Alignment(wrap_text=True, vertical="top")
+    for sh in sheets:
+        ws = wb.create_sheet(sheet_name(sh.name, taken))
+        set_text(ws.cell(row=1, column=1), f"{study_line}: {sh.title}")
+        ws.cell(row=1, column=1).font = title_font
+        set_text(ws.cell(row=2, column=1), stamp_line)
+        row = 3
+        if sh.note:
+            set_text(ws.cell(row=3, column=1), sh.note)
+            row = 4
+        header_row = row + 1
+        ncol = max(1, len(sh.headers))
+        for j, h in enumerate(sh.headers, start=1):
+            c = ws.cell(row=header_row, column=j)
+            set_text(c, h)
+            c.font = bold
+            c.fill = head_fill
+            c.alignment = wrap
+        columns = list(sh.frame.columns)
+        for j, col in enumerate(columns, start=1):
+            numeric = col in sh.numeric
+            values = _cell_values(sh.frame[col], numeric)
+            for i, v in enumerate(values, start=header_row + 1):
+                if v is None or v == "":
+                    continue
+                cell = ws.cell(row=i, column=j)
+                if numeric:
+                    cell.value = v
+                else:
+                    set_text(cell, v)
+            ws.column_dimensions[get_column_letter(j)].width = _width(sh.headers[j - 1], values)
+        last = header_row + len(sh.frame)
+        ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+        ws.auto_filter.ref = f"A{header_row}:{get_column_letter(ncol)}{max(last, header_row)}"
+        ws.print_title_rows = f"{header_row}:{header_row}"
+    if not sheets:
+        ws = wb.create_sheet("Listings")
+        set_text(ws.cell(row=1, column=1), f"{study_line}: no listing could be produced")
+    props = wb.properties
+    props.creator = CREATOR
+    props.lastModifiedBy = CREATOR
+    props.created = stamp
+    props.modified = stamp
+    props.title = study_line
+    buf = io.BytesIO()
+    wb.save(buf)
+    # openpyxl stamps "modified" with the clock when saving: write the core properties again
+    props.modified = stamp
+    core = tostring(props.to_tree())
+    return normalise_zip(buf.getvalue(), {CORE_PROPERTIES: core})
+
+
+def normalise_zip(data: bytes, replace: dict[str, bytes] | None = None) -> bytes:
+    """Rewrite a zip with fixed entry timestamps and attributes (entries in their order),
+    replacing the contents of the entries named in ``replace``."""
+    replace = replace or {}
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            zi = zipfile.ZipInfo(info.filename, date_time=ZIP_STAMP)
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            zi.external_attr = 0o600 << 16
+            zi.create_system = 0
+            dst.writestr(zi, replace.get(info.filename, src.read(info.filename)))
+    return out.getvalue()
+
+
+def write_workbook(path: Path, sheets: list[Sheet], study_line: str, stamp_line: str, stamp: datetime) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(workbook_bytes(sheets, study_line, stamp_line, stamp))

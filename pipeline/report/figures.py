@@ -1,0 +1,276 @@
+"""Figures of the safety/efficacy review: swimmer plot, blood count recovery, CAR-T expansion.
+
+matplotlib (a project dependency) with the Agg canvas, used through ``matplotlib.figure.Figure``
+directly: no pyplot state and no backend switching. PNG output is deterministic: fixed size
+and resolution, no ``Software`` metadata, so a rebuild is byte-identical
+(:func:`png_bytes`).
+
+Data preparation (``*_data``) is separate from drawing (``*_figure``) and pure, so that tests
+can check the numbers a figure shows.
+
+Time axis: days after infusion (protocol day: infusion = day 0), from the dates (swimmer) or
+from ``--DY`` (study day 1 = day 0; SDTMIG 3.4 section 4.4.4).
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from pipeline.derive.dates import dtc_date
+from pipeline.report.tables import column, days_after_infusion, text, with_cohort
+
+DPI = 100
+WIDTH_IN = 10.0
+COHORT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf"]
+NE_COLOR = "#bdbdbd"
+PROGRESSION_COLOR = "#7b3294"
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """PNG of a figure, byte-identical on rerun (no software/time metadata)."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def response_colors(order: pd.DataFrame) -> dict[str, tuple]:
+    """Colour of each response category by its rank in response_order.csv: best green through
+    yellow to red (matplotlib RdYlGn); unranked (not evaluable) grey."""
+    rank = pd.to_numeric(order["rank"], errors="coerce")
+    lo, hi = rank.min(), rank.max()
+    cmap = matplotlib.colormaps["RdYlGn"]
+    out = {}
+    for cat, r in zip(order["category"], rank):
+        if pd.isna(r):
+            out[cat] = NE_COLOR
+        else:
+            frac = 0.0 if hi == lo else (r - lo) / (hi - lo)
+            out[cat] = cmap(0.95 - 0.85 * frac)
+    return out
+
+
+def cohort_colors(cohorts: list[str]) -> dict[str, str]:
+    return {c: COHORT_COLORS[i % len(COHORT_COLORS)] for i, c in enumerate(cohorts)}
+
+
+def _days_between(later: pd.Series, ref: pd.Series) -> pd.Series:
+    return (dtc_date(later) - dtc_date(ref)).dt.days.astype("float64")
+
+
+# ---------------------------------------------------------------------------------------
+# swimmer plot
+# ---------------------------------------------------------------------------------------
+def swimmer_data(subj: pd.DataFrame, rs: pd.DataFrame | None, order: pd.DataFrame, testcd: str,
+                 evaluators: list[str], cutoff: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Lanes and markers of the swimmer plot, and the evaluator shown.
+
+    Lanes: treated subjects, from day 0 (infusion, RFSTDTC) to the end of participation
+    (the later of RFPENDTC and DTHDTC; the data cut-off when neither is a complete date).
+    Markers: the evaluator's ``testcd`` responses (RSSTRESC) at their day; ``kind`` =
+    ``response``, or ``progression`` for categories flagged ``progression`` in
+    ``response_order``; and ``death`` at DTHDTC.
+    """
+    t = subj[subj["treated"]].copy()
+    lanes_cols = ["USUBJID", "COHORT", "end_day", "death_day"]
+    if t.empty:
+        return pd.DataFrame(columns=lanes_cols), pd.DataFrame(columns=["USUBJID", "day", "kind", "category"]), ""
+    end = pd.concat([_days_between(t["RFPENDTC"], t["RFSTDTC"]), _days_between(t["DTHDTC"], t["RFSTDTC"])],
+                    axis=1).max(axis=1)
+    cut = _days_between(pd.Series(cutoff, index=t.index), t["RFSTDTC"])
+    t["end_day"] = end.fillna(cut).clip(lower=0)
+    t["death_day"] = _days_between(t["DTHDTC"], t["RFSTDTC"])
+    lanes = t[lanes_cols].reset_index(drop=True)
+    markers = [pd.DataFrame({"USUBJID": lanes["USUBJID"], "day": lanes["death_day"], "kind": "death",
+                             "category": ""}).dropna(subset=["day"])]
+    shown = ""
+    if rs is not None and len(rs):
+        r = rs[column(rs, "RSTESTCD") == testcd]
+        present = set(column(r, "RSEVAL"))
+        shown = next((e for e in evaluators if e in present), "")
+        r = r[column(r, "RSEVAL") == shown]
+        r = r[text(r["USUBJID"]).isin(set(lanes["USUBJID"]))]
+        rf = text(r["USUBJID"]).map(t.set_index("USUBJID")["RFSTDTC"])
+        day = _days_between(column(r, "RSDTC"), rf)
+        cat = column(r, "RSSTRESC")
+        prog = set(order.loc[order["progression"].astype(str).str.upper().isin(["Y", "TRUE"]), "category"])
+        markers.append(pd.DataFrame({"USUBJID": text(r["USUBJID"]).to_numpy(), "day": day.to_numpy(),
+                                     "kind": np.where(cat.isin(prog), "progression", "response"),
+                                     "category": cat.to_numpy()}).dropna(subset=["day"]))
+    mk = pd.concat(markers, ignore_index=True)
+    mk = mk[mk["category"].ne("") | mk["kind"].eq("death")]
+    return lanes, mk.sort_values(["USUBJID", "day", "kind"], kind="mergesort").reset_index(drop=True), shown
+
+
+def swimmer_figure(lanes: pd.DataFrame, markers: pd.DataFrame, order: pd.DataFrame, title: str,
+                   evaluator: str) -> Figure | None:
+    """Horizontal bars per subject (colour = cohort), response markers coloured by category
+    (in response_order rank), progression/relapse (red triangle) and death (black cross)."""
+    if lanes.empty:
+        return None
+    cohorts = sorted(set(lanes["COHORT"]))
+    colors = cohort_colors(cohorts)
+    lanes = lanes.assign(_c=lanes["COHORT"].map({c: i for i, c in enumerate(cohorts)}))
+    lanes = lanes.sort_values(["_c", "end_day", "USUBJID"], ascending=[True, True, False], kind="mergesort")
+    lanes = lanes.reset_index(drop=True)
+    y = pd.Series(np.arange(len(lanes), dtype=float), index=lanes["USUBJID"])
+    height = min(60.0, 1.4 + 0.28 * len(lanes))
+    fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
+    bottom, top = 0.75 / height, 0.45 / height
+    ax = fig.add_axes((0.19, bottom, 0.57, 1 - bottom - top))
+    ax.barh(y.to_numpy(), lanes["end_day"].to_numpy(), height=0.6, left=0,
+            color=[colors[c] for c in lanes["COHORT"]], alpha=0.55, edgecolor="none")
+    ranked = order.assign(_r=pd.to_numeric(order["rank"], errors="coerce")).sort_values("_r", kind="mergesort")
+    cats = [c for c in ranked["category"] if c in set(markers["category"])]
+    cat_color = response_colors(ranked)
+    handles = [Line2D([], [], color=colors[c], lw=6, alpha=0.55, label=c) for c in cohorts]
+    resp = markers[markers["kind"] == "response"]
+    for c in cats + sorted(set(resp["category"]) - set(cats)):
+        m = resp[resp["category"] == c]
+        if m.empty:
+            continue
+        col = cat_color.get(c, NE_COLOR)
+        ax.scatter(m["day"], y.reindex(m["USUBJID"]).to_numpy(), s=36, color=col, edgecolor="black",
+                   linewidth=0.4, zorder=3)
+        handles.append(Line2D([], [], marker="o", ls="", color=col, markeredgecolor="black", label=c))
+    prog = markers[markers["kind"] == "progression"]
+    if len(prog):
+        ax.scatter(prog["day"], y.reindex(prog["USUBJID"]).to_numpy(), s=70, marker=">", color=PROGRESSION_COLOR,
+                   edgecolor="black", linewidth=0.4, zorder=4)
+        handles.append(Line2D([], [], marker=">", ls="", color=PROGRESSION_COLOR, markeredgecolor="black",
+                              label="Relapse / progression: " + ", ".join(sorted(set(prog["category"])))))
+    death = markers[markers["kind"] == "death"]
+    if len(death):
+        ax.scatter(death["day"], y.reindex(death["USUBJID"]).to_numpy(), s=60, marker="X", color="black", zorder=5)
+        handles.append(Line2D([], [], marker="X", ls="", color="black", label="Death"))
+    ax.set_yticks(y.to_numpy())
+    ax.set_yticklabels(lanes["USUBJID"].tolist(), fontsize=7)
+    ax.set_ylim(-0.8, len(lanes) - 0.2)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("Days after CAR-T infusion (day 0 = infusion)")
+    ax.set_title(title + (f" (responses: {evaluator})" if evaluator else ""), fontsize=10)
+    ax.grid(axis="x", color="#dddddd", lw=0.5)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# blood count recovery
+# ---------------------------------------------------------------------------------------
+def recovery_data(lb: pd.DataFrame, subj: pd.DataFrame, tests: list[str], planned_days: dict[str, float]
+                  ) -> pd.DataFrame:
+    """Median, minimum and maximum of LBSTRESN per test, cohort and visit (treated subjects).
+
+    x = the visit's planned protocol day (study ``[[visits]]``), or the record's own day after
+    infusion (LBDY) when the visit is not in the schedule. Columns LBTESTCD, LBTEST,
+    LBSTRESU, COHORT, day, median, min, max, n.
+    """
+    cols = ["LBTESTCD", "LBTEST", "LBSTRESU", "COHORT", "day", "median", "min", "max", "n"]
+    r = lb[column(lb, "LBTESTCD").isin(set(tests))]
+    r = r[text(r["USUBJID"]).isin(set(subj.loc[subj["treated"], "USUBJID"]))]
+    if r.empty or "LBSTRESN" not in r:
+        return pd.DataFrame(columns=cols)
+    r = with_cohort(r, subj)
+    val = pd.to_numeric(r["LBSTRESN"], errors="coerce")
+    own = days_after_infusion(r["LBDY"]) if "LBDY" in r else pd.Series(np.nan, index=r.index)
+    day = column(r, "VISIT").map(planned_days).astype("float64").fillna(own)
+    d = pd.DataFrame({"LBTESTCD": column(r, "LBTESTCD"), "LBTEST": column(r, "LBTEST"),
+                      "LBSTRESU": column(r, "LBSTRESU"), "COHORT": r["COHORT"], "day": day, "v": val}).dropna()
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    g = d.groupby(["LBTESTCD", "COHORT", "day"])["v"]
+    out = pd.concat([g.median().rename("median"), g.min().rename("min"), g.max().rename("max"),
+                     g.size().rename("n")], axis=1).reset_index()
+    names = d.groupby("LBTESTCD")[["LBTEST", "LBSTRESU"]].first()
+    out = out.join(names, on="LBTESTCD")
+    out["_t"] = out["LBTESTCD"].map({t: i for i, t in enumerate(tests)})
+    return out.sort_values(["_t", "COHORT", "day"], kind="mergesort")[cols].reset_index(drop=True)
+
+
+def recovery_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure | None:
+    """One panel per test: cohort median (line) and range (band) over days after infusion."""
+    present = [t for t in tests if t in set(data["LBTESTCD"])]
+    if not present:
+        return None
+    cohorts = sorted(set(data["COHORT"]))
+    colors = cohort_colors(cohorts)
+    fig = Figure(figsize=(WIDTH_IN, 3.4 * len(present) + 0.8), dpi=DPI)
+    axes = fig.subplots(len(present), 1, squeeze=False)[:, 0]
+    for ax, test in zip(axes, present):
+        d = data[data["LBTESTCD"] == test]
+        for c in cohorts:
+            dc = d[d["COHORT"] == c]
+            if dc.empty:
+                continue
+            ax.fill_between(dc["day"], dc["min"], dc["max"], color=colors[c], alpha=0.15, lw=0)
+            ax.plot(dc["day"], dc["median"], marker="o", ms=3, lw=1.4, color=colors[c], label=f"{c} (median, range)")
+        name, unit = d["LBTEST"].iloc[0], d["LBSTRESU"].iloc[0]
+        ax.set_ylabel(f"{name} ({unit})" if unit else name, fontsize=9)
+        ax.axvline(0, color="#888888", lw=0.8, ls="--")
+        ax.grid(color="#eeeeee", lw=0.5)
+        ax.legend(fontsize=7, frameon=False, loc="upper right")
+    axes[-1].set_xlabel("Days after CAR-T infusion (day 0 = infusion; planned visit day)")
+    axes[0].set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# CAR-T expansion
+# ---------------------------------------------------------------------------------------
+def expansion_data(pc: pd.DataFrame, subj: pd.DataFrame, tests: list[str],
+                   planned_days: dict[str, float] | None = None) -> pd.DataFrame:
+    """Quantified CAR-T results (PCSTRESN > 0) of treated subjects after infusion: USUBJID,
+    COHORT, PCTESTCD, PCTEST, PCSTRESU, day (days after infusion from PCDY), nominal_day (the
+    visit's planned protocol day, else ``day``), value."""
+    cols = ["USUBJID", "COHORT", "PCTESTCD", "PCTEST", "PCSTRESU", "day", "nominal_day", "value"]
+    r = pc[column(pc, "PCTESTCD").isin(set(tests))]
+    r = r[text(r["USUBJID"]).isin(set(subj.loc[subj["treated"], "USUBJID"]))]
+    if r.empty or "PCSTRESN" not in r or "PCDY" not in r:
+        return pd.DataFrame(columns=cols)
+    r = with_cohort(r, subj)
+    d = pd.DataFrame({"USUBJID": text(r["USUBJID"]), "COHORT": r["COHORT"], "PCTESTCD": column(r, "PCTESTCD"),
+                      "PCTEST": column(r, "PCTEST"), "PCSTRESU": column(r, "PCSTRESU"),
+                      "day": days_after_infusion(r["PCDY"]), "value": pd.to_numeric(r["PCSTRESN"], errors="coerce")})
+    d["nominal_day"] = column(r, "VISIT").map(planned_days or {}).astype("float64").fillna(d["day"])
+    d = d[(d["value"] > 0) & (d["day"] >= 0)].dropna(subset=["day", "value"])
+    return d.sort_values(["PCTESTCD", "USUBJID", "day"], kind="mergesort")[cols].reset_index(drop=True)
+
+
+def expansion_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure | None:
+    """One panel per test, log scale: each subject (thin line, cohort colour, actual days) and
+    the cohort median per planned visit day (bold)."""
+    present = [t for t in tests if t in set(data["PCTESTCD"])]
+    if not present:
+        return None
+    cohorts = sorted(set(data["COHORT"]))
+    colors = cohort_colors(cohorts)
+    fig = Figure(figsize=(WIDTH_IN, 3.6 * len(present) + 0.8), dpi=DPI)
+    axes = fig.subplots(len(present), 1, squeeze=False)[:, 0]
+    for ax, test in zip(axes, present):
+        d = data[data["PCTESTCD"] == test]
+        for (c, _s), ds in d.groupby(["COHORT", "USUBJID"], sort=True):
+            ax.plot(ds["day"], ds["value"], lw=0.6, alpha=0.35, color=colors[c])
+        for c in cohorts:
+            dc = d[d["COHORT"] == c]
+            if dc.empty:
+                continue
+            med = dc.groupby("nominal_day")["value"].median()
+            ax.plot(med.index, med.to_numpy(), lw=2.0, marker="o", ms=3, color=colors[c], label=f"{c} (median of quantified results)")
+        ax.set_yscale("log")
+        name, unit = d["PCTEST"].iloc[0], d["PCSTRESU"].iloc[0]
+        ax.set_ylabel(f"{name} ({unit})" if unit else name, fontsize=9)
+        ax.grid(color="#eeeeee", lw=0.5, which="both")
+        ax.legend(fontsize=7, frameon=False, loc="upper right")
+    axes[-1].set_xlabel("Days after CAR-T infusion (day 0 = infusion)")
+    axes[0].set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,465 @@
+"""Listings, summary tables and figures of one study: ``sdtm/<STUDYID>/listings/``.
+
+Post-export hook :func:`write_listings` (registered in :data:`pipeline.build.POST_EXPORT_HOOKS`)
+writes, from the exported SDTM datasets and the build's reports:
+
+- ``listings.xlsx``: one sheet per listing or table (title row with the study, the data
+  cut-off and the generation stamp; frozen header; filters; widths from the content);
+- ``<id>.html``: each listing as HTML (subject-by-subject where the listing is per subject);
+- ``index.html``: links to every listing with its record count, the notes of listings whose
+  inputs are absent (skipped, never a crash), and the figures embedded;
+- ``figures/*.png``: swimmer plot, blood count recovery, CAR-T expansion.
+
+What is listed is in ``listings.toml`` (this folder): the listings in order, their columns,
+and headers for the columns that are not SDTM variables. SDTM columns are headed by their spec
+label (SUPP-- qualifiers by their QLABEL). Content comes from :mod:`pipeline.report.tables`
+and :mod:`pipeline.report.figures` (pure functions); this module only assembles and writes.
+
+Safety: every text from the data is escaped in HTML (jinja2 autoescaping) and can never
+become a formula in Excel (:mod:`pipeline.report.excel`).
+
+Determinism: the generation stamp is :func:`pipeline.export.xpt.build_timestamp`
+(``SOURCE_DATE_EPOCH`` or the data cut-off); rows are sorted; XLSX and PNG are written
+byte-identically.
+"""
+
+from __future__ import annotations
+
+import base64
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ConfigError
+from pipeline.export import xpt
+from pipeline.report import excel, figures, tables
+from pipeline.spec import NUMERIC_TYPES, Spec
+
+HERE = Path(__file__).parent
+CONFIG = HERE / "listings.toml"
+TEMPLATES = HERE / "templates"
+LISTINGS_DIR = "listings"
+WORKBOOK = "listings.xlsx"
+#: reports the build writes itself as CSV before the hooks run (not in ``reports``)
+BUILD_REPORTS = ("reconciliation", "rejections", "findings")
+#: per-subject listings are shown subject by subject in HTML
+PER_SUBJECT = {"ae_listing", "crs_icans", "dlt", "eligibility_failed", "response"}
+
+
+@dataclass
+class Listing:
+    """One listing or table, ready to render."""
+
+    id: str
+    title: str
+    sheet: str
+    frame: pd.DataFrame
+    headers: list[str]
+    note: str = ""
+    numeric: set[str] = field(default_factory=set)
+    per_subject: bool = False
+
+
+@dataclass
+class Skipped:
+    id: str
+    title: str
+    reason: str
+
+
+@dataclass
+class FigureOut:
+    id: str
+    title: str
+    png: bytes
+    file: str
+
+
+class Skip(Exception):
+    """A listing's inputs are absent: it is skipped with this reason."""
+
+
+@lru_cache(maxsize=1)
+def load_config(path: Path = CONFIG) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"listing configuration {path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# labels
+# ---------------------------------------------------------------------------------------
+class Labels:
+    """Column headers: spec labels of SDTM variables (dataset of the listing first, then the
+    domain of the variable's prefix, then any dataset), QLABELs of SUPP-- qualifiers, then
+    ``[labels]`` of listings.toml, then the column name."""
+
+    def __init__(self, spec: Spec, config: dict):
+        v = spec.variables
+        self.by_ds = {(d, n): lab for d, n, lab in zip(v["dataset"], v["variable"], v["label"])}
+        self.types = {(d, n): t for d, n, t in zip(v["dataset"], v["variable"], v["type"])}
+        self.first = {}
+        for d, n, lab in zip(v["dataset"], v["variable"], v["label"]):
+            self.first.setdefault(n, (d, lab))
+        vl = spec.valuelevel
+        self.qlabels = {}
+        if len(vl) and {"variable", "where_variable", "where_value", "label"} <= set(vl.columns):
+            q = vl[(vl["variable"] == "QVAL") & (vl["where_variable"] == "QNAM")]
+            self.qlabels = dict(zip(q["where_value"], q["label"]))
+        self.config = dict(config.get("labels", {}))
+
+    def _dataset(self, col: str, dataset: str | None) -> str | None:
+        if dataset and (dataset, col) in self.by_ds:
+            return dataset
+        if (col[:2], col) in self.by_ds:
+            return col[:2]
+        return self.first[col][0] if col in self.first else None
+
+    def header(self, col: str, dataset: str | None = None) -> str:
+        if col in self.config:
+            return self.config[col]
+        ds = self._dataset(col, dataset)
+        if ds:
+            return self.by_ds[(ds, col)]
+        if col in self.qlabels:
+            return self.qlabels[col]
+        return col.replace("_", " ").strip().capitalize() if col.islower() else col
+
+    def is_numeric(self, col: str, frame: pd.DataFrame, dataset: str | None = None) -> bool:
+        ds = self._dataset(col, dataset)
+        if ds:
+            return self.types.get((ds, col)) in NUMERIC_TYPES
+        return col in frame.columns and pd.api.types.is_numeric_dtype(frame[col].dtype) \
+            and not pd.api.types.is_bool_dtype(frame[col].dtype)
+
+
+def make_listing(entry: dict, frame: pd.DataFrame, labels: Labels, dataset: str | None = None,
+                 columns: list[str] | None = None, note: str | None = None) -> Listing:
+    """A Listing from a frame: ``columns`` (those present, in order; default all), headers
+    from the labels."""
+    cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
+    out = frame[cols].reset_index(drop=True)
+    return Listing(
+        id=entry["id"], title=entry["title"], sheet=entry.get("sheet", entry["id"]), frame=out,
+        headers=[labels.header(c, dataset) for c in cols], note=entry.get("note", "") if note is None else note,
+        numeric={c for c in cols if labels.is_numeric(c, out, dataset)},
+        per_subject=entry.get("kind") in PER_SUBJECT and "USUBJID" in cols)
+
+
+# ---------------------------------------------------------------------------------------
+# listing builders (one per kind)
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Inputs:
+    datasets: dict[str, pd.DataFrame]
+    reports: dict[str, pd.DataFrame]
+    spec: Spec
+    study: object
+    config: dict
+    labels: Labels
+    subjects: pd.DataFrame
+
+    def dataset(self, name: str) -> pd.DataFrame:
+        d = self.datasets.get(name)
+        if d is None:
+            raise Skip(f"dataset {name} is not in this build")
+        return d
+
+    def report(self, name: str) -> pd.DataFrame:
+        r = self.reports.get(name)
+        if r is None:
+            raise Skip(f"report {name} is not in this build")
+        return r
+
+    def treated(self) -> pd.Series:
+        return self.subjects.loc[self.subjects["treated"], "USUBJID"]
+
+
+def _ae_with_supp(inp: Inputs) -> pd.DataFrame:
+    return tables.with_supp(inp.dataset("AE"), inp.datasets.get("SUPPAE"), "AESEQ")
+
+
+def build_ae_listing(entry: dict, inp: Inputs) -> Listing:
+    frame = tables.ae_listing(inp.dataset("AE"), inp.datasets.get("SUPPAE"), inp.subjects)
+    return make_listing(entry, frame, inp.labels, "AE", entry.get("columns"))
+
+
+def ae_grades(spec: Spec) -> list[str]:
+    """AE grade columns: the grades of CTCAE v5.0 as in the header of
+    ``specs/rules/ctcae_terms.csv`` (grade1..grade5)."""
+    try:
+        cols = spec.rule("ctcae_terms").columns
+    except ConfigError:
+        return ["1", "2", "3", "4", "5"]
+    return [c[len("grade"):] for c in cols if c.startswith("grade") and c[len("grade"):].isdigit()]
+
+
+def build_ae_summary(entry: dict, inp: Inputs) -> Listing:
+    ae = tables.countable_teae(_ae_with_supp(inp))
+    treated = inp.treated()
+    labels = inp.labels.config
+    counts = tables.ae_summary_counts(ae, treated, labels.get("not_coded", "Not coded"))
+    table = tables.ae_summary_table(counts, len(treated), ae_grades(inp.spec), labels)
+    table = table.rename(columns={"soc": "AEBODSYS", "term": "AEDECOD"})
+    note = f"{entry.get('note', '')} N = {len(treated)} treated subjects.".strip()
+    lst = make_listing(entry, table, inp.labels, "AE", note=note)
+    lst.numeric = set()
+    return lst
+
+
+def event_terms(spec: Spec) -> list[str]:
+    """AEDECOD terms of CRS and ICANS (``specs/rules/astct_events.csv``)."""
+    try:
+        ev = spec.rule("astct_events")
+    except ConfigError:
+        raise Skip("specs/rules/astct_events.csv is missing") from None
+    return [t for t in ev["term"] if t]
+
+
+def build_crs_icans(entry: dict, inp: Inputs) -> Listing:
+    frame = tables.crs_icans_listing(_ae_with_supp(inp), inp.subjects, event_terms(inp.spec))
+    lst = make_listing(entry, frame, inp.labels, "AE", entry.get("columns"))
+    lst.numeric |= {"ONSETDAY", "DURATION"} & set(lst.frame.columns)
+    return lst
+
+
+def build_dlt(entry: dict, inp: Inputs) -> Listing:
+    window = inp.study.dlt_window_days
+    min_grade = inp.study.get("safety", {}).get("dlt_min_grade")
+    frame = tables.dlt_listing(_ae_with_supp(inp), inp.subjects, window,
+                               int(min_grade) if min_grade is not None else None)
+    title = f"{entry['title']} (day 0 to day {window} after infusion)"
+    lst = make_listing({**entry, "title": title}, frame, inp.labels, "AE", entry.get("columns"))
+    lst.numeric |= {"ONSETDAY"} & set(lst.frame.columns)
+    return lst
+
+
+def lab_grades(spec: Spec) -> list[str]:
+    """Lab grade rows/columns: the terms of codelist LBTOXGR (0-4) when the spec has it."""
+    if "LBTOXGR" in set(spec.codelists["codelist"]):
+        terms = spec.terms("LBTOXGR")
+        return sorted(terms, key=lambda t: float(t) if t.replace(".", "", 1).isdigit() else float("inf"))
+    return ["0", "1", "2", "3", "4"]
+
+
+def build_lab_shift(entry: dict, inp: Inputs) -> Listing:
+    worst = tables.lab_worst_grades(inp.dataset("LB"), inp.subjects)
+    table = tables.lab_shift_table(worst, lab_grades(inp.spec), inp.labels.config)
+    lst = make_listing(entry, table, inp.labels, "LB")
+    lst.numeric = {c for c in table.columns if c not in ("LBTESTCD", "LBTEST", "LBTOX", "baseline_grade")}
+    return lst
+
+
+def build_eligibility_failed(entry: dict, inp: Inputs) -> Listing:
+    report = inp.report(entry.get("report", "eligibility_labs"))
+    frame = tables.failed_eligibility(report, inp.subjects)
+    cols = ["USUBJID", "COHORT"] + [c for c in report.columns if c not in ("USUBJID", "STUDYID")]
+    return make_listing(entry, frame, inp.labels, "LB", cols)
+
+
+def build_response(entry: dict, inp: Inputs) -> Listing:
+    frame = tables.response_listing(inp.dataset("RS"), inp.subjects, entry.get("testcodes", ["OVRLRESP"]))
+    return make_listing(entry, frame, inp.labels, "RS", entry.get("columns"))
+
+
+def build_report(entry: dict, inp: Inputs) -> Listing:
+    report = inp.report(entry["report"])
+    return make_listing(entry, report, inp.labels)
+
+
+BUILDERS = {
+    "ae_listing": build_ae_listing, "ae_summary": build_ae_summary, "crs_icans": build_crs_icans,
+    "dlt": build_dlt, "lab_shift": build_lab_shift, "eligibility_failed": build_eligibility_failed,
+    "response": build_response, "report": build_report,
+}
+
+
+def build_listings(inp: Inputs) -> tuple[list[Listing], list[Skipped]]:
+    """Every listing of the configuration, then one per other report; a listing whose inputs
+    are absent is skipped with the reason."""
+    done, skipped, used = [], [], set()
+    for entry in inp.config.get("listing", []):
+        kind = entry.get("kind", "")
+        if kind not in BUILDERS:
+            raise ConfigError(f"listings.toml: listing {entry.get('id')!r} has unknown kind {kind!r}")
+        if entry.get("report"):
+            used.add(entry["report"])
+        try:
+            done.append(BUILDERS[kind](entry, inp))
+        except Skip as why:
+            skipped.append(Skipped(entry["id"], entry["title"], str(why)))
+    for name in sorted(set(inp.reports) - used):
+        entry = {"id": f"report_{name}", "title": f"Report: {name.replace('_', ' ')}", "kind": "report",
+                 "sheet": name.replace("_", " ").capitalize(), "report": name,
+                 "note": f"Report {name} of the build (reports/{name}.csv)."}
+        done.append(build_report(entry, inp))
+    return done, skipped
+
+
+# ---------------------------------------------------------------------------------------
+# figures
+# ---------------------------------------------------------------------------------------
+def build_figures(inp: Inputs) -> tuple[list[FigureOut], list[Skipped]]:
+    cfg = inp.config.get("figures", {})
+    out, skipped = [], []
+    sw = cfg.get("swimmer", {})
+    if sw:
+        order = _response_order(inp.spec)
+        lanes, markers, shown = figures.swimmer_data(
+            inp.subjects, inp.datasets.get("RS"), order, sw.get("response_testcd", "OVRLRESP"),
+            sw.get("evaluators", []), inp.study.data_cutoff)
+        fig = figures.swimmer_figure(lanes, markers, order, sw["title"], shown)
+        _add(out, skipped, "swimmer", sw["title"], fig, "no treated subject")
+    cr = cfg.get("count_recovery", {})
+    if cr:
+        if "LB" in inp.datasets:
+            data = figures.recovery_data(inp.datasets["LB"], inp.subjects, cr["tests"], planned_days(inp.study))
+            fig = figures.recovery_figure(data, cr["tests"], cr["title"])
+            _add(out, skipped, "count_recovery", cr["title"], fig, f"no {', '.join(cr['tests'])} result in LB")
+        else:
+            skipped.append(Skipped("count_recovery", cr["title"], "dataset LB is not in this build"))
+    ex = cfg.get("expansion", {})
+    if ex:
+        if "PC" in inp.datasets:
+            data = figures.expansion_data(inp.datasets["PC"], inp.subjects, ex["tests"], planned_days(inp.study))
+            fig = figures.expansion_figure(data, ex["tests"], ex["title"])
+            _add(out, skipped, "expansion", ex["title"], fig, f"no quantified {', '.join(ex['tests'])} result in PC")
+        else:
+            skipped.append(Skipped("expansion", ex["title"], "dataset PC is not in this build"))
+    return out, skipped
+
+
+def planned_days(study) -> dict[str, float]:
+    """Visit name -> planned protocol day (study ``[[visits]]``; infusion = day 0)."""
+    visits = study.visits
+    return dict(zip(visits["VISIT"], visits["day"].astype(float))) if len(visits) else {}
+
+
+def _add(out: list, skipped: list, fid: str, title: str, fig, why: str) -> None:
+    if fig is None:
+        skipped.append(Skipped(fid, title, why))
+    else:
+        out.append(FigureOut(fid, title, figures.png_bytes(fig), f"figures/{fid}.png"))
+
+
+def _response_order(spec: Spec) -> pd.DataFrame:
+    try:
+        return spec.rule("response_order")
+    except ConfigError:
+        return pd.DataFrame(columns=["category", "rank", "progression"])
+
+
+# ---------------------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+
+
+def display_values(frame: pd.DataFrame, numeric: set[str]) -> pd.DataFrame:
+    """Cell texts for HTML: numbers without a spurious ``.0``, missing as ``""``."""
+    out = pd.DataFrame(index=frame.index)
+    for c in frame.columns:
+        s = frame[c]
+        if c in numeric:
+            num = pd.to_numeric(s, errors="coerce")
+            whole = num.notna() & (num == np.round(num))
+            txt = num.map(lambda v: "" if pd.isna(v) else np.format_float_positional(v, trim="-"))
+            txt = txt.where(~whole, num.where(whole).map(lambda v: "" if pd.isna(v) else str(int(v))))
+            out[c] = txt
+        else:
+            out[c] = tables.text(s)
+    return out
+
+
+def render_listing(lst: Listing, head: dict) -> str:
+    """One listing as HTML; per-subject listings are grouped with a subject header row."""
+    cells = display_values(lst.frame, lst.numeric)
+    names, headers = list(lst.frame.columns), list(lst.headers)
+    if lst.per_subject:
+        # subject and cohort head each subject's group instead of repeating on every row
+        keep = [i for i, c in enumerate(names) if c not in ("USUBJID", "COHORT")]
+        names, headers = [names[i] for i in keep], [headers[i] for i in keep]
+    rows = cells[names].to_numpy(dtype=object).tolist()
+    groups = []
+    if lst.per_subject and len(rows):
+        subj = cells["USUBJID"].tolist()
+        cohort = cells["COHORT"].tolist() if "COHORT" in cells else [""] * len(rows)
+        start = 0
+        for i in range(1, len(rows) + 1):
+            if i == len(rows) or subj[i] != subj[start]:
+                groups.append({"subject": subj[start], "cohort": cohort[start], "rows": rows[start:i]})
+                start = i
+    else:
+        groups.append({"subject": "", "cohort": "", "rows": rows})
+    numeric_idx = [i for i, c in enumerate(names) if c in lst.numeric]
+    return _env().get_template("listing.html.j2").render(
+        listing=lst, headers=headers, names=names, groups=groups, n=len(rows),
+        numeric_idx=numeric_idx, **head)
+
+
+def render_index(listings: list[Listing], skipped: list[Skipped], figs: list[FigureOut], head: dict) -> str:
+    embedded = [{"id": f.id, "title": f.title, "file": f.file,
+                 "data": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")} for f in figs]
+    return _env().get_template("index.html.j2").render(listings=listings, skipped=skipped, figures=embedded,
+                                                       workbook=WORKBOOK, **head)
+
+
+def _build_report_frames(study_dir: Path) -> dict[str, pd.DataFrame]:
+    """The reports the build wrote itself (reconciliation, rejections, findings)."""
+    out = {}
+    for name in BUILD_REPORTS:
+        path = Path(study_dir) / "reports" / f"{name}.csv"
+        if path.is_file():
+            out[name] = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    return out
+
+
+def prepare(datasets: dict[str, pd.DataFrame], reports: dict[str, pd.DataFrame], ctx,
+            config: dict | None = None) -> Inputs:
+    config = config or load_config()
+    spec = ctx.spec
+    pop = config.get("population", {})
+    dm = datasets.get("DM")
+    if dm is None:
+        dm = pd.DataFrame(columns=["USUBJID"])
+    subj = tables.subjects(dm, pop.get("treated_variable", "RFSTDTC"), pop.get("cohort_variables", ["ARM"]))
+    return Inputs(datasets=datasets, reports=reports, spec=spec, study=ctx.study, config=config,
+                  labels=Labels(spec, config), subjects=subj)
+
+
+def head_values(study) -> dict:
+    stamp = xpt.build_timestamp(study.data_cutoff)
+    return {"studyid": study.studyid, "study_title": str(study.get("title", "")),
+            "data_cutoff": study.data_cutoff, "generated": stamp.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def write_listings(study_dir: Path, datasets: dict[str, pd.DataFrame], reports: dict[str, pd.DataFrame], ctx) -> None:
+    """Post-export hook: listings, tables and figures into ``<study_dir>/listings/``."""
+    study_dir = Path(study_dir)
+    out = study_dir / LISTINGS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    all_reports = {**_build_report_frames(study_dir), **reports}
+    inp = prepare(datasets, all_reports, ctx)
+    listings, skipped = build_listings(inp)
+    figs, fig_skipped = build_figures(inp)
+    head = head_values(ctx.study)
+    stamp = xpt.build_timestamp(ctx.study.data_cutoff)
+    sheets = [excel.Sheet(lst.sheet, lst.title, lst.frame, lst.headers, lst.note, lst.numeric) for lst in listings]
+    excel.write_workbook(out / WORKBOOK, sheets, f"Study {head['studyid']}",
+                         f"Data cut-off {head['data_cutoff']}; generated {head['generated']}", stamp)
+    for lst in listings:
+        (out / f"{lst.id}.html").write_bytes(render_listing(lst, head).encode("utf-8"))
+    for f in figs:
+        path = out / f.file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f.png)
+    (out / "index.html").write_bytes(render_index(listings, skipped + fig_skipped, figs, head).encode("utf-8"))
