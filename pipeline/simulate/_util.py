@@ -70,15 +70,25 @@ def hhmm(minutes: np.ndarray) -> np.ndarray:
     return out
 
 
+def _int_text(v: int, k: int) -> str:
+    a = abs(v)
+    t = str(a) if k == 0 else f"{a // 10**k}.{a % 10**k:0{k}d}"
+    return "-" + t if v < 0 else t
+
+
 def fixed(values: np.ndarray, decimals) -> np.ndarray:
-    """Numbers -> text with a fixed number of decimals (scalar or per-value array)."""
+    """Numbers -> text with a fixed number of decimals (scalar or per-value array); the digits
+    are those of ``round(value * 10**decimals)``. Each distinct value is formatted once."""
     values = np.asarray(values, dtype=float)
     dec = np.broadcast_to(np.asarray(decimals, dtype=np.int64), values.shape)
     out = np.empty(values.shape, dtype=object)
     for k in np.unique(dec):
+        k = int(k)
         sel = dec == k
-        r = np.round(values[sel], int(k)) + 0.0     # + 0.0 turns -0.0 into 0.0
-        out[sel] = np.char.mod(f"%.{int(k)}f", r).astype(object)
+        x = np.round(values[sel] * 10.0**k).astype(np.int64)
+        uniq, inv = np.unique(x, return_inverse=True)
+        text = np.array([_int_text(v, k) for v in uniq.tolist()], dtype=object)
+        out[sel] = text[inv]
     return out
 
 

@@ -263,7 +263,7 @@ def build_ae(study, S: pd.DataFrame, g: pd.DataFrame, D: pd.DataFrame, L: pd.Dat
     dy, dm_, _ = date_parts(d0)
     ey, em, _ = date_parts(np.where(en == NODAY, st, en))
     plain = np.isin(kind, ["clinical", "lab"])
-    rate = float(cfg["mess_rate"])
+    rate = 1.5 * float(cfg["mess_rate"])      # about the mess rate of all AEs once the month rules apply
     st_partial = plain & (uu[0] < rate) & ((sy * 12 + sm) > (dy * 12 + dm_)) & ((en == NODAY) | ((ey * 12 + em) > (sy * 12 + sm)))
     en_partial = plain & ~st_partial & (en != NODAY) & (uu[1] < rate) & ((ey * 12 + em) > (sy * 12 + sm))
     tim = np.where(uu[3] < 0.25, np.round(uu[4] * 23 * 60 + 30).astype(int), -1)

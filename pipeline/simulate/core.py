@@ -38,8 +38,7 @@ def _frame(spec: Spec, form: str, study: Study, S: pd.DataFrame, i: np.ndarray, 
         else:
             v = np.full(n, None, dtype=object)
         out[c] = v
-    df = pd.DataFrame(out, columns=spec_cols["column"].tolist())
-    return df.astype(object).where(pd.notna(df), None)
+    return pd.DataFrame(out, columns=spec_cols["column"].tolist(), dtype=object)
 
 
 def _dm(study, S, cfg, rng):
@@ -102,30 +101,45 @@ def _ie(S, failures):
 
 
 def _ex(study, S, rng):
+    """Lymphodepletion per agent and day, then the CAR-T infusion (CART-1, and CART-2 the next
+    day for a split infusion; the fractions add up to the arm's dose)."""
     T = S[S["treated"]]
-    rows = []
+    n = len(T)
     tr = study.treatments
-    abbrev = {}
+    abbrev: dict = {}
     for t in tr.itertuples():
         a = str(t.extrt)[:3].upper()
         abbrev[t.extrt] = a if a not in abbrev.values() else f"{a}{len(abbrev)}"
-    u = rng.random((len(T), 4))
-    for q, s in enumerate(T.itertuples()):
-        for t in tr.itertuples():
-            if t.excat == "CAR-T INFUSION":
-                fr = [1.0] if not s.split else [s.split_frac, 1 - s.split_frac]
-                for k, f in enumerate(fr):
-                    start = 13 * 60 + 30 + int(u[q, 0] * 120)
-                    rows.append((s.i, f"CART-{k + 1}", t.excat, t.extrt, plain_number(round(s.dose * f)), t.dosu,
-                                 t.dosfrm, s.d0 + k, start, s.d0 + k, start + 15 + int(u[q, 1] * 20)))
-            else:
-                for k, d in enumerate(t.days):
-                    start = (9 if abbrev[t.extrt].startswith("FLU") else 10) * 60 + int(u[q, 2] * 40)
-                    dur = 30 if abbrev[t.extrt].startswith("FLU") else 60
-                    rows.append((s.i, f"LD-{abbrev[t.extrt]}-{k + 1}", t.excat, t.extrt, plain_number(t.dose), t.dosu,
-                                 t.dosfrm, s.d0 + d, start, s.d0 + d, start + dur))
-    X = pd.DataFrame(rows, columns=["i", "EXSPID", "EXCAT", "EXTRT", "EXDOSE", "EXDOSU", "EXDOSFRM", "EXSTDAT",
-                                    "st", "EXENDAT", "en"])
+    u = rng.random((4, n))
+    i, d0, dose = T["i"].to_numpy(), T["d0"].to_numpy(), T["dose"].to_numpy()
+    split, frac = T["split"].to_numpy(), T["split_frac"].to_numpy()
+    parts = []
+
+    def part(sel, spid, t, dose_text, day, start, dur):
+        k = int(sel.sum())
+        parts.append(pd.DataFrame({
+            "i": i[sel], "EXSPID": spid, "EXCAT": t.excat, "EXTRT": t.extrt, "EXDOSE": dose_text,
+            "EXDOSU": t.dosu, "EXDOSFRM": t.dosfrm, "EXSTDAT": d0[sel] + day, "st": start[sel],
+            "EXENDAT": d0[sel] + day, "en": start[sel] + dur[sel] if np.ndim(dur) else start[sel] + dur,
+        }, index=range(k)))
+
+    for t in tr.itertuples():
+        if t.excat == "CAR-T INFUSION":
+            start = 13 * 60 + 30 + (u[0] * 120).astype(int)
+            dur = 15 + (u[1] * 20).astype(int)
+            whole = np.array([plain_number(round(x)) for x in dose], dtype=object)
+            f1 = np.array([plain_number(round(x * f)) for x, f in zip(dose, frac)], dtype=object)
+            f2 = np.array([plain_number(round(x) - round(x * f)) for x, f in zip(dose, frac)], dtype=object)
+            part(~split, "CART-1", t, whole[~split], 0, start, dur)
+            part(split, "CART-1", t, f1[split], 0, start, dur)
+            part(split, "CART-2", t, f2[split], 1, start, dur)
+        else:
+            flu = abbrev[t.extrt].startswith("FLU")
+            start = (9 if flu else 10) * 60 + (u[2] * 40).astype(int)
+            for k, day in enumerate(t.days):
+                part(np.ones(n, bool), f"LD-{abbrev[t.extrt]}-{k + 1}", t, plain_number(t.dose), day, start,
+                     30 if flu else 60)
+    X = pd.concat(parts, ignore_index=True)
     X = X.sort_values(["i", "EXSTDAT", "st", "EXSPID"], kind="stable").reset_index(drop=True)
     miss = rng.random(len(X)) < 0.02
     cols = {c: X[c].to_numpy().astype(object) for c in ("EXSPID", "EXCAT", "EXTRT", "EXDOSE", "EXDOSU", "EXDOSFRM")}

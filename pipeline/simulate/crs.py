@@ -92,9 +92,15 @@ def crs_form(g: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.ndarray]
     oxydev = np.select([oxy_lvl == 2, oxy_lvl == 3, oxy_lvl == 4], [dev2, dev3, dev4], "NONE").astype(object)
     flow = np.full(m, np.nan)
     lf = oxydev == "LOW-FLOW NASAL CANNULA"
-    flow[lf] = np.where(u[7][lf] < 0.2, 6.0, np.floor(1 + u[8][lf] * 5))          # 1-5, boundary 6
+    first_lf = np.zeros(m, bool)
+    first_hf = np.zeros(m, bool)
+    if lf.any():
+        first_lf[np.flatnonzero(lf)[0]] = True
+    flow[lf] = np.where((u[7][lf] < 0.2) | first_lf[lf], 6.0, np.floor(1 + u[8][lf] * 5))   # 1-5, boundary 6
     hf = oxydev == "HIGH-FLOW NASAL CANNULA"
-    flow[hf] = np.where(u[7][hf] < 0.2, 7.0, np.round(10 + u[8][hf] * 40))        # boundary 7, else 10-50
+    if hf.any():
+        first_hf[np.flatnonzero(hf)[0]] = True
+    flow[hf] = np.where((u[7][hf] < 0.2) | first_hf[hf], 7.0, np.round(10 + u[8][hf] * 40))   # boundary 7, else 10-50
     mask = np.isin(oxydev, ["FACEMASK", "NON-REBREATHER MASK", "VENTURI MASK"])
     flow[mask] = np.round(6 + u[8][mask] * 9)
 

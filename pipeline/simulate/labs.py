@@ -90,7 +90,10 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
     # subject-level parameters, one block of draws in a fixed order
     z = rng.normal(0, 1, (nt, n))
     nadir = rng.uniform(4, 10, n)
-    tau = np.where(S["prolonged"], rng.uniform(25, 60, n), rng.uniform(5, 9, n))
+    tau_short = rng.uniform(5, 9, n)
+    tau_slow = rng.uniform(25, 60, n)
+    # prolonged cytopenia: platelets (and red cells) always, neutrophils in half the non-responders
+    slow_neut = S["prolonged"].to_numpy() & ~S["responder"].to_numpy() & (rng.random(n) < 0.5)
     depth_u = rng.random((nt, n))
     liver = rng.random(n) < 0.28
     liver_m = np.log(rng.uniform(1.8, 7.0, n))
@@ -101,7 +104,8 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
     kdip_m = np.log(rng.uniform(0.72, 0.9, n))
     renal_m = np.log(rng.uniform(1.5, 2.6, n))
     coag_m = rng.uniform(0.5, 1.1, n)
-    tau_long = np.where(S["prolonged"], rng.uniform(30, 60, n), rng.uniform(5, 12, n))
+    rec_short = rng.uniform(5, 12, n)
+    rec_slow = rng.uniform(30, 60, n)
     saa_tau = rng.uniform(30, 60, n)
     saa_cr = rng.random(n) < 0.55
     cart_pk = rng.normal(4.4, 0.55, n)
@@ -130,21 +134,26 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
     ped = S["ped"].to_numpy()[si]
     age = S["age"].to_numpy()[si]
 
-    cyto = np.where(t < ld_first, 0.0,
-                    np.where(t <= nadir[si], (t - ld_first) / (nadir[si] - ld_first),
-                             np.exp(-(t - nadir[si]) / tau[si])))
-    cyto = np.where(treated, cyto, 0.0)
+    prolonged = S["prolonged"].to_numpy()[si]
+
+    def cytopenia(slow):
+        tau = np.where(slow, tau_slow[si], tau_short[si])
+        c = np.where(t < ld_first, 0.0, np.where(t <= nadir[si], (t - ld_first) / (nadir[si] - ld_first),
+                                                 np.exp(-(t - nadir[si]) / tau)))
+        return np.where(treated, c, 0.0)
+
+    def recovery(slow):
+        if family == "aplastic_anemia":
+            r = 1 - np.exp(-np.maximum(t - 21, 0) / saa_tau[si])
+        else:
+            r = 1 - np.exp(-np.maximum(t - 7, 0) / np.where(slow, rec_slow[si], rec_short[si]))
+        r = r * np.exp(-np.maximum(t - relapse, 0) / 15.0)
+        return np.where(treated & responder & (t >= 0), r, 0.0)
+
     infl = np.where(treated & (t >= 0), _curve(t, crs_on + 1, 1.5, 3.5), 0.0)
     infl_il6 = np.where(treated & (t >= 0), _curve(t, crs_on, 1.0, 2.5), 0.0)
     infl_fer = np.where(treated & (t >= 0), _curve(t, crs_on + 2, 2.0, 7.0), 0.0)
     late = np.where(treated & (t >= 0), _curve(t, crs_on + 3, 1.5, 4.0), 0.0)
-    if family == "aplastic_anemia":
-        s_rec = 1 - np.exp(-np.maximum(t - 21, 0) / saa_tau[si])
-    else:
-        s_rec = 1 - np.exp(-np.maximum(t - 7, 0) / tau_long[si])
-    s_rec = s_rec * np.exp(-np.maximum(t - relapse, 0) / 15.0)
-    s_rec = np.where(treated & responder & (t >= 0), s_rec, 0.0)
-
     depth_rng = {"NEUT": (2.5, 4.5), "WBC": (1.8, 3.2), "LYM": (2.5, 4.0), "CD4": (2.5, 4.0),
                  "PLAT": (0.8, 2.4), "HGB": (0.12, 0.30), "RETI": (1.5, 3.0)}
     frames = []
@@ -185,7 +194,8 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
             target = lnN
             if family == "aplastic_anemia":
                 target = np.where(saa_cr[si], lnN, lnB + 0.55 * (lnN - lnB))
-            lnv = lnv + (target - lnB) * s_rec * (1.0 if code != "HGB" else 0.6) - depth * cyto
+            slow = prolonged & (np.isin(code, ("PLAT", "HGB", "RETI")) | (np.isin(code, ("NEUT", "WBC")) & slow_neut[si]))
+            lnv = lnv + (target - lnB) * recovery(slow) * (1.0 if code != "HGB" else 0.6) - depth * cytopenia(slow)
         elif kin == "inflammation":
             amp = {"CRP": [3, 12, 25, 45, 70], "IL6": [3, 10, 40, 150, 600], "FERRITIN": [1.3, 2, 4, 10, 25]}[code]
             curve = {"CRP": infl, "IL6": infl_il6, "FERRITIN": infl_fer}[code]
@@ -213,8 +223,8 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
         v = np.exp(lnv + row_noise(noise[k], float(row["noise_sd"])))
         frames.append(pd.DataFrame({"draw": np.flatnonzero(sel), "test": code, "si": v[sel]}))
     L = pd.concat(frames, ignore_index=True)
-    order = pd.Categorical(L["test"], categories=T["lbtestcd"].tolist(), ordered=True)
-    L = L.assign(_o=order.codes).sort_values(["draw", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    L["test"] = pd.Categorical(L["test"].to_numpy(), categories=T["lbtestcd"].tolist())
+    L = L.assign(_o=L["test"].cat.codes).sort_values(["draw", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
     L["i"] = D["i"].to_numpy()[L["draw"].to_numpy()]
     return L
 
@@ -264,25 +274,29 @@ def unit_choice(study: Study, S: pd.DataFrame, L: pd.DataFrame, spec, cfg: dict,
     site_prof = [str(explicit.get(sites[s], site_prof[s])) for s in range(n_sites)]
 
     site_i = S["site_i"].to_numpy()[L["i"].to_numpy()]
+    codes = tests["lbtestcd"].tolist()
+    test_i = pd.Categorical(L["test"].to_numpy(), categories=codes).codes
     test = L["test"].to_numpy()
-    unit = np.array([si_unit[c] for c in test], dtype=object)
+    table_u = np.empty((n_sites, len(codes)), dtype=object)
     for s, p in enumerate(site_prof):
         pm = dict(zip(prof.loc[prof["profile"] == p, "lbtestcd"], prof.loc[prof["profile"] == p, "raw_unit"]))
-        sel = site_i == s
-        if pm:
-            unit[sel] = [pm.get(c, u) for c, u in zip(test[sel], unit[sel])]
+        table_u[s] = [pm.get(c, si_unit[c]) for c in codes]
+    unit = table_u[site_i, test_i]
     # row-level variant: another listed unit of the test (an outside laboratory)
     alts = units.groupby("lbtestcd")["raw_unit"].agg(list).to_dict()
     var = rng.random(len(L)) < float(cfg["mess_rate"]) * 0.5
     pick = rng.random(len(L))
-    idx = np.flatnonzero(var)
-    for j in idx:
+    for j in np.flatnonzero(var):
         opts = [u for u in alts.get(test[j], []) if u != unit[j]]
         if opts:
             unit[j] = opts[int(pick[j] * len(opts))]
-    f = dict(zip(zip(units["lbtestcd"], units["raw_unit"]), units["to_si_factor"].astype(float)))
-    factor = np.array([f[(c, u)] for c, u in zip(test, unit)])
-    dec = np.array([dec_si[c] for c in test]) + np.round(np.log10(factor)).astype(int)
+    fdict = dict(zip(zip(units["lbtestcd"], units["raw_unit"]), units["to_si_factor"].astype(float)))
+    u_code, u_vals = pd.factorize(pd.Series(unit, dtype=object))
+    pair = test_i.astype(np.int64) * 1000 + u_code
+    upair, pinv = np.unique(pair, return_inverse=True)
+    factor = np.array([fdict[(codes[p // 1000], u_vals[p % 1000])] for p in upair.tolist()])[pinv]
+    dsi = np.array([dec_si[c] for c in codes])
+    dec = dsi[test_i] + np.round(np.log10(factor)).astype(int)
     return pd.DataFrame({"unit": unit, "factor": factor, "dec": np.maximum(dec, 0)})
 
 

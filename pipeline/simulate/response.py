@@ -5,15 +5,18 @@ the recorded values, except for the planted disagreements listed below.
 
 Criteria used (the simulator's reading; the pipeline's rule tables are authoritative):
 
-leukemia (NCCN ALL v3.2023 / ELN 2017)
-    marrow blasts < 5%, no circulating blasts, no extramedullary disease, then by the
-    counts at the same visit: ANC >= 1.0 and PLT >= 100 x 10^9/L -> CR; ANC > 0.5 and
-    PLT > 50 -> CRh (if the study has CRh); cellularity < 10% -> APLASTIC MARROW (if the
-    study has it); ANC >= 1.0 or PLT >= 100 -> CRi; else MLFS. Otherwise: blasts >= 5% after
-    a CR-type response -> RELAPSE (then PD); blasts 5-25% with recovered counts -> PR (if the
-    study has PR); blasts up by > 25% from the first assessment -> PD; else NR.
+leukemia (NCCN ALL v3.2023 / ELN 2017; as specs/rules/response_leukemia.csv)
+    The SCREENING marrow is the baseline (RSORRES NE). After a CR, CRh or CRi, disease
+    (blasts >= 5%, circulating blasts or extramedullary disease) -> RELAPSE. PD: blasts
+    >= 5% and >= 25% above baseline (ALL) / > 50% above baseline and >= 15 points when the
+    baseline is < 30% (AML), or new extramedullary disease. With blasts < 5%, no circulating
+    blasts and no extramedullary disease, by the counts at the same visit: ANC >= 1.0 and
+    PLT >= 100 x 10^9/L -> CR; ANC > 0.5 and PLT > 50 -> CRh (if the study has CRh); one of
+    ANC >= 1.0 or PLT >= 100 -> CRi; cellularity < 10% -> APLASTIC MARROW (if the study has
+    it); else MLFS. AML blasts 5-25% down >= 50% from baseline with CR counts -> PR (if the
+    study has PR); other disease -> NR.
 aplastic_anemia (Chinese expert consensus 2017)
-    transfusion independent with HGB > 100 g/L, ANC > 1.5 and PLT > 100 x 10^9/L -> CR;
+    HGB > 100 g/L, ANC > 1.5 and PLT > 100 x 10^9/L -> CR;
     transfusion independent and fewer than two of ANC < 0.5, PLT < 20, RETI < 20 -> PR;
     else NR.
 autoimmune (study-defined, SLEDAI-2K)
@@ -47,10 +50,17 @@ import pandas as pd
 from pipeline.config import Study
 
 
-def assessment_rows(study: Study, V: pd.DataFrame) -> pd.DataFrame:
-    """Visits held that are assessment visits of the study, in subject and date order."""
+def assessment_rows(study: Study, V: pd.DataFrame, with_screening: bool = False,
+                    treated: np.ndarray | None = None) -> pd.DataFrame:
+    """Visits held that are assessment visits of the study, in subject and date order (with the
+    screening visit of subjects who have a later assessment, when asked)."""
     visits = list(study["response"].get("assessment_visits", []))
-    A = V[V["VISIT"].isin(visits)].sort_values(["i", "date"], kind="stable").reset_index(drop=True)
+    A = V[V["VISIT"].isin(visits)]
+    if with_screening:
+        scr = str(study.visits.sort_values("VISITNUM")["VISIT"].iloc[0])
+        B = V[(V["VISIT"] == scr) & V["i"].isin(A["i"])]
+        A = pd.concat([B, A])
+    A = A.sort_values(["i", "date"], kind="stable").reset_index(drop=True)
     A["k"] = A.groupby("i").cumcount()
     return A
 
@@ -60,7 +70,7 @@ def plan_leukemia_plants(study: Study, S: pd.DataFrame, V: pd.DataFrame) -> dict
     if study["response"]["family"] != "leukemia":
         return {}
     A = assessment_rows(study, V)
-    first = A[A["k"] == 0]
+    first = A[A["k"] == 0]          # first post-infusion assessment
     resp = S.loc[first["i"], "responder"].to_numpy()
     r_ids = first["i"].to_numpy()[resp]
     nr_ids = first["i"].to_numpy()[~resp]
@@ -98,27 +108,39 @@ def _fmt(x, d=1):
 
 
 def leukemia(study, S, A, C, rng, plants):
+    """Leukemia assessments; row k=0 of each subject is the SCREENING (baseline) marrow."""
     cats = set(study["response"]["categories"])
     n = len(A)
-    u = rng.random((8, n))
+    u = rng.random((10, n))
     i = A["i"].to_numpy()
+    k = A["k"].to_numpy()
+    base = k == 0
     resp = S["responder"].to_numpy()[i]
     relapsed = A["day"].to_numpy() >= S["relapse_day"].to_numpy()[i]
     prolonged = S["prolonged"].to_numpy()[i]
-    first_blast = np.round(8 + u[0] * 62, 1)
-    growth = 1 + 0.15 * A["k"].to_numpy() * (u[1] < 0.6)
-    nr_blast = np.minimum(np.round(first_blast * growth, 1), 95.0)
+    aml = S["primdiag"].to_numpy()[i] == "ACUTE MYELOID LEUKEMIA"
+    ns = len(S)
+    bl_blast = np.round(20 + rng.random(ns) * 70, 1)
+    emd_subj = rng.random(ns) < 0.15
+    bl = bl_blast[i]
+    # non-responders: first post-infusion marrow at 40-115% of baseline, then rising
+    f1 = 0.4 + 0.75 * rng.random(ns)
+    rise = pd.Series(np.where(k >= 2, np.log(1.0 + 0.45 * u[1]), 0.0)).groupby(i).cumsum().to_numpy()
+    nr_blast = np.clip(np.round(bl * f1[i] * np.exp(rise), 1), 6.0, 95.0)
     cr_blast = np.round(0.2 + u[2] * 4.2, 1)
     rel_blast = np.round(8 + u[3] * 50, 1)
-    bm = np.where(resp & ~relapsed, cr_blast, np.where(resp, rel_blast, nr_blast))
-    pb = np.where(resp & ~relapsed, 0.0, np.where(u[4] < 0.35, 0.0, np.round(1 + u[5] * 40, 1)))
-    emd = np.where(~resp & (u[6] < 0.15), "Y", "N").astype(object)
+    bm = np.where(base, bl, np.where(resp & ~relapsed, cr_blast, np.where(resp, rel_blast, nr_blast)))
+    pb = np.where(base, np.round(u[5] * 30, 1), np.where(resp & ~relapsed, 0.0,
+                  np.where(u[4] < 0.35, 0.0, np.round(1 + u[5] * 40, 1))))
+    emd_s = emd_subj[i] & ~resp
+    emd = np.where(base, np.where(emd_s | (u[6] < 0.05), "Y", "N"), np.where(emd_s, "Y", "N")).astype(object)
     cns = np.where(~resp & (u[7] < 0.1), "CNS-2", "CNS-1").astype(object)
-    cell = np.where(resp & ~relapsed, np.where(prolonged, np.round(3 + u[0] * 6), np.round(20 + u[1] * 40)),
-                    np.round(50 + u[2] * 45))
-    mrd = np.where(resp & ~relapsed, np.where(u[3] < 0.6, 0.0, np.round(0.01 + u[4] * 0.5, 2)),
+    low_cell = (3 + u[0] * 6) if "APLASTIC MARROW" in cats else (12 + u[0] * 8)
+    cell = np.round(np.where(base, 70 + u[8] * 25, np.where(resp & ~relapsed, np.where(prolonged, low_cell, 20 + u[1] * 40),
+                                                               50 + u[2] * 45)))
+    mrd = np.where(resp & ~relapsed & ~base, np.where(u[3] < 0.6, 0.0, np.round(0.01 + u[4] * 0.5, 2)),
                    np.round(bm * (0.6 + 0.4 * u[5]), 2))
-    first_i = A["k"].to_numpy() == 0
+    first_i = k == 1
     for key, val in (("RS-BLAST5", 5.0), ("B49", 4.9), ("B50", 5.0)):
         if key in plants:
             sel = first_i & (i == plants[key])
@@ -128,34 +150,42 @@ def leukemia(study, S, A, C, rng, plants):
 
     anc, plt = C["NEUT"].to_numpy(), C["PLAT"].to_numpy()
     crit = np.empty(n, dtype=object)
-    prev_cr = np.zeros(n, bool)
-    first_bm = pd.Series(bm).groupby(i).transform("first").to_numpy()
-    had_cr = {}
-    relapse_seen = {}
-    for j in range(n):            # one row per assessment (tens per subject): criteria in time order
+    blv = pd.Series(bm).groupby(i).transform("first").to_numpy()
+    emd_bl = pd.Series(emd).groupby(i).transform("first").to_numpy()
+    prior = {}
+    for j in range(n):            # one row per assessment (a few per subject): in time order
         s = i[j]
+        if base[j]:
+            crit[j] = "NE"
+            continue
         clear = bm[j] < 5 and pb[j] == 0 and emd[j] == "N"
-        if clear:
-            if anc[j] >= 1.0 and plt[j] >= 100:
-                c = "CR"
-            elif "CRh" in cats and anc[j] > 0.5 and plt[j] > 50:
-                c = "CRh"
-            elif "APLASTIC MARROW" in cats and cell[j] < 10:
-                c = "APLASTIC MARROW"
-            elif anc[j] >= 1.0 or plt[j] >= 100:
-                c = "CRi" if "CRi" in cats else "MLFS"
-            else:
-                c = "MLFS" if "MLFS" in cats else "CRi"
-            had_cr[s] = True
-        elif had_cr.get(s):
-            c = "PD" if relapse_seen.get(s) else "RELAPSE"
-            relapse_seen[s] = True
-        elif "PR" in cats and 5 <= bm[j] <= 25 and anc[j] >= 1.0 and plt[j] >= 100:
-            c = "PR"
-        elif A["k"].iat[j] > 0 and bm[j] > first_bm[j] * 1.25:
+        rchg = (bm[j] - blv[j]) / blv[j] * 100 if blv[j] > 0 else np.nan
+        if prior.get(s) and not clear:
+            c = "RELAPSE"
+        elif (not aml[j] and bm[j] >= 5 and rchg >= 25) or (emd[j] == "Y" and emd_bl[j] == "N") or (
+                aml[j] and rchg > 50 and (blv[j] >= 30 or bm[j] - blv[j] >= 15)):
             c = "PD"
-        else:
+        elif clear and anc[j] >= 1.0 and plt[j] >= 100:
+            c = "CR"
+        elif clear and "CRh" in cats and anc[j] > 0.5 and plt[j] > 50:
+            c = "CRh"
+        elif clear and (anc[j] >= 1.0 or plt[j] >= 100):
+            c = "CRi"
+        elif clear and "APLASTIC MARROW" in cats and cell[j] < 10:
+            c = "APLASTIC MARROW"
+        elif clear and cell[j] >= 10:
+            c = "MLFS"
+        elif (aml[j] and "PR" in cats and 5 <= bm[j] <= 25 and rchg <= -50 and pb[j] == 0
+              and anc[j] >= 1.0 and plt[j] >= 100):
+            c = "PR"
+        elif not clear:
             c = "NR"
+        else:
+            c = "NE"
+        if c not in cats:
+            c = "NE"
+        if c in ("CR", "CRh", "CRi"):
+            prior[s] = True
         crit[j] = c
     inv = crit.copy()
     for key in ("RS-BLAST5", "RS-COUNTS", "RS-PBBLAST"):
@@ -178,7 +208,7 @@ def aplastic(study, S, A, C, rng, plants_out):
     trans = np.where(resp & (day >= 56), "Y", "N").astype(object)
     anc, plt, hgb, reti = (C[t].to_numpy() for t in ("NEUT", "PLAT", "HGB", "RETI"))
     severe = (np.nan_to_num(anc, nan=0) < 0.5).astype(int) + (np.nan_to_num(plt, nan=0) < 20) + (np.nan_to_num(reti, nan=0) < 20)
-    crit = np.where((trans == "Y") & (hgb > 100) & (anc > 1.5) & (plt > 100), "CR",
+    crit = np.where((hgb > 100) & (anc > 1.5) & (plt > 100), "CR",
                     np.where((trans == "Y") & (severe < 2), "PR", "NR")).astype(object)
     inv = crit.copy()
     orr_visit = _orr_visit(study)
@@ -257,7 +287,7 @@ def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: 
         A["k"] = A.groupby("i").cumcount()
         cols, inv, crit = autoimmune(study, S, A, rng, plants_out)
     else:
-        A = assessment_rows(study, V)
+        A = assessment_rows(study, V, with_screening=(fam == "leukemia"))
         C = _counts(L, D, A)
         if fam == "leukemia":
             cols, inv, crit = leukemia(study, S, A, C, rng, leuk_plants)
@@ -266,7 +296,7 @@ def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: 
                     "RS-PBBLAST": "circulating blasts 2.0%, investigator CR"}
             for key, d in desc.items():
                 if key in leuk_plants:
-                    v = A.loc[(A["i"] == leuk_plants[key]) & (A["k"] == 0), "VISIT"].iloc[0]
+                    v = A.loc[(A["i"] == leuk_plants[key]) & (A["k"] == 1), "VISIT"].iloc[0]
                     plants_out.append({"subject": leuk_plants[key], "form": "rs", "item": key,
                                        "description": f"{v}: {d}"})
         elif fam == "aplastic_anemia":

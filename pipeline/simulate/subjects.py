@@ -59,6 +59,23 @@ def _count(n: int, rate: float) -> int:
     return int(min(n, max(1, round(n * rate))))
 
 
+def _exactly(rng: np.random.Generator, n: int, among: np.ndarray, rate: float,
+             weight: np.ndarray | None = None) -> np.ndarray:
+    """Mask with exactly round(len(among) * rate) of ``among`` set, drawn without replacement
+    (with probabilities proportional to ``weight`` when given)."""
+    k = int(round(len(among) * rate))
+    out = np.zeros(n, dtype=bool)
+    if k <= 0 or len(among) == 0:
+        rng.random(1)       # keep the number of draws independent of the outcome
+        return out
+    p = None
+    if weight is not None:
+        p = np.asarray(weight, float)[among]
+        p = p / p.sum()
+    out[rng.choice(among, min(k, len(among)), replace=False, p=p)] = True
+    return out
+
+
 def _floor_age(birth: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Completed years between two day-number arrays."""
     by, bm, bd = date_parts(birth)
@@ -144,36 +161,41 @@ def build_subjects(study: Study, cfg: dict, rng: np.random.Generator) -> pd.Data
     scr_date = icdat + c
     d0 = scr_date - scr_day                                     # infusion date (planned for NT)
 
-    # -- disease course and toxicities (drawn for everyone; used for the treated)
-    responder = rng.random(n) < float(cfg["response_rate"])
+    # -- disease course and toxicities: exact counts among the treated (the study's rates),
+    #    the details drawn for everyone
+    trt = np.flatnonzero(status == "TRT")
+    cut_day = cutoff - d0
+    last_day = int(v["day"].max())
+    avail = np.minimum(cut_day, last_day)
+    responder = _exactly(rng, n, trt, float(cfg["response_rate"]))
     relapse = responder & (rng.random(n) < float(cfg["relapse_rate"]))
     relapse_day = np.where(relapse, rng.integers(60, 400, n), NEVER)
     prolonged = rng.random(n) < float(cfg["prolonged_cytopenia_rate"])
-    has_crs = rng.random(n) < float(cfg["crs_rate"])
+    has_crs = _exactly(rng, n, trt, float(cfg["crs_rate"]))
     w = np.asarray(cfg["crs_grade_weights"], float)
     crs_grade = np.where(has_crs, rng.choice(np.arange(1, 5), n, p=w / w.sum()), 0)
     crs_on = 1 + np.minimum(rng.poisson(1.6, n), 8)
     crs_dur = np.clip(np.round(crs_grade + 1 + rng.gamma(2.0, 1.2, n)), 2, 10).astype(int)
-    has_icans = rng.random(n) < float(cfg["icans_rate"])
+    has_icans = _exactly(rng, n, trt, float(cfg["icans_rate"]), weight=np.where(has_crs, 3.0, 1.0))
     w = np.asarray(cfg["icans_grade_weights"], float)
     icans_grade = np.where(has_icans, rng.choice(np.arange(1, 5), n, p=w / w.sum()), 0)
     icans_on = np.where(has_crs, crs_on + rng.integers(1, 4, n), rng.integers(4, 10, n))
     icans_dur = np.clip(np.round(icans_grade + rng.gamma(2.0, 1.0, n)), 2, 8).astype(int)
 
-    # -- death: more likely without response; CRS deaths only after grade 4 CRS
-    rr, dr = float(cfg["response_rate"]), float(cfg["death_rate"])
-    p_nr = min(0.85, 2.5 * dr)
-    p_r = max(0.0, (dr - (1 - rr) * p_nr) / rr) if rr > 0 else dr
-    dies = rng.random(n) < np.where(responder, p_r, p_nr)
+    # -- death (before the cut-off): more likely without response; CRS deaths only after grade 4
+    dies = _exactly(rng, n, trt, float(cfg["death_rate"]),
+                    weight=np.where(responder, np.where(relapse, 2.0, 1.0), 4.0))
     u_cause = rng.random(n)
-    t_prog = rng.integers(45, 300, n)
-    t_inf = rng.integers(15, 180, n)
+    u_t = rng.random(n)
+    t_prog = np.round(45 + u_t * np.maximum(np.minimum(avail, 400) - 46, 1)).astype(int)
+    t_inf = np.round(15 + u_t * np.maximum(np.minimum(avail, 200) - 16, 1)).astype(int)
     crs_death = dies & (crs_grade == 4) & (u_cause < 0.5)
     if family == "leukemia":
-        prog = dies & ~crs_death & (~responder | relapse) & (u_cause < 0.85)
+        prog = dies & ~crs_death & ((~responder & (u_cause < 0.8)) | relapse | (responder & (u_cause < 0.3)))
         cause = np.where(crs_death, "CYTOKINE RELEASE SYNDROME", np.where(prog, "DISEASE PROGRESSION", "INFECTION"))
-        t_prog = np.where(relapse, np.maximum(relapse_day + rng.integers(20, 120, n), t_prog), t_prog)
         death_day = np.where(crs_death, crs_on + crs_dur - 1, np.where(prog, t_prog, t_inf))
+        # a responder dying of progression relapsed first
+        relapse_day = np.where(prog & responder, np.maximum(30, death_day - rng.integers(20, 60, n)), relapse_day)
     elif family == "aplastic_anemia":
         bleed = dies & ~crs_death & ~responder & (u_cause < 0.4)
         cause = np.where(crs_death, "CYTOKINE RELEASE SYNDROME",
