@@ -14,6 +14,7 @@ REGISTRY: list[str] = [
     "vs",        # VS
     "trial_design",  # TS, TA, TE, TV, TI
     "lb",        # LB (+ cellular kinetics, derived CrCl)
+    "pc",        # PC, PP (CAR-T cellular kinetics from the lb form's CAR-T EXPANSION rows)
     "ae",        # AE, SUPPAE, FA, RELREC (CRS/ICANS by ASTCT)
     "rs",        # RS and supporting findings
 ]

@@ -1,0 +1,287 @@
+"""NCI CTCAE v5.0 grading of laboratory results (LBTOX / LBTOXGR, SDTMIG 3.4 LB).
+
+The criteria are data: ``specs/rules/ctcae_lab.csv`` holds one row per CTCAE term, grade,
+baseline condition and clause, with the CTCAE text it encodes (``source_text``) and any
+assumption made. A row's range is
+
+    lower x ref(lower_basis)  <(=)  value  <(=)  upper x ref(upper_basis)
+
+(``lower_incl`` / ``upper_incl`` = Y for an inclusive bound; an empty bound is open), where
+ref(SI) = 1 (absolute value in the test's standard unit ``si_unit``), ref(ULN) = LBSTNRHI,
+ref(LLN) = LBSTNRLO and ref(BASELINE) = the subject's baseline value of the test (the
+LBLOBXFL record). Rules of evaluation:
+
+1. **Grade = the highest grade whose row is met** (grade 0 when the record was evaluated and
+   no row is met). Rows with ``lab_gradable = N`` need clinical information and are never
+   assigned; their assumption says so.
+2. **Baseline** (``baseline`` column): ``normal`` rows apply to pre-treatment records and to
+   records whose subject's baseline is not abnormal in the term's direction; ``abnormal`` rows
+   apply to post-baseline records when the baseline is abnormal in that direction (above its
+   ULN for ``high`` terms, below its LLN for ``low`` terms); ``any`` rows always apply, but a
+   row that uses the BASELINE basis only to post-baseline records with a baseline value.
+   Pre-treatment records (the baseline record included) are therefore graded against the
+   normal range only: the baseline is never graded against itself. No baseline -> normal.
+3. **Missing reference range**: a row whose ULN/LLN is missing cannot be evaluated. The grade
+   is reported only when no such row could give a higher grade than the one found;
+   otherwise LBTOXGR is empty (unknown), never guessed.
+4. **Censored results** (``<x`` / ``>x``, LBSTRESN empty) are graded at their limit approached
+   from the censored side (``<0.5`` as a value just below 0.5). In the direction of censoring
+   this is the grade the result certainly reaches (every value below 0.5 x 10^9/L neutrophils
+   is grade 4; ``<1.0`` is at least grade 3), in the other direction it is the most severe
+   grade the result could have. A limit is never read as a worse value than it states.
+5. **Two-direction tests** (potassium, sodium, calcium): both terms are evaluated and the record
+   gets the term of the abnormal direction (the higher grade); when both grades are 0 the term
+   is the one on the side of the value relative to the middle of the normal range. Glucose
+   has only Hypoglycemia (CTCAE v5.0 Hyperglycemia is not defined by a value).
+6. **Units**: the grader is given standard-unit values; a record whose LBSTRESU differs from
+   the criteria's ``si_unit`` is not graded and is reported (an error, not a grade).
+7. Equality uses a relative tolerance of 1e-9 so that a value of exactly 3.0 x ULN converted
+   from another unit still sits on the boundary.
+
+Vectorised: a loop over the criteria rows (about a hundred), each evaluated over all records
+of its test at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ConfigError
+from pipeline.spec import Spec
+
+CRITERIA_COLUMNS = ["term", "meddra_code", "lbtestcd", "direction", "grade", "baseline", "clause", "lab_gradable",
+                    "lower", "lower_basis", "lower_incl", "upper", "upper_basis", "upper_incl", "si_unit",
+                    "source_text", "assumption", "source"]
+BASES = {"SI", "ULN", "LLN", "BASELINE"}
+DIRECTIONS = ("low", "high")
+REL_TOL = 1e-9
+
+#: columns :func:`grade_labs` reads
+INPUT_COLUMNS = ["LBTESTCD", "LBSTRESU", "value", "censor", "LLN", "ULN", "post", "BASE", "BASE_CENSOR",
+                 "BASE_LLN", "BASE_ULN"]
+
+
+def load_criteria(spec: Spec) -> pd.DataFrame:
+    """Read and check ``specs/rules/ctcae_lab.csv``; bounds become floats, ``grade`` int."""
+    c = spec.rule("ctcae_lab")
+    missing = [k for k in CRITERIA_COLUMNS if k not in c.columns]
+    if missing:
+        raise ConfigError(f"specs/rules/ctcae_lab.csv lacks columns {', '.join(missing)}")
+    return check_criteria(c)
+
+
+def check_criteria(c: pd.DataFrame) -> pd.DataFrame:
+    """Validate a criteria table (see module docstring); ConfigError lists every problem."""
+    c = c.copy()
+    problems = []
+    c["grade"] = pd.to_numeric(c["grade"], errors="coerce")
+    problems += [f"ctcae_lab.csv row {i + 2}: grade {g!r} is not 1-4" for i, g in c["grade"].items() if g not in (1, 2, 3, 4)]
+    problems += [f"ctcae_lab.csv row {i + 2}: direction {d!r} is not low/high"
+                 for i, d in c["direction"].items() if d not in DIRECTIONS]
+    problems += [f"ctcae_lab.csv row {i + 2}: baseline {b!r} is not any/normal/abnormal"
+                 for i, b in c["baseline"].items() if b not in ("any", "normal", "abnormal")]
+    gradable = c["lab_gradable"].eq("Y")
+    for side in ("lower", "upper"):
+        num = pd.to_numeric(c[side], errors="coerce")
+        bad_num = c[side].ne("") & num.isna()
+        problems += [f"ctcae_lab.csv row {i + 2}: {side} {c.at[i, side]!r} is not a number" for i in c.index[bad_num]]
+        has = c[side].ne("")
+        bad_basis = has & ~c[f"{side}_basis"].isin(BASES)
+        problems += [f"ctcae_lab.csv row {i + 2}: {side}_basis {c.at[i, side + '_basis']!r} is not SI/ULN/LLN/BASELINE"
+                     for i in c.index[bad_basis]]
+        bad_incl = has & ~c[f"{side}_incl"].isin(["Y", "N"])
+        problems += [f"ctcae_lab.csv row {i + 2}: {side}_incl must be Y or N" for i in c.index[bad_incl]]
+        c[side] = num
+    no_bound = gradable & c["lower"].isna() & c["upper"].isna()
+    problems += [f"ctcae_lab.csv row {i + 2}: a lab-gradable row needs a bound" for i in c.index[no_bound]]
+    no_source = c["source"].str.strip().eq("")
+    problems += [f"ctcae_lab.csv row {i + 2}: source is empty" for i in c.index[no_source]]
+    dup = c[c.duplicated(["term", "grade", "baseline", "clause"], keep=False)]
+    problems += [f"ctcae_lab.csv: {r.term} grade {r.grade} {r.baseline} clause {r.clause} defined twice"
+                 for r in dup.drop_duplicates(["term", "grade", "baseline", "clause"]).itertuples()]
+    dirs = c.drop_duplicates(["lbtestcd", "direction", "term"]).groupby(["lbtestcd", "direction"]).size()
+    problems += [f"ctcae_lab.csv: {t} has several terms in direction {d}" for (t, d), n in dirs.items() if n > 1]
+    units = c.drop_duplicates(["lbtestcd", "si_unit"]).groupby("lbtestcd").size()
+    problems += [f"ctcae_lab.csv: {t} has rows in several units" for t, n in units.items() if n > 1]
+    if problems:
+        raise ConfigError("CTCAE lab criteria problems:\n  " + "\n  ".join(problems))
+    c["grade"] = c["grade"].astype(int)
+    return c.reset_index(drop=True)
+
+
+@dataclass
+class Grades:
+    """Result of :func:`grade_labs`, aligned to the input records."""
+
+    #: LBTOX (CTCAE term, "" when not graded) and LBTOXGR ("0".."4", "" when not graded)
+    frame: pd.DataFrame
+    #: True where the record's unit is not the criteria's unit (not graded: an error)
+    unit_mismatch: pd.Series
+    #: the unit the criteria expect for each record's test ("" for tests without criteria)
+    expected_unit: pd.Series
+    #: True where a missing reference range prevented a grade
+    range_missing: pd.Series
+
+
+def _sign(value: np.ndarray, censor: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """-1 / 0 / +1: value below / on / above threshold, with relative tolerance, a censored
+    value sitting just on its censored side of its limit."""
+    d = value - threshold
+    tol = REL_TOL * np.maximum(np.abs(value), np.abs(threshold)) + 1e-12
+    s = np.where(d > tol, 1, np.where(d < -tol, -1, 0))
+    return np.where(s == 0, censor, s)
+
+
+def _reference(basis: str, rec: dict[str, np.ndarray], n: int) -> np.ndarray:
+    if basis == "SI":
+        return np.ones(n)
+    return {"ULN": rec["ULN"], "LLN": rec["LLN"], "BASELINE": rec["BASE"]}[basis]
+
+
+def _baseline_abnormal(rec: dict[str, np.ndarray], direction: str) -> np.ndarray:
+    """Baseline abnormal in the direction of the term (above its ULN / below its LLN)."""
+    if direction == "high":
+        s = _sign(rec["BASE"], rec["BASE_CENSOR"], rec["BASE_ULN"])
+        return np.isfinite(rec["BASE"]) & np.isfinite(rec["BASE_ULN"]) & (s > 0)
+    s = _sign(rec["BASE"], rec["BASE_CENSOR"], rec["BASE_LLN"])
+    return np.isfinite(rec["BASE"]) & np.isfinite(rec["BASE_LLN"]) & (s < 0)
+
+
+def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
+    """CTCAE grade of each record (rules in the module docstring).
+
+    ``frame`` columns (:data:`INPUT_COLUMNS`): LBTESTCD, LBSTRESU, ``value`` (standard-unit
+    number, or the limit of a censored result), ``censor`` (-1/0/+1), ``LLN``/``ULN``
+    (LBSTNRLO/LBSTNRHI), ``post`` (bool: after the first CAR-T infusion), ``BASE``,
+    ``BASE_CENSOR``, ``BASE_LLN``, ``BASE_ULN`` (the subject's baseline record of the test,
+    NaN when none).
+    """
+    n = len(frame)
+    idx = frame.index
+    tcode, tuniq = pd.factorize(frame["LBTESTCD"].astype(object).fillna(""), use_na_sentinel=False)
+    tuniq = pd.Series(np.asarray(tuniq, dtype=object)).astype(str)
+    ucode, uuniq = pd.factorize(frame["LBSTRESU"].astype(object).fillna(""), use_na_sentinel=False)
+    uuniq = np.asarray(uuniq, dtype=object).astype(str)
+    rec = {k: frame[k].to_numpy(dtype="float64") for k in ("value", "LLN", "ULN", "BASE", "BASE_LLN", "BASE_ULN")}
+    rec["censor"] = frame["censor"].to_numpy(dtype="float64")
+    rec["BASE_CENSOR"] = np.nan_to_num(frame["BASE_CENSOR"].to_numpy(dtype="float64"))
+    post = frame["post"].to_numpy(dtype=bool)
+    has_value = np.isfinite(rec["value"])
+
+    expected = dict(zip(criteria["lbtestcd"], criteria["si_unit"]))
+    exp_u = tuniq.map(expected)
+    has_criteria = exp_u.notna().to_numpy()[tcode]
+    expected_unit = pd.Series(exp_u.fillna("").to_numpy(dtype=object)[tcode], index=idx, dtype=object)
+    mismatch = has_criteria & has_value & (uuniq[ucode] != expected_unit.to_numpy(dtype=str))
+    gradable = has_criteria & has_value & ~mismatch
+
+    by_code = pd.Series(np.arange(n)).groupby(tcode).indices if n else {}
+    positions = {tuniq.iloc[c]: pos for c, pos in by_code.items()}
+    sat = {d: np.zeros(n) for d in DIRECTIONS}
+    unev = {d: np.zeros(n) for d in DIRECTIONS}
+    has_dir = {d: np.zeros(n, dtype=bool) for d in DIRECTIONS}
+    terms = {}
+    for d in DIRECTIONS:
+        sub = criteria[criteria["direction"] == d]
+        terms[d] = dict(zip(sub["lbtestcd"], sub["term"]))
+    base_abn = {d: _baseline_abnormal(rec, d) for d in DIRECTIONS}
+
+    rows = criteria[criteria["lab_gradable"] == "Y"]
+    for r in rows.itertuples(index=False):  # criteria rows (metadata), each vectorised over records
+        pos = positions.get(r.lbtestcd)
+        if pos is None:
+            continue
+        pos = pos[gradable[pos]]
+        if not len(pos):
+            continue
+        has_dir[r.direction][pos] = True
+        p, ab = post[pos], base_abn[r.direction][pos]
+        if r.baseline == "normal":
+            applies = ~(p & ab)
+        elif r.baseline == "abnormal":
+            applies = p & ab
+        else:
+            applies = np.ones(len(pos), dtype=bool)
+        uses_base = "BASELINE" in (r.lower_basis, r.upper_basis)
+        if uses_base:
+            applies &= p & np.isfinite(rec["BASE"][pos])
+        v, cz = rec["value"][pos], rec["censor"][pos]
+        sub = {k: rec[k][pos] for k in ("ULN", "LLN", "BASE")}
+        ok = np.ones(len(pos), dtype=bool)
+        evaluable = np.ones(len(pos), dtype=bool)
+        for side in ("lower", "upper"):
+            mult = getattr(r, side)
+            if np.isnan(mult):
+                continue
+            basis, incl = getattr(r, f"{side}_basis"), getattr(r, f"{side}_incl") == "Y"
+            thr = mult * _reference(basis, sub, len(pos))
+            evaluable &= np.isfinite(thr)
+            s = _sign(v, cz, thr)
+            if side == "lower":
+                ok &= (s >= 0) if incl else (s > 0)
+            else:
+                ok &= (s <= 0) if incl else (s < 0)
+        met = applies & evaluable & ok
+        blocked = applies & ~evaluable
+        sat[r.direction][pos[met]] = np.maximum(sat[r.direction][pos[met]], r.grade)
+        unev[r.direction][pos[blocked]] = np.maximum(unev[r.direction][pos[blocked]], r.grade)
+
+    grade = {}
+    for d in DIRECTIONS:
+        known = has_dir[d] & (unev[d] <= sat[d])
+        grade[d] = np.where(known, sat[d], np.nan)
+    lo, hi = grade["low"], grade["high"]
+    lo_s, hi_s = np.nan_to_num(lo, nan=-1), np.nan_to_num(hi, nan=-1)
+    mid = (rec["LLN"] + rec["ULN"]) / 2
+    below_mid = np.where(np.isfinite(mid), _sign(rec["value"], rec["censor"], np.nan_to_num(mid)) < 0,
+                         rec["censor"] <= 0)
+    pick_low = has_dir["low"] & (~has_dir["high"] | (lo_s > hi_s) | ((lo_s == hi_s) & below_mid))
+    chosen = np.where(pick_low, lo, hi)
+    term_lo = tuniq.map(terms["low"]).fillna("").to_numpy(dtype=object)[tcode]
+    term_hi = tuniq.map(terms["high"]).fillna("").to_numpy(dtype=object)[tcode]
+    term = np.where(pick_low, term_lo, term_hi)
+    graded = np.isfinite(chosen)
+    out = pd.DataFrame({
+        "LBTOX": np.where(graded, term, ""),
+        "LBTOXGR": np.where(graded, np.array(["0", "1", "2", "3", "4"], dtype=object)[np.nan_to_num(chosen).astype(int)], ""),
+    }, index=idx).astype(object)
+    range_missing = pd.Series(gradable & (has_dir["low"] | has_dir["high"]) & ~graded, index=idx)
+    return Grades(frame=out, unit_mismatch=pd.Series(mismatch, index=idx), expected_unit=expected_unit,
+                  range_missing=range_missing)
+
+
+def worst_grades(lb: pd.DataFrame, criteria: pd.DataFrame) -> pd.DataFrame:
+    """Per subject and CTCAE term: baseline grade and worst post-baseline grade (shift table input).
+
+    ``lb`` needs USUBJID, LBTESTCD, LBTOX, LBTOXGR, LBLOBXFL and ``post`` (bool). A record
+    graded in the other direction of a two-direction test counts as grade 0 for this term.
+    Columns: USUBJID, LBTESTCD, LBTOX, baseline_grade, worst_post_grade, n_post_graded.
+    """
+    terms = criteria.drop_duplicates(["lbtestcd", "term"])[["lbtestcd", "term"]].rename(
+        columns={"lbtestcd": "LBTESTCD", "term": "LBTOX"})
+    graded = lb[lb["LBTOXGR"].astype(str).ne("")]
+    cols = ["USUBJID", "LBTESTCD", "LBTOX", "baseline_grade", "worst_post_grade", "n_post_graded"]
+    if graded.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    # integer codes for the text keys (LB may hold a million records)
+    scode, suniq = pd.factorize(graded["USUBJID"])
+    kcode, kuniq = pd.factorize(pd.MultiIndex.from_arrays([graded["LBTESTCD"], graded["LBTOX"]]))
+    g = pd.DataFrame({"s": scode, "k": kcode, "grade": pd.to_numeric(graded["LBTOXGR"]).to_numpy(dtype="float64"),
+                      "base": graded["LBLOBXFL"].eq("Y").to_numpy(), "post": graded["post"].to_numpy(dtype=bool)})
+    keys = pd.DataFrame({"k": np.arange(len(kuniq)), "LBTESTCD": kuniq.get_level_values(0),
+                         "LBTOX_rec": kuniq.get_level_values(1)})
+    pairs = keys.merge(terms, on="LBTESTCD")  # each (test, graded term) x each term of the test
+    g = g.merge(pairs, on="k")
+    g["grade"] = np.where(g["LBTOX_rec"] == g["LBTOX"], g["grade"], 0.0)
+    by = ["s", "LBTESTCD", "LBTOX"]
+    base = g[g["base"]].groupby(by)["grade"].max()
+    postg = g[g["post"]].groupby(by)["grade"].agg(["max", "size"])
+    out = pd.concat([base.rename("baseline_grade"), postg["max"].rename("worst_post_grade"),
+                     postg["size"].rename("n_post_graded")], axis=1).reset_index()
+    out["USUBJID"] = np.asarray(suniq, dtype=object)[out["s"].to_numpy()]
+    out["n_post_graded"] = out["n_post_graded"].fillna(0).astype(int)
+    out = out.sort_values(["USUBJID", "LBTESTCD", "LBTOX"], kind="mergesort").reset_index(drop=True)
+    return out[cols]
