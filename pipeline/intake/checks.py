@@ -49,13 +49,12 @@ SCREEN_FAILURE_FORMS = ("dm", "ie", "vs", "lb", "ds")
 DATES_BEFORE_CONSENT_ALLOWED = {("dm", "BRTHDAT"), ("dm", "ICDAT")}
 _INT_RE = r"[+-]?\d+"
 _FLOAT_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_TIME_RE = r"(?:[01]\d|2[0-3]):[0-5]\d"
 
 
 # ---------------------------------------------------------------------------------------
 # predicates
 # ---------------------------------------------------------------------------------------
-def _per_distinct(series: pd.Series, func: Callable[[pd.Series], pd.DataFrame | pd.Series]):
+def _per_distinct(series: pd.Series, func: Callable[[pd.Series], object]):
     """Evaluate ``func`` on the distinct non-missing values of ``series`` and broadcast back.
 
     Returns ``(codes, result)``: ``result`` is func's output over the distinct values (default
@@ -72,32 +71,86 @@ def _broadcast_bool(series: pd.Series, func: Callable[[pd.Series], pd.Series]) -
     return pd.Series(res[codes], index=series.index, dtype=bool)
 
 
+def _codepoints(u: pd.Series, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Text as a (n, >= width) array of Unicode code points (0-padded) and the text lengths.
+
+    Lets the date and time rules run as integer arithmetic on whole arrays.
+    """
+    if not len(u):
+        return np.zeros((0, width), dtype=np.uint32), np.zeros(0, dtype=int)
+    # one character more than needed is enough to tell "too long" (and bounds the memory)
+    a = np.asarray(u.str.slice(0, width + 1).to_numpy(dtype=object), dtype=str)
+    if a.dtype.itemsize // 4 < width:
+        a = a.astype(f"U{width}")
+    cp = a.view(np.uint32).reshape(len(a), -1)
+    return cp, np.char.str_len(a)
+
+
+def _digits(cp: np.ndarray, cols: range) -> tuple[np.ndarray, np.ndarray]:
+    """Whether the characters at ``cols`` are all ASCII digits, and their decimal value."""
+    block = cp[:, cols.start:cols.stop].astype(np.int64) - 48
+    ok = ((block >= 0) & (block <= 9)).all(axis=1)
+    value = (np.where(ok[:, None], block, 0) * (10 ** np.arange(block.shape[1] - 1, -1, -1))).sum(axis=1)
+    return ok, value
+
+
+def _word(cp: np.ndarray, cols: range) -> np.ndarray:
+    """Code points at ``cols`` packed into one integer per row (21 bits per character)."""
+    out = np.zeros(len(cp), dtype=np.uint64)
+    for c in cols:
+        out = (out << np.uint64(21)) | cp[:, c].astype(np.uint64)
+    return out
+
+
+def _pack(text: str) -> int:
+    out = 0
+    for ch in text:
+        out = (out << 21) | ord(ch)
+    return out
+
+
+_MONTH_CODES = {_pack(m): i for i, m in enumerate(MONTHS, start=1)}
+_MONTH_KEYS = np.array(sorted(_MONTH_CODES), dtype=np.uint64)
+_MONTH_VALUES = np.array([_MONTH_CODES[k] for k in sorted(_MONTH_CODES)], dtype=float)
+_MONTH_UNKNOWN_CODE = np.uint64(_pack(MONTH_UNKNOWN))
+_DAY_UNKNOWN_CODE = np.uint64(_pack(DAY_UNKNOWN))
+
+
 def _date_parts_distinct(u: pd.Series, partial_ok: bool, max_year: int | None) -> pd.DataFrame:
-    shaped = (u.str.len() == 11) & (u.str[2] == "-") & (u.str[6] == "-")
-    d, m, y = u.str[0:2], u.str[3:6], u.str[7:11]
-    year = pd.to_numeric(y.where(y.str.fullmatch(r"\d{4}", na=False)), errors="coerce")
-    month = m.map(MONTH_NUMBER).astype(float)
-    day = pd.to_numeric(d.where(d.str.fullmatch(r"\d{2}", na=False)), errors="coerce")
-    day_unknown = d == DAY_UNKNOWN
-    month_unknown = m == MONTH_UNKNOWN
-    year_ok = year.between(MIN_YEAR, max_year if max_year is not None else 9999)
-    yr = year.fillna(1).astype(int).to_numpy()
-    leap = (yr % 4 == 0) & ((yr % 100 != 0) | (yr % 400 == 0))
-    mi = month.fillna(1).astype(int).to_numpy() - 1
+    cp, length = _codepoints(u, 11)
+    shaped = (length == 11) & (cp[:, 2] == ord("-")) & (cp[:, 6] == ord("-"))
+    day_digits, day = _digits(cp, range(0, 2))
+    year_digits, year = _digits(cp, range(7, 11))
+    day_unknown = _word(cp, range(0, 2)) == _DAY_UNKNOWN_CODE
+    mword = _word(cp, range(3, 6))
+    pos = np.clip(np.searchsorted(_MONTH_KEYS, mword), 0, len(_MONTH_KEYS) - 1)
+    month_known = _MONTH_KEYS[pos] == mword
+    month = np.where(month_known, _MONTH_VALUES[pos], np.nan)
+    month_unknown = mword == _MONTH_UNKNOWN_CODE
+    year_ok = year_digits & (year >= MIN_YEAR) & (year <= (max_year if max_year is not None else 9999))
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    mi = np.where(month_known, month, 1).astype(int) - 1
     dim = _DAYS_IN_MONTH[mi] + ((mi == 1) & leap)
-    day_ok = day.notna() & month.notna() & (day >= 1) & (day <= dim)
+    day_ok = day_digits & month_known & (day >= 1) & (day <= dim)
     if partial_ok:
-        month_ok = month.notna() | (month_unknown & day_unknown)
+        month_ok = month_known | (month_unknown & day_unknown)
         day_ok = day_ok | (day_unknown & month_ok)
     else:
-        month_ok = month.notna()
+        month_ok = month_known
     valid = shaped & year_ok & month_ok & day_ok
-    return pd.DataFrame({
-        "valid": valid.to_numpy(dtype=bool),
-        "year": year.where(valid).to_numpy(dtype=float),
-        "month": month.where(valid).to_numpy(dtype=float),
-        "day": day.where(valid).to_numpy(dtype=float),
-    })
+    return {
+        "valid": valid,
+        "year": np.where(valid, year, np.nan),
+        "month": np.where(valid, month, np.nan),
+        "day": np.where(valid & day_digits, day, np.nan),
+    }
+
+
+def _time_valid_distinct(u: pd.Series) -> np.ndarray:
+    cp, length = _codepoints(u, 5)
+    hh_ok, hh = _digits(cp, range(0, 2))
+    mm_ok, mm = _digits(cp, range(3, 5))
+    return (length == 5) & (cp[:, 2] == ord(":")) & hh_ok & mm_ok & (hh <= 23) & (mm <= 59)
 
 
 def cdash_date_parts(series: pd.Series, partial_ok: bool = True, max_year: int | None = None) -> pd.DataFrame:
@@ -114,12 +167,9 @@ def cdash_date_parts(series: pd.Series, partial_ok: bool = True, max_year: int |
       month is invalid. Without ``partial_ok`` the date must be complete.
     """
     codes, res = _per_distinct(series, lambda u: _date_parts_distinct(u, partial_ok, max_year))
-    idx = np.where(codes >= 0, codes, len(res))
-    pad = pd.DataFrame({"valid": [False], "year": [np.nan], "month": [np.nan], "day": [np.nan]})
-    out = pd.concat([res, pad], ignore_index=True).iloc[idx]
-    out.index = series.index
-    out["valid"] = out["valid"].astype(bool)
-    return out
+    pad = {"valid": False, "year": np.nan, "month": np.nan, "day": np.nan}
+    return pd.DataFrame({k: np.append(np.asarray(v, dtype=bool if k == "valid" else float), pad[k])[codes]
+                         for k, v in res.items()}, index=series.index)
 
 
 def cdash_date_valid(series: pd.Series, partial_ok: bool = False, max_year: int | None = None) -> pd.Series:
@@ -129,7 +179,7 @@ def cdash_date_valid(series: pd.Series, partial_ok: bool = False, max_year: int 
 
 def time_valid(series: pd.Series) -> pd.Series:
     """True where the value is a 24-hour clock time ``HH:MM`` from 00:00 to 23:59."""
-    return _broadcast_bool(series, lambda u: u.str.fullmatch(_TIME_RE, na=False))
+    return _broadcast_bool(series, _time_valid_distinct)
 
 
 def number_valid(series: pd.Series, integer: bool = False) -> pd.Series:
@@ -193,7 +243,7 @@ def make_findings(study: str, df: pd.DataFrame, mask, column: str, check: str, s
     """
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     sub = df.loc[mask]
     if callable(message):
         message = message(sub)
@@ -219,10 +269,14 @@ def make_findings(study: str, df: pd.DataFrame, mask, column: str, check: str, s
     return out[FINDING_COLUMNS]
 
 
+#: the shared empty result (read-only: callers concatenate findings, never modify them)
+_NO_FINDINGS = empty(FINDING_COLUMNS)
+
+
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
     if not frames:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     return pd.concat(frames, ignore_index=True)
 
 
@@ -328,7 +382,7 @@ def check_subjects_in_dm(forms: dict[str, pd.DataFrame], study: Study, spec: Spe
     """
     dm = _dm_subjects(forms)
     if dm is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     site_of = pd.Series(dm["SITEID"].to_numpy(), index=dm["SUBJID"].to_numpy())
     out = []
     for form, df in forms.items():
@@ -361,10 +415,10 @@ def check_screen_failures(forms: dict[str, pd.DataFrame], study: Study, spec: Sp
     """
     dm = _dm_subjects(forms)
     if dm is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     failures = set(dm.loc[dm["ENRYN"] == "N", "SUBJID"])
     if not failures:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     screening = _screening_visit(study)
     allowed = ", ".join(f for f in SCREEN_FAILURE_FORMS if f != "lb")
     out = []
@@ -387,7 +441,7 @@ def check_arm(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Da
     """ARMCD is required for an enrolled subject (ENRYN=Y) and must be an arm of the study."""
     dm = forms.get("dm")
     if dm is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     arms = [str(a) for a in study.arms.get("armcd", pd.Series(dtype=object)).tolist()]
     missing = (dm["ENRYN"] == "Y") & dm["ARMCD"].isna()
     unknown = dm["ARMCD"].notna() & ~dm["ARMCD"].isin(arms)
@@ -429,7 +483,7 @@ def check_dates_after_consent(forms: dict[str, pd.DataFrame], study: Study, spec
     """
     dm = _dm_subjects(forms)
     if dm is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     cap = _max_year(study)
     ic = cdash_date_parts(dm["ICDAT"], partial_ok=False, max_year=cap)
     ic = ic[ic["valid"]]
@@ -464,7 +518,7 @@ def check_ae_dates(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> 
     """
     ae = forms.get("ae")
     if ae is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     cap = _max_year(study)
     st = cdash_date_parts(ae["AESTDAT"], partial_ok=True, max_year=cap)
     en = cdash_date_parts(ae["AEENDAT"], partial_ok=True, max_year=cap)
@@ -486,7 +540,7 @@ def check_infusion(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> 
     """dm.TRTYN=Y requires a CAR-T infusion record in ex; TRTYN=N allows none. Reported on dm."""
     dm = forms.get("dm")
     if dm is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     ex = forms.get("ex")
     infused = set() if ex is None else set(ex.loc[ex["EXCAT"] == INFUSION_CATEGORY, "SUBJID"].dropna())
     has = dm["SUBJID"].isin(infused)
@@ -510,7 +564,7 @@ def check_lab(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Da
     """
     lb = forms.get("lb")
     if lb is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     sid = study.studyid
     tests = spec.rule("lab_tests")
     units = spec.rule("lab_units")
@@ -570,7 +624,7 @@ def check_age(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Da
     """
     dm = forms.get("dm")
     if dm is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     cap = _max_year(study)
     ic = cdash_date_parts(dm["ICDAT"], partial_ok=False, max_year=cap)
     b = cdash_date_parts(dm["BRTHDAT"], partial_ok=True, max_year=cap)
@@ -613,7 +667,7 @@ def check_eligibility(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) 
     """
     ie = forms.get("ie")
     if ie is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     sid = study.studyid
     no = ie["IEYN"] == "N"
     out = [
@@ -646,7 +700,7 @@ def check_vital_sign_ranges(forms: dict[str, pd.DataFrame], study: Study, spec: 
     """VSORRES within the hard limits of ``specs/rules/vs_ranges.csv`` for its test and unit."""
     vs = forms.get("vs")
     if vs is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     rules = spec.rule("vs_ranges")
     key = rules["vstestcd"] + "\x1f" + rules["vsorresu"]
     lo = pd.Series(pd.to_numeric(rules["min"]).to_numpy(), index=key.to_numpy())
@@ -675,7 +729,7 @@ def check_response_category(forms: dict[str, pd.DataFrame], study: Study, spec: 
     """RSORRES is one of the study's response categories (``[response].categories``)."""
     rs = forms.get("rs")
     if rs is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     cats = [str(c) for c in study.get("response", {}).get("categories", [])]
     bad = rs["RSORRES"].notna() & ~rs["RSORRES"].isin(cats)
     return make_findings(study.studyid, rs, bad, "RSORRES", "rs.response_category", "error",
@@ -688,7 +742,7 @@ def check_treatments(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -
     """EXTRT is a treatment of the study (``[[treatments]]``) with its EXCAT and dose unit."""
     ex = forms.get("ex")
     if ex is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     tr = study.treatments
     if tr.empty:
         tr = pd.DataFrame(columns=["extrt", "excat", "dosu"])
@@ -714,7 +768,7 @@ def check_death(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.
     """DSDECOD=DEATH requires DTHDAT; DTHDAT is not after the data cutoff (at known precision)."""
     ds = forms.get("ds")
     if ds is None:
-        return empty(FINDING_COLUMNS)
+        return _NO_FINDINGS
     cutoff = pd.Timestamp(study.data_cutoff)
     cut = pd.DataFrame({"year": float(cutoff.year), "month": float(cutoff.month), "day": float(cutoff.day)},
                        index=ds.index)

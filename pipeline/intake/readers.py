@@ -128,10 +128,11 @@ def _decode(data: bytes, encoding: str, name: str) -> str:
         raise ConfigError(f"unknown raw encoding {encoding!r} in the study parameters") from None
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        bad = data[exc.start:exc.end].hex(" ")
+        context = data[exc.start:exc.start + 4].hex(" ")
         raise UnreadableFile("file.encoding",
-                             f"{name}: bytes {bad} at byte offset {exc.start} (line {line}) are not valid "
-                             f"{encoding}; re-export the file as {encoding} or fix [raw].encoding") from None
+                             f"{name}: byte 0x{data[exc.start]:02x} at byte offset {exc.start} (line {line}) is not "
+                             f"valid {encoding} (bytes there: {context}); re-export the file as {encoding} or fix "
+                             "the study's [raw].encoding") from None
 
 
 def read_csv_file(path: Path, encoding: str) -> tuple[list[str], pd.DataFrame]:
@@ -154,12 +155,15 @@ def read_csv_file(path: Path, encoding: str) -> tuple[list[str], pd.DataFrame]:
                                      "with ',' as delimiter")
     _check_header(header, path.name)
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, header=0, keep_default_na=False, na_filter=False,
+        # header=None: the header line fixes the field count, so a record with more fields is an
+        # error instead of silently becoming an index column (pandas' implicit index)
+        df = pd.read_csv(io.StringIO(text), dtype=str, header=None, keep_default_na=False, na_filter=False,
                          skip_blank_lines=False, engine="c")
     except (pd.errors.ParserError, ValueError) as exc:
         raise UnreadableFile("file.unreadable",
                              f"{path.name}: malformed CSV ({str(exc).strip()}); every record must have "
                              f"{len(header)} comma-separated fields, quoted when they contain commas") from None
+    df = df.iloc[1:].reset_index(drop=True)
     df.columns = range(len(df.columns))
     df["_ROW"] = np.arange(2, len(df) + 2, dtype="int64")
     return header, df
@@ -355,10 +359,6 @@ def read_study(raw_dir: Path, study: Study, spec: Spec) -> tuple[dict[str, pd.Da
                                           f"mandatory form {form} is missing: expected {folder / f'{form}.{expected}'}"))
             continue
         path = paths[0]
-        if path.suffix.lstrip(".") != expected:
-            found.append(file_finding(sid, path.name, "file.format", "warning",
-                                      f"form {form} delivered as {path.name}; the study parameters declare "
-                                      f"{form}.{expected} ([raw].formats)"))
         try:
             df, notes = read_form(path, form, study, spec)
         except UnreadableFile as exc:
@@ -370,6 +370,10 @@ def read_study(raw_dir: Path, study: Study, spec: Spec) -> tuple[dict[str, pd.Da
             found.append(file_finding(sid, path.name, "file.unreadable", "error",
                                       f"{path.name} cannot be read ({type(exc).__name__}: {exc})"))
             continue
+        if path.suffix.lstrip(".") != expected:
+            found.append(file_finding(sid, path.name, "file.format", "warning",
+                                      f"form {form} delivered as {path.name}; the study parameters declare "
+                                      f"{form}.{expected} ([raw].formats)"))
         found.extend(notes)
         forms[form] = df
     stray = sorted(p.name for p in folder.iterdir()
