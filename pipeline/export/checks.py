@@ -109,7 +109,8 @@ def order_dataset(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
 def by_distinct(series: pd.Series, func: Callable[[pd.Series], pd.Series], missing: bool = True) -> pd.Series:
     """Evaluate a boolean ``func`` once per distinct non-null value and broadcast back.
     Null values get ``missing``."""
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    values = series.to_numpy(dtype=object) if not pd.api.types.is_numeric_dtype(series.dtype) else series.to_numpy()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
     if len(uniques) == 0:
         return pd.Series(missing, index=series.index, dtype=bool)
     res = np.asarray(func(pd.Series(np.asarray(uniques, dtype=object))), dtype=bool)
@@ -126,7 +127,7 @@ def _blank(s: pd.Series) -> pd.Series:
     """True where a value is null or an empty/blank string."""
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         return s.isna()
-    return s.isna() | _text(s).str.strip().eq("")
+    return s.isna() | s.eq("")
 
 
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
@@ -203,42 +204,33 @@ def output_schemas(spec: Spec, name: str, studyid: str | None = None,
             checks.append(_check(_numeric_ok, "numeric_type", col))
             if typ == "integer":
                 checks.append(_check(_integer_ok, "integer_value", col))
-        else:
-            checks.append(_check(lambda s: by_distinct(s, lambda u: _text(u).str.len() <= MAX_VALUE_LENGTH),
-                                 "max_length_200", col))
-            checks.append(_check(lambda s: by_distinct(s, _ascii_ok), "ascii", col))
-            length = str(var.length).strip()
-            if length.isdigit():
-                n = int(length)
-                checks.append(_check(lambda s, n=n: by_distinct(s, lambda u: _text(u).str.len() <= n),
-                                     "spec_length", col, str(n)))
-            if typ in DATE_TYPES or typ in DATETIME_TYPES or col.endswith("DTC"):
-                with_time = typ not in DATE_TYPES
-                checks.append(_check(lambda s, t=with_time: by_distinct(s, lambda u: iso8601_valid(u, t)),
-                                     "iso8601", col))
-        if var.codelist and var.codelist in cl_info:
-            terms, extensible, dictionary = cl_info[var.codelist]
-            if not dictionary:
-                fn = (lambda s, t=frozenset(terms): _blank(s) | s.isin(t)) if not numeric else \
-                    (lambda s, t=frozenset(terms): s.isna() | _text(s).str.replace(r"\.0$", "", regex=True).isin(t))
-                (wchecks if extensible else checks).append(_check(fn, "ct_value", col, var.codelist))
+        rules = value_rules(var, cl_info)
+        err_rules = [r for r in rules if r[0] != "ct_value" or not cl_info[r[1]][1]]
+        warn_rules = [r for r in rules if r[0] == "ct_value" and cl_info[r[1]][1]]
+        if err_rules:
+            checks.append(_check(lambda s, r=tuple(err_rules), c=cl_info: by_distinct(s, lambda u: _rules_ok(u, r, c)),
+                                 "value_rules", col, _rules_text(err_rules)))
+        if warn_rules:
+            wchecks.append(_check(lambda s, r=tuple(warn_rules), c=cl_info: by_distinct(s, lambda u: _rules_ok(u, r, c)),
+                                  "value_rules", col, _rules_text(warn_rules)))
         if col == "STUDYID" and studyid:
-            checks.append(_check(lambda s, sid=studyid: _text(s).eq(sid), "studyid", col, studyid))
+            checks.append(_check(lambda s, sid=studyid: s.eq(sid), "studyid", col, studyid))
         if col == "DOMAIN":
-            checks.append(_check(lambda s, d=name: _text(s).eq(d), "domain", col, name))
+            # a split dataset (SDTMIG 3.4 4.1.7, e.g. LBDA) carries its 2-letter domain
+            checks.append(_check(lambda s, d=name[:2]: s.eq(d), "domain", col, name[:2]))
         if col == "RDOMAIN" and name.startswith("SUPP") and len(name) > 4:
-            checks.append(_check(lambda s, d=name[4:]: _text(s).eq(d), "domain", col, name[4:]))
+            checks.append(_check(lambda s, d=name[4:]: s.eq(d), "domain", col, name[4:]))
         if col == "USUBJID" and dm is not None and name != "DM":
             subjects = frozenset(_text(dm["USUBJID"]))
-            checks.append(_check(lambda s, subj=subjects: _text(s).isin(subj), "usubjid_in_dm", col))
+            checks.append(_check(lambda s, subj=subjects: s.isin(subj), "usubjid_in_dm", col))
         required = core in ("Req", "Exp")
         err_cols[col] = pa.Column(None, checks=checks, nullable=True, required=required,
                                   name=col, title=f"core {core}")
         if wchecks:
             warn_cols[col] = pa.Column(None, checks=wchecks, nullable=True, required=False, name=col)
 
-    # --SEQ unique within USUBJID
-    seq = f"{name}SEQ"
+    # --SEQ unique within USUBJID (a split dataset such as LBDA keeps its domain's LBSEQ)
+    seq = f"{name}SEQ" if f"{name}SEQ" in names else f"{name[:2]}SEQ"
     if seq in names and "USUBJID" in names:
         err_frame_checks.append(_check(
             lambda d, c=seq: _guard(d, ["USUBJID", c], lambda: ~d.duplicated(["USUBJID", c], keep=False)),
@@ -268,6 +260,60 @@ def output_schemas(spec: Spec, name: str, studyid: str | None = None,
     }
 
 
+def value_rules(var, cl_info) -> list[tuple[str, str]]:
+    """The per-value rules of one spec variable: ``(check id, detail)`` pairs. They are run as one
+    pandera check over the column's distinct values (:func:`_rules_ok`); a failing value is then
+    attributed to the rule(s) it breaks (:func:`_rule_failures`)."""
+    rules: list[tuple[str, str]] = []
+    numeric = var.type in NUMERIC_TYPES
+    if not numeric:
+        rules += [("max_length_200", ""), ("ascii", "")]
+        length = str(var.length).strip()
+        if length.isdigit():
+            rules.append(("spec_length", length))
+        if var.type in DATE_TYPES or var.type in DATETIME_TYPES or var.variable.endswith("DTC"):
+            rules.append(("iso8601", "date" if var.type in DATE_TYPES else "datetime"))
+    if var.codelist and var.codelist in cl_info and not cl_info[var.codelist][2]:
+        rules.append(("ct_value", var.codelist))
+    return rules
+
+
+def _rules_text(rules) -> str:
+    return ",".join(f"{c}:{d}" for c, d in rules)
+
+
+def _rules_parse(text: str) -> list[tuple[str, str]]:
+    return [tuple(x.split(":", 1)) for x in text.split(",") if x]
+
+
+def _rule_ok(values: pd.Series, rule: str, detail: str, cl_info) -> pd.Series:
+    """True where distinct ``values`` (object, no nulls) pass one rule."""
+    if rule == "max_length_200":
+        return values.astype(str).str.len() <= MAX_VALUE_LENGTH
+    if rule == "ascii":
+        return _ascii_ok(values)
+    if rule == "spec_length":
+        return values.astype(str).str.len() <= int(detail)
+    if rule == "iso8601":
+        return iso8601_valid(values, with_time=detail != "date")
+    if rule == "ct_value":
+        terms = cl_info[detail][0]
+        if values.map(lambda x: isinstance(x, str)).all():
+            return values.eq("") | values.isin(terms)
+        # a numeric variable with a codelist (e.g. a coded integer): compare its text form
+        num = pd.to_numeric(values, errors="coerce")
+        text = num.map(lambda x: str(int(x)) if pd.notna(x) and float(x).is_integer() else str(x))
+        return values.astype(str).isin(terms) | text.isin(terms)
+    raise ValueError(rule)
+
+
+def _rules_ok(values: pd.Series, rules, cl_info) -> pd.Series:
+    ok = pd.Series(True, index=values.index)
+    for rule, detail in rules:
+        ok &= _rule_ok(values, rule, detail, cl_info).to_numpy(dtype=bool)
+    return ok
+
+
 def _guard(frame: pd.DataFrame, needed: list[str], fn: Callable[[], pd.Series]) -> pd.Series:
     """Run a frame-level check only when its variables are present (their absence is
     reported once, as variable_missing)."""
@@ -290,8 +336,14 @@ def _integer_ok(s: pd.Series) -> pd.Series:
 
 
 def _study_day_ok(frame: pd.DataFrame, dy: str, dtc: str, ref: pd.Series) -> pd.Series:
-    rfstdtc = frame["USUBJID"].map(ref).fillna("")
-    expected = study_day(_text(frame[dtc]), rfstdtc)
+    """Recompute --DY with :func:`study_day` once per distinct (USUBJID, --DTC) pair."""
+    pairs = frame[["USUBJID", dtc]]
+    codes = pairs.groupby(["USUBJID", dtc], sort=False, dropna=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(pairs))).groupby(codes).first().to_numpy()
+    uniq = pairs.iloc[first].reset_index(drop=True)
+    rfstdtc = uniq["USUBJID"].map(ref).fillna("")
+    expected_u = study_day(_text(uniq[dtc]), rfstdtc).to_numpy()
+    expected = pd.Series(expected_u[codes], index=frame.index)
     actual = pd.to_numeric(frame[dy], errors="coerce")
     return (expected.isna() & actual.isna()) | (expected == actual)
 
@@ -333,8 +385,34 @@ def _valuelevel_checks(spec: Spec, name: str, names: set[str], cl_info) -> list[
 # ---------------------------------------------------------------------------------------
 # running the checks
 # ---------------------------------------------------------------------------------------
+def _value_rule_findings(frame, idx, ds, target, studyid, severity, detail, cl_info) -> list[dict]:
+    """Attribute the failing records of a ``value_rules`` check to the rule(s) each breaks."""
+    values = frame[target].iloc[idx.to_numpy()]
+    rows = []
+    for rule, rdetail in _rules_parse(detail):
+        bad = ~_rule_ok(values.astype(object).reset_index(drop=True), rule, rdetail, cl_info).to_numpy(dtype=bool)
+        bad_idx = idx[bad]
+        rows += _listed(frame, bad_idx, ds, target, studyid, rule, severity, rdetail)
+    return rows
+
+
+def _listed(frame, idx, ds, target, studyid, check, severity, detail) -> list[dict]:
+    """Findings for the first :data:`MAX_FINDINGS_PER_CHECK` records and one summary line."""
+    rows = []
+    shown = idx.iloc[:MAX_FINDINGS_PER_CHECK]
+    values = frame[target].iloc[shown.to_numpy()] if target in frame.columns else pd.Series([""] * len(shown))
+    for i, val in zip(shown.tolist(), values.tolist()):
+        rows.append(_finding(studyid, ds, i + 1, target, val, check, severity, detail=detail))
+    if len(idx) > len(shown):
+        rows.append({"study": studyid, "file": ds, "row": "", "column": target, "value": "", "check": check,
+                     "severity": severity,
+                     "message": f"{ds}.{target}: {len(idx) - len(shown)} more record(s) fail {check} "
+                                f"({len(idx)} in all; first {len(shown)} listed)"})
+    return rows
+
+
 def _failures_to_findings(fc: pd.DataFrame, frame: pd.DataFrame, ds: str, studyid: str, severity: str,
-                          schema: pa.DataFrameSchema) -> pd.DataFrame:
+                          schema: pa.DataFrameSchema, cl_info=None) -> pd.DataFrame:
     rows = []
     for (check_name, column), grp in fc.groupby(["check", fc["column"].fillna("")], sort=True, dropna=False):
         check_name = str(check_name)
@@ -360,15 +438,10 @@ def _failures_to_findings(fc: pd.DataFrame, frame: pd.DataFrame, ds: str, studyi
         if idx.empty:
             rows.append(_finding(studyid, ds, "", target, "", check, severity, detail=detail))
             continue
-        shown = idx.iloc[:MAX_FINDINGS_PER_CHECK]
-        values = frame[target].iloc[shown.to_numpy()] if target in frame.columns else pd.Series([""] * len(shown))
-        for i, val in zip(shown.tolist(), values.tolist()):
-            rows.append(_finding(studyid, ds, i + 1, target, val, check, severity, detail=detail))
-        if len(idx) > len(shown):
-            rows.append({"study": studyid, "file": ds, "row": "", "column": target, "value": "", "check": check,
-                         "severity": severity,
-                         "message": f"{ds}.{target}: {len(idx) - len(shown)} more record(s) fail {check} "
-                                    f"({len(idx)} in all; first {len(shown)} listed)"})
+        if check == "value_rules":
+            rows += _value_rule_findings(frame, idx, ds, target, studyid, severity, detail, cl_info)
+            continue
+        rows += _listed(frame, idx, ds, target, studyid, check, severity, detail)
     return pd.DataFrame(rows, columns=FINDING_COLUMNS) if rows else empty(FINDING_COLUMNS)
 
 
@@ -391,7 +464,8 @@ def check_dataset(frame: pd.DataFrame, spec: Spec, name: str, studyid: str,
         try:
             schema.validate(frame, lazy=True)
         except pa.errors.SchemaErrors as exc:
-            found.append(_failures_to_findings(exc.failure_cases, frame, name, studyid, severity, schema))
+            found.append(_failures_to_findings(exc.failure_cases, frame, name, studyid, severity, schema,
+                                               _codelist_info(spec)))
     return concat_findings(found)
 
 
