@@ -131,28 +131,52 @@ def response_order(spec: Spec) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------
 # the three-valued evaluator
 # ---------------------------------------------------------------------------------------
-def condition_state(values: pd.Series, operator: str, value: str, if_missing: str) -> tuple[np.ndarray, np.ndarray]:
+class FeatureArrays:
+    """Each feature column converted once: stripped text and (for numeric comparisons) floats
+    rounded to :data:`DECIMALS`, as numpy arrays."""
+
+    def __init__(self, features: pd.DataFrame):
+        self.features = features
+        self._text: dict[str, np.ndarray] = {}
+        self._num: dict[str, np.ndarray] = {}
+
+    def text(self, name: str) -> np.ndarray:
+        if name not in self._text:
+            v = self.features[name]
+            self._text[name] = v.astype("object").where(v.notna(), "").astype(str).str.strip().to_numpy(dtype=str)
+        return self._text[name]
+
+    def num(self, name: str) -> np.ndarray:
+        if name not in self._num:
+            v = pd.to_numeric(self.features[name], errors="coerce").astype("float64")
+            self._num[name] = np.round(v.to_numpy(), DECIMALS)
+        return self._num[name]
+
+
+def condition_state(arrays: FeatureArrays, feature: str, operator: str, value: str,
+                    if_missing: str) -> tuple[np.ndarray, np.ndarray]:
     """``(true, unknown)`` boolean arrays of one condition over a feature column.
 
     A numeric ``value`` compares numerically (values that are not numbers count as missing);
     otherwise the comparison is on stripped text. ``in``/``notin`` test membership of a
     ``|``-separated list.
     """
-    text = values.astype("object").where(values.notna(), "").astype(str).str.strip()
     if operator in SET_OPERATORS:
-        missing = text.eq("").to_numpy()
-        hit = text.isin({v.strip() for v in str(value).split("|")}).to_numpy()
+        text = arrays.text(feature)
+        missing = text == ""
+        hit = np.isin(text, [v.strip() for v in str(value).split("|")])
         result = hit if operator == "in" else ~hit
     else:
         const = _as_float(value)
         if const is not None:
-            num = pd.to_numeric(values, errors="coerce").astype("float64").round(DECIMALS).to_numpy()
+            num = arrays.num(feature)
             missing = np.isnan(num)
             with np.errstate(invalid="ignore"):
                 result = OPERATORS[operator](num, round(const, DECIMALS))
         else:
-            missing = text.eq("").to_numpy()
-            result = OPERATORS[operator](text.to_numpy().astype(str), str(value).strip())
+            text = arrays.text(feature)
+            missing = text == ""
+            result = OPERATORS[operator](text, str(value).strip())
     result = np.asarray(result, dtype=bool) & ~missing
     unknown = missing & (if_missing == "NE")
     if if_missing == "TRUE":
@@ -164,26 +188,30 @@ def category_states(features: pd.DataFrame, rules: pd.DataFrame) -> dict[str, di
     """Per category: ``true``/``unknown`` arrays and, per feature, where its absence left a
     condition unknown (``missing``: feature -> bool array)."""
     n = len(features)
+    arrays = FeatureArrays(features)
+    grouped: dict[str, dict[int, list[dict]]] = {}
+    for r in rules.to_dict("records"):  # rule rows (metadata), not records
+        if r["feature"] not in features.columns:
+            raise ConfigError(f"response rule uses feature {r['feature']!r} which the module does not compute "
+                              f"(criteria {r['criteria']!r}, category {r['category']})")
+        grouped.setdefault(str(r["category"]), {}).setdefault(int(r["group"]), []).append(r)
     out: dict[str, dict] = {}
-    for category, crows in rules.groupby("category", sort=False):  # a handful of categories
+    for category, groups in grouped.items():  # a handful of categories, vectorised over records
         cat_true = np.zeros(n, dtype=bool)
         cat_false = np.ones(n, dtype=bool)
         missing: dict[str, np.ndarray] = {}
-        for _, grows in crows.groupby("group", sort=True):
+        for g in sorted(groups):
             g_true = np.ones(n, dtype=bool)
             g_false = np.zeros(n, dtype=bool)
-            for r in grows.itertuples(index=False):  # conditions: metadata rows, vectorised over records
-                if r.feature not in features.columns:
-                    raise ConfigError(f"response rule uses feature {r.feature!r} which the module does not compute "
-                                      f"(criteria {r.criteria!r}, category {category})")
-                t, u = condition_state(features[r.feature], r.operator, r.value, r.if_missing)
+            for r in groups[g]:
+                t, u = condition_state(arrays, r["feature"], r["operator"], r["value"], r["if_missing"])
                 g_true &= t
                 g_false |= ~t & ~u
                 if u.any():
-                    missing[r.feature] = missing.get(r.feature, np.zeros(n, dtype=bool)) | u
+                    missing[r["feature"]] = missing.get(r["feature"], np.zeros(n, dtype=bool)) | u
             cat_true |= g_true
             cat_false &= g_false
-        out[str(category)] = {"true": cat_true, "unknown": ~cat_true & ~cat_false, "missing": missing}
+        out[category] = {"true": cat_true, "unknown": ~cat_true & ~cat_false, "missing": missing}
     return out
 
 
