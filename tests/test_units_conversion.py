@@ -1,0 +1,136 @@
+"""Unit conversion (pipeline.rules.units) against specs/rules/lab_units.csv and lab_tests.csv."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.errors import ConfigError
+from pipeline.rules import units
+from pipeline.spec import load_spec
+
+from conftest import SPECS
+
+
+@lru_cache(maxsize=1)
+def table() -> units.UnitTable:
+    return units.load_unit_table(load_spec(SPECS))
+
+
+ROWS = [(r.lbtestcd, r.raw_unit) for r in table().units.itertuples()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=st.sampled_from(ROWS),
+       value=st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False))
+def test_every_conversion_round_trips(row, value):
+    test, unit = row
+    si = units.to_si(pd.Series([value]), pd.Series([test]), pd.Series([unit]), table())
+    assert si["unit_known"].iloc[0]
+    back = units.from_si(si["si_value"], pd.Series([test]), pd.Series([unit]), table())
+    assert math.isclose(back.iloc[0], value, rel_tol=1e-9)
+
+
+def test_every_row_round_trips_vectorised():
+    t = table().units
+    values = pd.Series(np.linspace(0.37, 912.5, len(t)))
+    si = units.to_si(values, t["lbtestcd"], t["raw_unit"], table())
+    back = units.from_si(si["si_value"], t["lbtestcd"], t["raw_unit"], table())
+    np.testing.assert_allclose(back.to_numpy(), values.to_numpy(), rtol=1e-9)
+    assert si["unit_known"].all()
+
+
+@pytest.mark.parametrize("test,value,unit,expected", [
+    ("CREAT", 1.0, "mg/dL", 88.402),        # 10000 / 113.12
+    ("BILI", 1.0, "mg/dL", 17.104),         # 10000 / 584.66
+    ("GLUC", 90.0, "mg/dL", 4.99563),       # 90 x 10 / 180.156
+    ("CA", 10.0, "mg/dL", 2.4951),          # 10 x 10 / 40.078
+    ("MG", 2.0, "mg/dL", 0.82288),          # 2 x 10 / 24.305
+    ("BUN", 14.0, "mg/dL", 4.99758),        # 14 x 10 / 28.014
+    ("HGB", 12.5, "g/dL", 125.0),
+    ("ALB", 3.5, "g/dL", 35.0),
+    ("NEUT", 1500, "/mm3", 1.5),
+    ("CD4", 350, "cells/uL", 0.35),
+    ("PLAT", 75, "10^3/uL", 75.0),
+    ("ALT", 1.5, "ukat/L", 90.0),
+    ("FIBRINO", 150, "mg/dL", 1.5),
+    ("K", 4.2, "mEq/L", 4.2),
+    ("CRP", 2.5, "mg/dL", 25.0),
+    ("CREAT", 88.0, "µmol/L", 88.0),
+    ("APTT", 31.2, "s", 31.2),
+])
+def test_hand_computed_conversions(test, value, unit, expected):
+    si = units.to_si(pd.Series([float(value)]), pd.Series([test]), pd.Series([unit]), table())
+    assert si["si_value"].iloc[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_molar_factors_follow_the_molecular_weights():
+    t = table()
+    mw = dict(zip(t.tests["lbtestcd"], pd.to_numeric(t.tests["mw_g_per_mol"], errors="coerce")))
+    molar = t.units[t.units["derivation"].str.contains("MW", regex=False)]
+    assert len(molar) >= 6
+    for r in molar.itertuples():
+        per = 10000.0 if t.si_unit(pd.Series([r.lbtestcd])).iloc[0] == "umol/L" else 10.0
+        assert r.factor == pytest.approx(per / mw[r.lbtestcd], rel=1e-4), r.lbtestcd
+
+
+def test_ct_spelling_of_units_and_standard_unit():
+    si = units.to_si(pd.Series([20.0, 1.0]), pd.Series(["BILI", "APTT"]), pd.Series(["µmol/L", "s"]), table())
+    assert si["ct_unit"].tolist() == ["umol/L", "sec"]
+    assert si["si_unit"].tolist() == ["umol/L", "sec"]
+    assert all(u.isascii() for u in table().units["ct_unit"])
+    assert all(u.isascii() for u in table().tests["si_unit"])
+
+
+@pytest.mark.parametrize("test,unit", [("CREAT", "mg/dl"), ("CREAT", "mmol/L"), ("NEUT", "g/L"), ("ALT", ""),
+                                       ("XYZ", "U/L"), ("K", "mEq")])
+def test_unknown_unit_is_refused_not_guessed(test, unit):
+    si = units.to_si(pd.Series([1.0]), pd.Series([test]), pd.Series([unit]), table())
+    assert not si["unit_known"].iloc[0]
+    assert np.isnan(si["si_value"].iloc[0])
+    assert si["ct_unit"].iloc[0] == ""
+
+
+def test_unitless_inr():
+    si = units.to_si(pd.Series([1.3]), pd.Series(["INR"]), pd.Series([""]), table())
+    assert si["unit_known"].iloc[0] and si["si_value"].iloc[0] == 1.3 and si["si_unit"].iloc[0] == ""
+
+
+def test_parse_results_numbers_and_censored():
+    p = units.parse_results(pd.Series(["1.50", "<0.5", "> 1000", "", None, "POSITIVE", "1e3", "-2", ".5"]))
+    assert p["value"].tolist()[:3] == [1.5, 0.5, 1000.0]
+    assert p["censor"].tolist() == [0, -1, 1, 0, 0, 0, 0, 0, 0]
+    assert p["numeric"].tolist() == [True, True, True, False, False, False, True, True, True]
+    assert p["missing"].tolist() == [False, False, False, True, True, False, False, False, False]
+    assert p["value"].iloc[6] == 1000.0 and p["value"].iloc[8] == 0.5
+
+
+def test_censored_text_keeps_the_sign_with_the_converted_limit():
+    si = units.to_si(pd.Series([500.0, 1000.0]), pd.Series(["NEUT", "ALT"]), pd.Series(["/mm3", "U/L"]), table())
+    txt = units.censored_text(si["si_value"], pd.Series([-1, 1]))
+    assert txt.tolist() == ["<0.5", ">1000"]
+
+
+def test_clean_number_removes_binary_noise():
+    assert units.clean_number(np.array([1.5000000000000002, 30.787199999999995, np.nan, 0.0]))[:2].tolist() == [1.5, 30.7872]
+    assert units.format_number(pd.Series([1.5, 30.7872, np.nan, 120.0])).tolist() == ["1.5", "30.7872", "", "120"]
+
+
+def test_a_bad_unit_table_is_a_config_error(tmp_path):
+    import shutil
+
+    root = tmp_path / "specs"
+    shutil.copytree(SPECS, root)
+    path = root / "rules" / "lab_units.csv"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "GLUC,mmol/L,mmol/L,1,duplicate,test\nALT,IU/L,IU/L,zero,bad,test\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        units.load_unit_table(load_spec(root))
+    msg = str(err.value)
+    assert "GLUC 'mmol/L' listed twice" in msg and "'zero' is not a positive number" in msg
