@@ -146,7 +146,8 @@ def summary_frame(results: list[GateResult]) -> pd.DataFrame:
     } for r in results], columns=report.SUMMARY_COLUMNS)
 
 
-def _print_summary(results: list[GateResult], paths: list[Path], out=sys.stdout) -> None:
+def _print_summary(results: list[GateResult], paths: list[Path], out=None) -> None:
+    out = out or sys.stdout
     width = max([len(r.study.studyid) for r in results] + [5])
     print(f"{'STUDY':<{width}}  FORMS    RECORDS  ERRORS  WARNINGS  GATE", file=out)
     for r in results:
