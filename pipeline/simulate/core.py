@@ -37,6 +37,11 @@ def _frame(spec: Spec, form: str, study: Study, S: pd.DataFrame, i: np.ndarray, 
             v = np.asarray(v, dtype=object)
         else:
             v = np.full(n, None, dtype=object)
+        v = np.asarray(v, dtype=object)
+        miss = pd.isna(v)
+        if miss.any():
+            v = v.copy()
+            v[miss] = None
         out[c] = v
     return pd.DataFrame(out, columns=spec_cols["column"].tolist(), dtype=object)
 
