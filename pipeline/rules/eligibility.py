@@ -172,7 +172,7 @@ def evaluate_eligibility(thresholds: pd.DataFrame, screening: pd.DataFrame, subj
     names = test_names or {}
     out = pd.DataFrame({
         "STUDYID": studyid, "USUBJID": g["USUBJID"], "IETESTCD": g["criterion"], "group": g["group"],
-        "min_met": g["min_met"], "LBTESTCD": g["LBTESTCD"], "LBTEST": g["LBTESTCD"].map(names).fillna(""),
+        "min_met": g["min_met"], "LBTESTCD": g["LBTESTCD"], "LBTEST": g["LBTESTCD"].map(names).astype(object).fillna(""),
         "criterion_text": g["text"], "op": g["op"], "threshold": g["value_x"], "basis": g["basis"],
         "threshold_si": g["threshold_si"], "LBDTC": g["LBDTC"].fillna(""), "LBSTRESC": g["LBSTRESC"].fillna(""),
         "LBSTRESU": g["LBSTRESU"].fillna(""), "LBSTNRHI": uln, "row_result": g["row_result"],
