@@ -14,7 +14,9 @@ Which scale graded a record is in SUPPAE.TOXGRSCL (the study's ``[safety]`` ``ae
 ``crs_grading`` or ``icans_grading``): CTCAE's own CRS criteria differ from ASTCT's.
 
 Counting rule (no double counting): when the investigator also reported a CRS or ICANS AE
-that overlaps a derived episode of the same event, both records stay in AE, they are related
+that overlaps a derived episode of the same event (or an AE coded to a term the event is
+also reported under, e.g. Encephalopathy for ICANS, ``astct_events.csv`` ``also_reported_as``,
+kept as coded), both records stay in AE, they are related
 in RELREC (same RELID as the episode), the investigator's record gets SUPPAE.ASTCTDUP = "Y",
 and incidence counts exclude records with ASTCTDUP = "Y". Grade and date disagreements go
 to the ``crs_icans_discrepancies`` report.
@@ -431,6 +433,17 @@ def record_event(aedecod: pd.Series, events: pd.DataFrame) -> pd.Series:
     return aedecod.map(dict(zip(events["term"], events.index))).fillna("").astype("object")
 
 
+def candidate_event(aedecod: pd.Series, events: pd.DataFrame) -> pd.Series:
+    """CRS/ICANS when AEDECOD is a term under which an investigator may report the event
+    (``astct_events.csv`` column ``also_reported_as``, ``|``-separated; e.g. ICANS reported as the
+    CTCAE term Encephalopathy), else ``""``. Such AEs keep their coding; they are reconciled
+    with an overlapping episode of the event."""
+    alt = {}
+    for event, terms in events["also_reported_as"].items():  # two events
+        alt.update({t.strip(): event for t in str(terms).split("|") if t.strip()})
+    return aedecod.map(alt).fillna("").astype("object")
+
+
 # ---------------------------------------------------------------------------------------
 # reconciliation of investigator CRS/ICANS AEs with the derived episodes
 # ---------------------------------------------------------------------------------------
@@ -442,13 +455,17 @@ DISCREPANCY_COLUMNS = ["STUDYID", "USUBJID", "AEDECOD", "discrepancy", "AESEQ", 
 def reconcile(ae: pd.DataFrame, ct: _CT) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Match investigator-reported CRS/ICANS AEs with derived episodes of the same subject and
     event whose date ranges overlap (partial dates by their widest bounds, an ongoing or
-    open end as unbounded). Returns (matched pairs: inv_index, der_index; discrepancy report).
+    open end as unbounded). Investigator AEs coded to a term the event may be reported under
+    (``alt_event``, e.g. Encephalopathy for ICANS) take part too, but only when they overlap an
+    episode. Returns (matched pairs: inv_index, der_index; discrepancy report).
 
     Report rows: each matched pair that disagrees on grade, start date or end date, each
     investigator record without an overlapping episode (NO DERIVED EPISODE) and each episode
     the investigator did not report (NOT REPORTED BY INVESTIGATOR).
     """
-    inv = ae[(ae["AECAT"] == "") & ae["event"].ne("")].copy()
+    inv = ae[(ae["AECAT"] == "") & (ae["event"].ne("") | ae["alt_event"].ne(""))].copy()
+    inv["primary"] = inv["event"].ne("")
+    inv["event"] = inv["event"].where(inv["primary"], inv["alt_event"])
     der = ae[ae["AECAT"].ne("") & ae["event"].ne("")].copy()
     far = pd.Timestamp.max.normalize()
     for f in (inv, der):
@@ -483,7 +500,8 @@ def reconcile(ae: pd.DataFrame, ct: _CT) -> tuple[pd.DataFrame, pd.DataFrame]:
             "derived_aeseq": diff["AESEQ_d"], "derived_aespid": diff["AESPID_d"],
             "derived_aetoxgr": diff["AETOXGR_d"], "derived_aestdtc": diff["AESTDTC_d"],
             "derived_aeendtc": diff["AEENDTC_d"]}))
-    lone_inv = inv[~inv["_idx"].isin(set(pairs["_idx"]))]
+    # an AE under an alternative term (e.g. Encephalopathy) without an ICANS episode may be another event
+    lone_inv = inv[~inv["_idx"].isin(set(pairs["_idx"])) & inv["primary"]]
     if len(lone_inv):
         rep.append(pd.DataFrame({
             "STUDYID": lone_inv["STUDYID"], "USUBJID": lone_inv["USUBJID"], "AEDECOD": lone_inv["AEDECOD"],
@@ -668,6 +686,7 @@ def build(ctx: StudyContext) -> DomainResult:
     inv["days"] = np.nan
     ae = pd.concat([inv, der], ignore_index=True) if der is not None else inv
     ae["event"] = record_event(ae["AEDECOD"], events)
+    ae["alt_event"] = candidate_event(ae["AEDECOD"], events)
 
     rf = ae["USUBJID"].map(dm.drop_duplicates("USUBJID").set_index("USUBJID")["RFSTDTC"]).fillna("")
     ae["AESTDY"] = study_day_by_subject(ae["AESTDTC"], ae["USUBJID"], dm)
@@ -678,6 +697,10 @@ def build(ctx: StudyContext) -> DomainResult:
     matched, discrepancies = reconcile(ae, ct)
     ae["AETRTEM"] = treatment_emergent(ae["AESTDTC"], rf, ct)
     ae["DLTWINFL"] = dlt_window(ae["AESTDTC"], rf, ae["AETRTEM"], study.dlt_window_days, ct)
+    # an AE under an alternative term that matched an episode reports that event (graded by ASTCT)
+    if len(matched):
+        ae.loc[matched["inv"].unique(), "event"] = ae.loc[matched["der"].to_numpy(), "event"].groupby(
+            matched["inv"].to_numpy()).first()
     ae["TOXGRSCL"] = toxicity_scale(ae["event"], events, study)
     ae["ASTCTDUP"] = ""
     if len(matched):

@@ -76,47 +76,56 @@ def check_rules(rules: pd.DataFrame, where: str = "ASTCT rule table") -> pd.Data
     return r
 
 
-def _clause(frame: pd.DataFrame, field: str, op: str, value: str) -> pd.Series:
-    """One clause evaluated over every record (False where the field is absent or missing)."""
+def _views(frame: pd.DataFrame, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """A field as upper-case stripped text and as float (NaN when not a number), as arrays."""
     if field not in frame:
-        return pd.Series(op == "missing", index=frame.index)
+        n = len(frame)
+        return np.full(n, "", dtype=object), np.full(n, np.nan)
     col = frame[field]
-    text = col.astype("object").where(col.notna(), "").astype(str).str.strip().str.upper()
+    text = col.astype("object").fillna("").astype(str).str.strip().str.upper().to_numpy(dtype=object)
+    num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+    return text, num
+
+
+def _clause(text: np.ndarray, num: np.ndarray, op: str, value: str) -> np.ndarray:
+    """One clause over every record (False where the field is missing, except ``missing``)."""
     if op in PRESENCE_OPS:
-        return text.eq("") if op == "missing" else text.ne("")
+        return (text == "") if op == "missing" else (text != "")
     if op in NUMERIC_OPS:
-        x = pd.to_numeric(col, errors="coerce")
         v = float(value)
-        res = {">=": x >= v, ">": x > v, "<=": x <= v, "<": x < v}[op]
-        return res.fillna(False).astype(bool)
-    values = {s.strip().upper() for s in str(value).split("|")}
+        with np.errstate(invalid="ignore"):
+            return {">=": num >= v, ">": num > v, "<=": num <= v, "<": num < v}[op]
+    target = str(value).strip().upper()
     if op == "==":
-        return text.eq(str(value).strip().upper())
+        return text == target
     if op == "!=":
-        return text.ne(str(value).strip().upper()) & text.ne("")
-    hit = text.isin(values)
-    return hit if op == "in" else (~hit & text.ne(""))
+        return (text != target) & (text != "")
+    hit = np.isin(text, [s.strip().upper() for s in str(value).split("|")])
+    return hit if op == "in" else (~hit & (text != ""))
 
 
 def rule_hits(frame: pd.DataFrame, rules: pd.DataFrame) -> pd.DataFrame:
     """Boolean frame (records x rule ids): True where every clause of the rule holds."""
-    out = {}
+    views = {f: _views(frame, f) for f in dict.fromkeys(rules["field"])}  # each field converted once
+    out: dict[str, np.ndarray] = {}
     for clause in rules.itertuples(index=False):  # a few dozen clauses, each vectorised over records
-        hit = _clause(frame, clause.field, clause.operator, clause.value)
+        hit = _clause(*views[clause.field], clause.operator, clause.value)
         out[clause.rule] = hit if clause.rule not in out else (out[clause.rule] & hit)
     return pd.DataFrame(out, index=frame.index)
 
 
-def component_grades(frame: pd.DataFrame, rules: pd.DataFrame, role: str = "grade") -> pd.DataFrame:
-    """Per record and component, the highest grade among the ``role`` rules that hold (0 if none)."""
+def component_grades(frame: pd.DataFrame, rules: pd.DataFrame, role: str = "grade",
+                     hits: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per record and component, the highest grade among the ``role`` rules that hold (0 if none).
+    ``hits`` (from :func:`rule_hits`) may be passed to avoid evaluating the rules again."""
     sub = rules[rules["role"] == role]
-    hits = rule_hits(frame, sub)
-    meta = sub.drop_duplicates("rule").set_index("rule")
-    out = {}
-    for comp, ids in meta.groupby("component", sort=False).groups.items():
-        g = meta.loc[list(ids), "grade"].to_numpy()
-        out[comp] = (hits[list(ids)].to_numpy() * g).max(axis=1) if len(ids) else np.zeros(len(frame), int)
-    return pd.DataFrame(out, index=frame.index).astype(int)
+    if hits is None:
+        hits = rule_hits(frame, sub)
+    meta = sub.drop_duplicates("rule")
+    h = hits[meta["rule"].tolist()].to_numpy() * meta["grade"].to_numpy()
+    comp = meta["component"].to_numpy()
+    out = {c: h[:, comp == c].max(axis=1) for c in dict.fromkeys(comp)}
+    return pd.DataFrame(out, index=frame.index, dtype=int) if out else pd.DataFrame(index=frame.index)
 
 
 def _consecutive(usubjid: pd.Series, day: pd.Series) -> pd.Series:
@@ -151,15 +160,16 @@ def crs_daily(assess: pd.DataFrame, rules: pd.DataFrame) -> pd.DataFrame:
     a = assess.reset_index(drop=True)
     order = np.lexsort((a["day"].to_numpy(), a["USUBJID"].astype(str).to_numpy()))
     s = a.iloc[order].reset_index(drop=True)
-    fever = component_grades(s, rules, "fever").max(axis=1).gt(0) if (rules["role"] == "fever").any() \
+    hits = rule_hits(s, rules[rules["role"].isin(["fever", "mask", "grade"])])
+    fever = component_grades(s, rules, "fever", hits).max(axis=1).gt(0) if (rules["role"] == "fever").any() \
         else pd.Series(False, index=s.index)
-    masked = component_grades(s, rules, "mask").max(axis=1).gt(0) if (rules["role"] == "mask").any() \
+    masked = component_grades(s, rules, "mask", hits).max(axis=1).gt(0) if (rules["role"] == "mask").any() \
         else pd.Series(False, index=s.index)
     eligible = fever | masked
     run = _runs(eligible, s["USUBJID"], s["day"])
     seen = fever.astype(int).groupby(run).cummax().astype(bool)
     fever_met = eligible & seen
-    comps = component_grades(s, rules, "grade")
+    comps = component_grades(s, rules, "grade", hits)
     fever_grade = int(rules.loc[rules["role"] == "fever", "grade"].max()) if (rules["role"] == "fever").any() else 1
     severity = comps.max(axis=1) if comps.shape[1] else pd.Series(0, index=s.index)
     grade = np.where(fever_met, np.maximum(fever_grade, severity), 0)
