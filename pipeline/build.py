@@ -354,8 +354,9 @@ def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_di
     merged = run_domains(ctx, log, progress, registry, package)
     ordered = {}
     found = list(merged.findings)
+    specified = checks.specified_datasets(spec)
     for name, frame in merged.datasets.items():
-        if name in set(spec.datasets["dataset"]):
+        if name in specified:
             ordered[name] = checks.order_dataset(frame, spec, name)
         else:
             ordered[name] = frame.reset_index(drop=True)

@@ -484,10 +484,15 @@ def spec_findings(spec: Spec, name: str, studyid: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FINDING_COLUMNS) if rows else empty(FINDING_COLUMNS)
 
 
+def specified_datasets(spec: Spec) -> set[str]:
+    """Datasets listed in datasets.csv that also have variables in the spec."""
+    return set(spec.datasets["dataset"]) & set(spec.variables["dataset"])
+
+
 def check_datasets(datasets: dict[str, pd.DataFrame], spec: Spec, studyid: str) -> pd.DataFrame:
     """Findings over every dataset of a study (each already ordered with :func:`order_dataset`)."""
     found = []
-    known = set(spec.datasets["dataset"])
+    known = specified_datasets(spec)
     dm = datasets.get("DM")
     if dm is None and datasets:
         found.append(pd.DataFrame([{
@@ -498,7 +503,8 @@ def check_datasets(datasets: dict[str, pd.DataFrame], spec: Spec, studyid: str) 
         if name not in known:
             found.append(pd.DataFrame([{
                 "study": studyid, "file": name, "row": "", "column": "", "value": "", "check": "dataset_not_in_spec",
-                "severity": "error", "message": f"{name}: dataset is not listed in specs/sdtm/datasets.csv"}],
+                "severity": "error",
+                "message": f"{name}: dataset is not in specs/sdtm/datasets.csv or has no variables in specs/sdtm/variables/"}],
                 columns=FINDING_COLUMNS))
             continue
         found.append(check_dataset(datasets[name], spec, name, studyid, dm))
