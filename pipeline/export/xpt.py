@@ -73,7 +73,10 @@ def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
         if types[c] in NUMERIC_TYPES:
             out[c] = pd.Series(pd.to_numeric(s, errors="raise").astype("float64").to_numpy(), dtype="float64")
         else:
-            text = s.astype("object").where(s.notna(), "").astype(str).to_numpy(dtype=object)
+            if isinstance(s.dtype, pd.StringDtype):
+                text = s.to_numpy(dtype=object, na_value="")
+            else:
+                text = s.astype("object").where(s.notna(), "").astype(str).to_numpy(dtype=object)
             out[c] = pd.Series(text, dtype=object)
     return pd.DataFrame(out, columns=cols) if cols else pd.DataFrame(index=range(len(frame)))
 
@@ -127,20 +130,20 @@ def patch_timestamps(path: Path, ts: datetime) -> None:
     descriptor header line is followed by a record with the created stamp in bytes 64-80 and
     one with the modified stamp in bytes 0-16.
     """
-    data = bytearray(Path(path).read_bytes())
     stamp = sas_stamp(ts)
-    positions = [RECORD + 64, 2 * RECORD]
-    start = 0
-    marker = b"HEADER RECORD*******DSCRPTR HEADER RECORD"
-    while (hit := data.find(marker, start)) >= 0:
-        positions += [hit + RECORD + 64, hit + 2 * RECORD]
-        start = hit + RECORD
-    for pos in positions:
-        current = bytes(data[pos:pos + 16])
-        if not _STAMP_RE.match(current):
-            raise DataError(f"{path}: unexpected XPT header layout at byte {pos} ({current!r})")
-        data[pos:pos + 16] = stamp
-    Path(path).write_bytes(bytes(data))
+    with open(path, "r+b") as fh:
+        # one member per file: the headers are within the first 8 records (library 3, member 5)
+        head = fh.read(8 * RECORD)
+        marker = b"HEADER RECORD*******DSCRPTR HEADER RECORD"
+        hit = head.find(marker)
+        if hit < 0:
+            raise DataError(f"{path}: no member descriptor header in the XPT file")
+        for pos in (RECORD + 64, 2 * RECORD, hit + RECORD + 64, hit + 2 * RECORD):
+            current = head[pos:pos + 16]
+            if not _STAMP_RE.match(current):
+                raise DataError(f"{path}: unexpected XPT header layout at byte {pos} ({current!r})")
+            fh.seek(pos)
+            fh.write(stamp)
 
 
 def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp: datetime) -> pd.DataFrame:
