@@ -293,6 +293,8 @@ def nearest_in_window(anchors: pd.DataFrame, results: pd.DataFrame, window_days:
     r["_date"] = pd.to_datetime(r["_date"]).dt.normalize().astype("datetime64[ns]")
     r = r.dropna(subset=["value"]).drop_duplicates(["USUBJID", "_date"], keep="last")
     r["_rdate"] = r["_date"]
+    a["USUBJID"] = a["USUBJID"].astype(str).astype("object")      # merge_asof needs one key dtype
+    r["USUBJID"] = r["USUBJID"].astype(str).astype("object")
     out = pd.DataFrame({"value": np.nan, "date": pd.NaT, "days": np.nan}, index=a.index)
     valid = a[a["_date"].notna()].sort_values("_date", kind="mergesort")
     r = r.sort_values("_date", kind="mergesort")
