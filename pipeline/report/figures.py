@@ -58,6 +58,12 @@ def response_colors(order: pd.DataFrame) -> dict[str, tuple]:
     return out
 
 
+def _panel_margins(fig: Figure) -> None:
+    """Fixed margins in inches (cheaper than tight_layout, and the same on every run)."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=0.8 / w, right=1 - 0.2 / w, bottom=0.6 / h, top=1 - 0.4 / h, hspace=0.9 / (h / 2))
+
+
 def cohort_colors(cohorts: list[str]) -> dict[str, str]:
     return {c: COHORT_COLORS[i % len(COHORT_COLORS)] for i, c in enumerate(cohorts)}
 
@@ -219,7 +225,7 @@ def recovery_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure 
         ax.legend(fontsize=7, frameon=False, loc="upper right")
     axes[-1].set_xlabel("Days after CAR-T infusion (day 0 = infusion; planned visit day)")
     axes[0].set_title(title, fontsize=10)
-    fig.tight_layout()
+    _panel_margins(fig)
     return fig
 
 
@@ -272,5 +278,5 @@ def expansion_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure
         ax.legend(fontsize=7, frameon=False, loc="upper right")
     axes[-1].set_xlabel("Days after CAR-T infusion (day 0 = infusion)")
     axes[0].set_title(title, fontsize=10)
-    fig.tight_layout()
+    _panel_margins(fig)
     return fig
