@@ -150,11 +150,13 @@ def subject_deaths(dm: pd.DataFrame, ds: pd.DataFrame | None, raw_ds: pd.DataFra
         died = died | pd.Series(dm["USUBJID"].isin(set(r.loc[is_death, "USUBJID"])).to_numpy(), index=dm["USUBJID"])
         if "DTHCAUS" in r:
             c = r.loc[_text(r["DTHCAUS"]).ne("")].drop_duplicates("USUBJID", keep="last")
-            cause = out.index.to_series().map(dict(zip(c["USUBJID"], _text(c["DTHCAUS"]).str.upper()))).fillna("")
+            cause = out.index.to_series().map(dict(zip(c["USUBJID"], _text(c["DTHCAUS"]).str.upper())))
+            cause = cause.astype("object").where(cause.notna(), "")
         if "DTHDAT" in r:
             dd = r.loc[_text(r["DTHDAT"]).ne("")].drop_duplicates("USUBJID", keep="last")
             iso = cdash_to_iso(dd["DTHDAT"], what="ds.DTHDAT")
-            raw_date = out.index.to_series().map(dict(zip(dd["USUBJID"], iso))).fillna("")
+            raw_date = out.index.to_series().map(dict(zip(dd["USUBJID"], iso)))
+            raw_date = raw_date.astype("object").where(raw_date.notna(), "")
     out["died"] = died.groupby(level=0).any().reindex(out.index).fillna(False).astype(bool)
     out["DTHDTC"] = dthdtc.groupby(level=0).first().reindex(out.index).fillna("")
     out["DTHDTC"] = out["DTHDTC"].where(out["DTHDTC"].ne(""), raw_date)
