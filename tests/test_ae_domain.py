@@ -392,3 +392,19 @@ def test_missing_dm_is_a_clear_error():
     ctx = StudyContext(study=STUDY, spec=SPEC, forms={}, datasets={})
     with pytest.raises(aemod.DataError, match="AE needs DM"):
         aemod.build(ctx)
+
+
+def test_crs_death_without_an_episode_is_a_warning():
+    crs = crs_raw("002", "2024-06-04", [{"ICESCORE": None, "CAPDSCR": "0"}] * 3).assign(_FILE="crs.csv", _ROW=[2, 3, 4])
+    r = build([ok_row()], crs=crs)
+    w = r.findings[r.findings["check"] == "astct_crs_death"]
+    assert w[["severity", "value"]].values.tolist() == [["warning", U2]]
+    assert "no CRS episode" in w["message"].iloc[0]
+
+
+def test_without_daily_assessments_ae_still_builds():
+    cols = SPEC.form_columns("crs")["column"].tolist() + ["_FILE", "_ROW"]
+    r = build([ok_row(), ok_row(AESPID="2", AETERM="CRS", AETOXGR="2")], crs=pd.DataFrame(columns=cols))
+    assert len(r.datasets["AE"]) == 2 and r.datasets["FA"].empty and r.datasets["RELREC"].empty
+    rep = r.reports["crs_icans_discrepancies"]
+    assert rep[["AESPID", "discrepancy"]].values.tolist() == [["2", "NO DERIVED EPISODE"]]

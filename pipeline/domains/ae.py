@@ -40,7 +40,7 @@ from pipeline.derive.identifiers import usubjid as make_usubjid
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.suppqual import build_supp
-from pipeline.derive.visits import visit_numbers
+from pipeline.derive.visits import UNSCHEDULED, visit_numbers
 from pipeline.errors import ConfigError, DataError
 from pipeline.rules import astct
 from pipeline.rules.ctcae_terms import code_terms, coding_dictionary, defined_grades, grade_exists, synonyms
@@ -72,7 +72,7 @@ class _CT:
         self.RESOLVED = ct_term(spec, "OUT", "RECOVERED/RESOLVED")
         self.NOT_RESOLVED = ct_term(spec, "OUT", "NOT RECOVERED/NOT RESOLVED")
         self.ONGOING = ct_term(spec, "STENRF", "ONGOING")
-        self.DEATH = ct_term(spec, "NCOMPLT", "DEATH") if "NCOMPLT" in set(spec.codelists["codelist"]) else "DEATH"
+        self.DEATH = ct_term(spec, "NCOMPLT", "DEATH")
 
 
 # ---------------------------------------------------------------------------------------
@@ -104,6 +104,15 @@ def _one_finding(study: str, check: str, severity: str, message: str, file: str 
                  value: str = "") -> pd.DataFrame:
     return pd.DataFrame([{"study": study, "file": file, "row": "", "column": column, "value": value,
                           "check": check, "severity": severity, "message": message}], columns=FINDING_COLUMNS)
+
+
+def _subject_findings(study: str, check: str, usubjid: pd.Series, text: str) -> pd.DataFrame:
+    """Warning findings on daily-assessment subjects (message = USUBJID + text)."""
+    if usubjid.empty:
+        return empty(FINDING_COLUMNS)
+    return pd.DataFrame({"study": study, "file": "crs", "row": "", "column": "DTHCAUS",
+                         "value": usubjid.to_numpy(), "check": check, "severity": "warning",
+                         "message": (usubjid.astype(str) + text).to_numpy()})
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
@@ -329,16 +338,14 @@ def derived_episode_ae(daily: pd.DataFrame, deaths: pd.DataFrame, events: pd.Dat
             cand = tab[tab["USUBJID"].isin(set(fatal_subj["USUBJID"])) & (dd.isna() | (tab["start"] <= dd))]
             last = cand.sort_values(["USUBJID", "episode"]).drop_duplicates("USUBJID", keep="last")
             tab.loc[last.index, "fatal"] = True
-            no_epi = sorted(set(fatal_subj["USUBJID"]) - set(last["USUBJID"]))
-            for u in no_epi:
-                found.append(_one_finding(studyid, f"astct_{event.lower()}_death", "warning",
-                                          f"{u}: cause of death is {event} but the daily assessments show no {event} "
-                                          f"episode starting on or before the death", file="crs", column="DTHCAUS"))
+            no_epi = pd.Series(sorted(set(fatal_subj["USUBJID"]) - set(last["USUBJID"])), dtype="object")
+            found.append(_subject_findings(studyid, f"astct_{event.lower()}_death", no_epi,
+                                           f": cause of death is {event} but the daily assessments show no {event} "
+                                           "episode starting on or before the death"))
             gap = (tab["fatal"] & dd.notna() & ((dd - tab["end"]).dt.days > 1))
-            for u in tab.loc[gap, "USUBJID"]:
-                found.append(_one_finding(studyid, f"astct_{event.lower()}_death", "warning",
-                                          f"{u}: death from {event} more than one day after the last day of the last "
-                                          f"{event} episode in the daily assessments", file="crs", column="DTHCAUS"))
+            found.append(_subject_findings(studyid, f"astct_{event.lower()}_death", tab.loc[gap, "USUBJID"],
+                                           f": death from {event} more than one day after the last day of the last "
+                                           f"{event} episode in the daily assessments"))
         if tab.empty:
             continue
         death_dtc = tab["USUBJID"].map(deaths["DTHDTC"]).fillna("")
@@ -596,7 +603,7 @@ def findings_about(daily: pd.DataFrame, tests: pd.DataFrame, events: pd.DataFram
     fa["FASTRESN"] = pd.to_numeric(fa["FASTRESN"], errors="coerce").astype("float64")
     fa["FADY"] = study_day_by_subject(fa["FADTC"], fa["USUBJID"], dm)
     planned = dict(zip(study.visits["VISITDY"].astype(float), study.visits["VISIT"])) if len(study.visits) else {}
-    names = fa["FADY"].map(planned).fillna("UNSCHEDULED")
+    names = fa["FADY"].map(planned).fillna(UNSCHEDULED)
     vis = visit_numbers(names, study, fa["FADY"])
     fa["VISITNUM"] = vis["VISITNUM"].to_numpy()
     fa["VISIT"] = vis["VISIT"].to_numpy()

@@ -216,12 +216,17 @@ def episode_table(usubjid: pd.Series, day: pd.Series, grade: pd.Series, episode:
     >= 1), ``grade`` (maximum), ``days`` (number of days), ``resolved`` (a later assessment of
     the subject exists, so the episode was seen to end) and ``last_assessment`` (the subject's
     last assessment day)."""
-    f = pd.DataFrame({"USUBJID": usubjid.to_numpy(), "day": day.to_numpy(), "grade": grade.to_numpy(),
-                      "episode": episode.to_numpy()})
+    f = pd.DataFrame({"USUBJID": usubjid.to_numpy(), "day": pd.to_datetime(day.to_numpy()),
+                      "grade": grade.to_numpy(), "episode": episode.to_numpy()})
+    if not (f["episode"] > 0).any():
+        return pd.DataFrame({"USUBJID": pd.Series(dtype="object"), "episode": pd.Series(dtype=int),
+                             "start": pd.Series(dtype="datetime64[ns]"), "end": pd.Series(dtype="datetime64[ns]"),
+                             "grade": pd.Series(dtype=int), "days": pd.Series(dtype=int),
+                             "last_assessment": pd.Series(dtype="datetime64[ns]"), "resolved": pd.Series(dtype=bool)})
     last = f.groupby("USUBJID")["day"].max()
     e = f[f["episode"] > 0].groupby(["USUBJID", "episode"], sort=True).agg(
         start=("day", "min"), end=("day", "max"), grade=("grade", "max"), days=("day", "size")).reset_index()
-    e["last_assessment"] = e["USUBJID"].map(last)
+    e["last_assessment"] = pd.to_datetime(e["USUBJID"].map(last))
     e["resolved"] = e["end"] < e["last_assessment"]
     return e
 
