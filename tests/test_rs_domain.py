@@ -17,8 +17,6 @@ so DAY 28 = 29-JAN-2024 = study day 29 = protocol day 28:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -427,3 +425,22 @@ def test_raw_extract_planted_disagreements(sid, spec):
     orr = res.reports["orr_summary"]
     assert orr[["orr_pct", "ci_lower_pct", "ci_upper_pct"]].notna().all().all()
     assert (orr["ci_lower_pct"] <= orr["orr_pct"]).all() and (orr["orr_pct"] <= orr["ci_upper_pct"]).all()
+
+
+def test_no_counts_anywhere_gives_ne_and_a_warning(spec):
+    ctx = leukemia_context(spec)
+    del ctx.datasets["LB"]
+    res = rs_mod.build(ctx)
+    assert res.findings["check"].tolist() == ["rs_counts_missing"]
+    d = overall(res.datasets["RS"], "SPONSOR")
+    # blasts >= 5% need no counts; remission cannot be shown, so 002's marrow relapse is NR
+    assert d == {("001", "2024-01-29"): "NR", ("001", "2024-03-01"): "NE", ("002", "2024-01-29"): "NE",
+                 ("002", "2024-03-31"): "NR", ("003", "2024-01-29"): "NE", ("004", "2024-01-29"): "NE"}
+
+
+def test_form_not_delivered(spec):
+    ctx = leukemia_context(spec)
+    del ctx.forms["rs"]
+    res = rs_mod.build(ctx)
+    assert res.datasets == {} and res.reports == {}
+    assert res.findings["check"].tolist() == ["rs_no_assessments"]

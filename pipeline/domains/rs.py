@@ -78,10 +78,6 @@ def _finding(studyid: str, file: str, row, column: str, value, check: str, sever
             "severity": severity, "message": message}
 
 
-def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=columns) if rows else empty(columns)
-
-
 def _format_number(x: pd.Series) -> pd.Series:
     """Numbers as short text (no trailing zeros, no exponent for ordinary values); NaN -> ''."""
     v = pd.to_numeric(x, errors="coerce").astype("float64")
@@ -136,7 +132,6 @@ def assessments(ctx: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     complete date: the response is timed by it).
     """
     raw = ctx.form(FORM)
-    studyid = ctx.study.studyid
     dm = ctx.datasets["DM"]
     a = raw.copy()
     a["USUBJID"] = usubjid(a) if len(a) else pd.Series(dtype="object")
@@ -336,8 +331,7 @@ def _base_records(sub: pd.DataFrame, ctx: StudyContext) -> pd.DataFrame:
     })
 
 
-def best_response_records(overall: pd.DataFrame, ctx: StudyContext, order: pd.DataFrame,
-                          bor: pd.DataFrame) -> pd.DataFrame:
+def best_response_records(ctx: StudyContext, bor: pd.DataFrame) -> pd.DataFrame:
     """BESTRESP records, one per subject and evaluator with a post-infusion OVRLRESP
     (RSDRVFL Y; RSDTC/RSDY of the best assessment, empty when the BOR is NE)."""
     if bor.empty:
@@ -513,6 +507,13 @@ def build(ctx: StudyContext) -> DomainResult:
     dm = ctx.datasets["DM"]
     a, rejected, findings = assessments(ctx)
     found = [findings]
+    if a.empty:  # form not delivered or every row rejected: no RS, no derived reports
+        result.rejected = rejected
+        result.findings = pd.DataFrame([_finding(
+            studyid, f"{FORM}", "", "", "", "rs_no_assessments", "warning",
+            f"{studyid}: no usable disease assessment in form {FORM}: RS and the response reports are not built")],
+            columns=FINDING_COLUMNS)
+        return result
     order = R.response_order(spec)
     cfg = study["response"]
 
@@ -545,7 +546,7 @@ def build(ctx: StudyContext) -> DomainResult:
     overall = pd.concat([inv, drv], ignore_index=True)
     resp = overall.rename(columns={"RSSTRESC": "response"})[["USUBJID", "RSEVAL", "RSDTC", "RSDY", "response"]]
     bor = R.best_overall_response(resp, order, int(cfg["bor_window_days"]))
-    best = best_response_records(overall, ctx, order, bor)
+    best = best_response_records(ctx, bor)
     rs = pd.concat([x for x in (overall, comp, best) if len(x)], ignore_index=True)
     if len(rs):
         rs["RSTEST"] = rs["RSTESTCD"].map(spec.decode_map(spec.vars("RS").set_index("variable").at["RSTESTCD", "codelist"]))
