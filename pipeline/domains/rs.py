@@ -79,10 +79,11 @@ def _finding(studyid: str, file: str, row, column: str, value, check: str, sever
 
 
 def _format_number(x: pd.Series) -> pd.Series:
-    """Numbers as short text (no trailing zeros, no exponent for ordinary values); NaN -> ''."""
-    v = pd.to_numeric(x, errors="coerce").astype("float64")
-    txt = v.round(6).map(lambda f: f"{f:.6f}".rstrip("0").rstrip(".") if np.isfinite(f) else "", na_action="ignore")
-    return txt.fillna("").astype("object")
+    """Numbers as short text (shortest round-trip form of the value rounded to 6 decimals, no
+    trailing ``.0``); NaN -> ''."""
+    v = pd.to_numeric(x, errors="coerce").astype("float64").round(6)
+    txt = v.astype(str).str.replace(r"\.0$", "", regex=True)
+    return txt.where(v.notna(), "").astype("object")
 
 
 def single_term(spec: Spec, codelist: str) -> str:
