@@ -314,7 +314,7 @@ def daily_assessments(raw: pd.DataFrame, dm: pd.DataFrame, crs_rules: pd.DataFra
 
 def derived_episode_ae(daily: pd.DataFrame, deaths: pd.DataFrame, events: pd.DataFrame,
                        rules: dict[str, pd.DataFrame], dictionary: pd.DataFrame, synonym_table: pd.DataFrame,
-                       ct: _CT, studyid: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       ct: _CT, studyid: str) -> tuple[pd.DataFrame | None, pd.DataFrame]:
     """One AE record per CRS or ICANS episode (ASTCT, Lee 2019), and warning findings.
 
     AESTDTC = the first day with grade >= 1; AEENDTC = the last such day when a later
@@ -381,12 +381,8 @@ def derived_episode_ae(daily: pd.DataFrame, deaths: pd.DataFrame, events: pd.Dat
         rec["_ROW"] = np.nan
         rec["days"] = tab["days"].to_numpy()
         recs.append(rec)
-    cols = None
     out = pd.concat(recs, ignore_index=True) if recs else None
-    if out is None:
-        return None, _concat(found, FINDING_COLUMNS)
-    cols = list(out.columns)
-    return out[cols], _concat(found, FINDING_COLUMNS)
+    return out, _concat(found, FINDING_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------
