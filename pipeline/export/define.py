@@ -467,7 +467,9 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
         vl_items += vi
         item_defs += defs
         groups.append({
-            "oid": datasetjson.item_group_oid(ds), "name": ds, "domain": ds, "sas_name": ds,
+            "oid": datasetjson.item_group_oid(ds), "name": ds, "sas_name": ds,
+            # a split dataset (SDTMIG 3.4 4.1.7, e.g. LBDA) belongs to its 2-letter domain
+            "domain": ds[:2] if len(ds) == 4 and not ds.startswith("SUPP") else ds,
             "repeating": "Yes" if str(row["repeating"]).strip() == "Yes" else "No",
             "reference": "Yes" if str(row["reference_data"]).strip() == "Yes" else "No",
             "structure": row["structure"], "class_name": str(row["class"]).strip(), "label": row["label"],
