@@ -273,14 +273,17 @@ def worst_grades(lb: pd.DataFrame, criteria: pd.DataFrame) -> pd.DataFrame:
                       "base": graded["LBLOBXFL"].eq("Y").to_numpy(), "post": graded["post"].to_numpy(dtype=bool)})
     keys = pd.DataFrame({"k": np.arange(len(kuniq)), "LBTESTCD": kuniq.get_level_values(0),
                          "LBTOX_rec": kuniq.get_level_values(1)})
-    pairs = keys.merge(terms, on="LBTESTCD")  # each (test, graded term) x each term of the test
-    g = g.merge(pairs, on="k")
-    g["grade"] = np.where(g["LBTOX_rec"] == g["LBTOX"], g["grade"], 0.0)
-    by = ["s", "LBTESTCD", "LBTOX"]
+    terms = terms.reset_index(drop=True).assign(term_id=lambda t: np.arange(len(t)))
+    pairs = keys.merge(terms, on="LBTESTCD")  # each (test, graded term) x each term of the test (small)
+    pairs["same"] = pairs["LBTOX_rec"] == pairs["LBTOX"]
+    g = g.merge(pairs[["k", "term_id", "same"]], on="k")
+    g["grade"] = np.where(g["same"], g["grade"], 0.0)
+    by = ["s", "term_id"]
     base = g[g["base"]].groupby(by)["grade"].max()
     postg = g[g["post"]].groupby(by)["grade"].agg(["max", "size"])
     out = pd.concat([base.rename("baseline_grade"), postg["max"].rename("worst_post_grade"),
                      postg["size"].rename("n_post_graded")], axis=1).reset_index()
+    out = out.merge(terms, on="term_id", how="left")
     out["USUBJID"] = np.asarray(suniq, dtype=object)[out["s"].to_numpy()]
     out["n_post_graded"] = out["n_post_graded"].fillna(0).astype(int)
     out = out.sort_values(["USUBJID", "LBTESTCD", "LBTOX"], kind="mergesort").reset_index(drop=True)
