@@ -204,6 +204,13 @@ def fmt(v, spec: str) -> str:
     return "" if v is None else format(v, spec)
 
 
+def load_average() -> str:
+    try:
+        return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def report(args, study, n_subjects, facts, sim_secs, first: Bench, second: Bench | None) -> str:
     peaks = {r["stage"]: r["peak"] for r in second.rows} if second else {}
     lines = ["# Benchmark: one large simulated study through the build", "",
@@ -215,6 +222,8 @@ def report(args, study, n_subjects, facts, sim_secs, first: Bench, second: Bench
              "(the benchmark measures every stage even when the data would block the build)",
              "- datasets exported: " + ", ".join(f"{n} {r:,}x{c}" for n, (r, c) in sorted(facts["datasets"].items())),
              f"- XPT total {facts['xpt_bytes'] / 1e6:.1f} MB, Dataset-JSON total {facts['json_bytes'] / 1e6:.1f} MB",
+             f"- load average (1/5/15 min) at the start {facts.get('load_start', 'unknown')}, at the end {load_average()} "
+             "(other processes on the machine inflate wall-clock times)",
              "",
              "| stage | seconds | ru_maxrss after (MiB) | tracemalloc peak (MiB) | note |",
              "|---|---:|---:|---:|---|"]
@@ -262,7 +271,9 @@ def main(argv=None) -> int:
         gc.collect()
         print("pass 1 (times, ru_maxrss):", file=sys.stderr)
         first = Bench(trace=False)
+        load_start = load_average()
         facts = run_stages(first, tmp / "raw", study, spec, tmp / "out1")
+        facts["load_start"] = load_start
         io_floor(first, tmp / "raw", study, facts["exported"], tmp / "out1")
         second = None
         if not args.no_tracemalloc:
