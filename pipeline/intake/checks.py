@@ -553,7 +553,7 @@ def check_infusion(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> 
     ])
 
 
-@cross_check("lb.testcd_unknown", "lb.test_mismatch", "lb.unit_invalid", "lb.result_invalid",
+@cross_check("lb.testcd_unknown", "lb.testcd_derived", "lb.test_mismatch", "lb.unit_invalid", "lb.result_invalid",
              "lb.result_missing", "lb.result_not_done", "lb.range_order", forms=("lb",))
 def check_lab(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
     """Laboratory records against ``specs/rules/lab_tests.csv`` and ``lab_units.csv``.
@@ -573,6 +573,10 @@ def check_lab(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Da
     known = code.isin(name_of.index)
     out = [make_findings(sid, lb, code.notna() & ~known, "LBTESTCD", "lb.testcd_unknown", "error",
                          "LBTESTCD is not a test of specs/rules/lab_tests.csv")]
+    derived_codes = tests.loc[tests.get("origin", pd.Series("", index=tests.index)).eq("Derived"), "lbtestcd"]
+    out.append(make_findings(sid, lb, code.isin(derived_codes), "LBTESTCD", "lb.testcd_derived", "error",
+                             "LBTESTCD is derived by the pipeline (origin Derived in specs/rules/lab_tests.csv) "
+                             "and must not be delivered as a collected result"))
     bad = known & lb["LBTEST"].notna() & (lb["LBTEST"] != code.map(name_of))
     out.append(make_findings(sid, lb, bad, "LBTEST", "lb.test_mismatch", "error",
                              lambda rows: "LBTEST does not match LBTESTCD " + _s(rows["LBTESTCD"])
