@@ -85,7 +85,7 @@ def verify_manifest(folder: Path) -> list[str]:
     folder = Path(folder)
     listed = pd.read_csv(io.BytesIO((folder / MANIFEST).read_bytes()), dtype=str, keep_default_na=False)
     problems = []
-    for r in listed.itertuples(index=False):
+    for r in listed.itertuples(index=False):  # one row per output file
         p = folder / r.file
         if not p.is_file():
             problems.append(f"{r.file}: missing")

@@ -70,7 +70,7 @@ def lab_aes(S: pd.DataFrame, D: pd.DataFrame, L: pd.DataFrame, ranges: pd.DataFr
     u_report = rng.random((len(rules), len(S)))
     rr = ranges.set_index(["site_i", "test", "female"])
     treated = S["treated"].to_numpy()
-    for k, r in rules.iterrows():
+    for k, r in rules.iterrows():  # rule-table rows (metadata)
         X = L[(L["test"] == r["lbtestcd"]) & treated[L["i"].to_numpy()]]
         if X.empty:
             continue
@@ -122,7 +122,7 @@ def clinical_aes(study, S: pd.DataFrame, rng) -> pd.DataFrame:
     T = S[S["treated"]]
     n = len(T)
     out = []
-    for _, r in terms.iterrows():
+    for _, r in terms.iterrows():  # AE term table rows (metadata)
         p = float(r.get(f"p_{fam}", "0") or 0)
         u = rng.random(n)
         onset = np.round(rng.exponential(float(r["onset_mean"]), n)).astype(int)
@@ -183,7 +183,7 @@ def build_ae(study, S: pd.DataFrame, g: pd.DataFrame, D: pd.DataFrame, L: pd.Dat
     u = rng.random(len(T))
     back = rng.integers(2, 10, len(T))
     fatal = []
-    for (idx, s), uu, b in zip(T.iterrows(), u, back):
+    for (idx, s), uu, b in zip(T.iterrows(), u, back):  # only subjects who died (a few per study)
         dd = int(s["d0"] + s["death_day"])
         if s["death_cause"] == "INFECTION":
             term = "Sepsis" if uu < 0.6 else "Lung infection"

@@ -112,7 +112,7 @@ def _ex(study, S, rng):
     n = len(T)
     tr = study.treatments
     abbrev: dict = {}
-    for t in tr.itertuples():
+    for t in tr.itertuples():  # the study's few treatments, not records
         a = str(t.extrt)[:3].upper()
         abbrev[t.extrt] = a if a not in abbrev.values() else f"{a}{len(abbrev)}"
     u = rng.random((4, n))
@@ -128,7 +128,7 @@ def _ex(study, S, rng):
             "EXENDAT": d0[sel] + day, "en": start[sel] + dur[sel] if np.ndim(dur) else start[sel] + dur,
         }, index=range(k)))
 
-    for t in tr.itertuples():
+    for t in tr.itertuples():  # the study's few treatments, not records
         if t.excat == "CAR-T INFUSION":
             start = 13 * 60 + 30 + (u[0] * 120).astype(int)
             dur = 15 + (u[1] * 20).astype(int)
@@ -157,7 +157,7 @@ def _ex(study, S, rng):
 def _ds(study, S, failures):
     fam = study["response"]["family"]
     rows = []
-    for s in S.itertuples():
+    for s in S.itertuples():  # one disposition row per subject (subject level, not the record path)
         if s.status == "SF":
             rows.append((s.i, "SCREEN FAILURE", "SCREEN FAILURE", s.scr_date, None, None, s.scr_date))
         elif s.status == "NT":

@@ -193,7 +193,7 @@ def apply_eligibility(study: Study, S: pd.DataFrame, D: pd.DataFrame, L: pd.Data
                        "description": f"enrolled with screening {el.loc[r, 'lbtestcd']} at 1.28 x the limit of "
                                       f"{el.loc[r, 'criterion']} ({el.loc[r, 'op']} {el.loc[r, 'value']} x ULN)"})
     # 4. screen failures with a laboratory criterion
-    for f in failures[failures["lab_row"] >= 0].itertuples():
+    for f in failures[failures["lab_row"] >= 0].itertuples():  # a handful of planted screen failures
         r = int(f.lab_row)
         g = el.loc[r, "group"]
         if pd.isna(g):

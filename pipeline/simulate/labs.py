@@ -157,7 +157,7 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
     depth_rng = {"NEUT": (2.5, 4.5), "WBC": (1.8, 3.2), "LYM": (2.5, 4.0), "CD4": (2.5, 4.0),
                  "PLAT": (0.8, 2.4), "HGB": (0.12, 0.30), "RETI": (1.5, 3.0)}
     frames = []
-    for k, row in T.iterrows():
+    for k, row in T.iterrows():  # one pass per lab test (~30), vectorised over draws
         code = row["lbtestcd"]
         sched = row["schedule"]
         sel = ~D["unsched"].to_numpy() | np.isin(code, UNSCHEDULED_TESTS)
@@ -241,7 +241,7 @@ def site_ranges(study: Study, T: pd.DataFrame, rng: np.random.Generator) -> pd.D
     sites = study.sites["siteid"].astype(str).tolist()
     jit = rng.uniform(0.0, 1.0, (len(sites), len(T), 2))
     for s_i, site in enumerate(sites):
-        for k, r in T.iterrows():
+        for k, r in T.iterrows():  # tests x sites x sexes: reference-range metadata
             if r["ref_hi"] == "":
                 continue
             for sex_i, female in enumerate((False, True)):

@@ -49,7 +49,7 @@ def _xlsx_bytes(df: pd.DataFrame, sheet: str) -> bytes:
     wb.properties.modified = FIXED_TIME
     ws = wb.create_sheet(sheet[:31])
     ws.append(list(df.columns))
-    for row in df.itertuples(index=False, name=None):
+    for row in df.itertuples(index=False, name=None):  # openpyxl write-only mode takes rows one at a time
         ws.append([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in row])
     buf = io.BytesIO()
     wb.save(buf)
