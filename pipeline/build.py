@@ -71,6 +71,8 @@ DOMAIN_PACKAGE = "pipeline.domains"
 GATE_MODULE = "pipeline.intake.gate"
 #: report names the build writes itself (a domain report may not use them)
 RESERVED_REPORTS = {"reconciliation", "rejections", "findings"}
+#: relationship datasets that several domain modules may each contribute records to (SDTMIG 3.4 8.2)
+SHARED_DATASETS = frozenset({"RELREC"})
 _REPORT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -168,6 +170,13 @@ def run_domains(ctx: StudyContext, log: BuildLog, progress: Progress | None = No
             raise DataError(f"domain module {modname}.build returned {type(result).__name__}, not DomainResult")
         made = []
         for ds, frame in result.datasets.items():
+            if ds in SHARED_DATASETS and ds in merged.datasets:
+                # RELREC is one dataset per study to which several domains contribute relationships
+                merged.datasets[ds] = pd.concat([merged.datasets[ds], frame], ignore_index=True)
+                merged.origin[ds] = f"{merged.origin[ds]}+{name}"
+                ctx.datasets[ds] = merged.datasets[ds]
+                made.append(f"{ds}(+{len(frame)})")
+                continue
             if ds in merged.datasets:
                 merged.findings.append(_finding(sid, ds, "dataset_twice",
                                                 f"{ds} is built by both {merged.origin[ds]} and {name}"))

@@ -235,7 +235,7 @@ def test_links_between_rs_and_lbda(leuk):
     g = rs[(rs["USUBJID"] == u("001")) & (rs["RSDTC"] == "2024-01-29") & (rs["RSTESTCD"] != "BESTRESP")]
     assert set(g["RSGRPID"]) == {"RS-2024-01-29"}
     assert set(g["RSTESTCD"]) == {"OVRLRESP", "EMDIND", "CNSSTAT"}
-    rel = res.reports["rs_relrec"]
+    rel = res.datasets["RELREC"]
     assert rel[["RDOMAIN", "IDVAR", "RELTYPE", "RELID"]].values.tolist() == [
         ["RS", "RSLNKGRP", "ONE", "RSLB"], ["LB", "LBLNKGRP", "MANY", "RSLB"]]
 

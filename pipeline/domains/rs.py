@@ -16,8 +16,8 @@ Where the data go (SDTMIG 3.4)
   (RS assumption 5a: source data go to their topic domain): LB, in the split dataset ``LBDA``
   (SDTMIG 3.4 4.1.7: ``DOMAIN = LB``, split on ``LBCAT``, ``LBSEQ`` unique across LB and LBDA
   by numbering after the subject's last LB record). ``LBLNKGRP`` = ``RSLNKGRP`` of the
-  assessment (RS assumption 4); the dataset-level RELREC rows relating the two are the report
-  ``rs_relrec`` (RELREC is built by the AE module and a dataset comes from one module only).
+  assessment (RS assumption 4); dataset-level RELREC rows relate RS.RSLNKGRP to LB.LBLNKGRP
+  (appended to the shared RELREC by the build).
 - Findings collected with the response on the assessment form that are inputs of the
   criteria (extramedullary disease, CNS status, transfusion independence, glucocorticoid
   dose, the disease activity score): RS records of the same assessment (``RSGRPID``), as the
@@ -397,9 +397,8 @@ def lb_seq_offset(ctx: StudyContext, subjects: pd.Series) -> pd.Series:
 
 def relationship_rows(ctx: StudyContext, lbda: pd.DataFrame) -> pd.DataFrame:
     """Dataset-level RELREC rows relating RS.RSLNKGRP (ONE) to LB.LBLNKGRP (MANY) (SDTMIG 3.4
-    8.3; RS assumption 4), in RELREC's columns. RELREC is built by the AE module, before RS,
-    and a dataset may come from one module only: the rows are published as the report
-    ``rs_relrec`` for the RELREC owner to append."""
+    8.3; RS assumption 4), in RELREC's columns. RELREC is shared: the build appends these
+    rows to the RELREC records other domains contribute (pipeline.build.SHARED_DATASETS)."""
     cols = ctx.spec.var_names("RELREC") if "RELREC" in set(ctx.spec.datasets["dataset"]) else \
         ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "RELTYPE", "RELID"]
     if lbda.empty:
@@ -576,7 +575,9 @@ def build(ctx: StudyContext) -> DomainResult:
     result.reports["response_assessments"] = assessment_report(a, inv, derived, feats)
     result.reports["response_discrepancies"] = discrepancy_report(a, inv, derived, feats)
     result.reports["bor"] = bor.assign(RSCAT=cfg["criteria"])
-    result.reports["rs_relrec"] = relationship_rows(ctx, lab)
+    relrec = relationship_rows(ctx, lab)
+    if len(relrec):
+        result.datasets["RELREC"] = relrec
     result.reports["orr_summary"] = orr_summary(resp, ctx, treated)
     alive = R.last_known_alive(dated_records(ctx, a), dm.set_index("USUBJID")["DTHDTC"])
     result.reports["event_dates"] = R.event_dates(resp, treated_dm, study["orr"]["categories"], order, alive,

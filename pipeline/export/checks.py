@@ -222,6 +222,9 @@ def output_schemas(spec: Spec, name: str, studyid: str | None = None,
             checks.append(_check(lambda s, d=name[4:]: s.eq(d), "domain", col, name[4:]))
         if col == "USUBJID" and dm is not None and name != "DM":
             subjects = frozenset(_text(dm["USUBJID"]))
+            if core != "Req":
+                # e.g. RELREC dataset-level relationships have no USUBJID (SDTMIG 3.4 8.3)
+                subjects = subjects | {""}
             checks.append(_check(lambda s, subj=subjects: s.isin(subj), "usubjid_in_dm", col))
         required = core in ("Req", "Exp")
         err_cols[col] = pa.Column(None, checks=checks, nullable=True, required=required,
