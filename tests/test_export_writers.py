@@ -181,3 +181,14 @@ def test_manifest_hashes_and_shapes(tmp_path, spec):
     assert manifest.verify_manifest(tmp_path) == []
     (tmp_path / "build.log").write_text("changed\n")
     assert manifest.verify_manifest(tmp_path) == ["build.log: SHA-256 differs"]
+
+
+def test_dataset_json_chunked_rows_are_identical_to_one_piece(spec, tmp_path, monkeypatch):
+    frame = order_dataset(pd.concat([ae_frame()] * 3, ignore_index=True).assign(
+        AESEQ=lambda d: d.index + 1.0), spec, "AE")
+    datasetjson.write_dataset_json(frame, spec, "AE", tmp_path / "one.json", "TEST01", "S", STAMP)
+    monkeypatch.setattr(datasetjson, "CHUNK_ROWS", 2)  # 9 records in chunks of 2
+    datasetjson.write_dataset_json(frame, spec, "AE", tmp_path / "chunks.json", "TEST01", "S", STAMP)
+    assert (tmp_path / "chunks.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+    assert json.loads((tmp_path / "chunks.json").read_text())["records"] == 9
+    assert len(json.loads((tmp_path / "chunks.json").read_text())["rows"]) == 9

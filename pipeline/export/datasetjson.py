@@ -128,9 +128,13 @@ def row_lines(frame: pd.DataFrame, dtypes: list[str]) -> list[str]:
     return ("[" + acc + "]").tolist()
 
 
-def dataset_json_text(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, originator: str,
-                      timestamp: datetime) -> str:
-    """The whole Dataset-JSON document as text (frame in key order, spec variables)."""
+#: records encoded and written per chunk (bounds the memory of large datasets)
+CHUNK_ROWS = 100_000
+
+
+def _document_parts(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, originator: str,
+                    timestamp: datetime):
+    """Yield the document text in pieces: head, rows chunk by chunk, tail."""
     out = xpt_frame(frame, spec, name)
     columns = columns_metadata(out, spec, name)
     stamp = iso_stamp(timestamp)
@@ -152,15 +156,30 @@ def dataset_json_text(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, 
         "rows": "@ROWS@",
     }
     text = json.dumps(head, indent=1, ensure_ascii=True)
-    lines = row_lines(out, [c["dataType"] for c in columns])
-    rows = "[]" if not lines else "[\n  " + ",\n  ".join(lines) + "\n ]"
     before, after = text.rsplit('"@ROWS@"', 1)
-    return before + rows + after + "\n"
+    dtypes = [c["dataType"] for c in columns]
+    if len(out) == 0:
+        yield before + "[]" + after + "\n"
+        return
+    yield before + "["
+    for start in range(0, len(out), CHUNK_ROWS):
+        lines = row_lines(out.iloc[start:start + CHUNK_ROWS], dtypes)
+        yield ("\n  " if start == 0 else ",\n  ") + ",\n  ".join(lines)
+    yield "\n ]" + after + "\n"
+
+
+def dataset_json_text(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, originator: str,
+                      timestamp: datetime) -> str:
+    """The whole Dataset-JSON document as text (frame in key order, spec variables)."""
+    return "".join(_document_parts(frame, spec, name, studyid, originator, timestamp))
 
 
 def write_dataset_json(frame: pd.DataFrame, spec: Spec, name: str, path: Path, studyid: str,
                        originator: str, timestamp: datetime) -> None:
-    Path(path).write_bytes(dataset_json_text(frame, spec, name, studyid, originator, timestamp).encode("ascii"))
+    """Write ``path``, streaming the rows in chunks of :data:`CHUNK_ROWS` records."""
+    with open(path, "wb") as fh:
+        for part in _document_parts(frame, spec, name, studyid, originator, timestamp):
+            fh.write(part.encode("ascii"))
 
 
 def read_dataset_json(path: Path) -> tuple[pd.DataFrame, dict]:
