@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 import pyreadstat  # noqa: E402
 
-from pipeline.build import DOMAIN_PACKAGE, module_available  # noqa: E402
+from pipeline.build import DOMAIN_PACKAGE, add_dataset, module_available  # noqa: E402
 from pipeline.config import load_study  # noqa: E402
 from pipeline.context import CONSUMED_COLUMNS, REJECTED_COLUMNS, StudyContext, empty  # noqa: E402
 from pipeline.domains import REGISTRY  # noqa: E402
@@ -104,7 +104,8 @@ def run_stages(b: Bench, raw: Path, study, spec, out: Path) -> dict:
             if tracemalloc.is_tracing():
                 tracemalloc.stop()
             continue
-        ctx.datasets.update(res.datasets)
+        for ds, frame in res.datasets.items():
+            add_dataset(ctx.datasets, ds, frame)
         ctx.reports.update(res.reports)
         consumed.append(res.consumed)
         rejected.append(res.rejected)

@@ -133,6 +133,21 @@ def _frame(df, columns: list[str]) -> pd.DataFrame:
     return df[columns]
 
 
+def add_dataset(datasets: dict[str, pd.DataFrame], name: str, frame: pd.DataFrame) -> bool:
+    """Put one module's dataset into ``datasets``; False when another module already built it.
+
+    A dataset of :data:`SHARED_DATASETS` (RELREC: one per study, SDTMIG 3.4 8.2) is appended
+    to instead, because several domains contribute relationship records to it.
+    """
+    if name in datasets:
+        if name not in SHARED_DATASETS:
+            return False
+        datasets[name] = pd.concat([datasets[name], frame], ignore_index=True)
+    else:
+        datasets[name] = frame
+    return True
+
+
 def run_domains(ctx: StudyContext, log: BuildLog, progress: Progress | None = None,
                 registry: list[str] | None = None, package: str | None = None) -> Merged:
     """Run every registry module in order on ``ctx`` and merge what they return.
@@ -170,21 +185,14 @@ def run_domains(ctx: StudyContext, log: BuildLog, progress: Progress | None = No
             raise DataError(f"domain module {modname}.build returned {type(result).__name__}, not DomainResult")
         made = []
         for ds, frame in result.datasets.items():
-            if ds in SHARED_DATASETS and ds in merged.datasets:
-                # RELREC is one dataset per study to which several domains contribute relationships
-                merged.datasets[ds] = pd.concat([merged.datasets[ds], frame], ignore_index=True)
-                merged.origin[ds] = f"{merged.origin[ds]}+{name}"
-                ctx.datasets[ds] = merged.datasets[ds]
-                made.append(f"{ds}(+{len(frame)})")
-                continue
-            if ds in merged.datasets:
+            appended = ds in merged.datasets
+            if not add_dataset(merged.datasets, ds, frame):
                 merged.findings.append(_finding(sid, ds, "dataset_twice",
                                                 f"{ds} is built by both {merged.origin[ds]} and {name}"))
                 continue
-            merged.datasets[ds] = frame
-            merged.origin[ds] = name
-            ctx.datasets[ds] = frame
-            made.append(f"{ds}({len(frame)})")
+            merged.origin[ds] = f"{merged.origin[ds]}+{name}" if appended else name
+            ctx.datasets[ds] = merged.datasets[ds]
+            made.append(f"{ds}(+{len(frame)})" if appended else f"{ds}({len(frame)})")
         for rep, frame in result.reports.items():
             if rep in merged.reports or rep in RESERVED_REPORTS or not _REPORT_NAME.match(rep):
                 merged.findings.append(_finding(sid, name, "report_name",
