@@ -29,7 +29,19 @@ def parse_cdash_date(date: pd.Series) -> pd.DataFrame:
     Rules: day unknown only with a known or unknown month; a known day with an unknown
     month is invalid; the day must exist in that month and year (29-FEB only in leap years).
     """
-    s = date.astype("object").where(date.notna(), "").astype(str).str.strip().str.upper()
+    s = date.astype("object").where(date.notna(), "").astype(str)
+    # parse each distinct value once: extracts repeat the same dates many times
+    codes, uniques = pd.factorize(s)
+    parsed = _parse_unique_dates(pd.Series(uniques, dtype="object"))
+    out = parsed.iloc[codes].reset_index(drop=True)
+    out.index = date.index
+    return out
+
+
+def _parse_unique_dates(raw: pd.Series) -> pd.DataFrame:
+    """:func:`parse_cdash_date` on distinct values."""
+    s = raw.str.strip().str.upper()
+    date = raw
     missing = s.eq("")
     parts = s.str.extract(_DATE_RE)
     y, m, d = parts["y"], parts["m"], parts["d"]
