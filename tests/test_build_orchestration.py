@@ -105,7 +105,7 @@ def test_form_of_a_missing_module_is_a_warning(fake, tmp_path):
     assert lb["unaccounted_rows"] == "4" and lb["status"].startswith("not mapped (module missing")
     warn = read_csv(out / SID / "reports" / "findings.csv")
     assert warn[["file", "check", "severity"]].values.tolist() == [["lb.csv", "form_not_mapped", "warning"]]
-    assert "lbx: skipped (module fakedomains.lbx not in the tree yet)" in (out / SID / "build.log").read_text()
+    assert "lbx: skipped (module export_fakes.lbx not in the tree yet)" in (out / SID / "build.log").read_text()
     fake.setattr(build, "LENIENT_MISSING_MODULES", False)
     assert build.run_build(kit.args(raw, out)) == 1
 
@@ -190,8 +190,8 @@ def test_domain_data_error_fails_the_study(fake, tmp_path):
 
 
 def test_post_export_hooks(fake, tmp_path):
-    hooks = [build.Hook("define", "fakedomains.fakehook", "write_define", ("study_dir", "datasets", "ctx")),
-             build.Hook("listings", "fakedomains.nolistings", "write_listings", ("study_dir", "datasets", "reports", "ctx"))]
+    hooks = [build.Hook("define", "export_fakes.fakehook", "write_define", ("study_dir", "datasets", "ctx")),
+             build.Hook("listings", "export_fakes.nolistings", "write_listings", ("study_dir", "datasets", "reports", "ctx"))]
     fake.setattr(build, "POST_EXPORT_HOOKS", hooks)
     raw = kit.write_raw(tmp_path / "raw")
     out = tmp_path / "out"
@@ -200,8 +200,8 @@ def test_post_export_hooks(fake, tmp_path):
     m = read_csv(out / SID / "manifest.csv")
     assert "define.xml" in set(m["file"])
     log = (out / SID / "build.log").read_text()
-    assert "define: fakedomains.fakehook.write_define done" in log
-    assert "listings: skipped (fakedomains.nolistings not in the tree yet)" in log
+    assert "define: export_fakes.fakehook.write_define done" in log
+    assert "listings: skipped (export_fakes.nolistings not in the tree yet)" in log
 
 
 def test_real_hooks_are_registered():
