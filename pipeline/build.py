@@ -33,7 +33,7 @@ data cut-off. Wall-clock timings are shown only on stderr (progress), never writ
 Exit codes: 0 clean, 1 data errors (gate, domains, output checks, reconciliation), 2 usage or
 configuration errors (raised as :class:`~pipeline.errors.ConfigError`).
 
-Domain-incomplete trees: while teammates finish their modules, :data:`LENIENT_MISSING_MODULES`
+Domain-incomplete trees (a development aid, off by default): :data:`LENIENT_MISSING_MODULES`
 (study-independent) makes a form whose rows no module accounted for a *warning*
 ``not mapped (module missing: ...)`` instead of errors, when the module that maps it is absent.
 A form's mapping module is the registry module of the same name (``ae`` form -> ``ae`` module);
@@ -65,7 +65,7 @@ from pipeline.progress import BuildLog, Progress
 from pipeline.spec import Spec, load_spec
 
 #: forms whose mapping module is absent give a warning, not errors (see module docstring)
-LENIENT_MISSING_MODULES = True
+LENIENT_MISSING_MODULES = False  # every form has its module now: an unmapped row is an error
 DOMAIN_PACKAGE = "pipeline.domains"
 #: the raw-extract gate: ``gate_study(raw_dir, study, spec) -> (forms, findings)``
 GATE_MODULE = "pipeline.intake.gate"
