@@ -55,7 +55,7 @@ from pathlib import Path
 import pandas as pd
 
 import pipeline
-from pipeline.config import Study, load_study, study_ids
+from pipeline.config import Study, raw_folder, selected_studies
 from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext,
                               empty)
 from pipeline.domains import REGISTRY
@@ -451,13 +451,8 @@ def run_build(args) -> int:
     """``python -m pipeline build`` (see module docstring). Returns the exit code."""
     specs = Path(args.specs)
     spec = load_spec(specs)
-    ids = list(dict.fromkeys(args.study)) if getattr(args, "study", None) else study_ids(specs)
-    if not ids:
-        raise ConfigError(f"no study parameter files in {specs / 'studies'}")
-    studies = [load_study(specs, i) for i in ids]
-    raw = Path(args.raw)
-    if not raw.is_dir():
-        raise ConfigError(f"raw extracts folder {raw} does not exist")
+    studies = selected_studies(specs, getattr(args, "study", None))
+    raw = raw_folder(args.raw)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     show = not getattr(args, "no_progress", False) and sys.stderr.isatty()

@@ -116,3 +116,20 @@ def load_study(specs_dir: Path, studyid: str) -> Study:
     if doc["studyid"] != studyid:
         raise ConfigError(f"study {studyid}: {path.name} declares studyid {doc['studyid']!r}")
     return Study(studyid=studyid, path=path, raw=doc)
+
+
+def selected_studies(specs_dir: Path, wanted: list[str] | None) -> list[Study]:
+    """The studies a command works on: those named with ``--study`` (in order, once each),
+    else every study with a parameter file. None at all is a configuration error."""
+    ids = list(dict.fromkeys(wanted)) if wanted else study_ids(specs_dir)
+    if not ids:
+        raise ConfigError(f"no study parameter files in {Path(specs_dir) / 'studies'}")
+    return [load_study(specs_dir, i) for i in ids]
+
+
+def raw_folder(raw_dir: Path) -> Path:
+    """The raw extracts folder, which must exist (configuration error otherwise)."""
+    raw = Path(raw_dir)
+    if not raw.is_dir():
+        raise ConfigError(f"raw extracts folder {raw} does not exist")
+    return raw

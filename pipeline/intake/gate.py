@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import Study, load_study, study_ids
+from pipeline.config import Study, raw_folder, selected_studies
 from pipeline.context import FINDING_COLUMNS, empty
 from pipeline.errors import ConfigError
 from pipeline.intake import checks as ck
@@ -176,13 +176,8 @@ def run_validate(args) -> int:
     problems = spec_problems(spec)
     if problems:
         raise ConfigError("raw specification problems:\n  " + "\n  ".join(problems))
-    ids = list(dict.fromkeys(args.study)) if getattr(args, "study", None) else study_ids(specs)
-    if not ids:
-        raise ConfigError(f"no study parameter files in {specs / 'studies'}")
-    studies = [load_study(specs, i) for i in ids]
-    raw = Path(args.raw)
-    if not raw.is_dir():
-        raise ConfigError(f"raw extracts folder {raw} does not exist")
+    studies = selected_studies(specs, getattr(args, "study", None))
+    raw = raw_folder(args.raw)
     results = [gate_detail(raw, s, spec) for s in studies]
     findings = pd.concat([r.findings for r in results], ignore_index=True)
     executed = pd.concat([r.executed for r in results], ignore_index=True)
