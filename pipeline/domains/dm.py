@@ -130,6 +130,23 @@ def known_subject(ctx: StudyContext, form: str, frame: pd.DataFrame, ids: pd.Ser
     return known, rej
 
 
+def dated_form(ctx: StudyContext, form: str, date_col: str, what: str):
+    """The common start of a findings-form build: the raw form, rows whose subject is in DM,
+    the ISO date of ``date_col``, and the rows with an impossible date (rejected and reported
+    as an error ``<form>_impossible_date``). Returns (raw, ids, known, iso, bad, rejected, findings)
+    where ``ids`` is the USUBJID of every raw row."""
+    sid = ctx.study.studyid
+    raw = ctx.form(form)
+    ids = subject_ids(raw, sid)
+    known, rej = known_subject(ctx, form, raw, ids)
+    iso, bad = raw_dtc(raw, date_col)
+    bad &= known
+    rejected = [rej, make_rejected(form, raw[bad], date_col, f"impossible {what} date")]
+    findings = [make_findings(sid, raw[bad], date_col, f"{form}_impossible_date", "error",
+                              f"impossible {date_col}, subject " + text(raw["SUBJID"]))]
+    return raw, ids, known, iso, bad, rejected, findings
+
+
 # ---------------------------------------------------------------------------------------------
 # DM derivations
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.visits import visit_numbers
-from pipeline.domains.dm import C_NO, C_YES, concat, ct_term, known_subject, make_findings, make_rejected, raw_dtc, subject_ids, text
+from pipeline.domains.dm import C_NO, C_YES, concat, ct_term, dated_form, make_findings, make_rejected, text
 
 C_INCLUSION = "C25532"          # IECAT INCLUSION
 #: visit of the schedule at which eligibility is assessed
@@ -46,15 +46,7 @@ def build(ctx: StudyContext) -> DomainResult:
     spec, study = ctx.spec, ctx.study
     sid = study.studyid
     res = DomainResult()
-    raw = ctx.form("ie")
-    ids = subject_ids(raw, sid)
-    known, rej = known_subject(ctx, "ie", raw, ids)
-    rejected, findings = [rej], []
-    iso, bad = raw_dtc(raw, "IEDAT")
-    bad &= known
-    rejected.append(make_rejected("ie", raw[bad], "IEDAT", "impossible eligibility assessment date"))
-    findings.append(make_findings(sid, raw[bad], "IEDAT", "ie_impossible_date", "error",
-                                  "impossible IEDAT, subject " + text(raw["SUBJID"])))
+    raw, ids, known, iso, bad, rejected, findings = dated_form(ctx, "ie", "IEDAT", "eligibility assessment")
     ok = known & ~bad
     yes = ct_term(spec, "NY", C_YES)
     all_met = ok & text(raw["IEYN"]).str.upper().eq(yes)

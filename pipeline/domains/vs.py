@@ -16,7 +16,7 @@ from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.visits import visit_numbers
-from pipeline.domains.dm import C_YES, concat, ct_term, known_subject, make_findings, make_rejected, raw_dtc, subject_ids, text
+from pipeline.domains.dm import C_YES, concat, ct_term, dated_form, make_findings, make_rejected, text
 from pipeline.errors import ConfigError
 from pipeline.spec import Spec
 
@@ -41,15 +41,7 @@ def build(ctx: StudyContext) -> DomainResult:
     spec, study = ctx.spec, ctx.study
     sid = study.studyid
     res = DomainResult()
-    raw = ctx.form("vs")
-    ids = subject_ids(raw, sid)
-    known, rej = known_subject(ctx, "vs", raw, ids)
-    rejected, findings = [rej], []
-    iso, bad = raw_dtc(raw, "VSDAT")
-    bad &= known
-    rejected.append(make_rejected("vs", raw[bad], "VSDAT", "impossible measurement date"))
-    findings.append(make_findings(sid, raw[bad], "VSDAT", "vs_impossible_date", "error",
-                                  "impossible VSDAT, subject " + text(raw["SUBJID"])))
+    raw, ids, known, iso, bad, rejected, findings = dated_form(ctx, "vs", "VSDAT", "measurement")
     testcd = text(raw["VSTESTCD"]).str.upper()
     units = standard_units(spec)
     unknown = known & ~bad & ~testcd.isin(list(units))

@@ -250,8 +250,8 @@ def visit_days(study: Study, S: pd.DataFrame, rng: np.random.Generator) -> pd.Da
     actual = np.clip(day + jit, lo, hi).astype(int)
     actual[:, 0] = S["scr_day"].to_numpy()
     # the lymphodepletion visit is the first lymphodepletion day
-    # the study's few treatments (metadata), not records
-    ld_days = [d for t in study.treatments.itertuples() if t.excat == "LYMPHODEPLETION" for d in t.days]
+    ld_days = [d for t in study.treatments.itertuples()  # the study's few treatments (metadata)
+               if t.excat == "LYMPHODEPLETION" for d in t.days]
     if ld_days:
         ld_vis = np.flatnonzero((lo <= min(ld_days)) & (min(ld_days) <= hi) & (day < 0) & (np.arange(nv) > 0))
         if len(ld_vis):
