@@ -59,7 +59,7 @@ from pipeline.config import Study, raw_folder, selected_studies
 from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext,
                               empty)
 from pipeline.domains import REGISTRY
-from pipeline.errors import ConfigError, DataError, PipelineError
+from pipeline.errors import ConfigError, DataError, PipelineError, output_error
 from pipeline.export import checks, datasetjson, manifest, reconcile, writer, xpt
 from pipeline.progress import BuildLog, Progress
 from pipeline.spec import Spec, load_spec
@@ -402,15 +402,30 @@ def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_di
         writer.discard(staging)
         f = checks.concat_findings([findings, _finding(sid, "export", "export", str(exc))])
         return StudyBuild(sid, False, checks.sort_findings(f), str(exc))
+    except OSError as exc:  # disk full, permission lost mid-build: exit 2 naming the path
+        writer.discard(staging)
+        raise output_error(exc) from None
     except BaseException:
         writer.discard(staging)
         raise
     return StudyBuild(sid, True, findings)
 
 
+def _gate_failure(study: Study, exc: Exception) -> pd.DataFrame:
+    """One error finding for a study whose gate raised unexpectedly (the other studies go on)."""
+    return _finding(study.studyid, "gate", "gate_failure",
+                    f"the gate stopped on an unexpected problem ({type(exc).__name__}: {exc}); "
+                    "this is a pipeline defect, re-run with --debug for the traceback")
+
+
 def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
-          progress: dict[str, Progress] | None = None) -> dict[str, tuple[dict, pd.DataFrame]]:
-    """Gate every study and write the gate reports to ``out/gate`` (same writer as ``validate``)."""
+          progress: dict[str, Progress] | None = None,
+          debug: bool = False) -> dict[str, tuple[dict, pd.DataFrame]]:
+    """Gate every study and write the gate reports to ``out/gate`` (same writer as ``validate``).
+
+    A study whose gate raises anything but a :class:`PipelineError` gets one ``gate_failure``
+    error finding and is not built; the other studies are gated as usual.
+    """
     gate_mod = importlib.import_module(GATE_MODULE)
     results = {}
     progress = progress or {}
@@ -421,8 +436,16 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
 
     if hasattr(gate_mod, "gate_detail"):
         details = []
-        for s in studies:
-            details.append(gate_mod.gate_detail(raw, s, spec))
+        for s in studies:  # loop over studies (few)
+            try:
+                details.append(gate_mod.gate_detail(raw, s, spec))
+            except PipelineError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - isolate one study's failure
+                if debug:
+                    raise
+                details.append(gate_mod.GateResult(s, {}, _gate_failure(s, exc),
+                                                   pd.DataFrame(columns=["study", "file", "check"])))
             done(s.studyid)
         for d in details:
             results[d.study.studyid] = (d.forms, d.findings)
@@ -436,7 +459,14 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
             writer.write_csv_atomic(checks.sort_findings(findings), out / "gate" / "gate_report.csv")
     else:
         for s in studies:
-            results[s.studyid] = gate_mod.gate_study(raw, s, spec)
+            try:
+                results[s.studyid] = gate_mod.gate_study(raw, s, spec)
+            except PipelineError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - isolate one study's failure
+                if debug:
+                    raise
+                results[s.studyid] = ({}, _gate_failure(s, exc))
             done(s.studyid)
         findings = checks.concat_findings([f for _, f in results.values()])
         writer.write_csv_atomic(checks.sort_findings(findings), out / "gate" / "gate_report.csv")
@@ -447,45 +477,106 @@ def findings_report_path(out: Path, studyid: str) -> Path:
     return Path(out) / "gate" / f"{studyid}_build_findings.csv"
 
 
+def build_and_report(study: Study, spec: Spec, forms: dict, gate_findings: pd.DataFrame, raw: Path, out: Path,
+                     progress: Progress | None) -> int:
+    """Build one gated study and print its one-line outcome; returns its exit code (0 or 1)."""
+    sid = study.studyid
+    n_gate_errors = int((gate_findings["severity"] == "error").sum()) if len(gate_findings) else 0
+    if n_gate_errors:
+        findings_report_path(out, sid).unlink(missing_ok=True)
+        print(f"{sid}: not built: {n_gate_errors} gate error(s), see {out / 'gate' / 'gate_report.csv'} "
+              f"(previous {out / sid} left untouched)", file=sys.stderr)
+        return 1
+    result = build_study(study, spec, forms, raw, out, progress)
+    from pipeline.intake.report import truncate_findings
+
+    writer.write_csv_atomic(truncate_findings(result.findings), findings_report_path(out, sid))
+    if result.ok:
+        n_ds = sum(1 for p in (out / sid).glob("*.xpt"))
+        warn = len(result.findings)
+        print(f"{sid}: built {n_ds} dataset(s) into {out / sid}"
+              + (f" ({warn} warning(s), see {findings_report_path(out, sid)})" if warn else ""))
+        return 0
+    errs = result.findings[result.findings["severity"] == "error"]
+    print(f"{sid}: NOT built: {result.message}; see {findings_report_path(out, sid)} "
+          f"(previous {out / sid} left untouched)", file=sys.stderr)
+    for e in errs.head(5).to_dict("records"):
+        where = f" row {e['row']}" if str(e["row"]) not in ("", "nan") else ""
+        print(f"    {e['file']}{where} {e['column']}: {e['message']} [{e['check']}]", file=sys.stderr)
+    if len(errs) > 5:
+        print(f"    ... and {len(errs) - 5} more error(s)", file=sys.stderr)
+    return 1
+
+
+#: exit code of a study whose build raised an unexpected exception (a pipeline defect)
+UNEXPECTED_EXIT = 3
+
+
+def isolated_build(study: Study, out: Path, func: Callable[[], int], debug: bool = False) -> int:
+    """Run one study's build; its failure is reported on one line and never stops the others.
+
+    :class:`PipelineError` (data, input, output problems) -> its exit code; an OS error while
+    writing -> exit 2 naming the path; anything else -> a ``build_failure`` error finding in
+    ``<out>/gate/<STUDYID>_build_findings.csv`` and exit :data:`UNEXPECTED_EXIT`.
+    The study's previous output folder stays untouched in every case (see :func:`build_study`).
+    """
+    sid = study.studyid
+    try:
+        return func()
+    except PipelineError as exc:
+        print(f"{sid}: NOT built: {exc} (previous {out / sid} left untouched)", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        err = output_error(exc)
+        print(f"{sid}: NOT built: {err} (previous {out / sid} left untouched)", file=sys.stderr)
+        return err.exit_code
+    except Exception as exc:  # noqa: BLE001 - one study's defect must not stop the others
+        if debug:
+            raise
+        msg = (f"the build stopped on an unexpected problem ({type(exc).__name__}: {exc}); "
+               "this is a pipeline defect, re-run with --debug for the traceback")
+        try:
+            writer.write_csv_atomic(_finding(sid, "build", "build_failure", msg), findings_report_path(out, sid))
+        except OSError:
+            pass
+        print(f"{sid}: NOT built: {msg} (previous {out / sid} left untouched)", file=sys.stderr)
+        return UNEXPECTED_EXIT
+
+
 def run_build(args) -> int:
-    """``python -m pipeline build`` (see module docstring). Returns the exit code."""
+    """``python -m pipeline build`` (see module docstring). Returns the exit code.
+
+    ``--out`` is checked first (a folder, writable), then locked for the whole run
+    (:func:`pipeline.export.writer.out_lock`), and staging folders of dead builds are removed.
+    Exit code: the highest of the studies' codes (0 built, 1 data errors, 2 output problem,
+    3 a pipeline defect in one study; the other studies are built anyway).
+    """
     specs = Path(args.specs)
     spec = load_spec(specs)
     studies = selected_studies(specs, getattr(args, "study", None))
     raw = raw_folder(args.raw)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writer.prepare_out(Path(args.out))
+    with writer.out_lock(out):
+        for name in writer.remove_stale_staging(out):
+            print(f"removed {out / name} (left by a build that is no longer running)", file=sys.stderr)
+        return build_studies(args, spec, studies, raw, out)
+
+
+def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) -> int:
+    """Gate all studies, then build each one in isolation (see :func:`isolated_build`)."""
+    debug = bool(getattr(args, "debug", False))
     show = not getattr(args, "no_progress", False) and sys.stderr.isatty()
     total = 1 + len(REGISTRY) + 3 + len(POST_EXPORT_HOOKS) + 1
     progress_of = {s.studyid: Progress(s.studyid, total, enabled=show) for s in studies}
-    gated = _gate(raw, studies, spec, out, progress_of)
+    try:
+        gated = _gate(raw, studies, spec, out, progress_of, debug)
+    except OSError as exc:
+        raise output_error(exc, "write the gate reports to") from None
     exit_code = 0
-    for study in studies:
+    for study in studies:  # loop over studies (few)
         sid = study.studyid
         forms, gate_findings = gated[sid]
-        progress = progress_of[sid]
-        n_gate_errors = int((gate_findings["severity"] == "error").sum()) if len(gate_findings) else 0
-        if n_gate_errors:
-            findings_report_path(out, sid).unlink(missing_ok=True)
-            print(f"{sid}: not built: {n_gate_errors} gate error(s), see {out / 'gate' / 'gate_report.csv'} "
-                  f"(previous {out / sid} left untouched)", file=sys.stderr)
-            exit_code = 1
-            continue
-        result = build_study(study, spec, forms, raw, out, progress)
-        writer.write_csv_atomic(result.findings, findings_report_path(out, sid))
-        if result.ok:
-            n_ds = sum(1 for p in (out / sid).glob("*.xpt"))
-            warn = len(result.findings)
-            print(f"{sid}: built {n_ds} dataset(s) into {out / sid}"
-                  + (f" ({warn} warning(s), see {findings_report_path(out, sid)})" if warn else ""))
-        else:
-            exit_code = 1
-            errs = result.findings[result.findings["severity"] == "error"]
-            print(f"{sid}: NOT built: {result.message}; see {findings_report_path(out, sid)} "
-                  f"(previous {out / sid} left untouched)", file=sys.stderr)
-            for e in errs.head(5).to_dict("records"):
-                where = f" row {e['row']}" if str(e["row"]) not in ("", "nan") else ""
-                print(f"    {e['file']}{where} {e['column']}: {e['message']} [{e['check']}]", file=sys.stderr)
-            if len(errs) > 5:
-                print(f"    ... and {len(errs) - 5} more error(s)", file=sys.stderr)
+        code = isolated_build(study, out, lambda: build_and_report(study, spec, forms, gate_findings, raw, out,
+                                                                    progress_of[sid]), debug)
+        exit_code = max(exit_code, code)
     return exit_code

@@ -1,8 +1,10 @@
 """Command line: ``python -m pipeline {validate,build,simulate,spec-xlsx}``.
 
 Exit codes: 0 clean, 1 data errors (the gate or the output checks found errors, or a raw
-file could not be read), 2 usage or configuration errors. Every failure is one clear line
-per problem; a traceback is shown only with ``--debug``.
+file could not be read), 2 usage, configuration or output-folder errors (``--out`` is a file,
+not writable, the disk is full, another build holds it), 3 a pipeline defect (an unexpected
+exception; in ``build`` only the study it happened in is affected). Every failure is one
+clear line per problem; a traceback is shown only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, output_error
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -61,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the file system refused a write: a usage problem, not a defect
+        if args.debug:
+            raise
+        err = output_error(exc)
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

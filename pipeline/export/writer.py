@@ -15,17 +15,125 @@ Single report files outside a study folder (the gate reports, the output-check r
 are written with :func:`write_bytes_atomic`: a temporary file in the same folder, then
 ``os.replace``.
 
+Stale staging: a killed build leaves ``.staging-<STUDYID>-<pid>`` (or ``.trash-...``) behind.
+:func:`remove_stale_staging` deletes those whose ``<pid>`` is no longer a running process; a
+live build's folders are never touched.
+
+Concurrency: :func:`out_lock` takes an exclusive, non-blocking ``flock`` on ``<out>/.build.lock``
+for the whole build; a second build into the same ``--out`` stops at once with one clear line
+(exit 2) instead of interleaving. The lock file is removed when the build ends.
+
+Usage checks: :func:`prepare_out` refuses an ``--out`` that is a file or not writable before
+any work starts (:class:`~pipeline.errors.OutputError`, exit 2).
+
 Determinism: CSV is written with ``\\n`` line ends, UTF-8 without BOM, no index; text files
 with ``\\n`` line ends; callers sort rows before writing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+
+from pipeline.errors import OutputError, output_error
+
+LOCK_NAME = ".build.lock"
+_LEFTOVER = re.compile(r"^\.(?:staging|trash)-.+-(\d+)$")
+
+
+def prepare_out(out: Path) -> Path:
+    """Create ``out`` if needed and check that it is a writable folder (else OutputError, exit 2)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder; remove it or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, "create the output folder") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out} is not writable; make it writable or choose another --out")
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this id exists (owned by anyone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> list[str]:
+    """Delete ``.staging-*-<pid>``/``.trash-*-<pid>`` folders of processes that are gone.
+
+    Returns the names removed. Folders of this process and of any live process stay.
+    """
+    out = Path(out)
+    removed = []
+    if not out.is_dir():
+        return removed
+    for p in sorted(out.iterdir()):  # loop over a few folder entries, not records
+        m = _LEFTOVER.match(p.name)
+        if not m or not p.is_dir() or p.is_symlink():
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p.name)
+    return removed
+
+
+@contextlib.contextmanager
+def out_lock(out: Path) -> Iterator[Path]:
+    """Hold ``<out>/.build.lock`` exclusively for the duration (see module docstring)."""
+    path = Path(out) / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise output_error(exc, "create the build lock") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                who = f" (pid {holder})" if holder else ""
+                raise OutputError(f"another build{who} is writing into {out} (lock {path}); "
+                                  "wait for it to finish or choose another --out") from None
+            raise output_error(exc, "lock") from None
+        # the file may have been removed by the previous holder between open and flock: retry
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
 
 
 def staging_dir(out: Path, studyid: str) -> Path:

@@ -129,6 +129,7 @@ def gate_detail(raw_dir: Path, study: Study, spec: Spec) -> GateResult:
     parts = [f for f in (read_findings, findings) if len(f)]
     all_findings = report.sort_findings(pd.concat(parts, ignore_index=True)) if parts else report.sort_findings(
         empty(FINDING_COLUMNS))
+    all_findings = report.truncate_findings(all_findings)
     return GateResult(study, forms, all_findings, pd.concat([read_exec, executed], ignore_index=True))
 
 
@@ -178,6 +179,9 @@ def run_validate(args) -> int:
         raise ConfigError("raw specification problems:\n  " + "\n  ".join(problems))
     studies = selected_studies(specs, getattr(args, "study", None))
     raw = raw_folder(args.raw)
+    from pipeline.export.writer import prepare_out
+
+    prepare_out(Path(args.out))
     results = [gate_detail(raw, s, spec) for s in studies]
     findings = pd.concat([r.findings for r in results], ignore_index=True)
     executed = pd.concat([r.executed for r in results], ignore_index=True)

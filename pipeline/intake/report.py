@@ -23,8 +23,36 @@ from pipeline.context import FINDING_COLUMNS
 #: rows shown per file in the HTML report and lines per JUnit failure (the CSV has them all)
 HTML_ROWS_PER_FILE = 200
 JUNIT_LINES_PER_CASE = 100
+#: longest value/message copied into a report; the rest is cut and marked (file, row and column
+#: locate the full value in the raw extract)
+MAX_REPORT_CHARS = 200
+#: messages may quote allowed values or several dates: a longer limit
+MAX_MESSAGE_CHARS = 1000
+TRUNCATION_MARKER = "... [truncated: {n} characters in all]"
+_TRUNCATED = re.compile(r"\.\.\. \[truncated: \d+ characters in all\]$")
 SUMMARY_COLUMNS = ["study", "forms", "records", "errors", "warnings", "data_cutoff"]
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def truncate_text(values: pd.Series, limit: int = MAX_REPORT_CHARS) -> pd.Series:
+    """Values longer than ``limit`` characters cut to ``limit`` plus :data:`TRUNCATION_MARKER`."""
+    text = values.astype(object).where(values.notna(), "").astype(str)
+    n = text.str.len()
+    long = (n > limit) & ~text.str.contains(_TRUNCATED)
+    if not long.any():
+        return values
+    cut = text.str.slice(0, limit) + n.map(lambda k: TRUNCATION_MARKER.format(n=k))  # map over lengths
+    return values.astype(object).where(~long, cut)
+
+
+def truncate_findings(findings: pd.DataFrame, limit: int = MAX_REPORT_CHARS) -> pd.DataFrame:
+    """``value`` and ``column`` cut at ``limit``, ``message`` at :data:`MAX_MESSAGE_CHARS` (see
+    :func:`truncate_text`); already-cut texts are left as they are."""
+    out = findings.copy()
+    for col, lim in (("value", limit), ("column", limit), ("message", max(limit, MAX_MESSAGE_CHARS))):
+        if col in out.columns and len(out):
+            out[col] = truncate_text(out[col], lim)
+    return out
 
 
 def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
@@ -180,6 +208,7 @@ def write_reports(out_dir: Path, findings: pd.DataFrame, summary: pd.DataFrame,
     """Write the three gate reports into ``out_dir`` and return their paths."""
     out_dir = Path(out_dir)
     summary = summary.reindex(columns=SUMMARY_COLUMNS)
+    findings = truncate_findings(findings)
     outputs = {
         "gate_report.csv": csv_bytes(findings),
         "gate_report.html": html_bytes(findings, summary),

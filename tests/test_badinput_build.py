@@ -1,0 +1,306 @@
+"""Bad-input battery, build side: usage errors on --out, disk and kill faults, concurrent builds,
+one study's defect isolated from the others (fixture spec + fake domains: fast).
+
+Each case asserts the exit code, that the one line names what and where, and what happened
+to the outputs (previous study folder byte-identical, no staging left)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "export"))
+import exportkit as kit  # noqa: E402
+
+import pipeline.build as build  # noqa: E402
+from pipeline.cli import main  # noqa: E402
+from pipeline.export import manifest, writer  # noqa: E402
+
+pytestmark = pytest.mark.badinput
+SID = kit.STUDY
+
+
+def tree(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def cli(raw: Path, out: Path, *extra: str) -> int:
+    return main(["build", "--raw", str(raw), "--specs", str(kit.SPECS), "--out", str(out), "--no-progress",
+                 "--study", SID, *extra])
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    kit.use_fake_domains(monkeypatch)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def built(fake, tmp_path):
+    """A first clean build of TEST01 into tmp/out; returns (raw, out, hashes of out/TEST01)."""
+    raw = kit.write_raw(tmp_path / "raw")
+    out = tmp_path / "out"
+    assert cli(raw, out) == 0
+    return raw, out, tree(out / SID)
+
+
+def no_leftovers(out: Path) -> list[str]:
+    return [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+# ---- --out usage errors --------------------------------------------------------------------
+
+def test_out_is_a_file_exit_2_one_line(fake, tmp_path, capsys):
+    raw = kit.write_raw(tmp_path / "raw")
+    out = tmp_path / "out.txt"
+    out.write_text("not a folder")
+    assert cli(raw, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --out {out} is a file, not a folder; remove it or choose another --out"]
+    assert out.read_text() == "not a folder"
+
+
+def test_out_below_a_file_exit_2(fake, tmp_path, capsys):
+    raw = kit.write_raw(tmp_path / "raw")
+    (tmp_path / "f").write_text("x")
+    assert cli(raw, tmp_path / "f" / "sub") == 2
+    err = capsys.readouterr().err
+    assert "cannot create the output folder" in err and str(tmp_path / "f") in err and "internal error" not in err
+
+
+def test_validate_out_is_a_file_exit_2(fake, tmp_path, capsys):
+    raw = kit.write_raw(tmp_path / "raw")
+    out = tmp_path / "o"
+    out.write_text("")
+    code = main(["validate", "--raw", str(raw), "--specs", str(kit.SPECS), "--out", str(out), "--study", SID])
+    assert code == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_read_only_out_exit_2(fake, tmp_path, capsys):
+    raw = kit.write_raw(tmp_path / "raw")
+    out = tmp_path / "ro"
+    out.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere: simulate the refusal the kernel gives a user
+        real = os.access
+        fake.setattr(writer.os, "access", lambda p, m: False if Path(p) == out else real(p, m))
+    else:
+        out.chmod(0o555)
+    try:
+        assert cli(raw, out) == 2
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --out {out} is not writable; make it writable or choose another --out"]
+    assert list(out.iterdir()) == []
+
+
+def test_permission_lost_mid_build_exit_2(built, fake, capsys):
+    raw, out, before = built
+
+    def refuse(path, data):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    fake.setattr(build.writer, "write_text", refuse)
+    assert cli(raw, out) == 2
+    err = capsys.readouterr().err
+    assert f"{SID}: NOT built: cannot write" in err and "build.log: Permission denied" in err
+    assert "internal error" not in err
+    assert tree(out / SID) == before and no_leftovers(out) == []
+
+
+# ---- disk full -----------------------------------------------------------------------------
+
+def test_disk_full_late_in_build_exit_2_previous_kept(built, fake, capsys):
+    raw, out, before = built
+
+    def full(folder, shapes):
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(folder) / "manifest.csv"))
+
+    fake.setattr(build.manifest, "write_manifest", full)
+    assert cli(raw, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{SID}: NOT built: cannot write ")
+    assert "manifest.csv: No space left on device; free some disk space or choose another --out" in err[0]
+    assert tree(out / SID) == before
+    assert no_leftovers(out) == []
+
+
+def test_disk_full_writing_gate_report_exit_2(fake, tmp_path, capsys):
+    raw = kit.write_raw(tmp_path / "raw")
+    out = tmp_path / "out"
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    fake.setattr(build.writer, "write_bytes_atomic", full)
+    assert cli(raw, out) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the gate reports to" in err and "gate_report.csv: No space left on device" in err
+    assert not (out / SID).exists() and no_leftovers(out) == []
+
+
+def test_disk_full_in_xpt_writer_exit_2(built, fake, capsys):
+    raw, out, before = built
+
+    def full(frame, spec, name, path, stamp):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    fake.setattr(build.xpt, "write_xpt", full)
+    assert cli(raw, out) == 2
+    assert "ae.xpt: No space left on device" in capsys.readouterr().err
+    assert tree(out / SID) == before and no_leftovers(out) == []
+
+
+# ---- kill faults: stale staging, concurrent builds -------------------------------------------
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_stale_staging_of_dead_build_removed(built, capsys):
+    raw, out, before = built
+    pid = dead_pid()
+    stale = out / f".staging-{SID}-{pid}"
+    (stale / "reports").mkdir(parents=True)
+    (stale / "ae.xpt").write_bytes(b"half")
+    trash = out / f".trash-{SID}-{pid}"
+    trash.mkdir()
+    assert cli(raw, out) == 0
+    assert not stale.exists() and not trash.exists()
+    assert f"removed {stale} (left by a build that is no longer running)" in capsys.readouterr().err
+    assert tree(out / SID) == before
+
+
+def test_live_build_staging_never_touched(built):
+    raw, out, _ = built
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder = out / f".staging-{SID}-{live.pid}"
+        folder.mkdir()
+        (folder / "x").write_text("in progress")
+        assert writer.remove_stale_staging(out) == []
+        assert (folder / "x").read_text() == "in progress"
+    finally:
+        live.kill()
+        live.wait()
+    assert writer.remove_stale_staging(out) == [folder.name]
+
+
+def test_unrelated_dot_folders_kept(tmp_path):
+    (tmp_path / ".staging-notapid").mkdir()
+    (tmp_path / ".git").mkdir()
+    a_file = tmp_path / f".staging-S-{dead_pid()}"
+    a_file.write_text("a file, not a folder")
+    assert writer.remove_stale_staging(tmp_path) == []
+    assert (tmp_path / ".staging-notapid").is_dir() and (tmp_path / ".git").is_dir() and a_file.is_file()
+
+
+def test_concurrent_build_into_same_out_refused(built, capsys):
+    raw, out, before = built
+    with writer.out_lock(out):
+        assert cli(raw, out) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: another build (pid {os.getpid()}) is writing into {out} (lock {out / '.build.lock'}); "
+                       "wait for it to finish or choose another --out"]
+    assert tree(out / SID) == before
+    assert not (out / ".build.lock").exists()
+    assert cli(raw, out) == 0  # lock released
+
+
+def test_lock_in_another_process_refused(built):
+    raw, out, _ = built
+    code = ("import sys, time; sys.path.insert(0, %r); from pipeline.export import writer\n"
+            "with writer.out_lock(%r):\n    print('held', flush=True); time.sleep(30)\n") % (
+        str(Path(__file__).parents[1]), str(out))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(build.PipelineError) as exc:
+            with writer.out_lock(out):
+                pass
+        assert exc.value.exit_code == 2 and f"pid {holder.pid}" in str(exc.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with writer.out_lock(out):  # the kernel released the dead holder's lock
+        pass
+
+
+# ---- one study's defect does not stop the others ---------------------------------------------
+
+def test_unexpected_failure_isolated_to_its_study(fake, tmp_path, capsys):
+    raw = kit.write_raw(tmp_path / "raw")
+    kit.write_raw(raw, study="TEST02")
+    out = tmp_path / "out"
+    real = build.build_study
+
+    def flaky(study, *a, **k):
+        if study.studyid == SID:
+            raise ValueError("You are trying to merge on datetime64[s] and datetime64[us] columns")
+        return real(study, *a, **k)
+
+    fake.setattr(build, "build_study", flaky)
+    code = main(["build", "--raw", str(raw), "--specs", str(kit.SPECS), "--out", str(out), "--no-progress"])
+    assert code == 3
+    cap = capsys.readouterr()
+    assert "internal error" not in cap.err
+    assert (f"{SID}: NOT built: the build stopped on an unexpected problem (ValueError: You are trying to merge"
+            in cap.err)
+    assert "TEST02: built 3 dataset(s)" in cap.out
+    assert (out / "TEST02" / "dm.xpt").is_file() and not (out / SID).exists()
+    f = pd.read_csv(out / "gate" / f"{SID}_build_findings.csv", dtype=str, keep_default_na=False)
+    assert f[["study", "file", "check", "severity"]].values.tolist() == [[SID, "build", "build_failure", "error"]]
+
+
+def test_unexpected_gate_failure_isolated(fake, tmp_path, capsys):
+    import export_fakes.fakegate as fg
+
+    raw = kit.write_raw(tmp_path / "raw")
+    kit.write_raw(raw, study="TEST02")
+    out = tmp_path / "out"
+    real = fg.gate_study
+
+    def flaky(raw_dir, study, spec):
+        if study.studyid == "TEST02":
+            raise KeyError("LBORRES")
+        return real(raw_dir, study, spec)
+
+    fake.setattr(fg, "gate_study", flaky)
+    code = main(["build", "--raw", str(raw), "--specs", str(kit.SPECS), "--out", str(out), "--no-progress"])
+    assert code == 1
+    cap = capsys.readouterr()
+    assert f"{SID}: built" in cap.out and "TEST02: not built: 1 gate error(s)" in cap.err
+    gate = pd.read_csv(out / "gate" / "gate_report.csv", dtype=str, keep_default_na=False)
+    row = gate[gate["study"] == "TEST02"].iloc[0]
+    assert row["check"] == "gate_failure" and "KeyError: 'LBORRES'" in row["message"]
+
+
+def test_debug_still_shows_the_traceback(fake, tmp_path):
+    raw = kit.write_raw(tmp_path / "raw")
+
+    def boom(*a, **k):
+        raise ValueError("planted")
+
+    fake.setattr(build, "build_study", boom)
+    with pytest.raises(ValueError):
+        cli(raw, tmp_path / "out", "--debug")
+
+
+def test_manifest_still_verifies_after_isolated_failure(fake, tmp_path):
+    raw = kit.write_raw(tmp_path / "raw")
+    kit.write_raw(raw, study="TEST02")
+    out = tmp_path / "out"
+    assert main(["build", "--raw", str(raw), "--specs", str(kit.SPECS), "--out", str(out), "--no-progress"]) == 0
+    assert manifest.verify_manifest(out / SID) == [] and manifest.verify_manifest(out / "TEST02") == []
