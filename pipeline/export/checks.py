@@ -55,6 +55,7 @@ and broadcast back: SDTM columns repeat a lot.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -166,14 +167,40 @@ def _check(fn, check: str, col: str, detail: str = "") -> pa.Check:
 # ---------------------------------------------------------------------------------------
 # schema generation
 # ---------------------------------------------------------------------------------------
-def _codelist_info(spec: Spec) -> dict[str, tuple[set[str], bool, bool]]:
-    """codelist id -> (terms, extensible, external dictionary)."""
-    info = {}
-    for cid, grp in spec.codelists.groupby("codelist", sort=True):
-        extensible = grp["extensible"].str.strip().str.lower().isin(["yes", "y", "true"]).any()
-        dictionary = grp["dictionary"].str.strip().ne("").any() if "dictionary" in grp else False
-        info[cid] = (set(grp["term"]), bool(extensible), bool(dictionary))
-    return info
+#: per-spec results computed once (id(spec) -> (weak reference, {name: value})); a Spec is
+#: immutable once loaded, so what is derived from it stays valid while it lives
+_PER_SPEC: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def per_spec(spec: Spec, name: str, compute: Callable[[Spec], object]):
+    """``compute(spec)``, evaluated once per loaded spec and remembered under ``name``."""
+    entry = _PER_SPEC.get(id(spec))
+    if entry is None or entry[0]() is not spec:
+        entry = (weakref.ref(spec, lambda _ref, key=id(spec): _PER_SPEC.pop(key, None)), {})
+        _PER_SPEC[id(spec)] = entry
+    cache = entry[1]
+    if name not in cache:
+        cache[name] = compute(spec)
+    return cache[name]
+
+
+def _compute_codelist_info(spec: Spec) -> dict[str, tuple[frozenset[str], bool, bool]]:
+    cl = spec.codelists
+    if cl.empty:
+        return {}
+    flags = pd.DataFrame({
+        "codelist": cl["codelist"],
+        "extensible": cl["extensible"].str.strip().str.lower().isin(["yes", "y", "true"]),
+        "dictionary": cl["dictionary"].str.strip().ne("") if "dictionary" in cl else False,
+    }).groupby("codelist", sort=True)[["extensible", "dictionary"]].any()
+    terms = cl.groupby("codelist", sort=True)["term"].agg(frozenset)
+    return {cid: (terms[cid], bool(ext), bool(dic))
+            for cid, ext, dic in zip(flags.index, flags["extensible"], flags["dictionary"])}
+
+
+def _codelist_info(spec: Spec) -> dict[str, tuple[frozenset[str], bool, bool]]:
+    """codelist id -> (terms, extensible, external dictionary); computed once per spec."""
+    return per_spec(spec, "codelist_info", _compute_codelist_info)
 
 
 def output_schemas(spec: Spec, name: str, studyid: str | None = None,

@@ -33,7 +33,6 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta
 
 from pipeline.errors import ConfigError
 from pipeline.spec import Spec
@@ -392,8 +391,13 @@ def clopper_pearson(x: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
         return (float("nan"), float("nan"))
     if not 0 <= x <= n:
         raise ValueError(f"responders {x} outside 0..{n}")
-    lower = 0.0 if x == 0 else float(beta.ppf(alpha / 2, x, n - x + 1))
-    upper = 1.0 if x == n else float(beta.ppf(1 - alpha / 2, x + 1, n - x))
+    # the beta quantile is the inverse regularised incomplete beta function, which is what
+    # scipy.stats.beta.ppf evaluates; scipy.special is imported here, and not scipy.stats at
+    # module level, because scipy.stats costs about 1 s of start-up for this one quantile
+    from scipy.special import betaincinv
+
+    lower = 0.0 if x == 0 else float(betaincinv(x, n - x + 1, alpha / 2))
+    upper = 1.0 if x == n else float(betaincinv(x + 1, n - x, 1 - alpha / 2))
     return lower, upper
 
 

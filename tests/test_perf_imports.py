@@ -1,0 +1,29 @@
+"""Start-up cost guards and the exactness of the Clopper-Pearson bound without scipy.stats."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.rules import response as R
+
+
+def test_building_does_not_import_scipy_stats():
+    """scipy.stats costs about a second of start-up; the build needs one beta quantile."""
+    code = ("import importlib, sys, pipeline.build as b, pipeline.rules.response as r\n"
+            "for m in b.REGISTRY: importlib.import_module(f'{b.DOMAIN_PACKAGE}.{m}')\n"
+            "for h in b.POST_EXPORT_HOOKS: importlib.import_module(h.module)\n"
+            "r.clopper_pearson(3, 7)\n"
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_clopper_pearson_equals_scipy_stats_beta_ppf_bit_for_bit():
+    """The bound is the same float as scipy.stats.beta.ppf (the definition) on a grid of n."""
+    beta = pytest.importorskip("scipy.stats").beta
+    for n in (1, 2, 5, 19, 36, 100, 2000):
+        for x in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            lo, hi = R.clopper_pearson(x, n)
+            assert lo == (0.0 if x == 0 else float(beta.ppf(0.025, x, n - x + 1)))
+            assert hi == (1.0 if x == n else float(beta.ppf(0.975, x + 1, n - x)))
