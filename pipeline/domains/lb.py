@@ -350,13 +350,17 @@ def derive_crcl_records(lb: pd.DataFrame, dm: pd.DataFrame, weights: pd.DataFram
     cr["AGE"] = cr["USUBJID"].map(demo["AGE"])
     cr["SEX"] = cr["USUBJID"].map(demo["SEX"]).fillna("")
     w = weights.copy()
-    w["_t"] = dtc_date(w["WT_DTC"])
+    # one datetime unit on both sides: pandas gives datetime64[s] for an empty or all-NaT
+    # column and [us] otherwise, and merge_asof refuses keys of different units
+    w["_t"] = dtc_date(w["WT_DTC"]).astype("datetime64[ns]")
     rfx = w["USUBJID"].map(demo["RFXSTDTC"]).fillna("")
     w = w[w["_t"].notna() & (before_exposure(w["WT_DTC"], rfx) | rfx.eq(""))]
-    cr["_t"] = dtc_date(cr["LBDTC"])
+    cr["_t"] = dtc_date(cr["LBDTC"]).astype("datetime64[ns]")
     cr["_pos"] = np.arange(len(cr))
     left = cr[cr["_t"].notna()].sort_values("_t", kind="mergesort")
     right = w.sort_values("_t", kind="mergesort")[["USUBJID", "_t", "WEIGHT"]]
+    left = left.assign(USUBJID=left["USUBJID"].astype(object))
+    right = right.assign(USUBJID=right["USUBJID"].astype(object))
     near = pd.merge_asof(left[["USUBJID", "_t", "_pos"]], right, on="_t", by="USUBJID", direction="nearest")
     cr["WEIGHT"] = pd.Series(near["WEIGHT"].to_numpy(), index=near["_pos"].to_numpy()).reindex(np.arange(len(cr))).to_numpy()
     cr["crcl"] = creatinine_clearance(cr["AGE"], cr["WEIGHT"], cr["mgdl"], cr["SEX"], params).to_numpy()
@@ -484,6 +488,8 @@ def build(ctx: StudyContext) -> DomainResult:
     gin = pd.concat([lb[["LBTESTCD", "LBSTRESU", "value", "censor", "LLN", "ULN", "post"]], baseline_columns(lb)], axis=1)
     grades = ctcae_lab.grade_labs(gin, criteria)
     lb["LBTOX"], lb["LBTOXGR"] = grades.frame["LBTOX"], grades.frame["LBTOXGR"]
+    for d, col in ctcae_lab.DIRECTION_COLUMNS.items():  # per-direction grades for worst_grades (not in LB)
+        lb[col] = grades.by_direction[d]
     mm = grades.unit_mismatch
     findings.append(_record_findings(sid, lb[mm], "LBSTRESU", "lb.ctcae_unit_mismatch", "error",
                                      lb.loc[mm, "LBTESTCD"] + ": standard unit '" + lb.loc[mm, "LBSTRESU"]

@@ -31,7 +31,10 @@ LBLOBXFL record). Rules of evaluation:
    grade the result could have. A limit is never read as a worse value than it states.
 5. **Two-direction tests** (potassium, sodium, calcium): both terms are evaluated and the record
    gets the term of the abnormal direction (the higher grade); when both grades are 0 the term
-   is the one on the side of the value relative to the middle of the normal range. Glucose
+   is the one on the side of the value relative to the middle of the normal range. When one
+   direction is unknown by rule 3 (its LLN or ULN missing), the record is graded only if the
+   other direction is abnormal (grade >= 1: a value below the LLN cannot also be above the
+   ULN); a grade 0 in one direction with the other unknown is not a grade (LBTOXGR empty). Glucose
    has only Hypoglycemia (CTCAE v5.0 Hyperglycemia is not defined by a value).
 6. **Units**: the grader is given standard-unit values; a record whose LBSTRESU differs from
    the criteria's ``si_unit`` is not graded and is reported (an error, not a grade).
@@ -58,6 +61,9 @@ CRITERIA_COLUMNS = ["term", "meddra_code", "lbtestcd", "direction", "grade", "ba
 BASES = {"SI", "ULN", "LLN", "BASELINE"}
 DIRECTIONS = ("low", "high")
 REL_TOL = 1e-9
+
+#: optional columns of :func:`worst_grades`: the record's grade per direction (NaN = unknown)
+DIRECTION_COLUMNS = {"low": "_TOXGR_LOW", "high": "_TOXGR_HIGH"}
 
 #: columns :func:`grade_labs` reads
 INPUT_COLUMNS = ["LBTESTCD", "LBSTRESU", "value", "censor", "LLN", "ULN", "post", "BASE", "BASE_CENSOR",
@@ -124,6 +130,9 @@ class Grades:
     expected_unit: pd.Series
     #: True where a missing reference range prevented a grade
     range_missing: pd.Series
+    #: the grade of each direction (columns ``low``, ``high``): NaN when the direction is
+    #: unknown (rule 3) or the test has no criteria in that direction
+    by_direction: pd.DataFrame | None = None
 
 
 def _sign(value: np.ndarray, censor: np.ndarray, threshold: np.ndarray) -> np.ndarray:
@@ -240,6 +249,10 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
                          rec["censor"] <= 0)
     pick_low = has_dir["low"] & (~has_dir["high"] | (lo_s > hi_s) | ((lo_s == hi_s) & below_mid))
     chosen = np.where(pick_low, lo, hi)
+    # rule 3 with rule 5: one direction unknown and the other not abnormal -> unknown, never 0
+    both = has_dir["low"] & has_dir["high"]
+    one_unknown = both & (np.isnan(lo) | np.isnan(hi))
+    chosen = np.where(one_unknown & ~(np.nan_to_num(chosen, nan=0.0) >= 1), np.nan, chosen)
     term_lo = tuniq.map(terms["low"]).fillna("").to_numpy(dtype=object)[tcode]
     term_hi = tuniq.map(terms["high"]).fillna("").to_numpy(dtype=object)[tcode]
     term = np.where(pick_low, term_lo, term_hi)
@@ -249,18 +262,25 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
         "LBTOXGR": np.where(graded, np.array(["0", "1", "2", "3", "4"], dtype=object)[np.nan_to_num(chosen).astype(int)], ""),
     }, index=idx).astype(object)
     range_missing = pd.Series(gradable & (has_dir["low"] | has_dir["high"]) & ~graded, index=idx)
+    by_direction = pd.DataFrame({d: np.where(has_dir[d], grade[d], np.nan) for d in DIRECTIONS}, index=idx)
     return Grades(frame=out, unit_mismatch=pd.Series(mismatch, index=idx), expected_unit=expected_unit,
-                  range_missing=range_missing)
+                  range_missing=range_missing, by_direction=by_direction)
 
 
 def worst_grades(lb: pd.DataFrame, criteria: pd.DataFrame) -> pd.DataFrame:
     """Per subject and CTCAE term: baseline grade and worst post-baseline grade (shift table input).
 
     ``lb`` needs USUBJID, LBTESTCD, LBTOX, LBTOXGR, LBLOBXFL and ``post`` (bool). A record
-    graded in the other direction of a two-direction test counts as grade 0 for this term.
+    graded in the other direction of a two-direction test counts for this term with its grade
+    in this direction, taken from the optional columns :data:`DIRECTION_COLUMNS` (the
+    :attr:`Grades.by_direction` of :func:`grade_labs`); where that grade is unknown (rule 3) the
+    record does not count for this term: an ungraded direction is never a 0. Without those
+    columns it counts as 0, which holds for grades made by :func:`grade_labs` (rule 5: a graded
+    record has both directions known, or an abnormal one, and a value below the LLN is not
+    above the ULN).
     Columns: USUBJID, LBTESTCD, LBTOX, baseline_grade, worst_post_grade, n_post_graded.
     """
-    terms = criteria.drop_duplicates(["lbtestcd", "term"])[["lbtestcd", "term"]].rename(
+    terms = criteria.drop_duplicates(["lbtestcd", "term"])[["lbtestcd", "term", "direction"]].rename(
         columns={"lbtestcd": "LBTESTCD", "term": "LBTOX"})
     graded = lb[lb["LBTOXGR"].astype(str).ne("")]
     cols = ["USUBJID", "LBTESTCD", "LBTOX", "baseline_grade", "worst_post_grade", "n_post_graded"]
@@ -271,13 +291,19 @@ def worst_grades(lb: pd.DataFrame, criteria: pd.DataFrame) -> pd.DataFrame:
     kcode, kuniq = pd.factorize(pd.MultiIndex.from_arrays([graded["LBTESTCD"], graded["LBTOX"]]))
     g = pd.DataFrame({"s": scode, "k": kcode, "grade": pd.to_numeric(graded["LBTOXGR"]).to_numpy(dtype="float64"),
                       "base": graded["LBLOBXFL"].eq("Y").to_numpy(), "post": graded["post"].to_numpy(dtype=bool)})
+    has_dirs = all(c in graded.columns for c in DIRECTION_COLUMNS.values())
+    for d, col in DIRECTION_COLUMNS.items():  # two directions
+        g[f"g_{d}"] = (pd.to_numeric(graded[col], errors="coerce").to_numpy(dtype="float64") if has_dirs
+                       else np.zeros(len(g)))
     keys = pd.DataFrame({"k": np.arange(len(kuniq)), "LBTESTCD": kuniq.get_level_values(0),
                          "LBTOX_rec": kuniq.get_level_values(1)})
     terms = terms.reset_index(drop=True).assign(term_id=lambda t: np.arange(len(t)))
     pairs = keys.merge(terms, on="LBTESTCD")  # each (test, graded term) x each term of the test (small)
     pairs["same"] = pairs["LBTOX_rec"] == pairs["LBTOX"]
-    g = g.merge(pairs[["k", "term_id", "same"]], on="k")
-    g["grade"] = np.where(g["same"], g["grade"], 0.0)
+    g = g.merge(pairs[["k", "term_id", "same", "direction"]], on="k")
+    other = np.where(g["direction"].eq("low"), g["g_low"], g["g_high"])
+    g["grade"] = np.where(g["same"], g["grade"], other)
+    g = g[g["grade"].notna()]
     by = ["s", "term_id"]
     base = g[g["base"]].groupby(by)["grade"].max()
     postg = g[g["post"]].groupby(by)["grade"].agg(["max", "size"])
