@@ -1,4 +1,6 @@
-"""AE, SUPPAE, FA and RELREC (pipeline.domains.ae) on small hand-built fixtures.
+"""AE, SUPPAE, FA and RELREC (pipeline.domains.ae) on small hand-built fixtures: one AE record
+per investigator-reported event, the ASTCT daily grades in FA, RELREC between them, and the
+data queries where they disagree.
 
 Subject 001: infused 2024-05-01 10:00, alive, age 30. Subject 002: infused 2024-06-01, age 8,
 died 2024-06-06 of CRS. Subject 003: consented, never infused.
@@ -23,7 +25,6 @@ SPEC = load_spec(SPECS)
 STUDY = load_study(SPECS, "NCT06316427")           # 21-day DLT window
 SID = "NCT06316427"
 U1, U2, U3 = f"{SID}-01-001", f"{SID}-01-002", f"{SID}-01-003"
-CT = aemod._CT(SPEC)
 
 
 def dm_frame() -> pd.DataFrame:
@@ -213,51 +214,24 @@ def test_unmapped_verbatim_reaches_the_coding_query_report_and_stays_in_ae():
 
 
 # ---------------------------------------------------------------------------------------
-# timing, TEAE and DLT window
+# timing
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("onset, teae, dlt", [
-    ("2024-04-30", "N", "N"),
-    ("2024-05-01", "Y", "Y"),              # infusion day, no time: on/after
-    ("2024-05-01T09:00", "N", "N"),        # before the infusion time
-    ("2024-05-01T10:00", "Y", "Y"),
-    ("2024-05-22", "Y", "Y"),              # protocol day 21 = study day 22: in the 21-day window
-    ("2024-05-23", "Y", "N"),              # protocol day 22 = study day 23: out
-    ("2024-05", "Y", "Y"),                 # partial: cannot exclude
-    ("2024-06", "Y", "N"),                 # earliest 2024-06-01 = protocol day 31
-    ("2024-04", "N", "N"),                 # latest 2024-04-30: before infusion
-    ("", "Y", "Y"),
-])
-def test_treatment_emergent_and_dlt_window_boundaries(onset, teae, dlt):
-    rf = pd.Series(["2024-05-01T10:00"])
-    te = aemod.treatment_emergent(pd.Series([onset]), rf, CT)
-    assert te.iloc[0] == teae
-    assert aemod.dlt_window(pd.Series([onset]), rf, te, 21, CT).iloc[0] == dlt
-
-
-def test_28_day_window_boundary():
-    rf = pd.Series(["2024-05-01", "2024-05-01"])
-    onset = pd.Series(["2024-05-29", "2024-05-30"])          # protocol day 28 in, 29 out
-    te = aemod.treatment_emergent(onset, rf, CT)
-    assert aemod.dlt_window(onset, rf, te, 28, CT).tolist() == ["Y", "N"]
-
-
-def test_never_infused_subject_is_not_treatment_emergent():
-    rf = pd.Series([""])
-    assert aemod.treatment_emergent(pd.Series(["2024-05-10"]), rf, CT).iloc[0] == "N"
-
-
-def test_flags_in_suppae_use_the_study_window():
-    assert STUDY.dlt_window_days == 21
+def test_study_days_epoch_and_ongoing():
     r = build([ok_row(AESPID="1", AESTDAT="22-MAY-2024", AEENDAT=None, AEONGO="Y"),
                ok_row(AESPID="2", AESTDAT="23-MAY-2024", AEENDAT="24-MAY-2024"),
                ok_row(AESPID="3", AESTDAT="28-APR-2024", AEENDAT="29-APR-2024")])
-    assert supp(r, "DLTWINFL") == {"1": "Y", "2": "N", "3": "N", "CRS-1": "Y", "ICANS-1": "Y"}
-    assert supp(r, "AETRTEM")["3"] == "N" and supp(r, "AETRTEM")["2"] == "Y"
     ae = r.datasets["AE"].set_index("AESPID")
     assert ae.loc["1", "AESTDY"] == 22 and ae.loc["2", "AESTDY"] == 23 and ae.loc["3", "AESTDY"] == -3
     assert (ae.loc["1", "AEENRTPT"], ae.loc["1", "AEENTPT"], ae.loc["1", "AEENDTC"]) == (
         "ONGOING", STUDY.data_cutoff, "")
     assert (ae.loc["1", "EPOCH"], ae.loc["2", "EPOCH"]) == ("TREATMENT", "FOLLOW-UP")
+
+
+def test_analysis_flags_are_not_in_sdtm():
+    """Treatment emergence and the DLT window are ADaM derivations (ADAE), not SUPPAE."""
+    r = build([ok_row(AESPID="1")])
+    assert set(r.datasets["SUPPAE"]["QNAM"]) == {"TOXGRSCL"}
+    assert {"AETRTEM", "DLTWINFL", "ASTCTDUP", "AECAT"}.isdisjoint(r.datasets["AE"].columns)
 
 
 def test_partial_dates_are_kept():
@@ -268,97 +242,115 @@ def test_partial_dates_are_kept():
 
 
 # ---------------------------------------------------------------------------------------
-# derived CRS/ICANS episodes, reconciliation, FA and RELREC
+# CRS/ICANS: no derived AE, episodes as a report, reconciliation, FA and RELREC
 # ---------------------------------------------------------------------------------------
-def test_derived_episode_records():
-    r = build([])
+CRS_TERM = "Cytokine release syndrome"
+ICANS_TERM = "Immune effector cell-associated neurotoxicity syndrome"
+
+
+def test_no_ae_record_is_derived_from_the_daily_assessments():
+    r = build([ok_row(AESPID="1")])        # the default daily assessments hold 4 episodes
     ae = r.datasets["AE"]
-    der = ae[ae["AECAT"] == "DAILY CRS/ICANS ASSESSMENT"].set_index(["USUBJID", "AESPID"])
-    crs1 = der.loc[(U1, "CRS-1")]
-    assert (crs1["AEDECOD"], crs1["AETOXGR"], crs1["AESTDTC"], crs1["AEENDTC"], crs1["AEOUT"]) == (
-        "Cytokine release syndrome", "2", "2024-05-02", "2024-05-04", "RECOVERED/RESOLVED")
-    ican = der.loc[(U1, "ICANS-1")]
-    assert (ican["AEDECOD"], ican["AETOXGR"], ican["AESTDTC"], ican["AEBODSYS"]) == (
-        "Immune effector cell-associated neurotoxicity syndrome", "2", "2024-05-03", "Nervous system disorders")
+    assert ae["AESPID"].tolist() == ["1"] and len(r.reports["crs_icans_episodes"]) == 4
+    assert sorted(r.consumed.query("dataset == 'AE'")["form"].unique()) == ["ae"]
+
+
+def test_episode_report():
+    r = build([])
+    assert r.datasets["AE"].empty
+    ep = r.reports["crs_icans_episodes"].set_index(["USUBJID", "episode_id"])
+    crs1 = ep.loc[(U1, "CRS-1")]
+    assert (crs1["term"], crs1["episode_grade"], crs1["episode_start"], crs1["episode_end"],
+            crs1["episode_outcome"], crs1["episode_days"], crs1["episode_start_day"]) == (
+        CRS_TERM, "2", "2024-05-02", "2024-05-04", "RECOVERED/RESOLVED", 3, 2)
+    ican = ep.loc[(U1, "ICANS-1")]
+    assert (ican["term"], ican["episode_grade"], ican["episode_start"], ican["episode_end"]) == (
+        ICANS_TERM, "2", "2024-05-03", "2024-05-03")
     # the child who died of CRS: grade 5, fatal, ends on the death date; CAPD 9 -> ICANS grade 3, ongoing
-    crs2 = der.loc[(U2, "CRS-1")]
-    assert (crs2["AETOXGR"], crs2["AEOUT"], crs2["AESDTH"], crs2["AESER"], crs2["AEENDTC"]) == (
-        "5", "FATAL", "Y", "Y", "2024-06-06")
-    ican2 = der.loc[(U2, "ICANS-1")]
-    assert (ican2["AETOXGR"], ican2["AESTDTC"], ican2["AEOUT"], ican2["AEENRTPT"], ican2["AEENTPT"]) == (
-        "3", "2024-06-05", "NOT RECOVERED/NOT RESOLVED", "ONGOING", "2024-06-06")
-    assert supp(r, "TOXGRSCL") == {"CRS-1": "ASTCT 2019", "ICANS-1": "ASTCT 2019"}
+    crs2 = ep.loc[(U2, "CRS-1")]
+    assert (crs2["episode_grade"], crs2["episode_outcome"], crs2["episode_end"]) == ("5", "FATAL", "2024-06-06")
+    ican2 = ep.loc[(U2, "ICANS-1")]
+    assert (ican2["episode_grade"], ican2["episode_start"], ican2["episode_outcome"], ican2["episode_ongoing"],
+            ican2["last_assessment"]) == ("3", "2024-06-05", "NOT RECOVERED/NOT RESOLVED", "ONGOING", "2024-06-06")
+    assert ep["linked_aeseq"].eq("").all()
 
 
 def test_child_icans_by_capd():
     r = build([])
     fa = r.datasets["FA"]
-    g = fa[(fa["USUBJID"] == U2) & (fa["FATESTCD"] == "TOXGR") & (fa["FAOBJ"] != "CYTOKINE RELEASE SYNDROME")]
+    g = fa[(fa["USUBJID"] == U2) & (fa["FATESTCD"] == "TOXGR") & (fa["FAOBJ"] == ICANS_TERM)]
     assert g.sort_values("FADTC")["FAORRES"].tolist() == ["0", "1", "3"]
-    ae = r.datasets["AE"].set_index(["USUBJID", "AESPID"])
-    assert ae.loc[(U2, "ICANS-1"), "AETOXGR"] == "3"
 
 
-def test_reconciliation_reports_grade_and_date_disagreements():
+def test_reconciliation_raises_data_queries():
     r = build([
-        ok_row(AESPID="10", AETERM="CRS", AESTDAT="02-MAY-2024", AEENDAT="04-MAY-2024", AETOXGR="3"),   # derived: 2
+        ok_row(AESPID="10", AETERM="CRS", AESTDAT="02-MAY-2024", AEENDAT="04-MAY-2024", AETOXGR="3"),   # ASTCT: 2
         ok_row(AESPID="11", AETERM="Encephalopathy", AESTDAT="03-MAY-2024", AEENDAT="04-MAY-2024", AETOXGR="2"),
         ok_row(AESPID="12", AETERM="Cytokine release syndrome", AESTDAT="20-MAY-2024", AEENDAT="21-MAY-2024",
                AETOXGR="1"),                                                                              # no episode
     ])
     rep = r.reports["crs_icans_discrepancies"]
-    got = {(row.USUBJID, row.AESPID, row.derived_aespid): row.discrepancy for row in rep.itertuples()}
+    got = {(row.USUBJID, row.AESPID, row.episode_id): row.discrepancy for row in rep.itertuples()}
     assert got == {
         (U1, "10", "CRS-1"): "GRADE",
-        (U1, "11", "ICANS-1"): "END DATE",       # Encephalopathy ends 05-04, the ICANS episode on 05-03
+        # reported under another term and ends 05-04, the ICANS episode on 05-03
+        (U1, "11", "ICANS-1"): "AE TERM; END DATE",
         (U1, "12", ""): "NO DERIVED EPISODE",
         (U2, "", "CRS-1"): "NOT REPORTED BY INVESTIGATOR",
         (U2, "", "ICANS-1"): "NOT REPORTED BY INVESTIGATOR",
     }
     g = rep.set_index("AESPID").loc["10"]
-    assert (g["AETOXGR"], g["derived_aetoxgr"], g["AESTDTC"], g["derived_aestdtc"]) == ("3", "2", "2024-05-02",
-                                                                                        "2024-05-02")
-    assert supp(r, "ASTCTDUP") == {"10": "Y", "11": "Y"}
-    # the Encephalopathy AE that matched the ICANS episode keeps its coding and gets the ASTCT scale
+    assert (g["AETOXGR"], g["episode_grade"], g["AESTDTC"], g["episode_start"]) == ("3", "2", "2024-05-02",
+                                                                                    "2024-05-02")
+    assert rep.set_index("AESPID").loc["", "AEDECOD"].tolist() == [CRS_TERM, ICANS_TERM]
+    # the investigator's records are unchanged: AEDECOD, grade and dates as reported
     ae = r.datasets["AE"].set_index("AESPID")
-    assert ae.loc["11", "AEDECOD"] == "Encephalopathy"
+    assert len(ae) == 3 and ae.loc["11", "AEDECOD"] == "Encephalopathy" and ae.loc["10", "AETOXGR"] == "3"
     scale = supp(r, "TOXGRSCL")
-    assert (scale["10"], scale["11"], scale["12"]) == ("ASTCT 2019", "ASTCT 2019", "ASTCT 2019")
+    assert (scale["10"], scale["11"], scale["12"]) == ("ASTCT 2019", "NCI CTCAE v5.0", "ASTCT 2019")
 
 
-def test_encephalopathy_without_icans_episode_is_not_a_discrepancy():
-    r = build([ok_row(AESPID="20", AETERM="Encephalopathy", AESTDAT="20-MAY-2024", AEENDAT="21-MAY-2024")])
-    rep = r.reports["crs_icans_discrepancies"]
-    assert "20" not in set(rep["AESPID"])
-    assert supp(r, "TOXGRSCL")["20"] == "NCI CTCAE v5.0"
-
-
-def test_relrec_links_episode_ae_fa_and_investigator_ae():
-    r = build([ok_row(AESPID="10", AETERM="CRS", AESTDAT="02-MAY-2024", AEENDAT="04-MAY-2024", AETOXGR="2")])
+def test_relrec_links_the_investigator_ae_to_the_episode_fa_records():
+    r = build([ok_row(AESPID="10", AETERM="CRS", AESTDAT="02-MAY-2024", AEENDAT="04-MAY-2024", AETOXGR="2"),
+               ok_row(AESPID="11", AETERM="Encephalopathy", AESTDAT="03-MAY-2024", AEENDAT="03-MAY-2024",
+                      AETOXGR="2")])
     ae = r.datasets["AE"].set_index(["USUBJID", "AESPID"])
     rel = r.datasets["RELREC"]
-    crs = rel[(rel["USUBJID"] == U1) & (rel["RELID"] == "CRS-1")]
-    assert sorted(zip(crs["RDOMAIN"], crs["IDVAR"], crs["IDVARVAL"])) == sorted([
-        ("AE", "AESEQ", str(int(ae.loc[(U1, "CRS-1"), "AESEQ"]))),
-        ("AE", "AESEQ", str(int(ae.loc[(U1, "10"), "AESEQ"]))),
-        ("FA", "FAGRPID", "CRS-1")])
+    seq10 = str(int(ae.loc[(U1, "10"), "AESEQ"]))
+    assert sorted(zip(rel["USUBJID"], rel["RELID"], rel["RDOMAIN"], rel["IDVAR"], rel["IDVARVAL"])) == [
+        (U1, "CRS-1", "AE", "AESEQ", seq10), (U1, "CRS-1", "FA", "FAGRPID", "CRS-1")]
     fa = r.datasets["FA"]
     grp = fa[(fa["USUBJID"] == U1) & (fa["FAGRPID"] == "CRS-1")]
     assert sorted(set(grp["FADTC"])) == ["2024-05-02", "2024-05-03", "2024-05-04"]
-    assert set(grp["FAOBJ"]) == {"CYTOKINE RELEASE SYNDROME"}
+    # FAOBJ of the related FA records = AEDECOD of the related AE
+    assert set(grp["FAOBJ"]) == {ae.loc[(U1, "10"), "AEDECOD"]} == {CRS_TERM}
     assert r.reports["crs_icans_discrepancies"].query("AESPID == '10'").empty    # same grade and dates
+    ep = r.reports["crs_icans_episodes"].set_index(["USUBJID", "episode_id"])
+    assert ep.loc[(U1, "CRS-1"), "linked_aeseq"] == seq10 and ep.loc[(U1, "ICANS-1"), "linked_aeseq"] == ""
+    # crs rows of the related episode reach RELREC
+    assert sorted(r.consumed.query("form == 'crs' and dataset == 'RELREC'")["row"]) == [3, 4, 5]
+
+
+def test_one_ae_spanning_two_episodes_is_related_to_both():
+    crs = crs_raw("001", "2024-05-01", [{"TEMP": "38.5"}, {}, {"TEMP": "38.6"}, {}]).assign(
+        _FILE="crs.csv", _ROW=[2, 3, 4, 5])
+    r = build([ok_row(AESPID="1", AETERM="CRS", AESTDAT="01-MAY-2024", AEENDAT="03-MAY-2024", AETOXGR="1")], crs=crs)
+    rel = r.datasets["RELREC"]
+    assert sorted(zip(rel["RELID"], rel["RDOMAIN"], rel["IDVARVAL"])) == [
+        ("CRS-1", "AE", "1"), ("CRS-1", "FA", "CRS-1"), ("CRS-2", "AE", "1"), ("CRS-2", "FA", "CRS-2")]
+    rep = r.reports["crs_icans_discrepancies"]
+    assert sorted(zip(rep["episode_id"], rep["discrepancy"])) == [("CRS-1", "END DATE"), ("CRS-2", "START DATE")]
 
 
 def test_fa_records():
     r = build([])
     fa = r.datasets["FA"]
     day3 = fa[(fa["USUBJID"] == U1) & (fa["FADTC"] == "2024-05-03")].set_index(["FAOBJ", "FATESTCD"])
-    assert day3.loc[("CYTOKINE RELEASE SYNDROME", "TEMP"), ["FAORRES", "FAORRESU", "FASTRESN"]].tolist() == [
-        "38.0", "C", 38.0]
-    assert day3.loc[("CYTOKINE RELEASE SYNDROME", "TOXGR"), "FASTRESN"] == 2
-    icans = "IMMUNE EFFECTOR CELL-ASSOCIATED NEUROTOXICITY SYNDROME"
+    assert day3.loc[(CRS_TERM, "TEMP"), ["FAORRES", "FAORRESU", "FASTRESN"]].tolist() == ["38.0", "C", 38.0]
+    assert day3.loc[(CRS_TERM, "TOXGR"), "FASTRESN"] == 2
+    icans = ICANS_TERM
     assert day3.loc[(icans, "ICESCORE"), "FASTRESN"] == 6 and day3.loc[(icans, "TOXGR"), "FAORRES"] == "2"
-    assert ("CYTOKINE RELEASE SYNDROME", "OXYFLOW") not in day3.index     # not recorded -> no record
+    assert (CRS_TERM, "OXYFLOW") not in day3.index     # not recorded -> no record
     assert day3["FATEST"].loc[(icans, "ICESCORE")] == "ICE Score"
     assert (day3["VISIT"].iloc[0], day3["VISITNUM"].iloc[0], day3["FADY"].iloc[0]) == ("DAY 2", 5.0, 3)
     assert fa.groupby("USUBJID")["FASEQ"].apply(lambda s: s.is_unique).all()
@@ -385,7 +377,7 @@ def test_outputs_pass_the_spec_checks_and_are_deterministic():
 def test_rows_of_unknown_subjects_are_rejected_not_dropped():
     r = build([ok_row(SUBJID="999")])
     assert r.rejected[["form", "row", "reason"]].values.tolist() == [["ae", 2, "subject not in DM"]]
-    assert r.datasets["AE"]["AECAT"].ne("").all()            # only derived records remain
+    assert r.datasets["AE"].empty            # the only AE row was rejected; nothing is derived
 
 
 def test_missing_dm_is_a_clear_error():
@@ -406,5 +398,6 @@ def test_without_daily_assessments_ae_still_builds():
     cols = SPEC.form_columns("crs")["column"].tolist() + ["_FILE", "_ROW"]
     r = build([ok_row(), ok_row(AESPID="2", AETERM="CRS", AETOXGR="2")], crs=pd.DataFrame(columns=cols))
     assert len(r.datasets["AE"]) == 2 and r.datasets["FA"].empty and r.datasets["RELREC"].empty
+    assert r.reports["crs_icans_episodes"].empty
     rep = r.reports["crs_icans_discrepancies"]
     assert rep[["AESPID", "discrepancy"]].values.tolist() == [["2", "NO DERIVED EPISODE"]]

@@ -1,30 +1,27 @@
-"""AE, SUPPAE, FA and RELREC: adverse events coded to CTCAE v5.0, and CRS/ICANS graded by
-ASTCT consensus from the daily assessments.
+"""AE, SUPPAE, FA and RELREC: the investigator's adverse events coded to CTCAE v5.0, and
+the daily CRS/ICANS assessments with their ASTCT consensus grades as Findings About.
 
-Records in AE (SDTMIG 3.4 section 6.2 AE):
+AE (SDTMIG 3.4 section 6.2) holds one record per event the investigator reported (raw form
+``ae``), nothing else: AETERM as collected; AEDECOD, AELLT, AELLTCD, AEBODSYS, AEBDSYCD,
+AESOC, AESOCCD from the dictionary term (:mod:`pipeline.rules.ctcae_terms`). A verbatim
+that cannot be coded goes to the ``coding_queries`` report. Which scale graded a record is in
+SUPPAE.TOXGRSCL (the study's ``[safety]`` ``ae_grading``, ``crs_grading`` or
+``icans_grading``): CTCAE's own CRS criteria differ from ASTCT's. Analysis flags (treatment
+emergence, DLT window) are ADaM's (ADAE), not SDTM's.
 
-- Investigator-reported AEs (raw form ``ae``): AETERM as collected; AEDECOD, AELLT, AELLTCD,
-  AEBODSYS, AEBDSYCD, AESOC, AESOCCD from the CTCAE v5.0 term (:mod:`pipeline.rules.ctcae_terms`).
-  AECAT is null. A verbatim that cannot be coded stays in AE with AEDECOD empty and goes
-  to the ``coding_queries`` report.
-- One AE per CRS or ICANS episode derived from the daily assessments (raw form ``crs``) by
-  ASTCT grading (:mod:`pipeline.rules.astct`); AECAT from ``specs/rules/astct_events.csv``.
+FA (SDTMIG 3.4 section 6.4) holds the daily components as collected (one record per subject,
+day and component; FATESTCD = the raw column) and the derived daily ASTCT grade of each event
+(FATESTCD TOXGR, 0-4) (:mod:`pipeline.rules.astct`). FAOBJ = the event's dictionary term, which
+is the AEDECOD of the investigator's AE. FAGRPID = the episode id (``CRS-1``, ``ICANS-2``: the
+n-th run of consecutive days with grade >= 1) on episode days.
 
-Which scale graded a record is in SUPPAE.TOXGRSCL (the study's ``[safety]`` ``ae_grading``,
-``crs_grading`` or ``icans_grading``): CTCAE's own CRS criteria differ from ASTCT's.
+RELREC (SDTMIG 3.4 section 8.2) relates each investigator CRS/ICANS AE (IDVAR AESEQ) to the FA
+records of the overlapping episode (IDVAR FAGRPID), RELID = the episode id.
 
-Counting rule (no double counting): when the investigator also reported a CRS or ICANS AE
-that overlaps a derived episode of the same event (or an AE coded to a term the event is
-also reported under, e.g. Encephalopathy for ICANS, ``astct_events.csv`` ``also_reported_as``,
-kept as coded), both records stay in AE, they are related
-in RELREC (same RELID as the episode), the investigator's record gets SUPPAE.ASTCTDUP = "Y",
-and incidence counts exclude records with ASTCTDUP = "Y". Grade and date disagreements go
-to the ``crs_icans_discrepancies`` report.
-
-FA holds the daily components (one record per subject, day and component, FAOBJ = the
-event) and the derived daily grade (FATESTCD TOXGR). FAGRPID = the episode id (e.g.
-``CRS-1``) on episode days; RELREC relates the episode's AE record (IDVAR AESEQ) to its FA
-records (IDVAR FAGRPID) under RELID = the episode id.
+Episodes are analysis results, not SDTM records: they are in the ``crs_icans_episodes`` report
+(ADaM derives them again from FA). Where the daily assessments show an episode the investigator
+did not report, or grades, dates or terms disagree, the ``crs_icans_discrepancies`` report
+raises a data query; no AE record is created from the assessments.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ import pandas as pd
 
 from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext, empty
 from pipeline.config import Study
-from pipeline.derive.dates import cdash_to_iso, dtc_date, dtc_datetime, iso_from_timestamp
+from pipeline.derive.dates import cdash_to_iso, dtc_date, iso_from_timestamp
 from pipeline.derive.epoch import derive_epoch, subject_elements
 from pipeline.derive.identifiers import usubjid as make_usubjid
 from pipeline.derive.seq import assign_seq
@@ -216,8 +213,6 @@ def investigator_ae(raw: pd.DataFrame, dictionary: pd.DataFrame, synonym_table: 
     ongoing = _text(r["AEONGO"]).eq(ct.Y) if "AEONGO" in r else pd.Series(False, index=r.index)
     out["AEENRTPT"] = np.where(ongoing & out["AEENDTC"].eq(""), ct.ONGOING, "")
     out["AEENTPT"] = np.where(out["AEENRTPT"].ne(""), cutoff, "")
-    out["event"] = ""
-    out["episode"] = 0
     out["coded"] = coded["coded"].to_numpy()
     out["normalised"] = coded["normalised"].to_numpy()
     out["_FILE"] = r["_FILE"].to_numpy() if "_FILE" in r else ""
@@ -312,16 +307,23 @@ def daily_assessments(raw: pd.DataFrame, dm: pd.DataFrame, crs_rules: pd.DataFra
     return r
 
 
-def derived_episode_ae(daily: pd.DataFrame, deaths: pd.DataFrame, events: pd.DataFrame,
-                       rules: dict[str, pd.DataFrame], dictionary: pd.DataFrame, synonym_table: pd.DataFrame,
-                       ct: _CT, studyid: str) -> tuple[pd.DataFrame | None, pd.DataFrame]:
-    """One AE record per CRS or ICANS episode (ASTCT, Lee 2019), and warning findings.
+EPISODE_COLUMNS = ["STUDYID", "USUBJID", "event", "term", "episode_id", "episode_grade", "episode_start",
+                   "episode_end", "episode_ongoing", "episode_outcome", "episode_start_day", "episode_days",
+                   "last_assessment", "linked_aeseq"]
 
-    AESTDTC = the first day with grade >= 1; AEENDTC = the last such day when a later
-    assessment shows the episode over, else empty with AEENRTPT = ONGOING and AEENTPT = the
-    last assessment date. AETOXGR = the highest daily grade; grade 5 (AEOUT FATAL, AESDTH Y,
-    AESER Y, AEENDTC = death date) when the subject's cause of death is the event, on the
-    subject's last episode of that event starting on or before the death.
+
+def derived_episodes(daily: pd.DataFrame, deaths: pd.DataFrame, events: pd.DataFrame,
+                     rules: dict[str, pd.DataFrame], ct: _CT, studyid: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """CRS and ICANS episodes derived by ASTCT grading (Lee 2019) from the daily assessments,
+    one row per episode, and warning findings. These are analysis results, not SDTM records:
+    they feed the ``crs_icans_episodes`` report and the reconciliation with the investigator's
+    AEs (ADaM derives them again from FA).
+
+    ``episode_start`` = the first day with grade >= 1; ``episode_end`` = the last such day when a
+    later assessment shows the episode over, else empty with ``episode_ongoing`` = ONGOING.
+    ``episode_grade`` = the highest daily grade; 5 (outcome FATAL, end = death date) when the
+    subject's cause of death is the event, on the subject's last episode of that event starting
+    on or before the death.
     """
     recs, found = [], []
     subjects = deaths.reset_index()
@@ -351,78 +353,26 @@ def derived_episode_ae(daily: pd.DataFrame, deaths: pd.DataFrame, events: pd.Dat
         death_dtc = tab["USUBJID"].map(deaths["DTHDTC"]).fillna("")
         fatal = tab["fatal"].to_numpy()
         resolved = tab["resolved"].to_numpy()
-        start = iso_from_timestamp(tab["start"])
         end = iso_from_timestamp(tab["end"])
-        term = pd.Series(ev["term"], index=tab.index)
-        coded = code_terms(term, dictionary, synonym_table)
-        rec = pd.DataFrame({
-            "STUDYID": studyid, "DOMAIN": "AE", "USUBJID": tab["USUBJID"],
-            "AESPID": event + "-" + tab["episode"].astype(str), "AETERM": term,
-        })
-        rec = pd.concat([rec, coded.drop(columns=["coded", "match", "normalised"])], axis=1)
-        rec["AECAT"] = ev["aecat"]
-        rec["AESER"] = np.where(fatal, ct.Y, "")
-        rec["AEACN"] = ""
-        rec["AEREL"] = ""
-        rec["AEOUT"] = np.select([fatal, resolved], [ct.FATAL, ct.RESOLVED], ct.NOT_RESOLVED)
-        for c in SERIOUSNESS_CRITERIA:
-            rec[c] = ""
-        rec["AESDTH"] = np.where(fatal, ct.Y, "")
-        rec["AETOXGR"] = np.where(fatal, "5", tab["grade"].astype(int).astype(str))
-        rec["AESTDTC"] = start
-        rec["AEENDTC"] = np.select([fatal, resolved], [death_dtc.where(death_dtc.ne(""), end), end], "")
-        rec["AEENRTPT"] = np.where(~fatal & ~resolved, ct.ONGOING, "")
-        rec["AEENTPT"] = np.where(~fatal & ~resolved, iso_from_timestamp(tab["last_assessment"]), "")
-        rec["event"] = event
-        rec["episode"] = tab["episode"].to_numpy()
-        rec["coded"] = True
-        rec["normalised"] = coded["normalised"]
-        rec["_FILE"] = ""
-        rec["_ROW"] = np.nan
-        rec["days"] = tab["days"].to_numpy()
-        recs.append(rec)
-    out = pd.concat(recs, ignore_index=True) if recs else None
-    return out, _concat(found, FINDING_COLUMNS)
+        recs.append(pd.DataFrame({
+            "STUDYID": studyid, "USUBJID": tab["USUBJID"].to_numpy(), "event": event, "term": ev["term"],
+            "episode_id": (event + "-" + tab["episode"].astype(str)).to_numpy(),
+            "episode_grade": np.where(fatal, "5", tab["grade"].astype(int).astype(str)),
+            "episode_start": iso_from_timestamp(tab["start"]).to_numpy(),
+            "episode_end": np.select([fatal, resolved], [death_dtc.where(death_dtc.ne(""), end), end], ""),
+            "episode_ongoing": np.where(~fatal & ~resolved, ct.ONGOING, ""),
+            "episode_outcome": np.select([fatal, resolved], [ct.FATAL, ct.RESOLVED], ct.NOT_RESOLVED),
+            "episode_days": tab["days"].to_numpy(),
+            "last_assessment": iso_from_timestamp(tab["last_assessment"]).to_numpy()}))
+    out = pd.concat(recs, ignore_index=True) if recs else empty(EPISODE_COLUMNS)
+    out["episode_start_day"] = np.nan
+    out["linked_aeseq"] = ""
+    return out.reindex(columns=EPISODE_COLUMNS), _concat(found, FINDING_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------
-# timing and supplemental qualifiers
+# supplemental qualifiers and event terms
 # ---------------------------------------------------------------------------------------
-def treatment_emergent(aestdtc: pd.Series, rfstdtc: pd.Series, ct: _CT) -> pd.Series:
-    """SUPPAE.AETRTEM: Y when the onset is on or after the first CAR-T infusion (RFSTDTC).
-
-    Same day: times are compared when both are collected, otherwise the AE counts as on/after.
-    A partial onset counts as on/after unless its latest possible date is before the
-    infusion date (conservative: treatment emergence cannot be excluded). A missing onset
-    counts as treatment emergent. N when the subject was never infused (RFSTDTC empty).
-    """
-    rf_date = dtc_date(rfstdtc)
-    lo, hi = date_bounds(aestdtc)
-    complete = dtc_date(aestdtc).notna()
-    both_times = _text(aestdtc).str.contains("T") & _text(rfstdtc).str.contains("T")
-    same = complete & (lo == rf_date)
-    te = np.where(hi.isna(), True, hi >= rf_date)
-    te = np.where(same & both_times, dtc_datetime(aestdtc) >= dtc_datetime(rfstdtc), te)
-    te = np.where(rf_date.isna(), False, te)
-    return pd.Series(np.where(te, ct.Y, ct.N), index=aestdtc.index, dtype="object")
-
-
-def dlt_window(aestdtc: pd.Series, rfstdtc: pd.Series, teae: pd.Series, window_days: int, ct: _CT) -> pd.Series:
-    """SUPPAE.DLTWINFL: Y when the onset falls in the DLT window.
-
-    "Within N days after infusion" = protocol days 0..N, infusion = protocol day 0 = study
-    day 1, so the window is study days 1..N+1 (21 days: study day 22 is in, 23 is out). It is
-    the CAR-T element of the study (``[[elements]]`` duration_days) that ends on protocol day
-    N. The AE must be treatment emergent (AETRTEM = Y); a partial onset whose earliest
-    possible date is within N days of the infusion counts as in the window (conservative).
-    """
-    rf_date = dtc_date(rfstdtc)
-    lo, _ = date_bounds(aestdtc)
-    pday_lo = (lo - rf_date).dt.days
-    inside = teae.eq(ct.Y) & (pday_lo.isna() | (pday_lo <= window_days)) & rf_date.notna()
-    return pd.Series(np.where(inside, ct.Y, ct.N), index=aestdtc.index, dtype="object")
-
-
 def toxicity_scale(event: pd.Series, events: pd.DataFrame, study: Study) -> pd.Series:
     """SUPPAE.TOXGRSCL: the study's ``[safety]`` grading scale of each record: ``crs_grading``
     or ``icans_grading`` for CRS and ICANS (ASTCT), ``ae_grading`` (CTCAE) otherwise.
@@ -453,82 +403,79 @@ def candidate_event(aedecod: pd.Series, events: pd.DataFrame) -> pd.Series:
 # reconciliation of investigator CRS/ICANS AEs with the derived episodes
 # ---------------------------------------------------------------------------------------
 DISCREPANCY_COLUMNS = ["STUDYID", "USUBJID", "AEDECOD", "discrepancy", "AESEQ", "AESPID", "AETOXGR", "AESTDTC",
-                       "AEENDTC", "derived_aeseq", "derived_aespid", "derived_aetoxgr", "derived_aestdtc",
-                       "derived_aeendtc"]
+                       "AEENDTC", "episode_id", "episode_grade", "episode_start", "episode_end"]
 
 
-def reconcile(ae: pd.DataFrame, ct: _CT) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Match investigator-reported CRS/ICANS AEs with derived episodes of the same subject and
-    event whose date ranges overlap (partial dates by their widest bounds, an ongoing or
-    open end as unbounded). Investigator AEs coded to a term the event may be reported under
-    (``alt_event``, e.g. Encephalopathy for ICANS) take part too, but only when they overlap an
-    episode. Returns (matched pairs: inv_index, der_index; discrepancy report).
+def _same_date(a: pd.Series, b: pd.Series) -> pd.Series:
+    """Same calendar date; a partial date agrees with any date it contains."""
+    a10, b10 = _text(a).str.slice(0, 10), _text(b).str.slice(0, 10)
+    n = a10.str.len()
+    b_cut = pd.Series(np.select([n.eq(4), n.eq(7)], [b10.str.slice(0, 4), b10.str.slice(0, 7)], b10),
+                      index=b10.index)
+    return a10.eq(b10) | (a10.ne("") & n.lt(10) & a10.eq(b_cut))
 
-    Report rows: each matched pair that disagrees on grade, start date or end date, each
-    investigator record without an overlapping episode (NO DERIVED EPISODE) and each episode
-    the investigator did not report (NOT REPORTED BY INVESTIGATOR).
+
+def reconcile(ae: pd.DataFrame, episodes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Match the investigator's CRS/ICANS AEs with the ASTCT episodes derived from the daily
+    assessments (same subject and event, overlapping date ranges: partial dates by their
+    widest bounds, an ongoing or open end as unbounded). AEs coded to a term the event may be
+    reported under (``alt_event``, e.g. Encephalopathy for ICANS) take part too, but only when
+    they overlap an episode.
+
+    Returns (pairs, report). ``pairs``: ``ae`` (index into ``ae``), ``episode`` (index into
+    ``episodes``) and ``primary`` (the AE's AEDECOD is the event's own term: only such pairs
+    are related in RELREC, because FAOBJ must equal the related AE's AEDECOD).
+
+    The report is a list of data queries, one row per: matched pair that disagrees on grade,
+    start date or end date, or whose AE is coded to another term (``AE TERM``: e.g. ICANS
+    reported as Encephalopathy, for the investigator to confirm); investigator CRS/ICANS AE
+    without an overlapping episode (NO DERIVED EPISODE); episode the investigator did not
+    report (NOT REPORTED BY INVESTIGATOR). No AE record is created from the assessments.
     """
-    inv = ae[(ae["AECAT"] == "") & (ae["event"].ne("") | ae["alt_event"].ne(""))].copy()
+    inv = ae[ae["event"].ne("") | ae["alt_event"].ne("")].copy()
     inv["primary"] = inv["event"].ne("")
     inv["event"] = inv["event"].where(inv["primary"], inv["alt_event"])
-    der = ae[ae["AECAT"].ne("") & ae["event"].ne("")].copy()
+    der = episodes.copy()
     far = pd.Timestamp.max.normalize()
-    for f in (inv, der):
-        f["_lo"], _ = date_bounds(f["AESTDTC"])
-        _, hi = date_bounds(f["AEENDTC"])
-        f["_hi"] = hi.fillna(far)
-        f["_idx"] = f.index
-    pairs = inv.merge(der, on=["USUBJID", "event"], suffixes=("", "_d"))
+    inv["_lo"], _ = date_bounds(inv["AESTDTC"])
+    inv["_hi"] = date_bounds(inv["AEENDTC"])[1].fillna(far)
+    inv["_idx"] = inv.index
+    der["_lo_d"], _ = date_bounds(der["episode_start"])
+    der["_hi_d"] = date_bounds(der["episode_end"])[1].fillna(far)
+    der["_idx_d"] = der.index
+    pairs = inv.merge(der.drop(columns=["STUDYID"]), on=["USUBJID", "event"])
     pairs = pairs[(pairs["_lo"].fillna(pd.Timestamp.min) <= pairs["_hi_d"]) & (pairs["_lo_d"] <= pairs["_hi"])]
 
-    def same_date(a: pd.Series, b: pd.Series) -> pd.Series:
-        """Same calendar date; a partial date agrees with any date it contains."""
-        a10, b10 = _text(a).str.slice(0, 10), _text(b).str.slice(0, 10)
-        n = a10.str.len()
-        b_cut = pd.Series(np.select([n.eq(4), n.eq(7)], [b10.str.slice(0, 4), b10.str.slice(0, 7)], b10),
-                          index=b10.index)
-        return a10.eq(b10) | (a10.ne("") & n.lt(10) & a10.eq(b_cut))
-
-    grade_diff = pairs["AETOXGR"].ne(pairs["AETOXGR_d"])
-    start_diff = ~same_date(pairs["AESTDTC"], pairs["AESTDTC_d"])
-    end_diff = ~same_date(pairs["AEENDTC"], pairs["AEENDTC_d"])
+    flags = ((~pairs["primary"], "AE TERM"), (pairs["AETOXGR"].ne(pairs["episode_grade"]), "GRADE"),
+             (~_same_date(pairs["AESTDTC"], pairs["episode_start"]), "START DATE"),
+             (~_same_date(pairs["AEENDTC"], pairs["episode_end"]), "END DATE"))
     what = pd.Series("", index=pairs.index, dtype="object")
-    for flag, text in ((grade_diff, "GRADE"), (start_diff, "START DATE"), (end_diff, "END DATE")):
+    for flag, text in flags:  # four kinds of disagreement
         what = what + np.where(flag, text + "; ", "")
     rep = []
     diff = pairs[what.ne("")]
+    show = ["STUDYID", "USUBJID", "AEDECOD", "AESEQ", "AESPID", "AETOXGR", "AESTDTC", "AEENDTC"]
+    ep_cols = ["episode_id", "episode_grade", "episode_start", "episode_end"]
     if len(diff):
-        rep.append(pd.DataFrame({
-            "STUDYID": diff["STUDYID"], "USUBJID": diff["USUBJID"], "AEDECOD": diff["AEDECOD"],
-            "discrepancy": what[what.ne("")].str.rstrip("; "), "AESEQ": diff["AESEQ"], "AESPID": diff["AESPID"],
-            "AETOXGR": diff["AETOXGR"], "AESTDTC": diff["AESTDTC"], "AEENDTC": diff["AEENDTC"],
-            "derived_aeseq": diff["AESEQ_d"], "derived_aespid": diff["AESPID_d"],
-            "derived_aetoxgr": diff["AETOXGR_d"], "derived_aestdtc": diff["AESTDTC_d"],
-            "derived_aeendtc": diff["AEENDTC_d"]}))
-    # an AE under an alternative term (e.g. Encephalopathy) without an ICANS episode may be another event
+        rep.append(diff[show + ep_cols].assign(discrepancy=what[what.ne("")].str.rstrip("; ")))
     lone_inv = inv[~inv["_idx"].isin(set(pairs["_idx"])) & inv["primary"]]
     if len(lone_inv):
-        rep.append(pd.DataFrame({
-            "STUDYID": lone_inv["STUDYID"], "USUBJID": lone_inv["USUBJID"], "AEDECOD": lone_inv["AEDECOD"],
-            "discrepancy": "NO DERIVED EPISODE", "AESEQ": lone_inv["AESEQ"], "AESPID": lone_inv["AESPID"],
-            "AETOXGR": lone_inv["AETOXGR"], "AESTDTC": lone_inv["AESTDTC"], "AEENDTC": lone_inv["AEENDTC"]}))
-    lone_der = der[~der["_idx"].isin(set(pairs["_idx_d"]))]
+        rep.append(lone_inv[show].assign(discrepancy="NO DERIVED EPISODE"))
+    lone_der = der[~der["_idx_d"].isin(set(pairs["_idx_d"]))]
     if len(lone_der):
-        rep.append(pd.DataFrame({
-            "STUDYID": lone_der["STUDYID"], "USUBJID": lone_der["USUBJID"], "AEDECOD": lone_der["AEDECOD"],
-            "discrepancy": "NOT REPORTED BY INVESTIGATOR", "derived_aeseq": lone_der["AESEQ"],
-            "derived_aespid": lone_der["AESPID"], "derived_aetoxgr": lone_der["AETOXGR"],
-            "derived_aestdtc": lone_der["AESTDTC"], "derived_aeendtc": lone_der["AEENDTC"]}))
+        rep.append(lone_der[["STUDYID", "USUBJID", *ep_cols]].assign(
+            AEDECOD=lone_der["term"], discrepancy="NOT REPORTED BY INVESTIGATOR"))
     report = pd.concat(rep, ignore_index=True) if rep else empty(DISCREPANCY_COLUMNS)
     report = report.reindex(columns=DISCREPANCY_COLUMNS)
     for c in DISCREPANCY_COLUMNS:
-        if c in ("AESEQ", "derived_aeseq"):
+        if c == "AESEQ":
             report[c] = pd.to_numeric(report[c], errors="coerce").astype("Int64")
         else:
             report[c] = report[c].astype("object").where(report[c].notna(), "")
-    report = report.sort_values(["USUBJID", "AEDECOD", "AESTDTC", "derived_aestdtc", "AESPID", "derived_aespid"],
+    report = report.sort_values(["USUBJID", "AEDECOD", "AESTDTC", "episode_start", "AESPID", "episode_id"],
                                 kind="mergesort").reset_index(drop=True)
-    matched = pairs[["_idx", "_idx_d"]].rename(columns={"_idx": "inv", "_idx_d": "der"}).reset_index(drop=True)
+    matched = pd.DataFrame({"ae": pairs["_idx"].to_numpy(), "episode": pairs["_idx_d"].to_numpy(),
+                            "primary": pairs["primary"].to_numpy(dtype=bool)})
     return matched, report
 
 
@@ -565,7 +512,9 @@ def findings_about(daily: pd.DataFrame, tests: pd.DataFrame, events: pd.DataFram
     """FA records (SDTMIG 3.4 6.4 Findings About): one per subject, assessment day and
     component with a value, plus the derived daily ASTCT grade (TOXGR) of each event.
 
-    FAOBJ = the event's object (astct_events.csv), FACAT from the same table, FAORRES as
+    FAOBJ = the event's dictionary term (``astct_events.csv`` ``term``, e.g. Cytokine release
+    syndrome), which is the AEDECOD of the investigator's AE related to the FA records in
+    RELREC (SDTMIG 3.4 6.4.3). FACAT from the same table, FAORRES as
     collected, FASTRESC = FAORRES, FASTRESN for numeric tests, units from the value-level
     metadata. FAGRPID = the episode id on episode days. VISITNUM/VISIT: the planned visit
     whose planned study day equals FADY, else UNSCHEDULED (numbered after the last planned
@@ -585,7 +534,7 @@ def findings_about(daily: pd.DataFrame, tests: pd.DataFrame, events: pd.DataFram
         parts.append(pd.DataFrame({
             "STUDYID": study.studyid, "DOMAIN": "FA", "USUBJID": sub["USUBJID"].to_numpy(),
             "FAGRPID": np.where(epi > 0, t.event + "-" + epi.astype(str), ""),
-            "FATESTCD": t.FATESTCD, "FATEST": t.FATEST, "FAOBJ": events.loc[t.event, "faobj"],
+            "FATESTCD": t.FATESTCD, "FATEST": t.FATEST, "FAOBJ": events.loc[t.event, "term"],
             "FACAT": events.loc[t.event, "facat"], "FAORRES": val[keep].to_numpy(),
             "FAORRESU": t.unit, "FASTRESC": val[keep].to_numpy(),
             "FASTRESN": pd.to_numeric(val[keep], errors="coerce").to_numpy() if t.type in ("integer", "float")
@@ -608,37 +557,49 @@ def findings_about(daily: pd.DataFrame, tests: pd.DataFrame, events: pd.DataFram
     return fa
 
 
-def relrec(ae: pd.DataFrame, matched: pd.DataFrame, fa: pd.DataFrame, studyid: str) -> pd.DataFrame:
-    """RELREC (SDTMIG 3.4 8.2): per episode, RELID = the episode id (e.g. CRS-1) relating the
-    derived AE record (IDVAR AESEQ), the episode's FA records (IDVAR FAGRPID) and the
-    investigator's overlapping CRS/ICANS AE records (IDVAR AESEQ)."""
-    der = ae[ae["AECAT"].ne("") & ae["event"].ne("")]
-    relid = der["AESPID"]
-    parts = [pd.DataFrame({"USUBJID": der["USUBJID"], "RDOMAIN": "AE", "IDVAR": "AESEQ",
-                           "IDVARVAL": der["AESEQ"].astype(int).astype(str), "RELID": relid})]
+def relrec(ae: pd.DataFrame, matched: pd.DataFrame, episodes: pd.DataFrame, fa: pd.DataFrame,
+           studyid: str) -> pd.DataFrame:
+    """RELREC (SDTMIG 3.4 8.2): the investigator's CRS/ICANS AE and the FA records of the
+    overlapping ASTCT episode, RELID = the episode id (e.g. CRS-1): the AE record (RDOMAIN AE,
+    IDVAR AESEQ) and the episode's FA records (RDOMAIN FA, IDVAR FAGRPID). Only AEs whose
+    AEDECOD is the event's term (= FAOBJ) are related; an episode without such an AE has no
+    relationship (it is a data query in the discrepancy report)."""
+    m = matched[matched["primary"]] if len(matched) else matched
+    cols = ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "RELTYPE", "RELID"]
+    if m.empty:
+        return empty(cols)
+    a = ae.loc[m["ae"].to_numpy()]
+    ep = episodes.loc[m["episode"].to_numpy()]
+    ae_part = pd.DataFrame({"USUBJID": a["USUBJID"].to_numpy(), "RDOMAIN": "AE", "IDVAR": "AESEQ",
+                            "IDVARVAL": a["AESEQ"].astype(int).astype(str).to_numpy(),
+                            "RELID": ep["episode_id"].to_numpy()})
     grp = fa.loc[fa["FAGRPID"].ne(""), ["USUBJID", "FAGRPID"]].drop_duplicates()
-    parts.append(pd.DataFrame({"USUBJID": grp["USUBJID"], "RDOMAIN": "FA", "IDVAR": "FAGRPID",
-                               "IDVARVAL": grp["FAGRPID"], "RELID": grp["FAGRPID"]}))
-    if len(matched):
-        inv = ae.loc[matched["inv"].to_numpy()]
-        parts.append(pd.DataFrame({"USUBJID": inv["USUBJID"].to_numpy(), "RDOMAIN": "AE", "IDVAR": "AESEQ",
-                                   "IDVARVAL": inv["AESEQ"].astype(int).astype(str).to_numpy(),
-                                   "RELID": ae.loc[matched["der"].to_numpy(), "AESPID"].to_numpy()}))
-    rel = pd.concat(parts, ignore_index=True).drop_duplicates()
+    linked = ae_part[["USUBJID", "RELID"]].drop_duplicates()
+    grp = grp.merge(linked, left_on=["USUBJID", "FAGRPID"], right_on=["USUBJID", "RELID"])
+    fa_part = pd.DataFrame({"USUBJID": grp["USUBJID"], "RDOMAIN": "FA", "IDVAR": "FAGRPID",
+                            "IDVARVAL": grp["FAGRPID"], "RELID": grp["RELID"]})
+    rel = pd.concat([ae_part, fa_part], ignore_index=True).drop_duplicates()
     rel.insert(0, "STUDYID", studyid)
     rel["RELTYPE"] = ""
-    return rel.sort_values(["USUBJID", "RELID", "RDOMAIN", "IDVARVAL"], kind="mergesort").reset_index(drop=True)
+    return rel.sort_values(["USUBJID", "RELID", "RDOMAIN", "IDVARVAL"], kind="mergesort").reset_index(drop=True)[cols]
 
 
-def episode_report(ae: pd.DataFrame) -> pd.DataFrame:
-    """CRS/ICANS episodes derived by ASTCT grading, one row per episode (for listings)."""
-    der = ae[ae["AECAT"].ne("") & ae["event"].ne("")]
-    out = pd.DataFrame({
-        "STUDYID": der["STUDYID"], "USUBJID": der["USUBJID"], "AEDECOD": der["AEDECOD"], "AESPID": der["AESPID"],
-        "AESEQ": der["AESEQ"].astype("Int64"), "AETOXGR": der["AETOXGR"], "AESTDTC": der["AESTDTC"], "AEENDTC": der["AEENDTC"],
-        "AEENRTPT": der["AEENRTPT"], "AEOUT": der["AEOUT"], "AESTDY": der["AESTDY"].astype("Int64"),
-        "episode_days": der["days"].astype("Int64")})
-    return out.sort_values(["USUBJID", "AEDECOD", "AESTDTC"], kind="mergesort").reset_index(drop=True)
+def episode_report(episodes: pd.DataFrame, ae: pd.DataFrame, matched: pd.DataFrame, dm: pd.DataFrame) -> pd.DataFrame:
+    """The ``crs_icans_episodes`` report: one row per ASTCT episode (analysis result, not SDTM),
+    with its study day of onset and the AESEQ of the investigator's AE(s) related to it in
+    RELREC (``|``-separated, empty when none)."""
+    out = episodes.copy()
+    out["episode_start_day"] = study_day_by_subject(out["episode_start"], out["USUBJID"], dm) if len(out) else np.nan
+    if len(matched) and matched["primary"].any():
+        m = matched[matched["primary"]]
+        seq = pd.DataFrame({"episode": m["episode"].to_numpy(),
+                            "seq": ae.loc[m["ae"].to_numpy(), "AESEQ"].astype(int).to_numpy()})
+        seq = seq.sort_values(["episode", "seq"]).astype({"seq": str}).groupby("episode")["seq"].agg("|".join)
+        out["linked_aeseq"] = out.index.to_series().map(seq).fillna("")
+    for c in ("episode_start_day", "episode_days"):
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype("Int64")
+    out = out.drop(columns=["event"])
+    return out.sort_values(["USUBJID", "term", "episode_start"], kind="mergesort").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -685,38 +646,25 @@ def build(ctx: StudyContext) -> DomainResult:
     raw_crs, rej_crs = _reject_unknown_subjects(ctx.form("crs"), "crs", dm)
     deaths = subject_deaths(dm, ctx.datasets.get("DS"), ctx.form("ds"), ct)
 
-    inv = investigator_ae(raw_ae, dictionary, syn, ct, study.data_cutoff)
+    ae = investigator_ae(raw_ae, dictionary, syn, ct, study.data_cutoff)
     daily = daily_assessments(raw_crs, dm, rules["CRS"], rules["ICANS"])
-    der, der_findings = derived_episode_ae(daily, deaths, events, rules, dictionary, syn, ct, study.studyid)
-    inv["days"] = np.nan
-    ae = pd.concat([inv, der], ignore_index=True) if der is not None else inv
+    episodes, epi_findings = derived_episodes(daily, deaths, events, rules, ct, study.studyid)
     ae["event"] = record_event(ae["AEDECOD"], events)
     ae["alt_event"] = candidate_event(ae["AEDECOD"], events)
 
-    rf = ae["USUBJID"].map(dm.drop_duplicates("USUBJID").set_index("USUBJID")["RFSTDTC"]).fillna("")
     ae["AESTDY"] = study_day_by_subject(ae["AESTDTC"], ae["USUBJID"], dm)
     ae["AEENDY"] = study_day_by_subject(ae["AEENDTC"], ae["USUBJID"], dm)
     ae["EPOCH"] = derive_epoch(ae["USUBJID"], ae["AESTDTC"], se) if se is not None and len(ae) else ""
-    ae["AESEQ"] = assign_seq(ae, ["AESTDTC", "AECAT", "AESPID", "AETERM"]) if len(ae) else np.nan
+    ae["AESEQ"] = assign_seq(ae, ["AESTDTC", "AESPID", "AETERM"]) if len(ae) else np.nan
 
-    matched, discrepancies = reconcile(ae, ct)
-    ae["AETRTEM"] = treatment_emergent(ae["AESTDTC"], rf, ct)
-    ae["DLTWINFL"] = dlt_window(ae["AESTDTC"], rf, ae["AETRTEM"], study.dlt_window_days, ct)
-    # an AE under an alternative term that matched an episode reports that event (graded by ASTCT)
-    if len(matched):
-        ae.loc[matched["inv"].unique(), "event"] = ae.loc[matched["der"].to_numpy(), "event"].groupby(
-            matched["inv"].to_numpy()).first()
+    matched, discrepancies = reconcile(ae, episodes)
     ae["TOXGRSCL"] = toxicity_scale(ae["event"], events, study)
-    ae["ASTCTDUP"] = ""
-    if len(matched):
-        ae.loc[matched["inv"].unique(), "ASTCTDUP"] = ct.Y
 
     tests = fa_tests(spec, rules)
     fa = findings_about(daily, tests, events, dm, se, study)
-    rel = relrec(ae, matched, fa, study.studyid)
+    rel = relrec(ae, matched, episodes, fa, study.studyid)
 
-    is_inv = ae["AECAT"].eq("")
-    findings = [ae_rule_findings(ae.loc[is_inv], dictionary, deaths, ct, study.studyid), der_findings]
+    findings = [ae_rule_findings(ae, dictionary, deaths, ct, study.studyid), epi_findings]
     no_age = raw_crs.index[daily["AGE"].isna().to_numpy()] if len(daily) else []
     if len(no_age):
         findings.append(_one_finding(study.studyid, "astct_icans_age", "warning",
@@ -724,28 +672,32 @@ def build(ctx: StudyContext) -> DomainResult:
                                      "not graded (ASTCT selects ICE or CAPD by age)", file="crs", column="AGE"))
     if len(discrepancies):
         findings.append(_one_finding(study.studyid, "crs_icans_reconciliation", "warning",
-                                     f"{len(discrepancies)} CRS/ICANS discrepancies between investigator-reported AEs "
-                                     "and ASTCT-derived episodes (report crs_icans_discrepancies)"))
+                                     f"{len(discrepancies)} CRS/ICANS data queries between investigator-reported AEs "
+                                     "and the ASTCT grading of the daily assessments (report crs_icans_discrepancies)"))
 
     ae_cols = ctx.spec.var_names("AE")
     fa_cols = ctx.spec.var_names("FA")
     rel_cols = ctx.spec.var_names("RELREC")
     supp = build_supp(ae, "AE", spec, "AESEQ")
 
-    consumed = [ctx.consumed_rows("ae", pd.Series(inv["_ROW"]), "AE"),
-                ctx.consumed_rows("ae", pd.Series(inv["_ROW"]), "SUPPAE"),
+    consumed = [ctx.consumed_rows("ae", pd.Series(ae["_ROW"]), "AE"),
+                ctx.consumed_rows("ae", pd.Series(ae["_ROW"]), "SUPPAE"),
                 ctx.consumed_rows("crs", raw_crs["_ROW"] if "_ROW" in raw_crs else pd.Series(dtype=int), "FA")]
-    in_epi = daily[(daily["CRS_episode"] > 0) | (daily["ICANS_episode"] > 0)] if len(daily) else daily
-    if len(in_epi) and "_ROW" in in_epi:
-        consumed.append(ctx.consumed_rows("crs", in_epi["_ROW"], "AE"))
-        consumed.append(ctx.consumed_rows("crs", in_epi["_ROW"], "RELREC"))
+    if len(rel) and len(daily) and "_ROW" in daily:
+        # daily assessment rows in a related episode also reach RELREC (through their FA group)
+        fa_rel = rel[rel["RDOMAIN"].eq("FA")]
+        rel_keys = set(fa_rel["USUBJID"] + "/" + fa_rel["IDVARVAL"])
+        in_rel = pd.Series(False, index=daily.index)
+        for event in EVENTS:  # two events, vectorised over assessment days
+            in_rel |= (daily["USUBJID"] + "/" + event + "-" + daily[f"{event}_episode"].astype(str)).isin(rel_keys)
+        consumed.append(ctx.consumed_rows("crs", daily.loc[in_rel, "_ROW"], "RELREC"))
 
     return DomainResult(
         datasets={"AE": ae[ae_cols].reset_index(drop=True), "SUPPAE": supp,
                   "FA": fa[fa_cols].reset_index(drop=True), "RELREC": rel[rel_cols]},
-        reports={"coding_queries": coding_queries(ae.loc[is_inv]),
+        reports={"coding_queries": coding_queries(ae),
                  "crs_icans_discrepancies": discrepancies,
-                 "crs_icans_episodes": episode_report(ae)},
+                 "crs_icans_episodes": episode_report(episodes, ae, matched, dm)},
         consumed=_concat(consumed, ["form", "row", "dataset"]),
         rejected=_concat([rej_ae, rej_crs], REJECTED_COLUMNS),
         findings=_concat(findings, FINDING_COLUMNS),

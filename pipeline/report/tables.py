@@ -115,11 +115,16 @@ def ae_listing(ae: pd.DataFrame, suppae: pd.DataFrame | None, subj: pd.DataFrame
 
 
 def countable_teae(ae: pd.DataFrame) -> pd.DataFrame:
-    """AEs that count in incidence tables: treatment emergent (AETRTEM = Y when the qualifier
-    exists) and not an investigator duplicate of an ASTCT-derived episode (ASTCTDUP = Y)."""
+    """AEs that count in incidence tables: treatment emergent (AETRTEM = Y when the column
+    exists, e.g. from ADaM; else an onset on or after the first infusion, AESTDY >= 1, with a
+    partial or missing onset counted) and not an investigator duplicate of an ASTCT-derived
+    episode (ASTCTDUP = Y, older builds)."""
     keep = pd.Series(True, index=ae.index)
     if "AETRTEM" in ae.columns:
         keep &= column(ae, "AETRTEM") == "Y"
+    elif "AESTDY" in ae.columns:
+        day = pd.to_numeric(ae["AESTDY"], errors="coerce")
+        keep &= day.isna() | (day >= 1)
     if "ASTCTDUP" in ae.columns:
         keep &= column(ae, "ASTCTDUP") != "Y"
     return ae[keep]
