@@ -55,6 +55,7 @@ from pathlib import Path
 import pandas as pd
 
 import pipeline
+from pipeline import parallel
 from pipeline.config import Study, raw_folder, selected_studies
 from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext,
                               empty)
@@ -418,13 +419,32 @@ def _gate_failure(study: Study, exc: Exception) -> pd.DataFrame:
                     "this is a pipeline defect, re-run with --debug for the traceback")
 
 
+def _failed_gate(gate_mod, study: Study, exc: Exception):
+    return gate_mod.GateResult(study, {}, _gate_failure(study, exc), pd.DataFrame(columns=["study", "file", "check"]))
+
+
+def _gate_one(raw: Path, study: Study, spec: Spec, debug: bool):
+    """Gate one study (in a worker process when ``--jobs`` > 1); an unexpected failure becomes a
+    ``gate_failure`` finding of that study only."""
+    gate_mod = importlib.import_module(GATE_MODULE)
+    try:
+        return gate_mod.gate_detail(raw, study, spec)
+    except PipelineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - isolate one study's failure
+        if debug:
+            raise
+        return _failed_gate(gate_mod, study, exc)
+
+
 def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
           progress: dict[str, Progress] | None = None,
-          debug: bool = False) -> dict[str, tuple[dict, pd.DataFrame]]:
+          debug: bool = False, jobs: int = 1) -> dict[str, tuple[dict, pd.DataFrame]]:
     """Gate every study and write the gate reports to ``out/gate`` (same writer as ``validate``).
 
     A study whose gate raises anything but a :class:`PipelineError` gets one ``gate_failure``
-    error finding and is not built; the other studies are gated as usual.
+    error finding and is not built; the other studies are gated as usual. With ``jobs`` > 1
+    the studies are gated in worker processes (:mod:`pipeline.parallel`); the reports are the same.
     """
     gate_mod = importlib.import_module(GATE_MODULE)
     results = {}
@@ -436,17 +456,17 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
 
     if hasattr(gate_mod, "gate_detail"):
         details = []
-        for s in studies:  # loop over studies (few)
-            try:
-                details.append(gate_mod.gate_detail(raw, s, spec))
-            except PipelineError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - isolate one study's failure
-                if debug:
-                    raise
-                details.append(gate_mod.GateResult(s, {}, _gate_failure(s, exc),
-                                                   pd.DataFrame(columns=["study", "file", "check"])))
+
+        def gated(i: int, result) -> None:
+            s = studies[i]
+            if isinstance(result, parallel.WorkerDied):
+                details.append(_failed_gate(gate_mod, s, result))
+            else:
+                result.replay()
+                details.append(result.value)
             done(s.studyid)
+
+        parallel.run_ordered(_gate_one, [(raw, s, spec, debug) for s in studies], jobs, gated)
         for d in details:
             results[d.study.studyid] = (d.forms, d.findings)
         try:
@@ -568,15 +588,45 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
     show = not getattr(args, "no_progress", False) and sys.stderr.isatty()
     total = 1 + len(REGISTRY) + 3 + len(POST_EXPORT_HOOKS) + 1
     progress_of = {s.studyid: Progress(s.studyid, total, enabled=show) for s in studies}
+    jobs = getattr(args, "jobs", None) or parallel.default_jobs(len(studies))
+    if jobs > 1 and len(studies) > 1:
+        # imported once here, so that forked workers inherit the modules (pipeline.parallel)
+        parallel.preload([GATE_MODULE, "pipeline.intake.report", *(f"{DOMAIN_PACKAGE}.{m}" for m in REGISTRY),
+                          *(h.module for h in POST_EXPORT_HOOKS)])
     try:
-        gated = _gate(raw, studies, spec, out, progress_of, debug)
+        gated = _gate(raw, studies, spec, out, progress_of, debug, jobs)
     except OSError as exc:
         raise output_error(exc, "write the gate reports to") from None
-    exit_code = 0
-    for study in studies:  # loop over studies (few)
-        sid = study.studyid
-        forms, gate_findings = gated[sid]
-        code = isolated_build(study, out, lambda: build_and_report(study, spec, forms, gate_findings, raw, out,
-                                                                    progress_of[sid]), debug)
-        exit_code = max(exit_code, code)
-    return exit_code
+    codes = [0] * len(studies)
+
+    def built(i: int, result) -> None:
+        study = studies[i]
+        if isinstance(result, parallel.WorkerDied):
+            codes[i] = isolated_build(study, out, lambda: _raise(result), debug)
+        else:
+            result.replay()
+            codes[i] = result.value
+
+    tasks = [(study, spec, *gated[study.studyid], raw, out, debug,
+              progress_of[study.studyid] if jobs <= 1 else (total, show)) for study in studies]
+    parallel.run_ordered(_build_one, tasks, jobs, built)
+    if jobs > 1:
+        writer.remove_stale_staging(out)  # the staging folder of a worker that died, if any
+    return max(codes, default=0)
+
+
+def _raise(exc: Exception):
+    raise exc
+
+
+def _build_one(study: Study, spec: Spec, forms: dict, gate_findings: pd.DataFrame, raw: Path, out: Path,
+               debug: bool, progress: Progress | tuple[int, bool]) -> int:
+    """One study's isolated build (in a worker process when ``--jobs`` > 1). ``progress`` is the
+    study's :class:`Progress`, or ``(total steps, shown)`` to make one in the worker: it writes to
+    the real stderr, live, while the worker's one-line outcome is captured and printed in order."""
+    if isinstance(progress, tuple):
+        total, show = progress
+        progress = Progress(study.studyid, total, enabled=show, stream=sys.__stderr__)
+        progress.done = 1  # the gate step, counted in the parent
+    return isolated_build(study, out, lambda: build_and_report(study, spec, forms, gate_findings, raw, out, progress),
+                          debug)

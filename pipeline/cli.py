@@ -26,6 +26,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is less than 1")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="gate, then build SDTM, XPT, Dataset-JSON, define.xml and listings")
     _common(p)
     p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+                   help="studies gated and built at once, one process each (default: the CPU cores "
+                        "available, at most one per study; 1 = in this process). Outputs and messages "
+                        "do not depend on N")
     p = sub.add_parser("simulate", help="regenerate the synthetic raw extracts")
     _common(p)
     p.add_argument("--subjects", type=int, default=None, help="override the number of subjects (benchmarks)")

@@ -1,0 +1,106 @@
+"""``build --jobs N``: the same files and the same messages, in the same order, for any N; a
+study whose worker process dies is the only one not built. Fixture spec, fake domain modules."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "export"))
+import exportkit as kit  # noqa: E402
+
+import pipeline.build as build  # noqa: E402
+from pipeline import parallel  # noqa: E402
+from pipeline.cli import build_parser, main  # noqa: E402
+
+pytestmark = pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(),
+                                reason="the fake domain modules reach the workers only by fork")
+
+
+def tree(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".build.lock"}
+
+
+@pytest.fixture
+def two_studies(monkeypatch, tmp_path):
+    """TEST01 with a gate error (SEX) and TEST02 clean; fake domains, no SOURCE_DATE_EPOCH."""
+    kit.use_fake_domains(monkeypatch)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    raw = kit.write_raw(tmp_path / "raw", dm=[kit.DM_ROWS[0], ("TEST01", "01", "002", "60", "GATE-ERROR", "")])
+    kit.write_raw(raw, study="TEST02")
+    return raw
+
+
+def run(raw: Path, out: Path, jobs: int, capsys) -> tuple[int, str, str]:
+    code = main(["build", "--raw", str(raw), "--specs", str(kit.SPECS), "--out", str(out), "--no-progress",
+                 "--jobs", str(jobs)])
+    cap = capsys.readouterr()
+    return code, cap.out.replace(str(out), "OUT"), cap.err.replace(str(out), "OUT")
+
+
+def test_jobs_change_neither_files_nor_messages(two_studies, tmp_path, capsys):
+    one = run(two_studies, tmp_path / "j1", 1, capsys)
+    two = run(two_studies, tmp_path / "j2", 2, capsys)
+    assert one == two
+    code, out, err = one
+    assert code == 1
+    assert out == "TEST02: built 3 dataset(s) into OUT/TEST02\n"
+    assert err.startswith("TEST01: not built: 1 gate error(s), see OUT/gate/gate_report.csv")
+    assert tree(tmp_path / "j1") == tree(tmp_path / "j2")
+    assert "TEST02/dm.xpt" in tree(tmp_path / "j2") and not (tmp_path / "j2" / "TEST01").exists()
+
+
+def test_messages_come_in_study_order_whoever_finishes_first(two_studies, tmp_path, capsys, monkeypatch):
+    """TEST01 is made slow (its worker sleeps); its line still comes before TEST02's."""
+    kit.write_raw(two_studies)  # TEST01 clean again
+    real = build.build_study
+
+    def slow_first(study, *a, **k):
+        if study.studyid == "TEST01":
+            import time
+            time.sleep(1.0)
+        print(f"{study.studyid} worker says hello", file=sys.stderr)
+        return real(study, *a, **k)
+
+    monkeypatch.setattr(build, "build_study", slow_first)
+    code, out, err = run(two_studies, tmp_path / "out", 2, capsys)
+    assert code == 0
+    assert out.splitlines() == ["TEST01: built 3 dataset(s) into OUT/TEST01", "TEST02: built 3 dataset(s) into OUT/TEST02"]
+    assert err.splitlines() == ["TEST01 worker says hello", "TEST02 worker says hello"]
+
+
+def test_a_dead_worker_fails_only_its_study(two_studies, tmp_path, capsys, monkeypatch):
+    kit.write_raw(two_studies)
+    real = build.build_study
+
+    def dies_on_test01(study, *a, **k):
+        if study.studyid == "TEST01":
+            os._exit(9)  # the process vanishes: no exception, no cleanup (as when killed)
+        return real(study, *a, **k)
+
+    monkeypatch.setattr(build, "build_study", dies_on_test01)
+    out = tmp_path / "out"
+    code, stdout, err = run(two_studies, out, 2, capsys)
+    assert code == build.UNEXPECTED_EXIT
+    assert "TEST02: built 3 dataset(s)" in stdout
+    assert "TEST01: NOT built: the build stopped on an unexpected problem (WorkerDied: " in err
+    assert (out / "TEST02" / "dm.xpt").is_file() and not (out / "TEST01").exists()
+    f = pd.read_csv(out / "gate" / "TEST01_build_findings.csv", dtype=str, keep_default_na=False)
+    assert f["check"].tolist() == ["build_failure"]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".staging")] == []
+
+
+def test_jobs_option_and_default():
+    args = build_parser().parse_args(["build", "-j", "3"])
+    assert args.jobs == 3
+    assert build_parser().parse_args(["build"]).jobs is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["build", "--jobs", "0"])
+    assert parallel.default_jobs(1) == 1
+    assert 1 <= parallel.default_jobs(50) == min(parallel.available_cores(), 50)
