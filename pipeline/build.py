@@ -95,6 +95,8 @@ class Hook:
 
 #: post-export hooks, in order. To add one, add a line here and put the module in the tree.
 POST_EXPORT_HOOKS: list[Hook] = [
+    # ADaM stage: reads the exported SDTM frames, writes <study>/adam/ (pipeline.adam.stage)
+    Hook("adam", "pipeline.adam.stage", "build_adam", ("study_dir", "datasets", "ctx")),
     Hook("define", "pipeline.export.define", "write_define", ("study_dir", "datasets", "ctx")),
     Hook("listings", "pipeline.report.listings", "write_listings", ("study_dir", "datasets", "reports", "ctx")),
 ]
@@ -260,7 +262,7 @@ def _spec_digest(spec: Spec, study: Study) -> str:
 
     h = hashlib.sha256()
     root = Path(spec.root)
-    files = sorted(p for sub in ("sdtm", "raw", "rules") for p in (root / sub).rglob("*") if p.is_file())
+    files = sorted(p for sub in ("sdtm", "adam", "raw", "rules") for p in (root / sub).rglob("*") if p.is_file())
     for p in files:
         h.update(p.relative_to(root).as_posix().encode() + b"\0" + manifest.sha256_file(p).encode() + b"\n")
     h.update(b"studies/" + study.path.name.encode() + b"\0" + manifest.sha256_file(study.path).encode())

@@ -77,6 +77,8 @@ class StudyContext:
     datasets: dict[str, pd.DataFrame] = field(default_factory=dict)
     #: report tables produced so far (name -> DataFrame)
     reports: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: ADaM datasets as exported (set by the ADaM stage, pipeline.adam.stage; read by listings)
+    adam: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def form(self, name: str) -> pd.DataFrame:
         """A raw form, or an empty frame with the spec's columns when it was not delivered."""

@@ -72,6 +72,8 @@ class Spec:
     comments: pd.DataFrame = field(repr=False)
     raw_forms: pd.DataFrame = field(repr=False)
     raw_columns: pd.DataFrame = field(repr=False)
+    #: which standard's folder this spec was read from: ``sdtm`` (tabulation) or ``adam`` (analysis)
+    standard: str = "sdtm"
 
     # ---- datasets and variables -----------------------------------------------
     def dataset(self, name: str) -> pd.Series:
@@ -152,30 +154,46 @@ def expand_supp_template(variables: pd.DataFrame, datasets: pd.DataFrame) -> pd.
     return pd.concat([rest, *copies], ignore_index=True) if copies else rest.reset_index(drop=True)
 
 
-def load_spec(specs_dir: Path | str) -> Spec:
-    """Load every spec table under ``specs_dir`` and check its internal consistency."""
+STANDARDS = ("sdtm", "adam")
+
+
+def load_spec(specs_dir: Path | str, standard: str = "sdtm") -> Spec:
+    """Load every spec table under ``specs_dir/<standard>`` and check its internal consistency.
+
+    ``standard`` is ``sdtm`` (``specs/sdtm``, the default) or ``adam`` (``specs/adam``, the same
+    layout). The ADaM spec also sees the SDTM codelists (NY, SEX, RACE ... are not repeated in
+    ``specs/adam/codelists``); an ADaM codelist of the same id replaces the SDTM one.
+    """
     root = Path(specs_dir)
     if not root.is_dir():
         raise ConfigError(f"specs folder {root} does not exist")
-    std_path = root / "sdtm" / "standards.toml"
+    if standard not in STANDARDS:
+        raise ConfigError(f"unknown standard {standard!r} (one of {', '.join(STANDARDS)})")
+    folder = root / standard
+    std_path = folder / "standards.toml"
     try:
         standards = tomllib.loads(std_path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{std_path}: {exc}") from None
-    datasets = read_table(root / "sdtm" / "datasets.csv")
-    variables = expand_supp_template(_read_folder(root / "sdtm" / "variables", VARIABLE_COLUMNS), datasets)
-    codelists = _read_folder(root / "sdtm" / "codelists", CODELIST_COLUMNS)
+    datasets = read_table(folder / "datasets.csv")
+    variables = expand_supp_template(_read_folder(folder / "variables", VARIABLE_COLUMNS), datasets)
+    codelists = _read_folder(folder / "codelists", CODELIST_COLUMNS)
+    if standard != "sdtm":
+        shared = _read_folder(root / "sdtm" / "codelists", CODELIST_COLUMNS)
+        shared = shared[~shared["codelist"].isin(set(codelists["codelist"]))]
+        codelists = pd.concat([shared, codelists], ignore_index=True)
     spec = Spec(
         root=root,
         standards=standards,
         datasets=datasets,
         variables=variables,
         codelists=codelists,
-        valuelevel=_read_folder(root / "sdtm" / "valuelevel"),
-        methods=_read_folder(root / "sdtm" / "methods"),
-        comments=_read_folder(root / "sdtm" / "comments"),
+        valuelevel=_read_folder(folder / "valuelevel"),
+        methods=_read_folder(folder / "methods"),
+        comments=_read_folder(folder / "comments"),
         raw_forms=read_table(root / "raw" / "forms.csv"),
         raw_columns=read_table(root / "raw" / "columns.csv"),
+        standard=standard,
     )
     check_spec(spec)
     return spec

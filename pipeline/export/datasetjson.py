@@ -63,7 +63,8 @@ def study_oid(studyid: str) -> str:
 
 
 def metadata_version_oid(studyid: str, spec: Spec) -> str:
-    return f"MDV.{studyid}.SDTMIG.{spec.standards.get('sdtmig_version', '')}"
+    std = spec.standards  # SDTMIG for specs/sdtm, ADaMIG for specs/adam (standards.toml ig_name, ig_version)
+    return f"MDV.{studyid}.{std.get('ig_name', 'SDTMIG')}.{std.get('ig_version', std.get('sdtmig_version', ''))}"
 
 
 def item_group_oid(dataset: str) -> str:
@@ -141,7 +142,7 @@ def _document_parts(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, or
     head = {
         "datasetJSONCreationDateTime": stamp,
         "datasetJSONVersion": VERSION,
-        "fileOID": f"{studyid}.SDTM.{name}",
+        "fileOID": f"{studyid}.{'SDTM' if spec.standard == 'sdtm' else 'ADaM'}.{name}",
         "dbLastModifiedDateTime": stamp,
         "originator": originator,
         "sourceSystem": {"name": SOURCE_SYSTEM, "version": pipeline.__version__},

@@ -469,10 +469,12 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
         groups.append({
             "oid": datasetjson.item_group_oid(ds), "name": ds, "sas_name": ds,
             # a split dataset (SDTMIG 3.4 4.1.7, e.g. LBDA) belongs to its 2-letter domain
-            "domain": ds[:2] if len(ds) == 4 and not ds.startswith("SUPP") else ds,
+            # (ADaM datasets have no Domain attribute)
+            "domain": "" if spec.standard != "sdtm" else ds[:2] if len(ds) == 4 and not ds.startswith("SUPP") else ds,
             "repeating": "Yes" if str(row["repeating"]).strip() == "Yes" else "No",
             "reference": "Yes" if str(row["reference_data"]).strip() == "Yes" else "No",
             "structure": row["structure"], "class_name": str(row["class"]).strip(), "label": row["label"],
+            "subclass": str(row.get("subclass", "")).strip(),
             "comment_oid": reg.comment(row.get("comment", ""), f"COM.{ds}"),
             "refs": refs, "records": int(len(frame)),
             "leaf": {"id": f"LF.{ds}", "href": xpt.xpt_name(ds), "title": xpt.xpt_name(ds)},
@@ -482,8 +484,13 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
         key = item.pop("codelist_key")
         item["codelist_oid"] = oids[key] if key else ""
     std = spec.standards
+    # the standard of the spec folder: SDTMIG (specs/sdtm) or ADaMIG (specs/adam, standards.toml ig_name/ig_version)
+    ig_name = str(std.get("ig_name", "SDTMIG"))
+    ig_version = str(std.get("ig_version", std.get("sdtmig_version", "")))
+    model = "SDTM" if spec.standard == "sdtm" else "ADaM"
+    kind = "tabulation" if spec.standard == "sdtm" else "analysis"
     return {
-        "file_oid": f"{sid}.SDTM.define",
+        "file_oid": f"{sid}.{model}.define",
         "creation": datasetjson.iso_stamp(timestamp),
         "originator": str(study.get("sponsor", "")) or sid,
         "source_system": datasetjson.SOURCE_SYSTEM,
@@ -494,14 +501,15 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
         "study_description": str(study.get("title", "")) or sid,
         "protocol_name": str(study.get("registry_id", "")) or sid,
         "mdv_oid": datasetjson.metadata_version_oid(sid, spec),
-        "mdv_name": f"Study {sid}, SDTM data definitions",
-        "mdv_description": (f"SDTMIG {std.get('sdtmig_version', '')} tabulation datasets of study {sid}, "
+        "mdv_name": f"Study {sid}, {model} data definitions",
+        "mdv_description": (f"{ig_name} {ig_version} {kind} datasets of study {sid}, "
                             f"data cut-off {study.data_cutoff}"),
         "define_version": define_version(spec),
+        "purpose": str(std.get("purpose", "Tabulation")),
         "standards": [
-            {"oid": STD_IG, "name": "SDTMIG", "type": "IG", "publishing_set": "",
-             "version": str(std.get("sdtmig_version", "")), "status": "Final"},
-            {"oid": STD_CT, "name": "CDISC/NCI", "type": "CT", "publishing_set": "SDTM",
+            {"oid": STD_IG, "name": ig_name, "type": "IG", "publishing_set": "",
+             "version": ig_version, "status": "Final"},
+            {"oid": STD_CT, "name": "CDISC/NCI", "type": "CT", "publishing_set": str(std.get("ct_publishing_set", "SDTM")),
              "version": str(std.get("ct_version", "")), "status": "Final"},
         ],
         "ig_oid": STD_IG,

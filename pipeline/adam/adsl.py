@@ -1,0 +1,205 @@
+"""ADSL, the subject-level analysis dataset (ADaMIG 1.3 section 3.1), from SDTM DM, SUPPDM,
+EX, DS, SUPPDS, RS and LBDA and the study parameters.
+
+One record per subject of DM. Population flags follow ``specs/rules/adam_populations.csv``;
+baseline disease characteristics ``specs/rules/adsl_baseline.csv``. Prior therapy (prior
+lines, prior HSCT, bridging) and the HSCT-after-CAR-T date are not derived: SDTM has no CM,
+MH, PR or HSCT records yet (see the dataset comment in ``specs/adam/datasets.csv``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.adam.common import dtc_to_sas_date, dtc_to_sas_datetime, num, sas_date, supp_value, text, yn_full
+from pipeline.config import Study
+from pipeline.errors import ConfigError
+from pipeline.spec import Spec
+
+CART = "CAR-T INFUSION"
+LYMPHODEPLETION = "LYMPHODEPLETION"
+#: datasets whose dates do not show the subject alive on that date
+_NOT_ALIVE_EVIDENCE = {"DM", "DS", "SE", "TA", "TE", "TV", "TI", "TS", "RELREC"}
+
+
+def treatment_dates(dm: pd.DataFrame, ex: pd.DataFrame) -> pd.DataFrame:
+    """TRTSDT/TRTSDTM/TRTEDT/TRTEDTM = first and last CAR-T administration (EX with EXCAT CAR-T
+    INFUSION; the first and last fraction of a split infusion); LDSTDT = first lymphodepletion
+    dose (EXCAT LYMPHODEPLETION), its own date: lymphodepletion is background therapy, not the
+    study treatment (ADaMIG 1.3 section 3.1.3, TRTSDT = date of first exposure to treatment)."""
+    out = pd.DataFrame(index=pd.Index(text(dm["USUBJID"]), name="USUBJID"))
+    exc = text(ex["EXCAT"])
+    cart = ex[exc == CART]
+    start = pd.DataFrame({"USUBJID": text(cart["USUBJID"]), "dt": dtc_to_sas_date(cart["EXSTDTC"]),
+                          "dtm": dtc_to_sas_datetime(cart["EXSTDTC"])})
+    end_dtc = text(cart["EXENDTC"]).where(text(cart["EXENDTC"]) != "", text(cart["EXSTDTC"]))
+    end = pd.DataFrame({"USUBJID": text(cart["USUBJID"]), "dt": dtc_to_sas_date(end_dtc),
+                        "dtm": dtc_to_sas_datetime(end_dtc)})
+    out["TRTSDT"] = start.groupby("USUBJID")["dt"].min()
+    out["TRTSDTM"] = start.groupby("USUBJID")["dtm"].min()
+    out["TRTEDT"] = end.groupby("USUBJID")["dt"].max()
+    out["TRTEDTM"] = end.groupby("USUBJID")["dtm"].max()
+    dose = pd.DataFrame({"USUBJID": text(cart["USUBJID"]), "dose": num(cart["EXDOSE"])})
+    out["DOSE01A"] = dose.groupby("USUBJID")["dose"].sum(min_count=1)
+    units = text(cart["EXDOSU"]).groupby(text(cart["USUBJID"])).first()
+    out["DOSE01U"] = text(units.reindex(out.index))
+    ld = ex[exc == LYMPHODEPLETION]
+    ldf = pd.DataFrame({"USUBJID": text(ld["USUBJID"]), "dt": dtc_to_sas_date(ld["EXSTDTC"])})
+    out["LDSTDT"] = ldf.groupby("USUBJID")["dt"].min()
+    return out.reset_index()
+
+
+def treatment_variables(dm: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """TRT01P/TRT01PN from the planned arm (DM.ARMCD/ARM), TRT01A/TRT01AN from the actual arm
+    (DM.ACTARMCD/ACTARM); the numeric code is the arm's position in the study's ``[[arms]]``
+    (1-4 = dose levels 1-4 of the dose-escalation study); DOSE01P = the arm's planned dose
+    (``dose_cells_per_kg``). Screen failures and subjects not treated have them null."""
+    arms = study.arms
+    order = {a: i + 1 for i, a in enumerate(arms["armcd"])} if len(arms) else {}
+    dose = dict(zip(arms["armcd"], arms["dose_cells_per_kg"])) if "dose_cells_per_kg" in arms else {}
+    armcd, act = text(dm["ARMCD"]), text(dm["ACTARMCD"])
+    return pd.DataFrame({
+        "USUBJID": text(dm["USUBJID"]),
+        "TRT01P": text(dm["ARM"]), "TRT01PN": armcd.map(order).astype("float64"),
+        "TRT01A": text(dm["ACTARM"]), "TRT01AN": act.map(order).astype("float64"),
+        "DOSE01P": armcd.map(dose).astype("float64"),
+    })
+
+
+def death_variables(dm: pd.DataFrame, suppds: pd.DataFrame | None) -> pd.DataFrame:
+    """DTHDT from DM.DTHDTC (complete dates), DTHFL from DM, DTHCAUS from SUPPDS.DTHCAUS."""
+    cause = supp_value(suppds, "DTHCAUS")
+    u = text(dm["USUBJID"])
+    return pd.DataFrame({"USUBJID": u, "DTHDT": dtc_to_sas_date(dm["DTHDTC"]).to_numpy(),
+                         "DTHFL": text(dm["DTHFL"]).to_numpy(), "DTHCAUS": text(u.map(cause)).to_numpy()})
+
+
+def last_known_alive(sdtm: dict[str, pd.DataFrame], subjects: pd.Series) -> pd.Series:
+    """LSTALVDT: the latest complete date of any SDTM record that shows the subject alive
+    (every ``--DTC`` of the subject-level datasets except DM, DS, SE, trial design and
+    relationships; the SUPPDS last-known-alive date LKADTC; DM.RFICDTC), and the death date
+    for subjects who died (ADaMIG 1.3 ADSL; FDA oncology convention for OS censoring)."""
+    parts = []
+    for name, ds in sorted(sdtm.items()):  # a few datasets and their date columns: metadata loop
+        if name in _NOT_ALIVE_EVIDENCE or name.startswith("SUPP") or "USUBJID" not in ds:
+            continue
+        for col in [c for c in ds.columns if c.endswith("DTC") and c not in ("DTHDTC",)]:
+            parts.append(pd.DataFrame({"USUBJID": text(ds["USUBJID"]), "dt": dtc_to_sas_date(ds[col])}))
+    lka = supp_value(sdtm.get("SUPPDS"), "LKADTC")
+    parts.append(pd.DataFrame({"USUBJID": lka.index, "dt": dtc_to_sas_date(pd.Series(lka.to_numpy()))}))
+    dm = sdtm["DM"]
+    parts.append(pd.DataFrame({"USUBJID": text(dm["USUBJID"]), "dt": dtc_to_sas_date(dm["RFICDTC"])}))
+    parts.append(pd.DataFrame({"USUBJID": text(dm["USUBJID"]), "dt": dtc_to_sas_date(dm["DTHDTC"])}))
+    allp = pd.concat(parts, ignore_index=True).dropna(subset=["dt"])
+    latest = allp.groupby("USUBJID")["dt"].max()
+    return subjects.map(latest).astype("float64")
+
+
+def end_of_study(ds: pd.DataFrame, subjects: pd.Series) -> pd.DataFrame:
+    """EOSSTT/DCSREAS/EOSDT from the DS disposition event of study participation: COMPLETED ->
+    EOSSTT COMPLETED; any other DSDECOD -> DISCONTINUED with DCSREAS = DSDECOD; no disposition
+    event -> ONGOING (ADaMIG 1.3 ADSL EOSSTT, DCSREAS)."""
+    ev = ds[(text(ds["DSCAT"]) == "DISPOSITION EVENT") & (text(ds["DSSCAT"]) == "STUDY PARTICIPATION")]
+    ev = ev.assign(_dt=dtc_to_sas_date(ev["DSSTDTC"])).sort_values(["USUBJID", "_dt"], kind="mergesort")
+    first = ev.drop_duplicates("USUBJID", keep="first").set_index("USUBJID")
+    decod = text(subjects.map(text(first["DSDECOD"])))
+    status = np.select([decod == "COMPLETED", decod != ""], ["COMPLETED", "DISCONTINUED"], "ONGOING")
+    return pd.DataFrame({"USUBJID": subjects.to_numpy(), "EOSSTT": status,
+                         "DCSREAS": decod.where(decod != "COMPLETED", "").to_numpy(),
+                         "EOSDT": subjects.map(first["_dt"]).astype("float64").to_numpy()})
+
+
+def baseline_characteristics(sdtm: dict[str, pd.DataFrame], spec: Spec, subjects: pd.Series,
+                             trtsdt: pd.Series) -> pd.DataFrame:
+    """Baseline disease characteristics of ``specs/rules/adsl_baseline.csv``: per variable, the
+    last non-missing result of the named test on or before TRTSDT (the pre-infusion
+    assessment); a study without the test gets the variable null."""
+    rules = spec.rule("adsl_baseline")
+    out = pd.DataFrame({"USUBJID": subjects.to_numpy()})
+    ref = pd.Series(trtsdt.to_numpy(), index=subjects.to_numpy())
+    for r in rules.to_dict("records"):  # one pass per baseline variable (metadata)
+        ds = sdtm.get(r["dataset"])
+        if ds is None or r["testcd_var"] not in ds:
+            out[r["variable"]] = np.nan if r["result_var"].endswith("STRESN") else ""
+            continue
+        sub = ds[text(ds[r["testcd_var"]]) == r["testcd"]]
+        dtc = sub[[c for c in sub.columns if c.endswith("DTC")][0]]
+        val = num(sub[r["result_var"]]) if r["result_var"].endswith("STRESN") else text(sub[r["result_var"]])
+        f = pd.DataFrame({"USUBJID": text(sub["USUBJID"]), "dt": dtc_to_sas_date(dtc), "val": val})
+        has = f["val"].notna() & (f["val"].astype(str) != "")
+        f = f[has & (f["dt"] <= f["USUBJID"].map(ref))]
+        last = f.sort_values(["USUBJID", "dt"], kind="mergesort").drop_duplicates("USUBJID", keep="last")
+        mapped = out["USUBJID"].map(last.set_index("USUBJID")["val"])
+        out[r["variable"]] = mapped if r["result_var"].endswith("STRESN") else text(mapped)
+    return out
+
+
+def population_rules(spec: Spec, studyid: str) -> pd.DataFrame:
+    """The population definitions of the study (rows of ``study`` = the STUDYID override ``*``)."""
+    rules = spec.rule("adam_populations")
+    own = rules[rules["study"] == studyid]
+    rest = rules[(rules["study"] == "*") & ~rules["flag"].isin(set(own["flag"]))]
+    return pd.concat([own, rest], ignore_index=True)
+
+
+def populations(adsl: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, studyid: str) -> pd.DataFrame:
+    """ENRLFL, SAFFL, EFFFL by ``specs/rules/adam_populations.csv`` (DLTEVLFL needs ADAE and is
+    set by :func:`dlt_population`)."""
+    out = adsl.copy()
+    rs = sdtm.get("RS")
+    assessed = set()
+    if rs is not None and len(rs):
+        ov = rs[text(rs["RSTESTCD"]) == "OVRLRESP"]
+        f = pd.DataFrame({"USUBJID": text(ov["USUBJID"]), "dt": dtc_to_sas_date(ov["RSDTC"])})
+        f = f[f["dt"] > f["USUBJID"].map(adsl.set_index("USUBJID")["TRTSDT"])]
+        assessed = set(f["USUBJID"])
+    criteria = {
+        "informed_consent": lambda: adsl["RFICDT"].notna(),
+        "received_cart": lambda: adsl["TRTSDT"].notna(),
+        "received_cart_and_assessed": lambda: adsl["TRTSDT"].notna() & adsl["USUBJID"].isin(assessed),
+    }
+    for r in population_rules(spec, studyid).to_dict("records"):  # a few flags (metadata)
+        if r["criterion"] == "dlt_evaluable":
+            continue
+        if r["criterion"] not in criteria:
+            raise ConfigError(f"adam_populations.csv: unknown criterion {r['criterion']!r} for {r['flag']}")
+        out[r["flag"]] = yn_full(criteria[r["criterion"]]())
+    return out
+
+
+def dlt_population(adsl: pd.DataFrame, adae: pd.DataFrame, window_days: int) -> pd.DataFrame:
+    """DLTEVLFL (``specs/rules/adam_populations.csv`` criterion ``dlt_evaluable``): safety
+    population and either a DLT (ADAE.DLTFL Y) or observed through the DLT window
+    (LSTALVDT >= TRTSDT + window, death before the window end without DLT = not evaluable);
+    DLTFL (subject had >= 1 DLT)."""
+    out = adsl.copy()
+    had = set(adae.loc[text(adae["DLTFL"]) == "Y", "USUBJID"]) if len(adae) else set()
+    dlt = out["USUBJID"].isin(had)
+    observed = out["LSTALVDT"] >= out["TRTSDT"] + window_days
+    out["DLTFL"] = yn_full(dlt & out["TRTSDT"].notna())
+    out["DLTEVLFL"] = yn_full(out["TRTSDT"].notna() & (dlt | observed))
+    return out
+
+
+def build(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFrame:
+    """ADSL before the DLT population (see :func:`dlt_population`)."""
+    dm = sdtm["DM"]
+    ex = sdtm.get("EX", pd.DataFrame(columns=["USUBJID", "EXCAT", "EXSTDTC", "EXENDTC", "EXDOSE", "EXDOSU"]))
+    u = text(dm["USUBJID"])
+    adsl = pd.DataFrame({c: dm[c].to_numpy() for c in ("STUDYID", "USUBJID", "SUBJID", "SITEID", "AGE", "AGEU", "SEX",
+                                                       "RACE", "ETHNIC", "COUNTRY", "ARM", "ARMCD", "ACTARM",
+                                                       "ACTARMCD", "ARMNRS") if c in dm})
+    adsl["USUBJID"] = u.to_numpy()
+    adsl["RFICDT"] = dtc_to_sas_date(dm["RFICDTC"]).to_numpy()
+    adsl = adsl.merge(treatment_variables(dm, study), on="USUBJID", how="left")
+    adsl = adsl.merge(treatment_dates(dm, ex), on="USUBJID", how="left")
+    adsl["PRIMDIAG"] = text(u.map(supp_value(sdtm.get("SUPPDM"), "PRIMDIAG"))).to_numpy()
+    adsl = adsl.merge(baseline_characteristics(sdtm, spec, adsl["USUBJID"], adsl["TRTSDT"]), on="USUBJID", how="left")
+    adsl = adsl.merge(death_variables(dm, sdtm.get("SUPPDS")), on="USUBJID", how="left")
+    adsl["LSTALVDT"] = last_known_alive(sdtm, adsl["USUBJID"]).to_numpy()
+    ds = sdtm.get("DS", pd.DataFrame(columns=["USUBJID", "DSCAT", "DSSCAT", "DSDECOD", "DSSTDTC"]))
+    adsl = adsl.merge(end_of_study(ds, adsl["USUBJID"]), on="USUBJID", how="left")
+    adsl["DCUTDT"] = float(sas_date(pd.Series([pd.Timestamp(study.data_cutoff)])).iloc[0])
+    adsl = populations(adsl, sdtm, spec, study.studyid)
+    return adsl

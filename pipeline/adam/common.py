@@ -1,0 +1,119 @@
+"""Small helpers shared by the ADaM modules: SAS numeric dates, spec-shaped frames, SUPPQUAL
+look-ups and the traceability columns.
+
+ADaM conventions used here (ADaMIG 1.3):
+
+- ``*DT`` variables are numeric SAS dates (days since 1960-01-01), ``*DTM`` numeric SAS
+  datetimes (seconds since 1960-01-01T00:00:00); the define.xml DataType is ``integer``.
+- ``*DY`` analysis days count from TRTSDT = day 1 (no day 0, as SDTM --DY); the *protocol
+  day* used by the CAR-T criteria counts from the infusion = day 0 (``ADT - TRTSDT``).
+- Character variables are ``str`` with ``""`` for missing, numerics float64 with NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.derive.dates import dtc_date, dtc_datetime
+from pipeline.spec import NUMERIC_TYPES, Spec
+
+SAS_EPOCH = pd.Timestamp("1960-01-01")
+
+
+def text(s: pd.Series) -> pd.Series:
+    """Values as str, ``""`` for missing (SDTM frames read back from exports may hold None)."""
+    return s.astype("object").where(s.notna(), "").astype(str)
+
+
+def num(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+def sas_date(ts: pd.Series) -> pd.Series:
+    """SAS date number (days since 1960-01-01) of datetime64 values; NaN for NaT."""
+    ts = pd.to_datetime(ts, errors="coerce")
+    return ((ts.dt.normalize() - SAS_EPOCH).dt.days).astype("float64")
+
+
+def sas_datetime(ts: pd.Series) -> pd.Series:
+    """SAS datetime number (seconds since 1960-01-01T00:00) of datetime64 values; NaN for NaT."""
+    ts = pd.to_datetime(ts, errors="coerce")
+    return ((ts - SAS_EPOCH).dt.total_seconds()).astype("float64")
+
+
+def from_sas_date(days: pd.Series) -> pd.Series:
+    """datetime64 of SAS date numbers."""
+    return SAS_EPOCH + pd.to_timedelta(num(days), unit="D")
+
+
+def dtc_to_sas_date(dtc: pd.Series) -> pd.Series:
+    """SAS date of the complete date part of ISO ``--DTC`` text (NaN when partial or missing)."""
+    return sas_date(dtc_date(text(dtc)))
+
+
+def dtc_to_sas_datetime(dtc: pd.Series) -> pd.Series:
+    """SAS datetime of ISO ``--DTC`` text that carries a time (NaN otherwise)."""
+    t = text(dtc)
+    has_time = t.str.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+    return sas_datetime(dtc_datetime(t)).where(has_time)
+
+
+def analysis_day(adt: pd.Series, trtsdt: pd.Series) -> pd.Series:
+    """ADaM relative day: ``ADT - TRTSDT + 1`` on or after TRTSDT, ``ADT - TRTSDT`` before it
+    (no day 0, ADaMIG 1.3 section 3.3.3, as SDTMIG --DY)."""
+    d = num(adt) - num(trtsdt)
+    return d.where(d < 0, d + 1)
+
+
+def protocol_day(adt: pd.Series, trtsdt: pd.Series) -> pd.Series:
+    """Days since the CAR-T infusion (infusion day = protocol day 0)."""
+    return num(adt) - num(trtsdt)
+
+
+def supp_value(supp: pd.DataFrame | None, qnam: str) -> pd.Series:
+    """USUBJID -> QVAL of one QNAM of a SUPP-- dataset (first record per subject)."""
+    if supp is None or supp.empty:
+        return pd.Series(dtype="object")
+    s = supp[text(supp["QNAM"]) == qnam]
+    s = s.drop_duplicates("USUBJID")
+    return pd.Series(text(s["QVAL"]).to_numpy(), index=text(s["USUBJID"]).to_numpy())
+
+
+def finish(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
+    """Columns exactly the ADaM spec's variables of ``name`` (missing ones empty), text as str
+    with ``""``, numerics float64."""
+    v = spec.vars(name)
+    out = frame.reindex(columns=v["variable"].tolist())
+    for col, typ in zip(v["variable"], v["type"]):
+        if typ in NUMERIC_TYPES:
+            out[col] = num(out[col])
+        else:
+            out[col] = text(out[col]).astype("object")
+    return out.reset_index(drop=True)
+
+
+def merge_adsl(frame: pd.DataFrame, adsl: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with the ADSL ``columns`` of each record's subject (ADaMIG: ADSL variables
+    carried into BDS/OCCDS datasets)."""
+    cols = [c for c in columns if c in adsl.columns and c not in frame.columns]
+    return frame.merge(adsl[["USUBJID", *cols]], on="USUBJID", how="left", validate="many_to_one")
+
+
+def trace(frame: pd.DataFrame, srcdom: str | pd.Series, srcvar: str | pd.Series, srcseq) -> pd.DataFrame:
+    """Set the traceability variables SRCDOM/SRCVAR/SRCSEQ (ADaMIG 1.3 section 3.3.9)."""
+    out = frame.copy()
+    out["SRCDOM"] = srcdom
+    out["SRCVAR"] = srcvar
+    out["SRCSEQ"] = srcseq
+    return out
+
+
+def yn(mask: pd.Series) -> pd.Series:
+    """'Y' where true, '' elsewhere (ADaM population and record flags: Y / null)."""
+    return pd.Series(np.where(mask.fillna(False).astype(bool), "Y", ""), index=mask.index, dtype="object")
+
+
+def yn_full(mask: pd.Series) -> pd.Series:
+    """'Y' / 'N' (ADSL population flags are Y/N, ADaMIG 1.3 section 3.1.4)."""
+    return pd.Series(np.where(mask.fillna(False).astype(bool), "Y", "N"), index=mask.index, dtype="object")

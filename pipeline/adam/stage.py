@@ -1,0 +1,107 @@
+"""The ADaM stage of the build: after the SDTM export, before define.xml and the listings.
+
+:func:`build_adam` is a post-export hook (:data:`pipeline.build.POST_EXPORT_HOOKS`). It reads
+only the SDTM frames *as exported* and the study parameters, derives the ADaM datasets
+(:data:`pipeline.adam.REGISTRY`, one module each), orders and checks them against the ADaM spec
+``specs/adam/`` with the same output checks as SDTM (:mod:`pipeline.export.checks`), and writes
+into ``<study>/adam/``:
+
+- ``<ds>.xpt`` (XPT v5) and ``<ds>.json`` (Dataset-JSON v1.1), same writers as SDTM;
+- ``define.xml`` / ``define.html`` (Define-XML 2.1 for ADaMIG 1.3, same writer as SDTM);
+- ``findings.csv``: warnings of the ADaM output checks.
+
+An error finding of the ADaM checks fails the study's build (:class:`~pipeline.errors.DataError`,
+the staging folder is discarded). The frames are left on ``ctx.adam`` for the listings.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.adam import REGISTRY
+from pipeline.adam.common import finish, text
+from pipeline.config import Study
+from pipeline.errors import DataError
+from pipeline.export import checks, datasetjson, writer, xpt
+from pipeline.spec import Spec, load_spec
+
+FOLDER = "adam"
+
+
+def adam_spec(sdtm_spec: Spec) -> Spec:
+    """The ADaM spec beside the SDTM spec (``specs/adam``)."""
+    return load_spec(sdtm_spec.root, "adam")
+
+
+def derive(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict[str, pd.DataFrame]:
+    """Every ADaM dataset of :data:`REGISTRY` whose module is in the tree, shaped by the spec.
+
+    Order matters: ADSL first; ADAE next, whose DLT flags give ADSL its DLT-evaluable
+    population; the BDS datasets then read ADSL (and ADRS for ADTTE)."""
+    from pipeline.adam import adae, adsl
+
+    base = adsl.build(sdtm, spec, study)
+    ae = adae.build(sdtm, base, spec, study)
+    base = adsl.dlt_population(base, ae, study.dlt_window_days)
+    ae = ae.drop(columns=[c for c in ("DLTEVLFL",) if c in ae]).merge(
+        base[["USUBJID", "DLTEVLFL"]], on="USUBJID", how="left")
+    out = {"ADSL": base, "ADAE": ae}
+    for name in REGISTRY:  # the remaining dataset modules, in order (metadata loop)
+        if name in ("adsl", "adae"):
+            continue
+        try:
+            mod = importlib.import_module(f"pipeline.adam.{name}")
+        except ModuleNotFoundError:
+            continue
+        frames = mod.build(sdtm, out, spec, study)
+        out.update(frames)
+    known = set(spec.datasets["dataset"])
+    return {n: finish(f, spec, n) for n, f in out.items() if n in known}
+
+
+def check(adam: dict[str, pd.DataFrame], spec: Spec, studyid: str, dm: pd.DataFrame) -> pd.DataFrame:
+    """Output-check findings of every ADaM dataset (the SDTM checks, driven by the ADaM spec;
+    USUBJID must be a DM subject)."""
+    found = [checks.check_dataset(frame, spec, name, studyid, dm) for name, frame in sorted(adam.items())]
+    return checks.sort_findings(checks.concat_findings(found))
+
+
+def write(folder: Path, adam: dict[str, pd.DataFrame], spec: Spec, study: Study) -> None:
+    """XPT v5 + Dataset-JSON of each dataset, and the ADaM define.xml/define.html."""
+    from pipeline.export import define
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = xpt.build_timestamp(study.data_cutoff)
+    originator = str(study.get("sponsor", "")) or study.studyid
+    exported = {}
+    for name in sorted(adam):
+        out = xpt.write_xpt(adam[name], spec, name, folder / xpt.xpt_name(name), stamp)
+        datasetjson.write_dataset_json(out, spec, name, folder / datasetjson.json_name(name), study.studyid,
+                                       originator, stamp)
+        exported[name] = out
+    data = define.define_xml(exported, spec, study, stamp)
+    (folder / define.DEFINE_XML).write_bytes(data)
+    (folder / define.DEFINE_HTML).write_bytes(define.define_html(data))
+
+
+def build_adam(study_dir: Path, datasets: dict[str, pd.DataFrame], ctx) -> None:
+    """Post-export hook: derive, check and write the ADaM datasets into ``study_dir/adam``."""
+    study = ctx.study
+    spec = adam_spec(ctx.spec)
+    sdtm = {name: frame for name, frame in datasets.items()}
+    adam = {n: checks.order_dataset(f, spec, n) for n, f in derive(sdtm, spec, study).items()}
+    findings = check(adam, spec, study.studyid, sdtm["DM"])
+    errors = findings[findings["severity"] == "error"]
+    if len(errors):
+        first = "; ".join((errors["file"] + "." + errors["column"] + ": " + errors["message"]).head(5))
+        raise DataError(f"ADaM output checks: {len(errors)} error(s): {first}")
+    folder = Path(study_dir) / FOLDER
+    write(folder, adam, spec, study)
+    writer.write_csv(findings.reset_index(drop=True), folder / "findings.csv")
+    ctx.adam = adam
+
+
+__all__ = ["build_adam", "derive", "check", "text"]
