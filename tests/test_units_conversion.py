@@ -81,9 +81,13 @@ def test_molar_factors_follow_the_molecular_weights():
 
 
 def test_ct_spelling_of_units_and_standard_unit():
-    si = units.to_si(pd.Series([20.0, 1.0]), pd.Series(["BILI", "APTT"]), pd.Series(["µmol/L", "s"]), table())
-    assert si["ct_unit"].tolist() == ["umol/L", "sec"]
-    assert si["si_unit"].tolist() == ["umol/L", "sec"]
+    """Collected spellings become the CDISC CT 2025-03-28 UNIT submission value (sec -> s,
+    /mm3 and cells/uL -> 10^6/L, 10^3/uL -> 10^9/L, ng/mL -> ug/L, pg/mL -> ng/L)."""
+    tests = ["BILI", "APTT", "NEUT", "CD4", "PLAT", "FERRITIN", "IL6"]
+    raw = ["µmol/L", "sec", "/mm3", "cells/uL", "10^3/uL", "ng/mL", "pg/mL"]
+    si = units.to_si(pd.Series([20.0, 1.0, 1500.0, 350.0, 75.0, 10.0, 5.0]), pd.Series(tests), pd.Series(raw), table())
+    assert si["ct_unit"].tolist() == ["umol/L", "s", "10^6/L", "10^6/L", "10^9/L", "ug/L", "ng/L"]
+    assert si["si_unit"].tolist() == ["umol/L", "s", "10^9/L", "10^9/L", "10^9/L", "ug/L", "ng/L"]
     assert all(u.isascii() for u in table().units["ct_unit"])
     assert all(u.isascii() for u in table().tests["si_unit"])
 

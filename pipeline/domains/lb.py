@@ -400,6 +400,24 @@ def derive_crcl_records(lb: pd.DataFrame, dm: pd.DataFrame, weights: pd.DataFram
     return out, notes
 
 
+def sdtm_test_codes(lb: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """LBTESTCD/LBTEST as CDISC CT submission values. A CRF test code whose CT term differs
+    (``lab_tests.csv`` ``sdtm_lbtestcd``/``sdtm_lbtest``, e.g. CRF BUN -> UREAN Urea Nitrogen,
+    CDISC CT 2025-03-28 LBTESTCD) is renamed on output; the rule tables stay keyed by the CRF code."""
+    if "sdtm_lbtestcd" not in tests.columns:
+        return lb
+    ren = tests[tests["sdtm_lbtestcd"].astype(str).str.strip() != ""]
+    if ren.empty:
+        return lb
+    out = lb.copy()
+    hit = out["LBTESTCD"].isin(ren["lbtestcd"])
+    names = dict(zip(ren["lbtestcd"], ren["sdtm_lbtest"]))
+    out.loc[hit, "LBTEST"] = out.loc[hit, "LBTESTCD"].map(names).where(lambda s: s.astype(str).ne(""),
+                                                                        out.loc[hit, "LBTEST"])
+    out.loc[hit, "LBTESTCD"] = out.loc[hit, "LBTESTCD"].map(dict(zip(ren["lbtestcd"], ren["sdtm_lbtestcd"])))
+    return out
+
+
 def baseline_flag(lb: pd.DataFrame, dm: pd.DataFrame, spec: Spec) -> pd.Series:
     """LBLOBXFL by the shared :func:`~pipeline.derive.baseline.last_obs_before_exposure`.
 
@@ -498,7 +516,7 @@ def build(ctx: StudyContext) -> DomainResult:
 
     # LBSEQ and the dataset
     lb["LBSEQ"] = lb_seq(lb)
-    res.datasets["LB"] = lb[spec.var_names("LB")].reset_index(drop=True)
+    res.datasets["LB"] = sdtm_test_codes(lb[spec.var_names("LB")].reset_index(drop=True), table.tests)
 
     # reports
     thresholds = eligibility.load_thresholds(study.table("eligibility_labs"), sid)

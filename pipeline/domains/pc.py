@@ -28,8 +28,9 @@ from pipeline.rules.kinetics import WINDOW_END_DAYS, elapsed_days, nca_parameter
 from pipeline.rules.units import format_number, load_unit_table
 
 TIME_POINT_REFERENCE = "FIRST CAR-T INFUSION"
-#: PP parameters: PPTESTCD -> (PKPARM name, column of nca_parameters)
-PARAMETERS = {"CMAX": ("Max Conc", "CMAX"), "TMAX": ("Time of CMAX", "TMAX"), "AUCINT": ("AUC from T1 to T2", "AUC")}
+#: PP parameters: PPTESTCD (CDISC CT PKPARMCD) -> column of nca_parameters; PPTEST is the CT
+#: PKPARM term of the same concept, read from the spec codelist PKPARMCD
+PARAMETERS = {"CMAX": "CMAX", "TMAX": "TMAX", "AUCINT": "AUC"}
 TMAX_UNIT = "DAYS"
 
 
@@ -40,10 +41,11 @@ def concentration_for_nca(pc: pd.DataFrame) -> pd.Series:
     return value.where(pc["censor"].ge(0), 0.0).where(pc["value"].notna())
 
 
-def build_pp(pc: pd.DataFrame, rfstdtc: pd.Series, studyid: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_pp(pc: pd.DataFrame, rfstdtc: pd.Series, studyid: str, names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """PP records and the ``cellular_kinetics`` report from PC records (with ``value``/``censor``).
 
-    Only subjects with a first infusion (RFSTDTC) are analysed. Returns (pp, report).
+    Only subjects with a first infusion (RFSTDTC) are analysed. ``names``: PPTESTCD -> PPTEST
+    (the spec's PKPARMCD decodes). Returns (pp, report).
     """
     done = pc[pc["PCSTAT"].ne(NOT_DONE) & pc["value"].notna()].copy()
     done["RFSTDTC"] = done["USUBJID"].map(rfstdtc).fillna("")
@@ -64,7 +66,8 @@ def build_pp(pc: pd.DataFrame, rfstdtc: pd.Series, studyid: str) -> tuple[pd.Dat
     report = par.rename(columns={"AUC": "AUC0_28"}).assign(STUDYID=studyid)[report_cols]
 
     parts = []
-    for code, (name, col) in PARAMETERS.items():  # three parameters, vectorised over subjects
+    for code, col in PARAMETERS.items():  # three parameters, vectorised over subjects
+        name = names[code]
         val = par[col].astype("float64")
         unit = {"CMAX": par["PCSTRESU"], "TMAX": pd.Series(TMAX_UNIT, index=par.index),
                 "AUCINT": "day*" + par["PCSTRESU"]}[code]
@@ -113,7 +116,7 @@ def build(ctx: StudyContext) -> DomainResult:
 
     res = DomainResult()
     res.datasets["PC"] = pc[spec.var_names("PC")].reset_index(drop=True)
-    pp, report = build_pp(pc, rfstdtc, sid)
+    pp, report = build_pp(pc, rfstdtc, sid, spec.decode_map("PKPARMCD"))
     if not pp.empty:
         res.datasets["PP"] = pp[spec.var_names("PP")].reset_index(drop=True)
     res.reports["cellular_kinetics"] = report
