@@ -4,8 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CLI    := $(BIN)/python -m pipeline
+# CDISC CORE runs in its own Python 3.12 environment (the engine supports 3.12 only)
+CORE_VENV  := .venv-core
+CORE_STAMP := $(CORE_VENV)/.installed-stamp
+PYTHON312  ?=
+CORE_ARGS  ?=
 
-.PHONY: install validate sdtm test raw bench spec-xlsx clean
+.PHONY: install validate sdtm test raw bench spec-xlsx conformance core-install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +44,34 @@ bench: $(STAMP)
 spec-xlsx: $(STAMP)
 	$(CLI) spec-xlsx
 
+## conformance: CDISC CORE (SDTMIG 3.4) on every built study -> sdtm/<STUDYID>/reports/core_*
+##   its own Python 3.12 environment .venv-core (engine pinned in requirements-core.txt) is made
+##   on first use; PYTHON312=/path/to/python3.12 chooses the interpreter; CORE_ARGS passes options
+##   (e.g. CORE_ARGS="--study NCT05164042 --core-cache DIR")
+conformance: $(STAMP) $(CORE_STAMP)
+	$(CLI) conformance $(CORE_ARGS)
+
+core-install: $(CORE_STAMP)
+
+$(CORE_STAMP): requirements-core.txt
+	@py=""; \
+	for c in "$(PYTHON312)" python3.12 \
+	         $$(ls -d "$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)"/versions/3.12.*/bin/python3.12 2>/dev/null | sort -V -r) \
+	         /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	  if [ -n "$$c" ] && "$$c" -c 'import sys, venv; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1; then py="$$c"; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then \
+	  echo "conformance: CDISC CORE needs Python 3.12 and none was found. Install one, e.g." >&2; \
+	  echo "  pyenv install 3.12      (then: make conformance)" >&2; \
+	  echo "  apt-get install python3.12 python3.12-venv   (where the distribution has it)" >&2; \
+	  echo "or name it: make conformance PYTHON312=/path/to/python3.12" >&2; \
+	  exit 2; \
+	fi; \
+	echo "creating $(CORE_VENV) with $$py ($$("$$py" -V 2>&1))"; \
+	rm -rf $(CORE_VENV) && "$$py" -m venv $(CORE_VENV) && \
+	$(CORE_VENV)/bin/python -m pip install --quiet --upgrade pip && \
+	$(CORE_VENV)/bin/python -m pip install --quiet -r requirements-core.txt && \
+	touch $(CORE_STAMP)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(CORE_VENV) build *.egg-info

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {validate,build,simulate,spec-xlsx}``.
+"""Command line: ``python -m pipeline {validate,build,simulate,spec-xlsx,conformance}``.
 
 Exit codes: 0 clean, 1 data errors (the gate or the output checks found errors, or a raw
 file could not be read), 2 usage, configuration or output-folder errors (``--out`` is a file,
@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("spec-xlsx", help="write the Excel view of the SDTM specification")
     _common(p)
     p.add_argument("--xlsx", type=Path, default=None, help="output workbook (default: OUT/spec/sdtm_spec.xlsx)")
+    p = sub.add_parser("conformance", help="run CDISC CORE (SDTMIG 3.4) on every built study; needs `make conformance`")
+    _common(p)
+    p.add_argument("--core-cache", type=Path, default=None, metavar="DIR",
+                   help="CDISC CORE rules cache (default: $CDISC_CORE_CACHE, else ../shared/reference/cdisc-core-cache)")
+    p.add_argument("--rule", action="append", metavar="CORE-ID", help="run only this rule (repeatable; default: all)")
     return parser
 
 
@@ -64,6 +69,7 @@ COMMANDS = {
     "build": "pipeline.build:run_build",
     "simulate": "pipeline.simulate:run_simulate",
     "spec-xlsx": "pipeline.export.spec_xlsx:run_spec_xlsx",
+    "conformance": "pipeline.export.conformance:run_conformance",
 }
 
 

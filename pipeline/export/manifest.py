@@ -22,7 +22,15 @@ from pipeline.export.writer import csv_bytes
 MANIFEST = "manifest.csv"
 #: files never listed (the manifest itself; timings, which change from run to run)
 EXCLUDED = {MANIFEST, "timings.csv"}
+#: files written into a built folder later, by other commands (``python -m pipeline conformance``
+#: writes reports/core_*), which the build's manifest therefore cannot list
+LATER_PREFIXES = ("reports/core_",)
 COLUMNS = ["file", "rows", "columns", "sha256"]
+
+
+def _listed(rel: str) -> bool:
+    return rel not in EXCLUDED and not rel.startswith(LATER_PREFIXES)
+
 
 
 def sha256_file(path: Path) -> str:
@@ -67,7 +75,7 @@ def manifest_frame(folder: Path, shapes: dict[str, tuple[int, int]] | None = Non
     rows = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        if rel in EXCLUDED:
+        if not _listed(rel):
             continue
         r, c = _shape(path, shapes, rel)
         rows.append({"file": rel, "rows": r, "columns": c, "sha256": sha256_file(path)})
@@ -91,6 +99,6 @@ def verify_manifest(folder: Path) -> list[str]:
             problems.append(f"{r.file}: missing")
         elif sha256_file(p) != r.sha256:
             problems.append(f"{r.file}: SHA-256 differs")
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - EXCLUDED
+    present = {rel for p in folder.rglob("*") if p.is_file() and _listed(rel := p.relative_to(folder).as_posix())}
     problems += [f"{f}: not in the manifest" for f in sorted(present - set(listed["file"]))]
     return problems
