@@ -80,3 +80,28 @@ def test_lobxfl_last_non_missing_before_infusion():
     flag = last_obs_before_exposure(f, ["USUBJID", "LBTESTCD"], "LBDTC", has, rfx)
     # 01-10 has no result; 01-20 without time on the infusion date counts as pre-infusion
     assert flag.tolist() == ["", "", "Y", "", "Y"]
+
+
+@pytest.mark.parametrize("record,first_exposure,expected", [
+    ("2024-01-19T23:59", "2024-01-20T08:00", True),    # the day before
+    ("2024-01-20T07:59", "2024-01-20T08:00", True),    # same day, a minute before the first dose
+    ("2024-01-20T08:00", "2024-01-20T08:00", False),   # at the first dose time: not before exposure
+    ("2024-01-20T08:01", "2024-01-20T08:00", False),
+    ("2024-01-20", "2024-01-20T08:00", True),          # date only on the dosing day: pre-dose convention
+    ("2024-01-20T09:00", "2024-01-20", True),          # exposure without time: date comparison only
+    ("2024-01-21", "2024-01-20", False),
+    ("2024-01", "2024-01-20T08:00", False),            # partial date: cannot be placed
+    ("2024-01-10", "", False),                         # never exposed
+])
+def test_before_exposure_same_day_rules(record, first_exposure, expected):
+    from pipeline.derive.baseline import before_exposure
+    assert before_exposure(pd.Series([record]), pd.Series([first_exposure])).tolist() == [expected]
+
+
+def test_lobxfl_is_the_pre_lymphodepletion_value():
+    # screening, a pre-dose sample on the first lymphodepletion day, one at the dose time, day 0 (infusion)
+    f = pd.DataFrame({"USUBJID": ["A"] * 4, "LBTESTCD": ["NEUT"] * 4,
+                      "LBDTC": ["2024-01-01T08:00", "2024-01-15T07:00", "2024-01-15T09:00", "2024-01-20"]})
+    rfx = pd.Series(["2024-01-15T09:00"] * 4)   # RFXSTDTC = first fludarabine dose
+    flag = last_obs_before_exposure(f, ["USUBJID", "LBTESTCD"], "LBDTC", pd.Series([True] * 4), rfx)
+    assert flag.tolist() == ["", "Y", "", ""]

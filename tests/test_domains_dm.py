@@ -1,5 +1,6 @@
 """DM/SUPPDM: reference dates, death, arms/ARMNRS, AGE check, no direct identifiers."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,15 +24,38 @@ def test_reference_dates_split_infusion(built):
     ctx, _ = built
     r = subj(ctx, "101")
     assert r["USUBJID"] == "NCT06316427-01-101"
-    # first fraction start, last fraction end; lymphodepletion (10-JAN) does not count
+    # reference period = the CAR-T product: first fraction start, last fraction end
     assert r["RFSTDTC"] == "2025-01-15T10:00"
     assert r["RFENDTC"] == "2025-01-16T09:20"
-    assert r["RFXSTDTC"] == "2025-01-15T10:00"
+    # exposure = any protocol treatment: first fludarabine 10-JAN 08:00; last CAR-T fraction end
+    assert r["RFXSTDTC"] == "2025-01-10T08:00"
     assert r["RFXENDTC"] == "2025-01-16T09:20"
+    ex = ctx.datasets["EX"]
+    mine = ex[ex["USUBJID"] == r["USUBJID"]]
+    assert r["RFXSTDTC"] == min(mine["EXSTDTC"])   # CORE-000239: RFXSTDTC = earliest EX.EXSTDTC
     assert r["RFICDTC"] == "2025-01-02"
     # latest of disposition 21-MAR, death 20-MAR and every dated record
     assert r["RFPENDTC"] == "2025-03-21"
     assert r["DMDTC"] == "2025-01-02" and r["DMDY"] == -13
+
+
+def test_rfx_dates_ignore_rows_that_ex_rejects_and_cover_lymphodepletion_only():
+    forms = raw_forms()
+    ex = forms["ex"]
+    ex.loc[0, "EXSTDAT"] = "31-FEB-2025"      # impossible: EX rejects the row, DM ignores it
+    ex.loc[ex["EXCAT"].eq("CAR-T INFUSION"), "EXENDAT"] = np.nan   # no end: the start counts
+    # subject 103 received lymphodepletion only (no CAR-T)
+    ld = ex.iloc[[3]].assign(SUBJID="103", EXSTDAT="20-JAN-2025", EXENDAT="20-JAN-2025", _ROW=99)
+    ctx = context({**forms, "ex": pd.concat([ex, ld], ignore_index=True)})
+    run(ctx, ("dm", "ex"))
+    dm = ctx.datasets["DM"].set_index("SUBJID")
+    assert (dm.loc["101", "RFXSTDTC"], dm.loc["101", "RFXENDTC"]) == ("2025-01-10T09:00", "2025-01-16T09:00")
+    assert (dm.loc["101", "RFSTDTC"], dm.loc["101", "RFENDTC"]) == ("2025-01-15T10:00", "2025-01-16T09:00")
+    assert (dm.loc["103", "RFXSTDTC"], dm.loc["103", "RFXENDTC"], dm.loc["103", "RFSTDTC"]) == (
+        "2025-01-20T09:00", "2025-01-20T10:00", "")
+    ex_out = ctx.datasets["EX"]
+    first = ex_out.groupby("USUBJID")["EXSTDTC"].min()
+    assert first.to_dict() == dm.reset_index().set_index("USUBJID").loc[first.index, "RFXSTDTC"].to_dict()
 
 
 def test_death(built):

@@ -2,8 +2,13 @@
 end-to-end run over raw/ when the synthetic extracts are present.
 
 Subjects (site 01):
-- 001: male, 40 y, 70 kg; CAR-T 15-JAN-2025 10:00. Screening labs pass. ALT 80 U/L (ULN 40) on
-  the infusion day before infusion = abnormal baseline; ALT 240 on day 7 = 3.0 x baseline = grade 1.
+- 001: male, 40 y, 70 kg; lymphodepletion from 10-JAN-2025 08:00 (RFXSTDTC), CAR-T 15-JAN-2025
+  10:00 (RFSTDTC). Screening labs pass. ALT 80 U/L (ULN 40) on 10-JAN 07:30, before the first
+  lymphodepletion dose = abnormal baseline (2 x ULN = grade 1 against ULN, never against itself);
+  ALT 85 on 10-JAN 08:00, at the first dose time = not baseline (1.06 x baseline = grade 0);
+  ALT 80 on day 0 (no time) = post-baseline, 1.0 x baseline = grade 0; ALT 240 on day 7 =
+  3.0 x baseline = grade 1 (grade 3 against ULN). Neutrophils: baseline = screening 0.3 (grade 4),
+  the day-0 <0.5 is after lymphodepletion and is not the baseline.
   Neutrophils <0.5 x 10^9/L on day 7 (censored) = grade 4. Potassium 6.5 mEq/L = grade 3 hyperkalemia.
   CrCl = (140 - 40) x 70 / (72 x 1.0 mg/dL) = 97.22 -> 97.2 mL/min.
   CAR transgene <10 (day 0, pre-infusion), 1000 (day 7), 400 (day 14), 100 (day 28), all at 10:00:
@@ -67,6 +72,8 @@ def lab_rows() -> list[dict]:
         lab("001", *scr, H, "NEUT", "0.3", "10^9/L", "1.8", "6.3"),
         lab("001", *scr, H, "PLAT", "15", "10^3/uL", "125", "350"),
         lab("001", *scr, H, "RETI", "25", "10^9/L", "24", "84"),
+        lab("001", "LYMPHODEPLETION", "10-JAN-2025", "07:30", C, "ALT", "80", "U/L", "9", "40"),
+        lab("001", "LYMPHODEPLETION", "10-JAN-2025", "08:00", C, "ALT", "85", "U/L", "9", "40"),
         lab("001", "DAY 0", "15-JAN-2025", "", C, "ALT", "80", "U/L", "9", "40"),
         lab("001", "DAY 0", "15-JAN-2025", "", H, "NEUT", "<0.5", "10^9/L", "1.8", "6.3"),
         lab("001", "DAY 7", "22-JAN-2025", "08:00", C, "ALT", "240", "U/L", "9", "40"),
@@ -95,7 +102,7 @@ def datasets() -> dict[str, pd.DataFrame]:
     dm = pd.DataFrame({
         "STUDYID": STUDY, "USUBJID": [s("001"), s("002"), s("003"), s("004")],
         "RFSTDTC": ["2025-01-15T10:00", "2025-01-16T10:00", "2025-01-17T10:00", ""],
-        "RFXSTDTC": ["2025-01-15T10:00", "2025-01-16T10:00", "2025-01-17T10:00", ""],
+        "RFXSTDTC": ["2025-01-10T08:00", "2025-01-11T08:00", "2025-01-12T08:00", ""],
         "RFICDTC": ["2025-01-01"] * 4, "RFPENDTC": ["2025-06-01"] * 3 + ["2025-01-05"],
         "AGE": [40.0, 12.0, 30.0, 50.0], "SEX": ["M", "F", "F", "M"],
         "ARMCD": ["CD7CART", "CD7CART", "CD7CART", ""]})
@@ -174,16 +181,26 @@ def test_censored_result_keeps_text_and_is_graded_conservatively():
 
 def test_baseline_flag_and_baseline_abnormal_alt():
     lb = built()[0].datasets["LB"]
-    alt = rec(lb, "001", "ALT").set_index("VISIT")
-    assert alt.loc["DAY 0", "LBLOBXFL"] == "Y" and alt.loc["SCREENING", "LBLOBXFL"] == ""
-    assert alt.loc["SCREENING", "LBTOXGR"] == "0"
-    assert alt.loc["DAY 0", "LBTOXGR"] == "1"  # baseline graded against ULN (2 x ULN), not against itself
-    assert alt.loc["DAY 7", "LBTOXGR"] == "1"  # 240 = 3.0 x baseline 80 (would be grade 3 against ULN)
+    alt = rec(lb, "001", "ALT").set_index("LBDTC")
+    # the baseline is the last value before the first lymphodepletion dose (RFXSTDTC 10-JAN 08:00)
+    assert alt["LBLOBXFL"].to_dict() == {"2025-01-03T08:00": "", "2025-01-10T07:30": "Y", "2025-01-10T08:00": "",
+                                         "2025-01-15": "", "2025-01-22T08:00": ""}
+    assert alt["LBTOXGR"].to_dict() == {
+        "2025-01-03T08:00": "0",
+        "2025-01-10T07:30": "1",   # baseline graded against ULN (2 x ULN), not against itself
+        "2025-01-10T08:00": "0",   # at the first dose time: post-baseline, 85 = 1.06 x abnormal baseline 80
+        "2025-01-15": "0",         # day 0, after lymphodepletion: 1.0 x baseline
+        "2025-01-22T08:00": "1"}   # 240 = 3.0 x baseline 80 (would be grade 3 against ULN)
+    neut = rec(lb, "001", "NEUT").set_index("LBDTC")["LBLOBXFL"].to_dict()
+    assert neut == {"2025-01-03T08:00": "Y", "2025-01-15": "", "2025-01-22T08:00": ""}
+    alt = rec(lb, "001", "ALT").drop_duplicates("VISIT").set_index("VISIT")
     k = rec(lb, "001", "K").iloc[0]
     assert (k["LBTOX"], k["LBTOXGR"]) == ("Hyperkalemia", "3")
     assert alt.loc["DAY 0", "LBDY"] == 1 and alt.loc["SCREENING", "LBDY"] == -12
     # shared EPOCH rule: a record without time on an element's start date belongs to the new element
     assert alt.loc["SCREENING", "EPOCH"] == "SCREENING" and alt.loc["DAY 0", "EPOCH"] == "TREATMENT"
+    ld = rec(lb, "001", "ALT").set_index("LBDTC")["EPOCH"]
+    assert (ld["2025-01-10T07:30"], ld["2025-01-10T08:00"]) == ("SCREENING", "LYMPHODEPLETION")
 
 
 def test_creatinine_clearance_records():

@@ -1,9 +1,19 @@
 """Baseline: ``--LOBXFL`` (SDTMIG 3.4, Findings: Last Observation Before Exposure Flag).
 
-``Y`` on the last record with a non-missing result before the first exposure (RFXSTDTC,
-the first CAR-T infusion), per subject and test. When a record has no time and falls on the
-infusion date, it is taken as drawn before the infusion (protocol pre-infusion samples);
-when both have times, the record must be at or before the infusion time.
+``Y`` on the last record with a non-missing result before the first exposure to any
+protocol-specified treatment (DM.RFXSTDTC = the earliest EXSTDTC, i.e. the first
+lymphodepletion dose in these studies), per subject and test. The flag is therefore the
+pre-lymphodepletion value. A pre-infusion baseline (last value before the CAR-T product) is an
+analysis choice and belongs to ADaM, not here.
+
+Same-day records (the comparison is made on the ISO 8601 texts as collected):
+
+- both the record and RFXSTDTC have a time: the record is before exposure only when its time
+  is strictly earlier (a sample taken at or after the first dose time is not baseline);
+- either side has a date only: the record is taken as before exposure when it is on the
+  exposure date (protocol pre-dose sampling on the first dosing day; a date-only comparison
+  cannot tell, and this is the documented convention of the spec's method);
+- a partial date (YYYY or YYYY-MM) is never before exposure (cannot be placed).
 """
 
 from __future__ import annotations
@@ -15,18 +25,21 @@ from pipeline.derive.dates import dtc_date, dtc_datetime
 
 
 def before_exposure(dtc: pd.Series, rfxstdtc: pd.Series) -> pd.Series:
-    """True where the record is on or before the first exposure per the rule above."""
+    """True where the record is before the first exposure per the rules above."""
     r_date, x_date = dtc_date(dtc), dtc_date(rfxstdtc)
     r_dt, x_dt = dtc_datetime(dtc), dtc_datetime(rfxstdtc)
     both_times = dtc.astype(str).str.contains("T", regex=False) & rfxstdtc.astype(str).str.contains("T", regex=False)
     same = r_date == x_date
-    out = (r_date < x_date) | (same & ~both_times) | (same & both_times & (r_dt <= x_dt))
+    out = (r_date < x_date) | (same & ~both_times) | (same & both_times & (r_dt < x_dt))
     return out.fillna(False)
 
 
 def last_obs_before_exposure(frame: pd.DataFrame, by: list[str], dtc: str, has_result: pd.Series,
                              rfxstdtc: pd.Series) -> pd.Series:
-    """``"Y"``/``""`` flag for the last pre-exposure record with a result in each ``by`` group."""
+    """``"Y"``/``""`` flag for the last pre-exposure record with a result in each ``by`` group.
+
+    Order within a group: date/time of the record, then record order (the later row wins a tie).
+    """
     eligible = before_exposure(frame[dtc], rfxstdtc) & has_result
     key = dtc_datetime(frame[dtc])
     cand = frame.loc[eligible, by].assign(_key=key[eligible], _i=np.flatnonzero(eligible.to_numpy()))

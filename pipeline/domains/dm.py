@@ -3,10 +3,12 @@
 One record per consented subject of the raw ``dm`` form. Reference dates come from the raw
 ``ex`` form (DM is built first, before EX):
 
-- RFSTDTC / RFXSTDTC: start of the first CAR-T administration (split infusion: first fraction);
-- RFENDTC / RFXENDTC: end of the last CAR-T administration (its start when no end was collected).
-  Lymphodepleting chemotherapy is a protocol-specified background regimen, not study treatment,
-  so it counts for neither (spec comment on DM.RFXSTDTC);
+- RFXSTDTC / RFXENDTC: first and last exposure to any protocol-specified treatment, i.e. the
+  earliest EXSTDTC and the latest EXENDTC (EXSTDTC when no end was collected) over every EX
+  record, lymphodepleting chemotherapy included (SDTMIG 3.4 DM; CORE-000239 / CG0148);
+- RFSTDTC / RFENDTC: the sponsor-defined reference period = the CAR-T product administration:
+  start of the first CAR-T fraction (protocol day 0 = study day 1) and end of the last fraction
+  (its start when no end was collected). Study days (--DY) count from RFSTDTC;
 - RFPENDTC: latest complete date of any dated field of any form of the subject (disposition,
   death and last-known-alive dates included);
 - DTHDTC / DTHFL from ``ds.DTHDAT`` / ``ds.DSDECOD``.
@@ -150,26 +152,33 @@ def dated_form(ctx: StudyContext, form: str, date_col: str, what: str):
 # ---------------------------------------------------------------------------------------------
 # DM derivations
 # ---------------------------------------------------------------------------------------------
-def reference_dates(ex_raw: pd.DataFrame, studyid: str) -> pd.DataFrame:
-    """RFSTDTC/RFENDTC (= RFXSTDTC/RFXENDTC) per USUBJID from the raw ex form (CAR-T only).
+def reference_dates(ex_raw: pd.DataFrame, studyid: str, treatments: pd.Series | None = None) -> pd.DataFrame:
+    """RFSTDTC/RFENDTC (CAR-T product) and RFXSTDTC/RFXENDTC (any protocol treatment) per
+    USUBJID from the raw ex form.
 
-    SDTMIG 3.4 DM: RFXSTDTC is the first exposure to study treatment; the study treatment is
-    the CAR-T product, so lymphodepletion records are ignored. RFSTDTC is the project's
-    reference start = first CAR-T infusion. Impossible dates are ignored here (EX rejects them).
+    SDTMIG 3.4 DM: RFXSTDTC/RFXENDTC are the first/last exposure to any protocol-specified
+    treatment, equal to the earliest EXSTDTC and the latest EXENDTC (or EXSTDTC when no end was
+    collected): lymphodepletion counts. RFSTDTC/RFENDTC are the sponsor's reference period:
+    first CAR-T infusion start to last CAR-T fraction end (spec comment on DM.RFSTDTC).
+    Rows with an impossible date, or a treatment not in ``treatments`` (the study's declared
+    EXTRT values, when given) are ignored here, as EX rejects them: the dates equal what EX holds.
     """
-    cols = ["RFSTDTC", "RFENDTC"]
+    cols = ["RFSTDTC", "RFENDTC", "RFXSTDTC", "RFXENDTC"]
     if ex_raw.empty:
         return pd.DataFrame(columns=cols)
-    cart = ex_raw[text(ex_raw["EXCAT"]).str.upper() == CART_CATEGORY]
-    if cart.empty:
-        return pd.DataFrame(columns=cols)
-    ids = subject_ids(cart, studyid)
-    start, bad_s = raw_dtc(cart, "EXSTDAT", "EXSTTIM")
-    end, bad_e = raw_dtc(cart, "EXENDAT", "EXENTIM")
-    last = end.where(end.ne("") & ~bad_e, start)
-    first = min_dtc(start[~bad_s], ids[~bad_s])
-    final = max_dtc(last[~bad_s], ids[~bad_s])
-    return pd.DataFrame({"RFSTDTC": first, "RFENDTC": final}).fillna("")
+    ids = subject_ids(ex_raw, studyid)
+    start, bad_s = raw_dtc(ex_raw, "EXSTDAT", "EXSTTIM")
+    end, bad_e = raw_dtc(ex_raw, "EXENDAT", "EXENTIM")
+    ok = ~(bad_s | bad_e) & start.ne("")
+    if treatments is not None:
+        ok &= text(ex_raw["EXTRT"]).str.upper().isin(set(treatments.astype(str).str.upper()))
+    last = end.where(end.ne(""), start)
+    cart = ok & text(ex_raw["EXCAT"]).str.upper().eq(CART_CATEGORY)
+    out = pd.DataFrame({
+        "RFSTDTC": min_dtc(start[cart], ids[cart]), "RFENDTC": max_dtc(last[cart], ids[cart]),
+        "RFXSTDTC": min_dtc(start[ok], ids[ok]), "RFXENDTC": max_dtc(last[ok], ids[ok]),
+    })
+    return out.reindex(columns=cols).fillna("")
 
 
 def last_dated_record(forms: dict[str, pd.DataFrame], spec: Spec, studyid: str) -> pd.Series:
@@ -319,7 +328,7 @@ def build(ctx: StudyContext) -> DomainResult:
         findings.append(make_findings(sid, raw[bad], col, "dm_impossible_date", "error",
                                       col + " is not a possible date, subject " + text(raw["SUBJID"])))
 
-    ref = reference_dates(ctx.form("ex"), sid).reindex(ids).fillna("")
+    ref = reference_dates(ctx.form("ex"), sid, study.treatments["extrt"]).reindex(ids).fillna("")
     dth = death(ctx.form("ds"), sid, spec).reindex(ids).fillna("")
     treated = pd.Series(ref["RFSTDTC"].ne("").to_numpy(), index=raw.index)
     arm_cols, arm_f = arms(raw, treated, ctx)
@@ -328,7 +337,7 @@ def build(ctx: StudyContext) -> DomainResult:
     dm = pd.DataFrame({
         "STUDYID": sid, "DOMAIN": "DM", "USUBJID": ids.to_numpy(), "SUBJID": text(raw["SUBJID"]).to_numpy(),
         "RFSTDTC": ref["RFSTDTC"].to_numpy(), "RFENDTC": ref["RFENDTC"].to_numpy(),
-        "RFXSTDTC": ref["RFSTDTC"].to_numpy(), "RFXENDTC": ref["RFENDTC"].to_numpy(),
+        "RFXSTDTC": ref["RFXSTDTC"].to_numpy(), "RFXENDTC": ref["RFXENDTC"].to_numpy(),
         "RFICDTC": dates["ICDAT"].to_numpy(),
         "RFPENDTC": end_of_participation(ctx.forms, spec, sid, pd.Index(ids)).to_numpy(),
         "DTHDTC": dth["DTHDTC"].to_numpy(), "DTHFL": dth["DTHFL"].to_numpy(),

@@ -14,8 +14,11 @@ Record path (all vectorised):
   record keeps no standard result. Censored results (``<x``/``>x``) keep their text in
   LBSTRESC (limit converted) and leave LBSTRESN empty.
 - **LBNRIND** against the standard range (:func:`reference_indicator`).
-- **LBLOBXFL** (SDTMIG 3.4): last record with a result on or before the first CAR-T infusion
-  (DM.RFXSTDTC), per subject and test (shared :func:`~pipeline.derive.baseline.last_obs_before_exposure`).
+- **LBLOBXFL** (SDTMIG 3.4): last record with a result before the first exposure to any protocol
+  treatment (DM.RFXSTDTC = first lymphodepletion dose), per subject and test (shared
+  :func:`~pipeline.derive.baseline.last_obs_before_exposure`, which states the same-day rules).
+  This pre-lymphodepletion value is the baseline of the CTCAE baseline clauses; records after
+  RFXSTDTC are the post-baseline records those clauses apply to.
 - **Creatinine clearance** (LBTESTCD CREATCLR, LBDRVFL Y): :func:`creatinine_clearance`.
 - **LBTOX/LBTOXGR**: :func:`pipeline.rules.ctcae_lab.grade_labs` (criteria in
   ``specs/rules/ctcae_lab.csv``).
@@ -76,8 +79,8 @@ def raw_text(raw: pd.DataFrame, col: str) -> pd.Series:
 
 def sample_level(ctx: StudyContext, raw: pd.DataFrame, form: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Timing of each distinct sample (site, subject, visit, date, time): USUBJID, LBDTC (ISO),
-    ``bad_date``, LBDY, VISITNUM, VISIT, EPOCH, ``pre`` (on or before the first CAR-T infusion,
-    or the subject was never infused) and ``post``. Returns (samples, code of each raw row)."""
+    ``bad_date``, LBDY, VISITNUM, VISIT, EPOCH, ``pre`` (before the first exposure DM.RFXSTDTC,
+    i.e. before lymphodepletion, or the subject was never exposed) and ``post`` (after it). Returns (samples, code of each raw row)."""
     keys = ["SITEID", "SUBJID", "VISIT", "LBDAT", "LBTIM"]
     present = [k for k in keys if k in raw]
     codes = raw.groupby(present, sort=False, dropna=False).ngroup().to_numpy() if len(raw) else np.zeros(0, dtype=int)
@@ -119,7 +122,7 @@ def map_lab_records(ctx: StudyContext, raw: pd.DataFrame, table: UnitTable, form
                     ) -> tuple[pd.DataFrame, list[pd.DataFrame], list[pd.DataFrame]]:
     """Raw lab rows -> one standardised record per row (LB variable names) plus helper columns
     ``value``/``censor`` (standard-unit number or limit), ``LLN``/``ULN``, ``pre``/``post``
-    (timing against the first CAR-T infusion), ``_dt`` (datetime), ``_ROW``/``_FILE``.
+    (timing against the first exposure, DM.RFXSTDTC), ``_dt`` (datetime), ``_ROW``/``_FILE``.
 
     Returns (records, findings, rejected). Rows of subjects absent from DM and rows with an
     impossible date are rejected with a reason; an unknown unit is an error finding.
@@ -332,10 +335,11 @@ def screening_weight(ctx: StudyContext) -> pd.DataFrame:
 
 def derive_crcl_records(lb: pd.DataFrame, dm: pd.DataFrame, weights: pd.DataFrame, table: UnitTable,
                         params: dict[str, str], pre: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Derived CREATCLR records (LBDRVFL Y) from pre-infusion serum creatinine records.
+    """Derived CREATCLR records (LBDRVFL Y) from pre-exposure serum creatinine records (before
+    the first lymphodepletion dose, DM.RFXSTDTC: the eligibility values).
 
-    Weight: the pre-infusion weight nearest in time to the creatinine sample (weight is collected
-    at screening only, so CrCl is not derived after the infusion, where fluid shifts make a
+    Weight: the pre-exposure weight nearest in time to the creatinine sample (weight is collected
+    at screening only, so CrCl is not derived after treatment starts, where fluid shifts make a
     screening weight wrong). Age and sex from DM. Creatinine in mg/dL via the CREAT mg/dL row of
     lab_units.csv. Returns (records, notes) where notes (USUBJID, LBTESTCD, note) say why a
     subject has no CrCl.
@@ -373,7 +377,7 @@ def derive_crcl_records(lb: pd.DataFrame, dm: pd.DataFrame, weights: pd.DataFram
         ["CrCl not derived: age " + age.fillna(-1).astype(int).astype(str) + " < " + params["min_age"]
          + " (Cockcroft-Gault is for adults; no paediatric formula applied)",
          "CrCl not derived: age missing in DM", "CrCl not derived: sex is neither M nor F",
-         "CrCl not derived: no pre-infusion weight", "CrCl not derived: creatinine result is censored"],
+         "CrCl not derived: no pre-treatment weight", "CrCl not derived: creatinine result is censored"],
         default="")
     notes = pd.DataFrame({"USUBJID": cr["USUBJID"], "LBTESTCD": CRCL_TEST, "note": reason, "crcl": cr["crcl"]})
     notes = notes[notes["note"].ne("")].drop_duplicates("USUBJID", keep="last")
@@ -421,7 +425,7 @@ def sdtm_test_codes(lb: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
 def baseline_flag(lb: pd.DataFrame, dm: pd.DataFrame, spec: Spec) -> pd.Series:
     """LBLOBXFL by the shared :func:`~pipeline.derive.baseline.last_obs_before_exposure`.
 
-    Only records that can be flagged are passed to it: pre-infusion records with a result that
+    Only records that can be flagged are passed to it: pre-exposure records with a result that
     are the latest of their subject and test (ties kept). The shared function then applies its
     rule (last by date/time, then by record order) on this small frame.
     """

@@ -29,9 +29,9 @@ method and fixed categories from value-level rows with a one-term codelist.
 
 Derivation (the rules themselves are in ``specs/rules``; see :mod:`pipeline.rules.response`)
 --------------------------------------------------------------------------------------
-Post-infusion assessments (protocol day >= 1) are derived; earlier ones are the baseline
-(last assessment on or before the infusion, as for --LOBXFL). Features: the raw columns
-named by the rules; ``<X>_BL``, ``<X>_ACHG``, ``<X>_RCHG`` (baseline, absolute and relative
+Post-infusion assessments (protocol day >= 1) are derived; the baseline is the last
+assessment before the first exposure DM.RFXSTDTC (before lymphodepletion, as for --LOBXFL).
+Features: the raw columns named by the rules; ``<X>_BL``, ``<X>_ACHG``, ``<X>_RCHG`` (baseline, absolute and relative
 change of raw column X); a feature that is an LB test code (NEUT, PLAT, HGB, RETI) is the
 standard-unit result nearest the assessment date within ``[response].count_window_days``
 (inclusive; ties: the earlier; none in the window: missing, so the criteria needing it give

@@ -3,7 +3,8 @@
 VSTEST is the CT decode of VSTESTCD; the standard unit of each test is the ``unit`` of its
 value-level row (VS.VSSTRESN) in specs/sdtm/valuelevel/VS.csv. A result collected in another
 unit has no conversion rule and is rejected with a finding. VSLOBXFL flags the last result per
-test on or before the first CAR-T infusion (RFXSTDTC).
+test before the first exposure to protocol treatment (DM.RFXSTDTC, the first lymphodepletion
+dose; same-day rules in :mod:`pipeline.derive.baseline`).
 """
 
 from __future__ import annotations

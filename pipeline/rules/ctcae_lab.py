@@ -9,7 +9,8 @@ assumption made. A row's range is
 (``lower_incl`` / ``upper_incl`` = Y for an inclusive bound; an empty bound is open), where
 ref(SI) = 1 (absolute value in the test's standard unit ``si_unit``), ref(ULN) = LBSTNRHI,
 ref(LLN) = LBSTNRLO and ref(BASELINE) = the subject's baseline value of the test (the
-LBLOBXFL record). Rules of evaluation:
+LBLOBXFL record: the last value before the first exposure to protocol treatment, DM.RFXSTDTC,
+i.e. before lymphodepletion, so depleted counts are never the baseline). Rules of evaluation:
 
 1. **Grade = the highest grade whose row is met** (grade 0 when the record was evaluated and
    no row is met). Rows with ``lab_gradable = N`` need clinical information and are never
@@ -164,7 +165,7 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
 
     ``frame`` columns (:data:`INPUT_COLUMNS`): LBTESTCD, LBSTRESU, ``value`` (standard-unit
     number, or the limit of a censored result), ``censor`` (-1/0/+1), ``LLN``/``ULN``
-    (LBSTNRLO/LBSTNRHI), ``post`` (bool: after the first CAR-T infusion), ``BASE``,
+    (LBSTNRLO/LBSTNRHI), ``post`` (bool: after the first exposure, DM.RFXSTDTC), ``BASE``,
     ``BASE_CENSOR``, ``BASE_LLN``, ``BASE_ULN`` (the subject's baseline record of the test,
     NaN when none).
     """
