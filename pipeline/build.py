@@ -59,6 +59,7 @@ from pipeline import parallel
 from pipeline.config import Study, raw_folder, selected_studies
 from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext,
                               empty)
+from pipeline.derive import visits
 from pipeline.domains import REGISTRY
 from pipeline.errors import ConfigError, DataError, PipelineError, output_error
 from pipeline.export import checks, datasetjson, manifest, reconcile, writer, xpt
@@ -372,6 +373,9 @@ def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_di
     log_inputs(log, raw_dir, study, spec, forms)
     ctx = StudyContext(study=study, spec=spec, forms=forms)
     merged = run_domains(ctx, log, progress, registry, package)
+    # one VISITNUM per unscheduled visit (subject and date) across every domain
+    merged.datasets = visits.renumber_unscheduled(merged.datasets, study)
+    ctx.datasets.update(merged.datasets)
     ordered = {}
     found = list(merged.findings)
     specified = checks.specified_datasets(spec)

@@ -1,5 +1,6 @@
 """USUBJID, SEQ, visits, EPOCH, LOBXFL and SUPPQUAL derivations."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -37,8 +38,42 @@ def test_visit_numbers_planned_and_unscheduled(study):
     out = visit_numbers(v, study, dy)
     assert out["VISIT"].tolist() == ["SCREENING", "DAY 0", "DAY 28", "UNSCHEDULED", "UNSCHEDULED"]
     assert out["VISITNUM"].tolist()[:3] == [1.0, 3.0, 13.0]
-    assert out["VISITNUM"].iloc[3] == pytest.approx(13.1)   # after DAY 28 (VISITDY 29)
-    assert out["VISITNUM"].iloc[4] == pytest.approx(0.1)    # before the first planned visit
+    # without subjects and dates: the planned-schedule base + 0.01
+    assert out["VISITNUM"].iloc[3] == pytest.approx(13.01)   # after DAY 28 (VISITDY 29)
+    assert out["VISITNUM"].iloc[4] == pytest.approx(0.01)    # before the first planned visit
+
+
+def test_unscheduled_visits_one_number_per_subject_and_date(study):
+    # subject A: DAY 28 (VISITNUM 13) on 02-03; unscheduled 02-05 (twice the same day), 02-09, 02-07;
+    # subject B: unscheduled 02-05 with no planned visit dated before it (study day 40 -> after DAY 28)
+    v = pd.Series(["DAY 28", "UNSCHEDULED", "UNSCHEDULED", "UNSCHEDULED", "UNSCHEDULED", "UNSCHEDULED", "UNSCHEDULED"])
+    u = pd.Series(["A", "A", "A", "A", "A", "B", "A"])
+    d = pd.Series(["2024-02-03", "2024-02-05T08:00", "2024-02-05T15:00", "2024-02-09", "2024-02-07", "2024-02-05",
+                   "2024-02"])
+    dy = pd.Series([29, 31, 31, 35, 33, 40, np.nan])
+    out = visit_numbers(v, study, dy, u, d)
+    assert out["VISITNUM"].tolist()[:6] == [13.0, 13.01, 13.01, 13.03, 13.02, 13.01]
+    assert np.isnan(out["VISITNUM"].iloc[6])   # partial date: cannot be placed
+
+
+def test_renumber_unscheduled_is_consistent_across_datasets(study):
+    from pipeline.derive.visits import renumber_unscheduled
+    lb = pd.DataFrame({"USUBJID": ["A", "A", "A"], "DOMAIN": "LB", "VISIT": ["DAY 28", "UNSCHEDULED", "UNSCHEDULED"],
+                       "VISITNUM": [13.0, 13.01, 13.02], "LBDTC": ["2024-02-03", "2024-02-07", "2024-02-09T10:00"],
+                       "LBDY": [29.0, 33.0, 35.0]})
+    # FA saw an unscheduled day (02-05) that LB did not, and the 02-09 assessment LB also has
+    fa = pd.DataFrame({"USUBJID": ["A", "A"], "DOMAIN": "FA", "VISIT": ["UNSCHEDULED", "UNSCHEDULED"],
+                       "VISITNUM": [13.01, 13.02], "FADTC": ["2024-02-05", "2024-02-09"], "FADY": [31.0, 35.0]})
+    dm = pd.DataFrame({"USUBJID": ["A"], "RFSTDTC": ["2024-01-06"]})
+    out = renumber_unscheduled({"DM": dm, "LB": lb, "FA": fa}, study)
+    assert out["DM"] is dm
+    assert out["LB"]["VISITNUM"].tolist() == [13.0, 13.02, 13.03]
+    assert out["FA"]["VISITNUM"].tolist() == [13.01, 13.03]
+    # never the same number for two dates of one subject
+    allv = pd.concat([out["LB"].rename(columns={"LBDTC": "DTC"}), out["FA"].rename(columns={"FADTC": "DTC"})])
+    allv = allv[allv["VISIT"] == "UNSCHEDULED"].assign(date=lambda f: f["DTC"].str[:10])
+    assert allv.groupby("VISITNUM")["date"].nunique().max() == 1
+    assert allv.groupby("date")["VISITNUM"].nunique().max() == 1
 
 
 def test_unknown_visit_raises(study):

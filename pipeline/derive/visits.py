@@ -1,9 +1,22 @@
 """VISITNUM / VISIT / VISITDY from the study's visit schedule (SDTMIG 3.4 sections 4.4.5, 7.3.1 TV).
 
 Planned visits map one to one to the schedule in ``specs/studies/<STUDYID>.toml``.
-Unplanned visits are collected as ``UNSCHEDULED``; they get the VISITNUM of the last planned
-visit whose planned study day is on or before the record's study day, plus 0.1, so that they
-sort between planned visits (the sponsor convention SDTMIG 4.4.5 allows).
+
+Unplanned visits are collected as ``UNSCHEDULED``. Each one (one subject, one date) gets its own
+VISITNUM, never reused for another date (SDTMIG 3.4 4.4.5 allows the sponsor to number
+unplanned visits so that they sort between planned ones):
+
+    VISITNUM = previous scheduled VISITNUM + 0.01 x k
+
+where the previous scheduled visit is the subject's latest planned visit (a record with a
+planned VISIT) dated on or before the unscheduled date, and k = 1, 2, ... numbers the subject's
+distinct unscheduled dates after that visit in date order. When the subject has no planned
+visit on or before the date, the base is the last planned visit of the schedule whose planned
+study day is on or before the record's study day, else 0. All records of one subject on one
+unscheduled date share the number, in every domain: :func:`renumber_unscheduled` recomputes the
+numbers over all datasets of the study once every domain is built, so that an unscheduled date
+seen in LB and in FA has the same VISITNUM in both. Records whose date is missing or partial
+cannot be placed and keep a null VISITNUM (the build reports them).
 """
 
 from __future__ import annotations
@@ -15,32 +28,156 @@ from pipeline.config import Study
 from pipeline.errors import DataError
 
 UNSCHEDULED = "UNSCHEDULED"
+#: VISITNUM step between consecutive unscheduled visits after one planned visit
+STEP = 0.01
+#: most unscheduled visits after one planned visit before the numbers would reach the next integer
+MAX_PER_BASE = 99
+_DATE = r"^\d{4}-\d{2}-\d{2}"
 
 
-def visit_numbers(visit: pd.Series, study: Study, dy: pd.Series | None = None) -> pd.DataFrame:
+def _names(visit: pd.Series) -> pd.Series:
+    return visit.astype("object").where(visit.notna(), "").astype(str).str.strip().str.upper()
+
+
+def _planned_base(dy: np.ndarray, study: Study) -> np.ndarray:
+    """VISITNUM of the last planned visit whose planned study day is on or before ``dy`` (0 before
+    the first; NaN where ``dy`` is NaN)."""
+    sched = study.visits
+    planned_dy = sched["VISITDY"].to_numpy(dtype=float)
+    planned_num = sched["VISITNUM"].to_numpy(dtype=float)
+    order = np.argsort(planned_dy, kind="mergesort")
+    planned_dy, planned_num = planned_dy[order], planned_num[order]
+    pos = np.searchsorted(planned_dy, dy, side="right") - 1
+    base = np.where(pos >= 0, planned_num[np.clip(pos, 0, None)] if len(planned_num) else 0.0, 0.0)
+    return np.where(np.isnan(dy), np.nan, base)
+
+
+def unscheduled_numbers(unscheduled: pd.DataFrame, scheduled: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """VISITNUM of each distinct unscheduled (USUBJID, date) (see the module docstring).
+
+    ``unscheduled``: USUBJID, ``date`` (YYYY-MM-DD) and ``dy`` (study day, may be NaN);
+    ``scheduled``: USUBJID, ``date``, VISITNUM of planned-visit records.
+    Returns USUBJID, ``date``, VISITNUM (one row per distinct pair).
+    """
+    u = unscheduled.drop_duplicates(["USUBJID", "date"]).copy()
+    if u.empty:
+        return pd.DataFrame({"USUBJID": pd.Series(dtype=object), "date": pd.Series(dtype=object),
+                             "VISITNUM": pd.Series(dtype="float64")})
+    u["_t"] = pd.to_datetime(u["date"], format="%Y-%m-%d")
+    s = scheduled.assign(VISITNUM=pd.to_numeric(scheduled["VISITNUM"], errors="coerce").astype("float64"))
+    s = s.dropna(subset=["VISITNUM"]).drop_duplicates(["USUBJID", "date", "VISITNUM"])
+    s["_t"] = pd.to_datetime(s["date"], format="%Y-%m-%d")
+    # the latest planned visit on or before each date: running max of VISITNUM over the subject's dates
+    s = s.groupby(["USUBJID", "_t"], sort=False)["VISITNUM"].max().reset_index()
+    s = s.sort_values(["USUBJID", "_t"], kind="mergesort")
+    s["base"] = s.groupby("USUBJID")["VISITNUM"].cummax()
+    u = u.sort_values("_t", kind="mergesort")
+    s = s.sort_values("_t", kind="mergesort")
+    u = pd.merge_asof(u, s[["USUBJID", "_t", "base"]], on="_t", by="USUBJID", direction="backward")
+    fallback = pd.Series(_planned_base(pd.to_numeric(u["dy"], errors="coerce").to_numpy(dtype=float), study),
+                         index=u.index).fillna(0.0)
+    u["base"] = u["base"].where(u["base"].notna(), fallback).astype("float64")
+    u = u.sort_values(["USUBJID", "base", "_t"], kind="mergesort")
+    k = u.groupby(["USUBJID", "base"], sort=False).cumcount() + 1
+    if (k > MAX_PER_BASE).any():
+        worst = u.loc[k > MAX_PER_BASE, "USUBJID"].iloc[0]
+        raise DataError(f"{study.studyid}: subject {worst} has more than {MAX_PER_BASE} unscheduled visit dates "
+                        "after one planned visit; VISITNUM cannot number them below the next planned visit")
+    u["VISITNUM"] = np.round(u["base"].to_numpy() + STEP * k.to_numpy(), 2)
+    return u[["USUBJID", "date", "VISITNUM"]].reset_index(drop=True)
+
+
+def visit_numbers(visit: pd.Series, study: Study, dy: pd.Series | None = None,
+                  usubjid: pd.Series | None = None, dtc: pd.Series | None = None) -> pd.DataFrame:
     """Columns VISITNUM (float) and VISIT (text), aligned to ``visit``.
 
-    ``dy`` (the record's study day) places UNSCHEDULED visits; without it they get NaN.
+    UNSCHEDULED visits are numbered from this frame's own records when ``usubjid`` and ``dtc``
+    are given (module docstring); :func:`renumber_unscheduled` makes the numbers agree across
+    datasets at the end of the build. Without ``usubjid``/``dtc`` they get the planned-schedule
+    base (from ``dy``) + 0.01, or NaN without ``dy``.
     An unknown visit name raises :class:`DataError` (the gate should have caught it).
     """
     sched = study.visits
-    name = visit.astype("object").where(visit.notna(), "").astype(str).str.strip().str.upper()
+    name = _names(visit)
     num = name.map(dict(zip(sched["VISIT"].str.upper(), sched["VISITNUM"].astype(float))))
     unsched = name.eq(UNSCHEDULED)
     unknown = num.isna() & ~unsched & name.ne("")
     if unknown.any():
         raise DataError(f"{study.studyid}: visit(s) not in the schedule: {', '.join(sorted(set(name[unknown])))[:200]}")
-    if dy is not None and unsched.any():
-        planned_dy = sched["VISITDY"].to_numpy(dtype=float)
-        planned_num = sched["VISITNUM"].to_numpy(dtype=float)
-        order = np.argsort(planned_dy, kind="mergesort")
-        planned_dy, planned_num = planned_dy[order], planned_num[order]
-        d = dy.to_numpy(dtype=float)
-        pos = np.searchsorted(planned_dy, d, side="right") - 1
-        base = np.where(pos >= 0, planned_num[np.clip(pos, 0, None)], 0.0)
-        unsched_num = np.where(np.isnan(d), np.nan, base + 0.1)
-        num = num.where(~unsched, pd.Series(unsched_num, index=visit.index))
+    if unsched.any():
+        d = dy.to_numpy(dtype=float) if dy is not None else np.full(len(visit), np.nan)
+        if usubjid is not None and dtc is not None:
+            date = dtc.astype("object").where(dtc.notna(), "").astype(str).str[:10]
+            dated = date.str.match(_DATE)
+            frame = pd.DataFrame({"USUBJID": usubjid.to_numpy(), "date": date.to_numpy(), "dy": d,
+                                  "VISITNUM": num.to_numpy()}, index=visit.index)
+            nums = unscheduled_numbers(frame[unsched & dated], frame[~unsched & dated & num.notna()], study)
+            key = pd.MultiIndex.from_frame(frame[["USUBJID", "date"]])
+            lookup = pd.Series(nums["VISITNUM"].to_numpy(), index=pd.MultiIndex.from_frame(nums[["USUBJID", "date"]]))
+            got = pd.Series(lookup.reindex(key).to_numpy(), index=visit.index)
+            num = num.where(~unsched, got.where(dated))
+        else:
+            num = num.where(~unsched, pd.Series(_planned_base(d, study) + STEP, index=visit.index))
     return pd.DataFrame({"VISITNUM": num.astype("float64"), "VISIT": name.where(name.ne(""), "")}, index=visit.index)
+
+
+def _dtc_column(name: str, frame: pd.DataFrame) -> str | None:
+    """The record date/time variable of a dataset (``--DTC``; LBDA keeps the LB prefix)."""
+    prefixes = [name]
+    if "DOMAIN" in frame and len(frame):
+        prefixes.append(str(frame["DOMAIN"].iloc[0]))
+    for p in prefixes:
+        if f"{p}DTC" in frame:
+            return f"{p}DTC"
+    return None
+
+
+def renumber_unscheduled(datasets: dict[str, pd.DataFrame], study: Study) -> dict[str, pd.DataFrame]:
+    """The datasets with the VISITNUM of every UNSCHEDULED record computed over all of them
+    (module docstring), so that one subject's unscheduled date has one VISITNUM in every domain.
+
+    Only subject-level datasets with USUBJID, VISIT, VISITNUM and a ``--DTC`` take part. Other
+    datasets are returned unchanged (the same objects).
+    """
+    planned = dict(zip(study.visits["VISIT"].str.upper(), study.visits["VISITNUM"].astype(float)))
+    parts_u, parts_s, where = [], [], {}
+    for name, frame in datasets.items():  # a dozen datasets, each vectorised
+        if not {"USUBJID", "VISIT", "VISITNUM"} <= set(frame.columns) or frame.empty:
+            continue
+        dtc = _dtc_column(name, frame)
+        if dtc is None:
+            continue
+        visit = _names(frame["VISIT"])
+        date = frame[dtc].astype("object").where(frame[dtc].notna(), "").astype(str).str[:10]
+        dated = date.str.match(_DATE)
+        unsched = visit.eq(UNSCHEDULED)
+        if not unsched.any():
+            sched_mask = dated & visit.isin(list(planned))
+            parts_s.append(pd.DataFrame({"USUBJID": frame.loc[sched_mask, "USUBJID"], "date": date[sched_mask],
+                                         "VISITNUM": visit[sched_mask].map(planned)}).drop_duplicates())
+            continue
+        dy_col = dtc[:-3] + "DY"
+        dy = pd.to_numeric(frame[dy_col], errors="coerce") if dy_col in frame else pd.Series(np.nan, index=frame.index)
+        parts_u.append(pd.DataFrame({"USUBJID": frame.loc[unsched & dated, "USUBJID"], "date": date[unsched & dated],
+                                     "dy": dy[unsched & dated]}).drop_duplicates(["USUBJID", "date"]))
+        sched_mask = dated & visit.isin(list(planned))
+        parts_s.append(pd.DataFrame({"USUBJID": frame.loc[sched_mask, "USUBJID"], "date": date[sched_mask],
+                                     "VISITNUM": visit[sched_mask].map(planned)}).drop_duplicates())
+        where[name] = (unsched, dated, date)
+    if not where:
+        return datasets
+    nums = unscheduled_numbers(pd.concat(parts_u, ignore_index=True),
+                               pd.concat(parts_s, ignore_index=True) if parts_s else
+                               pd.DataFrame(columns=["USUBJID", "date", "VISITNUM"]), study)
+    lookup = pd.Series(nums["VISITNUM"].to_numpy(), index=pd.MultiIndex.from_frame(nums[["USUBJID", "date"]]))
+    out = dict(datasets)
+    for name, (unsched, dated, date) in where.items():
+        frame = datasets[name].copy()
+        key = pd.MultiIndex.from_arrays([frame["USUBJID"].to_numpy(), date.to_numpy()])
+        got = pd.Series(lookup.reindex(key).to_numpy(), index=frame.index).where(dated)
+        frame["VISITNUM"] = frame["VISITNUM"].astype("float64").where(~unsched, got)
+        out[name] = frame
+    return out
 
 
 def planned_visit_day(visit: pd.Series, study: Study) -> pd.Series:

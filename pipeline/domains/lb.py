@@ -92,7 +92,7 @@ def sample_level(ctx: StudyContext, raw: pd.DataFrame, form: str) -> tuple[pd.Da
     out = pd.DataFrame({"USUBJID": ids, "LBDTC": iso, "bad_date": bad, "_FILE": text(smp["_FILE"]) if "_FILE" in smp else "",
                         "_ROW": smp["_ROW"].to_numpy()})
     out["LBDY"] = study_day_by_subject(out["LBDTC"], out["USUBJID"], dm)
-    vis = visit_numbers(smp["VISIT"], ctx.study, out["LBDY"])
+    vis = visit_numbers(smp["VISIT"], ctx.study, out["LBDY"], out["USUBJID"], out["LBDTC"])
     out["VISITNUM"], out["VISIT"] = vis["VISITNUM"].to_numpy(), vis["VISIT"].to_numpy()
     out["EPOCH"] = record_epoch(ctx, out["USUBJID"], out["LBDTC"]).to_numpy()
     rfx = out["USUBJID"].map(dm.set_index("USUBJID")["RFXSTDTC"]).fillna("").astype(str)

@@ -149,7 +149,7 @@ def assessments(ctx: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     a = a[known & ~bad_date].copy()
     a["RSDTC"] = parsed.loc[a.index, "iso"].astype("object")
     a["RSDY"] = study_day_by_subject(a["RSDTC"], a["USUBJID"], dm)
-    vis = visit_numbers(a["VISIT"], ctx.study, a["RSDY"])
+    vis = visit_numbers(a["VISIT"], ctx.study, a["RSDY"], a["USUBJID"], a["RSDTC"])
     a["VISITNUM"], a["VISIT"] = vis["VISITNUM"], vis["VISIT"]
     se = ctx.datasets.get("SE")
     if se is None and "EX" in ctx.datasets:

@@ -65,7 +65,7 @@ def build(ctx: StudyContext) -> DomainResult:
                        "VSSTRESU": tc.map(units).where(orres.ne(""), ""), "VSDTC": iso[keep]})
     dm = ctx.datasets["DM"]
     vs["VSDY"] = study_day_by_subject(vs["VSDTC"], vs["USUBJID"], dm)
-    vis = visit_numbers(raw["VISIT"], study, vs["VSDY"])
+    vis = visit_numbers(raw["VISIT"], study, vs["VSDY"], vs["USUBJID"], vs["VSDTC"])
     vs["VISITNUM"], vs["VISIT"] = vis["VISITNUM"], vis["VISIT"]
     se = ctx.datasets.get("SE")
     vs["EPOCH"] = derive_epoch(vs["USUBJID"], vs["VSDTC"], se) if se is not None else ""
