@@ -64,15 +64,18 @@ def unscheduled_numbers(unscheduled: pd.DataFrame, scheduled: pd.DataFrame, stud
         return pd.DataFrame({"USUBJID": pd.Series(dtype=object), "date": pd.Series(dtype=object),
                              "VISITNUM": pd.Series(dtype="float64")})
     u["_t"] = pd.to_datetime(u["date"], format="%Y-%m-%d")
+    u["USUBJID"] = u["USUBJID"].astype(str).astype(object)   # datasets differ in string dtype
     s = scheduled.assign(VISITNUM=pd.to_numeric(scheduled["VISITNUM"], errors="coerce").astype("float64"))
     s = s.dropna(subset=["VISITNUM"]).drop_duplicates(["USUBJID", "date", "VISITNUM"])
     s["_t"] = pd.to_datetime(s["date"], format="%Y-%m-%d")
+    s["USUBJID"] = s["USUBJID"].astype(str).astype(object)
     # the latest planned visit on or before each date: running max of VISITNUM over the subject's dates
     s = s.groupby(["USUBJID", "_t"], sort=False)["VISITNUM"].max().reset_index()
     s = s.sort_values(["USUBJID", "_t"], kind="mergesort")
     s["base"] = s.groupby("USUBJID")["VISITNUM"].cummax()
     u = u.sort_values("_t", kind="mergesort")
     s = s.sort_values("_t", kind="mergesort")
+    s["USUBJID"] = s["USUBJID"].astype(object)   # the groupby above re-infers the string dtype
     u = pd.merge_asof(u, s[["USUBJID", "_t", "base"]], on="_t", by="USUBJID", direction="backward")
     fallback = pd.Series(_planned_base(pd.to_numeric(u["dy"], errors="coerce").to_numpy(dtype=float), study),
                          index=u.index).fillna(0.0)
@@ -112,7 +115,7 @@ def visit_numbers(visit: pd.Series, study: Study, dy: pd.Series | None = None,
             frame = pd.DataFrame({"USUBJID": usubjid.to_numpy(), "date": date.to_numpy(), "dy": d,
                                   "VISITNUM": num.to_numpy()}, index=visit.index)
             nums = unscheduled_numbers(frame[unsched & dated], frame[~unsched & dated & num.notna()], study)
-            key = pd.MultiIndex.from_frame(frame[["USUBJID", "date"]])
+            key = pd.MultiIndex.from_arrays([frame["USUBJID"].astype(str).to_numpy(dtype=object), frame["date"].to_numpy()])
             lookup = pd.Series(nums["VISITNUM"].to_numpy(), index=pd.MultiIndex.from_frame(nums[["USUBJID", "date"]]))
             got = pd.Series(lookup.reindex(key).to_numpy(), index=visit.index)
             num = num.where(~unsched, got.where(dated))
@@ -173,7 +176,7 @@ def renumber_unscheduled(datasets: dict[str, pd.DataFrame], study: Study) -> dic
     out = dict(datasets)
     for name, (unsched, dated, date) in where.items():
         frame = datasets[name].copy()
-        key = pd.MultiIndex.from_arrays([frame["USUBJID"].to_numpy(), date.to_numpy()])
+        key = pd.MultiIndex.from_arrays([frame["USUBJID"].astype(str).to_numpy(dtype=object), date.to_numpy()])
         got = pd.Series(lookup.reindex(key).to_numpy(), index=frame.index).where(dated)
         frame["VISITNUM"] = frame["VISITNUM"].astype("float64").where(~unsched, got)
         out[name] = frame
