@@ -270,11 +270,14 @@ def _spec_digest(spec: Spec, study: Study) -> str:
     return h.hexdigest()
 
 
-def log_inputs(log: BuildLog, raw_dir: Path, study: Study, spec: Spec, forms: dict[str, pd.DataFrame]) -> None:
+def log_inputs(log: BuildLog, raw_dir: Path, study: Study, spec: Spec, forms: dict[str, pd.DataFrame],
+               mode: str = "final") -> None:
     """Inputs, software and spec versions (no paths outside the study, no times)."""
     sid = study.studyid
     log.add(f"study {sid}: {study.get('title', '')}")
     log.add(f"data cut-off {study.data_cutoff}")
+    log.add(f"build mode {mode}" + (" (open coding queries are warnings; not for submission)" if mode != "final"
+                                     else " (an uncoded verbatim AE term is an error)"))
     log.section("software")
     for line in _versions():
         log.add(line)
@@ -282,6 +285,9 @@ def log_inputs(log: BuildLog, raw_dir: Path, study: Study, spec: Spec, forms: di
     for k, val in spec.standards.items():
         log.add(f"{k} = {val}")
     log.add(f"study parameters studies/{study.path.name} sha256 {manifest.sha256_file(study.path)}")
+    coding = Path(study.path).with_name(f"{sid}.coding.csv")
+    log.add(f"coding decisions studies/{coding.name} sha256 {manifest.sha256_file(coding)}" if coding.is_file()
+            else f"coding decisions: none (studies/{coding.name} absent)")
     log.add(f"specification digest {_spec_digest(spec, study)}")
     log.section("inputs")
     rows_by_file: dict[str, int] = {}
@@ -363,15 +369,16 @@ class StudyBuild:
 
 def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_dir: Path, out: Path,
                 progress: Progress | None = None, registry: list[str] | None = None,
-                package: str | None = None, hooks: list[Hook] | None = None) -> StudyBuild:
+                package: str | None = None, hooks: list[Hook] | None = None, mode: str = "final") -> StudyBuild:
     """Domains, checks, reconciliation and export of one gated study, into ``out/<STUDYID>``.
+    ``mode``: ``final`` or ``draft`` (:data:`pipeline.context.BUILD_MODES`).
 
     Never leaves a half-written study folder: on any failure the staging folder is removed.
     """
     sid = study.studyid
     log = BuildLog()
-    log_inputs(log, raw_dir, study, spec, forms)
-    ctx = StudyContext(study=study, spec=spec, forms=forms)
+    log_inputs(log, raw_dir, study, spec, forms, mode)
+    ctx = StudyContext(study=study, spec=spec, forms=forms, mode=mode)
     merged = run_domains(ctx, log, progress, registry, package)
     # one VISITNUM per unscheduled visit (subject and date) across every domain
     merged.datasets = visits.renumber_unscheduled(merged.datasets, study)
@@ -504,7 +511,7 @@ def findings_report_path(out: Path, studyid: str) -> Path:
 
 
 def build_and_report(study: Study, spec: Spec, forms: dict, gate_findings: pd.DataFrame, raw: Path, out: Path,
-                     progress: Progress | None) -> int:
+                     progress: Progress | None, mode: str = "final") -> int:
     """Build one gated study and print its one-line outcome; returns its exit code (0 or 1)."""
     sid = study.studyid
     n_gate_errors = int((gate_findings["severity"] == "error").sum()) if len(gate_findings) else 0
@@ -513,7 +520,7 @@ def build_and_report(study: Study, spec: Spec, forms: dict, gate_findings: pd.Da
         print(f"{sid}: not built: {n_gate_errors} gate error(s), see {out / 'gate' / 'gate_report.csv'} "
               f"(previous {out / sid} left untouched)", file=sys.stderr)
         return 1
-    result = build_study(study, spec, forms, raw, out, progress)
+    result = build_study(study, spec, forms, raw, out, progress, mode=mode)
     from pipeline.intake.report import truncate_findings
 
     writer.write_csv_atomic(truncate_findings(result.findings), findings_report_path(out, sid))
@@ -591,6 +598,7 @@ def run_build(args) -> int:
 def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) -> int:
     """Gate all studies, then build each one in isolation (see :func:`isolated_build`)."""
     debug = bool(getattr(args, "debug", False))
+    mode = getattr(args, "mode", None) or "final"
     show = not getattr(args, "no_progress", False) and sys.stderr.isatty()
     total = 1 + len(REGISTRY) + 3 + len(POST_EXPORT_HOOKS) + 1
     progress_of = {s.studyid: Progress(s.studyid, total, enabled=show) for s in studies}
@@ -614,7 +622,7 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
             codes[i] = result.value
 
     tasks = [(study, spec, *gated[study.studyid], raw, out, debug,
-              progress_of[study.studyid] if jobs <= 1 else (total, show)) for study in studies]
+              progress_of[study.studyid] if jobs <= 1 else (total, show), mode) for study in studies]
     parallel.run_ordered(_build_one, tasks, jobs, built)
     if jobs > 1:
         writer.remove_stale_staging(out)  # the staging folder of a worker that died, if any
@@ -626,7 +634,7 @@ def _raise(exc: Exception):
 
 
 def _build_one(study: Study, spec: Spec, forms: dict, gate_findings: pd.DataFrame, raw: Path, out: Path,
-               debug: bool, progress: Progress | tuple[int, bool]) -> int:
+               debug: bool, progress: Progress | tuple[int, bool], mode: str = "final") -> int:
     """One study's isolated build (in a worker process when ``--jobs`` > 1). ``progress`` is the
     study's :class:`Progress`, or ``(total steps, shown)`` to make one in the worker: it writes to
     the real stderr, live, while the worker's one-line outcome is captured and printed in order."""
@@ -634,5 +642,5 @@ def _build_one(study: Study, spec: Spec, forms: dict, gate_findings: pd.DataFram
         total, show = progress
         progress = Progress(study.studyid, total, enabled=show, stream=sys.__stderr__)
         progress.done = 1  # the gate step, counted in the parent
-    return isolated_build(study, out, lambda: build_and_report(study, spec, forms, gate_findings, raw, out, progress),
-                          debug)
+    return isolated_build(study, out, lambda: build_and_report(study, spec, forms, gate_findings, raw, out, progress,
+                                                                mode), debug)

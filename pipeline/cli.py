@@ -14,6 +14,7 @@ import importlib
 import sys
 from pathlib import Path
 
+from pipeline.context import BUILD_MODES
 from pipeline.errors import PipelineError, output_error
 
 
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="studies gated and built at once, one process each (default: the CPU cores "
                         "available, at most one per study; 1 = in this process). Outputs and messages "
                         "do not depend on N")
+    p.add_argument("--mode", choices=BUILD_MODES, default=BUILD_MODES[0],
+                   help="final (default): an uncoded verbatim AE term is an error; draft: a warning. "
+                        "The mode is recorded in build.log and define.xml")
+    p.add_argument("--draft", dest="mode", action="store_const", const="draft", help="same as --mode draft")
     p = sub.add_parser("simulate", help="regenerate the synthetic raw extracts")
     _common(p)
     p.add_argument("--subjects", type=int, default=None, help="override the number of subjects (benchmarks)")

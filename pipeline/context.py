@@ -48,6 +48,9 @@ from pipeline.spec import Spec
 
 CONSUMED_COLUMNS = ["form", "row", "dataset"]
 REJECTED_COLUMNS = ["form", "file", "row", "column", "value", "reason"]
+#: build modes of ``python -m pipeline build --mode`` (the first is the default)
+BUILD_MODES = ("final", "draft")
+
 FINDING_COLUMNS = ["study", "file", "row", "column", "value", "check", "severity", "message"]
 
 
@@ -79,6 +82,9 @@ class StudyContext:
     reports: dict[str, pd.DataFrame] = field(default_factory=dict)
     #: ADaM datasets as exported (set by the ADaM stage, pipeline.adam.stage; read by listings)
     adam: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: build mode (:data:`BUILD_MODES`): ``final`` (submission: every Required value present,
+    #: e.g. each verbatim AE term coded) or ``draft`` (open coding queries are warnings)
+    mode: str = "final"
 
     def form(self, name: str) -> pd.DataFrame:
         """A raw form, or an empty frame with the spec's columns when it was not delivered."""

@@ -199,18 +199,43 @@ def test_aeser_y_with_a_criterion_is_fine():
 # ---------------------------------------------------------------------------------------
 # coding
 # ---------------------------------------------------------------------------------------
-def test_unmapped_verbatim_reaches_the_coding_query_report_and_stays_in_ae():
-    r = build([ok_row(AESPID="4", AETERM="felt strange in the head"), ok_row(AESPID="5", AETERM="Thrombocytopaenia")])
+UNKNOWN = "completely indescribable complaint"
+
+
+def test_unmapped_verbatim_is_an_open_query_and_an_error_in_a_final_build():
+    r = build([ok_row(AESPID="4", AETERM=UNKNOWN), ok_row(AESPID="5", AETERM="Thrombocytopaenia")])
     q = r.reports["coding_queries"]
-    assert q[["STUDYID", "USUBJID", "AESPID", "AETERM"]].values.tolist() == [
-        [SID, U1, "4", "felt strange in the head"]]
+    assert q[["STUDYID", "USUBJID", "AESPID", "AETERM", "status"]].values.tolist() == [
+        [SID, U1, "4", UNKNOWN, "OPEN"]]
     assert q["row"].tolist() == [2]
     ae = r.datasets["AE"].set_index("AESPID")
-    assert ae.loc["4", "AETERM"] == "felt strange in the head" and ae.loc["4", "AEDECOD"] == ""
+    assert ae.loc["4", "AETERM"] == UNKNOWN and ae.loc["4", "AEDECOD"] == ""
     assert ae.loc["5", "AETERM"] == "Thrombocytopaenia" and ae.loc["5", "AEDECOD"] == "Platelet count decreased"
     assert ae.loc["5", "AEBODSYS"] == "Investigations" and ae.loc["5", "AELLTCD"] == 10035528
+    e = errors(r, "ae_uncoded")
+    assert len(e) == 1 and (e["file"].iloc[0], e["row"].iloc[0]) == ("ae.csv", 2)
+    assert f"specs/studies/{SID}.coding.csv" in e["message"].iloc[0]
+
+
+def test_unmapped_verbatim_is_a_warning_in_a_draft_build():
+    forms = {"ae": ae_raw([ok_row(AESPID="4", AETERM=UNKNOWN)]), "crs": default_crs(), "ds": ds_raw()}
+    r = aemod.build(StudyContext(study=STUDY, spec=SPEC, forms=forms, datasets={"DM": dm_frame(), "SE": se_frame()},
+                                 mode="draft"))
     w = r.findings[r.findings["check"] == "ae_uncoded"]
-    assert (w["severity"] == "warning").all() and len(w) == 1
+    assert w["severity"].tolist() == ["warning"] and "draft build" in w["message"].iloc[0]
+    assert r.datasets["AE"]["AEDECOD"].tolist() == [""]
+
+
+def test_the_study_coding_decision_resolves_a_query():
+    """specs/studies/NCT06316427.coding.csv: 'felt strange in the head' -> Dizziness (10013573)."""
+    r = build([ok_row(AESPID="4", AETERM="Felt strange in the HEAD")])
+    ae = r.datasets["AE"].iloc[0]
+    assert (ae["AETERM"], ae["AEDECOD"], ae["AELLT"], ae["AELLTCD"], ae["AESOC"], ae["AESOCCD"]) == (
+        "Felt strange in the HEAD", "Dizziness", "Dizziness", 10013573, "Nervous system disorders", 10029205)
+    q = r.reports["coding_queries"].iloc[0]
+    assert (q["status"], q["AELLT"], q["decided_by"], q["decided_on"]) == (
+        "RESOLVED", "Dizziness", "Sponsor medical coder (synthetic study)", "2025-10-14")
+    assert r.findings[r.findings["check"] == "ae_uncoded"].empty
 
 
 # ---------------------------------------------------------------------------------------
@@ -360,15 +385,16 @@ def test_fa_records():
 
 def test_outputs_pass_the_spec_checks_and_are_deterministic():
     rows = [ok_row(AESPID="1"), ok_row(AESPID="2", AETERM="CRS", AESTDAT="02-MAY-2024", AETOXGR="3"),
-            ok_row(AESPID="3", AETERM="felt strange in the head")]
+            ok_row(AESPID="3", AETERM=UNKNOWN)]
     r1, r2 = build(rows), build(rows)
     for name in ("AE", "SUPPAE", "FA", "RELREC"):
         frame = order_dataset(r1.datasets[name], SPEC, name)
         f = check_dataset(frame, SPEC, name, SID, dm=dm_frame())
         assert f[f["severity"] == "error"].empty, f.to_string()
-        if name == "AE":  # the uncoded verbatim: AEDECOD empty is a warning, not an error
+        if name == "AE":  # the uncoded verbatim: the output check warns; the AE domain errs (final)
             req = f[(f["check"] == "required_value") & (f["column"] == "AEDECOD")]
             assert len(req) == 1 and req["severity"].iloc[0] == "warning"
+            assert len(errors(r1, "ae_uncoded")) == 1
         pd.testing.assert_frame_equal(r1.datasets[name], r2.datasets[name])
     for name in r1.reports:
         pd.testing.assert_frame_equal(r1.reports[name], r2.reports[name])

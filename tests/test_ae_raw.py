@@ -51,6 +51,9 @@ def test_planted_ae_problems_are_found(studyid):
     queries = res.reports["coding_queries"]
     unmappable = planted[planted["item"] == "AE-UNMAPPABLE"]
     assert sorted(queries["USUBJID"]) == sorted(subj(s) for s in unmappable["subjid"])
+    # the shipped coding decisions resolve every planted query: no AEDECOD is empty
+    assert set(queries["status"]) == {"RESOLVED"}
+    assert res.datasets["AE"]["AEDECOD"].ne("").all()
     rep = res.reports["crs_icans_discrepancies"]
     # ICANS reported under the CTCAE term Encephalopathy is a term query on top of the planted ones
     term_query = rep["discrepancy"].str.startswith("AE TERM")

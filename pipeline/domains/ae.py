@@ -3,8 +3,11 @@ the daily CRS/ICANS assessments with their ASTCT consensus grades as Findings Ab
 
 AE (SDTMIG 3.4 section 6.2) holds one record per event the investigator reported (raw form
 ``ae``), nothing else: AETERM as collected; AEDECOD, AELLT, AELLTCD, AEBODSYS, AEBDSYCD,
-AESOC, AESOCCD from the dictionary term (:mod:`pipeline.rules.ctcae_terms`). A verbatim
-that cannot be coded goes to the ``coding_queries`` report. Which scale graded a record is in
+AESOC, AESOCCD from the dictionary term (:mod:`pipeline.rules.ctcae_terms`), the study's
+coding decisions (``specs/studies/<STUDYID>.coding.csv``) resolving what the dictionary and
+synonyms cannot. Every such verbatim is in the ``coding_queries`` report (RESOLVED or OPEN); an
+OPEN one leaves AEDECOD empty, which is an error in a final build (``build --mode final``, the
+default) and a warning in a draft build (``--mode draft``). Which scale graded a record is in
 SUPPAE.TOXGRSCL (the study's ``[safety]`` ``ae_grading``, ``crs_grading`` or
 ``icans_grading``): CTCAE's own CRS criteria differ from ASTCT's. Analysis flags (treatment
 emergence, DLT window) are ADaM's (ADAE), not SDTM's.
@@ -40,7 +43,8 @@ from pipeline.derive.suppqual import build_supp
 from pipeline.derive.visits import UNSCHEDULED, visit_numbers
 from pipeline.errors import ConfigError, DataError
 from pipeline.rules import astct
-from pipeline.rules.ctcae_terms import code_terms, coding_dictionary, defined_grades, grade_exists, synonyms
+from pipeline.rules.ctcae_terms import (check_decisions, code_terms, coding_dictionary, decisions_path, defined_grades,
+                                        grade_exists, load_coding_decisions, synonyms)
 from pipeline.spec import Spec
 
 #: ICH E2A seriousness criteria as SDTMIG 3.4 AE variables (AE assumption 7a)
@@ -191,14 +195,14 @@ def event_terms(spec: Spec, study: Study) -> pd.DataFrame:
 # investigator-reported AEs
 # ---------------------------------------------------------------------------------------
 def investigator_ae(raw: pd.DataFrame, dictionary: pd.DataFrame, synonym_table: pd.DataFrame, ct: _CT,
-                    cutoff: str) -> pd.DataFrame:
+                    cutoff: str, decisions: pd.DataFrame | None = None) -> pd.DataFrame:
     """AE records from the raw ``ae`` form (SDTMIG 3.4 AE), coded, with ``_FILE``/``_ROW``.
 
     AESTDTC/AEENDTC keep partial dates (SDTMIG 3.4 4.4.2). An event marked ongoing (AEONGO = Y)
     gets AEENRTPT = ONGOING with AEENTPT = the data cut-off date (SDTMIG 3.4 4.4.7.2).
     """
     r = raw.reset_index(drop=True)
-    coded = code_terms(r["AETERM"], dictionary, synonym_table)
+    coded = code_terms(r["AETERM"], dictionary, synonym_table, decisions)
     out = pd.DataFrame({
         "STUDYID": _text(r["STUDYID"]), "DOMAIN": "AE", "USUBJID": make_usubjid(r),
         "AESPID": _text(r["AESPID"]), "AETERM": _text(r["AETERM"]),
@@ -214,6 +218,7 @@ def investigator_ae(raw: pd.DataFrame, dictionary: pd.DataFrame, synonym_table: 
     out["AEENRTPT"] = np.where(ongoing & out["AEENDTC"].eq(""), ct.ONGOING, "")
     out["AEENTPT"] = np.where(out["AEENRTPT"].ne(""), cutoff, "")
     out["coded"] = coded["coded"].to_numpy()
+    out["match"] = coded["match"].to_numpy()
     out["normalised"] = coded["normalised"].to_numpy()
     out["_FILE"] = r["_FILE"].to_numpy() if "_FILE" in r else ""
     out["_ROW"] = r["_ROW"].to_numpy() if "_ROW" in r else np.arange(len(r)) + 2
@@ -221,7 +226,7 @@ def investigator_ae(raw: pd.DataFrame, dictionary: pd.DataFrame, synonym_table: 
 
 
 def ae_rule_findings(ae: pd.DataFrame, dictionary: pd.DataFrame, deaths: pd.DataFrame, ct: _CT,
-                     study: str) -> pd.DataFrame:
+                     study: str, mode: str = "final") -> pd.DataFrame:
     """Gate findings on investigator-reported AEs, each naming the record (file, row, USUBJID, AESPID).
 
     - ``ae_grade_exists`` (error): AETOXGR is a grade CTCAE v5.0 defines for the term
@@ -232,7 +237,9 @@ def ae_rule_findings(ae: pd.DataFrame, dictionary: pd.DataFrame, deaths: pd.Data
     - ``ae_serious_criteria`` (error): AESER = Y needs at least one seriousness criterion = Y,
       AESER = N allows none (SDTMIG 3.4 AE assumption 7a; ICH E2A).
     - ``ae_death_flag`` (warning): AESDTH = Y if and only if AEOUT = FATAL.
-    - ``ae_uncoded`` (warning): verbatim not coded; listed in the coding-query report.
+    - ``ae_uncoded`` (error in a final build, warning in a draft build): verbatim not coded by
+      the dictionary, the synonyms or the study's coding decisions; listed in the coding-query
+      report. AEDECOD is Required (SDTMIG 3.4), so a final build cannot have it empty.
     """
     who = ae["USUBJID"] + " AESPID " + ae["AESPID"] + " (" + ae["AETERM"] + ")"
     grade = pd.to_numeric(ae["AETOXGR"], errors="coerce")
@@ -265,20 +272,36 @@ def ae_rule_findings(ae: pd.DataFrame, dictionary: pd.DataFrame, deaths: pd.Data
     found.append(_finding(ae, sdth != fatal, study, "AESDTH", ae["AESDTH"], "ae_death_flag", "warning",
                           who + ": AESDTH " + ae["AESDTH"].where(ae["AESDTH"].ne(""), "empty") + " disagrees with AEOUT "
                           + ae["AEOUT"].where(ae["AEOUT"].ne(""), "empty")))
-    found.append(_finding(ae, ~ae["coded"], study, "AETERM", ae["AETERM"], "ae_uncoded", "warning",
-                          who + ": verbatim term not coded to CTCAE v5.0 (coding query raised)"))
+    final = mode == "final"
+    found.append(_finding(ae, ~ae["coded"], study, "AETERM", ae["AETERM"], "ae_uncoded",
+                          "error" if final else "warning",
+                          who + ": verbatim term not coded (coding query raised); add a decision to "
+                          f"specs/studies/{study}.coding.csv" + ("" if final else " (draft build: allowed)")))
     return _concat(found, FINDING_COLUMNS)
 
 
-def coding_queries(ae: pd.DataFrame) -> pd.DataFrame:
-    """The coding-query report: one row per uncoded investigator AE (study, subject, AESPID,
-    verbatim term), sorted by subject and AESPID."""
-    q = ae.loc[~ae["coded"].astype(bool)]
+def coding_queries(ae: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
+    """The coding-query report: one row per investigator AE whose verbatim neither the
+    dictionary nor the synonym table codes, sorted by subject and AESPID. ``status`` RESOLVED
+    when the study's coding decisions code it (with the LLT, who decided, when and why), else
+    OPEN (AEDECOD empty: an error in a final build)."""
+    q = ae.loc[ae["match"].isin(["DECISION", ""])]
+    def decided(col: str) -> pd.Series:
+        got = q["normalised"].map(dict(zip(decisions["key"], decisions[col]))).astype("object")
+        return got.where(got.notna(), "")
+
+    resolved = q["match"].eq("DECISION")
     out = pd.DataFrame({
         "STUDYID": q["STUDYID"], "USUBJID": q["USUBJID"], "AESPID": q["AESPID"], "AETERM": q["AETERM"],
         "AESTDTC": q["AESTDTC"], "AETOXGR": q["AETOXGR"], "normalised_term": q["normalised"],
         "file": q["_FILE"], "row": _rows(q["_ROW"]),
-        "query": "Verbatim term could not be coded to a CTCAE v5.0 term; please clarify or correct the term",
+        "status": np.where(resolved, "RESOLVED", "OPEN"),
+        "AELLT": q["AELLT"], "AELLTCD": q["AELLTCD"],
+        "decided_by": decided("decided_by"),
+        "decided_on": decided("decided_on"),
+        "rationale": decided("rationale"),
+        "query": np.where(resolved, "Resolved by the study's coding decision",
+                          "Verbatim term could not be coded; please clarify or correct the term"),
     })
     return out.sort_values(["USUBJID", "AESPID", "row"], kind="mergesort").reset_index(drop=True)
 
@@ -646,7 +669,8 @@ def build(ctx: StudyContext) -> DomainResult:
     raw_crs, rej_crs = _reject_unknown_subjects(ctx.form("crs"), "crs", dm)
     deaths = subject_deaths(dm, ctx.datasets.get("DS"), ctx.form("ds"), ct)
 
-    ae = investigator_ae(raw_ae, dictionary, syn, ct, study.data_cutoff)
+    decisions = check_decisions(load_coding_decisions(decisions_path(study)), dictionary)
+    ae = investigator_ae(raw_ae, dictionary, syn, ct, study.data_cutoff, decisions)
     daily = daily_assessments(raw_crs, dm, rules["CRS"], rules["ICANS"])
     episodes, epi_findings = derived_episodes(daily, deaths, events, rules, ct, study.studyid)
     ae["event"] = record_event(ae["AEDECOD"], events)
@@ -664,7 +688,7 @@ def build(ctx: StudyContext) -> DomainResult:
     fa = findings_about(daily, tests, events, dm, se, study)
     rel = relrec(ae, matched, episodes, fa, study.studyid)
 
-    findings = [ae_rule_findings(ae, dictionary, deaths, ct, study.studyid), epi_findings]
+    findings = [ae_rule_findings(ae, dictionary, deaths, ct, study.studyid, ctx.mode), epi_findings]
     no_age = raw_crs.index[daily["AGE"].isna().to_numpy()] if len(daily) else []
     if len(no_age):
         findings.append(_one_finding(study.studyid, "astct_icans_age", "warning",
@@ -695,7 +719,7 @@ def build(ctx: StudyContext) -> DomainResult:
     return DomainResult(
         datasets={"AE": ae[ae_cols].reset_index(drop=True), "SUPPAE": supp,
                   "FA": fa[fa_cols].reset_index(drop=True), "RELREC": rel[rel_cols]},
-        reports={"coding_queries": coding_queries(ae),
+        reports={"coding_queries": coding_queries(ae, decisions),
                  "crs_icans_discrepancies": discrepancies,
                  "crs_icans_episodes": episode_report(episodes, ae, matched, dm)},
         consumed=_concat(consumed, ["form", "row", "dataset"]),

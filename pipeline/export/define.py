@@ -447,8 +447,12 @@ def comment_defs(reg: _Registry, spec: Spec) -> list[dict]:
     return sorted(out, key=lambda c: c["oid"])
 
 
-def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: datetime) -> dict:
+def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: datetime,
+                 build_mode: str = "final") -> dict:
     """Everything define.xml says about one study's datasets, as plain dicts and lists.
+
+    ``build_mode`` (``final`` or ``draft``, ``python -m pipeline build --mode``) is stated in the
+    MetaDataVersion description.
 
     ``datasets``: name -> frame as exported (only datasets listed in datasets.csv are described).
     """
@@ -503,7 +507,9 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
         "mdv_oid": datasetjson.metadata_version_oid(sid, spec),
         "mdv_name": f"Study {sid}, {model} data definitions",
         "mdv_description": (f"{ig_name} {ig_version} {kind} datasets of study {sid}, "
-                            f"data cut-off {study.data_cutoff}"),
+                            f"data cut-off {study.data_cutoff}; {build_mode} build"
+                            + (" (every verbatim AE term coded)" if build_mode == "final"
+                               else " (open coding queries allowed; not for submission)")),
         "define_version": define_version(spec),
         "purpose": str(std.get("purpose", "Tabulation")),
         "standards": [
@@ -635,10 +641,10 @@ def define_html(xml: bytes) -> bytes:
 
 
 def define_xml(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: datetime,
-               validate: bool = True) -> bytes:
+               validate: bool = True, build_mode: str = "final") -> bytes:
     """define.xml bytes for ``datasets``; checked for integrity (and schema validity when
     ``validate``). Raises DataError on a problem."""
-    text = render_define(define_model(datasets, spec, study, timestamp))
+    text = render_define(define_model(datasets, spec, study, timestamp, build_mode))
     data = text.encode("utf-8")
     try:
         etree.fromstring(data)
@@ -656,6 +662,6 @@ def write_define(study_dir: Path, datasets: dict[str, pd.DataFrame], ctx) -> Non
     """Post-export hook: ``define.xml`` and ``define.html`` into the study's output folder."""
     study, spec = ctx.study, ctx.spec
     stamp = xpt.build_timestamp(study.data_cutoff)
-    data = define_xml(datasets, spec, study, stamp)
+    data = define_xml(datasets, spec, study, stamp, build_mode=getattr(ctx, "mode", "final"))
     Path(study_dir, DEFINE_XML).write_bytes(data)
     Path(study_dir, DEFINE_HTML).write_bytes(define_html(data))

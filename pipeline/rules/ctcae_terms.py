@@ -10,14 +10,21 @@ Rule tables (``specs/rules``), each row with its ``source``:
 - ``ae_synonyms.csv``  normalised verbatim terms -> dictionary term (spelling variants, lay
   terms, abbreviations seen in the raw data).
 
+Per study, ``specs/studies/<STUDYID>.coding.csv`` holds the coding decisions that resolve
+coding queries: verbatim term -> LLT (name and code), who decided, when (ISO date) and why
+(:func:`load_coding_decisions`, :func:`check_decisions`).
+
 Coding (SDTMIG 3.4 AE assumption 2): AETERM stays as collected; the verbatim is normalised
-(:func:`normalise_term`), looked up in the synonym table first, then matched exactly against
-the normalised dictionary terms. AEDECOD/AELLT = the dictionary term, AELLTCD = its MedDRA
-code, AEBODSYS/AESOC = its SOC, AEBDSYCD/AESOCCD = the SOC code. A verbatim that matches
-nothing stays uncoded (empty AEDECOD) and goes to the coding-query report.
+(:func:`normalise_term`), looked up in the study's coding decisions first, then in the synonym
+table, then matched exactly against the normalised dictionary terms. AEDECOD/AELLT = the
+dictionary term, AELLTCD = its MedDRA code, AEBODSYS/AESOC = its SOC, AEBDSYCD/AESOCCD = the
+SOC code. A verbatim that matches nothing stays uncoded (empty AEDECOD) and goes to the
+coding-query report: an error in a final build, a warning in a draft build.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -89,17 +96,97 @@ def synonyms(spec: Spec, dictionary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"key": key, "term": syn["ctcae_term"]})
 
 
-def code_terms(verbatim: pd.Series, dictionary: pd.DataFrame, synonym_table: pd.DataFrame) -> pd.DataFrame:
+DECISION_COLUMNS = ["verbatim", "llt_name", "llt_code", "decided_by", "decided_on", "rationale"]
+
+
+def decisions_path(study) -> Path:
+    """``specs/studies/<STUDYID>.coding.csv``, beside the study's parameter file."""
+    return Path(study.path).with_name(f"{study.studyid}.coding.csv")
+
+
+def load_coding_decisions(path: Path) -> pd.DataFrame:
+    """The coding decisions file as text (empty frame with :data:`DECISION_COLUMNS` when the
+    study has none). Reading happens here, at the edge; :func:`check_decisions` validates."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=DECISION_COLUMNS, dtype="object")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path.name}: cannot be read as UTF-8 CSV ({exc})") from None
+    frame.attrs["file"] = path.name
+    return frame
+
+
+def check_decisions(decisions: pd.DataFrame, dictionary: pd.DataFrame, lookup=None) -> pd.DataFrame:
+    """Validated coding decisions as (``key`` = normalised verbatim, ``term``, ``llt_code``,
+    ``decided_by``, ``decided_on``, ``rationale``).
+
+    Every row needs a verbatim, an LLT name and code, who decided and an ISO 8601 date
+    (YYYY-MM-DD). The LLT must be a term of the coding dictionary with the same code
+    (``lookup``: an optional callable ``(names, codes) -> bad mask`` that checks them against a
+    MedDRA distribution instead). A normalised verbatim may be decided once. Raises
+    :class:`ConfigError` naming the file and row.
+    """
+    where = decisions.attrs.get("file", "coding decisions")
+    missing = [c for c in DECISION_COLUMNS if c not in decisions]
+    if missing:
+        raise ConfigError(f"{where}: lacks column(s) {', '.join(missing)}")
+    d = decisions[DECISION_COLUMNS].astype(str).apply(lambda c: c.str.strip())
+    row = pd.Series(np.arange(len(d)) + 2, index=d.index)  # spreadsheet row (header = 1)
+    for col in ("verbatim", "llt_name", "llt_code", "decided_by", "decided_on"):  # five columns
+        bad = d[col].eq("")
+        if bad.any():
+            raise ConfigError(f"{where} row {row[bad].iloc[0]}: {col} is empty")
+    bad_date = ~d["decided_on"].str.fullmatch(r"\d{4}-\d{2}-\d{2}") | pd.to_datetime(
+        d["decided_on"], format="%Y-%m-%d", errors="coerce").isna()
+    if bad_date.any():
+        raise ConfigError(f"{where} row {row[bad_date].iloc[0]}: decided_on "
+                          f"{d.loc[bad_date, 'decided_on'].iloc[0]!r} is not an ISO 8601 date (YYYY-MM-DD)")
+    code = pd.to_numeric(d["llt_code"], errors="coerce")
+    if lookup is not None:
+        bad = lookup(d["llt_name"], code)
+        if bad.any():
+            raise ConfigError(f"{where} row {row[bad].iloc[0]}: LLT {d.loc[bad, 'llt_name'].iloc[0]!r} "
+                              f"code {d.loc[bad, 'llt_code'].iloc[0]} is not a current LLT of the MedDRA distribution")
+    else:
+        known = dictionary.set_index("term")["meddra_code"]
+        unknown = ~d["llt_name"].isin(set(known.index))
+        if unknown.any():
+            raise ConfigError(f"{where} row {row[unknown].iloc[0]}: {d.loc[unknown, 'llt_name'].iloc[0]!r} "
+                              "is not a term of the coding dictionary")
+        want = pd.to_numeric(d["llt_name"].map(known), errors="coerce")
+        wrong = want.notna() & want.ne(code)
+        if wrong.any():
+            raise ConfigError(f"{where} row {row[wrong].iloc[0]}: llt_code {d.loc[wrong, 'llt_code'].iloc[0]} "
+                              f"is not the code of {d.loc[wrong, 'llt_name'].iloc[0]!r} "
+                              f"({int(want[wrong].iloc[0])})")
+    key = normalise_term(d["verbatim"])
+    dup = key.duplicated(keep=False)
+    if dup.any():
+        raise ConfigError(f"{where} row {row[dup].iloc[0]}: verbatim {d.loc[dup, 'verbatim'].iloc[0]!r} "
+                          "is decided more than once")
+    return pd.DataFrame({"key": key, "term": d["llt_name"], "llt_code": code, "decided_by": d["decided_by"],
+                         "decided_on": d["decided_on"], "rationale": d["rationale"]}).reset_index(drop=True)
+
+
+def code_terms(verbatim: pd.Series, dictionary: pd.DataFrame, synonym_table: pd.DataFrame,
+               decisions: pd.DataFrame | None = None) -> pd.DataFrame:
     """Dictionary coding of verbatim terms (SDTMIG 3.4 AE assumption 2c/2d).
 
     Returns, aligned to ``verbatim``: AEDECOD, AELLT, AELLTCD, AEBODSYS, AEBDSYCD, AESOC,
-    AESOCCD (codes float, NaN when absent), ``coded`` (bool), ``match`` (``SYNONYM``,
-    ``EXACT`` or ``""``) and ``normalised`` (the normalised verbatim).
+    AESOCCD (codes float, NaN when absent), ``coded`` (bool), ``match`` (``DECISION``,
+    ``SYNONYM``, ``EXACT`` or ``""``) and ``normalised`` (the normalised verbatim).
+    ``decisions`` (from :func:`check_decisions`) take precedence over synonyms and exact matches.
     """
     key = normalise_term(verbatim)
+    if decisions is None or decisions.empty:
+        by_dec = pd.Series(np.nan, index=key.index, dtype="object")
+    else:
+        by_dec = key.map(dict(zip(decisions["key"], decisions["term"])))
     by_syn = key.map(dict(zip(synonym_table["key"], synonym_table["term"])))
     by_exact = key.map(dict(zip(dictionary["key"], dictionary["term"])))
-    term = by_syn.where(by_syn.notna(), by_exact)
+    term = by_dec.where(by_dec.notna(), by_syn.where(by_syn.notna(), by_exact))
     coded = term.notna() & key.ne("")
     d = dictionary.set_index("term")
     code = pd.to_numeric(term.map(d["meddra_code"]), errors="coerce")
@@ -111,7 +198,8 @@ def code_terms(verbatim: pd.Series, dictionary: pd.DataFrame, synonym_table: pd.
         "AEBODSYS": soc.astype("object"), "AEBDSYCD": soc_code.astype("float64"),
         "AESOC": soc.astype("object"), "AESOCCD": soc_code.astype("float64"),
         "coded": coded,
-        "match": pd.Series(np.select([by_syn.notna(), by_exact.notna()], ["SYNONYM", "EXACT"], ""),
+        "match": pd.Series(np.select([by_dec.notna(), by_syn.notna(), by_exact.notna()],
+                                     ["DECISION", "SYNONYM", "EXACT"], ""),
                            index=verbatim.index).astype("object").where(coded, ""),
         "normalised": key,
     }, index=verbatim.index)
