@@ -97,7 +97,7 @@ class Hook:
 #: post-export hooks, in order. To add one, add a line here and put the module in the tree.
 POST_EXPORT_HOOKS: list[Hook] = [
     # ADaM stage: reads the exported SDTM frames, writes <study>/adam/ (pipeline.adam.stage)
-    Hook("adam", "pipeline.adam.stage", "build_adam", ("study_dir", "datasets", "ctx")),
+    Hook("adam", "pipeline.adam.stage", "build_adam", ("study_dir", "datasets", "reports", "ctx")),
     Hook("define", "pipeline.export.define", "write_define", ("study_dir", "datasets", "ctx")),
     Hook("listings", "pipeline.report.listings", "write_listings", ("study_dir", "datasets", "reports", "ctx")),
 ]

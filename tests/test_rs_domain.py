@@ -132,20 +132,17 @@ def overall(rs: pd.DataFrame, ev: str) -> dict:
     return {(r.USUBJID[-3:], r.RSDTC): r.RSSTRESC for r in o.itertuples()}
 
 
-def test_investigator_and_derived_overall_response(leuk):
+def test_investigator_overall_response_only(leuk):
     _, res = leuk
     rs = res.datasets["RS"]
     assert overall(rs, "INVESTIGATOR") == {
         ("001", "2023-12-20"): "NE", ("001", "2024-01-29"): "CR", ("001", "2024-03-01"): "CR",
         ("002", "2024-01-29"): "CR", ("002", "2024-03-31"): "RELAPSE", ("003", "2024-01-29"): "CR",
         ("004", "2024-01-29"): "CR", ("005", "2023-12-15"): "NE"}
-    assert overall(rs, "SPONSOR") == {
-        ("001", "2024-01-29"): "NR", ("001", "2024-03-01"): "CR", ("002", "2024-01-29"): "CRh",
-        ("002", "2024-03-31"): "RELAPSE", ("003", "2024-01-29"): "CR", ("004", "2024-01-29"): "NE"}
+    # nothing derived in SDTM: the criteria-derived responses and BOR are in ADaM ADRS
+    assert set(rs["RSEVAL"]) == {"INVESTIGATOR"} and "RSDRVFL" not in rs.columns
+    assert "BESTRESP" not in set(rs["RSTESTCD"]) and res.reports == {}
     inv = rs[(rs["RSTESTCD"] == "OVRLRESP") & (rs["RSEVAL"] == "INVESTIGATOR")]
-    drv = rs[rs["RSEVAL"] == "SPONSOR"]
-    assert set(inv["RSDRVFL"]) == {""} and set(drv["RSDRVFL"]) == {"Y"}
-    assert set(drv["RSORRES"]) == {""}                                   # derived: no original result
     assert inv.loc[inv["USUBJID"] == u("003"), "RSORRES"].tolist() == ["cr"]  # collected as written
     assert set(rs.loc[rs["RSTESTCD"] == "OVRLRESP", "RSCAT"]) == {"NCCN ALL v3.2023"}
     assert set(rs.loc[rs["RSTESTCD"] == "OVRLRESP", "RSTEST"]) == {"Overall Response"}
@@ -161,39 +158,6 @@ def test_timing_variables(leuk):
     assert (m2["RSDY"], m2["EPOCH"]) == (61.0, "FOLLOW-UP")
     scr = r.loc[(u("001"), "OVRLRESP", "INVESTIGATOR", "2023-12-20")]
     assert (scr["RSDY"], scr["EPOCH"], scr["RSLOBXFL"]) == (-12.0, "SCREENING", "Y")
-
-
-def test_best_overall_response_records(leuk):
-    _, res = leuk
-    rs = res.datasets["RS"]
-    best = rs[rs["RSTESTCD"] == "BESTRESP"]
-    got = {(r.USUBJID[-3:], r.RSEVAL): (r.RSSTRESC, r.RSDTC) for r in best.itertuples()}
-    assert got == {
-        ("001", "INVESTIGATOR"): ("CR", "2024-01-29"), ("001", "SPONSOR"): ("CR", "2024-03-01"),
-        ("002", "INVESTIGATOR"): ("CR", "2024-01-29"), ("002", "SPONSOR"): ("CRh", "2024-01-29"),
-        ("003", "INVESTIGATOR"): ("CR", "2024-01-29"), ("003", "SPONSOR"): ("CR", "2024-01-29"),
-        ("004", "INVESTIGATOR"): ("CR", "2024-01-29"), ("004", "SPONSOR"): ("NE", "")}
-    assert set(best["RSDRVFL"]) == {"Y"} and set(best["VISIT"]) == {""}
-
-
-def test_discrepancy_report_lists_the_planted_disagreements(leuk):
-    _, res = leuk
-    d = res.reports["response_discrepancies"]
-    got = {(r.USUBJID[-3:], r.VISIT, r.investigator_response, r.derived_response) for r in d.itertuples()}
-    assert got == {("001", "DAY 28", "CR", "NR"), ("002", "DAY 28", "CR", "CRh"), ("004", "DAY 28", "CR", "NE")}
-    row4 = d[d["USUBJID"] == u("004")].iloc[0]
-    assert row4["derivation_basis"] == "NE: CR undetermined, missing NEUT, PLAT"
-    assert np.isnan(row4["neut"])                                      # 8 days away: ignored
-    row2 = d[d["USUBJID"] == u("002")].iloc[0]
-    assert (row2["plat"], row2["neut"], row2["plat_days"]) == (72.0, 1.6, 0.0)
-
-
-def test_counts_at_the_window_edge(leuk):
-    _, res = leuk
-    a = res.reports["response_assessments"].set_index(["USUBJID", "RSDTC"])
-    r3 = a.loc[(u("003"), "2024-01-29")]
-    assert (r3["neut"], r3["plat"], r3["neut_days"], r3["neut_date"]) == (1.0, 100.0, -7.0, "2024-01-22")
-    assert a.loc[(u("002"), "2024-03-31"), "prior_remission"] == "Y"
 
 
 def test_rejections_and_provenance(leuk):
@@ -265,34 +229,6 @@ def test_output_checks_pass(leuk, spec):
         assert list(res.datasets[name].columns) == spec.var_names(name)
 
 
-def test_orr_summary(leuk):
-    _, res = leuk
-    o = res.reports["orr_summary"].set_index("RSEVAL")
-    # N = 4 treated subjects. Investigator: 001-004 CR at day 28 -> 4/4 = 100.0%, CI 39.8-100.0
-    inv = o.loc["INVESTIGATOR"]
-    assert (inv["n_responders"], inv["n_evaluable"], inv["orr_pct"], inv["ci_lower_pct"], inv["ci_upper_pct"]) == \
-        (4, 4, 100.0, 39.8, 100.0)
-    # Derived: only 003 CR (001 NR, 002 CRh is not an ORR category, 004 NE) -> 1/4 = 25.0%, CI 0.6-80.6
-    drv = o.loc["SPONSOR"]
-    assert (drv["n_responders"], drv["orr_pct"], drv["ci_lower_pct"], drv["ci_upper_pct"]) == (1, 25.0, 0.6, 80.6)
-    assert inv["categories"] == "CR|CRi" and (inv["timepoint_day"], inv["window_days"]) == (28, 3)
-    assert inv["denominator"].startswith("treated subjects")
-
-
-def test_event_dates(leuk):
-    _, res = leuk
-    e = res.reports["event_dates"].set_index(["USUBJID", "RSEVAL"])
-    assert len(e) == 8                                                  # 4 treated x 2 evaluators
-    s2 = e.loc[(u("002"), "SPONSOR")]
-    assert (s2["first_response_date"], s2["first_response"]) == ("", "")   # CRh is not an ORR category
-    assert (s2["progression_date"], s2["progression"], s2["DTHDTC"]) == ("2024-03-31", "RELAPSE", "2024-05-01")
-    assert s2["last_known_alive_date"] == "2024-04-15"                  # the last LB record before death
-    s1 = e.loc[(u("001"), "INVESTIGATOR")]
-    assert (s1["first_response_date"], s1["progression_date"]) == ("2024-01-29", "")
-    assert s1["last_known_alive_date"] == "2024-06-30"                  # DS last known alive date
-    assert e.loc[(u("001"), "SPONSOR"), "first_response_date"] == "2024-03-01"
-
-
 def test_investigator_category_outside_the_study_is_flagged(spec):
     ctx = leukemia_context(spec)
     ctx.forms["rs"].loc[ctx.forms["rs"]["SUBJID"] == "004", "RSORRES"] = "VGPR"
@@ -304,7 +240,7 @@ def test_investigator_category_outside_the_study_is_flagged(spec):
 # ---------------------------------------------------------------------------------------
 # aplastic anemia: counts from form lb when LB was not built
 # ---------------------------------------------------------------------------------------
-def test_aplastic_anemia_with_counts_from_raw_lb(spec):
+def test_aplastic_anemia_records(spec):
     sid = "ZJU-CD7-SAA"
     study = load_study(SPECS, sid)
     dm = dm_frame(sid, {"001": {"rf": INF}, "002": {"rf": INF}})
@@ -323,13 +259,6 @@ def test_aplastic_anemia_with_counts_from_raw_lb(spec):
     ctx = StudyContext(study=study, spec=spec, forms={"rs": rs, "lb": lb})
     ctx.datasets["DM"] = dm
     res = rs_mod.build(ctx)
-    d = overall(res.datasets["RS"], "SPONSOR")
-    # 001: ANC 1500/mm3 = 1.5 x 10^9/L, not > 1.5 -> PR; 002: Hb 101 g/L, ANC 1.6, platelets 101 -> CR
-    assert d == {("001", "2024-03-31"): "PR", ("002", "2024-03-31"): "CR"}
-    assert res.findings["check"].tolist() == ["rs_counts_source"]
-    disc = res.reports["response_discrepancies"]
-    assert [(r.USUBJID[-3:], r.investigator_response, r.derived_response) for r in disc.itertuples()] == \
-        [("001", "CR", "PR"), ("002", "PR", "CR")]
     tr = res.datasets["RS"]
     tr = tr[tr["RSTESTCD"] == "TRFIND"]
     assert tr["RSORRES"].tolist() == ["Y", "Y"] and set(tr["RSTEST"]) == {"Transfusion Independence Indicator"}
@@ -360,8 +289,6 @@ def test_autoimmune_study(spec):
     ctx.datasets["DM"] = dm
     res = rs_mod.build(ctx)
     rs_out = res.datasets["RS"]
-    assert overall(rs_out, "SPONSOR") == {("001", "2024-01-29"): "PR", ("001", "2024-03-30"): "PR",
-                                          ("002", "2024-03-30"): "PD"}
     assert "LBDA" not in res.datasets
     sled = rs_out[rs_out["RSTESTCD"] == "SLEDAI"]
     assert set(sled["RSCAT"]) == {"SLEDAI-2K"}
@@ -369,15 +296,6 @@ def test_autoimmune_study(spec):
     gc = rs_out[rs_out["RSTESTCD"] == "GCDOSE"].sort_values(["USUBJID", "RSDTC"])
     assert gc["RSSTRESC"].tolist() == ["20", "10", "7.5", "20", "20"] and set(gc["RSSTRESU"]) == {"mg/day"}
     assert gc["RSLOBXFL"].tolist() == ["Y", "", "", "Y", ""]
-    d = res.reports["response_discrepancies"]
-    assert [(r.VISIT, r.investigator_response, r.derived_response) for r in d.itertuples()] == [("MONTH 3", "CR", "PR")]
-    orr = res.reports["orr_summary"]
-    assert sorted(set(orr["timepoint_day"])) == [28, 90, 180, 365, 545, 730]
-    prim = orr[(orr["primary"] == "Y")].set_index("RSEVAL")
-    assert prim["timepoint_day"].tolist() == [90, 90]
-    # month 3: investigator CR (001) of N = 2 -> 50.0%, CI 1.3-98.7; derived PR (001) -> same
-    assert prim.loc["INVESTIGATOR", ["n_responders", "orr_pct", "ci_lower_pct", "ci_upper_pct"]].tolist() == \
-        [1, 50.0, 1.3, 98.7]
     for name in ("RS",):
         f = checks.check_dataset(checks.order_dataset(rs_out, spec, name), spec, name, sid, dm)
         assert f[f["severity"] == "error"].empty, f["message"].tolist()
@@ -400,12 +318,10 @@ STUDIES = ["NCT06316427", "ZJU-CD7-AID", "ZJU-CD7-SAA"]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sid", STUDIES)
-def test_raw_extract_planted_disagreements(sid, spec):
+def test_raw_extract_records_pass_the_checks(sid, spec):
     import importlib
     if not (RAW / sid / "rs.csv").is_file():
         pytest.skip(f"raw/{sid}/rs.csv is not present (simulator output missing)")
-    planted = _planted()
-    planted = planted[planted["study"] == sid]
     study = load_study(SPECS, sid)
     gate = importlib.import_module("pipeline.intake.gate")
     forms, _ = gate.gate_study(RAW, study, spec)
@@ -413,29 +329,10 @@ def test_raw_extract_planted_disagreements(sid, spec):
     for name in ("dm", "ex", "se", "lb"):
         ctx.datasets.update(importlib.import_module(f"pipeline.domains.{name}").build(ctx).datasets)
     res = rs_mod.build(ctx)
-    d = res.reports["response_discrepancies"]
-    listed = set(zip(d["USUBJID"], d["VISIT"]))
-    for r in planted.itertuples(index=False):
-        visit = r.description.split(":")[0]
-        assert (f"{sid}-01-{r.subjid}", visit) in listed or any(
-            k[0].endswith(f"-{r.subjid}") and k[1] == visit for k in listed), (r.item, r.subjid, visit)
     for name, frame in res.datasets.items():
         f = checks.check_dataset(checks.order_dataset(frame, spec, name), spec, name, sid, ctx.datasets["DM"])
         assert f[f["severity"] == "error"].empty, f["message"].tolist()[:5]
-    orr = res.reports["orr_summary"]
-    assert orr[["orr_pct", "ci_lower_pct", "ci_upper_pct"]].notna().all().all()
-    assert (orr["ci_lower_pct"] <= orr["orr_pct"]).all() and (orr["orr_pct"] <= orr["ci_upper_pct"]).all()
 
-
-def test_no_counts_anywhere_gives_ne_and_a_warning(spec):
-    ctx = leukemia_context(spec)
-    del ctx.datasets["LB"]
-    res = rs_mod.build(ctx)
-    assert res.findings["check"].tolist() == ["rs_counts_missing"]
-    d = overall(res.datasets["RS"], "SPONSOR")
-    # blasts >= 5% need no counts; remission cannot be shown, so 002's marrow relapse is NR
-    assert d == {("001", "2024-01-29"): "NR", ("001", "2024-03-01"): "NE", ("002", "2024-01-29"): "NE",
-                 ("002", "2024-03-31"): "NR", ("003", "2024-01-29"): "NE", ("004", "2024-01-29"): "NE"}
 
 
 def test_form_not_delivered(spec):

@@ -36,8 +36,10 @@ def adam_spec(sdtm_spec: Spec) -> Spec:
     return load_spec(sdtm_spec.root, "adam")
 
 
-def derive(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict[str, pd.DataFrame]:
-    """Every ADaM dataset of :data:`REGISTRY` whose module is in the tree, shaped by the spec.
+def derive_all(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study
+               ) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Every ADaM dataset of :data:`REGISTRY` whose module is in the tree, shaped by the spec,
+    and the module extras (keys starting with ``_``: inputs of the response reports).
 
     Order matters: ADSL first; ADAE next, whose DLT flags give ADSL its DLT-evaluable
     population; the BDS datasets then read ADSL (and ADRS for ADTTE)."""
@@ -48,7 +50,9 @@ def derive(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict[str,
     base = adsl.dlt_population(base, ae, study.dlt_window_days)
     ae = ae.drop(columns=[c for c in ("DLTEVLFL",) if c in ae]).merge(
         base[["USUBJID", "DLTEVLFL"]], on="USUBJID", how="left")
-    out = {"ADSL": base, "ADAE": ae}
+    known = set(spec.datasets["dataset"])
+    out = {"ADSL": finish(base, spec, "ADSL"), "ADAE": finish(ae, spec, "ADAE")}
+    extras: dict = {}
     for name in REGISTRY:  # the remaining dataset modules, in order (metadata loop)
         if name in ("adsl", "adae"):
             continue
@@ -56,10 +60,17 @@ def derive(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict[str,
             mod = importlib.import_module(f"pipeline.adam.{name}")
         except ModuleNotFoundError:
             continue
-        frames = mod.build(sdtm, out, spec, study)
-        out.update(frames)
-    known = set(spec.datasets["dataset"])
-    return {n: finish(f, spec, n) for n, f in out.items() if n in known}
+        for key, frame in mod.build(sdtm, out, spec, study).items():
+            if key.startswith("_"):
+                extras[key] = frame
+            elif key in known:
+                out[key] = finish(frame, spec, key)
+    return out, extras
+
+
+def derive(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict[str, pd.DataFrame]:
+    """The ADaM datasets only (see :func:`derive_all`)."""
+    return derive_all(sdtm, spec, study)[0]
 
 
 def check(adam: dict[str, pd.DataFrame], spec: Spec, studyid: str, dm: pd.DataFrame) -> pd.DataFrame:
@@ -87,12 +98,17 @@ def write(folder: Path, adam: dict[str, pd.DataFrame], spec: Spec, study: Study)
     (folder / define.DEFINE_HTML).write_bytes(define.define_html(data))
 
 
-def build_adam(study_dir: Path, datasets: dict[str, pd.DataFrame], ctx) -> None:
-    """Post-export hook: derive, check and write the ADaM datasets into ``study_dir/adam``."""
+def build_adam(study_dir: Path, datasets: dict[str, pd.DataFrame], reports: dict[str, pd.DataFrame], ctx) -> None:
+    """Post-export hook: derive, check and write the ADaM datasets into ``study_dir/adam``, and
+    the response reports built from ADRS into ``study_dir/reports`` (added to ``reports`` for
+    the listings)."""
+    from pipeline.adam.reports import response_reports
+
     study = ctx.study
     spec = adam_spec(ctx.spec)
-    sdtm = {name: frame for name, frame in datasets.items()}
-    adam = {n: checks.order_dataset(f, spec, n) for n, f in derive(sdtm, spec, study).items()}
+    sdtm = dict(datasets)
+    derived, extras = derive_all(sdtm, spec, study)
+    adam = {n: checks.order_dataset(f, spec, n) for n, f in derived.items()}
     findings = check(adam, spec, study.studyid, sdtm["DM"])
     errors = findings[findings["severity"] == "error"]
     if len(errors):
@@ -101,7 +117,19 @@ def build_adam(study_dir: Path, datasets: dict[str, pd.DataFrame], ctx) -> None:
     folder = Path(study_dir) / FOLDER
     write(folder, adam, spec, study)
     writer.write_csv(findings.reset_index(drop=True), folder / "findings.csv")
+    for name, frame in sorted(response_reports(adam, extras, spec, study).items()):
+        frame = sorted_report(frame)
+        writer.write_csv(frame, Path(study_dir) / "reports" / f"{name}.csv")
+        reports[name] = frame
     ctx.adam = adam
+
+
+def sorted_report(frame: pd.DataFrame) -> pd.DataFrame:
+    """A report's rows in a stable order (all columns, left to right), as the build sorts them."""
+    if frame.empty or not len(frame.columns):
+        return frame.reset_index(drop=True)
+    keys = frame.astype(str)
+    return frame.loc[keys.sort_values(list(keys.columns), kind="mergesort").index].reset_index(drop=True)
 
 
 __all__ = ["build_adam", "derive", "check", "text"]

@@ -1,0 +1,320 @@
+"""ADRS, the response analysis dataset (ADaMIG 1.3 BDS), from SDTM RS, LBDA, LB, DM and SUPPDM.
+
+Parameters (PARAMCD; the spec's value-level metadata describes each):
+
+- ``INVRESP``: the investigator's overall response at each post-infusion assessment, as
+  collected (SDTM RS, RSTESTCD OVRLRESP, RSEVAL INVESTIGATOR).
+- ``OVRLRESP``: the response derived by the study's criteria at each post-infusion assessment
+  (:mod:`pipeline.rules.response`, rule tables ``specs/rules/response_<family>.csv``) from the
+  SDTM criteria inputs: the RS and LBDA records whose value-level metadata names the raw column
+  the rule feature is (``source = CRF rs.<column>``), the nearest LB blood count within
+  ``[response].count_window_days``, and the primary diagnosis (SUPPDM).
+- ``BOR`` / ``INVBOR``: best overall response within ``[response].bor_window_days``
+  (``specs/rules/response_order.csv``: ranks, evaluable categories, tie = earliest).
+- ``RSPDnnn`` / ``IRSPDnnn``: responder (Y/N) at protocol day nnn (``[orr].timepoint_day`` and
+  ``[orr].timepoints_days``) within ``[orr].window_days``, categories ``[orr].categories``;
+  every safety-population subject has a record (no assessment in the window = N).
+- ``MRDNCR``: MRD-negative remission within the BOR window (``specs/rules/mrd_negativity.csv``),
+  only in studies where MRD is collected (LBDA LBTESTCD MRD).
+
+Traceability: SRCDOM/SRCVAR/SRCSEQ name the SDTM RS record (the investigator OVRLRESP of the
+assessment, else its first record), the LBDA MRD record, or the ADRS record (ASEQ) a
+subject-level parameter was chosen from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.adam.common import analysis_day, dtc_to_sas_date, merge_adsl, num, supp_value, text
+from pipeline.config import Study
+from pipeline.derive.baseline import before_exposure
+from pipeline.derive.dates import dtc_date
+from pipeline.errors import ConfigError
+from pipeline.rules import response as R
+from pipeline.spec import Spec, load_spec
+
+INVESTIGATOR = "INVESTIGATOR"
+DERIVED = "SPONSOR"
+ADSL_VARS = ["STUDYID", "SITEID", "TRT01P", "TRT01PN", "TRT01A", "TRT01AN", "TRTSDT", "SAFFL", "EFFFL"]
+SUFFIXES = ("_BL", "_ACHG", "_RCHG")
+
+
+def feature_sources(sdtm_spec: Spec) -> pd.DataFrame:
+    """Where each raw response-form column went in SDTM: value-level rows of RS.RSORRES and
+    LBDA.LBORRES with ``source = CRF rs.<column>`` (dataset, test code, column)."""
+    vl = sdtm_spec.valuelevel
+    vl = vl[vl["variable"].isin(["RSORRES", "LBORRES"]) & vl["source"].str.startswith("CRF rs.")]
+    col = vl["source"].str.replace("CRF rs.", "", regex=False).str.split(" ").str[0]
+    return pd.DataFrame({"dataset": vl["dataset"].to_numpy(), "testcd": vl["where_value"].to_numpy(),
+                         "column": col.to_numpy()})
+
+
+def assessments(sdtm: dict[str, pd.DataFrame], sources: pd.DataFrame) -> pd.DataFrame:
+    """One row per disease assessment (RS RSGRPID) with its criteria inputs as the raw column
+    names the rules use (RSORRES / LBORRES text of the same subject and date), the RS record
+    it traces to (investigator OVRLRESP, else the assessment's first record), ``_pre``
+    (on or before the first CAR-T infusion, :func:`pipeline.derive.baseline.before_exposure`)
+    and ``_post`` (protocol day >= 1)."""
+    rs = sdtm["RS"]
+    rs = rs[text(rs["RSGRPID"]) != ""].copy()
+    rs["USUBJID"] = text(rs["USUBJID"])
+    rs["_inv"] = (text(rs["RSTESTCD"]) == "OVRLRESP") & (text(rs["RSEVAL"]) == INVESTIGATOR)
+    rs["_seq"] = num(rs["RSSEQ"])
+    first = rs.sort_values(["USUBJID", "RSGRPID", "_inv", "_seq"], ascending=[True, True, False, True],
+                           kind="mergesort").drop_duplicates(["USUBJID", "RSGRPID"])
+    a = pd.DataFrame({"USUBJID": first["USUBJID"].to_numpy(), "RSGRPID": text(first["RSGRPID"]).to_numpy(),
+                      "RSDTC": text(first["RSDTC"]).to_numpy(), "RSDY": num(first["RSDY"]).to_numpy(),
+                      "VISIT": text(first["VISIT"]).to_numpy(), "VISITNUM": num(first["VISITNUM"]).to_numpy(),
+                      "SRCSEQ": first["_seq"].to_numpy()})
+    a["_date"] = dtc_date(a["RSDTC"])
+    key = a["USUBJID"] + "|" + a["RSDTC"].str.slice(0, 10)
+    for ds_name, res_var, test_var, dtc_var in (("RS", "RSORRES", "RSTESTCD", "RSDTC"),
+                                                ("LBDA", "LBORRES", "LBTESTCD", "LBDTC")):
+        ds = sdtm.get(ds_name)
+        src = sources[sources["dataset"] == ds_name]
+        for s in src.itertuples(index=False):  # a few criteria inputs (metadata loop)
+            if s.column == "RSORRES" or ds is None:
+                continue
+            sub = ds[text(ds[test_var]) == s.testcd]
+            vals = pd.Series(text(sub[res_var]).to_numpy(),
+                             index=(text(sub["USUBJID"]) + "|" + text(sub[dtc_var]).str.slice(0, 10)).to_numpy())
+            vals = vals[~vals.index.duplicated(keep="last")]
+            a[s.column] = text(key.map(vals)).to_numpy()
+    dm = sdtm["DM"].drop_duplicates("USUBJID").set_index("USUBJID")
+    rfx = text(a["USUBJID"].map(text(dm["RFXSTDTC"])))
+    a["_pre"] = before_exposure(a["RSDTC"], rfx) & rfx.ne("")
+    a["_post"] = R.protocol_day(a["RSDY"]) >= 1
+    return a.sort_values(["USUBJID", "_date", "RSGRPID"], kind="mergesort").reset_index(drop=True)
+
+
+def blood_counts(sdtm: dict[str, pd.DataFrame], tests: list[str]) -> pd.DataFrame:
+    """Standard-unit blood counts of ``tests`` from SDTM LB (USUBJID, LBTESTCD, _date, value)."""
+    lb = sdtm.get("LB")
+    cols = ["USUBJID", "LBTESTCD", "_date", "value"]
+    if lb is None or not tests:
+        return pd.DataFrame(columns=cols)
+    spec_ok = text(lb["LBSPEC"]).isin(["", "BLOOD"]) if "LBSPEC" in lb else True
+    sub = lb[text(lb["LBTESTCD"]).isin(tests) & spec_ok]
+    out = pd.DataFrame({"USUBJID": text(sub["USUBJID"]), "LBTESTCD": text(sub["LBTESTCD"]),
+                        "_date": dtc_date(text(sub["LBDTC"])), "value": num(sub["LBSTRESN"])})
+    return out.dropna(subset=["value", "_date"])[cols]
+
+
+def criteria_features(a: pd.DataFrame, rules: pd.DataFrame, counts: pd.DataFrame, window_days: int,
+                      lab_tests: set[str], primdiag: pd.Series) -> pd.DataFrame:
+    """The features the rules name, one row per assessment: criteria inputs, their baseline
+    (last pre-infusion value) and absolute/relative change (``_BL``, ``_ACHG``, ``_RCHG``), the
+    nearest blood count within +/- ``window_days`` (:func:`pipeline.rules.response.nearest_in_window`)
+    with its date and distance, PRIMDIAG, and PRIOR_REMISSION (set by the derivation)."""
+    needed = sorted(set(rules["feature"]))
+    f = pd.DataFrame({"USUBJID": a["USUBJID"], "_date": a["_date"]}, index=a.index)
+    base_cols = sorted({n[: -len(s)] for n in needed for s in SUFFIXES if n.endswith(s)})
+    for col in sorted(set(needed) | set(base_cols)):
+        if col in a.columns and col != "USUBJID":
+            f[col] = a[col]
+    for col in base_cols:
+        if col not in a.columns:
+            raise ConfigError(f"response rule uses {col}_BL/_ACHG/_RCHG but no SDTM variable holds rs.{col}")
+        has = text(a[col]).ne("")
+        pre = a[a["_pre"] & has].sort_values(["USUBJID", "_date"], kind="mergesort").drop_duplicates("USUBJID", keep="last")
+        f[f"{col}_BL"] = a["USUBJID"].map(pre.set_index("USUBJID")[col])
+        ch = R.change_from_baseline(a[col], f[f"{col}_BL"])
+        f[f"{col}_ACHG"], f[f"{col}_RCHG"] = ch["achg"], ch["rchg"]
+    for test in sorted(set(needed) & lab_tests):
+        near = R.nearest_in_window(f[["USUBJID", "_date"]], counts[counts["LBTESTCD"] == test], window_days)
+        f[test], f[f"{test}_date"], f[f"{test}_days"] = near["value"], near["date"], near["days"]
+    if "PRIMDIAG" in needed:
+        f["PRIMDIAG"] = text(a["USUBJID"].map(primdiag))
+    f[R.PRIOR_REMISSION] = "N"
+    unknown = [n for n in needed if n not in f.columns]
+    if unknown:
+        raise ConfigError(f"response rules use feature(s) {', '.join(unknown)} that no SDTM variable provides")
+    return f
+
+
+def derived_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Criteria-derived response (``response``, ``basis``) of each post-infusion assessment and
+    the features used (indexed like ``a``'s post-infusion rows)."""
+    cfg = study["response"]
+    rules = R.response_rules(spec, cfg["family"], cfg["criteria"])
+    order = R.response_order(spec)
+    lab_tests = set(spec.rule("lab_tests")["lbtestcd"])
+    counts = blood_counts(sdtm, sorted(set(rules["feature"]) & lab_tests))
+    primdiag = supp_value(sdtm.get("SUPPDM"), "PRIMDIAG")
+    feats = criteria_features(a, rules, counts, int(cfg["count_window_days"]), lab_tests, primdiag)
+    post = a[a["_post"]]
+    feats = feats.loc[post.index]
+    if post.empty:
+        empty = pd.DataFrame({"response": pd.Series(dtype="object"), "basis": pd.Series(dtype="object"),
+                              R.PRIOR_REMISSION: pd.Series(dtype="object")})
+        return empty, feats
+    remission = set(order.loc[order["remission"], "category"])
+    return R.derive_response(feats, rules, list(cfg["categories"]), remission), feats
+
+
+def _records(base: pd.DataFrame, paramcd: str, avalc, srcdom, srcvar, srcseq, evaluator: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "USUBJID": base["USUBJID"].to_numpy(), "PARAMCD": paramcd, "AVALC": np.asarray(avalc, dtype=object),
+        "ADT": dtc_to_sas_date(pd.Series(base["RSDTC"].to_numpy())).to_numpy(),
+        "AVISIT": base["VISIT"].to_numpy() if "VISIT" in base else "",
+        "AVISITN": base["VISITNUM"].to_numpy() if "VISITNUM" in base else np.nan,
+        "RSEVAL": evaluator, "SRCDOM": srcdom, "SRCVAR": srcvar, "SRCSEQ": np.asarray(srcseq, dtype="float64"),
+        "RSDTC": base["RSDTC"].to_numpy(), "RSDY": base["RSDY"].to_numpy() if "RSDY" in base else np.nan,
+    })
+
+
+def assessment_records(a: pd.DataFrame, derived: pd.DataFrame, sdtm: dict[str, pd.DataFrame],
+                       study: Study) -> pd.DataFrame:
+    """INVRESP (collected, SDTM RS investigator OVRLRESP) and OVRLRESP (derived) records of the
+    post-infusion assessments. The investigator's response is RSSTRESC, the study's spelling."""
+    rs = sdtm["RS"]
+    inv = rs[(text(rs["RSTESTCD"]) == "OVRLRESP") & (text(rs["RSEVAL"]) == INVESTIGATOR)
+             & (text(rs["RSSTRESC"]) != "")].copy()
+    inv = inv[R.protocol_day(num(inv["RSDY"])) >= 1]
+    inv_base = pd.DataFrame({"USUBJID": text(inv["USUBJID"]), "RSDTC": text(inv["RSDTC"]),
+                             "RSDY": num(inv["RSDY"]), "VISIT": text(inv["VISIT"]), "VISITNUM": num(inv["VISITNUM"])})
+    inv_rec = _records(inv_base, "INVRESP", text(inv["RSSTRESC"]), "RS", "RSSTRESC", num(inv["RSSEQ"]), INVESTIGATOR)
+    post = a.loc[derived.index]
+    drv = _records(post, "OVRLRESP", derived["response"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+    drv["ABASIS"] = derived["basis"].astype(str).str.slice(0, 200).to_numpy()
+    return pd.concat([inv_rec, drv], ignore_index=True)
+
+
+def best_response_records(resp: pd.DataFrame, order: pd.DataFrame, window_days: int) -> pd.DataFrame:
+    """BOR (derived) and INVBOR (investigator) per subject (:func:`pipeline.rules.response.best_overall_response`),
+    traced to the ADRS assessment record chosen (NE: the first assessment in the window)."""
+    r = resp.rename(columns={"AVALC": "response"})
+    bor = R.best_overall_response(r[["USUBJID", "RSEVAL", "RSDTC", "RSDY", "response"]], order, window_days)
+    if bor.empty:
+        return pd.DataFrame()
+    key = ["USUBJID", "RSEVAL", "RSDTC"]
+    chosen = bor.merge(resp[key + ["ASEQ"]].drop_duplicates(key), on=key, how="left")
+    pday = R.protocol_day(resp["RSDY"])
+    inwin = resp[(pday >= 1) & (pday <= window_days)]
+    firsts = inwin.sort_values(["USUBJID", "RSEVAL", "ADT"], kind="mergesort").drop_duplicates(["USUBJID", "RSEVAL"])
+    chosen = chosen.merge(firsts[["USUBJID", "RSEVAL", "ASEQ"]].rename(columns={"ASEQ": "_first"}),
+                          on=["USUBJID", "RSEVAL"], how="left")
+    chosen["ASEQ"] = chosen["ASEQ"].fillna(chosen["_first"])
+    out = pd.DataFrame({
+        "USUBJID": chosen["USUBJID"], "PARAMCD": np.where(chosen["RSEVAL"] == INVESTIGATOR, "INVBOR", "BOR"),
+        "AVALC": chosen["BOR"], "ADT": dtc_to_sas_date(chosen["RSDTC"]), "RSEVAL": chosen["RSEVAL"],
+        "SRCDOM": "ADRS", "SRCVAR": "ASEQ", "SRCSEQ": num(chosen["ASEQ"]), "RSDTC": chosen["RSDTC"],
+        "RSDY": num(chosen["RSDY"]), "NASSESS": chosen["n_assessments"].astype("float64"),
+        "NEVAL": chosen["n_evaluable"].astype("float64")})
+    return out
+
+
+def timepoint_days(study: Study) -> list[int]:
+    """The primary timepoint and any further ``[orr].timepoints_days`` (sorted, unique)."""
+    orr = study["orr"]
+    return sorted({int(orr["timepoint_day"]), *[int(x) for x in orr.get("timepoints_days", [])]})
+
+
+def responder_records(resp: pd.DataFrame, adsl: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """RSPDnnn (derived) / IRSPDnnn (investigator): per safety-population subject and timepoint,
+    Y when the assessment nearest protocol day nnn within +/- ``[orr].window_days`` (ties: the
+    earlier; :func:`pipeline.rules.response.response_at_timepoint`) is in ``[orr].categories``,
+    else N (no assessment in the window is N: every treated subject is in the denominator)."""
+    orr = study["orr"]
+    cats = set(orr["categories"])
+    treated = adsl.loc[text(adsl["SAFFL"]) == "Y", "USUBJID"]
+    r = resp.rename(columns={"AVALC": "response"})
+    parts = []
+    for day in timepoint_days(study):  # a few timepoints (metadata)
+        at = R.response_at_timepoint(r[["USUBJID", "RSEVAL", "RSDTC", "RSDY", "response", "ASEQ"]],
+                                     day, int(orr["window_days"]))
+        at = at.merge(r[["USUBJID", "RSEVAL", "RSDTC", "ASEQ"]].drop_duplicates(["USUBJID", "RSEVAL", "RSDTC"]),
+                      on=["USUBJID", "RSEVAL", "RSDTC"], how="left")
+        for ev, prefix in ((DERIVED, "RSPD"), (INVESTIGATOR, "IRSPD")):  # two evaluators
+            grid = pd.DataFrame({"USUBJID": treated.to_numpy()})
+            g = grid.merge(at[at["RSEVAL"] == ev], on="USUBJID", how="left")
+            has = g["ASEQ"].notna()
+            parts.append(pd.DataFrame({
+                "USUBJID": g["USUBJID"], "PARAMCD": f"{prefix}{day}",
+                "AVALC": np.where(text(g["response"]).isin(cats), "Y", "N"),
+                "ADT": dtc_to_sas_date(text(g["RSDTC"])), "RSEVAL": ev,
+                "SRCDOM": np.where(has, "ADRS", "ADSL"), "SRCVAR": np.where(has, "ASEQ", "SAFFL"),
+                "SRCSEQ": num(g["ASEQ"]), "RSDTC": text(g["RSDTC"]), "RSDY": num(g["RSDY"]),
+                "ATPTDY": float(day)}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def mrd_negative_remission(resp: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, adsl: pd.DataFrame,
+                           window_days: int) -> pd.DataFrame:
+    """MRDNCR per safety-population subject: Y when a post-infusion assessment within the BOR
+    window has a derived response in the remission categories of ``specs/rules/mrd_negativity.csv``
+    and the MRD result of the same date (LBDA LBTESTCD MRD, %) is below its threshold; traced to
+    that MRD record (LB LBSEQ), else N traced to ADSL. Not derived when LBDA holds no MRD."""
+    lbda = sdtm.get("LBDA")
+    rule = spec.rule("mrd_negativity").iloc[0]
+    if lbda is None or not (text(lbda["LBTESTCD"]) == rule["lbtestcd"]).any():
+        return pd.DataFrame()
+    m = lbda[text(lbda["LBTESTCD"]) == rule["lbtestcd"]]
+    mrd = pd.DataFrame({"USUBJID": text(m["USUBJID"]), "RSDTC": text(m["LBDTC"]).str.slice(0, 10),
+                        "mrd": num(m["LBSTRESN"]), "LBSEQ": num(m["LBSEQ"])})
+    d = resp[(resp["RSEVAL"] == DERIVED) & resp["AVALC"].isin(rule["categories"].split("|"))].copy()
+    pday = R.protocol_day(d["RSDY"])
+    d = d[(pday >= 1) & (pday <= window_days)]
+    d["RSDTC"] = d["RSDTC"].str.slice(0, 10)
+    j = d.merge(mrd, on=["USUBJID", "RSDTC"])
+    j = j[j["mrd"] < float(rule["threshold"])].sort_values(["USUBJID", "ADT"], kind="mergesort")
+    first = j.drop_duplicates("USUBJID")
+    grid = pd.DataFrame({"USUBJID": adsl.loc[text(adsl["SAFFL"]) == "Y", "USUBJID"].to_numpy()})
+    g = grid.merge(first[["USUBJID", "RSDTC", "LBSEQ", "RSDY"]], on="USUBJID", how="left")
+    has = g["LBSEQ"].notna()
+    return pd.DataFrame({"USUBJID": g["USUBJID"], "PARAMCD": "MRDNCR", "AVALC": np.where(has, "Y", "N"),
+                         "ADT": dtc_to_sas_date(text(g["RSDTC"])), "RSEVAL": DERIVED,
+                         "SRCDOM": np.where(has, "LB", "ADSL"), "SRCVAR": np.where(has, "LBSTRESN", "SAFFL"),
+                         "SRCSEQ": g["LBSEQ"], "RSDTC": text(g["RSDTC"]), "RSDY": num(g["RSDY"])})
+
+
+def parameters(spec: Spec, adrs: pd.DataFrame) -> pd.DataFrame:
+    """PARAM from the decode of the ADaM spec's ADRS.PARAMCD codelist (``specs/adam/codelists``);
+    a timepoint the codelist lacks is a configuration error (add its RSPDnnn/IRSPDnnn terms)."""
+    decode = spec.decode_map("ADRS.PARAMCD")
+    unknown = sorted(set(adrs["PARAMCD"]) - set(decode))
+    if unknown:
+        raise ConfigError(f"ADRS parameters {', '.join(unknown)} are not terms of codelist ADRS.PARAMCD in specs/adam/codelists")
+    adrs["PARAM"] = adrs["PARAMCD"].map(decode)
+    return adrs
+
+
+def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict:
+    """ADRS (see module docstring) plus ``_resp`` (assessment-level responses) and ``_features``
+    for the response reports built by :mod:`pipeline.adam.reports`."""
+    adsl = adam["ADSL"]
+    if "RS" not in sdtm or sdtm["RS"].empty:
+        return {}
+    sdtm_spec = load_spec(spec.root, "sdtm")
+    a = assessments(sdtm, feature_sources(sdtm_spec))
+    derived, feats = derived_responses(a, sdtm, spec, study)
+    order = R.response_order(spec)
+    cfg = study["response"]
+    resp = assessment_records(a, derived, sdtm, study)
+    resp = resp.sort_values(["USUBJID", "RSEVAL", "ADT", "PARAMCD"], kind="mergesort").reset_index(drop=True)
+    resp["ASEQ"] = np.arange(1, len(resp) + 1, dtype="float64")  # provisional, renumbered below
+    bor = best_response_records(resp, order, int(cfg["bor_window_days"]))
+    rsp = responder_records(resp, adsl, study)
+    mrd = mrd_negative_remission(resp, sdtm, spec, adsl, int(cfg["bor_window_days"]))
+    adrs = pd.concat([x for x in (resp, bor, rsp, mrd) if len(x)], ignore_index=True)
+    adrs = merge_adsl(adrs, adsl, ADSL_VARS)
+    adrs["ADY"] = analysis_day(adrs["ADT"], adrs["TRTSDT"])
+    rank = dict(zip(order["category"], order["rank"]))
+    adrs["AVAL"] = num(adrs["AVALC"].map(rank))
+    adrs = parameters(spec, adrs)
+    # ASEQ: 1..n per subject in a stable order; records chosen by ASEQ keep their link
+    adrs["_o"] = adrs["PARAMCD"].map({"INVRESP": 0, "OVRLRESP": 1}).fillna(2)
+    adrs = adrs.sort_values(["USUBJID", "_o", "PARAMCD", "ADT", "RSEVAL"], kind="mergesort", na_position="last")
+    new = adrs.groupby("USUBJID").cumcount().astype("float64") + 1
+    remap = pd.Series(new.to_numpy(), index=pd.MultiIndex.from_arrays([adrs["USUBJID"], adrs["ASEQ"]]))
+    linked = adrs["SRCDOM"] == "ADRS"
+    keys = pd.MultiIndex.from_arrays([adrs["USUBJID"], adrs["SRCSEQ"]])
+    adrs.loc[linked, "SRCSEQ"] = remap[~remap.index.duplicated()].reindex(keys).to_numpy()[linked.to_numpy()]
+    is_assess = adrs["PARAMCD"].isin(["INVRESP", "OVRLRESP"])
+    adrs["ASEQ"] = new
+    adrs = adrs.drop(columns="_o")
+    resp_out = adrs[is_assess].rename(columns={"AVALC": "response"})
+    return {"ADRS": adrs, "_resp": resp_out, "_features": (a, derived, feats)}

@@ -1,0 +1,111 @@
+"""Response reports built from ADRS (they used to be computed inside the SDTM RS module).
+
+Same names and columns as before, so that the listings keep rendering them:
+
+- ``response_assessments``: every post-infusion assessment with the two ADRS parameters side by
+  side (INVRESP, OVRLRESP), the derivation basis and every criteria input used;
+- ``response_discrepancies``: the assessments where the two parameters differ;
+- ``bor``: ADRS BOR/INVBOR per subject and evaluator;
+- ``orr_summary``: ORR at the protocol timepoints with the exact 95% CI
+  (:func:`pipeline.rules.response.objective_response_rate`), denominator the safety population;
+- ``event_dates``: first response, first progression/relapse, death and last known alive dates.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.adam.adrs import DERIVED, INVESTIGATOR, timepoint_days
+from pipeline.adam.common import from_sas_date, text
+from pipeline.config import Study
+from pipeline.rules import response as R
+from pipeline.spec import Spec
+
+EVALUATORS = [INVESTIGATOR, DERIVED]
+
+
+def _iso(days: pd.Series) -> pd.Series:
+    ts = from_sas_date(days)
+    return ts.dt.strftime("%Y-%m-%d").astype("object").where(ts.notna(), "")
+
+
+def response_assessments(adrs: pd.DataFrame, features: tuple) -> pd.DataFrame:
+    """One row per post-infusion assessment: investigator (INVRESP) and derived (OVRLRESP)
+    response, basis and the features of the derivation."""
+    a, derived, feats = features
+    cols = ["USUBJID", "VISIT", "VISITNUM", "RSDTC", "RSDY", "investigator_response", "derived_response",
+            "derivation_basis"]
+    if derived.empty:
+        return pd.DataFrame(columns=cols)
+    sub = a.loc[derived.index]
+    inv = adrs[adrs["PARAMCD"] == "INVRESP"]
+    inv_map = pd.Series(text(inv["AVALC"]).to_numpy(),
+                        index=pd.MultiIndex.from_arrays([text(inv["USUBJID"]), _iso(inv["ADT"])]))
+    inv_map = inv_map[~inv_map.index.duplicated()]
+    key = pd.MultiIndex.from_arrays([sub["USUBJID"], sub["RSDTC"].str.slice(0, 10)])
+    out = pd.DataFrame({
+        "USUBJID": sub["USUBJID"].to_numpy(), "VISIT": sub["VISIT"].to_numpy(), "VISITNUM": sub["VISITNUM"].to_numpy(),
+        "RSDTC": sub["RSDTC"].to_numpy(), "RSDY": sub["RSDY"].to_numpy(),
+        "investigator_response": inv_map.reindex(key).fillna("").to_numpy(),
+        "derived_response": derived["response"].to_numpy(), "derivation_basis": derived["basis"].to_numpy()})
+    for col in [c for c in feats.columns if c not in ("USUBJID", "_date", R.PRIOR_REMISSION)]:
+        v = feats[col]
+        if pd.api.types.is_datetime64_any_dtype(v):
+            v = v.dt.strftime("%Y-%m-%d").fillna("")
+        out[col.lower()] = v.to_numpy()
+    out["prior_remission"] = derived[R.PRIOR_REMISSION].to_numpy()
+    return out.sort_values(["USUBJID", "RSDTC"], kind="mergesort").reset_index(drop=True)
+
+
+def response_discrepancies(assess: pd.DataFrame) -> pd.DataFrame:
+    """Assessments where ADRS INVRESP and OVRLRESP differ (NE against a category counts)."""
+    return assess[assess["investigator_response"] != assess["derived_response"]].reset_index(drop=True)
+
+
+def bor_report(adrs: pd.DataFrame, study: Study) -> pd.DataFrame:
+    b = adrs[adrs["PARAMCD"].isin(["BOR", "INVBOR"])]
+    return pd.DataFrame({"USUBJID": b["USUBJID"].to_numpy(), "RSEVAL": b["RSEVAL"].to_numpy(),
+                         "BOR": b["AVALC"].to_numpy(), "RSDTC": _iso(b["ADT"]).to_numpy(),
+                         "RSDY": b["ADY"].to_numpy(), "n_assessments": b["NASSESS"].to_numpy(),
+                         "n_evaluable": b["NEVAL"].to_numpy(), "RSCAT": study["response"]["criteria"]})
+
+
+def _resp(adrs: pd.DataFrame) -> pd.DataFrame:
+    r = adrs[adrs["PARAMCD"].isin(["INVRESP", "OVRLRESP"])]
+    return pd.DataFrame({"USUBJID": r["USUBJID"].to_numpy(), "RSEVAL": r["RSEVAL"].to_numpy(),
+                         "RSDTC": _iso(r["ADT"]).to_numpy(), "RSDY": r["ADY"].to_numpy(),
+                         "response": r["AVALC"].to_numpy()})
+
+
+def orr_summary(adrs: pd.DataFrame, adsl: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """ORR per evaluator at the primary timepoint and every ``[orr].timepoints_days``."""
+    orr = study["orr"]
+    treated = adsl.loc[text(adsl["SAFFL"]) == "Y", "USUBJID"]
+    denominator = "safety population (ADSL.SAFFL Y: received CAR-T); no assessment in the window or NE = non-responder"
+    resp = _resp(adrs)
+    parts = [R.objective_response_rate(resp, treated, orr["categories"], day, int(orr["window_days"]), EVALUATORS,
+                                       study.studyid, orr["label"], denominator,
+                                       primary=day == int(orr["timepoint_day"]))
+             for day in timepoint_days(study)]  # a few timepoints
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["RSEVAL", "timepoint_day"], kind="mergesort").reset_index(drop=True)
+
+
+def event_dates(adrs: pd.DataFrame, adsl: pd.DataFrame, spec: Spec, study: Study) -> pd.DataFrame:
+    """Event dates per treated subject and evaluator (:func:`pipeline.rules.response.event_dates`)."""
+    t = adsl[text(adsl["SAFFL"]) == "Y"]
+    subjects = pd.DataFrame({"USUBJID": t["USUBJID"].to_numpy(), "RFSTDTC": _iso(t["TRTSDT"]).to_numpy(),
+                             "DTHDTC": _iso(t["DTHDT"]).to_numpy()})
+    alive = pd.Series(_iso(t["LSTALVDT"]).to_numpy(), index=t["USUBJID"].to_numpy())
+    return R.event_dates(_resp(adrs), subjects, study["orr"]["categories"], R.response_order(spec), alive, EVALUATORS)
+
+
+def response_reports(adam: dict[str, pd.DataFrame], extras: dict, spec: Spec, study: Study) -> dict[str, pd.DataFrame]:
+    """The five response reports, or none when the study has no ADRS."""
+    if "ADRS" not in adam or "_features" not in extras:
+        return {}
+    adrs, adsl = adam["ADRS"], adam["ADSL"]
+    assess = response_assessments(adrs, extras["_features"])
+    return {"response_assessments": assess, "response_discrepancies": response_discrepancies(assess),
+            "bor": bor_report(adrs, study), "orr_summary": orr_summary(adrs, adsl, study),
+            "event_dates": event_dates(adrs, adsl, spec, study)}

@@ -1,0 +1,243 @@
+"""ADRS and the response reports from SDTM RS/LBDA/LB, on the hand-built studies of
+test_rs_domain (expected values worked out by hand there; see its module docstring):
+
+Leukemia (NCT05164042, CR/CRi at day 28 +/- 3), infusion 01-JAN-2024 10:00:
+- 001: DAY 28 blasts 5.0: criteria NR, investigator CR; MONTH 2 blasts 1.0: CR for both.
+- 002: DAY 28 blasts 1.0, PLT 72, ANC 1.6: CRh (investigator CR); MONTH 3 RELAPSE; died 01-MAY-2024.
+- 003: DAY 28 blasts 4.9, counts 7 days before: CR for both.
+- 004: DAY 28 counts 8 days away: criteria NE, investigator CR.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.adam import adrs as adrs_mod
+from pipeline.adam import adsl as adsl_mod
+from pipeline.adam import reports
+from pipeline.adam.common import finish
+from pipeline.config import load_study
+from pipeline.context import StudyContext
+from pipeline.domains import rs as rs_mod
+from pipeline.rules import response as R
+from pipeline.spec import load_spec
+
+from conftest import SPECS
+from test_rs_domain import INF, RS_COLS, SID, dm_frame, form, leukemia_context, u
+
+
+@pytest.fixture(scope="module")
+def sdtm_spec():
+    return load_spec(SPECS)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec(SPECS, "adam")
+
+
+def sdtm_of(ctx: StudyContext, primdiag: str = "B-CELL ACUTE LYMPHOBLASTIC LEUKEMIA",
+            lka: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """The SDTM datasets of a test context after RS: DM (+SITEID etc.), EX with the CAR-T
+    infusion of the treated subjects, SUPPDM PRIMDIAG, SUPPDS LKADTC."""
+    res = rs_mod.build(ctx)
+    sdtm = {**ctx.datasets, **res.datasets}
+    dm = sdtm["DM"].copy()
+    for c, v in {"SITEID": "01", "AGE": 40.0, "AGEU": "YEARS", "SEX": "F", "RACE": "ASIAN", "ARMCD": "A", "ARM": "A",
+                 "ACTARMCD": "A", "ACTARM": "A"}.items():
+        dm[c] = v
+    sdtm["DM"] = dm
+    treated = dm[dm["RFSTDTC"] != ""]
+    sdtm["EX"] = pd.DataFrame({"USUBJID": treated["USUBJID"], "EXCAT": "CAR-T INFUSION", "EXSTDTC": treated["RFSTDTC"],
+                               "EXENDTC": treated["RFSTDTC"], "EXDOSE": 1e6, "EXDOSU": "cells/kg"})
+    sdtm["SUPPDM"] = pd.DataFrame({"USUBJID": dm["USUBJID"], "QNAM": "PRIMDIAG", "QVAL": primdiag})
+    lka = lka or {}
+    sdtm["SUPPDS"] = pd.DataFrame({"USUBJID": list(lka), "QNAM": "LKADTC", "QVAL": list(lka.values())})
+    return sdtm
+
+
+def derive(sdtm, spec, study):
+    adsl = finish(adsl_mod.build(sdtm, spec, study), spec, "ADSL")
+    out = adrs_mod.build(sdtm, {"ADSL": adsl}, spec, study)
+    adam = {"ADSL": adsl, "ADRS": finish(out["ADRS"], spec, "ADRS")}
+    return adam, out
+
+
+def param(adrs: pd.DataFrame, code: str) -> dict:
+    p = adrs[adrs["PARAMCD"] == code]
+    return {(r.USUBJID[-3:], "" if np.isnan(r.ADT) else str((pd.Timestamp("1960-01-01") + pd.Timedelta(days=r.ADT)).date())):
+            r.AVALC for r in p.itertuples()}
+
+
+@pytest.fixture(scope="module")
+def leuk(sdtm_spec, spec):
+    ctx = leukemia_context(sdtm_spec)
+    study = ctx.study
+    sdtm = sdtm_of(ctx, lka={u("001"): "2024-06-30"})
+    adam, out = derive(sdtm, spec, study)
+    return sdtm, adam, out, study
+
+
+def test_investigator_and_derived_parameters(leuk):
+    _, adam, _, _ = leuk
+    a = adam["ADRS"]
+    # only post-infusion assessments (protocol day >= 1)
+    assert param(a, "INVRESP") == {
+        ("001", "2024-01-29"): "CR", ("001", "2024-03-01"): "CR", ("002", "2024-01-29"): "CR",
+        ("002", "2024-03-31"): "RELAPSE", ("003", "2024-01-29"): "CR", ("004", "2024-01-29"): "CR"}
+    assert param(a, "OVRLRESP") == {
+        ("001", "2024-01-29"): "NR", ("001", "2024-03-01"): "CR", ("002", "2024-01-29"): "CRh",
+        ("002", "2024-03-31"): "RELAPSE", ("003", "2024-01-29"): "CR", ("004", "2024-01-29"): "NE"}
+    assert set(a.loc[a["PARAMCD"] == "OVRLRESP", "RSEVAL"]) == {"SPONSOR"}
+    # day 28 = 29-JAN-2024 = analysis day 29
+    r = a[(a["PARAMCD"] == "INVRESP") & (a["USUBJID"] == u("001"))].sort_values("ADT")
+    assert r["ADY"].tolist() == [29.0, 61.0] and r["AVISIT"].tolist() == ["DAY 28", "MONTH 2"]
+
+
+def test_best_overall_response_and_ties(leuk):
+    _, adam, _, _ = leuk
+    a = adam["ADRS"]
+    assert param(a, "BOR") == {("001", "2024-03-01"): "CR", ("002", "2024-01-29"): "CRh",
+                               ("003", "2024-01-29"): "CR", ("004", ""): "NE"}
+    # investigator: CR at day 28 and month 2 for 001 - a tie on the best rank: the earliest
+    assert param(a, "INVBOR") == {("001", "2024-01-29"): "CR", ("002", "2024-01-29"): "CR",
+                                  ("003", "2024-01-29"): "CR", ("004", "2024-01-29"): "CR"}
+
+
+def test_bor_tie_rule_on_equal_ranks(spec):
+    order = R.response_order(spec)
+    resp = pd.DataFrame({"USUBJID": ["S"] * 3, "RSEVAL": ["SPONSOR"] * 3, "RSDTC": ["2024-02-01", "2024-03-01", "2024-04-01"],
+                         "RSDY": [32.0, 61.0, 92.0], "response": ["NR", "SD", "NR"]})
+    # NR and SD share rank 7: the earliest (NR on 2024-02-01) is the BOR
+    b = R.best_overall_response(resp, order, 365)
+    assert (b["BOR"].iloc[0], b["RSDTC"].iloc[0]) == ("NR", "2024-02-01")
+
+
+def test_responder_parameters_and_denominator(leuk):
+    _, adam, _, _ = leuk
+    a = adam["ADRS"]
+    # CR/CRi at day 28 +/- 3: derived 003 only; investigator 001-004 (CR)
+    rsp = {k[0]: v for k, v in param(a, "RSPD28").items()}
+    irsp = {k[0]: v for k, v in param(a, "IRSPD28").items()}
+    assert rsp == {"001": "N", "002": "N", "003": "Y", "004": "N"}
+    assert irsp == {"001": "Y", "002": "Y", "003": "Y", "004": "Y"}
+    assert "005" not in rsp                                      # never infused: not in the safety population
+
+
+def test_mrd_negative_remission(leuk):
+    _, adam, _, _ = leuk
+    # 001 month 2: derived CR with MRD 0.00% (< 0.01%) -> Y; 003 has no MRD record -> N
+    m = {k[0]: v for k, v in param(adam["ADRS"], "MRDNCR").items()}
+    assert m == {"001": "Y", "002": "N", "003": "N", "004": "N"}
+    r = adam["ADRS"][(adam["ADRS"]["PARAMCD"] == "MRDNCR") & (adam["ADRS"]["USUBJID"] == u("001"))].iloc[0]
+    assert (r["SRCDOM"], r["SRCVAR"]) == ("LB", "LBSTRESN")
+
+
+def test_every_adrs_record_traces_to_sdtm(leuk):
+    sdtm, adam, _, _ = leuk
+    a = adam["ADRS"]
+    rs_keys = set(zip(sdtm["RS"]["USUBJID"], sdtm["RS"]["RSSEQ"].astype(float)))
+    lb_keys = set(zip(sdtm["LBDA"]["USUBJID"], sdtm["LBDA"]["LBSEQ"].astype(float)))
+    own = set(zip(a["USUBJID"], a["ASEQ"]))
+    for r in a.itertuples():
+        if r.SRCDOM == "RS":
+            assert (r.USUBJID, r.SRCSEQ) in rs_keys
+        elif r.SRCDOM == "LB":
+            assert (r.USUBJID, r.SRCSEQ) in lb_keys
+        elif r.SRCDOM == "ADRS":
+            assert (r.USUBJID, r.SRCSEQ) in own
+            src = a[(a["USUBJID"] == r.USUBJID) & (a["ASEQ"] == r.SRCSEQ)].iloc[0]
+            assert src["SRCDOM"] == "RS"                          # one hop to SDTM
+        else:
+            assert r.SRCDOM == "ADSL" and r.AVALC == "N"          # non-responder without an assessment
+    assert not a.duplicated(["USUBJID", "ASEQ"]).any()
+
+
+def test_reports_from_adrs(leuk, spec):
+    sdtm, adam, out, study = leuk
+    rep = reports.response_reports(adam, out, spec, study)
+    d = rep["response_discrepancies"]
+    got = {(r.USUBJID[-3:], r.VISIT, r.investigator_response, r.derived_response) for r in d.itertuples()}
+    assert got == {("001", "DAY 28", "CR", "NR"), ("002", "DAY 28", "CR", "CRh"), ("004", "DAY 28", "CR", "NE")}
+    row4 = d[d["USUBJID"] == u("004")].iloc[0]
+    assert row4["derivation_basis"] == "NE: CR undetermined, missing NEUT, PLAT"
+    assert np.isnan(row4["neut"])                                  # 8 days away: ignored
+    a = rep["response_assessments"].set_index(["USUBJID", "RSDTC"])
+    r3 = a.loc[(u("003"), "2024-01-29")]
+    assert (r3["neut"], r3["plat"], r3["neut_days"], r3["neut_date"]) == (1.0, 100.0, -7.0, "2024-01-22")
+    assert a.loc[(u("002"), "2024-03-31"), "prior_remission"] == "Y"
+    o = rep["orr_summary"].set_index("RSEVAL")
+    inv, drv = o.loc["INVESTIGATOR"], o.loc["SPONSOR"]
+    # N = 4: investigator 4/4 = 100.0% (CI 39.8-100.0); derived 1/4 = 25.0% (CI 0.6-80.6)
+    assert (inv["n_responders"], inv["orr_pct"], inv["ci_lower_pct"], inv["ci_upper_pct"]) == (4, 100.0, 39.8, 100.0)
+    assert (drv["n_responders"], drv["orr_pct"], drv["ci_lower_pct"], drv["ci_upper_pct"]) == (1, 25.0, 0.6, 80.6)
+    e = rep["event_dates"].set_index(["USUBJID", "RSEVAL"])
+    s2 = e.loc[(u("002"), "SPONSOR")]
+    assert (s2["progression_date"], s2["progression"], s2["DTHDTC"]) == ("2024-03-31", "RELAPSE", "2024-05-01")
+    assert s2["last_known_alive_date"] == "2024-05-01"             # died: last known alive = death date
+    assert e.loc[(u("001"), "INVESTIGATOR"), "last_known_alive_date"] == "2024-06-30"  # SUPPDS LKADTC
+    b = rep["bor"].set_index(["USUBJID", "RSEVAL"])
+    assert b.loc[(u("004"), "SPONSOR"), "BOR"] == "NE" and b.loc[(u("004"), "SPONSOR"), "RSDTC"] == ""
+
+
+def test_no_blood_counts_gives_ne(sdtm_spec, spec):
+    ctx = leukemia_context(sdtm_spec)
+    del ctx.datasets["LB"]
+    adam, _ = derive(sdtm_of(ctx), spec, ctx.study)
+    # blasts >= 5% need no counts; remission cannot be shown, so 002's marrow relapse is NR
+    assert param(adam["ADRS"], "OVRLRESP") == {
+        ("001", "2024-01-29"): "NR", ("001", "2024-03-01"): "NE", ("002", "2024-01-29"): "NE",
+        ("002", "2024-03-31"): "NR", ("003", "2024-01-29"): "NE", ("004", "2024-01-29"): "NE"}
+
+
+def test_aplastic_anemia_counts_at_thresholds(sdtm_spec, spec):
+    sid = "ZJU-CD7-SAA"
+    study = load_study(SPECS, sid)
+    dm = dm_frame(sid, {"001": {"rf": INF}, "002": {"rf": INF}})
+    b = {"STUDYID": sid, "SITEID": "01", "VISIT": "MONTH 3", "RSDAT": "31-MAR-2024", "TRANSIND": "Y"}
+    rs = form([{**b, "SUBJID": "001", "BMCELL": "35", "RSORRES": "CR"},
+               {**b, "SUBJID": "002", "BMCELL": "30", "RSORRES": "PR"}], "rs", RS_COLS)
+    ctx = StudyContext(study=study, spec=sdtm_spec, forms={"rs": rs})
+    ctx.datasets["DM"] = dm
+
+    def lab(s, test, value):
+        return {"USUBJID": f"{sid}-01-{s}", "LBTESTCD": test, "LBDTC": "2024-03-30", "LBSTRESN": value, "LBSPEC": "BLOOD",
+                "LBSEQ": 1.0}
+    ctx.datasets["LB"] = pd.DataFrame([lab("001", "HGB", 110.0), lab("001", "NEUT", 1.5), lab("001", "PLAT", 120.0),
+                                       lab("001", "RETI", 60.0), lab("002", "HGB", 101.0), lab("002", "NEUT", 1.6),
+                                       lab("002", "PLAT", 101.0), lab("002", "RETI", 60.0)])
+    adam, out = derive(sdtm_of(ctx, primdiag="SEVERE APLASTIC ANEMIA"), spec, study)
+    # 001: ANC 1.5 is not > 1.5 -> PR; 002: Hb 101 g/L, ANC 1.6, platelets 101 -> CR
+    assert param(adam["ADRS"], "OVRLRESP") == {("001", "2024-03-31"): "PR", ("002", "2024-03-31"): "CR"}
+    d = reports.response_reports(adam, out, spec, study)["response_discrepancies"]
+    assert [(r.USUBJID[-3:], r.investigator_response, r.derived_response) for r in d.itertuples()] == \
+        [("001", "CR", "PR"), ("002", "PR", "CR")]
+
+
+def test_autoimmune_orr_at_every_timepoint(sdtm_spec, spec):
+    sid = "ZJU-CD7-AID"
+    study = load_study(SPECS, sid)
+    dm = dm_frame(sid, {"001": {"rf": INF}, "002": {"rf": INF}})
+    b = {"STUDYID": sid, "SITEID": "01"}
+    rs = form([
+        {**b, "SUBJID": "001", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "GCDOSE": "20.0", "RSORRES": "NE"},
+        {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "DASCORE": "5", "GCDOSE": "10.0", "RSORRES": "PR"},
+        {**b, "SUBJID": "001", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "0", "GCDOSE": "7.5", "RSORRES": "CR"},
+        {**b, "SUBJID": "002", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "12", "GCDOSE": "20.0", "RSORRES": "NE"},
+        {**b, "SUBJID": "002", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "16", "GCDOSE": "20.0", "RSORRES": "PD"},
+    ], "rs", RS_COLS)
+    ctx = StudyContext(study=study, spec=sdtm_spec, forms={"rs": rs})
+    ctx.datasets["DM"] = dm
+    adam, out = derive(sdtm_of(ctx, primdiag="SYSTEMIC LUPUS ERYTHEMATOSUS"), spec, study)
+    a = adam["ADRS"]
+    # 001 month 3: score 0 but glucocorticoid 7.5 > 5 mg/day: PR, not CR; 002: +4 points: PD
+    assert param(a, "OVRLRESP") == {("001", "2024-01-29"): "PR", ("001", "2024-03-30"): "PR", ("002", "2024-03-30"): "PD"}
+    assert sorted({int(c[4:]) for c in set(a["PARAMCD"]) if c.startswith("RSPD")}) == [28, 90, 180, 365, 545, 730]
+    assert "MRDNCR" not in set(a["PARAMCD"])                       # no MRD collected
+    orr = reports.response_reports(adam, out, spec, study)["orr_summary"]
+    prim = orr[orr["primary"] == "Y"].set_index("RSEVAL")
+    assert prim.loc["INVESTIGATOR", ["n_responders", "orr_pct", "ci_lower_pct", "ci_upper_pct"]].tolist() == \
+        [1, 50.0, 1.3, 98.7]
+    assert SID  # the leukemia fixture's study id is imported from test_rs_domain
