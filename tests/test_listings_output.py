@@ -39,7 +39,7 @@ def _digests(folder):
 
 def test_files_written(out):
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert {"index.html", "listings.xlsx", "ae_by_subject.html", "ae_summary.html", "crs_icans.html", "dlt.html",
+    assert {"index.html", "listings.xlsx", "ae_by_subject.html", "ae_summary.html", "crs_icans.html", "ae_dlt_window.html",
             "lab_shift.html", "eligibility_failed.html", "response.html", "orr.html", "reconciliation.html",
             "coding_queries.html", "report_extra_report.html", "figures/swimmer.png", "figures/count_recovery.png",
             "figures/expansion.png"} <= names
@@ -47,7 +47,8 @@ def test_files_written(out):
 
 def test_workbook_layout(out):
     wb = openpyxl.load_workbook(out / "listings.xlsx")
-    assert wb.sheetnames[:4] == ["AE by subject", "AE summary", "CRS-ICANS", "DLT window"]
+    # sheet names and order from specs/tlf/outputs.csv (tables, then listings, then reports)
+    assert wb.sheetnames[:6] == ["AE summary", "Lab shift", "ORR", "AE by subject", "AEs in DLT window", "CRS-ICANS"]
     ws = wb["AE by subject"]
     assert ws["A1"].value == "Study TESTR: Adverse events by subject"
     assert ws["A2"].value == "Data cut-off 2025-06-30; generated 2025-06-30T00:00:00"
@@ -110,7 +111,7 @@ def test_html_escapes_planted_markup(out):
 
 
 def test_html_listing_is_subject_by_subject(out):
-    html = (out / "dlt.html").read_text(encoding="utf-8")
+    html = (out / "ae_dlt_window.html").read_text(encoding="utf-8")
     assert html.count('<tr class="subject">') == 3
     assert f'<th colspan="10">{kit.STUDY}-01-001 &middot; Dose level 1</th>' in html
     assert "Data cut-off 2025-06-30 &middot; generated 2025-06-30T00:00:00" in html

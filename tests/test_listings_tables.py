@@ -158,7 +158,7 @@ def _independent_dlt(data, window):
 
 
 def test_dlt_listing_window_boundaries(built, data):
-    f = built[0]["dlt"].frame
+    f = built[0]["ae_dlt_window"].frame
     got = sorted(zip(f["USUBJID"], f["AESEQ"].astype(int)))
     assert got == _independent_dlt(data, 28)
     assert got == [(_u("001"), 1), (_u("001"), 2), (_u("001"), 4), (_u("001"), 5), (_u("002"), 1), (_u("002"), 2),
@@ -167,7 +167,7 @@ def test_dlt_listing_window_boundaries(built, data):
     assert "Nausea" in set(f["AEDECOD"]) and "Vomiting" not in set(f["AEDECOD"])
     # worst grade first within a subject
     assert f[f["USUBJID"] == _u("001")]["AETOXGR"].tolist() == ["3", "2", "1", "1"]
-    assert built[0]["dlt"].title.endswith("(day 0 to day 28 after infusion)")
+    assert built[0]["ae_dlt_window"].title.endswith("(day 0 to day 28 after infusion)")
 
 
 def test_dlt_listing_without_the_qualifier_uses_the_window(data, inp):
@@ -236,7 +236,7 @@ def test_reports_are_listed_and_headed(built):
     assert "orr_pct" in done["orr"].numeric and "RSEVAL" not in done["orr"].numeric
     assert done["coding_queries"].headers == ["Unique Subject Identifier", "Sponsor-Defined Identifier",
                                               "Reported Term for the Adverse Event", "Query"]
-    # a report not named in listings.toml is still rendered
+    # a report not named in specs/tlf/outputs.csv is still rendered
     assert done["report_extra_report"].frame["note"].tolist() == ["free text <b>bold</b>"]
 
 
@@ -248,7 +248,9 @@ def test_listings_whose_inputs_are_absent_are_skipped(data):
     assert reasons["lab_shift"] == "dataset LB is not in this build"
     assert reasons["response"] == "dataset RS is not in this build"
     assert reasons["orr"] == "report orr_summary is not in this build"
-    assert {"ae_by_subject", "ae_summary", "crs_icans", "dlt"} <= {d.id for d in done}
+    assert {"ae_by_subject", "ae_summary", "crs_icans", "ae_dlt_window"} <= {d.id for d in done}
+    # the DLT listing needs ADAE's DLT flag: without the ADaM layer it is not produced
+    assert reasons["dlt"] == "dataset ADAE is not in this build"
 
 
 def test_listing_headers_come_from_the_spec(built):

@@ -10,8 +10,11 @@ writes, from the exported SDTM datasets and the build's reports:
   inputs are absent (skipped, never a crash), and the figures embedded;
 - ``figures/*.png``: swimmer plot, blood count recovery, CAR-T expansion.
 
-What is listed is in ``listings.toml`` (this folder): the listings in order, their columns,
-and headers for the columns that are not SDTM variables. SDTM columns are headed by their spec
+What is produced is the TLF specification ``specs/tlf`` (:func:`load_config`): the outputs in
+order with their number, titles, population, source datasets, footnotes, orientation and
+formats, the columns of each listing, and the headers of derived columns (``settings.toml``).
+Outputs whose formats include ``rtf``/``pdf`` are also written as ``tlf/<number>-<id>.rtf``
+and ``.pdf`` (:mod:`pipeline.report.tlf`). SDTM columns are headed by their spec
 label (SUPP-- qualifiers by their QLABEL). Content comes from :mod:`pipeline.report.tables`
 and :mod:`pipeline.report.figures` (pure functions); this module only assembles and writes.
 
@@ -37,11 +40,10 @@ import pandas as pd
 
 from pipeline.errors import ConfigError
 from pipeline.export import xpt
-from pipeline.report import excel, figures, tables
+from pipeline.report import excel, figures, tables, tlf
 from pipeline.spec import NUMERIC_TYPES, Spec
 
 HERE = Path(__file__).parent
-CONFIG = HERE / "listings.toml"
 TEMPLATES = HERE / "templates"
 LISTINGS_DIR = "listings"
 WORKBOOK = "listings.xlsx"
@@ -63,6 +65,8 @@ class Listing:
     note: str = ""
     numeric: set[str] = field(default_factory=set)
     per_subject: bool = False
+    #: the output's row of the TLF specification (number, type, source, footnotes, ...)
+    entry: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -78,18 +82,90 @@ class FigureOut:
     title: str
     png: bytes
     file: str
+    entry: dict = field(default_factory=dict)
 
 
 class Skip(Exception):
     """A listing's inputs are absent: it is skipped with this reason."""
 
 
-@lru_cache(maxsize=1)
-def load_config(path: Path = CONFIG) -> dict:
+#: the TLF specification folder shipped with the pipeline (used when a study's specs lack one)
+DEFAULT_TLF_SPEC = Path(__file__).resolve().parents[2] / "specs" / "tlf"
+OUTPUT_COLUMNS = ("id", "number", "type", "kind", "title", "subtitle", "population", "source", "orientation",
+                  "sort", "sheet", "formats", "report", "params")
+
+
+def _params(text: str) -> dict[str, list[str]]:
+    """``key=v1 v2; key2=v`` -> ``{"key": ["v1", "v2"], "key2": ["v"]}`` (outputs.csv params)."""
+    out = {}
+    for part in str(text or "").split(";"):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.split()
+    return out
+
+
+def _csv(path: Path) -> pd.DataFrame:
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, pd.errors.ParserError) as exc:
+        raise ConfigError(f"TLF specification {path}: {exc}") from None
+
+
+def tlf_spec_dir(spec: Spec | None = None) -> Path:
+    """``<specs>/tlf`` of the study's specification, else the one shipped with the pipeline."""
+    if spec is not None and (Path(spec.root) / "tlf" / "outputs.csv").is_file():
+        return Path(spec.root) / "tlf"
+    return DEFAULT_TLF_SPEC
+
+
+@lru_cache(maxsize=4)
+def load_config(folder: Path = DEFAULT_TLF_SPEC) -> dict:
+    """The TLF specification (``specs/tlf``): ``outputs.csv`` (one row per output),
+    ``columns.csv`` (the columns of a listing, in order; ``tlf`` = N: workbook and HTML only),
+    ``footnotes.csv`` (footnotes in order) and ``settings.toml`` (population, page, the
+    display texts of derived cells). Returned as ``{"population", "page", "labels",
+    "listing": [entries], "figures": {id: entry}}``; an entry is its outputs.csv row plus
+    ``columns``, ``tlf_columns``, ``footnotes``, ``note`` (footnotes joined, for the workbook and
+    HTML) and its ``params``."""
+    folder = Path(folder)
+    try:
+        settings = tomllib.loads((folder / "settings.toml").read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"listing configuration {path}: {exc}") from None
+        raise ConfigError(f"TLF specification {folder / 'settings.toml'}: {exc}") from None
+    outputs = _csv(folder / "outputs.csv")
+    missing = [c for c in OUTPUT_COLUMNS if c not in outputs.columns]
+    if missing:
+        raise ConfigError(f"TLF specification {folder / 'outputs.csv'}: missing columns {', '.join(missing)}")
+    dup = outputs["id"][outputs["id"].duplicated()].tolist()
+    if dup:
+        raise ConfigError(f"TLF specification {folder / 'outputs.csv'}: repeated output id(s) {', '.join(dup)}")
+    cols = _csv(folder / "columns.csv")
+    notes = _csv(folder / "footnotes.csv")
+    known = set(outputs["id"])
+    for name, frame in (("columns.csv", cols), ("footnotes.csv", notes)):
+        stray = sorted(set(frame["output"]) - known)
+        if stray:
+            raise ConfigError(f"TLF specification {folder / name}: unknown output(s) {', '.join(stray)}")
+    cfg = {"population": settings.get("population", {}), "page": settings.get("page", {}),
+           "labels": settings.get("labels", {}), "listing": [], "figures": {}}
+    # a loop over the spec's outputs (a few dozen rows of metadata)
+    for row in outputs.to_dict("records"):
+        entry = {k: v for k, v in row.items() if v != "" and k != "params"}
+        entry.update(_params(row["params"]))
+        c = cols[cols["output"] == row["id"]]
+        if len(c):
+            entry["columns"] = c["variable"].tolist()
+            entry["tlf_columns"] = c.loc[c["tlf"] != "N", "variable"].tolist()
+            entry["column_datasets"] = dict(zip(c["variable"], c["dataset"]))
+        entry["footnotes"] = notes.loc[notes["output"] == row["id"], "text"].tolist()
+        entry["note"] = " ".join(entry["footnotes"])
+        entry["formats"] = row["formats"].split()
+        if row["type"] == "Figure":
+            cfg["figures"][row["id"]] = entry
+        else:
+            cfg["listing"].append(entry)
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,7 +174,7 @@ def load_config(path: Path = CONFIG) -> dict:
 class Labels:
     """Column headers: spec labels of SDTM variables (dataset of the listing first, then the
     domain of the variable's prefix, then any dataset), QLABELs of SUPP-- qualifiers, then
-    ``[labels]`` of listings.toml, then the column name."""
+    ``[labels]`` of specs/tlf/settings.toml, then the column name."""
 
     def __init__(self, spec: Spec, config: dict):
         v = spec.variables
@@ -145,11 +221,13 @@ def make_listing(entry: dict, frame: pd.DataFrame, labels: Labels, dataset: str 
     from the labels."""
     cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
     out = frame[cols].reset_index(drop=True)
+    ds = entry.get("column_datasets", {})
     return Listing(
         id=entry["id"], title=entry["title"], sheet=entry.get("sheet", entry["id"]), frame=out,
-        headers=[labels.header(c, dataset) for c in cols], note=entry.get("note", "") if note is None else note,
-        numeric={c for c in cols if labels.is_numeric(c, out, dataset)},
-        per_subject=entry.get("kind") in PER_SUBJECT and "USUBJID" in cols)
+        headers=[labels.header(c, ds.get(c) or dataset) for c in cols],
+        note=entry.get("note", "") if note is None else note,
+        numeric={c for c in cols if labels.is_numeric(c, out, ds.get(c) or dataset)},
+        per_subject=entry.get("kind") in PER_SUBJECT and "USUBJID" in cols, entry=entry)
 
 
 # ---------------------------------------------------------------------------------------
@@ -240,6 +318,21 @@ def build_dlt(entry: dict, inp: Inputs) -> Listing:
     return lst
 
 
+def build_dlt_flag(entry: dict, inp: Inputs) -> Listing:
+    """Dose-limiting toxicities: ADAE records with DLTFL = Y (the protocol's DLT definition,
+    ``specs/rules/dlt_definition.csv``, applied by the ADaM layer); DLTRULE says which
+    criterion the event met."""
+    adae = inp.dataset("ADAE")
+    if "DLTFL" not in adae.columns:
+        raise Skip("ADAE has no DLT flag (DLTFL)")
+    frame = tables.dlt_flagged(adae, inp.subjects)
+    cols = list(entry.get("columns") or frame.columns)
+    if "DLTRULE" in frame.columns and "DLTRULE" not in cols:
+        cols.append("DLTRULE")
+    lst = make_listing(entry, frame, inp.labels, "ADAE", cols)
+    return lst
+
+
 def lab_grades(spec: Spec) -> list[str]:
     """Lab grade rows/columns: the terms of codelist LBTOXGR (0-4) when the spec has it."""
     if "LBTOXGR" in set(spec.codelists["codelist"]):
@@ -275,7 +368,7 @@ def build_report(entry: dict, inp: Inputs) -> Listing:
 
 BUILDERS = {
     "ae_listing": build_ae_listing, "ae_summary": build_ae_summary, "crs_icans": build_crs_icans,
-    "dlt": build_dlt, "lab_shift": build_lab_shift, "eligibility_failed": build_eligibility_failed,
+    "dlt": build_dlt, "dlt_flag": build_dlt_flag, "lab_shift": build_lab_shift, "eligibility_failed": build_eligibility_failed,
     "response": build_response, "report": build_report,
 }
 
@@ -287,7 +380,7 @@ def build_listings(inp: Inputs) -> tuple[list[Listing], list[Skipped]]:
     for entry in inp.config.get("listing", []):
         kind = entry.get("kind", "")
         if kind not in BUILDERS:
-            raise ConfigError(f"listings.toml: listing {entry.get('id')!r} has unknown kind {kind!r}")
+            raise ConfigError(f"specs/tlf/outputs.csv: output {entry.get('id')!r} has unknown kind {kind!r}")
         if entry.get("report"):
             used.add(entry["report"])
         try:
@@ -312,16 +405,16 @@ def build_figures(inp: Inputs) -> tuple[list[FigureOut], list[Skipped]]:
     if sw:
         order = _response_order(inp.spec)
         lanes, markers, shown = figures.swimmer_data(
-            inp.subjects, inp.datasets.get("RS"), order, sw.get("response_testcd", "OVRLRESP"),
+            inp.subjects, inp.datasets.get("RS"), order, _one(sw.get("response_testcd"), "OVRLRESP"),
             sw.get("evaluators", []), inp.study.data_cutoff)
         fig = figures.swimmer_figure(lanes, markers, order, sw["title"], shown)
-        _add(out, skipped, "swimmer", sw["title"], fig, "no treated subject")
+        _add(out, skipped, "swimmer", sw["title"], fig, "no treated subject", sw)
     cr = cfg.get("count_recovery", {})
     if cr:
         if "LB" in inp.datasets:
             data = figures.recovery_data(inp.datasets["LB"], inp.subjects, cr["tests"], planned_days(inp.study))
             fig = figures.recovery_figure(data, cr["tests"], cr["title"])
-            _add(out, skipped, "count_recovery", cr["title"], fig, f"no {', '.join(cr['tests'])} result in LB")
+            _add(out, skipped, "count_recovery", cr["title"], fig, f"no {', '.join(cr['tests'])} result in LB", cr)
         else:
             skipped.append(Skipped("count_recovery", cr["title"], "dataset LB is not in this build"))
     ex = cfg.get("expansion", {})
@@ -329,10 +422,17 @@ def build_figures(inp: Inputs) -> tuple[list[FigureOut], list[Skipped]]:
         if "PC" in inp.datasets:
             data = figures.expansion_data(inp.datasets["PC"], inp.subjects, ex["tests"], planned_days(inp.study))
             fig = figures.expansion_figure(data, ex["tests"], ex["title"])
-            _add(out, skipped, "expansion", ex["title"], fig, f"no quantified {', '.join(ex['tests'])} result in PC")
+            _add(out, skipped, "expansion", ex["title"], fig, f"no quantified {', '.join(ex['tests'])} result in PC", ex)
         else:
             skipped.append(Skipped("expansion", ex["title"], "dataset PC is not in this build"))
     return out, skipped
+
+
+def _one(value, default: str) -> str:
+    """A single-valued parameter of outputs.csv (params are lists)."""
+    if isinstance(value, list):
+        return value[0] if value else default
+    return value or default
 
 
 def planned_days(study) -> dict[str, float]:
@@ -341,11 +441,11 @@ def planned_days(study) -> dict[str, float]:
     return dict(zip(visits["VISIT"], visits["day"].astype(float))) if len(visits) else {}
 
 
-def _add(out: list, skipped: list, fid: str, title: str, fig, why: str) -> None:
+def _add(out: list, skipped: list, fid: str, title: str, fig, why: str, entry: dict | None = None) -> None:
     if fig is None:
         skipped.append(Skipped(fid, title, why))
     else:
-        out.append(FigureOut(fid, title, figures.png_bytes(fig), f"figures/{fid}.png"))
+        out.append(FigureOut(fid, title, figures.png_bytes(fig), f"figures/{fid}.png", entry or {}))
 
 
 def _response_order(spec: Spec) -> pd.DataFrame:
@@ -406,11 +506,14 @@ def render_listing(lst: Listing, head: dict) -> str:
         numeric_idx=numeric_idx, **head)
 
 
-def render_index(listings: list[Listing], skipped: list[Skipped], figs: list[FigureOut], head: dict) -> str:
-    embedded = [{"id": f.id, "title": f.title, "file": f.file,
+def render_index(listings: list[Listing], skipped: list[Skipped], figs: list[FigureOut], head: dict,
+                 tlf_files: dict[str, list[str]] | None = None) -> str:
+    tlf_files = tlf_files or {}
+    embedded = [{"id": f.id, "title": f.title, "file": f.file, "tlf": tlf_files.get(f.id, []),
+                 "number": f.entry.get("number", ""),
                  "data": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")} for f in figs]
     return _env().get_template("index.html.j2").render(listings=listings, skipped=skipped, figures=embedded,
-                                                       workbook=WORKBOOK, **head)
+                                                       workbook=WORKBOOK, tlf=tlf_files, **head)
 
 
 def _build_report_frames(study_dir: Path) -> dict[str, pd.DataFrame]:
@@ -425,7 +528,7 @@ def _build_report_frames(study_dir: Path) -> dict[str, pd.DataFrame]:
 
 def prepare(datasets: dict[str, pd.DataFrame], reports: dict[str, pd.DataFrame], ctx,
             config: dict | None = None) -> Inputs:
-    config = config or load_config()
+    config = config or load_config(tlf_spec_dir(ctx.spec))
     spec = ctx.spec
     pop = config.get("population", {})
     dm = datasets.get("DM")
@@ -462,4 +565,86 @@ def write_listings(study_dir: Path, datasets: dict[str, pd.DataFrame], reports: 
         path = out / f.file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f.png)
-    (out / "index.html").write_bytes(render_index(listings, skipped + fig_skipped, figs, head).encode("utf-8"))
+    tlf_files = write_tlf(out, listings, figs, head, stamp, inp.config.get("page", {}))
+    (out / "index.html").write_bytes(
+        render_index(listings, skipped + fig_skipped, figs, head, tlf_files).encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------
+# RTF and PDF
+# ---------------------------------------------------------------------------------------
+TLF_DIR = "tlf"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version(tlf.PROGRAM_PACKAGE)
+    except Exception:  # noqa: BLE001 - not installed as a distribution: the version is unknown
+        return "unknown version"
+
+
+def tlf_file_stem(entry: dict) -> str:
+    """``t14_3_1_1_ae_summary``: type initial, number, output id."""
+    kind = str(entry.get("type", "Table"))[:1].lower()
+    return f"{kind}{str(entry.get('number', '')).replace('.', '_')}_{entry['id']}"
+
+
+def _source_text(entry: dict) -> str:
+    return ", ".join(str(entry.get("source", "")).split()) or "-"
+
+
+def listing_doc(lst: Listing, head: dict, program: str) -> tlf.Doc:
+    """A listing or table as a :class:`pipeline.report.tlf.Doc`."""
+    e = lst.entry
+    keep = set(e.get("tlf_columns") or lst.frame.columns)
+    idx = [j for j, c in enumerate(lst.frame.columns) if c in keep]
+    frame = lst.frame.iloc[:, idx]
+    cells = display_values(frame, lst.numeric)
+    return tlf.Doc(
+        studyid=head["studyid"], type=e.get("type", "Table"), number=e.get("number", ""), title=lst.title,
+        subtitle=e.get("subtitle", ""), population=e.get("population", ""), headers=[lst.headers[j] for j in idx],
+        rows=cells.to_numpy(dtype=object).tolist(), align=["r" if c in lst.numeric else "l" for c in frame.columns],
+        orientation=e.get("orientation", "portrait"),
+        footnotes=list(e.get("footnotes", [])), source=_source_text(e), cutoff=head["data_cutoff"],
+        program=program, run=head["generated"])
+
+
+def write_tlf(out: Path, listings: list[Listing], figs: list[FigureOut], head: dict, stamp,
+              page: dict) -> dict[str, list[str]]:
+    """RTF and PDF of every output whose spec formats include them, into ``out/tlf/``;
+    returns output id -> the files written (relative to ``out``)."""
+    folder = out / TLF_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    version = _version()
+    written: dict[str, list[str]] = {}
+    docs = []
+    for lst in listings:
+        formats = set(lst.entry.get("formats", []))
+        if formats & {"rtf", "pdf"}:
+            fn = BUILDERS.get(lst.entry.get("kind", ""), build_report).__name__
+            docs.append((lst.entry, formats, listing_doc(lst, head, f"pipeline.report.listings.{fn} ({tlf.PROGRAM_PACKAGE} {version})")))
+    for f in figs:
+        e = f.entry
+        formats = set(e.get("formats", []))
+        if formats & {"rtf", "pdf"}:
+            doc = tlf.Doc(studyid=head["studyid"], type=e.get("type", "Figure"), number=e.get("number", ""),
+                          title=f.title, subtitle=e.get("subtitle", ""), population=e.get("population", ""),
+                          orientation=e.get("orientation", "landscape"), footnotes=list(e.get("footnotes", [])),
+                          source=_source_text(e), cutoff=head["data_cutoff"],
+                          program=f"pipeline.report.figures.{f.id}_figure ({tlf.PROGRAM_PACKAGE} {version})",
+                          run=head["generated"], png=f.png, png_path=out / f.file)
+            docs.append((e, formats, doc))
+    size = float(page.get("font_size", 7))
+    margin = float(page.get("margin", 0.6))
+    for e, formats, doc in docs:
+        stem = tlf_file_stem(e)
+        files = []
+        if "rtf" in formats:
+            (folder / f"{stem}.rtf").write_bytes(tlf.rtf_bytes(doc, size, margin))
+            files.append(f"{TLF_DIR}/{stem}.rtf")
+        if "pdf" in formats:
+            (folder / f"{stem}.pdf").write_bytes(tlf.pdf_bytes(doc, stamp, size, margin))
+            files.append(f"{TLF_DIR}/{stem}.pdf")
+        written[e["id"]] = files
+    return written

@@ -8,7 +8,7 @@ writes files; :mod:`pipeline.report.listings` renders the results.
 Conventions:
 
 - *Treated subjects*: DM records whose reference start (``[population] treated_variable`` of
-  ``listings.toml``, RFSTDTC = first CAR-T infusion) is not empty; the denominator N.
+  ``specs/tlf/settings.toml``, RFSTDTC = first CAR-T infusion) is not empty; the denominator N.
 - *Cohort*: the first non-empty of ``[population] cohort_variables`` (ACTARM, then ARM).
 - *Day after infusion* (protocol day): infusion = day 0 = study day 1, SDTM has no day 0
   (SDTMIG 3.4 section 4.4.4), so the protocol day is ``--DY - 1`` for ``--DY >= 1`` and
@@ -230,6 +230,13 @@ def dlt_listing(ae: pd.DataFrame, subj: pd.DataFrame, window_days: int, min_grad
     c = with_cohort(c[inside], subj)
     c["_g"] = -grade_number(column(c, "AETOXGR")).fillna(-1)
     return _sort(c, ["USUBJID", "_g", "AESTDTC", "AESEQ"]).drop(columns="_g")
+
+
+def dlt_flagged(adae: pd.DataFrame, subj: pd.DataFrame) -> pd.DataFrame:
+    """ADAE records flagged as dose-limiting toxicities (DLTFL = Y) with the cohort; by
+    subject and analysis start date."""
+    c = with_cohort(adae[column(adae, "DLTFL") == "Y"], subj)
+    return _sort(c, ["USUBJID", "ASTDT", "AESEQ"])
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""RTF and PDF outputs of the hand-built study TESTR, read back as a reviewer's tools read them
+(pypdf text extraction; the RTF's text parsed out with striprtf, its page header and footer
+groups parsed separately): titles and footnotes from specs/tlf, ``Page 1 of N`` against the
+pages actually in the file, source/cut-off/program/run lines, the first rows against the
+fixture data, and byte-identical reruns."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pandas as pd
+import pytest
+
+from fixtures.report import reportkit as kit
+from pipeline.report import listings, tlf
+
+pypdf = pytest.importorskip("pypdf", reason="pypdf (test extra) is needed to read the PDFs back")
+striprtf = pytest.importorskip("striprtf.striprtf", reason="striprtf (test extra) is needed to read the RTFs back")
+
+SPEC = listings.load_config(listings.DEFAULT_TLF_SPEC)
+
+
+def _entry(oid):
+    return next(e for e in SPEC["listing"] + list(SPEC["figures"].values()) if e["id"] == oid)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return kit.exported()
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory, data):
+    d = tmp_path_factory.mktemp("tlf")
+    listings.write_listings(d, data, kit.reports(), kit.context(data))
+    return d / "listings" / "tlf"
+
+
+def _group(rtf: str, word: str) -> str:
+    """The text of the RTF group opened by ``{\\<word>`` (brace matched)."""
+    start = rtf.index("{\\" + word)
+    depth = 0
+    for i in range(start, len(rtf)):
+        depth += {"{": 1, "}": -1}.get(rtf[i], 0) if rtf[i - 1] != "\\" else 0
+        if depth == 0:
+            return striprtf.rtf_to_text("{\\rtf1 " + rtf[start + len(word) + 2:i] + "}")
+    raise AssertionError(f"unbalanced group {word}")
+
+
+def _rtf(path):
+    raw = path.read_bytes().decode("cp1252")
+    return raw, striprtf.rtf_to_text(raw), _group(raw, "header"), _group(raw, "footer")
+
+
+def _pdf(path):
+    reader = pypdf.PdfReader(io.BytesIO(path.read_bytes()))
+    return reader, [p.extract_text() for p in reader.pages]
+
+
+def test_every_spec_output_with_rtf_pdf_is_written(out):
+    names = {p.name for p in out.iterdir()}
+    # 14.2.1.2 BOR needs the bor report and 16.2.7.2 DLT needs ADAE: both absent in TESTR
+    for e in SPEC["listing"] + list(SPEC["figures"].values()):
+        if e["id"] in ("bor", "dlt") or not {"rtf", "pdf"} & set(e["formats"]):
+            continue
+        stem = listings.tlf_file_stem(e)
+        assert {f"{stem}.rtf", f"{stem}.pdf"} <= names, e["id"]
+    assert "t14_3_1_1_ae_summary.rtf" in names and "l16_2_7_1_ae_by_subject.pdf" in names
+
+
+def test_pdf_ae_listing_reads_back(out, data):
+    reader, pages = _pdf(out / "l16_2_7_1_ae_by_subject.pdf")
+    first = pages[0]
+    n = len(reader.pages)
+    assert f"Page 1 of {n}" in first and f"Page {n} of {n}" in pages[-1]
+    assert "Listing 16.2.7.1" in first and "Adverse events by subject" in first
+    assert "Population: All subjects" in first
+    assert _entry("ae_by_subject")["footnotes"][0] in " ".join(first.split("\n"))
+    assert "Source: AE, SUPPAE, DM. Data cut-off: 2025-06-30." in first
+    assert "Program: pipeline.report.listings.build_ae_listing" in first and "Run: 2025-06-30T00:00:00" in first
+    # column headers come from the SDTM spec labels and repeat on every page
+    for p in pages:
+        assert "Reported Term for the Adverse Event" in " ".join(p.split("\n"))
+    # the first rows: the fixture's AE records by subject, start date and sequence
+    ae = data["AE"].sort_values(["USUBJID", "AESTDTC", "AESEQ"], kind="mergesort")
+    lines = first.split("\n")
+    at = [lines.index(t) for t in ae["AETERM"].head(3)]
+    assert at == sorted(at) and len(set(at)) == 3
+    assert ae["AETERM"].head(3).tolist() == ["Fever", "CRS", "Cytokine release syndrome"]
+    assert lines[at[0] - 3:at[0]] == ["TESTR-01-001", "Dose level 1", "1"] or "TESTR-01-001" in lines[at[0] - 4:at[0]]
+
+
+def test_pdf_metadata_are_the_run_stamp(out):
+    reader, _ = _pdf(out / "t14_3_1_1_ae_summary.pdf")
+    meta = reader.metadata
+    assert meta["/CreationDate"] == "D:20250630000000+00'00'" == meta["/ModDate"]
+    assert meta["/Title"] == "Table 14.3.1.1 " + _entry("ae_summary")["title"]
+
+
+def test_rtf_ae_summary_reads_back(out, data):
+    raw, text, header, footer = _rtf(out / "t14_3_1_1_ae_summary.rtf")
+    pages = len(re.findall(r"(?<!\\)\\page(?![A-Za-z])", raw)) + 1
+    assert f"Page 1 of {pages}" in header and "Study TESTR" in header
+    assert "Table 14.3.1.1" in text and _entry("ae_summary")["title"] in text
+    assert "Number (%) of subjects" in text
+    assert _entry("ae_summary")["footnotes"][1] in text
+    assert "Source: AE, SUPPAE, DM. Data cut-off: 2025-06-30." in footer
+    assert "Program: pipeline.report.listings.build_ae_summary" in footer
+    rows = [r.split("|") for r in text.splitlines() if "|" in r]
+    assert rows[0][:3] == ["Body System or Organ Class", "Dictionary-Derived Term", "Grade 1"]
+    # Any adverse event: 3 treated subjects, all with a countable TEAE (test_listings_tables)
+    assert rows[1][0] == "Any adverse event" and rows[1][-2] == "3 (100.0%)"
+
+
+def test_rtf_listing_first_rows_and_planted_text(out, data):
+    raw, text, header, footer = _rtf(out / "l16_2_7_1_ae_by_subject.rtf")
+    assert "\\landscape" in raw
+    rows = [r.split("|") for r in text.splitlines() if r.count("|") > 5]
+    assert rows[0][0] == "Unique Subject Identifier"
+    ae = data["AE"].sort_values(["USUBJID", "AESTDTC", "AESEQ"], kind="mergesort")
+    firsts = [(r[0], r[3]) for r in rows[1:4]]
+    assert firsts == list(zip(ae["USUBJID"].head(3), ae["AETERM"].head(3)))
+    # data texts stay text: RTF control characters are escaped by the library
+    assert kit.INJECTION_HYPERLINK in text and kit.INJECTION_SCRIPT in text
+
+
+def test_figure_outputs_embed_the_png(out):
+    raw, text, header, footer = _rtf(out / "f14_2_2_1_swimmer.rtf")
+    assert "\\pngblip" in raw and "Figure 14.2.2.1" in text
+    reader, pages = _pdf(out / "f14_2_2_1_swimmer.pdf")
+    assert "Figure 14.2.2.1" in pages[0] and "Page 1 of 1" in pages[0]
+    assert reader.pages[0].images  # the figure is drawn as an image
+
+
+def test_no_records_output_says_so():
+    doc = tlf.Doc(studyid="X", type="Listing", number="1", title="Empty", headers=["A", "B"], rows=[],
+                  align=["l", "l"], source="AE", cutoff="2025-01-01", program="p", run="r")
+    from datetime import datetime
+    assert tlf.NO_RECORDS in pypdf.PdfReader(io.BytesIO(tlf.pdf_bytes(doc, datetime(2025, 1, 1)))).pages[0].extract_text()
+    assert tlf.NO_RECORDS in striprtf.rtf_to_text(tlf.rtf_text(doc))
+
+
+def test_long_listing_paginates_with_repeated_headers():
+    rows = [[f"S-{i:03d}", "word " * (i % 7 + 1)] for i in range(150)]
+    doc = tlf.Doc(studyid="X", type="Listing", number="9", title="Long", headers=["Subject", "Text"], rows=rows,
+                  align=["l", "l"], orientation="portrait", source="AE", cutoff="2025-01-01", program="p", run="r")
+    from datetime import datetime
+    reader = pypdf.PdfReader(io.BytesIO(tlf.pdf_bytes(doc, datetime(2025, 1, 1))))
+    n = len(reader.pages)
+    assert n >= 2
+    seen = []
+    for i, page in enumerate(reader.pages, start=1):
+        t = page.extract_text().split("\n")
+        assert f"Page {i} of {n}" in t and "Subject" in t
+        seen += [x for x in t if x.startswith("S-")]
+    assert seen == [r[0] for r in rows]  # every row once, in order, none lost at a page break
+    raw = tlf.rtf_text(doc)
+    breaks = len(re.findall(r"(?<!\\)\\page(?![A-Za-z])", raw))
+    assert breaks >= 1
+    assert "\\fldinst NUMPAGES }{\\fldrslt " + str(breaks + 1) + "}" in raw
+
+
+def test_wrapper_breaks_words_wider_than_the_column():
+    w = tlf._Wrapper(tlf.FONT, 7)
+    lines = w("X" * 60, 30.0)
+    assert len(lines) > 1 and "".join(lines) == "X" * 60
+
+
+def test_source_date_epoch_sets_the_run_stamp(tmp_path, data, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1750000000")
+    listings.write_listings(tmp_path, data, {}, kit.context(data))
+    reader, pages = _pdf(tmp_path / "listings" / "tlf" / "t14_3_1_1_ae_summary.pdf")
+    assert reader.metadata["/CreationDate"] == "D:20250615150640+00'00'"
+    assert "Run: 2025-06-15T15:06:40" in pages[0]
+    _, _, _, footer = _rtf(tmp_path / "listings" / "tlf" / "t14_3_1_1_ae_summary.rtf")
+    assert "Run: 2025-06-15T15:06:40" in footer
+
+
+def test_spec_columns_are_not_relabelled(data):
+    """Headers of dataset variables come from the dataset spec: settings.toml [labels] may
+    only name derived columns, never a variable of the spec."""
+    spec = kit.context(data).spec
+    variables = set(spec.variables["variable"])
+    assert not (set(SPEC["labels"]) & variables)
+    cols = pd.read_csv(listings.DEFAULT_TLF_SPEC / "columns.csv", dtype=str, keep_default_na=False)
+    assert set(cols["output"]) <= {e["id"] for e in SPEC["listing"]}
