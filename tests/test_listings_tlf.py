@@ -161,6 +161,18 @@ def test_long_listing_paginates_with_repeated_headers():
     assert "\\fldinst NUMPAGES }{\\fldrslt " + str(breaks + 1) + "}" in raw
 
 
+def test_rtf_keeps_data_text_verbatim():
+    """rtflite's conversions are off and RTF specials escaped: underscores, carets, >=, braces
+    and backslashes come back as written; a non-Latin character as itself."""
+    planted = ["AE_1 x^2", ">= 3 {b} \\par \\", "CAR-T \u2265 1e6 \u7ec6\u80de"]
+    doc = tlf.Doc(studyid="X_1", type="Listing", number="2", title="t_i {t}", headers=["A_B", "C"],
+                  rows=[[planted[0], planted[1]], [planted[2], "x"]], align=["l", "l"], footnotes=["n_1 >= 2"],
+                  source="AE", cutoff="2025-01-01", program="p", run="r")
+    text = striprtf.rtf_to_text(tlf.rtf_text(doc))
+    for p in planted + ["t_i {t}", "A_B", "n_1 >= 2"]:
+        assert p in text, p
+
+
 def test_wrapper_breaks_words_wider_than_the_column():
     w = tlf._Wrapper(tlf.FONT, 7)
     lines = w("X" * 60, 30.0)

@@ -126,6 +126,17 @@ def _rtf_page_fields(total: int | str) -> str:
             "{\\field{\\*\\fldinst NUMPAGES }{\\fldrslt " + str(total) + "}}")
 
 
+def rtf_escape(text: str) -> str:
+    """Data text for rtflite with its conversions off (they would turn ``_``/``^`` into
+    sub/superscripts and ``>=`` into a symbol): RTF's own specials ``\\ { }`` escaped;
+    rtflite writes characters beyond Latin-1 as ``\\u`` escapes."""
+    return text.replace("\\", "\\\\").replace("{", "\\{").replace("}", "\\}")
+
+
+def _esc(texts: list[str]) -> list[str]:
+    return [rtf_escape(t) for t in texts]
+
+
 _PAGE_BREAK = re.compile(r"(?<!\\)\\page(?![A-Za-z])")
 
 
@@ -143,36 +154,39 @@ def rtf_text(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6) -> str:
                       margin=[margin_in, margin_in, margin_in + 0.35, margin_in + 0.35, margin_in * 0.6, margin_in * 0.6],
                       nrow=nrow, col_width=avail_in,
                       page_title="all", page_footnote="all", page_source="all")
-    header = rl.RTFPageHeader(text=[f"Study {doc.studyid}", _rtf_page_fields("@NUMPAGES@")], text_font=[ARIAL] * 2,
-                              text_font_size=[8, 8], text_justification=["r", "r"])
-    footer = rl.RTFPageFooter(text=doc.footer_lines(), text_font=[ARIAL] * 2, text_font_size=[7, 7],
-                              text_justification=["l", "l"])
+    header = rl.RTFPageHeader(text=[rtf_escape(f"Study {doc.studyid}"), _rtf_page_fields("@NUMPAGES@")],
+                              text_font=[ARIAL] * 2, text_font_size=[8, 8], text_justification=["r", "r"],
+                              text_convert=[False])
+    footer = rl.RTFPageFooter(text=_esc(doc.footer_lines()), text_font=[ARIAL] * 2, text_font_size=[7, 7],
+                              text_justification=["l", "l"], text_convert=[False])
     titles = doc.title_lines()
-    title = rl.RTFTitle(text=titles, text_font=[ARIAL] * len(titles), text_font_size=[10] * len(titles),
-                        text_format=["b"] * min(2, len(titles)) + [""] * (len(titles) - 2))
+    title = rl.RTFTitle(text=_esc(titles), text_font=[ARIAL] * len(titles), text_font_size=[10] * len(titles),
+                        text_format=["b"] * min(2, len(titles)) + [""] * (len(titles) - 2), text_convert=[False])
     kw = dict(rtf_page=page, rtf_page_header=header, rtf_page_footer=footer, rtf_title=title)
     if doc.footnotes:
-        kw["rtf_footnote"] = rl.RTFFootnote(text=list(doc.footnotes), text_font=[ARIAL] * len(doc.footnotes),
-                                            text_font_size=[7] * len(doc.footnotes))
+        kw["rtf_footnote"] = rl.RTFFootnote(text=_esc(doc.footnotes), text_font=[ARIAL] * len(doc.footnotes),
+                                            text_font_size=[7] * len(doc.footnotes), text_convert=[False])
     if doc.png_path is not None:
         w, h = (9.0, 5.2) if landscape else (6.5, 6.0)
         kw["rtf_figure"] = rl.RTFFigure(figures=[str(doc.png_path)], fig_width=w, fig_height=h)
-        kw["rtf_footnote"] = rl.RTFFootnote(text=list(doc.footnotes), text_font=[ARIAL] * len(doc.footnotes),
-                                            text_font_size=[7] * len(doc.footnotes), as_table=False) if doc.footnotes else None
+        kw["rtf_footnote"] = rl.RTFFootnote(text=_esc(doc.footnotes), text_font=[ARIAL] * len(doc.footnotes),
+                                            text_font_size=[7] * len(doc.footnotes), as_table=False,
+                                            text_convert=[False]) if doc.footnotes else None
         text = rl.RTFDocument(**{k: v for k, v in kw.items() if v is not None}).rtf_encode()
     else:
         ncol = len(doc.headers)
         rows = doc.rows or [[NO_RECORDS] + [""] * (ncol - 1)]
         names = [f"c{j}" for j in range(ncol)]
-        df = pl.DataFrame({n: [r[j] for r in rows] for j, n in enumerate(names)},
+        df = pl.DataFrame({n: [rtf_escape(r[j]) for r in rows] for j, n in enumerate(names)},
                           schema={n: pl.Utf8 for n in names})
         widths = column_widths(doc.headers, [[r[j] for r in rows] for j in range(ncol)], avail_in * PT, font_size)
         just = [a if a in ("l", "r", "c") else "l" for a in (doc.align or ["l"] * ncol)]
-        kw["rtf_column_header"] = [rl.RTFColumnHeader(text=list(doc.headers), col_rel_width=widths,
+        kw["rtf_column_header"] = [rl.RTFColumnHeader(text=_esc(doc.headers), col_rel_width=widths, text_convert=[False],
                                                       text_font=[ARIAL] * ncol, text_font_size=[font_size] * ncol,
                                                       text_format=["b"] * ncol,
                                                       text_justification=just)]
         kw["rtf_body"] = rl.RTFBody(col_rel_width=widths, text_font=[[ARIAL] * ncol], text_font_size=[[font_size] * ncol],
+                                    text_convert=[[False]],
                                     text_justification=[just])
         text = rl.RTFDocument(df=df, **kw).rtf_encode()
     pages = len(_PAGE_BREAK.findall(text)) + 1
