@@ -61,10 +61,58 @@ def test_recovery_median_and_range_by_cohort(inp, data):
 
 def test_expansion_points(inp, data):
     d = figures.expansion_data(data["PC"], inp.subjects, ["CARTCOPY"], listings.planned_days(inp.study))
-    got = [(r.USUBJID, r.day, r.nominal_day, r.value) for r in d.itertuples()]
-    # the <LLOQ sample is not plotted; actual day 8 of subject 003 sits at its planned day 7 for the median
-    assert got == [(_u("001"), 7, 7, 5000.0), (_u("001"), 28, 28, 250.5), (_u("002"), 7, 7, 12000.0),
-                   (_u("003"), 8, 7, 800.0)]
+    got = [(r.USUBJID, r.day, r.nominal_day, r.value, r.blq) for r in d.itertuples()]
+    # the <10 sample of day 0 counts at half the limit (0.5 x 10 = 5); actual day 8 of subject 003
+    # sits at its planned day 7 for the median
+    assert got == [(_u("001"), 0, 0, 5.0, True), (_u("001"), 7, 7, 5000.0, False), (_u("001"), 28, 28, 250.5, False),
+                   (_u("002"), 7, 7, 12000.0, False), (_u("003"), 8, 7, 800.0, False)]
+
+
+def test_expansion_medians_are_of_all_results_with_the_stated_rule(inp):
+    subj = inp.subjects
+    u1, u2, u3 = _u("001"), _u("002"), _u("003")  # 001 and 002: dose level 1
+    pc = pd.DataFrame({
+        "USUBJID": [u1, u2, u1, u2], "PCTESTCD": "CARTCOPY", "PCTEST": "t", "PCSTRESU": "u",
+        "VISIT": ["DAY 7", "DAY 7", "DAY 28", "DAY 28"], "PCDY": [8.0, 8.0, 29.0, 29.0],
+        "PCSTRESN": [100.0, np.nan, np.nan, np.nan], "PCSTRESC": ["100", "<20", "<20", ""],
+        "PCLLOQ": [20.0, 20.0, np.nan, np.nan]})
+    for factor, day7, day28 in ((0.5, (100 + 10) / 2, 10.0), (1.0, (100 + 20) / 2, 20.0)):
+        d = figures.expansion_data(pc, subj, ["CARTCOPY"], listings.planned_days(inp.study), factor)
+        m = figures.expansion_medians(d).set_index("nominal_day")
+        # day 7: 100 and one <LLOQ (20 from PCLLOQ); day 28: one <20 (limit read from "<20"), one not done
+        assert m.loc[7.0, "median"] == day7 and m.loc[7.0, "n"] == 2 and m.loc[7.0, "n_blq"] == 1
+        assert m.loc[28.0, "median"] == day28 and m.loc[28.0, "n"] == 1
+    # the quantified-only median of day 7 would be 100: the rule changes the curve
+    assert figures.lloq(pc).tolist() == [20.0, 20.0, 20.0, pytest.approx(np.nan, nan_ok=True)]
+
+
+def test_expansion_footnote_states_the_rule():
+    spec = listings.load_config(listings.DEFAULT_TLF_SPEC)["figures"]["expansion"]
+    assert spec["blq_factor"] == ["0.5"]
+    assert any("counts as 0.5 x LLOQ" in f for f in spec["footnotes"])
+
+
+def test_swimmer_hsct_marks_and_absence(inp, data, order):
+    pr = pd.DataFrame({"USUBJID": [_u("001"), _u("003")], "PRDECOD": ["Allogeneic stem cell transplantation",
+                                                                    "Leukapheresis"],
+                       "PRSTDTC": ["2025-03-01", "2025-02-20"]})
+    h = figures.hsct_dates({"PR": pr}, "PR", "PRDECOD", "stem cell transplant|HSCT", "PRSTDTC")
+    _, markers, _ = figures.swimmer_data(inp.subjects, data["RS"], order, "OVRLRESP", ["INVESTIGATOR"],
+                                         "2025-06-30", h)
+    got = markers[markers["kind"] == "hsct"][["USUBJID", "day"]].values.tolist()
+    assert got == [[_u("001"), 50.0]]  # 2025-01-10 -> 2025-03-01; leukapheresis is not HSCT
+    assert figures.hsct_dates({}, "PR", "PRDECOD", "x", "PRSTDTC") is None
+    # absent: the swimmer's footnotes say so in the PDF/RTF
+    figs, _ = listings.build_figures(inp)
+    sw = next(f for f in figs if f.id == "swimmer")
+    assert any("HSCT after CAR-T is not shown" in n for n in sw.entry["footnotes"])
+
+
+def test_recovery_and_expansion_show_n_per_time_point(inp):
+    figs, _ = listings.build_figures(inp)
+    for f in figs:
+        if f.id in ("count_recovery", "expansion"):
+            assert f.entry["subtitle"] == "n = subjects with a result at the visit"
 
 
 def test_pngs_are_deterministic_and_real(inp, data):

@@ -58,10 +58,20 @@ def response_colors(order: pd.DataFrame) -> dict[str, tuple]:
     return out
 
 
-def _panel_margins(fig: Figure) -> None:
-    """Fixed margins in inches (cheaper than tight_layout, and the same on every run)."""
+#: points between the rows of "n per time point" under an axis
+N_ROW_PT = 9.0
+
+
+def _panel_margins(fig: Figure, n_rows: int = 0, panels: int = 1) -> None:
+    """Fixed margins in inches (cheaper than tight_layout, and the same on every run), with
+    room under each panel for ``n_rows`` rows of counts."""
     w, h = fig.get_size_inches()
-    fig.subplots_adjust(left=0.8 / w, right=1 - 0.2 / w, bottom=0.6 / h, top=1 - 0.4 / h, hspace=0.9 / (h / 2))
+    under = (24 + N_ROW_PT * n_rows) / 72.0 if n_rows else 0.0
+    bottom = 0.6 + under
+    top = 0.4
+    axes_h = (h - bottom - top - (panels - 1) * (0.5 + under)) / panels
+    fig.subplots_adjust(left=0.8 / w, right=1 - 0.2 / w, bottom=bottom / h, top=1 - top / h,
+                        hspace=(0.5 + under) / max(axes_h, 0.5))
 
 
 def cohort_colors(cohorts: list[str]) -> dict[str, str]:
@@ -75,15 +85,29 @@ def _days_between(later: pd.Series, ref: pd.Series) -> pd.Series:
 # ---------------------------------------------------------------------------------------
 # swimmer plot
 # ---------------------------------------------------------------------------------------
+def hsct_dates(datasets: dict[str, pd.DataFrame], dataset: str, variable: str, pattern: str,
+               date_variable: str) -> pd.DataFrame | None:
+    """HSCT after CAR-T by subject (USUBJID, HSCTDTC): records of ``dataset`` whose
+    ``variable`` matches ``pattern`` (a regular expression, case-insensitive), dated by
+    ``date_variable``. ``None`` when the build has no such dataset (HSCT not collected)."""
+    d = datasets.get(dataset)
+    if d is None or variable not in d.columns or date_variable not in d.columns:
+        return None
+    hit = d[column(d, variable).str.contains(pattern, case=False, regex=True)]
+    return pd.DataFrame({"USUBJID": text(hit["USUBJID"]).to_numpy(), "HSCTDTC": column(hit, date_variable).to_numpy()})
+
+
 def swimmer_data(subj: pd.DataFrame, rs: pd.DataFrame | None, order: pd.DataFrame, testcd: str,
-                 evaluators: list[str], cutoff: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+                 evaluators: list[str], cutoff: str, hsct: pd.DataFrame | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Lanes and markers of the swimmer plot, and the evaluator shown.
 
     Lanes: treated subjects, from day 0 (infusion, RFSTDTC) to the end of participation
     (the later of RFPENDTC and DTHDTC; the data cut-off when neither is a complete date).
     Markers: the evaluator's ``testcd`` responses (RSSTRESC) at their day; ``kind`` =
     ``response``, or ``progression`` for categories flagged ``progression`` in
-    ``response_order``; and ``death`` at DTHDTC.
+    ``response_order``; ``hsct`` at the HSCT dates (:func:`hsct_dates`) and ``death`` at
+    DTHDTC.
     """
     t = subj[subj["treated"]].copy()
     lanes_cols = ["USUBJID", "COHORT", "end_day", "death_day"]
@@ -97,6 +121,11 @@ def swimmer_data(subj: pd.DataFrame, rs: pd.DataFrame | None, order: pd.DataFram
     lanes = t[lanes_cols].reset_index(drop=True)
     markers = [pd.DataFrame({"USUBJID": lanes["USUBJID"], "day": lanes["death_day"], "kind": "death",
                              "category": ""}).dropna(subset=["day"])]
+    if hsct is not None and len(hsct):
+        h = hsct[hsct["USUBJID"].isin(set(lanes["USUBJID"]))]
+        markers.append(pd.DataFrame({"USUBJID": h["USUBJID"].to_numpy(), "kind": "hsct", "category": "HSCT",
+                                     "day": _days_between(h["HSCTDTC"], h["USUBJID"].map(
+                                         t.set_index("USUBJID")["RFSTDTC"])).to_numpy()}).dropna(subset=["day"]))
     shown = ""
     if rs is not None and len(rs):
         r = rs[column(rs, "RSTESTCD") == testcd]
@@ -138,6 +167,7 @@ def swimmer_figure(lanes: pd.DataFrame, markers: pd.DataFrame, order: pd.DataFra
     cats = [c for c in ranked["category"] if c in set(markers["category"])]
     cat_color = response_colors(ranked)
     handles = [Line2D([], [], color=colors[c], lw=6, alpha=0.55, label=c) for c in cohorts]
+    handles.insert(0, Line2D([], [], ls="", label="Cohort (dose level):"))
     resp = markers[markers["kind"] == "response"]
     for c in cats + sorted(set(resp["category"]) - set(cats)):
         m = resp[resp["category"] == c]
@@ -153,6 +183,12 @@ def swimmer_figure(lanes: pd.DataFrame, markers: pd.DataFrame, order: pd.DataFra
                    edgecolor="black", linewidth=0.4, zorder=4)
         handles.append(Line2D([], [], marker=">", ls="", color=PROGRESSION_COLOR, markeredgecolor="black",
                               label="Relapse / progression: " + ", ".join(sorted(set(prog["category"])))))
+    hsct = markers[markers["kind"] == "hsct"]
+    if len(hsct):
+        ax.scatter(hsct["day"], y.reindex(hsct["USUBJID"]).to_numpy(), s=80, marker="*", color="#1a9641",
+                   edgecolor="black", linewidth=0.4, zorder=4)
+        handles.append(Line2D([], [], marker="*", ls="", color="#1a9641", markeredgecolor="black", ms=9,
+                              label="Allogeneic HSCT"))
     death = markers[markers["kind"] == "death"]
     if len(death):
         ax.scatter(death["day"], y.reindex(death["USUBJID"]).to_numpy(), s=60, marker="X", color="black", zorder=5)
@@ -202,13 +238,15 @@ def recovery_data(lb: pd.DataFrame, subj: pd.DataFrame, tests: list[str], planne
 
 
 def recovery_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure | None:
-    """One panel per test: cohort median (line) and range (band) over days after infusion."""
+    """One panel per test: cohort median (line) and range (band) over days after infusion, with
+    the number of subjects behind each point under the axis."""
     present = [t for t in tests if t in set(data["LBTESTCD"])]
     if not present:
         return None
     cohorts = sorted(set(data["COHORT"]))
     colors = cohort_colors(cohorts)
-    fig = Figure(figsize=(WIDTH_IN, 3.4 * len(present) + 0.8), dpi=DPI)
+    under = (24 + N_ROW_PT * len(cohorts)) / 72.0
+    fig = Figure(figsize=(WIDTH_IN, (3.4 + under) * len(present) + 0.8), dpi=DPI)
     axes = fig.subplots(len(present), 1, squeeze=False)[:, 0]
     for ax, test in zip(axes, present):
         d = data[data["LBTESTCD"] == test]
@@ -218,6 +256,7 @@ def recovery_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure 
                 continue
             ax.fill_between(dc["day"], dc["min"], dc["max"], color=colors[c], alpha=0.15, lw=0)
             ax.plot(dc["day"], dc["median"], marker="o", ms=3, lw=1.4, color=colors[c], label=f"{c} (median, range)")
+        _n_rows(ax, d, cohorts, colors, "day")
         name, unit = d["LBTEST"].iloc[0], d["LBSTRESU"].iloc[0]
         ax.set_ylabel(f"{name} ({unit})" if unit else name, fontsize=9)
         ax.axvline(0, color="#888888", lw=0.8, ls="--")
@@ -225,52 +264,96 @@ def recovery_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure 
         ax.legend(fontsize=7, frameon=False, loc="upper right")
     axes[-1].set_xlabel("Days after CAR-T infusion (day 0 = infusion; planned visit day)")
     axes[0].set_title(title, fontsize=10)
-    _panel_margins(fig)
+    _panel_margins(fig, len(cohorts), len(present))
     return fig
 
 
 # ---------------------------------------------------------------------------------------
 # CAR-T expansion
 # ---------------------------------------------------------------------------------------
+def lloq(frame: pd.DataFrame, prefix: str = "PC") -> pd.Series:
+    """The lower limit of quantification of each result: ``--LLOQ`` when given, else the
+    number of a ``<x`` standard result (``--STRESC``)."""
+    given = pd.to_numeric(frame[f"{prefix}LLOQ"], errors="coerce") if f"{prefix}LLOQ" in frame else \
+        pd.Series(np.nan, index=frame.index)
+    stated = pd.to_numeric(column(frame, f"{prefix}STRESC").str.extract(r"^\s*<\s*([0-9.eE+-]+)")[0], errors="coerce")
+    return given.fillna(stated)
+
+
 def expansion_data(pc: pd.DataFrame, subj: pd.DataFrame, tests: list[str],
-                   planned_days: dict[str, float] | None = None) -> pd.DataFrame:
-    """Quantified CAR-T results (PCSTRESN > 0) of treated subjects after infusion: USUBJID,
-    COHORT, PCTESTCD, PCTEST, PCSTRESU, day (days after infusion from PCDY), nominal_day (the
-    visit's planned protocol day, else ``day``), value."""
-    cols = ["USUBJID", "COHORT", "PCTESTCD", "PCTEST", "PCSTRESU", "day", "nominal_day", "value"]
+                   planned_days: dict[str, float] | None = None, blq_factor: float = 0.5) -> pd.DataFrame:
+    """All CAR-T results of treated subjects from the infusion on: USUBJID, COHORT, PCTESTCD,
+    PCTEST, PCSTRESU, day (days after infusion from PCDY), nominal_day (the visit's planned
+    protocol day, else ``day``), value, blq.
+
+    Below-limit rule: a result below the LLOQ (``<x``, no PCSTRESN) is ``blq_factor`` x LLOQ
+    (:func:`lloq`), so that medians are of all results, not only the quantified ones. Results
+    with neither a value nor an LLOQ (not done) are left out."""
+    cols = ["USUBJID", "COHORT", "PCTESTCD", "PCTEST", "PCSTRESU", "day", "nominal_day", "value", "blq"]
     r = pc[column(pc, "PCTESTCD").isin(set(tests))]
     r = r[text(r["USUBJID"]).isin(set(subj.loc[subj["treated"], "USUBJID"]))]
     if r.empty or "PCSTRESN" not in r or "PCDY" not in r:
         return pd.DataFrame(columns=cols)
     r = with_cohort(r, subj)
+    measured = pd.to_numeric(r["PCSTRESN"], errors="coerce")
+    blq = measured.isna() & column(r, "PCSTRESC").str.strip().str.startswith("<")
+    value = measured.where(~blq, blq_factor * lloq(r))
     d = pd.DataFrame({"USUBJID": text(r["USUBJID"]), "COHORT": r["COHORT"], "PCTESTCD": column(r, "PCTESTCD"),
                       "PCTEST": column(r, "PCTEST"), "PCSTRESU": column(r, "PCSTRESU"),
-                      "day": days_after_infusion(r["PCDY"]), "value": pd.to_numeric(r["PCSTRESN"], errors="coerce")})
+                      "day": days_after_infusion(r["PCDY"]), "value": value, "blq": blq})
     d["nominal_day"] = column(r, "VISIT").map(planned_days or {}).astype("float64").fillna(d["day"])
     d = d[(d["value"] > 0) & (d["day"] >= 0)].dropna(subset=["day", "value"])
     return d.sort_values(["PCTESTCD", "USUBJID", "day"], kind="mergesort")[cols].reset_index(drop=True)
 
 
+def expansion_medians(data: pd.DataFrame) -> pd.DataFrame:
+    """Median of all results (below-limit ones at the rule's value) and n (subjects with a
+    result) per test, cohort and planned day."""
+    g = data.groupby(["PCTESTCD", "COHORT", "nominal_day"])
+    return pd.concat([g["value"].median().rename("median"), g["USUBJID"].nunique().rename("n"),
+                      g["blq"].sum().rename("n_blq")], axis=1).reset_index()
+
+
+def _n_rows(ax, counts: pd.DataFrame, cohorts: list[str], colors: dict, xcol: str) -> None:
+    """Number of subjects per time point under the axis, one row per cohort (the count
+    behind each point of the curve)."""
+    # a loop over cohorts (a few) and their time points (a few dozen): text annotations
+    for k, c in enumerate(cohorts):
+        dc = counts[counts["COHORT"] == c]
+        dy = -(24 + N_ROW_PT * k)
+        ax.annotate("n", xy=(0, 0), xycoords="axes fraction", xytext=(-4, dy), textcoords="offset points",
+                    ha="right", va="center", fontsize=6, color=colors[c])
+        for x, n in zip(dc[xcol], dc["n"]):
+            ax.annotate(str(int(n)), xy=(x, 0), xycoords=("data", "axes fraction"), xytext=(0, dy),
+                        textcoords="offset points", ha="center", va="center", fontsize=6, color=colors[c],
+                        annotation_clip=False)
+    ax.xaxis.labelpad = 4 + N_ROW_PT * len(cohorts) + 8
+
+
 def expansion_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure | None:
     """One panel per test, log scale: each subject (thin line, cohort colour, actual days) and
-    the cohort median per planned visit day (bold)."""
+    the cohort median of all results per planned visit day (bold), n per time point under the
+    axis (:func:`expansion_medians`)."""
     present = [t for t in tests if t in set(data["PCTESTCD"])]
     if not present:
         return None
     cohorts = sorted(set(data["COHORT"]))
     colors = cohort_colors(cohorts)
-    fig = Figure(figsize=(WIDTH_IN, 3.6 * len(present) + 0.8), dpi=DPI)
+    under = (24 + N_ROW_PT * len(cohorts)) / 72.0
+    fig = Figure(figsize=(WIDTH_IN, (3.6 + under) * len(present) + 0.8), dpi=DPI)
     axes = fig.subplots(len(present), 1, squeeze=False)[:, 0]
     for ax, test in zip(axes, present):
         d = data[data["PCTESTCD"] == test]
         for (c, _s), ds in d.groupby(["COHORT", "USUBJID"], sort=True):
             ax.plot(ds["day"], ds["value"], lw=0.6, alpha=0.35, color=colors[c])
+        meds = expansion_medians(d)
         for c in cohorts:
-            dc = d[d["COHORT"] == c]
-            if dc.empty:
+            mc = meds[meds["COHORT"] == c]
+            if mc.empty:
                 continue
-            med = dc.groupby("nominal_day")["value"].median()
-            ax.plot(med.index, med.to_numpy(), lw=2.0, marker="o", ms=3, color=colors[c], label=f"{c} (median of quantified results)")
+            ax.plot(mc["nominal_day"], mc["median"], lw=2.0, marker="o", ms=3, color=colors[c],
+                    label=f"{c} (median of all results)")
+        _n_rows(ax, meds, cohorts, colors, "nominal_day")
         ax.set_yscale("log")
         name, unit = d["PCTEST"].iloc[0], d["PCSTRESU"].iloc[0]
         ax.set_ylabel(f"{name} ({unit})" if unit else name, fontsize=9)
@@ -278,5 +361,5 @@ def expansion_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure
         ax.legend(fontsize=7, frameon=False, loc="upper right")
     axes[-1].set_xlabel("Days after CAR-T infusion (day 0 = infusion)")
     axes[0].set_title(title, fontsize=10)
-    _panel_margins(fig)
+    _panel_margins(fig, len(cohorts), len(present))
     return fig

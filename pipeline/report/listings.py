@@ -148,6 +148,7 @@ def load_config(folder: Path = DEFAULT_TLF_SPEC) -> dict:
         if stray:
             raise ConfigError(f"TLF specification {folder / name}: unknown output(s) {', '.join(stray)}")
     cfg = {"population": settings.get("population", {}), "page": settings.get("page", {}),
+           "swimmer": settings.get("swimmer", {}),
            "labels": settings.get("labels", {}), "listing": [], "figures": {}}
     # a loop over the spec's outputs (a few dozen rows of metadata)
     for row in outputs.to_dict("records"):
@@ -158,7 +159,11 @@ def load_config(folder: Path = DEFAULT_TLF_SPEC) -> dict:
             entry["columns"] = c["variable"].tolist()
             entry["tlf_columns"] = c.loc[c["tlf"] != "N", "variable"].tolist()
             entry["column_datasets"] = dict(zip(c["variable"], c["dataset"]))
-        entry["footnotes"] = notes.loc[notes["output"] == row["id"], "text"].tolist()
+        params = _params(row["params"])
+        texts = notes.loc[notes["output"] == row["id"], "text"].tolist()
+        for k, v in params.items():  # a footnote may state a parameter: {name} -> its value
+            texts = [t.replace("{" + k + "}", " ".join(v)) for t in texts]
+        entry["footnotes"] = texts
         entry["note"] = " ".join(entry["footnotes"])
         entry["formats"] = row["formats"].split()
         if row["type"] == "Figure":
@@ -404,9 +409,14 @@ def build_figures(inp: Inputs) -> tuple[list[FigureOut], list[Skipped]]:
     sw = cfg.get("swimmer", {})
     if sw:
         order = _response_order(inp.spec)
+        h = inp.config.get("swimmer", {}).get("hsct", {})
+        hsct = figures.hsct_dates(inp.datasets, h.get("dataset", "PR"), h.get("variable", "PRDECOD"),
+                                  h.get("pattern", "stem cell transplant"), h.get("date_variable", "PRSTDTC"))
         lanes, markers, shown = figures.swimmer_data(
             inp.subjects, inp.datasets.get("RS"), order, _one(sw.get("response_testcd"), "OVRLRESP"),
-            sw.get("evaluators", []), inp.study.data_cutoff)
+            sw.get("evaluators", []), inp.study.data_cutoff, hsct)
+        if hsct is None and h.get("absent_note"):
+            sw = {**sw, "footnotes": list(sw.get("footnotes", [])) + [h["absent_note"]]}
         fig = figures.swimmer_figure(lanes, markers, order, sw["title"], shown)
         _add(out, skipped, "swimmer", sw["title"], fig, "no treated subject", sw)
     cr = cfg.get("count_recovery", {})
@@ -420,9 +430,10 @@ def build_figures(inp: Inputs) -> tuple[list[FigureOut], list[Skipped]]:
     ex = cfg.get("expansion", {})
     if ex:
         if "PC" in inp.datasets:
-            data = figures.expansion_data(inp.datasets["PC"], inp.subjects, ex["tests"], planned_days(inp.study))
+            data = figures.expansion_data(inp.datasets["PC"], inp.subjects, ex["tests"], planned_days(inp.study),
+                                          float(_one(ex.get("blq_factor"), "0.5")))
             fig = figures.expansion_figure(data, ex["tests"], ex["title"])
-            _add(out, skipped, "expansion", ex["title"], fig, f"no quantified {', '.join(ex['tests'])} result in PC", ex)
+            _add(out, skipped, "expansion", ex["title"], fig, f"no {', '.join(ex['tests'])} result in PC", ex)
         else:
             skipped.append(Skipped("expansion", ex["title"], "dataset PC is not in this build"))
     return out, skipped
