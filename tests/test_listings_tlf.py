@@ -197,3 +197,62 @@ def test_spec_columns_are_not_relabelled(data):
     assert not (set(SPEC["labels"]) & variables)
     cols = pd.read_csv(listings.DEFAULT_TLF_SPEC / "columns.csv", dtype=str, keep_default_na=False)
     assert set(cols["output"]) <= {e["id"] for e in SPEC["listing"]}
+
+
+# ---------------------------------------------------------------------------------------
+# the DLT listing from ADAE's DLT flag
+# ---------------------------------------------------------------------------------------
+def _adam(data):
+    """ADAE/ADSL in export form for TESTR: 001 has a DLT (grade 3 CRS, rule CRS) and a
+    non-DLT AE; 002 has a DLT but is not DLT-evaluable; 003 has none."""
+    u = [f"{kit.STUDY}-01-{s}" for s in ("001", "001", "002", "003")]
+    astdt = (pd.to_datetime(["2025-01-12", "2025-01-11", "2025-01-22", "2025-02-10"]) - pd.Timestamp("1960-01-01")).days
+    adae = pd.DataFrame({"STUDYID": kit.STUDY, "USUBJID": u, "AESEQ": [4.0, 1.0, 1.0, 1.0],
+                         "AETERM": ["Cytokine release syndrome", "Fever", "High fever", "Anemia"],
+                         "AEDECOD": ["Cytokine release syndrome", "Fever", "Fever", "Anemia"],
+                         "ATOXGR": ["3", "1", "3", "2"], "AESER": ["Y", "N", "Y", "N"],
+                         "AEREL": ["RELATED", "RELATED", "RELATED", "NOT RELATED"], "ASTDT": astdt.astype(float),
+                         "ASTPDY": [2.0, 1.0, 2.0, 9.0], "DLTFL": ["Y", "N", "Y", "N"],
+                         "DLTRULE": ["CRS", "", "NONHEM", ""], "AEOUT": ["RECOVERED/RESOLVED"] * 4})
+    adsl = pd.DataFrame({"STUDYID": kit.STUDY, "USUBJID": [f"{kit.STUDY}-01-{s}" for s in ("001", "002", "003")],
+                         "DLTEVLFL": ["Y", "N", "Y"]})
+    return {**data, "ADAE": adae, "ADSL": adsl}
+
+
+def test_dlt_listing_is_the_flagged_events_of_evaluable_subjects(data):
+    full = _adam(data)
+    inp = listings.prepare(full, {}, kit.context(full))
+    done, skipped = listings.build_listings(inp)
+    dlt = {d.id: d for d in done}["dlt"]
+    f = dlt.frame
+    # 001's CRS only: 001's fever is not a DLT, 002 is not DLT-evaluable
+    assert f[["USUBJID", "AEDECOD", "ATOXGR", "DLTRULE", "ASTDT"]].values.tolist() == [
+        [f"{kit.STUDY}-01-001", "Cytokine release syndrome", "3", "CRS", "2025-01-12"]]
+    h = dict(zip(f.columns, dlt.headers))
+    assert h["ATOXGR"] == "Analysis Toxicity Grade" and h["DLTRULE"] == "DLT Criterion Met"  # specs/adam labels
+    assert "ASTDT" not in dlt.numeric and "ASTPDY" in dlt.numeric
+    # the window listing keeps its honest title beside it
+    assert {d.id: d for d in done}["ae_dlt_window"].title.startswith(
+        "Treatment-emergent adverse events with onset in the DLT observation window")
+
+
+def test_dlt_rtf_and_pdf_read_back_against_adae(tmp_path, data):
+    full = _adam(data)
+    ctx = kit.context(full)
+    listings.write_listings(tmp_path, {k: v for k, v in full.items() if not k.startswith("AD")}, {},
+                            type("Ctx", (), {"study": ctx.study, "spec": ctx.spec, "adam": {k: full[k] for k in ("ADAE", "ADSL")}})())
+    folder = tmp_path / "listings" / "tlf"
+    reader, pages = _pdf(folder / "l16_2_7_2_dlt.pdf")
+    first = pages[0]
+    assert "Listing 16.2.7.2" in first and "Dose-limiting toxicities by subject" in first
+    assert "Page 1 of 1" in first and "Source: ADAE, ADSL." in first
+    assert "Population: DLT-evaluable subjects (ADSL.DLTEVLFL = Y)" in first
+    lines = first.split("\n")
+    i = lines.index(f"{kit.STUDY}-01-001")
+    assert "2025-01-12" in lines[i:i + 14] and "CRS" in lines[i:i + 14]
+    assert f"{kit.STUDY}-01-002" not in lines
+    _, text, header, _ = _rtf(folder / "l16_2_7_2_dlt.rtf")
+    rows = [r.split("|") for r in text.splitlines() if r.count("|") > 5]
+    assert rows[1][:3] == [f"{kit.STUDY}-01-001", "Dose level 1", "4"] and "CRS" in rows[1]
+    assert len(rows) == 2 and "Page 1 of 1" in header
+    assert _entry("dlt")["footnotes"][0] in text

@@ -176,6 +176,20 @@ def load_config(folder: Path = DEFAULT_TLF_SPEC) -> dict:
 # ---------------------------------------------------------------------------------------
 # labels
 # ---------------------------------------------------------------------------------------
+def adam_variables(spec: Spec) -> pd.DataFrame | None:
+    """dataset, variable, label, type of ``specs/adam/variables`` beside the SDTM spec (else
+    the pipeline's own; ADaM datasets' headers come from the ADaM spec), or None."""
+    folder = Path(spec.root) / "adam" / "variables"
+    if not folder.is_dir():
+        folder = DEFAULT_TLF_SPEC.parent / "adam" / "variables"  # the pipeline's own ADaM spec
+    if not folder.is_dir():
+        return None
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8") for p in sorted(folder.glob("*.csv"))]
+    if not frames:
+        return None
+    return pd.concat(frames, ignore_index=True)[["dataset", "variable", "label", "type"]]
+
+
 class Labels:
     """Column headers: spec labels of SDTM variables (dataset of the listing first, then the
     domain of the variable's prefix, then any dataset), QLABELs of SUPP-- qualifiers, then
@@ -183,6 +197,9 @@ class Labels:
 
     def __init__(self, spec: Spec, config: dict):
         v = spec.variables
+        adam = adam_variables(spec)
+        if adam is not None:
+            v = pd.concat([v[["dataset", "variable", "label", "type"]], adam], ignore_index=True)
         self.by_ds = {(d, n): lab for d, n, lab in zip(v["dataset"], v["variable"], v["label"])}
         self.types = {(d, n): t for d, n, t in zip(v["dataset"], v["variable"], v["type"])}
         self.first = {}
@@ -325,16 +342,18 @@ def build_dlt(entry: dict, inp: Inputs) -> Listing:
 
 def build_dlt_flag(entry: dict, inp: Inputs) -> Listing:
     """Dose-limiting toxicities: ADAE records with DLTFL = Y (the protocol's DLT definition,
-    ``specs/rules/dlt_definition.csv``, applied by the ADaM layer); DLTRULE says which
-    criterion the event met."""
+    ``specs/rules/dlt_definition.csv``, applied by the ADaM layer) of DLT-evaluable subjects
+    (ADSL.DLTEVLFL = Y when ADSL has it); DLTRULE says which criterion the event met."""
     adae = inp.dataset("ADAE")
     if "DLTFL" not in adae.columns:
         raise Skip("ADAE has no DLT flag (DLTFL)")
-    frame = tables.dlt_flagged(adae, inp.subjects)
-    cols = list(entry.get("columns") or frame.columns)
-    if "DLTRULE" in frame.columns and "DLTRULE" not in cols:
-        cols.append("DLTRULE")
-    lst = make_listing(entry, frame, inp.labels, "ADAE", cols)
+    adsl = inp.datasets.get("ADSL")
+    evaluable = None
+    if adsl is not None and "DLTEVLFL" in adsl.columns:
+        evaluable = tables.text(adsl.loc[tables.column(adsl, "DLTEVLFL") == "Y", "USUBJID"])
+    frame = tables.adam_dates_as_text(tables.dlt_flagged(adae, inp.subjects, evaluable))
+    lst = make_listing(entry, frame, inp.labels, "ADAE", entry.get("columns"))
+    lst.numeric -= {c for c in lst.frame.columns if c.endswith("DT")}
     return lst
 
 
@@ -562,6 +581,8 @@ def write_listings(study_dir: Path, datasets: dict[str, pd.DataFrame], reports: 
     out = study_dir / LISTINGS_DIR
     out.mkdir(parents=True, exist_ok=True)
     all_reports = {**_build_report_frames(study_dir), **reports}
+    # the ADaM stage (an earlier hook) leaves its datasets on ctx.adam
+    datasets = {**datasets, **(getattr(ctx, "adam", None) or {})}
     inp = prepare(datasets, all_reports, ctx)
     listings, skipped = build_listings(inp)
     figs, fig_skipped = build_figures(inp)

@@ -232,11 +232,30 @@ def dlt_listing(ae: pd.DataFrame, subj: pd.DataFrame, window_days: int, min_grad
     return _sort(c, ["USUBJID", "_g", "AESTDTC", "AESEQ"]).drop(columns="_g")
 
 
-def dlt_flagged(adae: pd.DataFrame, subj: pd.DataFrame) -> pd.DataFrame:
-    """ADAE records flagged as dose-limiting toxicities (DLTFL = Y) with the cohort; by
-    subject and analysis start date."""
-    c = with_cohort(adae[column(adae, "DLTFL") == "Y"], subj)
+def dlt_flagged(adae: pd.DataFrame, subj: pd.DataFrame, evaluable: pd.Series | None = None) -> pd.DataFrame:
+    """ADAE records flagged as dose-limiting toxicities (DLTFL = Y) with the cohort, of the
+    ``evaluable`` subjects when given; by subject and analysis start date."""
+    keep = column(adae, "DLTFL") == "Y"
+    if evaluable is not None:
+        keep &= text(adae["USUBJID"]).isin(set(evaluable))
+    c = with_cohort(adae[keep], subj)
     return _sort(c, ["USUBJID", "ASTDT", "AESEQ"])
+
+
+#: SAS dates count days from 1960-01-01
+SAS_EPOCH = pd.Timestamp("1960-01-01")
+
+
+def adam_dates_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numeric ADaM dates (``*DT``, SAS days since 1960-01-01; ADaMIG 1.3 section 3.3.3
+    naming) as ISO 8601 dates for display; other columns unchanged."""
+    out = frame.copy()
+    for c in out.columns:
+        if c.endswith("DT") and pd.api.types.is_numeric_dtype(out[c]):
+            days = pd.to_numeric(out[c], errors="coerce")
+            iso = (SAS_EPOCH + pd.to_timedelta(days, unit="D")).dt.strftime("%Y-%m-%d")
+            out[c] = iso.where(days.notna(), "")
+    return out
 
 
 # ---------------------------------------------------------------------------------------
