@@ -1,4 +1,4 @@
-"""SAS transport (XPT) version 5 files, one per dataset, with pyreadstat.
+"""SAS transport (XPT) version 5 files, one per dataset: pyreadstat's descriptors, numpy's records.
 
 What the FDA Study Data Technical Conformance Guide asks of a v5 transport file, and how it is met:
 
@@ -16,8 +16,27 @@ Determinism: pyreadstat stamps the current time into the library and member head
 :func:`write_xpt` overwrites both stamps with :func:`build_timestamp` (``SOURCE_DATE_EPOCH``
 when set, else the study's data cut-off at 00:00:00), so a rebuild is byte-identical.
 
-Speed: with pandas 3, pyreadstat writes character columns about 2.5 times faster from object
-dtype than from the ``str`` dtype, so character columns are converted to object first.
+How a file is written (:func:`write_xpt`):
+
+1. **Descriptors by pyreadstat.** pyreadstat writes the dataset's *template*: one record holding,
+   in every character variable, its longest value (so every variable gets the width the full
+   data would give it). A v5 file's headers (library, member, NAMESTR) do not depend on the
+   number of records, so the template's headers, up to and including the OBS header record,
+   are exactly the headers pyreadstat writes for the whole dataset. The variable widths and
+   positions are read back from the template's NAMESTR records.
+2. **Records by numpy** (:func:`observation_bytes`): each record is the variables side by side,
+   character values blank-padded to the variable's width (each distinct value encoded once),
+   numerics as 8-byte IBM System/370 doubles computed with integer arithmetic
+   (:func:`ibm_doubles`), missing as SAS ``.`` (``0x2E`` then seven zero bytes); the last
+   80-byte record is blank-padded. Written in chunks of :data:`CHUNK_ROWS` records.
+
+The result is byte-identical to ``pyreadstat.write_xport`` of the whole frame (proved for every
+dataset of the shipped studies and for generated frames in ``tests/test_xpt_writer.py``) and
+about 4 times faster on large datasets. One deliberate difference: a numeric value that the
+writers cannot store exactly (NaN is missing and fine; +-inf, or a magnitude outside 5.4e-79 up
+to 9.0e74, see :func:`ibm_doubles`) raises :class:`~pipeline.errors.DataError` naming the
+variable and the record, where pyreadstat would silently write the largest IBM number
+(for inf) or 0 (for tiny values).
 """
 
 from __future__ import annotations
@@ -27,6 +46,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyreadstat
 
@@ -61,9 +81,25 @@ def sas_stamp(ts: datetime) -> bytes:
     return f"{ts.day:02d}{_MONTHS[ts.month - 1]}{ts.year % 100:02d}:{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}".encode("ascii")
 
 
+def export_text(s: pd.Series) -> np.ndarray:
+    """A character variable's values as written: an object array of ``str``, ``""`` for missing.
+
+    A column already in that form (object dtype, every value a ``str``: the convention of the
+    domain modules and what :func:`xpt_frame` returns) is used as it is, without a copy.
+    """
+    if s.dtype == object:
+        values = s.to_numpy()
+        if pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"):
+            return values
+    elif isinstance(s.dtype, pd.StringDtype):
+        return s.to_numpy(dtype=object, na_value="")
+    return s.astype("object").where(s.notna(), "").astype(str).to_numpy(dtype=object)
+
+
 def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     """The frame as written: spec variables in spec order (those present), character columns
-    as object with ``""`` for missing, numerics float64."""
+    as object with ``""`` for missing, numerics float64. Idempotent and cheap on a frame that
+    is already in this form (the writers and define.xml call it on exported frames)."""
     v = spec.vars(name)
     cols = [c for c in v["variable"] if c in frame.columns]
     types = dict(zip(v["variable"], v["type"]))
@@ -73,12 +109,13 @@ def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
         if types[c] in NUMERIC_TYPES:
             out[c] = pd.Series(pd.to_numeric(s, errors="raise").astype("float64").to_numpy(), dtype="float64")
         else:
-            if isinstance(s.dtype, pd.StringDtype):
-                text = s.to_numpy(dtype=object, na_value="")
-            else:
-                text = s.astype("object").where(s.notna(), "").astype(str).to_numpy(dtype=object)
-            out[c] = pd.Series(text, dtype=object)
+            out[c] = pd.Series(export_text(s), dtype=object)
     return pd.DataFrame(out, columns=cols) if cols else pd.DataFrame(index=range(len(frame)))
+
+
+def _longest(distinct) -> int:
+    """Length of the longest of some distinct ``str`` values, at least 1."""
+    return max([1, *map(len, distinct)])
 
 
 def observed_lengths(frame: pd.DataFrame, spec: Spec, name: str) -> dict[str, int]:
@@ -90,13 +127,13 @@ def observed_lengths(frame: pd.DataFrame, spec: Spec, name: str) -> dict[str, in
         if types.get(c) in NUMERIC_TYPES:
             out[c] = 8
         else:
-            s = frame[c].astype("object").where(frame[c].notna(), "").astype(str)
-            out[c] = max(1, int(s.str.len().max())) if len(s) else 1
+            out[c] = _longest(pd.unique(export_text(frame[c])))
     return out
 
 
-def xpt_problems(frame: pd.DataFrame, spec: Spec, name: str) -> list[str]:
-    """XPT v5 limits violated by the frame (one line each, naming the variable)."""
+def xpt_problems(frame: pd.DataFrame, spec: Spec, name: str, distinct: dict | None = None) -> list[str]:
+    """XPT v5 limits violated by the frame (one line each, naming the variable).
+    ``distinct`` (variable -> its distinct values) saves recomputing them."""
     problems = []
     if len(name) > MAX_NAME:
         problems.append(f"{name}: dataset name longer than {MAX_NAME}")
@@ -112,7 +149,7 @@ def xpt_problems(frame: pd.DataFrame, spec: Spec, name: str) -> list[str]:
             problems.append(f"{name}.{c}: label {lab!r} over {MAX_LABEL} characters or not ASCII")
         s = frame[c]
         if not pd.api.types.is_numeric_dtype(s.dtype):
-            uniq = pd.Series(pd.unique(s), dtype=object).astype(str)
+            uniq = pd.Series(distinct[c] if distinct and c in distinct else pd.unique(s), dtype=object).astype(str)
             long = uniq[uniq.str.len() > MAX_VALUE]
             if len(long):
                 problems.append(f"{name}.{c}: value longer than {MAX_VALUE} characters: {long.iloc[0][:40]!r}...")
@@ -122,37 +159,186 @@ def xpt_problems(frame: pd.DataFrame, spec: Spec, name: str) -> list[str]:
     return problems
 
 
-def patch_timestamps(path: Path, ts: datetime) -> None:
-    """Overwrite the created/modified stamps of the library and member headers with ``ts``.
+def _stamp_positions(head: bytes, where: str) -> list[int]:
+    """Byte offsets of the four created/modified stamps in a v5 file's headers.
 
-    v5 layout (80-byte records): record 1 is the library header line; record 2 holds
-    the created stamp in bytes 64-80 and record 3 the modified stamp in bytes 0-16. The member
+    v5 layout (80-byte records): record 1 is the library header line; record 2 holds the
+    created stamp in bytes 64-80 and record 3 the modified stamp in bytes 0-16. The member
     descriptor header line is followed by a record with the created stamp in bytes 64-80 and
     one with the modified stamp in bytes 0-16.
     """
+    hit = head.find(b"HEADER RECORD*******DSCRPTR HEADER RECORD")
+    if hit < 0:
+        raise DataError(f"{where}: no member descriptor header in the XPT file")
+    positions = [RECORD + 64, 2 * RECORD, hit + RECORD + 64, hit + 2 * RECORD]
+    for pos in positions:
+        current = head[pos:pos + 16]
+        if not _STAMP_RE.match(current):
+            raise DataError(f"{where}: unexpected XPT header layout at byte {pos} ({current!r})")
+    return positions
+
+
+def stamped(head: bytes, ts: datetime, where: str = "XPT header") -> bytes:
+    """``head`` (the start of a v5 file) with its created/modified stamps set to ``ts``."""
+    out = bytearray(head)
+    stamp = sas_stamp(ts)
+    for pos in _stamp_positions(head, where):
+        out[pos:pos + 16] = stamp
+    return bytes(out)
+
+
+def patch_timestamps(path: Path, ts: datetime) -> None:
+    """Overwrite the created/modified stamps of a v5 file's headers with ``ts`` (in place)."""
     stamp = sas_stamp(ts)
     with open(path, "r+b") as fh:
         # one member per file: the headers are within the first 8 records (library 3, member 5)
         head = fh.read(8 * RECORD)
-        marker = b"HEADER RECORD*******DSCRPTR HEADER RECORD"
-        hit = head.find(marker)
-        if hit < 0:
-            raise DataError(f"{path}: no member descriptor header in the XPT file")
-        for pos in (RECORD + 64, 2 * RECORD, hit + RECORD + 64, hit + 2 * RECORD):
-            current = head[pos:pos + 16]
-            if not _STAMP_RE.match(current):
-                raise DataError(f"{path}: unexpected XPT header layout at byte {pos} ({current!r})")
+        for pos in _stamp_positions(head, str(path)):
             fh.seek(pos)
             fh.write(stamp)
 
 
-def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp: datetime) -> pd.DataFrame:
-    """Write one dataset as ``path`` (XPT v5). ``frame`` is already in key order
-    (:func:`pipeline.export.checks.order_dataset`). Returns the frame as written."""
-    out = xpt_frame(frame, spec, name)
-    problems = xpt_problems(out, spec, name)
-    if problems:
-        raise DataError("cannot write XPT v5: " + "; ".join(problems[:5]))
+# ---------------------------------------------------------------------------------------
+# records: IBM doubles and blank-padded characters
+# ---------------------------------------------------------------------------------------
+#: records encoded and written per chunk (bounds the memory of large datasets)
+CHUNK_ROWS = 100_000
+#: the 8 bytes of a SAS missing value ``.``
+MISSING = np.frombuffer(b"." + b"\0" * 7, dtype=">u8")[0]
+_OBS_HEADER = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!000000000000000000000000000000  "
+_NAMESTR_HEADER = b"HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!"
+NAMESTR = 140
+
+
+#: smallest magnitude an IBM double holds normalised (16**-65, about 5.4e-79)
+IBM_MIN = 2.0 ** -260
+#: magnitudes from here on are refused: IBM doubles reach about 7.2e75, but pyreadstat (ReadStat)
+#: writes every value from 2**249 (about 9.0e74) on as the largest IBM number, so this is where
+#: the two writers stop agreeing
+XPT_MAX = 2.0 ** 249
+
+
+def ibm_doubles(values: np.ndarray, where: str = "value") -> np.ndarray:
+    """IEEE float64 -> IBM System/370 double-precision bytes (big-endian ``>u8``), exactly.
+
+    IEEE: value = m * 2**e2 with a 53-bit integer m (the implicit 1 included) for a normal
+    number. IBM: value = F * 16**(E - 64) / 2**56 with a 56-bit fraction F whose first hex digit
+    is not 0 and a 7-bit exponent E. Shifting m left by s = e2 mod 4 (0..3 bits) makes the
+    power of two a power of 16, and m << s still fits in 56 bits, so no bit is lost:
+    F = m << s, E = (e2 - s + 56) / 4 + 64. Zero (either sign) is eight zero bytes and NaN is
+    SAS missing ``.``.
+
+    A value outside :data:`IBM_MIN` <= |x| < :data:`XPT_MAX` (about 5.4e-79 to 9.0e74), or
+    +-inf, raises :class:`DataError` naming ``where`` and the first such record: pyreadstat
+    would silently write 0 or the largest IBM number there.
+    """
+    x = np.ascontiguousarray(values, dtype=np.float64)
+    nan = np.isnan(x)
+    zero = x == 0
+    with np.errstate(invalid="ignore"):
+        magnitude = np.abs(x)
+        bad = ~nan & ~zero & ~((magnitude >= IBM_MIN) & (magnitude < XPT_MAX))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{where}: {float(x[i])!r} (record {i + 1}) cannot be stored in an XPT v5 numeric "
+                        "(finite, magnitude 5.4e-79 up to 9.0e74, or 0); fix the value or leave it missing")
+    bits = x.view(np.uint64)
+    sign = bits >> np.uint64(63)
+    biased = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64)
+    mant = (bits & np.uint64((1 << 52) - 1)) | np.uint64(1 << 52)
+    e2 = biased - 1075
+    shift = np.mod(e2, 4)
+    exponent = np.clip((e2 - shift + 56) // 4 + 64, 0, 127).astype(np.uint64)  # clip: NaN/0 lanes only
+    ibm = (sign << np.uint64(63)) | (exponent << np.uint64(56)) | (mant << shift.astype(np.uint64))
+    ibm[zero] = 0
+    ibm[nan] = MISSING
+    return ibm.astype(">u8")
+
+
+def factorize_text(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """variable -> (codes, distinct values) of every character (object) column of an export frame."""
+    return {c: pd.factorize(frame[c].to_numpy(), use_na_sentinel=False)
+            for c in frame.columns if frame[c].dtype == object}
+
+
+def _char_table(codes: np.ndarray, uniques: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, table): ``table[codes]`` is the column as ``S<width>`` blank-padded ASCII bytes.
+    Each distinct value is padded and encoded once (SDTM columns repeat a lot)."""
+    # a loop over the distinct values of one column, not over records
+    padded = [str(u).ljust(width).encode("ascii") for u in uniques]
+    return codes, np.array(padded, dtype=f"S{width}") if padded else np.array([b" " * width], dtype=f"S{width}")
+
+
+def observation_bytes(frame: pd.DataFrame, layout: list[tuple[str, bool, int, int]], name: str = "dataset",
+                      factorized: dict | None = None):
+    """The observation section of a v5 file, as an iterator over chunks of :data:`CHUNK_ROWS`
+    records. Every numeric is converted (and range-checked) before the first chunk is returned.
+
+    ``layout`` is ``(variable, is_character, width, position)`` per variable in record order
+    (from the NAMESTR records); ``factorized`` is :func:`factorize_text` of ``frame`` when the
+    caller has it. The last chunk is blank-padded to a whole 80-byte record.
+    """
+    n = len(frame)
+    row_len = sum(w for _, _, w, _ in layout)
+    factorized = factorized if factorized is not None else factorize_text(frame)
+    prepared = []  # per variable: ("c", codes, table) or ("n", IBM bytes)
+    for var, is_char, width, _ in layout:  # loop over variables
+        if is_char:
+            prepared.append(("c", *_char_table(*factorized[var], width)))
+        else:
+            prepared.append(("n", ibm_doubles(frame[var].to_numpy(dtype=np.float64), f"{name}.{var}")))
+    return _chunks(n, row_len, layout, prepared)
+
+
+def _chunks(n: int, row_len: int, layout, prepared):
+    total = 0
+    for start in range(0, n, CHUNK_ROWS):
+        stop = min(n, start + CHUNK_ROWS)
+        buf = np.empty((stop - start, row_len), dtype=np.uint8)
+        for (var, _, width, pos), prep in zip(layout, prepared):
+            if prep[0] == "c":
+                cells = prep[2][prep[1][start:stop]]
+            else:
+                cells = prep[1][start:stop]
+            buf[:, pos:pos + width] = cells.view(np.uint8).reshape(stop - start, width)
+        chunk = buf.tobytes()
+        total += len(chunk)
+        yield chunk
+    if total % RECORD:
+        yield b" " * (RECORD - total % RECORD)
+
+
+def _layout(head: bytes, where: str) -> list[tuple[str, bool, int, int]]:
+    """(variable, is_character, width, position) of every NAMESTR record of a v5 header."""
+    hit = head.find(_NAMESTR_HEADER)
+    if hit < 0:
+        raise DataError(f"{where}: no NAMESTR header in the XPT template")
+    count = int(head[hit + 54:hit + 58])
+    first = hit + RECORD
+    out = []
+    for i in range(count):  # loop over variables
+        ns = head[first + i * NAMESTR:first + (i + 1) * NAMESTR]
+        ntype, length = int.from_bytes(ns[0:2], "big"), int.from_bytes(ns[4:6], "big")
+        pos = int.from_bytes(ns[84:88], "big")
+        out.append((ns[8:16].decode("ascii").rstrip(), ntype == 2, length, pos))
+    if [p for *_, p in out] != list(np.cumsum([0] + [w for _, _, w, _ in out[:-1]])):
+        raise DataError(f"{where}: the variables of the XPT template are not side by side")
+    return out
+
+
+def _template(out: pd.DataFrame, factorized: dict) -> pd.DataFrame:
+    """One record: the longest value of each character variable (0 in numerics)."""
+    row = {}
+    for c in out.columns:
+        if c in factorized:
+            uniques = factorized[c][1]
+            row[c] = [max(uniques, key=len) if len(uniques) else ""]
+        else:
+            row[c] = [0.0]
+    return pd.DataFrame({c: pd.Series(v, dtype=out[c].dtype) for c, v in row.items()}, columns=out.columns)
+
+
+def _pyreadstat_write(out: pd.DataFrame, spec: Spec, name: str, path: Path) -> None:
     labels = spec.labels(name)
     try:
         pyreadstat.write_xport(
@@ -161,7 +347,44 @@ def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp:
             file_format_version=5)
     except Exception as exc:  # noqa: BLE001 - turn a writer failure into one clear line
         raise DataError(f"{name}: XPT writer failed: {exc}") from None
-    patch_timestamps(path, timestamp)
+
+
+def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp: datetime) -> pd.DataFrame:
+    """Write one dataset as ``path`` (XPT v5, see the module docstring). ``frame`` is already in
+    key order (:func:`pipeline.export.checks.order_dataset`). Returns the frame as written."""
+    out = xpt_frame(frame, spec, name)
+    factorized = factorize_text(out)
+    problems = xpt_problems(out, spec, name, {c: u for c, (_, u) in factorized.items()})
+    if problems:
+        raise DataError("cannot write XPT v5: " + "; ".join(problems[:5]))
+    path = Path(path)
+    if len(out) == 0:  # no records: nothing for numpy to do
+        _pyreadstat_write(out, spec, name, path)
+        patch_timestamps(path, timestamp)
+        return out
+    _pyreadstat_write(_template(out, factorized), spec, name, path)
+    template = path.read_bytes()
+    end = template.find(_OBS_HEADER)
+    if end < 0 or end % RECORD:
+        raise DataError(f"{path}: no OBS header in the XPT template")
+    head = stamped(template[:end + RECORD], timestamp, str(path))
+    chunks = observation_bytes(out, _layout(head, str(path)), name, factorized)  # checks the numerics first
+    with open(path, "wb") as fh:
+        fh.write(head)
+        for chunk in chunks:
+            fh.write(chunk)
+    return out
+
+
+def write_xpt_pyreadstat(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp: datetime) -> pd.DataFrame:
+    """The same file written wholly by ``pyreadstat.write_xport`` (the reference the tests compare
+    :func:`write_xpt` with, byte for byte; no range check on numerics)."""
+    out = xpt_frame(frame, spec, name)
+    problems = xpt_problems(out, spec, name)
+    if problems:
+        raise DataError("cannot write XPT v5: " + "; ".join(problems[:5]))
+    _pyreadstat_write(out, spec, name, Path(path))
+    patch_timestamps(Path(path), timestamp)
     return out
 
 
