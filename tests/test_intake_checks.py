@@ -194,6 +194,32 @@ CASES = {
                                             {("ds.csv", 3, "DTHDAT", "ds.death_after_cutoff", "error")}),
     "ds.death_after_cutoff partial year": (m(("ds", 3, "DTHDAT", "UN-UNK-2025")),
                                            {("ds.csv", 3, "DTHDAT", "ds.death_after_cutoff", "error")}),
+    # dates against the study (cut-off 31-DEC-2024; 002 infused 01-MAR-2024, died 15-JUN-2024)
+    "date.after_cutoff": (m(("ae", 2, "AEENDAT", "01-JAN-2025")), {("ae.csv", 2, "AEENDAT", "date.after_cutoff", "error")}),
+    "date.after_cutoff partial month": (m(("lb", 4, "LBDAT", "01-JAN-2025"), ("ae", 3, "AESTDAT", "UN-JAN-2025")),
+                                        {("lb.csv", 4, "LBDAT", "date.after_cutoff", "error"),
+                                         ("ae.csv", 3, "AESTDAT", "date.after_cutoff", "error"),
+                                         ("ae.csv", 3, "AESTDAT", "date.after_death", "error")}),
+    "date.after_death": (m(("lb", 7, "LBDAT", "16-JUN-2024")), {("lb.csv", 7, "LBDAT", "date.after_death", "error")}),
+    "date.after_death same day allowed": (m(("lb", 7, "LBDAT", "15-JUN-2024")), set()),
+    "ds.death_before_infusion": (m(("ds", 3, "DTHDAT", "28-FEB-2024")), {
+        ("ds.csv", 3, "DTHDAT", "ds.death_before_infusion", "warning"),
+        ("ds.csv", 3, "DSSTDAT", "date.after_death", "error"), ("ex.csv", 5, "EXSTDAT", "date.after_death", "error"),
+        ("ae.csv", 3, "AESTDAT", "date.after_death", "error"), ("rs.csv", 3, "RSDAT", "date.after_death", "error"),
+        ("lb.csv", 7, "LBDAT", "date.after_death", "error")}),
+    # laboratory plausibility (specs/rules/lab_plausibility.csv), WBC in 10^9/L: error < 0 or > 1500, warn > 300
+    "lb.result_impossible negative": (m(("lb", 2, "LBORRES", "-0.5")),
+                                      {("lb.csv", 2, "LBORRES", "lb.result_impossible", "error")}),
+    "lb.result_impossible 1e308": (m(("lb", 2, "LBORRES", "1e308")),
+                                   {("lb.csv", 2, "LBORRES", "lb.result_impossible", "error")}),
+    "lb.result_impossible other unit": (m(("lb", 2, "LBORRES", "1600000"), ("lb", 2, "LBORRESU", "/mm3")),
+                                        {("lb.csv", 2, "LBORRES", "lb.result_impossible", "error")}),
+    "lb.result_implausible": (m(("lb", 2, "LBORRES", "301")),
+                              {("lb.csv", 2, "LBORRES", "lb.result_implausible", "warning")}),
+    "lb.result 1e999 overflows": (m(("lb", 2, "LBORRES", "1e999")),
+                                  {("lb.csv", 2, "LBORRES", "lb.result_invalid", "error")}),
+    "type.float non-finite": (m(("lb", 2, "LBORNRHI", "1e999")), {("lb.csv", 2, "LBORNRHI", "type.float", "error")}),
+    "range of a reference limit": (m(("lb", 2, "LBORNRLO", "-1")), {("lb.csv", 2, "LBORNRLO", "range", "error")}),
 }
 
 
@@ -203,7 +229,15 @@ def test_planted_defect_is_reported_exactly(name, env):
     forms = synth.valid_forms(spec)
     mutate, expected = CASES[name]
     mutate(forms)
-    assert found(forms, env) == expected
+    got = found(forms, env)
+    if name == "date.before_consent death date":
+        # a death before consent puts every later record of the subject after death too
+        after = {f for f in got if f[3] == "date.after_death"}
+        assert len(after) >= 3 and {f[4] for f in after} == {"error"}
+        # and before the infusion of 01-MAR-2024: reported for review
+        assert ("ds.csv", 3, "DTHDAT", "ds.death_before_infusion", "warning") in got
+        got -= after | {("ds.csv", 3, "DTHDAT", "ds.death_before_infusion", "warning")}
+    assert got == expected
 
 
 PASSING = {
@@ -219,7 +253,8 @@ PASSING = {
     "AE partial end in the start month": m(("ae", 3, "AEONGO", "N"), ("ae", 3, "AEENDAT", "UN-MAR-2024")),
     "AGE on the birthday": m(("dm", 2, "BRTHDAT", "02-JAN-1980"), ("dm", 2, "AGE", "44")),
     "AGE either value for a year-only birth date": m(("dm", 4, "AGE", "48")),
-    "censored lab results": m(("lb", 2, "LBORRES", ">1000"), ("lb", 3, "LBORRES", "<0.1")),
+    "censored lab results": m(("lb", 2, "LBORRES", ">250"), ("lb", 3, "LBORRES", "<0.1")),
+    "lab results at the plausibility limits": m(("lb", 2, "LBORRES", "300"), ("lb", 5, "LBORRES", "0")),
     "alternative lab unit": m(("lb", 2, "LBORRESU", "10^3/uL")),
     "reference range low equals high": m(("lb", 2, "LBORNRLO", "9.5")),
     "vs limits 40 cm and 230 cm": m(("vs", 2, "VSORRES", "40"), ("vs", 4, "VSORRES", "220")),

@@ -182,15 +182,32 @@ def time_valid(series: pd.Series) -> pd.Series:
     return _broadcast_bool(series, _time_valid_distinct)
 
 
+def _finite_match(u: pd.Series, pattern: str, strip: str = "") -> pd.Series:
+    """Distinct texts matching ``pattern`` whose value is a finite double (``1e999`` is not)."""
+    ok = u.str.fullmatch(pattern, na=False)
+    num = pd.to_numeric(u.where(ok).str.lstrip(strip) if strip else u.where(ok), errors="coerce")
+    return ok & np.isfinite(num.to_numpy(dtype="float64"))
+
+
 def number_valid(series: pd.Series, integer: bool = False) -> pd.Series:
-    """True where the text is a plain decimal number (``.`` as separator; an integer when asked)."""
+    """True where the text is a plain, finite decimal number (``.`` as separator; an integer when asked).
+
+    Text that overflows a double (``1e999``) is not a number: it would reach the exports as
+    infinity. Finite but huge values (``1e308``) are the range rules' business.
+    """
     pattern = _INT_RE if integer else _FLOAT_RE
-    return _broadcast_bool(series, lambda u: u.str.fullmatch(pattern, na=False))
+    return _broadcast_bool(series, lambda u: _finite_match(u, pattern))
 
 
 def censored_number_valid(series: pd.Series) -> pd.Series:
-    """True where the text is a number, or a censored number ``<x`` / ``>x`` (below / above a limit)."""
-    return _broadcast_bool(series, lambda u: u.str.fullmatch(f"[<>]?{_FLOAT_RE}", na=False))
+    """True where the text is a finite number, or a censored number ``<x`` / ``>x`` (below / above a limit)."""
+    return _broadcast_bool(series, lambda u: _finite_match(u, f"[<>]?{_FLOAT_RE}", "<>"))
+
+
+def censored_number_value(series: pd.Series) -> pd.Series:
+    """Float value of numbers and of the limit of censored ``<x``/``>x`` results; NaN otherwise."""
+    ok = censored_number_valid(series)
+    return pd.to_numeric(series.where(ok).str.lstrip("<>"), errors="coerce").astype(float)
 
 
 def number_value(series: pd.Series, integer: bool = False) -> pd.Series:
@@ -783,3 +800,190 @@ def check_death(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.
         make_findings(study.studyid, ds, definitely_before(cut, dth), "DTHDAT", "ds.death_after_cutoff", "error",
                       f"DTHDAT is after the data cutoff {study.data_cutoff}"),
     ])
+
+
+# ---------------------------------------------------------------------------------------
+# laboratory plausibility (specs/rules/lab_plausibility.csv)
+# ---------------------------------------------------------------------------------------
+PLAUSIBILITY_COLUMNS = ["lbtestcd", "unit", "error_min", "error_max", "warn_min", "warn_max", "source"]
+
+
+def _plausibility_limits(lb: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    """Per lab record: the result in the table's unit and the four limits (NaN when none).
+
+    The table has one row per test in one unit; a result in another unit listed for the test in
+    ``lab_units.csv`` is converted with the two ``to_si_factor`` values (raw -> SI -> table unit).
+    """
+    table = (spec.rule("lab_plausibility") if (spec.root / "rules" / "lab_plausibility.csv").is_file()
+             else pd.DataFrame(columns=PLAUSIBILITY_COLUMNS, dtype=str))
+    units = spec.rule("lab_units")
+    factor = pd.Series(pd.to_numeric(units["to_si_factor"], errors="coerce").to_numpy(),
+                       index=pd.MultiIndex.from_arrays([units["lbtestcd"], units["raw_unit"]]))
+    code = _s(lb["LBTESTCD"])
+    unit = _s(lb["LBORRESU"])
+    rec_f = pd.Series(factor.reindex(pd.MultiIndex.from_arrays([code, unit])).to_numpy(), index=lb.index)
+    t = table.set_index("lbtestcd")
+    tab_f = factor.reindex(pd.MultiIndex.from_arrays([t.index, t["unit"]]))
+    tab_f = pd.Series(tab_f.to_numpy(), index=t.index)
+    value = censored_number_value(lb["LBORRES"])
+    same_unit = unit.eq(code.map(t["unit"]).fillna("\x00"))
+    converted = value * rec_f / code.map(tab_f)
+    out = pd.DataFrame({"value": value.where(same_unit, converted),
+                        "table_unit": code.map(t["unit"])}, index=lb.index)
+    for lim in ("error_min", "error_max", "warn_min", "warn_max"):  # four limit columns
+        out[lim] = code.map(pd.to_numeric(t[lim], errors="coerce"))
+    return out
+
+
+def _limits(lo: pd.Series, hi: pd.Series, unit: pd.Series) -> pd.Series:
+    def num(x: pd.Series) -> pd.Series:
+        return x.map(lambda v: "" if pd.isna(v) else f"{v:g}")  # over the few failing rows
+    lo_t, hi_t = num(lo), num(hi)
+    both = lo_t.ne("") & hi_t.ne("")
+    text = ("between " + lo_t + " and " + hi_t).where(both, (">= " + lo_t).where(lo_t.ne(""), "<= " + hi_t))
+    return text + (" " + _s(unit)).where(_s(unit).ne(""), "")
+
+
+@cross_check("lb.result_impossible", "lb.result_implausible", forms=("lb",))
+def check_lab_plausibility(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """LBORRES within the physiological limits of ``specs/rules/lab_plausibility.csv``.
+
+    Outside ``error_min``/``error_max`` (a negative count or concentration, a value no living
+    patient has) is an error; outside ``warn_min``/``warn_max`` (possible but implausible) a
+    warning to confirm with the site. A censored result is judged by its limit. Tests without a
+    row: numbers must still be finite (the type check) and not negative.
+    """
+    lb = forms.get("lb")
+    if lb is None or not len(lb):
+        return _NO_FINDINGS
+    lim = _plausibility_limits(lb, spec)
+    v = lim["value"]
+    no_row = lim["error_min"].isna() & lim["error_max"].isna()
+    err_lo = lim["error_min"].where(~no_row, 0.0)
+    impossible = (v < err_lo) | (v > lim["error_max"])
+    implausible = ~impossible & ((v < lim["warn_min"]) | (v > lim["warn_max"]))
+
+    def msg(kind: str, lo: str, hi: str):
+        def build(rows: pd.DataFrame) -> pd.Series:
+            ll = lim.loc[rows.index]
+            lo_v = ll[lo] if lo != "error_min" else err_lo.loc[rows.index]
+            shown = ("" + _s(rows["LBORRES"]) + " " + _s(rows["LBORRESU"])).str.strip()
+            conv = (" (= " + ll["value"].map(lambda x: f"{x:.6g}") + " " + _s(ll["table_unit"]) + ")").where(
+                _s(rows["LBORRESU"]).ne(_s(ll["table_unit"])) & ll["table_unit"].notna(), "")
+            return (_s(rows["LBTESTCD"]) + " result " + shown + conv + f" is {kind}: outside "
+                    + _limits(lo_v, ll[hi], ll["table_unit"]) + " (specs/rules/lab_plausibility.csv)")
+        return build
+    return _concat([
+        make_findings(study.studyid, lb, impossible.to_numpy(), "LBORRES", "lb.result_impossible", "error",
+                      lambda rows: msg("physiologically impossible", "error_min", "error_max")(rows)
+                      + "; correct it with the site"),
+        make_findings(study.studyid, lb, implausible.to_numpy(), "LBORRES", "lb.result_implausible", "warning",
+                      lambda rows: msg("implausible", "warn_min", "warn_max")(rows) + "; please confirm with the site"),
+    ])
+
+
+# ---------------------------------------------------------------------------------------
+# dates against the study: data cut-off, death, infusion
+# ---------------------------------------------------------------------------------------
+#: date columns not compared with the data cut-off by ``date.after_cutoff`` (own check)
+DATES_AFTER_CUTOFF_EXEMPT = {("ds", "DTHDAT")}
+#: date columns not compared with the date of death (the death date itself)
+DATES_AFTER_DEATH_EXEMPT = {("ds", "DTHDAT")}
+
+
+def _death_dates(forms: dict[str, pd.DataFrame], study: Study) -> pd.DataFrame:
+    """Earliest valid ds.DTHDAT per subject: date parts indexed by SUBJID and the text."""
+    ds = forms.get("ds")
+    cols = ["year", "month", "day", "text"]
+    if ds is None or not len(ds):
+        return pd.DataFrame(columns=cols)
+    d = cdash_date_parts(ds["DTHDAT"], partial_ok=True, max_year=_max_year(study))
+    d = d[d["valid"] & ds["SUBJID"].notna()]
+    d = d.assign(SUBJID=ds.loc[d.index, "SUBJID"].to_numpy(), text=ds.loc[d.index, "DTHDAT"].to_numpy())
+    d = d.sort_values(["year", "month", "day"], na_position="last", kind="mergesort").drop_duplicates("SUBJID")
+    return d.set_index("SUBJID")[cols]
+
+
+@cross_check("date.after_cutoff")
+def check_dates_before_cutoff(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """No date of any form is after the study's data cut-off (``data_cutoff``), at known precision.
+
+    Data collected after the cut-off do not belong to this extract (ICH E3 / the data cut-off
+    defines the analysis database); ds.DTHDAT has its own check ``ds.death_after_cutoff``.
+    """
+    cutoff = pd.Timestamp(study.data_cutoff)
+    out = []
+    for form, df in forms.items():  # loop over forms and their date columns (metadata)
+        if not len(df):
+            continue
+        cut = pd.DataFrame({"year": float(cutoff.year), "month": float(cutoff.month), "day": float(cutoff.day)},
+                           index=df.index)
+        for column, partial in _date_columns(spec, form):
+            if (form, column) in DATES_AFTER_CUTOFF_EXEMPT:
+                continue
+            parts = cdash_date_parts(df[column], partial_ok=partial, max_year=_max_year(study))
+            bad = parts["valid"].to_numpy() & definitely_before(cut, parts)
+            out.append(make_findings(study.studyid, df, bad, column, "date.after_cutoff", "error",
+                                     f"{column} is after the data cut-off {study.data_cutoff} of {study.studyid}: "
+                                     "data after the cut-off do not belong in this extract"))
+    return _concat(out)
+
+
+@cross_check("date.after_death")
+def check_nothing_after_death(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """No date of any form is after the subject's death (ds.DTHDAT), at known precision.
+
+    An assessment, event or administration dated after death is a data error (wrong subject or
+    wrong date). The same day is allowed (a fatal AE ends on the day of death).
+    """
+    death = _death_dates(forms, study)
+    if death.empty:
+        return _NO_FINDINGS
+    out = []
+    for form, df in forms.items():  # loop over forms and their date columns (metadata)
+        if not len(df):
+            continue
+        known = df["SUBJID"].isin(death.index).to_numpy()
+        if not known.any():
+            continue
+        ref = death.reindex(df["SUBJID"].to_numpy())
+        ref.index = df.index
+        for column, partial in _date_columns(spec, form):
+            if (form, column) in DATES_AFTER_DEATH_EXEMPT:
+                continue
+            parts = cdash_date_parts(df[column], partial_ok=partial, max_year=_max_year(study))
+            bad = known & parts["valid"].to_numpy() & definitely_before(ref, parts)
+            out.append(make_findings(
+                study.studyid, df, bad, column, "date.after_death", "error",
+                lambda rows, column=column: f"{column} of subject " + _s(rows["SUBJID"]) + " is after the subject's "
+                "death (ds.DTHDAT " + _s(rows["SUBJID"].map(death["text"])) + "): nothing can be dated after death"))
+    return _concat(out)
+
+
+@cross_check("ds.death_before_infusion", forms=("ds",))
+def check_death_before_infusion(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """A death dated before the subject's first CAR-T infusion is reported for review (warning).
+
+    Reported on the ds row with both dates; records dated after that death are errors of
+    ``date.after_death`` (the infusion itself among them).
+    """
+    ds, ex = forms.get("ds"), forms.get("ex")
+    if ds is None or ex is None or not len(ds) or not len(ex):
+        return _NO_FINDINGS
+    cap = _max_year(study)
+    inf = ex[(ex["EXCAT"] == INFUSION_CATEGORY) & ex["SUBJID"].notna()]
+    p = cdash_date_parts(inf["EXSTDAT"], partial_ok=False, max_year=cap)
+    p = p[p["valid"]].assign(SUBJID=inf.loc[p[p["valid"]].index, "SUBJID"].to_numpy(),
+                             text=inf.loc[p[p["valid"]].index, "EXSTDAT"].to_numpy())
+    first = p.sort_values(["year", "month", "day"], kind="mergesort").drop_duplicates("SUBJID").set_index("SUBJID")
+    if first.empty:
+        return _NO_FINDINGS
+    dth = cdash_date_parts(ds["DTHDAT"], partial_ok=True, max_year=cap)
+    ref = first.reindex(ds["SUBJID"].to_numpy())
+    ref.index = ds.index
+    bad = dth["valid"].to_numpy() & ds["SUBJID"].isin(first.index).to_numpy() & definitely_before(dth, ref)
+    return make_findings(study.studyid, ds, bad, "DTHDAT", "ds.death_before_infusion", "warning",
+                         lambda rows: "subject " + _s(rows["SUBJID"]) + " died on " + _s(rows["DTHDAT"])
+                         + " (ds.DTHDAT), before the first CAR-T infusion on "
+                         + _s(rows["SUBJID"].map(first["text"])) + " (ex.EXSTDAT): review the death and "
+                         "infusion records with the site")

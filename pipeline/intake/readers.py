@@ -9,9 +9,16 @@ columns first (absent optional columns added empty), then any extra columns, the
 
 A file that cannot be read never raises: it becomes ONE finding (severity error) naming the
 study, the file and the problem, and the form is skipped. Problems covered: ambiguous
-(two files for one form), missing mandatory form, empty file, undecodable bytes (with byte
-offset and line), a wrong delimiter, a duplicated, blank or missing required column, a
-malformed CSV record, and a truncated or corrupt XLSX or SAS7BDAT file.
+(two files for one form), missing mandatory form, a directory or other non-file where a form
+file belongs, empty file, undecodable bytes (with byte offset and line), a byte-order mark or
+bytes of another encoding than the declared one (the finding names the encoding found), a
+wrong delimiter, a duplicated, blank or missing required column, a malformed CSV record, and
+a truncated or corrupt XLSX or SAS7BDAT file.
+
+Mandatory forms: each study declares them in its TOML, ``[raw].mandatory_forms`` (``dm`` is
+always mandatory). A missing mandatory form is an error, so a deleted ``ae`` file never reads
+as "no adverse events". A mandatory form delivered with its header only is valid and means
+"none" (a warning says so); for ``dm`` it is an error (no subjects).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import csv
 import datetime as dt
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +41,15 @@ from pipeline.spec import Spec
 
 #: file formats the reader understands, in the order they are looked for
 FORMATS = ("csv", "xlsx", "sas7bdat")
-#: forms without which a study cannot be built (every SDTM domain keys on DM)
+#: forms without which no study can be built (every SDTM domain keys on DM); a study adds its
+#: own in ``[raw].mandatory_forms``
 MANDATORY_FORMS = ("dm",)
+#: encodings tried, in order, to name what a file really is when it is not the declared one
+CANDIDATE_ENCODINGS = ("utf-8", "gb18030", "cp1252")
+#: byte-order marks, longest first (UTF-32 LE starts like UTF-16 LE)
+BOMS = ((b"\xff\xfe\x00\x00", "UTF-32 LE"), (b"\x00\x00\xfe\xff", "UTF-32 BE"), (b"\xef\xbb\xbf", "UTF-8"),
+        (b"\xff\xfe", "UTF-16 LE"), (b"\xfe\xff", "UTF-16 BE"))
+_UTF8_NAMES = ("utf-8", "utf8", "utf-8-sig", "utf8-sig")
 _MONTHS = np.array(MONTHS, dtype=object)
 _OTHER_DELIMITERS = (";", "\t", "|")
 
@@ -42,18 +57,32 @@ _OTHER_DELIMITERS = (";", "\t", "|")
 class UnreadableFile(Exception):
     """Raised inside the reader; caught by :func:`read_study` and turned into one finding."""
 
-    def __init__(self, check: str, message: str):
+    def __init__(self, check: str, message: str, row: int | None = None):
         super().__init__(message)
         self.check = check
         self.message = message
+        self.row = row
 
 
-def file_finding(study: str, file: str, check: str, severity: str, message: str) -> pd.DataFrame:
-    """One file-level finding (no row, no column)."""
+def file_finding(study: str, file: str, check: str, severity: str, message: str,
+                 row: int | None = None) -> pd.DataFrame:
+    """One file-level finding (no column; a row when the problem sits on one line)."""
     return pd.DataFrame([{
-        "study": study, "file": file, "row": pd.NA, "column": "", "value": "",
+        "study": study, "file": file, "row": pd.NA if row is None else row, "column": "", "value": "",
         "check": check, "severity": severity, "message": message,
     }], columns=FINDING_COLUMNS).astype({"row": "Int64"})
+
+
+def mandatory_forms(study: Study, spec: Spec) -> tuple[str, ...]:
+    """``dm`` plus the study's ``[raw].mandatory_forms``; an unknown form name is a ConfigError."""
+    declared = study.get("raw", {}).get("mandatory_forms", [])
+    if not isinstance(declared, list) or not all(isinstance(f, str) for f in declared):
+        raise ConfigError(f"{study.path.name}: [raw].mandatory_forms must be a list of form names")
+    unknown = [f for f in declared if f not in spec.forms]
+    if unknown:
+        raise ConfigError(f"{study.path.name}: [raw].mandatory_forms names {', '.join(unknown)}, not a form of "
+                          f"specs/raw/forms.csv ({', '.join(spec.forms)})")
+    return tuple(dict.fromkeys([*MANDATORY_FORMS, *declared]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -118,21 +147,78 @@ def cell_text(value) -> str | None:
 # ---------------------------------------------------------------------------------------
 # format readers: each returns (header names, DataFrame with positional columns and _ROW)
 # ---------------------------------------------------------------------------------------
+def _decodes_as(data: bytes, declared: str) -> str | None:
+    """The first of :data:`CANDIDATE_ENCODINGS` (other than ``declared``) that decodes ``data``."""
+    for enc in CANDIDATE_ENCODINGS:  # three encodings
+        if enc == declared or (enc == "utf-8" and declared in _UTF8_NAMES):
+            continue
+        try:
+            data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        return enc
+    return None
+
+
+def diagnose_encoding(data: bytes, encoding: str, name: str) -> None:
+    """Raise ``file.encoding`` when the bytes are plainly not in the declared encoding.
+
+    A byte-order mark other than UTF-8's under a UTF-8 declaration, any BOM under another
+    declared encoding (a UTF-8 BOM in a GB18030 study would otherwise read as a garbled first
+    column name), NUL bytes (UTF-16/32 without BOM), and, under a non-UTF-8 declaration, text
+    that is valid UTF-8 with non-ASCII characters (a UTF-8 export in a GB18030 study decodes
+    without error into wrong characters).
+    """
+    enc = encoding.lower().replace("_", "-")
+    utf8 = enc in _UTF8_NAMES
+    for bom, what in BOMS:  # five byte-order marks
+        if data.startswith(bom):
+            if what == "UTF-8" and utf8:
+                return
+            raise UnreadableFile("file.encoding",
+                                 f"{name} starts with a {what} byte-order mark ({bom.hex(' ')}): the file is {what}, "
+                                 f"but the study declares {encoding} ([raw].encoding); re-export it as {encoding} "
+                                 f"without byte-order mark, or declare the file's encoding", row=1)
+    if b"\x00" in data[:4096]:
+        at = data.index(b"\x00")
+        raise UnreadableFile("file.encoding",
+                             f"{name} holds NUL bytes (first at byte offset {at}): it looks like UTF-16 or UTF-32 "
+                             f"without byte-order mark, not {encoding}; re-export it as {encoding}",
+                             row=data.count(b"\n", 0, at) + 1)
+    if not utf8 and not data.isascii():
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+        first = next(i for i, ch in enumerate(text) if ord(ch) > 127)
+        n = sum(1 for ch in text if ord(ch) > 127)  # over characters of one file's text (no records)
+        raise UnreadableFile("file.encoding",
+                             f"{name} is UTF-8 ({n} non-ASCII character(s), the first {text[first]!r} on line "
+                             f"{text.count(chr(10), 0, first) + 1}), but the study declares {encoding} "
+                             f"([raw].encoding); re-export it as {encoding} or declare utf-8",
+                             row=text.count("\n", 0, first) + 1)
+
+
 def _decode(data: bytes, encoding: str, name: str) -> str:
     enc = encoding.lower().replace("_", "-")
+    try:
+        "".encode(enc)
+    except LookupError:
+        raise ConfigError(f"unknown raw encoding {encoding!r} in the study parameters") from None
+    diagnose_encoding(data, encoding, name)
     if enc in ("utf-8", "utf8") and data.startswith(b"\xef\xbb\xbf"):
         enc = "utf-8-sig"  # a BOM is accepted when plain UTF-8 is declared
     try:
         return data.decode(enc)
-    except LookupError:
-        raise ConfigError(f"unknown raw encoding {encoding!r} in the study parameters") from None
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         context = data[exc.start:exc.start + 4].hex(" ")
+        found = _decodes_as(data, enc)
+        hint = (f"the file decodes as {found}: re-export it as {encoding} or declare {found}" if found else
+                f"re-export the file as {encoding} or fix the study's [raw].encoding")
         raise UnreadableFile("file.encoding",
                              f"{name}: byte 0x{data[exc.start]:02x} at byte offset {exc.start} (line {line}) is not "
-                             f"valid {encoding} (bytes there: {context}); re-export the file as {encoding} or fix "
-                             "the study's [raw].encoding") from None
+                             f"valid {encoding} (bytes there: {context}); {hint}", row=line) from None
 
 
 def read_csv_file(path: Path, encoding: str) -> tuple[list[str], pd.DataFrame]:
@@ -306,9 +392,12 @@ def _normalise(header: list[str], df: pd.DataFrame, form: str, file_name: str, s
     frame["_FILE"] = frame["_FILE"].astype("str")
     frame["_ROW"] = frame["_ROW"].astype("int64")
     if frame.empty:
-        notes.append(file_finding(studyid, file_name, "file.no_records",
-                                  "error" if form in MANDATORY_FORMS else "warning",
-                                  f"{file_name} has a header but no records"))
+        if form in MANDATORY_FORMS:
+            notes.append(file_finding(studyid, file_name, "file.no_records", "error",
+                                      f"{file_name} has a header but no records: a study needs its {form} records"))
+        else:
+            notes.append(file_finding(studyid, file_name, "file.no_records", "warning",
+                                      f"{file_name} has a header but no records: read as none (no {form} records)"))
     return frame, notes
 
 
@@ -344,25 +433,39 @@ def read_study(raw_dir: Path, study: Study, spec: Spec) -> tuple[dict[str, pd.Da
                                   f"no raw folder {folder} for study {sid}: nothing to validate"))
         return forms, _concat(found)
     known_files: set[str] = set()
+    mandatory = mandatory_forms(study, spec)
     for form in spec.forms:
-        paths = [folder / f"{form}.{ext}" for ext in FORMATS if (folder / f"{form}.{ext}").is_file()]
-        known_files.update(p.name for p in paths)
         expected = declared.get(form, "csv")
+        candidates = [folder / f"{form}.{ext}" for ext in FORMATS]
+        not_files = [p for p in candidates if os.path.lexists(p) and not p.is_file()]
+        if not_files:
+            p = not_files[0]
+            what = ("a directory" if p.is_dir() else "a broken link" if p.is_symlink() and not p.exists()
+                    else "not a regular file")
+            found.append(file_finding(sid, p.name, "file.not_a_file", "error",
+                                      f"{p.name} is {what}, not a file: form {form} cannot be read; put the "
+                                      f"{form} extract there as a file"))
+            known_files.update(c.name for c in candidates)
+            continue
+        paths = [p for p in candidates if p.is_file()]
+        known_files.update(p.name for p in paths)
         if len(paths) > 1:
             found.append(file_finding(sid, paths[0].name, "file.ambiguous", "error",
                                       f"form {form} is delivered twice ({', '.join(p.name for p in paths)}); "
                                       f"keep only {form}.{expected}"))
             continue
         if not paths:
-            if form in MANDATORY_FORMS:
+            if form in mandatory:
                 found.append(file_finding(sid, f"{form}.{expected}", "file.missing", "error",
-                                          f"mandatory form {form} is missing: expected {folder / f'{form}.{expected}'}"))
+                                          f"mandatory form {form} is missing: expected {folder / f'{form}.{expected}'} "
+                                          f"({study.path.name} [raw].mandatory_forms); deliver it, with its header "
+                                          "only when there are no records"))
             continue
         path = paths[0]
         try:
             df, notes = read_form(path, form, study, spec)
         except UnreadableFile as exc:
-            found.append(file_finding(sid, path.name, exc.check, "error", exc.message))
+            found.append(file_finding(sid, path.name, exc.check, "error", exc.message, exc.row))
             continue
         except ConfigError:
             raise

@@ -142,6 +142,30 @@ def spec_problems(spec: Spec) -> list[str]:
         bad = pd.to_numeric(c[lim].where(c[lim] != ""), errors="coerce").isna() & (c[lim] != "")
         problems += [f"specs/raw/columns.csv {f}.{col}: {lim} {v!r} is not a number"
                      for f, col, v in zip(c.loc[bad, "form"], c.loc[bad, "column"], c.loc[bad, lim])]
+    return problems + plausibility_problems(spec)
+
+
+def plausibility_problems(spec: Spec) -> list[str]:
+    """Problems of ``specs/rules/lab_plausibility.csv``: columns, numeric limits, listed units."""
+    from pipeline.intake.checks import PLAUSIBILITY_COLUMNS
+
+    name = "specs/rules/lab_plausibility.csv"
+    if not (spec.root / "rules" / "lab_plausibility.csv").is_file():
+        return []  # no table: every lab result must still be finite and not negative
+    t = spec.rule("lab_plausibility")
+    missing = [k for k in PLAUSIBILITY_COLUMNS if k not in t.columns]
+    if missing:
+        return [f"{name}: columns {', '.join(missing)} missing"]
+    problems = []
+    for lim in ("error_min", "error_max", "warn_min", "warn_max"):  # four limit columns
+        bad = pd.to_numeric(t[lim].where(t[lim] != ""), errors="coerce").isna() & (t[lim] != "")
+        problems += [f"{name} {k}: {lim} {v!r} is not a number" for k, v in zip(t.loc[bad, "lbtestcd"], t.loc[bad, lim])]
+    problems += [f"{name}: test {k} appears more than once" for k in sorted(set(t["lbtestcd"][t["lbtestcd"].duplicated()]))]
+    units = spec.rule("lab_units")
+    listed = set(zip(units["lbtestcd"], units["raw_unit"]))
+    problems += [f"{name} {k}: unit {u!r} is not listed for {k} in specs/rules/lab_units.csv"
+                 for k, u in zip(t["lbtestcd"], t["unit"]) if (k, u) not in listed]
+    problems += [f"{name} {k}: no source" for k, src in zip(t["lbtestcd"], t["source"]) if not str(src).strip()]
     return problems
 
 
