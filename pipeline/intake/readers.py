@@ -148,8 +148,19 @@ def cell_text(value) -> str | None:
 # format readers: each returns (header names, DataFrame with positional columns and _ROW)
 # ---------------------------------------------------------------------------------------
 def _decodes_as(data: bytes, declared: str) -> str | None:
-    """The first of :data:`CANDIDATE_ENCODINGS` (other than ``declared``) that decodes ``data``."""
-    for enc in CANDIDATE_ENCODINGS:  # three encodings
+    """The first of :data:`CANDIDATE_ENCODINGS` (other than ``declared``) that decodes ``data``.
+
+    GB18030 decodes almost any byte pair, so when every non-ASCII byte stands alone between
+    ASCII bytes (Western single-byte text: ``Fi\xe8vre``) the single-byte cp1252 is tried first;
+    Chinese GB18030 text has runs of two or more non-ASCII bytes.
+    """
+    import re
+
+    runs = [len(m) for m in re.findall(rb"[\x80-\xff]+", data[:1_000_000])]
+    order = CANDIDATE_ENCODINGS
+    if runs and max(runs) == 1:
+        order = tuple(sorted(CANDIDATE_ENCODINGS, key=lambda e: e != "cp1252"))
+    for enc in order:  # three encodings
         if enc == declared or (enc == "utf-8" and declared in _UTF8_NAMES):
             continue
         try:
