@@ -62,7 +62,7 @@ from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMN
 from pipeline.derive import visits
 from pipeline.domains import REGISTRY
 from pipeline.errors import ConfigError, DataError, PipelineError, output_error
-from pipeline.export import checks, datasetjson, manifest, reconcile, writer, xpt
+from pipeline.export import checks, datasetjson, manifest, numeric_guard, reconcile, writer, xpt
 from pipeline.progress import BuildLog, Progress
 from pipeline.spec import Spec, load_spec
 
@@ -392,6 +392,8 @@ def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_di
         else:
             ordered[name] = frame.reset_index(drop=True)
     found.append(checks.check_datasets(ordered, spec, sid))
+    # no writer may see a non-finite or out-of-IBM-range number (issue 11)
+    found.append(numeric_guard.numeric_findings(ordered, spec, sid))
     if progress:
         progress.step("checks")
     consumed = pd.concat(merged.consumed, ignore_index=True) if merged.consumed else empty(CONSUMED_COLUMNS)

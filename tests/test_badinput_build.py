@@ -304,3 +304,52 @@ def test_manifest_still_verifies_after_isolated_failure(fake, tmp_path):
     out = tmp_path / "out"
     assert main(["build", "--raw", str(raw), "--specs", str(kit.SPECS), "--out", str(out), "--no-progress"]) == 0
     assert manifest.verify_manifest(out / SID) == [] and manifest.verify_manifest(out / "TEST02") == []
+
+
+# ---- numbers no writer can hold: refused before export --------------------------------------
+
+from pipeline.export import numeric_guard  # noqa: E402
+
+
+@pytest.mark.parametrize("value,why", [("1e999", "is not finite"), ("-1e999", "is not finite"),
+                                       ("1e80", "exceeds the IBM float range")])
+def test_non_exportable_number_refused_before_any_writer(built, fake, capsys, value, why):
+    raw, out, before = built
+    rows = [r if i != 1 else (*r[:4], value, r[5]) for i, r in enumerate(kit.LB_ROWS)]
+    kit.write_raw(raw, lb=rows)
+    called = []
+    fake.setattr(build.xpt, "write_xpt", lambda *a, **k: called.append(a))
+    fake.setattr(build.datasetjson, "write_dataset_json", lambda *a, **k: called.append(a))
+    assert cli(raw, out) == 1
+    err = capsys.readouterr().err
+    assert called == [] and "internal error" not in err
+    f = pd.read_csv(out / "gate" / f"{SID}_build_findings.csv", dtype=str, keep_default_na=False)
+    e = f[f["check"] == "numeric.not_exportable"]
+    assert len(e) == 1
+    r = e.iloc[0]
+    assert (r["study"], r["file"], r["column"], r["severity"]) == (SID, "LB", "LBSTRESN", "error")
+    assert f"for subject {SID}-01-001" in r["message"] and why in r["message"]
+    assert f"LB row {r['row']} LBSTRESN" in err
+    assert tree(out / SID) == before and no_leftovers(out) == []
+
+
+def test_numeric_guard_limits_by_hand():
+    big = numeric_guard.IBM_MAX
+    assert big < 16.0 ** 63 and big * (1 + 2 ** -52) >= 16.0 ** 63 * (1 - 16.0 ** -14)
+    frame = pd.DataFrame({"USUBJID": ["A", "B", "C", "D", "E"],
+                          "X": [1.0, float("nan"), big, -big * 2, float("inf")],
+                          "T": ["1", "2", "3", "4", "5"]})
+    f = numeric_guard.numeric_findings({"ZZ": frame}, None, "S")
+    assert f[["file", "row", "column", "value"]].values.tolist() == [["ZZ", 4, "X", repr(-big * 2)],
+                                                                      ["ZZ", 5, "X", "inf"]]
+    assert f["message"].iloc[1] == ("ZZ.X = inf for subject E (record 5) is not finite (no NaN or Infinity in "
+                                    "Dataset-JSON, none in XPT); not exported: correct the source value")
+
+
+def test_numeric_guard_reads_spec_numeric_text_columns():
+    from pipeline.spec import load_spec
+
+    spec = load_spec(kit.SPECS)
+    frame = pd.DataFrame({"USUBJID": ["A"], "LBSTRESN": ["inf"]}, dtype=object)
+    f = numeric_guard.numeric_findings({"LB": frame}, spec, "S")
+    assert f["column"].tolist() == ["LBSTRESN"]
