@@ -169,3 +169,14 @@ def test_duplicate_subject_rejected():
     res = dm_mod.build(context(forms))
     assert len(res.datasets["DM"]) == 3
     assert res.rejected["row"].tolist() == [5]
+
+
+def test_race_and_ethnic_written_as_ct_terms():
+    forms = raw_forms()
+    forms["dm"].loc[0, ["RACE", "ETHNIC"]] = [" asian", "Not Hispanic or Latino"]   # case and blanks
+    forms["dm"].loc[1, "RACE"] = "MULTIPLE"                                          # no term of C74457
+    res = dm_mod.build(context(forms))
+    dm = res.datasets["DM"].set_index("SUBJID")
+    assert (dm.loc["101", "RACE"], dm.loc["101", "ETHNIC"]) == ("ASIAN", "NOT HISPANIC OR LATINO")
+    f = res.findings[res.findings["check"].isin(["dm_race_not_ct", "dm_ethnic_not_ct"])]
+    assert f[["check", "severity", "row", "value"]].values.tolist() == [["dm_race_not_ct", "error", 3, "MULTIPLE"]]

@@ -16,5 +16,6 @@ REGISTRY: list[str] = [
     "lb",        # LB (+ cellular kinetics, derived CrCl)
     "pc",        # PC, PP (CAR-T cellular kinetics from the lb form's CAR-T EXPANSION rows)
     "ae",        # AE, SUPPAE, FA, RELREC (CRS/ICANS by ASTCT)
+    "dd",        # DD (primary cause of death); death/AE and AE/disposition cross-checks (needs DS and AE)
     "rs",        # RS and supporting findings
 ]

@@ -224,6 +224,19 @@ def death(ds_raw: pd.DataFrame, studyid: str, spec: Spec) -> pd.DataFrame:
     return pd.DataFrame({"DTHDTC": frame["DTHDTC"], "DTHFL": ct_term(spec, "NY", C_YES)})
 
 
+def ct_values(spec: Spec, codelist: str, values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Collected ``values`` written as the CT submission values of ``codelist`` (matched on the
+    term or its decode, ignoring case and surrounding blanks), and a mask of non-empty values
+    that are no term of the codelist (kept as collected and reported)."""
+    c = spec.codelist(codelist)
+    key = {str(t).strip().upper(): str(t) for t in c["term"]}
+    key.update({str(d).strip().upper(): str(t) for t, d in zip(c["term"], c["decode"]) if str(d)})
+    v = text(values)
+    mapped = v.str.upper().map(key)
+    bad = v.ne("") & mapped.isna()
+    return mapped.where(mapped.notna(), v).astype(object), bad
+
+
 def age_bounds(brthdtc: pd.Series, ref_date: pd.Series) -> pd.DataFrame:
     """Smallest and largest age in completed years at ``ref_date`` compatible with a birth date
     that may be partial (YYYY or YYYY-MM). Columns ``lo``, ``hi`` (float, NaN when unknown)."""
@@ -328,6 +341,12 @@ def build(ctx: StudyContext) -> DomainResult:
         findings.append(make_findings(sid, raw[bad], col, "dm_impossible_date", "error",
                                       col + " is not a possible date, subject " + text(raw["SUBJID"])))
 
+    race, bad_race = ct_values(spec, "RACE", raw["RACE"])
+    ethnic, bad_ethnic = ct_values(spec, "ETHNIC", raw["ETHNIC"])
+    for col, bad, cl in (("RACE", bad_race, "RACE"), ("ETHNIC", bad_ethnic, "ETHNIC")):
+        findings.append(make_findings(sid, raw[bad], col, f"dm_{col.lower()}_not_ct", "error",
+                                      col + " '" + text(raw[col]) + f"' is not a term of CDISC CT codelist {cl} "
+                                      "(C74457 RACE / C66790 ETHNIC, non-extensible), subject " + text(raw["SUBJID"])))
     ref = reference_dates(ctx.form("ex"), sid, study.treatments["extrt"]).reindex(ids).fillna("")
     dth = death(ctx.form("ds"), sid, spec).reindex(ids).fillna("")
     treated = pd.Series(ref["RFSTDTC"].ne("").to_numpy(), index=raw.index)
@@ -344,7 +363,7 @@ def build(ctx: StudyContext) -> DomainResult:
         "SITEID": text(raw["SITEID"]).to_numpy(), "BRTHDTC": dates["BRTHDAT"].to_numpy(),
         "AGE": pd.to_numeric(raw["AGE"], errors="coerce").astype("float64").to_numpy(),
         "AGEU": text(raw["AGEU"]).to_numpy(), "SEX": text(raw["SEX"]).to_numpy(),
-        "RACE": text(raw["RACE"]).to_numpy(), "ETHNIC": text(raw["ETHNIC"]).to_numpy(),
+        "RACE": race.to_numpy(), "ETHNIC": ethnic.to_numpy(),
         **{c: arm_cols[c].to_numpy() for c in ["ARMCD", "ARM", "ACTARMCD", "ACTARM", "ARMNRS"]},
         "COUNTRY": text(raw["COUNTRY"]).to_numpy(), "DMDTC": dates["DMDAT"].to_numpy(),
     })

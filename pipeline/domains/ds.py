@@ -11,10 +11,22 @@ Records per subject:
 
 SUPPDS: the primary cause of death (DTHCAUS) on the DEATH record and the last-known-alive date
 (LKADTC) on the disposition record. DM.DTHDTC/DTHFL come from the same ds.DTHDAT (see dm.py).
+The primary cause of death is also the DD record PRCDTH (:mod:`pipeline.domains.dd`, SDTMIG 3.4
+Death Details).
+
+Disposition as of the data cut-off (report ``disposition_status``, one row per DM subject):
+COMPLETED (end-of-study disposition COMPLETED), DISCONTINUED with the reason (any other
+end-of-study disposition, screen failures and deaths included) or ONGOING (no end-of-study
+disposition collected by the cut-off ``data_cutoff`` of the study parameters). The status words
+are the CDISC (ADaM) CT Subject Trial Status terms (C124296: COMPLETED C25250, DISCONTINUED
+C25484, ONGOING C53279). SDTM DS holds only what was collected: an ongoing subject has no
+end-of-study record, so its last DSSTDTC is the consent and the CORE check of AEs after the last
+DSSTDTC (CORE-000717) is explained by this status, not by an invented record.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext
@@ -73,6 +85,36 @@ def disposition_records(ctx: StudyContext, raw: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([disp, after], ignore_index=True)
 
 
+#: Subject Trial Status terms (CDISC ADaM CT C124296) used by the disposition_status report
+COMPLETED, DISCONTINUED, ONGOING = "COMPLETED", "DISCONTINUED", "ONGOING"
+C_COMPLETED = "C25250"          # NCOMPLT COMPLETED
+
+
+def disposition_status(ds: pd.DataFrame, dm: pd.DataFrame, spec, cutoff: str) -> pd.DataFrame:
+    """Each DM subject's status at the data cut-off from its latest DISPOSITION EVENT record.
+
+    Columns USUBJID, status (COMPLETED / DISCONTINUED / ONGOING), reason (DSDECOD of the
+    disposition; empty when ongoing or completed), DSSTDTC, data_cutoff, death_after (DSSTDTC of
+    a DEATH recorded as OTHER EVENT after the disposition, else empty).
+    """
+    disp = ds[ds["DSCAT"] == ct_term(spec, "DSCAT", C_DISPOSITION)]
+    disp = disp.sort_values(["USUBJID", "DSSTDTC", "DSSEQ"], kind="mergesort").drop_duplicates("USUBJID", keep="last")
+    disp = disp.set_index("USUBJID")
+    other = ds[ds["DSCAT"] == ct_term(spec, "DSCAT", C_OTHER_EVENT)].drop_duplicates("USUBJID", keep="last")
+    out = pd.DataFrame({"USUBJID": dm["USUBJID"].astype(str).to_numpy()})
+    decod = out["USUBJID"].map(disp["DSDECOD"].astype(object)).astype(object)
+    decod = decod.where(decod.notna(), "")
+    completed = decod.eq(ct_term(spec, "NCOMPLT", C_COMPLETED))
+    out["status"] = np.select([decod.eq(""), completed], [ONGOING, COMPLETED], default=DISCONTINUED)
+    out["reason"] = decod.where(~completed, "")
+    stdtc = out["USUBJID"].map(disp["DSSTDTC"].astype(object)).astype(object)
+    out["DSSTDTC"] = stdtc.where(stdtc.notna(), "")
+    out["data_cutoff"] = cutoff
+    after = out["USUBJID"].map(other.set_index("USUBJID")["DSSTDTC"].astype(object)).astype(object)
+    out["death_after"] = after.where(after.notna(), "")
+    return out.sort_values("USUBJID", kind="mergesort").reset_index(drop=True)
+
+
 def build(ctx: StudyContext) -> DomainResult:
     spec, sid = ctx.spec, ctx.study.studyid
     res = DomainResult()
@@ -110,6 +152,7 @@ def build(ctx: StudyContext) -> DomainResult:
     recs["DSSEQ"] = assign_seq(recs, ["DSSTDTC", "_CATORD", "DSDECOD"])
     res.datasets["DS"] = recs[spec.var_names("DS")].reset_index(drop=True)
     res.datasets["SUPPDS"] = build_supp(recs, "DS", spec, "DSSEQ")[spec.var_names("SUPPDS")]
+    res.reports["disposition_status"] = disposition_status(res.datasets["DS"], dm, spec, ctx.study.data_cutoff)
 
     res.consumed = pd.concat([
         ctx.consumed_rows("dm", consent_rows["_ROW"], "DS"),
