@@ -180,3 +180,36 @@ def test_race_and_ethnic_written_as_ct_terms():
     assert (dm.loc["101", "RACE"], dm.loc["101", "ETHNIC"]) == ("ASIAN", "NOT HISPANIC OR LATINO")
     f = res.findings[res.findings["check"].isin(["dm_race_not_ct", "dm_ethnic_not_ct"])]
     assert f[["check", "severity", "row", "value"]].values.tolist() == [["dm_race_not_ct", "error", 3, "MULTIPLE"]]
+
+
+@pytest.mark.parametrize("dose,expected", [
+    (1.0e6, "DL2"), (1.2e6, "DL2"), (8.0e5, "DL2"),      # within +/-20% of 1x10^6 (bounds included)
+    (1.21e6, ""), (7.9e5, ""),                           # just outside: the dose of no arm
+    (1.0e5, "DL1"), (1.0e8, "DL4"), (np.nan, ""),
+])
+def test_actual_arm_by_dose_boundaries(dose, expected):
+    from pipeline.config import load_study
+    from dm_ex_ds_fixture import ROOT
+    study = load_study(ROOT / "specs", "CD7-RRAL-DE")
+    got, applies = dm_mod.actual_arm_by_dose(pd.Series([dose]), study)
+    assert applies and got.tolist() == [expected]
+
+
+def test_unplanned_treatment_and_other_arm_in_dm():
+    from pipeline.config import load_study
+    from pipeline.context import StudyContext
+    from dm_ex_ds_fixture import ROOT, _spec
+    study = load_study(ROOT / "specs", "CD7-RRAL-DE")
+    forms = raw_forms()
+    dm = forms["dm"].assign(STUDYID="CD7-RRAL-DE", ARMCD=["DL2", "", "DL2"], TRTYN=["Y", "N", "Y"])
+    ex = forms["ex"].assign(STUDYID="CD7-RRAL-DE")
+    cart = ex[ex["EXCAT"] == "CAR-T INFUSION"].copy()
+    # 101: split 600000 + 400000 = 1x10^6 = DL2 as planned; 103: 5x10^6, the dose of no arm
+    extra = cart.iloc[[0]].assign(SUBJID="103", EXDOSE="5000000", EXSPID="CART-1", _ROW=50)
+    ctx = StudyContext(study=study, spec=_spec(), forms={**forms, "dm": dm, "ex": pd.concat([ex, extra], ignore_index=True)})
+    res = dm_mod.build(ctx)
+    out = res.datasets["DM"].set_index("SUBJID")
+    assert out.loc["101", ["ACTARMCD", "ARMNRS", "ACTARMUD"]].tolist() == ["DL2", "", ""]
+    assert out.loc["103", ["ACTARMCD", "ACTARM", "ARMNRS", "ACTARMUD"]].tolist() == [
+        "", "", "UNPLANNED TREATMENT", "CD7 CAR-T CELLS 5e+06 cells/kg"]
+    assert res.findings.loc[res.findings["check"] == "dm_unplanned_treatment", "row"].tolist() == [4]

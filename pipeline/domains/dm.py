@@ -45,7 +45,7 @@ RAW_DATE_TYPES = ("date", "pdate")
 
 # NCI codes of the CDISC CT terms this module assigns (terms are read from the spec's codelists)
 C_YES, C_NO = "C49488", "C49487"
-C_SCREEN_FAILURE, C_ASSIGNED_NOT_TREATED = "C49628", "C142238"
+C_SCREEN_FAILURE, C_ASSIGNED_NOT_TREATED, C_UNPLANNED = "C49628", "C142238", "C142240"
 C_DEATH = "C28554"
 
 
@@ -284,10 +284,56 @@ def age_findings(raw: pd.DataFrame, brthdtc: pd.Series, icdtc: pd.Series, studyi
     ], FINDING_COLUMNS)
 
 
-def arms(raw: pd.DataFrame, treated: pd.Series, ctx: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """ARMCD, ARM, ACTARMCD, ACTARM, ARMNRS per raw dm row, and arm findings.
+#: unit of the arms' planned dose (``dose_cells_per_kg`` of [[arms]]) and of EX.EXDOSU for it
+DOSE_UNIT = "cells/kg"
 
-    ``treated``: the subject has at least one CAR-T administration (RFXSTDTC not null).
+
+def administered_dose(ex_raw: pd.DataFrame, studyid: str) -> pd.Series:
+    """Total CAR-T dose in cells/kg per USUBJID (the fractions of a split infusion summed);
+    records in another unit or with an impossible date are left out."""
+    if ex_raw.empty:
+        return pd.Series(dtype="float64")
+    _, bad_s = raw_dtc(ex_raw, "EXSTDAT", "EXSTTIM")
+    _, bad_e = raw_dtc(ex_raw, "EXENDAT", "EXENTIM")
+    keep = (text(ex_raw["EXCAT"]).str.upper().eq(CART_CATEGORY) & text(ex_raw["EXDOSU"]).eq(DOSE_UNIT)
+            & ~bad_s & ~bad_e)
+    dose = pd.to_numeric(text(ex_raw.loc[keep, "EXDOSE"]), errors="coerce")
+    return dose.groupby(subject_ids(ex_raw[keep], studyid)).sum(min_count=1)
+
+
+def actual_arm_by_dose(dose: pd.Series, study) -> tuple[pd.Series, bool]:
+    """The arm whose planned dose the administered ``dose`` matches (relative tolerance
+    ``[actual_arm].dose_tolerance`` of the study parameters), ``""`` when none does.
+
+    Only for studies whose arms differ by dose (dose escalation): returns (``""`` for all,
+    False) when the arms share one dose, since EX then cannot tell the arms apart.
+    """
+    planned = study.arms[["armcd", "dose_cells_per_kg"]].dropna()
+    levels = pd.to_numeric(planned["dose_cells_per_kg"], errors="coerce")
+    if levels.nunique() < 2:
+        return pd.Series("", index=dose.index, dtype=object), False
+    tol = study.get("actual_arm", {}).get("dose_tolerance")
+    if tol is None:
+        raise ConfigError(f"{study.studyid}: arms differ by dose, so the study parameters need "
+                          "[actual_arm] dose_tolerance (relative, e.g. 0.2) to tell the actual arm from EX")
+    d = dose.to_numpy(dtype="float64")[:, None]
+    lv = levels.to_numpy(dtype="float64")[None, :]
+    match = np.abs(d - lv) <= float(tol) * lv
+    first = np.where(match.any(axis=1), match.argmax(axis=1), -1)
+    codes = planned["armcd"].astype(str).to_numpy()
+    return pd.Series(np.where(first >= 0, codes[np.clip(first, 0, None)], ""), index=dose.index, dtype=object), True
+
+
+def arms(raw: pd.DataFrame, treated: pd.Series, ctx: StudyContext,
+         dose: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ARMCD, ARM, ACTARMCD, ACTARM, ARMNRS, ACTARMUD per raw dm row, and arm findings.
+
+    ``treated``: the subject has at least one CAR-T administration (RFSTDTC not null).
+    ``dose``: the administered CAR-T dose (cells/kg) per raw dm row. When the arms differ by dose
+    (:func:`actual_arm_by_dose`), the actual arm is the arm of the dose given: a dose of another
+    arm gives that arm (warning), a dose of no arm gives ACTARMCD/ACTARM null, ARMNRS UNPLANNED
+    TREATMENT and ACTARMUD describing it (SDTMIG 3.4 DM assumption 4). Otherwise the actual arm
+    of a treated subject is the planned arm.
     """
     spec, study = ctx.spec, ctx.study
     yes, no = ct_term(spec, "NY", C_YES), ct_term(spec, "NY", C_NO)
@@ -300,11 +346,20 @@ def arms(raw: pd.DataFrame, treated: pd.Series, ctx: StudyContext) -> tuple[pd.D
     out["ARMCD"] = armcd.where(known, "")
     out["ARM"] = arm.where(known, "")
     act = enrolled & treated & known
-    out["ACTARMCD"] = out["ARMCD"].where(act, "")
-    out["ACTARM"] = out["ARM"].where(act, "")
+    given = dose if dose is not None else pd.Series(np.nan, index=raw.index)
+    by_dose, applies = actual_arm_by_dose(given, study)
+    actual = by_dose if applies else out["ARMCD"]
+    unplanned = act & applies & by_dose.eq("")
+    other_arm = act & applies & by_dose.ne("") & by_dose.ne(out["ARMCD"])
+    out["ACTARMCD"] = actual.where(act & ~unplanned, "")
+    out["ACTARM"] = out["ACTARMCD"].map(arm_names).fillna("")
     out["ARMNRS"] = np.select(
-        [~enrolled, enrolled & ~treated],
-        [ct_term(spec, "ARMNULRS", C_SCREEN_FAILURE), ct_term(spec, "ARMNULRS", C_ASSIGNED_NOT_TREATED)], default="")
+        [~enrolled, enrolled & ~treated, unplanned],
+        [ct_term(spec, "ARMNULRS", C_SCREEN_FAILURE), ct_term(spec, "ARMNULRS", C_ASSIGNED_NOT_TREATED),
+         ct_term(spec, "ARMNULRS", C_UNPLANNED)], default="")
+    product = study.treatments.loc[study.treatments["excat"].astype(str).str.upper() == CART_CATEGORY, "extrt"]
+    product = str(product.iloc[0]) if len(product) else "CAR-T"
+    out["ACTARMUD"] = np.where(unplanned, product + " " + given.map("{:.4g}".format) + " " + DOSE_UNIT, "")
     trtyn = text(raw["TRTYN"]).str.upper()
     sid = ", subject " + text(raw["SUBJID"])
     f = [
@@ -318,6 +373,12 @@ def arms(raw: pd.DataFrame, treated: pd.Series, ctx: StudyContext) -> tuple[pd.D
                       "TRTYN=N but the ex form has a CAR-T infusion record" + sid),
         make_findings(study.studyid, raw[~enrolled & treated], "ENRYN", "dm_screen_failure_treated", "error",
                       "ENRYN=N (screen failure) but the ex form has a CAR-T infusion record" + sid),
+        make_findings(study.studyid, raw[other_arm], "ARMCD", "dm_actual_arm_differs", "warning",
+                      "planned arm " + armcd + " but the CAR-T dose given (" + given.map("{:.4g}".format)
+                      + " " + DOSE_UNIT + ") is that of arm " + by_dose + sid),
+        make_findings(study.studyid, raw[unplanned], "ARMCD", "dm_unplanned_treatment", "warning",
+                      "the CAR-T dose given (" + given.map("{:.4g}".format) + " " + DOSE_UNIT
+                      + ") is the dose of no arm: ARMNRS UNPLANNED TREATMENT" + sid),
     ]
     return out, concat(f, FINDING_COLUMNS)
 
@@ -350,7 +411,8 @@ def build(ctx: StudyContext) -> DomainResult:
     ref = reference_dates(ctx.form("ex"), sid, study.treatments["extrt"]).reindex(ids).fillna("")
     dth = death(ctx.form("ds"), sid, spec).reindex(ids).fillna("")
     treated = pd.Series(ref["RFSTDTC"].ne("").to_numpy(), index=raw.index)
-    arm_cols, arm_f = arms(raw, treated, ctx)
+    dose = administered_dose(ctx.form("ex"), sid).reindex(ids)
+    arm_cols, arm_f = arms(raw, treated, ctx, pd.Series(dose.to_numpy(), index=raw.index))
     findings += [arm_f, age_findings(raw, dates["BRTHDAT"], dates["ICDAT"], sid)]
 
     dm = pd.DataFrame({
@@ -364,7 +426,7 @@ def build(ctx: StudyContext) -> DomainResult:
         "AGE": pd.to_numeric(raw["AGE"], errors="coerce").astype("float64").to_numpy(),
         "AGEU": text(raw["AGEU"]).to_numpy(), "SEX": text(raw["SEX"]).to_numpy(),
         "RACE": race.to_numpy(), "ETHNIC": ethnic.to_numpy(),
-        **{c: arm_cols[c].to_numpy() for c in ["ARMCD", "ARM", "ACTARMCD", "ACTARM", "ARMNRS"]},
+        **{c: arm_cols[c].to_numpy() for c in ["ARMCD", "ARM", "ACTARMCD", "ACTARM", "ARMNRS", "ACTARMUD"]},
         "COUNTRY": text(raw["COUNTRY"]).to_numpy(), "DMDTC": dates["DMDAT"].to_numpy(),
     })
     dm["DMDY"] = study_day(dm["DMDTC"], dm["RFSTDTC"])
