@@ -228,18 +228,40 @@ def test_adam_outputs_in_manifest_and_define_valid(built):
     assert b'Name="ADaMIG"' in xml and b'Purpose="Analysis"' in xml
 
 
+def _seq_keys(frames: list[pd.DataFrame], seq: str) -> set:
+    return {(u, float(q)) for f in frames for u, q in zip(f["USUBJID"], pd.to_numeric(f[seq]))}
+
+
 @pytest.mark.slow
-def test_adam_records_trace_to_sdtm_and_rederive_identically(built):
+def test_every_adam_record_traces_to_sdtm_and_rederives_identically(built):
+    """SRCDOM/SRCVAR/SRCSEQ of every record of every ADaM dataset resolve: to an SDTM record
+    (AE by AESEQ; LB and its split LBDA by LBSEQ; RS by RSSEQ), to an ADSL variable of the
+    subject, or to an ADaM record (ADRS ASEQ; ADLB parameter) that itself traces to SDTM."""
     from pipeline.export.datasetjson import read_dataset_json
 
     sid = built.name
     sdtm = {p.stem.upper(): read_dataset_json(p)[0] for p in built.glob("*.json")}
     adam = {p.stem.upper(): read_dataset_json(p)[0] for p in (built / "adam").glob("*.json")}
+    assert {"ADSL", "ADAE", "ADRS", "ADLB", "ADTTE"} <= set(adam)
     assert set(adam["ADSL"]["USUBJID"]) == set(sdtm["DM"]["USUBJID"])
-    ae = adam["ADAE"]
-    assert (ae["SRCDOM"] == "AE").all() and (ae["SRCVAR"] == "AESEQ").all()
-    keys = set(zip(sdtm["AE"]["USUBJID"], pd.to_numeric(sdtm["AE"]["AESEQ"])))
-    assert all(k in keys for k in zip(ae["USUBJID"], pd.to_numeric(ae["SRCSEQ"])))
+    keys = {"AE": _seq_keys([sdtm["AE"]], "AESEQ"), "RS": _seq_keys([sdtm["RS"]], "RSSEQ"),
+            "LB": _seq_keys([sdtm[d] for d in ("LB", "LBDA") if d in sdtm], "LBSEQ"),
+            "ADRS": _seq_keys([adam["ADRS"]], "ASEQ")}
+    adsl_cols = set(adam["ADSL"].columns)
+    lb_params = set(zip(adam["ADLB"]["USUBJID"], adam["ADLB"]["PARAMCD"]))
+    for name in ("ADAE", "ADRS", "ADLB", "ADTTE"):
+        f = adam[name]
+        for dom, grp in f.groupby("SRCDOM"):  # a few source datasets per ADaM dataset
+            if dom in keys:
+                got = set(zip(grp["USUBJID"], pd.to_numeric(grp["SRCSEQ"]).astype(float)))
+                assert got <= keys[dom], (name, dom, sorted(got - keys[dom])[:3])
+            elif dom == "ADSL":
+                assert set(grp["SRCVAR"]) <= adsl_cols, (name, set(grp["SRCVAR"]))
+            elif dom == "ADLB":
+                assert all((u, "NEUT") in lb_params for u in grp["USUBJID"]), name
+            else:
+                raise AssertionError(f"{name}: unknown SRCDOM {dom!r}")
+        assert (f["SRCDOM"] != "").all(), name
     spec = load_spec(SPECS, "adam")
     study = load_study(SPECS, sid)
     again = stage.derive(sdtm, spec, study)

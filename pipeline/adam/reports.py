@@ -8,7 +8,10 @@ Same names and columns as before, so that the listings keep rendering them:
 - ``bor``: ADRS BOR/INVBOR per subject and evaluator;
 - ``orr_summary``: ORR at the protocol timepoints with the exact 95% CI
   (:func:`pipeline.rules.response.objective_response_rate`), denominator the safety population;
-- ``event_dates``: first response, first progression/relapse, death and last known alive dates.
+- ``event_dates``: first response, first progression/relapse, death and last known alive dates;
+- ``dlt_by_dose_level``: DLT-evaluable subjects and DLTs per actual dose level with the
+  escalation decision of ``specs/rules/dose_escalation.csv`` (3+3);
+- ``cellular_kinetics_by_dose``: ADPP parameters summarised by actual dose level.
 """
 
 from __future__ import annotations
@@ -101,11 +104,39 @@ def event_dates(adrs: pd.DataFrame, adsl: pd.DataFrame, spec: Spec, study: Study
 
 
 def response_reports(adam: dict[str, pd.DataFrame], extras: dict, spec: Spec, study: Study) -> dict[str, pd.DataFrame]:
-    """The five response reports, or none when the study has no ADRS."""
+    """The DLT report and the five response reports (those only when the study has ADRS)."""
+    out = {"dlt_by_dose_level": dlt_by_dose_level(adam["ADSL"], spec, study)}
+    if "ADPP" in adam:
+        from pipeline.adam.adpp import by_dose_level
+
+        out["cellular_kinetics_by_dose"] = by_dose_level(adam["ADPP"])
     if "ADRS" not in adam or "_features" not in extras:
-        return {}
+        return out
     adrs, adsl = adam["ADRS"], adam["ADSL"]
     assess = response_assessments(adrs, extras["_features"])
-    return {"response_assessments": assess, "response_discrepancies": response_discrepancies(assess),
-            "bor": bor_report(adrs, study), "orr_summary": orr_summary(adrs, adsl, study),
-            "event_dates": event_dates(adrs, adsl, spec, study)}
+    out.update({"response_assessments": assess, "response_discrepancies": response_discrepancies(assess),
+                "bor": bor_report(adrs, study), "orr_summary": orr_summary(adrs, adsl, study),
+                "event_dates": event_dates(adrs, adsl, spec, study)})
+    return out
+
+
+def dlt_by_dose_level(adsl: pd.DataFrame, spec: Spec, study: Study) -> pd.DataFrame:
+    """Per actual dose level (TRT01AN/TRT01A): safety and DLT-evaluable subjects, subjects with a
+    DLT, and the escalation decision of the first row of ``specs/rules/dose_escalation.csv``
+    whose evaluable-count and DLT-count ranges contain the level's."""
+    rules = spec.rule("dose_escalation")
+    s = adsl[text(adsl["SAFFL"]) == "Y"]
+    ev = s[text(s["DLTEVLFL"]) == "Y"]
+    g = s.groupby(["TRT01AN", "TRT01A"], dropna=False).size().rename("n_safety").reset_index()
+    e = ev.groupby(["TRT01AN", "TRT01A"], dropna=False).agg(
+        n_dlt_evaluable=("USUBJID", "size"), n_with_dlt=("DLTFL", lambda x: int((x == "Y").sum()))).reset_index()
+    out = g.merge(e, on=["TRT01AN", "TRT01A"], how="left").fillna({"n_dlt_evaluable": 0, "n_with_dlt": 0})
+    out["decision"], out["rule"] = "", ""
+    for r in rules.sort_values("rule", key=lambda c: c.astype(int)).to_dict("records"):  # a few rule rows
+        n, d = out["n_dlt_evaluable"], out["n_with_dlt"]
+        hit = (out["decision"] == "") & n.between(int(r["n_min"]), int(r["n_max"])) & \
+            d.between(int(r["dlt_min"]), int(r["dlt_max"]))
+        out.loc[hit, "decision"], out.loc[hit, "rule"] = r["decision"], r["rule"]
+    out["dlt_window_days"] = study.dlt_window_days
+    out.insert(0, "STUDYID", study.studyid)
+    return out.sort_values("TRT01AN", kind="mergesort").reset_index(drop=True)

@@ -60,7 +60,7 @@ def derive_all(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study
             mod = importlib.import_module(f"pipeline.adam.{name}")
         except ModuleNotFoundError:
             continue
-        for key, frame in mod.build(sdtm, out, spec, study).items():
+        for key, frame in mod.build(sdtm, {**out, **extras}, spec, study).items():
             if key.startswith("_"):
                 extras[key] = frame
             elif key in known:

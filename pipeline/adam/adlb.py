@@ -1,0 +1,272 @@
+"""ADLB, laboratory analysis dataset (ADaMIG 1.3 BDS), from SDTM LB, EX (via ADSL) and ADRS.
+
+- One record per LB result with a standard numeric result (LBSTRESN): PARAMCD = LBTESTCD,
+  AVAL = LBSTRESN in the test's one standard unit (SDTM LB converted it with
+  ``specs/rules/lab_units.csv``), traced to LBSEQ.
+- Baseline: the last result on or before the first lymphodepletion dose (ADSL.LDSTDT; its
+  time when both carry one, :func:`pipeline.derive.baseline.before_exposure`), else on or before
+  the CAR-T infusion for subjects without lymphodepletion; ABLFL, BASE, CHG, PCHG.
+- ATOXGR/ATOXGRN: the NCI CTCAE v5.0 grade of the result (SDTM LBTOXGR, graded by
+  :mod:`pipeline.rules.ctcae_lab` from ``specs/rules/ctcae_lab.csv``); BTOXGR the baseline
+  record's grade; SHIFT1 = ``BTOXGR to ATOXGR``; ANL01FL flags the worst post-baseline grade
+  record per subject and parameter (the earliest among equal grades).
+- ICAHT (EHA/EBMT 2023): parameters ICAHTE (early, days 0-30) and ICAHTL (late, after day 30),
+  one record per safety-population subject with neutrophil results, by ``specs/rules/icaht.csv``
+  and the counting conventions of ``specs/rules/icaht_counting.csv``.
+- Cytopenia recovery (ANC >= 0.5 / 1.0, platelets >= 20 / 50 x10^9/L with the sustained-recovery
+  rule of ``specs/rules/cytopenia_recovery.csv``) is computed here (:func:`recovery`) and
+  analysed as time to event in ADTTE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.adam.common import analysis_day, dtc_to_sas_date, dtc_to_sas_datetime, merge_adsl, num, text
+from pipeline.config import Study
+from pipeline.derive.baseline import before_exposure
+from pipeline.errors import ConfigError
+from pipeline.rules import response as R
+from pipeline.spec import Spec
+
+ADSL_VARS = ["STUDYID", "SITEID", "TRT01P", "TRT01PN", "TRT01A", "TRT01AN", "TRTSDT", "LDSTDT", "SAFFL"]
+OPS = {"le": np.less_equal, "lt": np.less, "ge": np.greater_equal, "gt": np.greater}
+
+
+def _iso_of(days: pd.Series) -> pd.Series:
+    ts = pd.Timestamp("1960-01-01") + pd.to_timedelta(num(days), unit="D")
+    return ts.dt.strftime("%Y-%m-%d").astype("object").where(ts.notna(), "")
+
+
+def lab_records(lb: pd.DataFrame) -> pd.DataFrame:
+    """LB results with a numeric standard result, as BDS records (PARAMCD, PARAM, AVAL, ADT, ...)."""
+    lb = lb[num(lb["LBSTRESN"]).notna()]
+    unit = text(lb["LBSTRESU"])
+    return pd.DataFrame({
+        "USUBJID": text(lb["USUBJID"]).to_numpy(), "PARAMCD": text(lb["LBTESTCD"]).to_numpy(),
+        "PARAM": (text(lb["LBTEST"]) + np.where(unit != "", " (" + unit + ")", "")).to_numpy(),
+        "PARCAT1": text(lb["LBCAT"]).to_numpy(), "AVAL": num(lb["LBSTRESN"]).to_numpy(), "AVALU": unit.to_numpy(),
+        "ANRLO": num(lb["LBSTNRLO"]).to_numpy(), "ANRHI": num(lb["LBSTNRHI"]).to_numpy(),
+        "ANRIND": text(lb["LBNRIND"]).to_numpy(), "ATOXGR": text(lb["LBTOXGR"]).to_numpy(),
+        "ATOXDSCL": text(lb["LBTOX"]).to_numpy(),
+        "ADT": dtc_to_sas_date(lb["LBDTC"]).to_numpy(), "ADTM": dtc_to_sas_datetime(lb["LBDTC"]).to_numpy(),
+        "LBDTC": text(lb["LBDTC"]).to_numpy(), "AVISIT": text(lb["VISIT"]).to_numpy(),
+        "AVISITN": num(lb["VISITNUM"]).to_numpy(),
+        "SRCDOM": "LB", "SRCVAR": "LBSTRESN", "SRCSEQ": num(lb["LBSEQ"]).to_numpy(),
+    })
+
+
+def baseline(adlb: pd.DataFrame, ld_dtc: pd.Series) -> pd.DataFrame:
+    """ABLFL/BASE/CHG/PCHG and BTOXGR: baseline = last result on or before the first
+    lymphodepletion dose (``ld_dtc``: USUBJID -> ISO EXSTDTC of the first lymphodepletion dose,
+    else the CAR-T infusion), per subject and parameter; the latest such record (ties: the
+    highest SRCSEQ) is the baseline record."""
+    ref = text(adlb["USUBJID"].map(ld_dtc))
+    pre = before_exposure(adlb["LBDTC"], ref) & ref.ne("")
+    cand = adlb[pre].sort_values(["USUBJID", "PARAMCD", "ADT", "ADTM", "SRCSEQ"], kind="mergesort", na_position="first")
+    last = cand.drop_duplicates(["USUBJID", "PARAMCD"], keep="last")
+    out = adlb.copy()
+    out["ABLFL"] = np.where(out.index.isin(last.index), "Y", "")
+    key = pd.MultiIndex.from_arrays([out["USUBJID"], out["PARAMCD"]])
+    lk = last.set_index(["USUBJID", "PARAMCD"])
+    out["BASE"] = lk["AVAL"].reindex(key).to_numpy()
+    out["BTOXGR"] = text(pd.Series(lk["ATOXGR"].reindex(key).to_numpy(), index=out.index))
+    post = ~pre & out["ADT"].notna() & (out["ADT"] >= out["TRTSDT"])
+    out["_post"] = post
+    out["CHG"] = (out["AVAL"] - out["BASE"]).where(post)
+    out["PCHG"] = (100.0 * (out["AVAL"] - out["BASE"]) / out["BASE"].where(out["BASE"] != 0)).where(post)
+    return out
+
+
+def toxicity_shift(adlb: pd.DataFrame) -> pd.DataFrame:
+    """ATOXGRN, BTOXGRN, SHIFT1 (``<BTOXGR> to <ATOXGR>``, post-baseline graded records) and
+    ANL01FL (worst post-baseline grade per subject and parameter, earliest on ties)."""
+    out = adlb.copy()
+    out["ATOXGRN"] = num(out["ATOXGR"])
+    out["BTOXGRN"] = num(out["BTOXGR"])
+    graded = out["_post"] & out["ATOXGRN"].notna()
+    b = text(out["BTOXGR"]).where(text(out["BTOXGR"]) != "", "Missing")
+    out["SHIFT1"] = np.where(graded, b + " to " + text(out["ATOXGR"]), "")
+    g = out[graded].sort_values(["USUBJID", "PARAMCD", "ATOXGRN", "ADT"], ascending=[True, True, False, True],
+                                kind="mergesort")
+    worst = g.drop_duplicates(["USUBJID", "PARAMCD"])
+    out["ANL01FL"] = np.where(out.index.isin(worst.index), "Y", "")
+    return out
+
+
+def daily_values(lab: pd.DataFrame, start: pd.Series, last_day: int) -> pd.DataFrame:
+    """One row per subject and protocol day 0..``last_day``: the value of the latest result on
+    or before that day (carry forward, ``icaht_counting.csv`` carry_forward), with the
+    subject's infusion date ``start`` (USUBJID -> SAS date). Days before any result: NaN."""
+    subjects = pd.Index(sorted(set(lab["USUBJID"]) & set(start.dropna().index)))
+    if subjects.empty:
+        return pd.DataFrame(columns=["USUBJID", "day", "value"])
+    grid = pd.DataFrame({"USUBJID": np.repeat(subjects.to_numpy(), last_day + 1),
+                         "day": np.tile(np.arange(last_day + 1, dtype="float64"), len(subjects))})
+    r = lab[lab["USUBJID"].isin(subjects)].copy()
+    r["day"] = r["ADT"] - r["USUBJID"].map(start)
+    r = r.dropna(subset=["day"]).sort_values(["day", "ADTM", "SRCSEQ"], kind="mergesort", na_position="first")
+    r = r.drop_duplicates(["USUBJID", "day"], keep="last")
+    r["day"] = r["day"].clip(lower=0)   # pre-infusion results carry into day 0
+    r = r.sort_values(["day"], kind="mergesort").drop_duplicates(["USUBJID", "day"], keep="last")
+    grid = grid.sort_values("day", kind="mergesort")
+    right = r[["USUBJID", "day", "AVAL"]].sort_values("day", kind="mergesort")
+    grid["USUBJID"] = grid["USUBJID"].astype(str).astype("object")     # merge_asof needs one key dtype
+    right["USUBJID"] = right["USUBJID"].astype(str).astype("object")
+    m = pd.merge_asof(grid, right, on="day", by="USUBJID", direction="backward")
+    return m.rename(columns={"AVAL": "value"}).sort_values(["USUBJID", "day"], kind="mergesort").reset_index(drop=True)
+
+
+def below_days(daily: pd.DataFrame, op: str, threshold: float, stable_days: int, stop: pd.Series) -> pd.Series:
+    """Cumulative days per subject with the value ``op`` ``threshold`` (``le`` / ``lt``), where a
+    run of days not below that is shorter than ``stable_days`` and lies between days below counts
+    as below (non-stable recovery), and days on or after ``stop`` (USUBJID -> protocol day of
+    progression or death) are not counted (censoring)."""
+    d = daily.copy()
+    d = d[d["day"] < d["USUBJID"].map(stop).fillna(np.inf)]
+    below = OPS[op](d["value"].to_numpy(dtype="float64"), threshold) & d["value"].notna().to_numpy()
+    d["below"] = below
+    # runs of equal state per subject
+    new_run = (d["below"] != d.groupby("USUBJID")["below"].shift()) | (d["USUBJID"] != d["USUBJID"].shift())
+    d["run"] = new_run.cumsum()
+    runs = d.groupby("run").agg(USUBJID=("USUBJID", "first"), below=("below", "first"), n=("day", "size"),
+                                first=("day", "min"))
+    runs["prev_below"] = runs.groupby("USUBJID")["below"].shift(fill_value=False)
+    runs["next_below"] = runs.groupby("USUBJID")["below"].shift(-1, fill_value=False)
+    gap = ~runs["below"] & runs["prev_below"] & runs["next_below"] & (runs["n"] < stable_days)
+    counted = runs["n"].where(runs["below"] | gap, 0)
+    return counted.groupby(runs["USUBJID"]).sum().astype("float64")
+
+
+def icaht(lab: pd.DataFrame, adsl: pd.DataFrame, stop: pd.Series, spec: Spec) -> pd.DataFrame:
+    """ICAHTE and ICAHTL records (AVAL = grade 0-4) for safety-population subjects with ANC
+    results: early = the highest grade of ``icaht.csv`` EARLY rows met by the cumulative days
+    (:func:`below_days`) over protocol days 0..30; late = the highest grade of the LATE rows met
+    by at least ``min_occasions`` results after day 30 (before progression or death)."""
+    rules = spec.rule("icaht")
+    conv = dict(zip(spec.rule("icaht_counting")["convention"], spec.rule("icaht_counting")["value"]))
+    window = int(conv["early_window_days"])
+    stable = int(conv["stable_recovery_days"])
+    test = rules["lbtestcd"].iloc[0]
+    anc = lab[lab["PARAMCD"] == test]
+    safety = adsl[text(adsl["SAFFL"]) == "Y"]
+    start = safety.set_index("USUBJID")["TRTSDT"]
+    anc = anc[anc["USUBJID"].isin(start.index)]
+    if anc.empty:
+        return pd.DataFrame()
+    subjects = pd.Index(sorted(set(anc["USUBJID"])))
+    daily = daily_values(anc, start, window)
+    early = pd.Series(0.0, index=subjects)
+    er = rules[rules["phase"] == "EARLY"]
+    for r in er.to_dict("records"):  # a few rule rows (metadata), vectorised over subjects
+        n = below_days(daily, r["operator"], float(r["threshold"]), stable, stop).reindex(subjects).fillna(0)
+        hit = (n >= float(r["min_days"])) & (n <= float(r["max_days"]))
+        early = early.where(~hit | (early >= float(r["grade"])), float(r["grade"]))
+    late = pd.Series(0.0, index=subjects)
+    post = anc.assign(day=anc["ADT"] - anc["USUBJID"].map(start))
+    post = post[(post["day"] > window) & (post["day"] < post["USUBJID"].map(stop).fillna(np.inf))]
+    for r in rules[rules["phase"] == "LATE"].to_dict("records"):  # metadata loop
+        hit_rows = post[OPS[r["operator"]](post["AVAL"].to_numpy(dtype="float64"), float(r["threshold"]))]
+        count = hit_rows.groupby("USUBJID").size().reindex(subjects).fillna(0)
+        hit = count >= float(r["min_occasions"])
+        late = late.where(~hit | (late >= float(r["grade"])), float(r["grade"]))
+    has_late = post.groupby("USUBJID").size().reindex(subjects).fillna(0) > 0
+    rows = []
+    for code, grade, mask in (("ICAHTE", early, pd.Series(True, index=subjects)), ("ICAHTL", late, has_late)):
+        g = grade[mask]
+        rows.append(pd.DataFrame({"USUBJID": g.index, "PARAMCD": code, "AVAL": g.to_numpy(),
+                                  "AVALC": "Grade " + g.astype(int).astype(str).to_numpy(),
+                                  "PARCAT1": "ICAHT", "SRCDOM": "ADLB", "SRCVAR": "PARAMCD", "SRCSEQ": np.nan,
+                                  "ATOXGR": g.astype(int).astype(str).to_numpy()}))
+    out = pd.concat(rows, ignore_index=True)
+    out["PARAM"] = out["PARAMCD"].map({"ICAHTE": "Early ICAHT Grade (Days 0-30)", "ICAHTL": "Late ICAHT Grade (After Day 30)"})
+    return out
+
+
+def recovery(lab: pd.DataFrame, adsl: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    """Per recovery parameter of ``specs/rules/cytopenia_recovery.csv`` and safety-population
+    subject with results of its test from the infusion day on: CYTOPENIC (a result below the
+    threshold); RECDT = date of the first *sustained* recovery: a result >= threshold right after
+    a result below it, with no result below the threshold in the next ``sustain_days`` - 1 days
+    (the next low result is at least ``sustain_days`` later, or there is none); a dip within that
+    span makes the rise not sustained and the next rise is tried. RECSEQ = its LBSEQ;
+    LASTDT/LASTSEQ = the subject's last result of the test."""
+    rules = spec.rule("cytopenia_recovery")
+    start = adsl[text(adsl["SAFFL"]) == "Y"].set_index("USUBJID")["TRTSDT"]
+    parts = []
+    for r in rules.to_dict("records"):  # four parameters (metadata)
+        thr, sustain = float(r["threshold"]), int(r["sustain_days"])
+        x = lab[(lab["PARAMCD"] == r["lbtestcd"]) & lab["USUBJID"].isin(start.index)].copy()
+        x["day"] = x["ADT"] - x["USUBJID"].map(start)
+        x = x[x["day"] >= 0].sort_values(["USUBJID", "ADT", "ADTM", "SRCSEQ"], kind="mergesort", na_position="first")
+        if x.empty:
+            continue
+        x["low"] = x["AVAL"] < thr
+        x["seen_low"] = x.groupby("USUBJID")["low"].cummax()
+        # date of the next low result after each record
+        x["_lowdt"] = x["ADT"].where(x["low"])
+        rev = x.iloc[::-1].copy()
+        rev["next_low"] = rev.groupby("USUBJID")["_lowdt"].ffill()
+        x["next_low"] = rev["next_low"].iloc[::-1].to_numpy()
+        x["next_low"] = x["next_low"].where(~x["low"])  # for a high record: the next low result's date
+        prev_low = x.groupby("USUBJID")["low"].shift(fill_value=False)
+        rise = ~x["low"] & x["seen_low"] & prev_low
+        sustained = rise & (x["next_low"].isna() | (x["next_low"] - x["ADT"] >= sustain))
+        rec = x[sustained].drop_duplicates("USUBJID")
+        last = x.drop_duplicates("USUBJID", keep="last").set_index("USUBJID")
+        cyt = x.groupby("USUBJID")["low"].any()
+        out = pd.DataFrame({"USUBJID": cyt.index, "PARAMCD": r["paramcd"], "CYTOPENIC": cyt.to_numpy()})
+        out["RECDT"] = out["USUBJID"].map(rec.set_index("USUBJID")["ADT"])
+        out["RECSEQ"] = out["USUBJID"].map(rec.set_index("USUBJID")["SRCSEQ"])
+        out["LASTDT"] = out["USUBJID"].map(last["ADT"])
+        out["LASTSEQ"] = out["USUBJID"].map(last["SRCSEQ"])
+        parts.append(out)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def stop_days(adam: dict[str, pd.DataFrame], adsl: pd.DataFrame, spec: Spec) -> pd.Series:
+    """USUBJID -> protocol day of the first of progression/relapse (derived ADRS OVRLRESP) and
+    death: the ICAHT counting stops there (``icaht_counting.csv`` censor)."""
+    start = adsl.set_index("USUBJID")["TRTSDT"]
+    days = [(adsl.set_index("USUBJID")["DTHDT"] - start)]
+    adrs = adam.get("ADRS")
+    if adrs is not None and len(adrs):
+        order = R.response_order(spec)
+        prog = set(order.loc[order["progression"], "category"])
+        p = adrs[(adrs["PARAMCD"] == "OVRLRESP") & adrs["AVALC"].isin(prog)]
+        days.append((p.groupby("USUBJID")["ADT"].min() - start).dropna())
+    return pd.concat(days, axis=1).min(axis=1)
+
+
+def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict:
+    """ADLB and ``_recovery`` (recovery dates for ADTTE)."""
+    lb = sdtm.get("LB")
+    if lb is None or lb.empty:
+        return {}
+    adsl = adam["ADSL"]
+    recs = lab_records(lb)
+    recs = merge_adsl(recs, adsl, ADSL_VARS)
+    ex = sdtm.get("EX")
+    ld = pd.Series(dtype="object")
+    if ex is not None and len(ex):
+        e = ex[text(ex["EXCAT"]) == "LYMPHODEPLETION"]
+        e = e.assign(_k=dtc_to_sas_datetime(e["EXSTDTC"]).fillna(dtc_to_sas_date(e["EXSTDTC"]) * 86400))
+        e = e.sort_values(["USUBJID", "_k"], kind="mergesort").drop_duplicates("USUBJID")
+        ld = pd.Series(text(e["EXSTDTC"]).to_numpy(), index=text(e["USUBJID"]).to_numpy())
+    infusion = pd.Series(_iso_of(adsl["TRTSDT"]).to_numpy(), index=adsl["USUBJID"].to_numpy())
+    ref = ld.reindex(infusion.index).fillna(infusion)
+    recs = baseline(recs, ref)
+    recs = toxicity_shift(recs)
+    recs["BASETYPE"] = "LAST BEFORE LYMPHODEPLETION"
+    ic = icaht(recs, adsl, stop_days(adam, adsl, spec), spec)
+    if len(ic):
+        ic = merge_adsl(ic, adsl, ADSL_VARS)
+    adlb = pd.concat([recs, ic], ignore_index=True)
+    adlb["ADY"] = analysis_day(adlb["ADT"], adlb["TRTSDT"])
+    adlb = adlb.sort_values(["USUBJID", "PARCAT1", "PARAMCD", "ADT", "ADTM", "SRCSEQ"], kind="mergesort",
+                            na_position="last")
+    adlb["ASEQ"] = adlb.groupby("USUBJID").cumcount().astype("float64") + 1
+    if adlb.duplicated(["USUBJID", "ASEQ"]).any():
+        raise ConfigError("ADLB: ASEQ not unique")
+    return {"ADLB": adlb, "_recovery": recovery(recs, adsl, spec)}

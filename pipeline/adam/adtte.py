@@ -1,0 +1,156 @@
+"""ADTTE, time-to-event analysis dataset (ADaMIG 1.3 BDS; ADaM Basic Data Structure for
+Time-to-Event Analyses 1.0), from ADSL, ADRS and ADLB (cytopenia recovery).
+
+Every parameter, its population, origin date, events and censoring rules are the rows of
+``specs/rules/adtte_censoring.csv`` (each with its source). For a subject:
+
+1. the origin STARTDT is the row's ``start`` date (TRTSDT, or FIRSTRSP for duration of remission);
+2. the event is the earliest of the ``event`` dates on or after STARTDT (CNSR = 0, EVNTDESC);
+3. without an event, the censoring date is the first available ``censor`` date in ``priority``
+   order (CNSR = 1, CNSDTDSC), never before STARTDT;
+4. AVAL = ADT - STARTDT + 1 days (the origin day is day 1).
+
+Dates the rules can name: TRTSDT, DEATH (ADSL.DTHDT), LSTALVDT (ADSL), FIRSTRSP (first derived
+ADRS OVRLRESP in ``[orr].categories``), PROGRESSION (first derived OVRLRESP that is a progression
+event in ``response_order.csv``), LASTASMT (last evaluable derived OVRLRESP, on or after the
+origin), RECOVERY and LASTLAB (cytopenia recovery of the parameter's test, from ADLB,
+``specs/rules/cytopenia_recovery.csv``). Populations: SAFFL (safety population), RESPONDER (with
+a FIRSTRSP), CYTOPENIC (safety population with a post-infusion value of the test below the
+recovery threshold).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.adam.common import merge_adsl, num, text
+from pipeline.config import Study
+from pipeline.errors import ConfigError
+from pipeline.rules import response as R
+from pipeline.spec import Spec
+
+ADSL_VARS = ["STUDYID", "SITEID", "TRT01P", "TRT01PN", "TRT01A", "TRT01AN", "SAFFL", "EFFFL"]
+SOURCES = ("TRTSDT", "DEATH", "LSTALVDT", "FIRSTRSP", "PROGRESSION", "LASTASMT", "RECOVERY", "LASTLAB")
+
+
+def _dates(frame: pd.DataFrame, date: str, srcdom: str, srcvar: str, seq: str | None) -> pd.DataFrame:
+    """A date source: USUBJID, dt, SRCDOM, SRCVAR, SRCSEQ."""
+    f = frame[frame[date].notna()]
+    return pd.DataFrame({"USUBJID": text(f["USUBJID"]).to_numpy(), "dt": num(f[date]).to_numpy(), "SRCDOM": srcdom,
+                         "SRCVAR": srcvar, "SRCSEQ": num(f[seq]).to_numpy() if seq else np.nan})
+
+
+def response_dates(adrs: pd.DataFrame | None, spec: Spec, study: Study) -> dict[str, pd.DataFrame]:
+    """FIRSTRSP, PROGRESSION and every evaluable assessment (for LASTASMT) from the derived
+    ADRS OVRLRESP records (traced to their ASEQ)."""
+    empty = pd.DataFrame(columns=["USUBJID", "dt", "SRCDOM", "SRCVAR", "SRCSEQ"])
+    if adrs is None or adrs.empty:
+        return {"FIRSTRSP": empty, "PROGRESSION": empty, "ASSESSMENTS": empty}
+    order = R.response_order(spec)
+    prog = set(order.loc[order["progression"], "category"])
+    evaluable = set(order.loc[order["evaluable"], "category"])
+    r = adrs[(adrs["PARAMCD"] == "OVRLRESP") & adrs["ADT"].notna()].sort_values(["USUBJID", "ADT"], kind="mergesort")
+    first = r[r["AVALC"].isin(set(study["orr"]["categories"]))].drop_duplicates("USUBJID")
+    pd_ = r[r["AVALC"].isin(prog)]
+    ev = r[r["AVALC"].isin(evaluable)]
+    return {"FIRSTRSP": _dates(first, "ADT", "ADRS", "ASEQ", "ASEQ"),
+            "PROGRESSION": _dates(pd_, "ADT", "ADRS", "ASEQ", "ASEQ"),
+            "ASSESSMENTS": _dates(ev, "ADT", "ADRS", "ASEQ", "ASEQ")}
+
+
+def recovery_dates(adlb_rec: pd.DataFrame | None, paramcd: str) -> dict[str, pd.DataFrame]:
+    """RECOVERY, LASTLAB and the CYTOPENIC subjects of one recovery parameter (frame of
+    :func:`pipeline.adam.adlb.recovery`)."""
+    cols = ["USUBJID", "dt", "SRCDOM", "SRCVAR", "SRCSEQ"]
+    if adlb_rec is None or adlb_rec.empty:
+        e = pd.DataFrame(columns=cols)
+        return {"RECOVERY": e, "LASTLAB": e, "CYTOPENIC": set()}
+    r = adlb_rec[adlb_rec["PARAMCD"] == paramcd]
+    return {"RECOVERY": _dates(r, "RECDT", "LB", "LBSEQ", "RECSEQ"),
+            "LASTLAB": _dates(r, "LASTDT", "LB", "LBSEQ", "LASTSEQ"),
+            "CYTOPENIC": set(r.loc[r["CYTOPENIC"], "USUBJID"])}
+
+
+def time_to_event(rules: pd.DataFrame, subjects: pd.Series, start: pd.DataFrame, sources: dict[str, pd.DataFrame]
+                  ) -> pd.DataFrame:
+    """One parameter's records (rules = its rows of adtte_censoring.csv), by the module rules 1-4.
+
+    ``start``: USUBJID, dt (+ SRC*) of the origin; ``sources``: name -> date frame
+    (USUBJID, dt, SRCDOM, SRCVAR, SRCSEQ), several rows per subject allowed."""
+    base = pd.DataFrame({"USUBJID": subjects.to_numpy()})
+    base = base.merge(start[["USUBJID", "dt"]].drop_duplicates("USUBJID").rename(columns={"dt": "STARTDT"}),
+                      on="USUBJID", how="left")
+    base = base[base["STARTDT"].notna()]
+    cands = []
+    for r in rules.to_dict("records"):  # a few rule rows (metadata), vectorised over subjects
+        src = r["source_date"]
+        if src not in sources:
+            raise ConfigError(f"adtte_censoring.csv: {r['paramcd']} names unknown date {src!r} (one of {', '.join(SOURCES)})")
+        d = sources[src].merge(base[["USUBJID", "STARTDT"]], on="USUBJID")
+        if r["kind"] == "event":
+            d = d[d["dt"] >= d["STARTDT"]]
+        elif src == "LASTASMT":
+            d = d[d["dt"] >= d["STARTDT"]]
+        d = d.assign(kind=r["kind"], priority=int(r["priority"]), EVNTDESC=r["evntdesc"], CNSDTDSC=r["cnsdtdsc"])
+        cands.append(d)
+    c = pd.concat(cands, ignore_index=True) if cands else pd.DataFrame()
+    events = c[c["kind"] == "event"].sort_values(["USUBJID", "dt", "priority"], kind="mergesort").drop_duplicates("USUBJID")
+    cens = c[(c["kind"] == "censor") & ~c["USUBJID"].isin(set(events["USUBJID"]))]
+    cens = cens.sort_values(["USUBJID", "priority", "dt"], kind="mergesort").drop_duplicates("USUBJID")
+    cens = cens.assign(dt=np.maximum(cens["dt"], cens["STARTDT"]), EVNTDESC="")
+    events = events.assign(CNSDTDSC="")
+    chosen = pd.concat([events.assign(CNSR=0.0), cens.assign(CNSR=1.0)], ignore_index=True)
+    out = base.merge(chosen.drop(columns=["STARTDT"]), on="USUBJID", how="inner")
+    out["ADT"] = out["dt"]
+    out["AVAL"] = out["ADT"] - out["STARTDT"] + 1
+    first = rules.iloc[0]
+    out["PARAMCD"], out["PARAM"] = first["paramcd"], first["param"]
+    return out.drop(columns=["dt", "kind", "priority"])
+
+
+def _lastasmt(assessments: pd.DataFrame) -> pd.DataFrame:
+    """Latest evaluable assessment per subject (on or after the origin is applied later)."""
+    return assessments.sort_values(["USUBJID", "dt"], kind="mergesort").drop_duplicates("USUBJID", keep="last")
+
+
+def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict:
+    """ADTTE: every parameter of ``specs/rules/adtte_censoring.csv`` with its population."""
+    adsl = adam["ADSL"]
+    rules = spec.rule("adtte_censoring")
+    resp = response_dates(adam.get("ADRS"), spec, study)
+    rec_frame = adam.get("_recovery")
+    safety = adsl.loc[text(adsl["SAFFL"]) == "Y", "USUBJID"]
+    fixed = {
+        "TRTSDT": _dates(adsl, "TRTSDT", "ADSL", "TRTSDT", None),
+        "DEATH": _dates(adsl, "DTHDT", "ADSL", "DTHDT", None),
+        "LSTALVDT": _dates(adsl, "LSTALVDT", "ADSL", "LSTALVDT", None),
+        "FIRSTRSP": resp["FIRSTRSP"], "PROGRESSION": resp["PROGRESSION"],
+        "LASTASMT": _lastasmt(resp["ASSESSMENTS"]),
+    }
+    parts = []
+    for paramcd, r in rules.groupby("paramcd", sort=False):  # one pass per parameter (metadata)
+        sources = dict(fixed)
+        rec = recovery_dates(rec_frame, paramcd)
+        sources["RECOVERY"], sources["LASTLAB"] = rec["RECOVERY"], rec["LASTLAB"]
+        pop = r["population"].iloc[0]
+        if pop == "SAFFL":
+            subjects = safety
+        elif pop == "RESPONDER":
+            subjects = safety[safety.isin(set(resp["FIRSTRSP"]["USUBJID"]))]
+        elif pop == "CYTOPENIC":
+            subjects = safety[safety.isin(rec["CYTOPENIC"])]
+        else:
+            raise ConfigError(f"adtte_censoring.csv: {paramcd} has unknown population {pop!r}")
+        start = sources[r["start"].iloc[0]]
+        if subjects.empty:
+            continue
+        parts.append(time_to_event(r, subjects, start, sources))
+    if not parts:
+        return {}
+    adtte = pd.concat(parts, ignore_index=True)
+    adtte = merge_adsl(adtte, adsl, ADSL_VARS)
+    adtte["AVALU"] = "DAYS"
+    adtte = adtte.sort_values(["USUBJID", "PARAMCD"], kind="mergesort")
+    adtte["ASEQ"] = adtte.groupby("USUBJID").cumcount().astype("float64") + 1
+    return {"ADTTE": adtte}

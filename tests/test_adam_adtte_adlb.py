@@ -1,0 +1,202 @@
+"""ADTTE censoring rules, cytopenia recovery and ICAHT grading on hand-built fixtures
+(expected values counted by hand from specs/rules/adtte_censoring.csv, cytopenia_recovery.csv,
+icaht.csv and icaht_counting.csv)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.adam import adlb, adtte
+from pipeline.spec import load_spec
+
+from conftest import SPECS
+
+T0 = 20000.0  # infusion date (SAS date) of every fixture subject
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec(SPECS, "adam")
+
+
+def src(rows: list[tuple[str, float]], dom="ADRS", var="ASEQ") -> pd.DataFrame:
+    return pd.DataFrame({"USUBJID": [r[0] for r in rows], "dt": [r[1] for r in rows], "SRCDOM": dom, "SRCVAR": var,
+                         "SRCSEQ": np.arange(1.0, len(rows) + 1)})
+
+
+def run(spec, paramcd, subjects, sources):
+    rules = spec.rule("adtte_censoring")
+    r = rules[rules["paramcd"] == paramcd]
+    start = sources[r["start"].iloc[0]]
+    out = adtte.time_to_event(r, pd.Series(subjects), start, sources)
+    return out.set_index("USUBJID")
+
+
+# subjects: A event on the last assessment; B death without prior response or progression;
+# C lost to follow-up (no event, last assessment day 60); D response never reached, alive;
+# E no post-infusion assessment
+SUBJECTS = ["A", "B", "C", "D", "E"]
+
+
+def sources():
+    start = src([(s, T0) for s in SUBJECTS], "ADSL", "TRTSDT")
+    return {
+        "TRTSDT": start,
+        "DEATH": src([("B", T0 + 45)], "ADSL", "DTHDT"),
+        "LSTALVDT": src([("A", T0 + 200), ("B", T0 + 45), ("C", T0 + 75), ("D", T0 + 180), ("E", T0 + 10)], "ADSL",
+                        "LSTALVDT"),
+        "FIRSTRSP": src([("A", T0 + 28), ("C", T0 + 28)]),
+        "PROGRESSION": src([("A", T0 + 90)]),
+        "LASTASMT": src([("A", T0 + 90), ("B", T0 + 28), ("C", T0 + 60), ("D", T0 + 120)]),
+        "RECOVERY": src([]), "LASTLAB": src([]),
+    }
+
+
+def test_os_death_is_event_alive_censored_at_last_known_alive(spec):
+    o = run(spec, "OS", SUBJECTS, sources())
+    assert o.loc["B", ["CNSR", "AVAL", "EVNTDESC"]].tolist() == [0.0, 46.0, "DEATH"]      # day 45 -> AVAL 46
+    assert o.loc["A", ["CNSR", "AVAL", "CNSDTDSC"]].tolist() == [1.0, 201.0, "LAST KNOWN ALIVE DATE"]
+    assert o.loc["E", "AVAL"] == 11.0 and (o["SRCDOM"] == "ADSL").all()
+
+
+def test_pfs_censoring_rules(spec):
+    p = run(spec, "PFS", SUBJECTS, sources())
+    # A: progression on its last assessment (day 90) is an event
+    assert p.loc["A", ["CNSR", "ADT", "EVNTDESC"]].tolist() == [0.0, T0 + 90, "DISEASE PROGRESSION OR RELAPSE"]
+    # B: death without prior progression (day 45) is an event
+    assert p.loc["B", ["CNSR", "ADT", "EVNTDESC"]].tolist() == [0.0, T0 + 45, "DEATH"]
+    # C: lost to follow-up: censored at the last adequate assessment (day 60), not at LSTALVDT
+    assert p.loc["C", ["CNSR", "ADT", "CNSDTDSC"]].tolist() == [1.0, T0 + 60, "LAST ADEQUATE DISEASE ASSESSMENT"]
+    # E: no post-infusion assessment: censored at the infusion date, AVAL 1
+    assert p.loc["E", ["CNSR", "ADT", "AVAL"]].tolist() == [1.0, T0, 1.0]
+    assert p.loc["E", "CNSDTDSC"] == "NO POST-INFUSION ASSESSMENT: INFUSION DATE"
+
+
+def test_duration_of_remission_only_responders(spec):
+    d = run(spec, "DOR", ["A", "C"], sources())
+    # A: response day 28, progression day 90: AVAL = 90 - 28 + 1 = 63
+    assert d.loc["A", ["STARTDT", "CNSR", "AVAL"]].tolist() == [T0 + 28, 0.0, 63.0]
+    # C: responder lost to follow-up: censored at day 60 -> 33
+    assert d.loc["C", ["CNSR", "AVAL"]].tolist() == [1.0, 33.0]
+
+
+def test_time_to_response_never_reached_and_death_without_response(spec):
+    t = run(spec, "TTR", SUBJECTS, sources())
+    assert t.loc["A", ["CNSR", "AVAL"]].tolist() == [0.0, 29.0]
+    # B died without a response: censored at its last assessment (day 28); D never responded
+    assert t.loc["B", ["CNSR", "ADT"]].tolist() == [1.0, T0 + 28]
+    assert t.loc["D", ["CNSR", "ADT", "CNSDTDSC"]].tolist() == [1.0, T0 + 120, "LAST ADEQUATE DISEASE ASSESSMENT"]
+    assert t.loc["E", ["CNSR", "ADT"]].tolist() == [1.0, T0]
+
+
+# ---------------------------------------------------------------------------------------
+# cytopenia recovery
+# ---------------------------------------------------------------------------------------
+def labs(test: str, series: dict[str, list[tuple[int, float]]]) -> pd.DataFrame:
+    rows = [{"USUBJID": s, "PARAMCD": test, "ADT": T0 + d, "ADTM": np.nan, "AVAL": v, "SRCSEQ": float(i)}
+            for s, vals in series.items() for i, (d, v) in enumerate(vals, start=1)]
+    return pd.DataFrame(rows)
+
+
+def adsl_of(subjects) -> pd.DataFrame:
+    return pd.DataFrame({"USUBJID": list(subjects), "SAFFL": "Y", "TRTSDT": T0, "DTHDT": np.nan})
+
+
+def test_recovery_with_a_dip_of_fewer_than_3_days(spec):
+    lab = labs("NEUT", {
+        # P: low from day 1, rises on day 10, dips on day 11 (< 3 days later), rises again day 14, stays
+        "P": [(1, 0.2), (7, 0.3), (10, 0.6), (11, 0.4), (14, 0.7), (21, 0.9), (28, 1.2)],
+        # Q: rises on day 10 and the next low result is 3 days later (day 13): sustained
+        "Q": [(1, 0.2), (10, 0.6), (13, 0.4), (14, 0.8)],
+        # R: never below 0.5 after infusion: not cytopenic for ANC05RT
+        "R": [(1, 0.8), (7, 0.9)],
+        # S: never recovers
+        "S": [(1, 0.1), (7, 0.2), (14, 0.3)],
+    })
+    rec = adlb.recovery(lab, adsl_of("PQRS"), spec)
+    r = rec[rec["PARAMCD"] == "ANC05RT"].set_index("USUBJID")
+    assert r.loc["P", "RECDT"] == T0 + 14
+    assert r.loc["Q", "RECDT"] == T0 + 10
+    assert not r.loc["R", "CYTOPENIC"] and np.isnan(r.loc["R", "RECDT"])
+    assert bool(r.loc["S", "CYTOPENIC"]) and np.isnan(r.loc["S", "RECDT"]) and r.loc["S", "LASTDT"] == T0 + 14
+    r10 = rec[rec["PARAMCD"] == "ANC10RT"].set_index("USUBJID")
+    assert r10.loc["P", "RECDT"] == T0 + 28 and bool(r10.loc["R", "CYTOPENIC"])
+
+
+# ---------------------------------------------------------------------------------------
+# ICAHT at every duration boundary
+# ---------------------------------------------------------------------------------------
+def anc_days_below(n_low: int, low: float = 0.3, high: float = 2.0) -> list[tuple[int, float]]:
+    """Daily ANC: ``low`` on days 0..n_low-1, then ``high`` (n_low days below)."""
+    return [(d, low if d < n_low else high) for d in range(0, 31)]
+
+
+@pytest.mark.parametrize("n_low,grade", [(0, 0), (1, 1), (6, 1), (7, 2), (13, 2), (14, 3), (29, 3), (30, 4), (31, 4)])
+def test_early_icaht_by_days_at_or_below_500(spec, n_low, grade):
+    lab = labs("NEUT", {"X": anc_days_below(n_low)})
+    out = adlb.icaht(lab, adsl_of("X"), pd.Series(dtype="float64"), spec).set_index("PARAMCD")
+    assert out.loc["ICAHTE", "AVAL"] == grade
+
+
+@pytest.mark.parametrize("n_low,grade", [(6, 1), (7, 3), (13, 3), (14, 4)])
+def test_early_icaht_by_days_below_100(spec, n_low, grade):
+    lab = labs("NEUT", {"X": anc_days_below(n_low, low=0.05)})
+    assert adlb.icaht(lab, adsl_of("X"), pd.Series(dtype="float64"), spec).set_index("PARAMCD").loc["ICAHTE", "AVAL"] \
+        == grade
+
+
+def test_non_stable_recovery_is_counted_and_progression_censors(spec):
+    # days 0-5 low, days 6-7 above (2 days < 3: not a stable recovery), days 8-12 low, then high:
+    # 6 + 2 + 5 = 13 days counted -> grade 2; with a 3-day recovery (days 6-8) only 6 + 4 = 10 -> grade 2,
+    # but a recovery of 3 days splits 6 and 4 days -> 10 days counted
+    vals = [(d, 0.3 if (d <= 5 or 8 <= d <= 12) else 2.0) for d in range(31)]
+    lab = labs("NEUT", {"X": vals})
+    none = pd.Series(dtype="float64")
+    daily = adlb.daily_values(lab, pd.Series({"X": T0}), 30)
+    assert adlb.below_days(daily, "le", 0.5, 3, none).loc["X"] == 13.0
+    vals3 = [(d, 0.3 if (d <= 5 or 9 <= d <= 12) else 2.0) for d in range(31)]   # days 6-8 above: stable
+    daily3 = adlb.daily_values(labs("NEUT", {"X": vals3}), pd.Series({"X": T0}), 30)
+    assert adlb.below_days(daily3, "le", 0.5, 3, none).loc["X"] == 10.0
+    # progression on day 3 stops the count: days 0-2 only
+    assert adlb.below_days(daily, "le", 0.5, 3, pd.Series({"X": 3.0})).loc["X"] == 3.0
+    # carry forward: results on days 0 and 10 only -> days 0-9 take 0.3
+    sparse = adlb.daily_values(labs("NEUT", {"X": [(0, 0.3), (10, 2.0)]}), pd.Series({"X": T0}), 30)
+    assert adlb.below_days(sparse, "le", 0.5, 3, none).loc["X"] == 10.0
+
+
+def test_late_icaht_needs_two_occasions(spec):
+    early = [(d, 2.0) for d in range(0, 31)]
+    lab = labs("NEUT", {"A": early + [(45, 0.9), (60, 0.8)], "B": early + [(45, 0.4), (60, 1.4)],
+                        "C": early + [(45, 2.0)]})
+    out = adlb.icaht(lab, adsl_of("ABC"), pd.Series(dtype="float64"), spec)
+    late = out[out["PARAMCD"] == "ICAHTL"].set_index("USUBJID")["AVAL"]
+    # A: two results <= 1.0 -> grade 2; B: one <= 0.5 and one <= 1.5 -> two results <= 1.5 -> grade 1; C: 0
+    assert late.to_dict() == {"A": 2.0, "B": 1.0, "C": 0.0}
+
+
+# ---------------------------------------------------------------------------------------
+# cellular kinetics persistence (ADPP)
+# ---------------------------------------------------------------------------------------
+def test_tlast_and_transgene_detectable_at_month_3_6_12(spec):
+    from pipeline.adam import adpp
+    from pipeline.config import load_study
+
+    study = load_study(SPECS, "CD7-RRAL-DE")   # MONTH 3 window days 83-97, MONTH 6 166-194, MONTH 12 351-379
+    ref = "2024-01-01T12:00"
+
+    def s(day: int, value, seq: int, hour="12:00"):
+        ts = pd.Timestamp("2024-01-01") + pd.Timedelta(days=day)
+        return {"USUBJID": "K", "PCTESTCD": "CARTCOPY", "PCDTC": f"{ts.date()}T{hour}", "PCRFTDTC": ref,
+                "PCSTRESN": value, "PCSEQ": float(seq)}
+    pc = pd.DataFrame([s(7, 5000.0, 1), s(28, 800.0, 2), s(84, np.nan, 3), s(92, 30.0, 4, "18:00"),
+                       s(180, np.nan, 5), s(400, 12.0, 6)])
+    t = adpp.time_of_last_quantifiable(pc).set_index("PARAMCD")
+    # last quantifiable sample: day 400 at 12:00 -> 400.0 days
+    assert (t.loc["TLAST", "AVAL"], t.loc["TLAST", "SRCSEQ"]) == (400.0, 6.0)
+    d = adpp.detectable_at_visits(pc, spec, study).set_index("PARAMCD")
+    # month 3: day 92 (distance 2) beats day 84 (distance 6): detectable; month 6: day 180 BLQ: N;
+    # month 12: day 400 is outside 351-379: no record
+    assert d.loc["DETM3", ["AVALC", "SRCSEQ"]].tolist() == ["Y", 4.0]
+    assert d.loc["DETM6", "AVALC"] == "N" and "DETM12" not in d.index
