@@ -67,9 +67,13 @@ def treatment_variables(dm: pd.DataFrame, study: Study) -> pd.DataFrame:
     })
 
 
-def death_variables(dm: pd.DataFrame, suppds: pd.DataFrame | None) -> pd.DataFrame:
-    """DTHDT from DM.DTHDTC (complete dates), DTHFL from DM, DTHCAUS from SUPPDS.DTHCAUS."""
+def death_variables(dm: pd.DataFrame, suppds: pd.DataFrame | None, dd: pd.DataFrame | None = None) -> pd.DataFrame:
+    """DTHDT from DM.DTHDTC (complete dates), DTHFL from DM, DTHCAUS = the primary cause of
+    death (SDTM DD, DDTESTCD PRCDTH, DDSTRESC; else SUPPDS.DTHCAUS)."""
     cause = supp_value(suppds, "DTHCAUS")
+    if dd is not None and len(dd) and "DDTESTCD" in dd:
+        p = dd[text(dd["DDTESTCD"]) == "PRCDTH"].drop_duplicates("USUBJID")
+        cause = pd.Series(text(p["DDSTRESC"]).to_numpy(), index=text(p["USUBJID"]).to_numpy())
     u = text(dm["USUBJID"])
     return pd.DataFrame({"USUBJID": u, "DTHDT": dtc_to_sas_date(dm["DTHDTC"]).to_numpy(),
                          "DTHFL": text(dm["DTHFL"]).to_numpy(), "DTHCAUS": text(u.map(cause)).to_numpy()})
@@ -196,7 +200,7 @@ def build(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFra
     adsl = adsl.merge(treatment_dates(dm, ex), on="USUBJID", how="left")
     adsl["PRIMDIAG"] = text(u.map(supp_value(sdtm.get("SUPPDM"), "PRIMDIAG"))).to_numpy()
     adsl = adsl.merge(baseline_characteristics(sdtm, spec, adsl["USUBJID"], adsl["TRTSDT"]), on="USUBJID", how="left")
-    adsl = adsl.merge(death_variables(dm, sdtm.get("SUPPDS")), on="USUBJID", how="left")
+    adsl = adsl.merge(death_variables(dm, sdtm.get("SUPPDS"), sdtm.get("DD")), on="USUBJID", how="left")
     adsl["LSTALVDT"] = last_known_alive(sdtm, adsl["USUBJID"]).to_numpy()
     ds = sdtm.get("DS", pd.DataFrame(columns=["USUBJID", "DSCAT", "DSSCAT", "DSDECOD", "DSSTDTC"]))
     adsl = adsl.merge(end_of_study(ds, adsl["USUBJID"]), on="USUBJID", how="left")
