@@ -84,3 +84,61 @@ def test_real_listings_written(study_dir):
     assert "AE summary" in wb.sheetnames
     index = (folder / "index.html").read_text(encoding="utf-8")
     assert index.count('src="data:image/png;base64,') >= 1
+
+
+def _root(study_dir):
+    return etree.fromstring((study_dir / "define.xml").read_bytes())
+
+
+@pytest.mark.slow
+def test_real_define_has_a_method_for_every_derived_item(study_dir):
+    """Every ItemRef (dataset or value-level) to an item of origin Derived names a MethodDef."""
+    root = _root(study_dir)
+    derived = set(root.xpath("//odm:ItemDef[def:Origin/@Type='Derived']/@OID", namespaces=NS))
+    missing = sorted({r.get("ItemOID") for r in root.xpath("//odm:ItemRef", namespaces=NS)
+                      if r.get("ItemOID") in derived and not r.get("MethodOID")})
+    assert missing == []
+
+
+@pytest.mark.slow
+def test_real_define_speaks_to_a_reviewer(study_dir):
+    """No internal function names or file paths in descriptions, methods or comments; MedDRA
+    coded AE variables are Assigned; toxicity grades are not coded as dictionary terms; the
+    stylesheet ships next to define.xml; no date item holds a partial date."""
+    root = _root(study_dir)
+    texts = root.xpath("//odm:TranslatedText/text()", namespaces=NS)
+    bad = [t for t in texts if any(k in t for k in ("specs/", ".csv", ".toml", "pipeline.", ".py"))]
+    assert bad == []
+    assert root.xpath("//odm:FormalExpression", namespaces=NS) == []
+    for var in ("AEDECOD", "AELLT", "AEBODSYS", "AESOC"):
+        assert root.xpath(f"//odm:ItemDef[@OID='IT.AE.{var}']/def:Origin/@Type", namespaces=NS) in (["Assigned"], [])
+    tox = root.xpath("//odm:ItemDef[@Name='AETOXGR' or @Name='LBTOXGR']/odm:CodeListRef/@CodeListOID", namespaces=NS)
+    for oid in tox:
+        assert not root.xpath(f"//odm:CodeList[@OID='{oid}']/odm:ExternalCodeList", namespaces=NS), oid
+    assert (study_dir / define.STYLESHEET_HREF).is_file()
+    import pandas as pd
+    for item in root.xpath("//odm:ItemDef[@DataType='date' or @DataType='datetime']", namespaces=NS):
+        ds, var = item.get("OID").split(".")[1:3]
+        if "." in item.get("OID")[len(f"IT.{ds}.{var}"):]:
+            continue  # value-level item: typed from its own records
+        frame = pd.read_sas(study_dir / f"{ds.lower()}.xpt", format="xport", encoding="utf-8")
+        assert define.date_datatype(item.get("DataType"), frame[var]) == item.get("DataType"), item.get("OID")
+
+
+@pytest.mark.slow
+def test_real_define_ct_terms_carry_codes(study_dir):
+    """Every term of a CDISC codelist in define.xml has its NCI C-code, or is flagged as a
+    sponsor extension (def:ExtendedValue), or its spec row says why the code is not given."""
+    from pipeline.spec import load_spec
+    spec = load_spec(SPECS)
+    reason = {(r["codelist"], r["term"]) for r in spec.codelists.to_dict("records") if "C-code not given" in r["source"]}
+    root = _root(study_dir)
+    problems = []
+    for cl in root.xpath("//odm:CodeList[odm:Alias[@Context='nci:ExtCodeID']]", namespaces=NS):
+        cid = cl.get("OID").split(".")[1]
+        for t in cl.xpath("odm:CodeListItem|odm:EnumeratedItem", namespaces=NS):
+            coded = t.xpath("odm:Alias[@Context='nci:ExtCodeID']", namespaces=NS)
+            ext = t.get("{http://www.cdisc.org/ns/def/v2.1}ExtendedValue") == "Yes"
+            if not coded and not ext and (cid, t.get("CodedValue")) not in reason:
+                problems.append(f"{cid} {t.get('CodedValue')}")
+    assert problems == []

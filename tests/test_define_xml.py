@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import pyreadstat
@@ -16,6 +17,7 @@ from lxml import etree
 from fixtures.report import reportkit as kit
 from pipeline.errors import ConfigError, DataError
 from pipeline.export import datasetjson, define, xpt
+from pipeline.spec import load_spec
 
 NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3", "def": "http://www.cdisc.org/ns/def/v2.1",
       "xlink": "http://www.w3.org/1999/xlink"}
@@ -278,6 +280,64 @@ def test_findings_without_spec_value_level_rows_get_them_from_the_data(root):
     assert _x(item, "def:Origin/@Type") == ["Derived"]
 
 
+def test_result_and_unit_variables_get_value_level_items_per_test(root):
+    """LBORRESU/LBSTRESU (no spec rows) get one item per LBTESTCD with the units codelist;
+    the where clause is the test alone when it has one specimen and category."""
+    refs = _x(root, "//def:ValueListDef[@OID='VL.LB.LBSTRESU']/odm:ItemRef/@ItemOID")
+    assert "IT.LB.LBSTRESU.ALT" in refs and "IT.LB.LBSTRESU.K" in refs
+    k = _item(root, "IT.LB.LBSTRESU.K")
+    assert _x(k, "odm:CodeListRef/@CodeListOID") == _x(_item(root, "IT.LB.LBSTRESU"), "odm:CodeListRef/@CodeListOID")
+    assert _x(k, "def:Origin/@Type") == _x(_item(root, "IT.LB.LBSTRESU"), "def:Origin/@Type")
+    wc = _x(root, "//def:ValueListDef[@OID='VL.LB.LBSTRESU']/odm:ItemRef[@ItemOID='IT.LB.LBSTRESU.K']"
+                  "/def:WhereClauseRef/@WhereClauseOID")[0]
+    assert _x(root, f"//def:WhereClauseDef[@OID='{wc}']/odm:RangeCheck/odm:CheckValue/text()") == ["K"]
+
+
+def test_where_clause_adds_the_specimen_when_it_distinguishes():
+    """Potassium measured in serum and in plasma (hand-built LB on the project spec): the unit
+    items of K are per (LBTESTCD, LBSPEC), those of ALT (one specimen) per LBTESTCD alone; the
+    units carry the LBUNIT codelist and the inherited method of LBSTRESU."""
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs")
+    rows = [("K", "Potassium", "SERUM", "4.0", 4.0, "mmol/L"), ("K", "Potassium", "PLASMA", "3.9", 3.9, "mmol/L"),
+            ("ALT", "Alanine Aminotransferase", "SERUM", "20", 20.0, "U/L")]
+    lb = pd.DataFrame(rows, columns=["LBTESTCD", "LBTEST", "LBSPEC", "LBORRES", "LBSTRESN", "LBSTRESU"])
+    lb = lb.assign(STUDYID="TESTR", DOMAIN="LB", USUBJID="TESTR-01-001", LBSEQ=[1.0, 2.0, 3.0], LBCAT="CHEMISTRY",
+                   LBORRESU=lb["LBSTRESU"], LBSTRESC=lb["LBORRES"])
+    model = define.define_model({"LB": lb}, spec, kit.study(), STAMP)
+    wheres = {w["oid"]: [(c["item_oid"], c["check_values"]) for c in w["checks"]] for w in model["where_clauses"]}
+    vl = [v for v in model["value_lists"] if v["oid"] == "VL.LB.LBSTRESU"][0]
+    got = {r["item_oid"]: wheres[r["where_oid"]] for r in vl["refs"]}
+    assert got == {"IT.LB.LBSTRESU.ALT": [("IT.LB.LBTESTCD", ["ALT"])],
+                   "IT.LB.LBSTRESU.K.PLASMA": [("IT.LB.LBTESTCD", ["K"]), ("IT.LB.LBSPEC", ["PLASMA"])],
+                   "IT.LB.LBSTRESU.K.SERUM": [("IT.LB.LBTESTCD", ["K"]), ("IT.LB.LBSPEC", ["SERUM"])]}
+    assert {r["method_oid"] for r in vl["refs"]} == {"MT.LBSTRESN"}
+    items = {i["oid"]: i for i in model["item_defs"]}
+    assert items["IT.LB.LBSTRESU.K.SERUM"]["codelist_oid"] == "CL.LBUNIT"
+    assert items["IT.LB.LBORRES.K.SERUM"]["label"] == "Potassium (mmol/L)"
+    xml = define.define_xml({"LB": lb}, spec, kit.study(), STAMP)
+    assert define.integrity_problems(xml) == []
+
+
+@pytest.mark.parametrize("spec_type, values, expected", [
+    ("date", ["2024-07-01", ""], "date"),
+    ("date", ["2024-07-01", "2024-07"], "partialDate"),
+    ("date", ["2024"], "partialDate"),
+    ("date", ["2024---15"], "incompleteDatetime"),
+    ("datetime", ["2024-07-01T10:30:00"], "datetime"),
+    ("datetime", ["2024-07-01T10:30:00", "2024-07-01"], "partialDatetime"),
+    ("datetime", ["2024-07-01T10:30"], "partialDatetime"),
+    ("datetime", ["2024-07-01T-:30"], "incompleteDatetime"),
+    ("text", ["2024-07"], "text"),
+])
+def test_date_datatype_from_the_values(spec_type, values, expected):
+    assert define.date_datatype(spec_type, pd.Series(values)) == expected
+
+
+def test_partial_dates_are_not_typed_date(root):
+    # LBDTC holds dates and one date/time without seconds: partialDatetime, never datetime
+    assert _item(root, "IT.LB.LBDTC").get("DataType") == "partialDatetime"
+
+
 def test_suppqual_value_level_with_codelists(root):
     refs = _x(root, "//def:ValueListDef[@OID='VL.SUPPAE.QVAL']/odm:ItemRef/@ItemOID")
     assert refs == ["IT.SUPPAE.QVAL.AETRTEM", "IT.SUPPAE.QVAL.DLTWINFL", "IT.SUPPAE.QVAL.TOXGRSCL",
@@ -293,7 +353,8 @@ def test_methods_for_every_derivation(root):
     m = _x(root, "//odm:MethodDef[@OID='MT.STUDYDAY']")[0]
     assert m.get("Type") == "Computation"
     assert "SDTMIG 3.4 section 4.4.4" in _x(m, "odm:Description/odm:TranslatedText/text()")[0]
-    assert _x(m, "odm:FormalExpression/text()") == ["pipeline.derive.studyday.study_day"]
+    # no internal function names: the implementing function stays in the spec, not in define.xml
+    assert _x(root, "//odm:FormalExpression") == []
     used = set(_x(root, "//odm:ItemRef/@MethodOID"))
     assert {"MT.LBTOXGR", "MT.DLTWINFL", "MT.LBSTRESN", "MT.RSSTRESC"} <= used
 
@@ -322,7 +383,10 @@ def test_comments_escaped_and_shared(root, xml):
 
 def test_planted_extended_value_is_escaped_and_round_trips(xml, root):
     assert b'CodedValue="CD4&lt;&amp;&gt;"' in xml
-    assert _x(root, "//odm:CheckValue/text()").count(kit.PLANTED_TESTCD) == 0  # no value-level row for it
+    # the spec has no LBSTRESN row for it; the data-derived unit/result rows carry it escaped
+    assert not [o for o in _x(root, "//def:ValueListDef[@OID='VL.LB.LBSTRESN']/odm:ItemRef/@ItemOID") if "CD4" in o]
+    assert b"<CheckValue>CD4&lt;&amp;&gt;</CheckValue>" in xml
+    assert kit.PLANTED_TESTCD in _x(root, "//odm:CheckValue/text()")
     assert kit.PLANTED_TESTCD in _codes(root, "CL.LBTESTCD")
 
 
@@ -344,6 +408,11 @@ def test_write_define_hook_writes_xml_and_html(tmp_path, data, monkeypatch):
     define.write_define(tmp_path, data, kit.context(data))
     xml = (tmp_path / "define.xml").read_bytes()
     assert b'CreationDateTime="2025-06-15T15:06:40"' in xml
+    # the stylesheet the processing instruction names ships next to define.xml (renders in a browser)
+    assert b'<?xml-stylesheet type="text/xsl" href="define2-1.xsl"?>' in xml
+    xsl = tmp_path / "define2-1.xsl"
+    assert xsl.read_bytes() == define.stylesheet_path().read_bytes()
+    assert etree.parse(str(xsl)).getroot().tag == "{http://www.w3.org/1999/XSL/Transform}stylesheet"
     html = (tmp_path / "define.html").read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>")
     for name in ("DM", "AE", "SUPPAE", "LB", "RS", "PC"):

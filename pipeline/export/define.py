@@ -86,8 +86,11 @@ ORIGIN_TYPES = ("Collected", "Derived", "Assigned", "Protocol", "Predecessor")
 METHOD_TYPES = ("Computation", "Imputation")
 STD_IG = "STD.SDTMIG"
 STD_CT = "STD.CT.SDTM"
-#: values a Findings result variable takes in the data-derived value-level metadata
-_VLM_RESULT = ("STRESN",)
+#: result and unit variables of a Findings dataset described per test by data-derived
+#: value-level metadata (when the spec gives none for the variable)
+_VLM_RESULT = ("ORRES", "ORRESU", "STRESC", "STRESN", "STRESU")
+#: additional where-clause conditions a value-level row may carry (where2_*, where3_*)
+_WHERE_EXTRA = (2, 3)
 _OID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -221,6 +224,33 @@ class _Registry:
         return self.comments[text]
 
 
+_FULL_DATE = r"\d{4}-\d{2}-\d{2}"
+_FULL = {"date": re.compile(f"^{_FULL_DATE}$"), "datetime": re.compile(f"^{_FULL_DATE}T\\d{{2}}:\\d{{2}}:\\d{{2}}$"),
+         "time": re.compile(r"^\d{2}:\d{2}:\d{2}$")}
+#: left-truncated ISO 8601 values (precision reduced from the right only): YYYY, YYYY-MM, ... hh:mm
+_TRUNCATED = re.compile(r"^\d{4}(-\d{2}(-\d{2}(T\d{2}(:\d{2}(:\d{2})?)?)?)?)?$")
+
+
+def date_datatype(spec_type: str, values: pd.Series) -> str:
+    """Define-XML 2.1 DataType of an ISO 8601 date/time item from the values it holds: the spec
+    type (``date``, ``datetime``, ``time``) when every value is complete; ``partialDate``,
+    ``partialDatetime`` (or ``partialTime``) when some value has reduced precision (e.g.
+    ``2024-07``, or a datetime without its time); ``incompleteDatetime`` when a component in the
+    middle is missing (e.g. ``2024---15``). Define-XML 2.1 section 4.3.1: ``date`` may not hold
+    ``2024-07``."""
+    if spec_type not in _FULL:
+        return spec_type
+    t = pd.Series(_text(values).unique())
+    t = t[t != ""]
+    if t.empty or t.str.match(_FULL[spec_type]).all():
+        return spec_type
+    if spec_type == "time":
+        return "partialTime"
+    if t.str.match(_TRUNCATED).all():
+        return "partialDate" if spec_type == "date" and not t.str.contains("T", regex=False).any() else "partialDatetime"
+    return "incompleteDatetime"
+
+
 def _codelist_datatype(item_type: str) -> str:
     """CodeList/@DataType for items of a define DataType (integer, float or text)."""
     return item_type if item_type in NUMERIC_TYPES else "text"
@@ -238,7 +268,7 @@ def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry) -> t
         name, where = r["variable"], f"{ds}.{r['variable']}"
         oid = datasetjson.item_oid(ds, name)
         reg.taken.add(oid)
-        dtype = r["type"]
+        dtype = date_datatype(r["type"], frame[name])
         sig = significant_digits(frame[name]) if dtype == "float" else None
         defs.append({
             "oid": oid, "name": name, "datatype": dtype, "length": lengths[name], "significant_digits": sig,
@@ -246,7 +276,7 @@ def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry) -> t
             "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), frame[name], where),
             "origin": origin_entry(r["origin"], r["source"], where),
             "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{name}"),
-            "valuelist_oid": "",
+            "valuelist_oid": "", "method_oid": str(r["method"]).strip(),
         })
         refs.append({
             "item_oid": oid, "order": i, "mandatory": "Yes" if r["core"] == "Req" else "No",
@@ -256,39 +286,65 @@ def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry) -> t
     return refs, defs
 
 
+def _distinguishing(frame: pd.DataFrame, key: str, cols: list[str]) -> dict[str, set[str]]:
+    """For each ``cols`` column: the values of ``key`` (test codes) that occur with more than one
+    value of it (e.g. a test measured in two specimens)."""
+    out = {}
+    for c in cols:
+        n = _text(frame[c]).groupby(_text(frame[key])).nunique()
+        out[c] = set(n.index[n > 1])
+    return out
+
+
 def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
-    """Value-level rows derived from the data for a Findings dataset whose ``--STRESN`` has no
-    value-level rows in the spec: one per ``--TESTCD`` value (label ``--TEST``, data type
-    integer when every result is whole, else float, unit = the ``--STRESU`` values)."""
+    """Value-level rows derived from the data for the result and unit variables of a Findings
+    dataset (``--ORRES``, ``--ORRESU``, ``--STRESC``, ``--STRESN``, ``--STRESU``) that have no
+    value-level rows in the spec: one per test (``--TESTCD``), with ``--CAT`` and ``--SPEC`` added
+    to the where clause for a test that occurs in several categories or specimens. Label ``--TEST``
+    (with the test's units for ``--ORRES``/``--STRESC``/``--STRESN``); ``--STRESN`` integer when
+    every result is whole, else float; the others text; units with the variable's codelist."""
     cls = str(spec.dataset(ds)["class"]).upper()
     if not cls.startswith("FINDINGS") or ds.startswith("SUPP"):
         return pd.DataFrame()
     prefix = ds[:2]
-    testcd, test, unit = f"{prefix}TESTCD", f"{prefix}TEST", f"{prefix}STRESU"
+    testcd, test = f"{prefix}TESTCD", f"{prefix}TEST"
+    if testcd not in frame.columns:
+        return pd.DataFrame()
+    extra = [c for c in (f"{prefix}CAT", f"{prefix}SPEC") if c in frame.columns]
+    varies = _distinguishing(frame, testcd, extra)
+    codelists = dict(zip(spec.vars(ds)["variable"], spec.vars(ds)["codelist"]))
     rows = []
     for suffix in _VLM_RESULT:
         var = f"{prefix}{suffix}"
-        if var not in frame.columns or testcd not in frame.columns:
+        if var not in frame.columns:
             continue
-        present = frame[frame[var].notna()]
+        has = frame[var].notna() & (_text(frame[var]) != "")
+        present = frame[has]
         if present.empty:
             continue
-        num = pd.to_numeric(present[var], errors="coerce")
-        g = pd.DataFrame({"where_value": _text(present[testcd]), "num": num,
-                          "label": _text(present[test]) if test in present else "",
-                          "unit": _text(present[unit]) if unit in present else ""})
+        g = pd.DataFrame({"where_value": _text(present[testcd]),
+                          "label": _text(present[test]) if test in present else ""})
+        for k, c in enumerate(extra, start=2):
+            # the category/specimen joins the where clause only for the tests it distinguishes
+            keep = g["where_value"].isin(varies[c])
+            g[f"where{k}_variable"] = np.where(keep, c, "")
+            g[f"where{k}_value"] = np.where(keep, _text(present[c]), "")
+        unit_var = f"{prefix}ORRESU" if suffix == "ORRES" else f"{prefix}STRESU"
+        g["unit"] = _text(present[unit_var]) if suffix in ("ORRES", "STRESC", "STRESN") and unit_var in present else ""
+        g["whole"] = (pd.to_numeric(present[var], errors="coerce").pipe(lambda x: x == np.round(x))
+                      if suffix == "STRESN" else False)
         g = g[g["where_value"] != ""]
         if g.empty:
             continue
-        whole = (g["num"] == np.round(g["num"])).groupby(g["where_value"]).all()
-        label = g.groupby("where_value")["label"].first()
-        units = g[g["unit"] != ""].groupby("where_value")["unit"].agg(lambda s: ", ".join(sorted(set(s))))
-        out = pd.DataFrame({"where_value": whole.index, "type": np.where(whole.to_numpy(), "integer", "float")})
-        out["label"] = out["where_value"].map(label).fillna("")
-        out["unit"] = out["where_value"].map(units).fillna("")
-        out = out.assign(dataset=ds, variable=var, where_variable=testcd, length="", significant_digits="",
-                         codelist="", origin="", source="", method="", comment="")
-        rows.append(out)
+        keys = ["where_value"] + [c for k in range(2, 2 + len(extra)) for c in (f"where{k}_variable", f"where{k}_value")]
+        agg = g.groupby(keys, sort=True).agg(
+            label=("label", "first"), whole=("whole", "all"),
+            unit=("unit", lambda u: ", ".join(sorted(set(u) - {""})))).reset_index()
+        agg["type"] = np.where(agg["whole"], "integer", "float") if suffix == "STRESN" else "text"
+        agg = agg.drop(columns="whole").assign(
+            dataset=ds, variable=var, where_variable=testcd, length="", significant_digits="",
+            codelist=codelists.get(var, "") if suffix.endswith("U") else "", origin="", source="", method="", comment="")
+        rows.append(agg)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
@@ -299,6 +355,7 @@ def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
     vl = spec.valuelevel
     cols = ["dataset", "variable", "where_variable", "where_value", "label", "type", "length", "significant_digits",
             "codelist", "origin", "source", "method", "comment", "unit"]
+    cols += [f"where{k}_{p}" for k in _WHERE_EXTRA for p in ("variable", "value")]
     rows = vl[vl["dataset"] == ds].copy() if len(vl) and "dataset" in vl else pd.DataFrame(columns=cols)
     for c in cols:
         if c not in rows:
@@ -307,11 +364,13 @@ def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
     derived = _findings_vlm(frame, spec, ds)
     if len(derived):
         derived = derived[~derived["variable"].isin(set(rows["variable"]))]
-        rows = pd.concat([rows, derived[cols]], ignore_index=True)
+        rows = pd.concat([rows, derived.reindex(columns=cols, fill_value="")], ignore_index=True)
     if rows.empty:
         return rows
     rows = rows[rows["variable"].isin(frame.columns) & rows["where_variable"].isin(frame.columns)]
-    present = [bool((_text(frame[w]) == val).any()) for w, val in zip(rows["where_variable"], rows["where_value"])]
+    # the values of each where variable once (not once per value-level row: ~600 rows a study)
+    values = {w: set(_text(frame[w]).unique()) for w in rows["where_variable"].unique()}
+    present = [val in values[w] for w, val in zip(rows["where_variable"], rows["where_value"])]
     return rows[np.asarray(present, dtype=bool)].reset_index(drop=True) if len(rows) else rows
 
 
@@ -324,22 +383,32 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
     if rows.empty:
         return vlists, wheres, items
     vtypes = dict(zip(spec.vars(ds)["variable"], spec.vars(ds)["type"]))
-    where_oids: dict[tuple[str, str], str] = {}
+    where_oids: dict[tuple, str] = {}
+    # row positions of each where value, from the column text computed once per where variable
+    # (not once per value-level row)
+    wvars = set(rows["where_variable"]) | {w for k in _WHERE_EXTRA for w in rows[f"where{k}_variable"] if w}
+    groups = {w: _text(frame[w]).groupby(_text(frame[w]), sort=False).indices for w in sorted(wvars)}
     for var, group in rows.groupby("variable", sort=False):
         vl_oid = f"VL.{ds}.{var}"
         refs = []
         parent = parents[datasetjson.item_oid(ds, var)]
         for order, r in enumerate(group.to_dict("records"), start=1):
-            wkey = (r["where_variable"], r["where_value"])
+            conds = [(r["where_variable"], r["where_value"])] + [
+                (r[f"where{k}_variable"], r[f"where{k}_value"]) for k in _WHERE_EXTRA if r[f"where{k}_variable"]]
+            wkey = tuple(conds)
+            suffix = ".".join(oid_part(v) for _, v in conds)
             if wkey not in where_oids:
-                w_oid = _unique_oid(f"WC.{ds}.{oid_part(r['where_variable'])}.{oid_part(r['where_value'])}", reg.taken)
+                names = ".".join(f"{oid_part(w)}.{oid_part(v)}" for w, v in conds)
+                w_oid = _unique_oid(f"WC.{ds}.{names}", reg.taken)
                 where_oids[wkey] = w_oid
-                wheres.append({"oid": w_oid, "checks": [{
-                    "item_oid": datasetjson.item_oid(ds, r["where_variable"]), "comparator": "EQ",
-                    "check_values": [r["where_value"]]}]})
-            subset = frame.loc[_text(frame[r["where_variable"]]) == r["where_value"], var]
-            where = f"{ds}.{var} where {r['where_variable']} = {r['where_value']}"
-            dtype = r["type"] or parent["datatype"]
+                wheres.append({"oid": w_oid, "checks": [
+                    {"item_oid": datasetjson.item_oid(ds, w), "comparator": "EQ", "check_values": [v]} for w, v in conds]})
+            pos = groups[conds[0][0]].get(conds[0][1], np.zeros(0, dtype=np.int64))
+            for w, v in conds[1:]:
+                pos = np.intersect1d(pos, groups[w].get(v, np.zeros(0, dtype=np.int64)))
+            subset = frame[var].iloc[pos]
+            where = f"{ds}.{var} where " + " and ".join(f"{w} = {v}" for w, v in conds)
+            dtype = date_datatype(r["type"], subset) if r["type"] else parent["datatype"]
             if vtypes.get(var) in NUMERIC_TYPES:
                 length = 8
             else:
@@ -350,7 +419,7 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
             label = r["label"] or parent["label"]
             if r["unit"]:
                 label = f"{label} ({r['unit']})"
-            item_oid = _unique_oid(f"IT.{ds}.{var}.{oid_part(r['where_value'])}", reg.taken)
+            item_oid = _unique_oid(f"IT.{ds}.{var}.{suffix}", reg.taken)
             origin = r["origin"] or parent["origin"]["type"]
             source = r["source"] if r["origin"] else (r["source"] or parent["origin"]["description"])
             items.append({
@@ -358,10 +427,11 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
                 "label": label,
                 "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), subset, where),
                 "origin": origin_entry(origin, source, where),
-                "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{var}.{oid_part(r['where_value'])}"),
+                "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{var}.{suffix}"),
                 "valuelist_oid": "",
             })
-            method = r["method"] if r["origin"] else ""
+            # a row that inherits the variable's origin inherits its method too
+            method = r["method"] if r["origin"] else parent.get("method_oid", "")
             refs.append({"item_oid": item_oid, "order": order,
                          "mandatory": "No", "method_oid": reg.method(method, where),
                          "where_oid": where_oids[wkey]})
@@ -428,9 +498,10 @@ def method_defs(reg: _Registry, spec: Spec) -> list[dict]:
         mtype = str(r.get("type", "")).strip()
         if mtype not in METHOD_TYPES:
             raise ConfigError(f"define.xml: method {oid} has type {mtype!r}, not one of {', '.join(METHOD_TYPES)}")
+        # the spec's ``source`` (the implementing function) stays in the spec: define.xml
+        # describes the derivation for a reviewer, without internal names
         out.append({"oid": oid, "name": r.get("name", "") or oid, "type": mtype,
-                    "description": r.get("description", "") or r.get("name", "") or oid,
-                    "expression": str(r.get("source", "")).strip()})
+                    "description": r.get("description", "") or r.get("name", "") or oid})
     return out
 
 
@@ -665,3 +736,5 @@ def write_define(study_dir: Path, datasets: dict[str, pd.DataFrame], ctx) -> Non
     data = define_xml(datasets, spec, study, stamp, build_mode=getattr(ctx, "mode", "final"))
     Path(study_dir, DEFINE_XML).write_bytes(data)
     Path(study_dir, DEFINE_HTML).write_bytes(define_html(data))
+    # the stylesheet the xml-stylesheet instruction names, so that define.xml renders in a browser
+    Path(study_dir, STYLESHEET_HREF).write_bytes(stylesheet_path().read_bytes())
