@@ -5,7 +5,8 @@ Layout (all reviewable CSV/TOML text):
 - ``specs/sdtm/standards.toml``          SDTMIG, CT package, dictionary versions
 - ``specs/sdtm/datasets.csv``            dataset, label, class, structure, keys (``|``-separated)
 - ``specs/sdtm/variables/<DATASET>.csv`` order, variable, label, type, length, core, role, codelist, origin, source, method, comment
-- ``specs/sdtm/codelists/*.csv``         codelist, name, ncit_code, extensible, term, decode, term_ncit_code, dictionary, version
+- ``specs/sdtm/codelists/*.csv``         codelist, name, ncit_code, extensible, term, decode, term_ncit_code, dictionary, version,
+                                         source (the CT package/file the code was verified in, or why a term has no code)
 - ``specs/sdtm/valuelevel/*.csv``        value-level metadata (dataset, variable, where clause, type, unit, codelist, origin, method)
 - ``specs/sdtm/methods/*.csv``           method, name, type, description, source
 - ``specs/sdtm/comments/*.csv``          comment, description (optional)
@@ -30,7 +31,7 @@ from pipeline.errors import ConfigError
 VARIABLE_COLUMNS = ["dataset", "order", "variable", "label", "type", "length", "core", "role",
                     "codelist", "origin", "source", "method", "comment"]
 CODELIST_COLUMNS = ["codelist", "name", "ncit_code", "extensible", "term", "decode", "term_ncit_code",
-                    "dictionary", "version"]
+                    "dictionary", "version", "source"]
 #: define.xml DataType values and how they are stored in XPT / Dataset-JSON
 NUMERIC_TYPES = {"integer", "float"}
 CHAR_TYPES = {"text", "datetime", "date", "time", "partialDate", "partialTime", "partialDatetime",

@@ -2,10 +2,12 @@
 
 import tomllib
 
+import pandas as pd
 import pytest
 
 from dm_ex_ds_fixture import ROOT, STUDY, context, run
 from pipeline.domains import trial_design as td
+from pipeline.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +103,14 @@ def test_every_study_builds_trial_design(studyid):
     assert len(res.datasets["TI"]) == len(ctx.study.raw.get("ti", []))
     assert (res.datasets["TS"]["TSPARMCD"] == "SDTIGVER").sum() == 1
     assert res.datasets["TV"]["VISITDY"].notna().all()
+
+
+def test_dictionary_versions_come_from_the_standards():
+    """TSVCDVER of CDISC CT / MedDRA coded values is the one version standards.toml declares;
+    other references keep theirs; a TS table that contradicts the declared version is refused."""
+    std = {"ct_version": "2025-03-28", "meddra_version": "27.1"}
+    ref = pd.Series(["CDISC CT", "MedDRA", "ISO 8601", "CDISC CT"])
+    given = pd.Series(["", "", "", "2025-03-28"])
+    assert td.dictionary_versions(ref, given, std).tolist() == ["2025-03-28", "27.1", "", "2025-03-28"]
+    with pytest.raises(ConfigError, match="MedDRA 26.0"):
+        td.dictionary_versions(pd.Series(["MedDRA"]), pd.Series(["26.0"]), std)

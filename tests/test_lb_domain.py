@@ -271,6 +271,34 @@ def test_pc_and_pp():
     assert (par.loc["AUCINT", "PPSTINT"], par.loc["AUCINT", "PPENINT"]) == ("P0D", "P28D")
     rep = pcr.reports["cellular_kinetics"].iloc[0]
     assert rep["AUC0_28"] == pytest.approx(11900.0) and rep["n_obs"] == 4
+    # nominal time points of the scheduled visits, relative to the first CAR-T infusion (day 0)
+    byt = pc.sort_values("PCDTC")
+    assert byt["PCTPT"].tolist() == ["DAY 0", "DAY 7", "DAY 14", "DAY 28"]
+    assert byt["PCTPTNUM"].tolist() == [0.0, 7.0, 14.0, 28.0]
+    assert byt["PCELTM"].tolist() == ["P0D", "P7D", "P14D", "P28D"]
+    assert set(byt["PCTPTREF"]) == {"FIRST CAR-T INFUSION"} and set(pp["PPTPTREF"]) == {"FIRST CAR-T INFUSION"}
+    # PPSTRESC is PPSTRESN as text at the precision of the spec (CMAX 1, TMAX 2, AUCINT 1 decimals)
+    assert (par.loc["CMAX", "PPSTRESC"], par.loc["TMAX", "PPSTRESC"], par.loc["AUCINT", "PPSTRESC"]) == \
+        ("1000.0", "7.00", "11900.0")
+    assert (pp["PPORRES"] == pp["PPSTRESC"]).all()
+    assert (pp["PPSTRESC"].astype(float) == pp["PPSTRESN"]).all()
+
+
+def test_nominal_time_points_before_after_unscheduled_and_without_infusion():
+    visits = pd.DataFrame({"VISITNUM": [1.0, 2.0, 3.0], "day": [-14, 0, 28]})
+    got = pc_mod.nominal_time_points(pd.Series([1.0, 2.0, 3.0, 3.01, 3.0]),
+                                     pd.Series([True, True, True, True, False]), visits)
+    assert got["PCTPT"].tolist() == ["DAY -14", "DAY 0", "DAY 28", "", ""]
+    assert got["PCELTM"].tolist() == ["-P14D", "P0D", "P28D", "", ""]
+    assert got["PCTPTNUM"].tolist()[:3] == [-14.0, 0.0, 28.0] and got["PCTPTNUM"].iloc[3:].isna().all()
+
+
+def test_reported_precision_of_pp_values():
+    num, txt = pc_mod.reported(pd.Series([11899.96, 1.26, np.nan]), 1)
+    assert txt.tolist() == ["11900.0", "1.3", ""]
+    assert num.tolist()[:2] == [11900.0, 1.3] and np.isnan(num.iloc[2])
+    num, txt = pc_mod.reported(pd.Series([7.0]), None)   # no declared precision: shortest exact text
+    assert txt.tolist() == ["7"]
 
 
 def test_output_checks_pass_on_lb_pc_pp():

@@ -41,11 +41,51 @@ def concentration_for_nca(pc: pd.DataFrame) -> pd.Series:
     return value.where(pc["censor"].ge(0), 0.0).where(pc["value"].notna())
 
 
-def build_pp(pc: pd.DataFrame, rfstdtc: pd.Series, studyid: str, names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def nominal_time_points(visitnum: pd.Series, has_reference: pd.Series, visits: pd.DataFrame) -> pd.DataFrame:
+    """PCTPT, PCTPTNUM and PCELTM of each sample (SDTMIG 3.4 section 4.4.7): the planned protocol
+    day n of its scheduled visit in the study schedule, relative to PCTPTREF (the first CAR-T
+    infusion = protocol day 0): PCTPT ``DAY n``, PCTPTNUM n, PCELTM ``PnD`` (``-PnD`` before the
+    infusion). Unscheduled samples (VISITNUM not in the schedule) and subjects without an
+    infusion have none."""
+    days = dict(zip(visits["VISITNUM"].astype(float), visits["day"].astype(float))) if len(visits) else {}
+    day = pd.to_numeric(visitnum, errors="coerce").map(days).where(has_reference.to_numpy())
+    ok = day.notna()
+    n = day.fillna(0).astype(int)
+    eltm = np.where(n < 0, "-P" + n.abs().astype(str) + "D", "P" + n.astype(str) + "D")
+    return pd.DataFrame({"PCTPT": np.where(ok, "DAY " + n.astype(str), ""),
+                         "PCTPTNUM": day.astype("float64"),
+                         "PCELTM": np.where(ok, eltm, "")}, index=visitnum.index)
+
+
+def parameter_decimals(spec, codes) -> dict[str, int | None]:
+    """Decimals each PP parameter is reported with: ``significant_digits`` of its PP.PPSTRESN
+    value-level row in the spec (None when the spec declares none: shortest exact text)."""
+    vl = spec.valuelevel
+    given = {}
+    if len(vl) and {"dataset", "variable", "where_value", "significant_digits"} <= set(vl.columns):
+        rows = vl[(vl["dataset"] == "PP") & (vl["variable"] == "PPSTRESN")]
+        given = dict(zip(rows["where_value"], rows["significant_digits"]))
+    return {c: int(given[c]) if str(given.get(c, "")).strip() else None for c in codes}
+
+
+def reported(val: pd.Series, decimals: int | None) -> tuple[pd.Series, pd.Series]:
+    """(PPSTRESN, PPSTRESC) of computed values at the declared precision: the number rounded to
+    ``decimals`` and the same number as text with exactly that many decimals, so that the two
+    agree (PPSTRESC = PPSTRESN as text)."""
+    if decimals is None:
+        return val, format_number(val)
+    num = val.round(decimals)
+    txt = num.map(("{:.%df}" % decimals).format).astype(object).where(num.notna(), "")
+    return num, txt
+
+
+def build_pp(pc: pd.DataFrame, rfstdtc: pd.Series, studyid: str, names: dict[str, str],
+             decimals: dict[str, int | None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """PP records and the ``cellular_kinetics`` report from PC records (with ``value``/``censor``).
 
     Only subjects with a first infusion (RFSTDTC) are analysed. ``names``: PPTESTCD -> PPTEST
-    (the spec's PKPARMCD decodes). Returns (pp, report).
+    (the spec's PKPARMCD decodes); ``decimals``: PPTESTCD -> reported decimals
+    (:func:`parameter_decimals`). Returns (pp, report).
     """
     done = pc[pc["PCSTAT"].ne(NOT_DONE) & pc["value"].notna()].copy()
     done["RFSTDTC"] = done["USUBJID"].map(rfstdtc).fillna("")
@@ -68,18 +108,17 @@ def build_pp(pc: pd.DataFrame, rfstdtc: pd.Series, studyid: str, names: dict[str
     parts = []
     for code, col in PARAMETERS.items():  # three parameters, vectorised over subjects
         name = names[code]
-        val = par[col].astype("float64")
+        val, txt = reported(par[col].astype("float64"), (decimals or {}).get(code))
         unit = {"CMAX": par["PCSTRESU"], "TMAX": pd.Series(TMAX_UNIT, index=par.index),
                 "AUCINT": "day*" + par["PCSTRESU"]}[code]
         reason = par["auc_status"] if code == "AUCINT" else pd.Series(
             np.where(par["n_obs"].eq(0), f"no sample in days 0-{WINDOW_END_DAYS:g}", ""), index=par.index)
-        txt = format_number(val)
         parts.append(pd.DataFrame({
             "STUDYID": studyid, "DOMAIN": "PP", "USUBJID": par["USUBJID"], "PPTESTCD": code, "PPTEST": name,
             "PPCAT": par["PCTESTCD"], "PPORRES": txt, "PPORRESU": unit.where(val.notna(), ""),
             "PPSTRESC": txt, "PPSTRESN": val, "PPSTRESU": unit.where(val.notna(), ""),
             "PPSTAT": np.where(val.isna(), NOT_DONE, ""), "PPREASND": reason.where(val.isna(), ""),
-            "PPSPEC": par["PCSPEC"], "PPRFTDTC": par["RFSTDTC"],
+            "PPSPEC": par["PCSPEC"], "PPTPTREF": TIME_POINT_REFERENCE, "PPRFTDTC": par["RFSTDTC"],
             "PPSTINT": "P0D" if code == "AUCINT" else "", "PPENINT": f"P{WINDOW_END_DAYS:g}D" if code == "AUCINT" else "",
         }))
     pp = pd.concat(parts, ignore_index=True)
@@ -111,12 +150,13 @@ def build(ctx: StudyContext) -> DomainResult:
     })
     pc["PCRFTDTC"] = pc["USUBJID"].map(rfstdtc).fillna("")
     pc["PCTPTREF"] = np.where(pc["PCRFTDTC"].ne(""), TIME_POINT_REFERENCE, "")
+    pc = pc.join(nominal_time_points(pc["VISITNUM"], pc["PCRFTDTC"].ne(""), study.visits))
     pc["_dt"] = rec["_dt"]
     pc["PCSEQ"] = assign_seq(pc, ["PCTESTCD", "_dt", "PCDTC", "VISITNUM", "_ROW"])
 
     res = DomainResult()
     res.datasets["PC"] = pc[spec.var_names("PC")].reset_index(drop=True)
-    pp, report = build_pp(pc, rfstdtc, sid, spec.decode_map("PKPARMCD"))
+    pp, report = build_pp(pc, rfstdtc, sid, spec.decode_map("PKPARMCD"), parameter_decimals(spec, PARAMETERS))
     if not pp.empty:
         res.datasets["PP"] = pp[spec.var_names("PP")].reset_index(drop=True)
     res.reports["cellular_kinetics"] = report

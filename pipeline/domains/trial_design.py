@@ -4,7 +4,8 @@ All from the study parameters (``specs/studies/<STUDYID>.toml``) except ACTSUB, 
 number of subjects, counted in DM (subjects with a CAR-T administration, ACTARMCD not null).
 
 - TS: the ``[[ts]]`` tables in order (TSSEQ 1..n within TSPARMCD); TSPARM from the CT decode of
-  TSPARMCD when the table gives none; SDTMVER/SDTIGVER from specs/sdtm/standards.toml and
+  TSPARMCD when the table gives none; TSVCDVER of CDISC CT and MedDRA coded values from the one
+  version ``specs/sdtm/standards.toml`` declares (``ct_version``, ``meddra_version``); SDTMVER/SDTIGVER from specs/sdtm/standards.toml and
   SSTDTC/DCUTDTC from ``study_start``/``data_cutoff`` when the tables lack them; TSVAL over
   200 characters continues in TSVAL1.. (split at a word boundary, SDTMIG 3.4 TS assumption 8).
 - TA: every arm passes through every element in the order of ``[[elements]]``; TABRANCH on
@@ -67,9 +68,27 @@ def ts_rows(ctx: StudyContext) -> pd.DataFrame:
     if extra:
         rows.append(pd.DataFrame(extra).reindex(columns=TS_FIELDS).astype("object").fillna(""))
     out = pd.concat(rows, ignore_index=True)
+    out["tsvcdver"] = dictionary_versions(out["tsvcdref"], out["tsvcdver"], std)
     decode = spec.decode_map("TSPARMCD")
     out["tsparm"] = out["tsparm"].where(out["tsparm"].ne(""), out["tsparmcd"].map(decode).fillna(""))
     return out
+
+
+#: TSVCDREF -> the key of specs/sdtm/standards.toml that declares that dictionary's one version
+DICTIONARY_VERSION_KEYS = {"CDISC CT": "ct_version", "MedDRA": "meddra_version"}
+
+
+def dictionary_versions(ref: pd.Series, given: pd.Series, standards: dict) -> pd.Series:
+    """TSVCDVER of coded TS values: the single version the standards declare for the
+    dictionary named in TSVCDREF (CDISC CT ``ct_version``, MedDRA ``meddra_version``), so that TS,
+    AE and define.xml cannot disagree; a study table giving another version is a ConfigError."""
+    declared = {k: str(standards.get(v, "")) for k, v in DICTIONARY_VERSION_KEYS.items() if standards.get(v)}
+    want = ref.map(declared)
+    clash = want.notna() & given.ne("") & given.ne(want)
+    if clash.any():
+        bad = ", ".join(sorted(set(ref[clash] + " " + given[clash])))
+        raise ConfigError(f"TS TSVCDVER {bad} differs from the version declared in specs/sdtm/standards.toml")
+    return want.where(want.notna(), given).fillna("").astype(str)
 
 
 def actual_subjects(dm: pd.DataFrame) -> int:

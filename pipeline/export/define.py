@@ -238,8 +238,8 @@ def date_datatype(spec_type: str, values: pd.Series) -> str:
     ``2024-07``, or a datetime without its time); ``incompleteDatetime`` when a component in the
     middle is missing (e.g. ``2024---15``). Define-XML 2.1 section 4.3.1: ``date`` may not hold
     ``2024-07``."""
-    if spec_type not in _FULL:
-        return spec_type
+    if spec_type not in _FULL or pd.api.types.is_numeric_dtype(values):
+        return spec_type  # a numeric date (ADaM *DT, SAS date) is typed by the spec
     t = pd.Series(_text(values).unique())
     t = t[t != ""]
     if t.empty or t.str.match(_FULL[spec_type]).all():

@@ -80,7 +80,7 @@ def sheet_tables(spec: Spec) -> dict[str, pd.DataFrame]:
     codelists = pd.DataFrame({
         "ID": c["codelist"], "Name": c["name"], "NCI Codelist Code": c["ncit_code"], "Extensible": c["extensible"],
         "Order": c["_order"], "Term": c["term"], "NCI Term Code": c["term_ncit_code"], "Decoded Value": c["decode"],
-        "Dictionary": c["dictionary"], "Version": c["version"],
+        "Dictionary": c["dictionary"], "Version": c["version"], "Source": _col(c, "source"),
     })
     m = spec.methods
     methods = pd.DataFrame({"ID": _col(m, "method"), "Name": _col(m, "name"), "Type": _col(m, "type"),
