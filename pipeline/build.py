@@ -30,8 +30,11 @@ Determinism: every file of ``<out>/<STUDYID>/`` is byte-identical on rerun with 
 software and ``SOURCE_DATE_EPOCH``; the XPT/JSON stamps are ``SOURCE_DATE_EPOCH`` or the study's
 data cut-off. Wall-clock timings are shown only on stderr (progress), never written to a file.
 
-Exit codes: 0 clean, 1 data errors (gate, domains, output checks, reconciliation), 2 usage or
-configuration errors (raised as :class:`~pipeline.errors.ConfigError`).
+Exit codes: 0 clean, 1 data errors (gate, domains, output checks, reconciliation, a number
+:mod:`pipeline.export.numeric_guard` refuses), 2 usage, configuration or output-folder errors
+(:class:`~pipeline.errors.ConfigError`, :class:`~pipeline.errors.OutputError`: ``--out`` is a
+file, not writable, full, or locked by another build), 3 an unexpected exception in one study
+(:func:`isolated_build`: reported on that study's line, the other studies are built).
 
 Domain-incomplete trees (a development aid, off by default): :data:`LENIENT_MISSING_MODULES`
 (study-independent) makes a form whose rows no module accounted for a *warning*
