@@ -76,7 +76,10 @@ def derive(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict[str,
 def check(adam: dict[str, pd.DataFrame], spec: Spec, studyid: str, dm: pd.DataFrame) -> pd.DataFrame:
     """Output-check findings of every ADaM dataset (the SDTM checks, driven by the ADaM spec;
     USUBJID must be a DM subject)."""
+    from pipeline.export import numeric_guard
+
     found = [checks.check_dataset(frame, spec, name, studyid, dm) for name, frame in sorted(adam.items())]
+    found.append(numeric_guard.numeric_findings(adam, spec, studyid))  # no inf / out-of-IBM-range reaches a writer
     return checks.sort_findings(checks.concat_findings(found))
 
 
