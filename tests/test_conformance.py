@@ -25,7 +25,7 @@ from pipeline.export import core_runner as runner
 from pipeline.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADER = "rule_id,dataset,variable,explanation,justification,added_by,added_on\n"
+HEADER = "rule_id,dataset,variable,value_regex,explanation,justification,added_by,added_on\n"
 
 
 def write(path: Path, text: str) -> Path:
@@ -42,29 +42,33 @@ def test_read_explanations_absent_file_is_empty(tmp_path):
 
 def test_read_explanations_parses_and_normalises(tmp_path):
     p = write(tmp_path / "S.explanations.csv", HEADER
-              + " CORE-000289 , lb , lbornrhi ,Censored result,SDTMIG 3.4 LB assumption,dm1,2026-12-01\n"
-              + "CORE-000744,,,Why,Because,dm2,2026-11-30\n")
+              + " CORE-000289 , lb , lborres ,[<>].*,Censored result,SDTMIG 3.4 LB assumption,dm1,2026-12-01\n"
+              + "CORE-000744,,,,Why,Because,dm2,2026-11-30\n")
     frame = conf.read_explanations(p)
     assert frame.to_dict("records") == [
-        {"rule_id": "CORE-000289", "dataset": "LB", "variable": "LBORNRHI", "explanation": "Censored result",
-         "justification": "SDTMIG 3.4 LB assumption", "added_by": "dm1", "added_on": "2026-12-01"},
-        {"rule_id": "CORE-000744", "dataset": "", "variable": "", "explanation": "Why",
+        {"rule_id": "CORE-000289", "dataset": "LB", "variable": "LBORRES", "value_regex": "[<>].*",
+         "explanation": "Censored result", "justification": "SDTMIG 3.4 LB assumption", "added_by": "dm1",
+         "added_on": "2026-12-01"},
+        {"rule_id": "CORE-000744", "dataset": "", "variable": "", "value_regex": "", "explanation": "Why",
          "justification": "Because", "added_by": "dm2", "added_on": "2026-11-30"},
     ]
 
 
 def test_read_explanations_reports_every_problem_with_its_line(tmp_path):
     p = write(tmp_path / "S.explanations.csv", HEADER
-              + "CG0151,DM,,x,y,me,2026-12-01\n"           # line 2: not a CORE id
-              + "CORE-000001,DM,,,y,me,2026-12-01\n"       # line 3: no explanation
-              + "CORE-000002,DM,,x,,me,01/12/2026\n"       # line 4: no justification, bad date
-              + "CORE-000003,DM,,x,y,me,2026-12-01\n"
-              + "CORE-000003,dm,,x2,y2,me,2026-12-01\n")   # line 6: same key as line 5
+              + "CG0151,DM,,,x,y,me,2026-12-01\n"           # line 2: not a CORE id
+              + "CORE-000001,DM,,,,y,me,2026-12-01\n"       # line 3: no explanation
+              + "CORE-000002,DM,,,x,,me,01/12/2026\n"       # line 4: no justification, bad date
+              + "CORE-000003,DM,,,x,y,me,2026-12-01\n"
+              + "CORE-000003,dm,,,x2,y2,me,2026-12-01\n"    # line 6: same key as line 5
+              + "CORE-000004,DM,,A.*,x,y,me,2026-12-01\n"   # line 7: value_regex without variable
+              + "CORE-000004,DM,ARM,(,x,y,me,2026-12-01\n") # line 8: bad regex
     with pytest.raises(ConfigError) as exc:
         conf.read_explanations(p)
     msg = str(exc.value)
     for part in ["line 2: rule_id 'CG0151'", "line 3: explanation is empty", "line 4: justification is empty",
-                 "line 4: added_on '01/12/2026'", "line 6: repeats"]:
+                 "line 4: added_on '01/12/2026'", "line 6: repeats", "line 7: value_regex needs a variable",
+                 "line 8: value_regex '(' is not a regular expression"]:
         assert part in msg
     assert "line 5" not in msg
 
@@ -76,8 +80,9 @@ def test_read_explanations_missing_column(tmp_path):
 
 
 # ---- findings, explanations, counts from hand-built engine results -------------------------
-def result(dataset, status, n=0, variables=(), message="m"):
-    errors = [{"row": i + 1} for i in range(n)] if status == "issue reported" else (
+def result(dataset, status, n=0, variables=(), message="m", values=None):
+    errors = [{"row": i + 1, "value": (values[i] if values else {v: str(i) for v in variables})}
+              for i in range(n)] if status == "issue reported" else (
         [{"error": "Outside scope", "message": "skipped"}] if status == "skipped" else
         [{"error": "Error occurred during dataset building", "message": "Class metadata is not found"}]
         if status == "execution error" else [])
@@ -104,7 +109,7 @@ RESULTS = [
 
 
 def test_findings_table_one_row_per_rule_and_dataset_with_issues():
-    f = conf.findings_table(RESULTS, {"CORE-000010": "CG0001"})
+    f = conf.findings_table(conf.issue_table(RESULTS, {"CORE-000010": "CG0001"}))
     assert f[["rule_id", "cdisc_rule_id", "dataset", "variables", "issues"]].values.tolist() == [
         ["CORE-000010", "CG0001", "AE", "AESTDTC|DSSTDTC", 3],
         ["CORE-000010", "CG0001", "DM", "RFXSTDTC", 2],
@@ -124,15 +129,14 @@ def explanations(rows):
 
 
 def test_apply_explanations_dataset_scope_variable_scope_and_stale_rows():
-    f = conf.findings_table(RESULTS)
     ex = explanations([
-        ("CORE-000010", "DM", "", "DM reason", "DM just", "me", "2026-12-01"),
-        ("CORE-000050", "LB", "LBORRES", "LB reason", "LB just", "me", "2026-12-01"),
-        ("CORE-000050", "LB", "VSORRES", "never", "matches", "me", "2026-12-01"),   # variable not involved
-        ("CORE-000099", "", "", "fixed long ago", "x", "me", "2026-12-01"),      # rule with no finding
+        ("CORE-000010", "DM", "", "", "DM reason", "DM just", "me", "2026-12-01"),
+        ("CORE-000050", "LB", "LBORRES", "", "LB reason", "LB just", "me", "2026-12-01"),
+        ("CORE-000050", "LB", "VSORRES", "", "never", "matches", "me", "2026-12-01"),   # variable not involved
+        ("CORE-000099", "", "", "", "fixed long ago", "x", "me", "2026-12-01"),      # rule with no finding
     ])
-    out, stale = conf.apply_explanations(f, ex)
-    assert len(out) == len(f)  # nothing dropped
+    out, stale = conf.explain(RESULTS, ex)
+    assert out["issues"].sum() == 10  # nothing dropped
     assert out[["rule_id", "dataset", "explained", "explanation"]].values.tolist() == [
         ["CORE-000010", "AE", "N", ""],
         ["CORE-000010", "DM", "Y", "DM reason"],
@@ -143,20 +147,32 @@ def test_apply_explanations_dataset_scope_variable_scope_and_stale_rows():
 
 
 def test_apply_explanations_most_specific_row_wins_and_general_row_stays_in_use():
-    f = conf.findings_table(RESULTS)
     ex = explanations([
-        ("CORE-000010", "", "", "any dataset", "j1", "me", "2026-12-01"),
-        ("CORE-000010", "AE", "AESTDTC", "AE specific", "j2", "me", "2026-12-01"),
+        ("CORE-000010", "", "", "", "any dataset", "j1", "me", "2026-12-01"),
+        ("CORE-000010", "AE", "AESTDTC", "", "AE specific", "j2", "me", "2026-12-01"),
     ])
-    out, stale = conf.apply_explanations(f, ex)
+    out, stale = conf.explain(RESULTS, ex)
     got = out.set_index("dataset").loc[["AE", "DM"], "explanation"].tolist()
     assert got == ["AE specific", "any dataset"]
     assert stale.empty
 
 
+def test_value_regex_explains_only_the_records_it_matches():
+    res = [{"id": "CORE-000289", "message": "", "results": [result(
+        "LB", "issue reported", 4, ["LBORRES", "LBORNRHI"], "not continuous",
+        [{"LBORRES": "<1.5", "LBORNRHI": "6.7"}, {"LBORRES": ">15000", "LBORNRHI": "157"},
+         {"LBORRES": "POSITIVE", "LBORNRHI": "1"}, {"LBORRES": "1<2", "LBORNRHI": "1"}])]}]
+    ex = explanations([("CORE-000289", "LB", "LBORRES", r"[<>]\d+(\.\d+)?", "censored", "LLOQ", "me", "2026-12-01")])
+    out, stale = conf.explain(res, ex)
+    assert out[["explained", "issues"]].values.tolist() == [["N", 2], ["Y", 2]]
+    assert stale.empty
+    out, stale = conf.explain(res, explanations([("CORE-000289", "LB", "LBORRES", "BLQ", "x", "y", "me", "2026-12-01")]))
+    assert out["explained"].tolist() == ["N"] and len(stale) == 1
+
+
 def test_counts_computed_by_hand():
-    f, _ = conf.apply_explanations(conf.findings_table(RESULTS), explanations([
-        ("CORE-000050", "LB", "", "ok", "ok", "me", "2026-12-01")]))
+    f, _ = conf.explain(RESULTS, explanations([
+        ("CORE-000050", "LB", "", "", "ok", "ok", "me", "2026-12-01")]))
     c = conf.counts(RESULTS, f)
     # run: 010 (AE, DM), 020 (DM), 050 (LB) = 3; with issues: 010, 050; issues 3 + 2 + 5 = 10;
     # execution errors: 040, 050; unexplained: 010's 5 issues in 1 rule
@@ -174,8 +190,7 @@ def test_counts_computed_by_hand():
                           st.sampled_from(["", "AE", "DM"])), unique=True))
 def test_explaining_never_drops_or_double_counts(found, rows):
     res = [{"id": r, "message": "", "results": [result(d, "issue reported", n, ["X"])]} for r, d, n in found]
-    f = conf.findings_table(res)
-    out, stale = conf.apply_explanations(f, explanations([(r, d, "", "e", "j", "me", "2026-12-01") for r, d in rows]))
+    out, stale = conf.explain(res, explanations([(r, d, "", "", "e", "j", "me", "2026-12-01") for r, d in rows]))
     assert len(out) == len(found) and out["issues"].sum() == sum(n for *_, n in found)
     expect = {(r, d) for r, d, _ in found if any(r == er and ed in ("", d) for er, ed in rows)}
     assert set(map(tuple, out.loc[out["explained"] == "Y", ["rule_id", "dataset"]].values.tolist())) == expect
@@ -188,9 +203,9 @@ def test_write_reports_deterministic_and_readable(tmp_path):
     doc = {"engine_version": "0.17.1", "version": "3.4", "ct_packages": ["sdtmct-2025-03-28"],
            "library_metadata": "classes from specs/sdtm/datasets.csv", "cache_files": {"rules.pkl": "ab" * 32},
            "rules_selected": 5, "results": RESULTS, "core_report": {"Issue_Summary": []}}
-    f, stale = conf.apply_explanations(conf.findings_table(RESULTS), explanations([
-        ("CORE-000010", "DM", "", "DM <reason> & more", "j", "me", "2026-12-01"),
-        ("CORE-000077", "", "", "stale", "j", "me", "2026-12-01")]))
+    f, stale = conf.explain(RESULTS, explanations([
+        ("CORE-000010", "DM", "", "", "DM <reason> & more", "j", "me", "2026-12-01"),
+        ("CORE-000077", "", "", "", "stale", "j", "me", "2026-12-01")]))
     c = conf.counts(RESULTS, f)
     folder = tmp_path / "S1"
     args = (doc, f, conf.execution_errors(RESULTS), stale, c, ["XX"])

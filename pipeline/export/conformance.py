@@ -55,8 +55,9 @@ INSTALL_HINT = ("run `make conformance` (it creates .venv-core with Python 3.12 
                 "cdisc-rules-engine from requirements-core.txt), or point $CDISC_CORE_PYTHON at a "
                 "Python 3.12 that has it")
 
-#: the explanations file's columns, in order (all required; ``dataset``/``variable`` may be empty)
-EXPLANATION_COLUMNS = ["rule_id", "dataset", "variable", "explanation", "justification", "added_by", "added_on"]
+#: the explanations file's columns, in order (all required; ``dataset``, ``variable`` and ``value_regex`` may be empty)
+EXPLANATION_COLUMNS = ["rule_id", "dataset", "variable", "value_regex", "explanation", "justification", "added_by",
+                       "added_on"]
 FINDING_COLUMNS = ["rule_id", "cdisc_rule_id", "dataset", "variables", "message", "issues", "explained",
                    "explanation", "justification"]
 RULE_ID = re.compile(r"^CORE-\d{6}$")
@@ -161,12 +162,14 @@ def explanations_path(specs: Path, studyid: str) -> Path:
 def read_explanations(path: Path) -> pd.DataFrame:
     """Read a study's explanations file; an absent file is an empty table.
 
-    One row explains the findings of one CORE rule (``rule_id``, e.g. ``CORE-000351``), in one
-    dataset (``dataset``; empty = every dataset) and, optionally, only where the finding involves
-    one variable (``variable``; empty = any). ``explanation`` says why the finding is correct for
-    this study and ``justification`` why a reviewer can accept it (the source: protocol, SDTMIG
-    section, CT note). ``added_by`` and ``added_on`` (YYYY-MM-DD) say who decided and when. Every
-    problem is reported at once as one ConfigError (exit 2)."""
+    One row explains the issues of one CORE rule (``rule_id``, e.g. ``CORE-000351``), in one
+    dataset (``dataset``; empty = every dataset), optionally only where the issue involves one
+    variable (``variable``; empty = any) and, with ``value_regex``, only the issues whose value of
+    that variable fully matches the regular expression (so an explanation covers exactly the
+    records it justifies, never a later defect of the same rule). ``explanation`` says why the
+    finding is correct for this study and ``justification`` why a reviewer can accept it (the
+    source: protocol, SDTMIG section, CT note). ``added_by`` and ``added_on`` (YYYY-MM-DD) say
+    who decided and when. Every problem is reported at once as one ConfigError (exit 2)."""
     path = Path(path)
     if not path.is_file():
         return pd.DataFrame(columns=EXPLANATION_COLUMNS)
@@ -187,8 +190,16 @@ def read_explanations(path: Path) -> pd.DataFrame:
                  for n, v in zip(line, frame["rule_id"]) if not RULE_ID.match(v)]
     problems += [f"line {n}: added_on {v!r} is not YYYY-MM-DD"
                  for n, v in zip(line, frame["added_on"]) if not DATE.match(v)]
-    dup = frame.duplicated(["rule_id", "dataset", "variable"], keep="first")
-    problems += [f"line {n}: repeats the rule_id/dataset/variable of an earlier line" for n in line[dup]]
+    for n, var, rx in zip(line, frame["variable"], frame["value_regex"]):  # a few rows per study
+        if rx and not var:
+            problems.append(f"line {n}: value_regex needs a variable")
+        elif rx:
+            try:
+                re.compile(rx)
+            except re.error as exc:
+                problems.append(f"line {n}: value_regex {rx!r} is not a regular expression ({exc})")
+    dup = frame.duplicated(["rule_id", "dataset", "variable", "value_regex"], keep="first")
+    problems += [f"line {n}: repeats the rule_id/dataset/variable/value_regex of an earlier line" for n in line[dup]]
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     return frame.reset_index(drop=True)
@@ -206,24 +217,27 @@ class Counts:
     unexplained_rules: int
 
 
-def findings_table(results: list[dict], cdisc_ids: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per rule and dataset with issues (``issue reported``), sorted by rule, dataset."""
+ISSUE_COLUMNS = ["rule_id", "cdisc_rule_id", "dataset", "variables", "message", "values"]
+
+
+def issue_table(results: list[dict], cdisc_ids: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per issue the engine reported (``issue reported``), in the engine's order;
+    ``values`` is the issue's {variable: value} dict."""
     cdisc_ids = cdisc_ids or {}
     rows = []
-    # loops over rules and their per-dataset results (metadata, a few thousand at most)
+    # loops over rules, their per-dataset results and their issues: CORE's report, not SDTM
+    # records (a few thousand rows at most)
     for rule in results:
         for res in rule.get("results") or []:
             if res.get("executionStatus") != ISSUE or not res.get("errors"):
                 continue
-            rows.append({
-                "rule_id": rule["id"], "cdisc_rule_id": cdisc_ids.get(rule["id"], ""),
-                "dataset": str(res.get("dataset") or "").upper(),
-                "variables": "|".join(str(v) for v in res.get("variables") or []),
-                "message": str(res.get("message") or rule.get("message") or ""),
-                "issues": len(res["errors"]),
-            })
-    frame = pd.DataFrame(rows, columns=["rule_id", "cdisc_rule_id", "dataset", "variables", "message", "issues"])
-    return frame.sort_values(["rule_id", "dataset", "variables"], kind="mergesort").reset_index(drop=True)
+            base = {"rule_id": rule["id"], "cdisc_rule_id": cdisc_ids.get(rule["id"], ""),
+                    "dataset": str(res.get("dataset") or "").upper(),
+                    "variables": "|".join(str(v) for v in res.get("variables") or []),
+                    "message": str(res.get("message") or rule.get("message") or "")}
+            rows += [{**base, "values": {str(k).upper(): v for k, v in (err.get("value") or {}).items()}}
+                     for err in res["errors"]]
+    return pd.DataFrame(rows, columns=ISSUE_COLUMNS)
 
 
 def execution_errors(results: list[dict]) -> pd.DataFrame:
@@ -240,44 +254,63 @@ def execution_errors(results: list[dict]) -> pd.DataFrame:
     return frame.sort_values(["rule_id", "dataset"], kind="mergesort").reset_index(drop=True)
 
 
-def apply_explanations(findings: pd.DataFrame, explanations: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mark each finding explained or not; return it and the explanation rows that matched no
-    finding (stale: the finding was fixed, or the row is mistyped).
+def _matches(issues: pd.DataFrame, row: dict) -> pd.Series:
+    """Which issues one explanation row covers (see :func:`read_explanations`)."""
+    hit = issues["rule_id"] == row["rule_id"]
+    if row["dataset"]:
+        hit &= issues["dataset"] == row["dataset"]
+    if row["variable"]:
+        var = row["variable"]
+        hit &= issues["variables"].str.upper().str.split("|").map(lambda vs: var in vs)
+        if row["value_regex"]:
+            value = issues["values"].map(lambda d: "" if d.get(var) is None else str(d.get(var)))
+            hit &= value.str.fullmatch(row["value_regex"]).fillna(False).astype(bool)
+    return hit
 
-    A row matches a finding with the same rule whose dataset equals the row's (or the row's is
-    empty) and whose variables include the row's variable (or the row's is empty). The most
-    specific matching row is used (dataset and variable given, then dataset, then neither)."""
-    out = findings.copy()
+
+def apply_explanations(issues: pd.DataFrame, explanations: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mark each issue explained or not; return the issues and the explanation rows that cover
+    no issue (stale: the finding was fixed, or the row is mistyped). When several rows cover an
+    issue the most specific one explains it (value_regex, then variable, then dataset given)."""
+    out = issues.copy()
     out["explained"] = "N"
     out["explanation"] = ""
     out["justification"] = ""
+    if not len(explanations):
+        return out, explanations.reset_index(drop=True)
+    spec = ((explanations["value_regex"] != "").astype(int) * 4 + (explanations["variable"] != "").astype(int) * 2
+            + (explanations["dataset"] != "").astype(int))
+    order = spec.sort_values(ascending=False, kind="mergesort").index
     used = pd.Series(False, index=explanations.index)
-    if not len(out) or not len(explanations):
-        return out[FINDING_COLUMNS], explanations[~used].reset_index(drop=True)
-    ex = explanations.assign(_spec=(explanations["dataset"] != "").astype(int) * 2 + (explanations["variable"] != "").astype(int))
-    ex = ex.sort_values("_spec", ascending=False, kind="mergesort")
-    variables = out["variables"].str.upper().str.split("|")
-    # loop over explanation rows (a handful per study), each vectorised over the findings
-    for idx, row in zip(ex.index, ex.to_dict("records")):
-        hit = (out["rule_id"] == row["rule_id"]) & (out["explained"] == "N")
-        if row["dataset"]:
-            hit &= out["dataset"] == row["dataset"]
-        if row["variable"]:
-            hit &= variables.map(lambda vs, v=row["variable"]: v in vs)
-        if hit.any():
-            used[idx] = True
-            out.loc[hit, ["explained", "explanation", "justification"]] = ["Y", row["explanation"], row["justification"]]
-    # a row whose findings an earlier, more specific row took is still in use
-    for idx, row in zip(ex.index, ex.to_dict("records")):
-        if used[idx]:
-            continue
-        hit = out["rule_id"] == row["rule_id"]
-        if row["dataset"]:
-            hit &= out["dataset"] == row["dataset"]
-        if row["variable"]:
-            hit &= variables.map(lambda vs, v=row["variable"]: v in vs)
+    # loop over explanation rows (a handful per study), each vectorised over the issues
+    for idx in order:
+        row = explanations.loc[idx].to_dict()
+        hit = _matches(out, row) if len(out) else pd.Series(dtype=bool)
         used[idx] = bool(hit.any())
-    return out[FINDING_COLUMNS], explanations[~used].reset_index(drop=True)
+        take = hit & (out["explained"] == "N")
+        out.loc[take, ["explained", "explanation", "justification"]] = ["Y", row["explanation"], row["justification"]]
+    return out, explanations[~used].reset_index(drop=True)
+
+
+def findings_table(issues: pd.DataFrame) -> pd.DataFrame:
+    """One row per rule, dataset, variables and explanation: the issues counted, sorted by rule,
+    dataset, variables, then unexplained before explained. Nothing is dropped: the counts add up
+    to the issues."""
+    if "explained" not in issues.columns:
+        issues = issues.assign(explained="N", explanation="", justification="")
+    keys = ["rule_id", "cdisc_rule_id", "dataset", "variables", "message", "explained", "explanation", "justification"]
+    if not len(issues):
+        return pd.DataFrame(columns=FINDING_COLUMNS)
+    frame = issues.groupby(keys, sort=False, dropna=False).size().rename("issues").reset_index()
+    frame = frame.sort_values(["rule_id", "dataset", "variables", "explained", "explanation"], kind="mergesort")
+    return frame[FINDING_COLUMNS].reset_index(drop=True)
+
+
+def explain(results: list[dict], explanations: pd.DataFrame, cdisc_ids: dict[str, str] | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The findings table (explained and not) and the stale explanation rows of one run."""
+    issues, stale = apply_explanations(issue_table(results, cdisc_ids), explanations)
+    return findings_table(issues), stale
 
 
 def counts(results: list[dict], findings: pd.DataFrame) -> Counts:
@@ -387,7 +420,7 @@ def run_study(folder: Path, py: Path, classes: dict[str, str], cache: Path, spec
             why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
             raise ConfigError(f"{folder.name}: CDISC CORE run failed: {why}")
         doc = json.loads(result_file.read_text(encoding="utf-8"))
-    findings, stale = apply_explanations(findings_table(doc["results"], _cdisc_ids(doc)), explanations)
+    findings, stale = explain(doc["results"], explanations, _cdisc_ids(doc))
     errors = execution_errors(doc["results"])
     c = counts(doc["results"], findings)
     summary = write_reports(folder, doc, findings, errors, stale, c, job["unclassified"])
