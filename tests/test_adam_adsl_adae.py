@@ -226,6 +226,39 @@ def test_adam_outputs_in_manifest_and_define_valid(built):
     assert define.schema_problems(xml) == []
     assert define.integrity_problems(xml) == []
     assert b'Name="ADaMIG"' in xml and b'Purpose="Analysis"' in xml
+    from lxml import etree
+
+    root = etree.fromstring(xml)
+    ns = define.NS
+    vls = {v.get("OID") for v in root.iter("{%s}ValueListDef" % ns["def"])}
+    # value-level metadata per PARAMCD of every BDS dataset
+    assert {"VL.ADRS.AVALC", "VL.ADLB.AVAL", "VL.ADTTE.AVAL"} <= vls
+    items = {i.get("OID"): i for i in root.iter("{%s}ItemDef" % ns["odm"])}
+    no_method = [r.get("ItemOID") for r in root.iter("{%s}ItemRef" % ns["odm"])
+                 if items[r.get("ItemOID")].find("def:Origin", ns).get("Type") == "Derived" and not r.get("MethodOID")]
+    assert no_method == []                                       # a MethodDef for every derived variable
+    tte = root.find(".//odm:ItemGroupDef[@Name='ADTTE']/def:Class/def:SubClass", ns)
+    assert tte is not None and tte.get("Name") == "TIME-TO-EVENT"
+
+
+@pytest.mark.slow
+def test_adam_files_are_byte_identical_when_rewritten(built, tmp_path):
+    from pipeline.export.datasetjson import read_dataset_json
+
+    sid = built.name
+    sdtm = {p.stem.upper(): read_dataset_json(p)[0] for p in built.glob("*.json")}
+    spec = load_spec(SPECS, "adam")
+    study = load_study(SPECS, sid)
+    from pipeline.export import checks
+
+    adam = {n: checks.order_dataset(f, spec, n) for n, f in stage.derive(sdtm, spec, study).items()}
+    stage.write(tmp_path / "a", adam, spec, study)
+    stage.write(tmp_path / "b", adam, spec, study)
+    for p in sorted((tmp_path / "a").iterdir()):
+        assert p.read_bytes() == (tmp_path / "b" / p.name).read_bytes(), p.name
+    # and the same bytes as the build wrote (the build read the same SDTM frames)
+    for name in ("adsl.xpt", "adae.json", "adrs.json", "define.xml"):
+        assert (tmp_path / "a" / name).read_bytes() == (built / "adam" / name).read_bytes(), name
 
 
 def _seq_keys(frames: list[pd.DataFrame], seq: str) -> set:
