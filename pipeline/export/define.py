@@ -272,7 +272,7 @@ def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry) -> t
         sig = significant_digits(frame[name]) if dtype == "float" else None
         defs.append({
             "oid": oid, "name": name, "datatype": dtype, "length": lengths[name], "significant_digits": sig,
-            "label": r["label"],
+            "label": r["label"], "display_format": str(r.get("display_format", "") or ""),
             "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), frame[name], where),
             "origin": origin_entry(r["origin"], r["source"], where),
             "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{name}"),
@@ -428,7 +428,7 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
                 "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), subset, where),
                 "origin": origin_entry(origin, source, where),
                 "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{var}.{suffix}"),
-                "valuelist_oid": "",
+                "valuelist_oid": "", "display_format": parent.get("display_format", ""),
             })
             # a row that inherits the variable's origin inherits its method too
             method = r["method"] if r["origin"] else parent.get("method_oid", "")

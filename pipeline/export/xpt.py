@@ -340,11 +340,12 @@ def _template(out: pd.DataFrame, factorized: dict) -> pd.DataFrame:
 
 def _pyreadstat_write(out: pd.DataFrame, spec: Spec, name: str, path: Path) -> None:
     labels = spec.labels(name)
+    formats = display_formats(spec, name, list(out.columns))
     try:
         pyreadstat.write_xport(
             out, str(path), file_label=str(spec.dataset(name)["label"]),
             column_labels=[labels.get(c, "") for c in out.columns], table_name=name.upper(),
-            file_format_version=5)
+            file_format_version=5, variable_format=formats or None)
     except Exception as exc:  # noqa: BLE001 - turn a writer failure into one clear line
         raise DataError(f"{name}: XPT writer failed: {exc}") from None
 
@@ -386,6 +387,16 @@ def write_xpt_pyreadstat(frame: pd.DataFrame, spec: Spec, name: str, path: Path,
     _pyreadstat_write(out, spec, name, Path(path))
     patch_timestamps(Path(path), timestamp)
     return out
+
+
+def display_formats(spec: Spec, name: str, columns: list[str]) -> dict[str, str]:
+    """SAS display formats of the spec's optional ``display_format`` column (ADaM numeric dates:
+    DATE9., DATETIME20.), for the variables present."""
+    v = spec.vars(name)
+    if "display_format" not in v:
+        return {}
+    f = v[(v["display_format"] != "") & v["variable"].isin(columns)]
+    return dict(zip(f["variable"], f["display_format"]))
 
 
 def xpt_name(name: str) -> str:
