@@ -7,7 +7,8 @@ number of subjects, counted in DM (subjects with a CAR-T administration, ACTARMC
   TSPARMCD when the table gives none; TSVCDVER of CDISC CT and MedDRA coded values from the one
   version ``specs/sdtm/standards.toml`` declares (``ct_version``, ``meddra_version``); SDTMVER/SDTIGVER from specs/sdtm/standards.toml and
   SSTDTC/DCUTDTC from ``study_start``/``data_cutoff`` when the tables lack them; TSVAL over
-  200 characters continues in TSVAL1.. (split at a word boundary, SDTMIG 3.4 TS assumption 8).
+  200 characters continues in TSVAL1.. (split at a word boundary, SDTMIG 3.4 TS assumption 8);
+  continuation variables no value needs are left out of the dataset.
 - TA: every arm passes through every element in the order of ``[[elements]]``; TABRANCH on
   the screening element when the study has several arms (assignment at enrollment).
 - TE: ``[[elements]]`` with their start/end rules and TEDUR from ``duration_days``.
@@ -115,7 +116,11 @@ def build_ts(ctx: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame]:
     f = pd.DataFrame({"study": sid, "file": "TS", "row": np.flatnonzero(null) + 1, "column": "TSVAL",
                       "value": ts.loc[null, "TSPARMCD"].to_numpy(), "check": "ts_value_missing", "severity": "error",
                       "message": "TS parameter " + ts.loc[null, "TSPARMCD"] + " has neither TSVAL nor TSVALNF"})
-    return ts[spec.var_names("TS")], f[FINDING_COLUMNS] if len(f) else empty(FINDING_COLUMNS)
+    # TSVALn only as far as a long value needs it (SDTMIG 3.4 TS assumption 8: continuation
+    # variables are added for text over 200 characters; unused ones are not submitted)
+    used = [k for k, v in enumerate(cont) if ts[v].ne("").any()]
+    unused = cont[max(used) + 1:] if used else cont
+    return ts[[v for v in spec.var_names("TS") if v not in unused]], f[FINDING_COLUMNS] if len(f) else empty(FINDING_COLUMNS)
 
 
 def build_ta(ctx: StudyContext) -> pd.DataFrame:
