@@ -288,6 +288,10 @@ def log_inputs(log: BuildLog, raw_dir: Path, study: Study, spec: Spec, forms: di
     for k, val in spec.standards.items():
         log.add(f"{k} = {val}")
     log.add(f"study parameters studies/{study.path.name} sha256 {manifest.sha256_file(study.path)}")
+    meddra_dir = (study.get("coding", {}) or {}).get("meddra_dir")
+    log.add(f"MedDRA {spec.standards.get('meddra_version', '')}: "
+            + (f"distribution {Path(str(meddra_dir)).name} ([coding] meddra_dir)" if meddra_dir
+               else "no distribution configured; CTCAE v5.0 fallback coding (AEHLT/AEHLGT empty)"))
     coding = Path(study.path).with_name(f"{sid}.coding.csv")
     log.add(f"coding decisions studies/{coding.name} sha256 {manifest.sha256_file(coding)}" if coding.is_file()
             else f"coding decisions: none (studies/{coding.name} absent)")

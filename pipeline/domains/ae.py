@@ -42,7 +42,7 @@ from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.suppqual import build_supp
 from pipeline.derive.visits import UNSCHEDULED, visit_numbers
 from pipeline.errors import ConfigError, DataError
-from pipeline.rules import astct
+from pipeline.rules import astct, meddra
 from pipeline.rules.ctcae_terms import (check_decisions, code_terms, coding_dictionary, decisions_path, defined_grades,
                                         grade_exists, load_coding_decisions, synonyms)
 from pipeline.spec import Spec
@@ -195,19 +195,34 @@ def event_terms(spec: Spec, study: Study) -> pd.DataFrame:
 # investigator-reported AEs
 # ---------------------------------------------------------------------------------------
 def investigator_ae(raw: pd.DataFrame, dictionary: pd.DataFrame, synonym_table: pd.DataFrame, ct: _CT,
-                    cutoff: str, decisions: pd.DataFrame | None = None) -> pd.DataFrame:
+                    cutoff: str, decisions: pd.DataFrame | None = None,
+                    dist: meddra.Distribution | None = None) -> pd.DataFrame:
     """AE records from the raw ``ae`` form (SDTMIG 3.4 AE), coded, with ``_FILE``/``_ROW``.
+
+    Coding: the verbatim is matched to a CTCAE v5.0 term (or the study's decision,
+    :func:`pipeline.rules.ctcae_terms.code_terms`); with a MedDRA distribution (``dist``) the
+    selected LLT's primary path gives the whole hierarchy (AEDECOD = its PT,
+    :func:`pipeline.rules.meddra.code_with_distribution`), else the CTCAE fallback
+    (:func:`pipeline.rules.meddra.ctcae_fallback`). ``ctcae_term`` keeps the CTCAE term for the
+    grade checks; ``llt_current`` is False for a non-current LLT of the distribution.
 
     AESTDTC/AEENDTC keep partial dates (SDTMIG 3.4 4.4.2). An event marked ongoing (AEONGO = Y)
     gets AEENRTPT = ONGOING with AEENTPT = the data cut-off date (SDTMIG 3.4 4.4.7.2).
     """
     r = raw.reset_index(drop=True)
     coded = code_terms(r["AETERM"], dictionary, synonym_table, decisions)
+    if dist is not None:
+        # the CTCAE term (by its LLT code, else by name), else the verbatim itself as an LLT name
+        lookup = coded["AELLT"].where(coded["coded"], _text(r["AETERM"]))
+        hier = meddra.code_with_distribution(lookup, coded["AELLTCD"], dist)
+    else:
+        hier = meddra.ctcae_fallback(coded)
     out = pd.DataFrame({
         "STUDYID": _text(r["STUDYID"]), "DOMAIN": "AE", "USUBJID": make_usubjid(r),
         "AESPID": _text(r["AESPID"]), "AETERM": _text(r["AETERM"]),
     })
-    out = pd.concat([out, coded.drop(columns=["coded", "match", "normalised"])], axis=1)
+    out = pd.concat([out, hier[meddra.HIERARCHY_VARIABLES]], axis=1)
+    out["ctcae_term"] = coded["AEDECOD"].to_numpy()
     out["AECAT"] = ""
     for col in _INV_COLUMNS:
         out[col] = _text(r[col]) if col in r else ""
@@ -217,8 +232,13 @@ def investigator_ae(raw: pd.DataFrame, dictionary: pd.DataFrame, synonym_table: 
     ongoing = _text(r["AEONGO"]).eq(ct.Y) if "AEONGO" in r else pd.Series(False, index=r.index)
     out["AEENRTPT"] = np.where(ongoing & out["AEENDTC"].eq(""), ct.ONGOING, "")
     out["AEENTPT"] = np.where(out["AEENRTPT"].ne(""), cutoff, "")
-    out["coded"] = coded["coded"].to_numpy()
-    out["match"] = coded["match"].to_numpy()
+    if dist is not None:
+        out["coded"] = hier["found"].to_numpy()
+        out["match"] = np.where(~out["coded"], "", np.where(coded["coded"], coded["match"], "MEDDRA"))
+    else:
+        out["coded"] = coded["coded"].to_numpy()
+        out["match"] = coded["match"].to_numpy()
+    out["llt_current"] = hier["current"].to_numpy() if dist is not None else True
     out["normalised"] = coded["normalised"].to_numpy()
     out["_FILE"] = r["_FILE"].to_numpy() if "_FILE" in r else ""
     out["_ROW"] = r["_ROW"].to_numpy() if "_ROW" in r else np.arange(len(r)) + 2
@@ -244,11 +264,11 @@ def ae_rule_findings(ae: pd.DataFrame, dictionary: pd.DataFrame, deaths: pd.Data
     who = ae["USUBJID"] + " AESPID " + ae["AESPID"] + " (" + ae["AETERM"] + ")"
     grade = pd.to_numeric(ae["AETOXGR"], errors="coerce")
     found = []
-    exists = grade_exists(ae["AEDECOD"], ae["AETOXGR"], dictionary)
+    exists = grade_exists(ae["ctcae_term"], ae["AETOXGR"], dictionary)
     bad = exists.eq(False)
     found.append(_finding(ae, bad, study, "AETOXGR", ae["AETOXGR"], "ae_grade_exists", "error",
-                          who + ": AETOXGR " + ae["AETOXGR"] + " does not exist for CTCAE term '" + ae["AEDECOD"]
-                          + "' (grades " + defined_grades(ae["AEDECOD"], dictionary) + ")"))
+                          who + ": AETOXGR " + ae["AETOXGR"] + " does not exist for CTCAE term '" + ae["ctcae_term"]
+                          + "' (grades " + defined_grades(ae["ctcae_term"], dictionary) + ")"))
     fatal = ae["AEOUT"].eq(ct.FATAL)
     g5 = grade.eq(5)
     found.append(_finding(ae, g5 & ~fatal, study, "AEOUT", ae["AEOUT"], "ae_grade5_outcome", "error",
@@ -272,6 +292,11 @@ def ae_rule_findings(ae: pd.DataFrame, dictionary: pd.DataFrame, deaths: pd.Data
     found.append(_finding(ae, sdth != fatal, study, "AESDTH", ae["AESDTH"], "ae_death_flag", "warning",
                           who + ": AESDTH " + ae["AESDTH"].where(ae["AESDTH"].ne(""), "empty") + " disagrees with AEOUT "
                           + ae["AEOUT"].where(ae["AEOUT"].ne(""), "empty")))
+    if "llt_current" in ae:
+        stale = ae["coded"].astype(bool) & ~ae["llt_current"].astype(bool)
+        found.append(_finding(ae, stale, study, "AELLT", ae["AELLT"], "ae_llt_not_current", "warning",
+                              who + ": LLT " + ae["AELLT"] + " is not current in the MedDRA distribution; "
+                              "recode to a current LLT"))
     final = mode == "final"
     found.append(_finding(ae, ~ae["coded"], study, "AETERM", ae["AETERM"], "ae_uncoded",
                           "error" if final else "warning",
@@ -669,12 +694,15 @@ def build(ctx: StudyContext) -> DomainResult:
     raw_crs, rej_crs = _reject_unknown_subjects(ctx.form("crs"), "crs", dm)
     deaths = subject_deaths(dm, ctx.datasets.get("DS"), ctx.form("ds"), ct)
 
-    decisions = check_decisions(load_coding_decisions(decisions_path(study)), dictionary)
-    ae = investigator_ae(raw_ae, dictionary, syn, ct, study.data_cutoff, decisions)
+    folder = meddra.distribution_folder(study)
+    dist = meddra.load_distribution(folder, str(spec.standards.get("meddra_version", ""))) if folder else None
+    decisions = check_decisions(load_coding_decisions(decisions_path(study)), dictionary,
+                                meddra.llt_lookup(dist) if dist is not None else None)
+    ae = investigator_ae(raw_ae, dictionary, syn, ct, study.data_cutoff, decisions, dist)
     daily = daily_assessments(raw_crs, dm, rules["CRS"], rules["ICANS"])
     episodes, epi_findings = derived_episodes(daily, deaths, events, rules, ct, study.studyid)
-    ae["event"] = record_event(ae["AEDECOD"], events)
-    ae["alt_event"] = candidate_event(ae["AEDECOD"], events)
+    ae["event"] = record_event(ae["AEDECOD"], events)        # AEDECOD = FAOBJ: related in RELREC
+    ae["alt_event"] = candidate_event(ae["ctcae_term"], events)
 
     ae["AESTDY"] = study_day_by_subject(ae["AESTDTC"], ae["USUBJID"], dm)
     ae["AEENDY"] = study_day_by_subject(ae["AEENDTC"], ae["USUBJID"], dm)

@@ -454,7 +454,10 @@ def codelists(reg: _Registry, spec: Spec) -> list[dict]:
                  "standard_oid": STD_CT if cdisc else "", "external": None, "terms": [], "decoded": False}
         dictionary = c.loc[c["dictionary"].astype(str).str.strip() != "", "dictionary"]
         if len(dictionary):
-            version = c.loc[dictionary.index[0], "version"]
+            # the one declared version of a dictionary (standards.toml <dictionary>_version, e.g.
+            # meddra_version) wins over the codelist row, so that AE, define.xml, TS and build.log agree
+            version = str(spec.standards.get(f"{str(dictionary.iloc[0]).strip().lower()}_version",
+                                             c.loc[dictionary.index[0], "version"]))
             entry["external"] = {"dictionary": dictionary.iloc[0], "version": version}
             entry["standard_oid"] = ""
             out.append(entry)

@@ -190,6 +190,10 @@ def code_terms(verbatim: pd.Series, dictionary: pd.DataFrame, synonym_table: pd.
     coded = term.notna() & key.ne("")
     d = dictionary.set_index("term")
     code = pd.to_numeric(term.map(d["meddra_code"]), errors="coerce")
+    if decisions is not None and len(decisions):
+        # a decision names its LLT code (a MedDRA distribution may hold LLTs that CTCAE lacks)
+        dec_code = key.map(dict(zip(decisions["key"], decisions["llt_code"])))
+        code = pd.to_numeric(dec_code, errors="coerce").where(by_dec.notna(), code)
     soc_code = pd.to_numeric(term.map(d["soc_code"]), errors="coerce")
     soc = term.map(d["soc"]).fillna("")
     decod = term.fillna("")
@@ -228,4 +232,5 @@ def defined_grades(term: pd.Series, dictionary: pd.DataFrame) -> pd.Series:
     text = pd.Series([""] * len(flags), index=flags.index, dtype="object")
     for n in GRADES:
         text = text + np.where(flags[f"grade{n}"].eq("Y"), f"{n}|", "")
-    return term.map(text.str.rstrip("|")).fillna("")
+    got = term.map(text.str.rstrip("|")).astype("object")
+    return got.where(got.notna(), "")
