@@ -124,7 +124,7 @@ def test_ae_summary_table_layout(built):
     assert socs == [kit.BLOOD, kit.GENERAL, kit.GI, kit.IMMUNE, kit.NERVOUS, "Not coded (coding query open)"]
     fever = f[f["AEDECOD"] == "Fever"].iloc[0]
     assert (fever["Grade 2"], fever["Grade 3"], fever["Any Grade"]) == ("1 (33.3%)", "1 (33.3%)", "2 (66.7%)")
-    assert "N = 3 treated subjects" in t.note
+    assert "N = 3 subjects." in t.note
 
 
 def test_percent_text():

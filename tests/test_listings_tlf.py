@@ -105,7 +105,10 @@ def test_rtf_ae_summary_reads_back(out, data):
     assert "Table 14.3.1.1" in text and _entry("ae_summary")["title"] in text
     assert "Number (%) of subjects" in text
     assert _entry("ae_summary")["footnotes"][1] in text
-    assert "Source: AE, SUPPAE, DM. Data cut-off: 2025-06-30." in footer
+    # TESTR has no ADaM: the table says it was made from SDTM
+    assert "Source: AE, DM, (ADaM, ADAE/ADSL, not, in, this, build). Data cut-off: 2025-06-30." not in footer
+    assert "Source: AE, DM (ADaM ADAE/ADSL not in this build). Data cut-off: 2025-06-30." in footer
+    assert "Population: Treated subjects (DM.RFSTDTC not empty)" in text and "N = 3 subjects." in text
     assert "Program: pipeline.report.listings.build_ae_summary" in footer
     rows = [r.split("|") for r in text.splitlines() if "|" in r]
     assert rows[0][:3] == ["Body System or Organ Class", "Dictionary-Derived Term", "Grade 1"]
@@ -173,6 +176,20 @@ def test_rtf_keeps_data_text_verbatim():
         assert p in text, p
 
 
+def test_fast_rtflite_path_writes_the_same_bytes(out, monkeypatch):
+    """The memoised rtflite path (tlf._rtflite_fast) changes speed, not output: a wrapped,
+    paginated listing and a figure document encode identically with rtflite as shipped."""
+    rows = [[f"S-{i:03d}", "RECOVERED/RESOLVED", "word " * (i % 9 + 1), str(i)] for i in range(120)]
+    doc = tlf.Doc(studyid="X", type="Listing", number="9", title="Long", headers=["Subject", "Outcome", "Text", "N"],
+                  rows=rows, align=["l", "l", "l", "r"], orientation="landscape", footnotes=["f"], source="AE",
+                  cutoff="2025-01-01", program="p", run="r")
+    fast = tlf.rtf_text(doc)
+    monkeypatch.setattr(tlf, "RTFLITE_FAST", False)
+    assert tlf.rtf_text(doc) == fast
+    import rtflite.attributes
+    assert rtflite.attributes.BroadcastValue.__module__ == "rtflite.attributes"  # restored
+
+
 def test_wrapper_breaks_words_wider_than_the_column():
     w = tlf._Wrapper(tlf.FONT, 7)
     lines = w("X" * 60, 30.0)
@@ -214,8 +231,11 @@ def _adam(data):
                          "AEREL": ["RELATED", "RELATED", "RELATED", "NOT RELATED"], "ASTDT": astdt.astype(float),
                          "ASTPDY": [2.0, 1.0, 2.0, 9.0], "DLTFL": ["Y", "N", "Y", "N"],
                          "DLTRULE": ["CRS", "", "NONHEM", ""], "AEOUT": ["RECOVERED/RESOLVED"] * 4})
+    adae["TRTEMFL"] = ["Y", "Y", "Y", "N"]
+    adae["AEBODSYS"] = ["Immune system disorders", "General disorders and administration site conditions",
+                        "General disorders and administration site conditions", "Blood and lymphatic system disorders"]
     adsl = pd.DataFrame({"STUDYID": kit.STUDY, "USUBJID": [f"{kit.STUDY}-01-{s}" for s in ("001", "002", "003")],
-                         "DLTEVLFL": ["Y", "N", "Y"]})
+                         "DLTEVLFL": ["Y", "N", "Y"], "SAFFL": ["Y", "Y", "Y"]})
     return {**data, "ADAE": adae, "ADSL": adsl}
 
 
@@ -256,3 +276,18 @@ def test_dlt_rtf_and_pdf_read_back_against_adae(tmp_path, data):
     assert rows[1][:3] == [f"{kit.STUDY}-01-001", "Dose level 1", "4"] and "CRS" in rows[1]
     assert len(rows) == 2 and "Page 1 of 1" in header
     assert _entry("dlt")["footnotes"][0] in text
+
+
+def test_ae_summary_reads_adam_when_present(data):
+    """With ADAE/ADSL: TEAEs by TRTEMFL, grades by ATOXGR, N = SAFFL = Y (3). 003's anemia is
+    not treatment emergent; 001's worst is grade 3 (CRS), 002's grade 3 (fever)."""
+    full = _adam(data)
+    inp = listings.prepare(full, {}, kit.context(full))
+    done, _ = listings.build_listings(inp)
+    t = {d.id: d for d in done}["ae_summary"]
+    rows = t.frame.set_index(["AEBODSYS", "AEDECOD"])
+    anyrow = rows.loc[("Any adverse event", "")]
+    assert anyrow["Grade 3"] == "2 (66.7%)" and anyrow["Any Grade"] == "2 (66.7%)" and anyrow["Grade 1"] == "0"
+    assert rows.loc[("", "Fever"), "Grade 3"] == "1 (33.3%)" and rows.loc[("", "Fever"), "Grade 1"] == "1 (33.3%)"
+    assert "Anemia" not in set(t.frame["AEDECOD"])
+    assert t.entry["source"] == "ADAE ADSL" and t.entry["footnotes"][-1] == "N = 3 subjects."

@@ -300,15 +300,36 @@ def ae_grades(spec: Spec) -> list[str]:
     return [c[len("grade"):] for c in cols if c.startswith("grade") and c[len("grade"):].isdigit()]
 
 
+def adam_safety_ae(inp: Inputs) -> tuple[pd.DataFrame, pd.Series] | None:
+    """Treatment-emergent ADAE records (TRTEMFL = Y) graded by ATOXGR, and the safety
+    population (ADSL.SAFFL = Y); None when the build has no ADaM AE data."""
+    adae, adsl = inp.datasets.get("ADAE"), inp.datasets.get("ADSL")
+    if adae is None or adsl is None or not {"TRTEMFL", "ATOXGR"} <= set(adae.columns) or "SAFFL" not in adsl:
+        return None
+    pop = tables.text(adsl.loc[tables.column(adsl, "SAFFL") == "Y", "USUBJID"])
+    teae = adae[tables.column(adae, "TRTEMFL") == "Y"]
+    return teae.assign(AETOXGR=tables.column(teae, "ATOXGR")), pop
+
+
 def build_ae_summary(entry: dict, inp: Inputs) -> Listing:
-    ae = tables.countable_teae(_ae_with_supp(inp))
-    treated = inp.treated()
+    """Table 14.3.1.1 from ADaM (ADAE.TRTEMFL, ATOXGR; N = ADSL.SAFFL = Y); from SDTM AE and
+    the treated subjects of DM when the build has no ADaM, saying so in the source line."""
+    adam = adam_safety_ae(inp)
+    overrides = {}
+    if adam is not None:
+        ae, pop = adam
+    else:
+        ae, pop = tables.countable_teae(_ae_with_supp(inp)), inp.treated()
+        overrides = {"source": "AE DM", "source_note": "ADaM ADAE/ADSL not in this build",
+                     "population": "Treated subjects (DM.RFSTDTC not empty)"}
     labels = inp.labels.config
-    counts = tables.ae_summary_counts(ae, treated, labels.get("not_coded", "Not coded"))
-    table = tables.ae_summary_table(counts, len(treated), ae_grades(inp.spec), labels)
+    counts = tables.ae_summary_counts(ae, pop, labels.get("not_coded", "Not coded"))
+    table = tables.ae_summary_table(counts, len(pop), ae_grades(inp.spec), labels)
     table = table.rename(columns={"soc": "AEBODSYS", "term": "AEDECOD"})
-    note = f"{entry.get('note', '')} N = {len(treated)} treated subjects.".strip()
-    lst = make_listing(entry, table, inp.labels, "AE", note=note)
+    n_line = f"N = {len(pop)} subjects."
+    e = {**entry, **overrides, "footnotes": list(entry.get("footnotes", [])) + [n_line]}
+    lst = make_listing(e, table, inp.labels, "ADAE" if adam is not None else "AE",
+                       note=f"{entry.get('note', '')} {n_line}".strip())
     lst.numeric = set()
     return lst
 
@@ -623,7 +644,9 @@ def tlf_file_stem(entry: dict) -> str:
 
 
 def _source_text(entry: dict) -> str:
-    return ", ".join(str(entry.get("source", "")).split()) or "-"
+    """``AE, DM``: the spec's source datasets (or those a builder fell back to, with its note)."""
+    text = ", ".join(str(entry.get("source", "")).split()) or "-"
+    return f"{text} ({entry['source_note']})" if entry.get("source_note") else text
 
 
 def listing_doc(lst: Listing, head: dict, program: str) -> tlf.Doc:

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import io
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from pathlib import Path
 
@@ -102,7 +104,7 @@ def column_widths(headers: list[str], columns: list[list[str]], avail: float, si
     for h, values in zip(headers, columns):
         distinct = sorted(set(values))
         widths = [stringWidth(_latin1(v), FONT, size) for v in distinct] or [0.0]
-        words = {w for v in distinct for w in v.split()} | set(h.split())
+        words = {a for v in distinct for a, _ in atoms(v)} | {a for a, _ in atoms(h)}
         word = max((stringWidth(_latin1(w), FONT_BOLD, size) for w in words), default=0.0)
         lo = min(word, 0.25 * avail) + 2 * pad
         mins.append(lo)
@@ -140,8 +142,66 @@ def _esc(texts: list[str]) -> list[str]:
 _PAGE_BREAK = re.compile(r"(?<!\\)\\page(?![A-Za-z])")
 
 
+class _Broadcast:
+    """rtflite's ``BroadcastValue`` contract (value normalised by rtflite's own
+    ``_to_nested_list``; its ``iloc``/``to_list``/``update_*`` methods) without a pydantic
+    model per call. rtflite builds one per attribute per table cell (~20 per cell); this is
+    what makes a 300-row listing take seconds. A list of rows is the common, expensive case
+    (its check walks every row): it is recognised once per object and returned as it is, as
+    rtflite itself returns it."""
+
+    __slots__ = ("value", "dimension")
+    _rows_ok: dict[int, object] = {}
+    _normalise = None
+
+    def __init__(self, value=None, dimension=None):
+        if isinstance(value, list) and _Broadcast._rows_ok.get(id(value)) is value:
+            self.value = value
+        else:
+            self.value = _Broadcast._normalise(value)
+            if self.value is value and isinstance(value, list):
+                _Broadcast._rows_ok[id(value)] = value
+        self.dimension = dimension
+
+
+@contextmanager
+def _rtflite_fast():
+    """rtflite with :class:`_Broadcast` and string widths memoised (a pure function of text,
+    font and size), restored afterwards. ``tests/test_listings_tlf.py`` checks that the RTF
+    is byte-identical with and without it."""
+    from rtflite import attributes, strwidth
+    from rtflite.pagination import core, processor
+    original = attributes.BroadcastValue
+    for name in ("iloc", "to_list", "update_row", "update_column", "update_cell"):
+        setattr(_Broadcast, name, getattr(original, name))
+    _Broadcast._normalise = staticmethod(attributes._to_nested_list)
+    width = lru_cache(maxsize=65536)(strwidth.get_string_width)
+    saved = [(attributes, "BroadcastValue", original), (processor, "BroadcastValue", processor.BroadcastValue),
+             (attributes, "get_string_width", attributes.get_string_width),
+             (core, "get_string_width", core.get_string_width)]
+    attributes.BroadcastValue = processor.BroadcastValue = _Broadcast
+    attributes.get_string_width = core.get_string_width = width
+    try:
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+        _Broadcast._rows_ok.clear()
+
+
+#: set False to encode with rtflite exactly as shipped (slower; same bytes)
+RTFLITE_FAST = True
+
+
 def rtf_text(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6) -> str:
     """The output as an RTF document (rtflite)."""
+    if RTFLITE_FAST:
+        with _rtflite_fast():
+            return _rtf_text(doc, font_size, margin_in)
+    return _rtf_text(doc, font_size, margin_in)
+
+
+def _rtf_text(doc: Doc, font_size: float, margin_in: float) -> str:
     import polars as pl
     import rtflite as rl
 
@@ -209,9 +269,8 @@ class _Wrapper:
     same values (subject, cohort, Y/N, terms) many times."""
 
     def __init__(self, font: str, size: float):
-        from reportlab.lib.utils import simpleSplit
         from reportlab.pdfbase.pdfmetrics import stringWidth
-        self.split, self.width, self.font, self.size, self.cache = simpleSplit, stringWidth, font, size, {}
+        self.width, self.font, self.size, self.cache = stringWidth, font, size, {}
 
     def _fit(self, line: str, width: float) -> list[str]:
         """A line wider than the column (one long word) broken between characters."""
@@ -225,14 +284,41 @@ class _Wrapper:
             cur += ch
         return out + [cur]
 
+    def _lines(self, text: str, width: float) -> list[str]:
+        """Greedy filling with the break points of :func:`atoms`."""
+        lines, line = [], ""
+        for atom, space in atoms(text):  # the atoms of one distinct value
+            cand = line + (" " if space and line else "") + atom
+            if not line or self.width(cand, self.font, self.size) <= width:
+                line = cand
+            else:
+                lines.append(line)
+                line = atom
+        return lines + [line]
+
     def __call__(self, text: str, width: float) -> list[str]:
         key = (text, width)
         got = self.cache.get(key)
         if got is None:
-            lines = self.split(_latin1(text), self.font, self.size, width) if text else [""]
+            lines = self._lines(_latin1(text), width) if text else [""]
             got = [piece for ln in lines for piece in self._fit(ln, width)] or [""]
             self.cache[key] = got
         return got
+
+
+#: a line may break after "/" and inside a hyphenated word ("Donor-derived"), never inside
+#: identifiers or dates ("NCT06316427-01-002", "2024-05-10")
+_SOFT_BREAK = re.compile(r"(?<=/)(?=\S)|(?<=[A-Za-z]-)(?=[A-Za-z])")
+
+
+def atoms(text: str) -> list[tuple[str, bool]]:
+    """The unbreakable pieces of a text, each with whether a space precedes it."""
+    out = []
+    for k, word in enumerate(text.split()):
+        for i, piece in enumerate(_SOFT_BREAK.split(word)):
+            if piece:
+                out.append((piece, k > 0 and i == 0))
+    return out
 
 
 def pdf_date(stamp: datetime) -> str:
