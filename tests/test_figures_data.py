@@ -117,7 +117,8 @@ def test_recovery_and_expansion_show_n_per_time_point(inp):
 
 def test_pngs_are_deterministic_and_real(inp, data):
     figs, skipped = listings.build_figures(inp)
-    assert [f.id for f in figs] == ["swimmer", "count_recovery", "expansion"] and skipped == []
+    assert [f.id for f in figs] == ["swimmer", "count_recovery", "expansion"]
+    assert {s.id for s in skipped} == {"km_os", "km_pfs"}  # TESTR has no ADTTE
     again, _ = listings.build_figures(inp)
     for a, b in zip(figs, again):
         assert a.png == b.png, a.id
@@ -140,3 +141,40 @@ def test_response_colours_follow_the_rank(order):
     assert c["PD"] == c["RELAPSE"]  # same rank
     green = np.array(c["CR"][:3])
     assert green[1] > green[0]  # the best response is green
+
+
+# ---------------------------------------------------------------------------------------
+# Kaplan-Meier from ADTTE
+# ---------------------------------------------------------------------------------------
+def test_kaplan_meier_by_hand():
+    # times 1, 2, 2(censored), 3, 5(censored): S(1) = 4/5, S(2) = 4/5 x 3/4 = 0.6 (the censored
+    # subject at 2 is still at risk at 2), S(3) = 0.6 x 1/2 = 0.3, S(5) = 0.3 (censored only)
+    km = figures.kaplan_meier(pd.Series([1, 2, 2, 3, 5.0]), pd.Series([0, 0, 1, 0, 1]))
+    assert km["time"].tolist() == [0, 1, 2, 3, 5]
+    assert km["n_risk"].tolist() == [5, 5, 4, 2, 1]
+    assert km["survival"].tolist() == pytest.approx([1.0, 0.8, 0.6, 0.3, 0.3])
+    assert km["censored"].tolist() == [0, 0, 1, 0, 1]
+    assert figures.km_median(km) == 3.0
+    assert np.isnan(figures.km_median(figures.kaplan_meier(pd.Series([4.0, 9.0]), pd.Series([1, 1]))))
+    assert figures.at_risk(pd.Series([1, 2, 2, 3, 5.0]), [0, 2, 4, 6]) == [5, 4, 1, 0]
+
+
+def test_km_figures_from_adtte_and_skipped_without(inp, data):
+    figs, skipped = listings.build_figures(inp)
+    assert {s.id: s.reason for s in skipped}["km_os"] == "dataset ADTTE is not in this build"
+    adtte = pd.DataFrame({"USUBJID": [_u("001"), _u("002"), _u("003")], "PARAMCD": "OS",
+                          "AVAL": [90.0, 40.0, 89.0], "AVALU": "DAYS", "CNSR": [1, 0, 1],
+                          "TRT01A": ["Dose level 1", "Dose level 1", "Dose level 2"]})
+    full = {**data, "ADTTE": adtte}
+    inp2 = listings.prepare(full, {}, kit.context(full))
+    figs, skipped = listings.build_figures(inp2)
+    ids = {f.id for f in figs}
+    assert "km_os" in ids and {s.id: s.reason for s in skipped}["km_pfs"] == "no ADTTE record of PARAMCD PFS"
+    groups = figures.km_data(adtte, "OS", inp2.subjects)
+    assert list(groups) == ["Dose level 1", "Dose level 2"]
+    fig = figures.km_figure(groups, "t", "DAYS")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    # the at-risk rows: ticks every 30 days (max 90); dose level 1 (times 90 censored, 40 death)
+    # at 0, 30, 60, 90: 2, 2, 1, 1 (at risk at t: time >= t)
+    assert texts[:5] == ["At risk", "2", "2", "1", "1"]
+    assert "Dose level 1 (n = 2; median 40)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]

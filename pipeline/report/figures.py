@@ -314,14 +314,14 @@ def expansion_medians(data: pd.DataFrame) -> pd.DataFrame:
                       g["blq"].sum().rename("n_blq")], axis=1).reset_index()
 
 
-def _n_rows(ax, counts: pd.DataFrame, cohorts: list[str], colors: dict, xcol: str) -> None:
+def _n_rows(ax, counts: pd.DataFrame, cohorts: list[str], colors: dict, xcol: str, label: str = "n") -> None:
     """Number of subjects per time point under the axis, one row per cohort (the count
     behind each point of the curve)."""
     # a loop over cohorts (a few) and their time points (a few dozen): text annotations
     for k, c in enumerate(cohorts):
         dc = counts[counts["COHORT"] == c]
         dy = -(24 + N_ROW_PT * k)
-        ax.annotate("n", xy=(0, 0), xycoords="axes fraction", xytext=(-4, dy), textcoords="offset points",
+        ax.annotate(label, xy=(0, 0), xycoords="axes fraction", xytext=(-4, dy), textcoords="offset points",
                     ha="right", va="center", fontsize=6, color=colors[c])
         for x, n in zip(dc[xcol], dc["n"]):
             ax.annotate(str(int(n)), xy=(x, 0), xycoords=("data", "axes fraction"), xytext=(0, dy),
@@ -362,4 +362,83 @@ def expansion_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure
     axes[-1].set_xlabel("Days after CAR-T infusion (day 0 = infusion)")
     axes[0].set_title(title, fontsize=10)
     _panel_margins(fig, len(cohorts), len(present))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# Kaplan-Meier (ADTTE)
+# ---------------------------------------------------------------------------------------
+def kaplan_meier(time: pd.Series, censored: pd.Series) -> pd.DataFrame:
+    """Product-limit estimate (Kaplan and Meier 1958): at each distinct time t,
+    S(t) = S(t-) x (1 - d_t / n_t), n_t = subjects with time >= t, d_t = events at t
+    (CNSR = 0); censored at t count as at risk at t. Columns time, n_risk, events,
+    censored, survival (a step function, starting at time 0 with S = 1)."""
+    t = pd.to_numeric(time, errors="coerce")
+    c = pd.to_numeric(censored, errors="coerce").fillna(1).astype(int)
+    d = pd.DataFrame({"t": t, "event": (c == 0).astype(int), "cens": (c != 0).astype(int)}).dropna(subset=["t"])
+    g = d.groupby("t").agg(events=("event", "sum"), censored=("cens", "sum")).sort_index()
+    total = len(d)
+    leaving = (g["events"] + g["censored"]).cumsum().shift(fill_value=0)
+    g["n_risk"] = total - leaving
+    g["survival"] = (1.0 - g["events"] / g["n_risk"]).cumprod()
+    out = g.reset_index().rename(columns={"t": "time"})[["time", "n_risk", "events", "censored", "survival"]]
+    start = pd.DataFrame({"time": [0.0], "n_risk": [total], "events": [0], "censored": [0], "survival": [1.0]})
+    return pd.concat([start, out], ignore_index=True)
+
+
+def at_risk(time: pd.Series, ticks: list[float]) -> list[int]:
+    """Number at risk at each tick: subjects whose time is >= the tick."""
+    t = pd.to_numeric(time, errors="coerce").dropna().to_numpy()
+    return [int((t >= x).sum()) for x in ticks]  # a loop over a few axis ticks
+
+
+def km_median(curve: pd.DataFrame) -> float:
+    """Median time: the first time at which S(t) <= 0.5 (NaN when not reached)."""
+    hit = curve[curve["survival"] <= 0.5]
+    return float(hit["time"].iloc[0]) if len(hit) else float("nan")
+
+
+def km_data(adtte: pd.DataFrame, paramcd: str, subj: pd.DataFrame, group: str = "TRT01A") -> dict[str, pd.DataFrame]:
+    """Per cohort (``group``, else the subject's COHORT): the ADTTE records of ``paramcd``
+    (AVAL, CNSR), in cohort order."""
+    r = adtte[column(adtte, "PARAMCD") == paramcd]
+    if r.empty:
+        return {}
+    coh = column(r, group) if group in r.columns else with_cohort(r, subj)["COHORT"]
+    coh = coh.where(coh != "", "All subjects")
+    return {c: r[coh == c] for c in sorted(set(coh))}
+
+
+def km_figure(groups: dict[str, pd.DataFrame], title: str, unit: str) -> Figure | None:
+    """KM curves by cohort with censor marks (+) and the number at risk under the axis."""
+    if not groups:
+        return None
+    cohorts = list(groups)
+    colors = cohort_colors(cohorts)
+    under = (24 + N_ROW_PT * len(cohorts)) / 72.0
+    fig = Figure(figsize=(WIDTH_IN, 4.6 + under), dpi=DPI)
+    ax = fig.subplots(1, 1)
+    tmax = max(float(pd.to_numeric(g["AVAL"], errors="coerce").max()) for g in groups.values())
+    step = max(1.0, float(np.ceil(tmax / 8.0 / 30.0) * 30.0)) if tmax > 60 else max(1.0, float(np.ceil(tmax / 8.0)))
+    ticks = list(np.arange(0.0, tmax + step, step))
+    rows = []
+    for c in cohorts:  # a few cohorts
+        g = groups[c]
+        curve = kaplan_meier(g["AVAL"], g["CNSR"])
+        med = km_median(curve)
+        label = f"{c} (n = {len(g)}; median {'not reached' if np.isnan(med) else f'{med:g}'})"
+        ax.step(curve["time"], curve["survival"], where="post", color=colors[c], lw=1.6, label=label)
+        cens = curve[curve["censored"] > 0]
+        ax.plot(cens["time"], cens["survival"], ls="", marker="+", ms=8, mew=1.2, color=colors[c])
+        rows.append(pd.DataFrame({"COHORT": c, "x": ticks, "n": at_risk(g["AVAL"], ticks)}))
+    _n_rows(ax, pd.concat(rows, ignore_index=True), cohorts, colors, "x", "At risk")
+    ax.set_xticks(ticks)
+    ax.set_xlim(0, ticks[-1])
+    ax.set_ylim(0, 1.04)
+    ax.set_ylabel("Probability")
+    ax.set_xlabel(f"Time from CAR-T infusion ({unit.lower() or 'days'}); + censored")
+    ax.set_title(title, fontsize=10)
+    ax.grid(color="#eeeeee", lw=0.5)
+    ax.legend(fontsize=7, frameon=False, loc="upper right")
+    _panel_margins(fig, len(cohorts), 1)
     return fig

@@ -476,6 +476,18 @@ def build_figures(inp: Inputs) -> tuple[list[FigureOut], list[Skipped]]:
             _add(out, skipped, "expansion", ex["title"], fig, f"no {', '.join(ex['tests'])} result in PC", ex)
         else:
             skipped.append(Skipped("expansion", ex["title"], "dataset PC is not in this build"))
+    for fid, km in cfg.items():  # the spec's Kaplan-Meier figures (a few)
+        if km.get("kind") != "km":
+            continue
+        if "ADTTE" not in inp.datasets:
+            skipped.append(Skipped(fid, km["title"], "dataset ADTTE is not in this build"))
+            continue
+        paramcd = _one(km.get("paramcd"), "OS")
+        adtte = inp.datasets["ADTTE"]
+        groups = figures.km_data(adtte, paramcd, inp.subjects)
+        unit = next(iter(tables.column(adtte[tables.column(adtte, "PARAMCD") == paramcd], "AVALU")), "DAYS")
+        fig = figures.km_figure(groups, km["title"], unit)
+        _add(out, skipped, fid, km["title"], fig, f"no ADTTE record of PARAMCD {paramcd}", km)
     return out, skipped
 
 
@@ -627,6 +639,8 @@ def write_listings(study_dir: Path, datasets: dict[str, pd.DataFrame], reports: 
 # RTF and PDF
 # ---------------------------------------------------------------------------------------
 TLF_DIR = "tlf"
+#: figure kind -> the drawing function of pipeline.report.figures (else <kind>_figure)
+FIGURE_FUNCTIONS = {"count_recovery": "recovery_figure"}
 
 
 def _version() -> str:
@@ -687,7 +701,8 @@ def write_tlf(out: Path, listings: list[Listing], figs: list[FigureOut], head: d
                           title=f.title, subtitle=e.get("subtitle", ""), population=e.get("population", ""),
                           orientation=e.get("orientation", "landscape"), footnotes=list(e.get("footnotes", [])),
                           source=_source_text(e), cutoff=head["data_cutoff"],
-                          program=f"pipeline.report.figures.{f.id}_figure ({tlf.PROGRAM_PACKAGE} {version})",
+                          program=f"pipeline.report.figures.{FIGURE_FUNCTIONS.get(e.get('kind', f.id), e.get('kind', f.id) + '_figure')} "
+                                  f"({tlf.PROGRAM_PACKAGE} {version})",
                           run=head["generated"], png=f.png, png_path=out / f.file)
             docs.append((e, formats, doc))
     size = float(page.get("font_size", 7))
