@@ -200,3 +200,40 @@ def test_tlast_and_transgene_detectable_at_month_3_6_12(spec):
     # month 12: day 400 is outside 351-379: no record
     assert d.loc["DETM3", ["AVALC", "SRCSEQ"]].tolist() == ["Y", 4.0]
     assert d.loc["DETM6", "AVALC"] == "N" and "DETM12" not in d.index
+
+
+# ---------------------------------------------------------------------------------------
+# Kaplan-Meier on a published example
+# ---------------------------------------------------------------------------------------
+def test_km_median_and_ci_on_the_6mp_remission_data():
+    """Freireich et al. Blood 1963 / Gehan 1965: 6-MP arm, 21 patients, remission in weeks
+    (9 relapses). Published product-limit estimates: S(6) = 0.857, S(7) = 0.807, S(10) = 0.753,
+    S(13) = 0.690, S(16) = 0.627, S(22) = 0.538, S(23) = 0.448 (Greenwood SE 0.076 ... 0.135):
+    median 23 weeks; 95% CI with the log-log transformation 13 to not reached (R survival
+    conf.type = "log-log" gives 13, NA)."""
+    from pipeline.adam import km
+
+    t = [6, 6, 6, 6, 7, 9, 10, 10, 11, 13, 16, 17, 19, 20, 22, 23, 25, 32, 32, 34, 35]
+    relapse = [1, 1, 1, 0, 1, 0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]
+    est = km.km_estimate(pd.Series(t), 1 - pd.Series(relapse))
+    assert (est["n"], est["events"], est["median"], est["lower"]) == (21, 9, 23.0, 13.0)
+    assert np.isnan(est["upper"])
+    # hand check of the first step: 3 relapses of 21 at risk -> 18/21
+    from statsmodels.duration.survfunc import SurvfuncRight
+
+    sf = SurvfuncRight(np.array(t, float), np.array(relapse, float))
+    assert np.round(sf.surv_prob, 3).tolist() == [0.857, 0.807, 0.753, 0.690, 0.627, 0.538, 0.448]
+    # no event at all: no median
+    none = km.km_estimate(pd.Series([5.0, 9.0]), pd.Series([1.0, 1.0]))
+    assert none["events"] == 0 and np.isnan(none["median"])
+
+
+def test_km_summary_by_dose_level_and_overall():
+    from pipeline.adam import km
+
+    adtte = pd.DataFrame({"PARAMCD": "OS", "PARAM": "Overall Survival (Days)", "TRT01AN": [1.0, 1.0, 1.0, 2.0, 2.0],
+                          "TRT01A": ["DL1", "DL1", "DL1", "DL2", "DL2"], "AVAL": [10.0, 20.0, 30.0, 5.0, 30.0],
+                          "CNSR": [0.0, 0.0, 1.0, 1.0, 0.0]})
+    s = km.km_summary(adtte).set_index("TRT01A")
+    # DL1: S(10) = 2/3, S(20) = 1/3: median 20; ALL: 5 subjects, 3 deaths, 2 censored
+    assert s.loc["DL1", "median"] == 20.0 and s.loc["ALL", ["n", "events", "censored"]].tolist() == [5, 3, 2]

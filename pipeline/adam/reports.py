@@ -11,7 +11,9 @@ Same names and columns as before, so that the listings keep rendering them:
 - ``event_dates``: first response, first progression/relapse, death and last known alive dates;
 - ``dlt_by_dose_level``: DLT-evaluable subjects and DLTs per actual dose level with the
   escalation decision of ``specs/rules/dose_escalation.csv`` (3+3);
-- ``cellular_kinetics_by_dose``: ADPP parameters summarised by actual dose level.
+- ``cellular_kinetics_by_dose``: ADPP parameters summarised by actual dose level;
+- ``km_summary``: Kaplan-Meier median and 95% CI of every ADTTE parameter, by dose level and
+  overall (:mod:`pipeline.adam.km`).
 """
 
 from __future__ import annotations
@@ -106,6 +108,10 @@ def event_dates(adrs: pd.DataFrame, adsl: pd.DataFrame, spec: Spec, study: Study
 def response_reports(adam: dict[str, pd.DataFrame], extras: dict, spec: Spec, study: Study) -> dict[str, pd.DataFrame]:
     """The DLT report and the five response reports (those only when the study has ADRS)."""
     out = {"dlt_by_dose_level": dlt_by_dose_level(adam["ADSL"], spec, study)}
+    if "ADTTE" in adam:
+        from pipeline.adam.km import km_summary
+
+        out["km_summary"] = km_summary(adam["ADTTE"])
     if "ADPP" in adam:
         from pipeline.adam.adpp import by_dose_level
 
