@@ -133,18 +133,27 @@ def anc_days_below(n_low: int, low: float = 0.3, high: float = 2.0) -> list[tupl
     return [(d, low if d < n_low else high) for d in range(0, 31)]
 
 
-@pytest.mark.parametrize("n_low,grade", [(0, 0), (1, 1), (6, 1), (7, 2), (13, 2), (14, 3), (29, 3), (30, 4), (31, 4)])
+# Rejeski et al. 2023 Table 2: ANC <= 500/uL for < 7 d -> 1, 7-13 d -> 2, >= 14 d -> 3 (no grade 4 at this depth)
+@pytest.mark.parametrize("n_low,grade", [(0, 0), (1, 1), (6, 1), (7, 2), (13, 2), (14, 3), (30, 3), (31, 3)])
 def test_early_icaht_by_days_at_or_below_500(spec, n_low, grade):
     lab = labs("NEUT", {"X": anc_days_below(n_low)})
     out = adlb.icaht(lab, adsl_of("X"), pd.Series(dtype="float64"), spec).set_index("PARAMCD")
     assert out.loc["ICAHTE", "AVAL"] == grade
 
 
-@pytest.mark.parametrize("n_low,grade", [(6, 1), (7, 3), (13, 3), (14, 4)])
+# ANC < 100/uL for >= 7 d -> 4; fewer days below 100 grade by the days <= 500 only
+@pytest.mark.parametrize("n_low,grade", [(6, 1), (7, 4), (13, 4), (14, 4)])
 def test_early_icaht_by_days_below_100(spec, n_low, grade):
     lab = labs("NEUT", {"X": anc_days_below(n_low, low=0.05)})
     assert adlb.icaht(lab, adsl_of("X"), pd.Series(dtype="float64"), spec).set_index("PARAMCD").loc["ICAHTE", "AVAL"] \
         == grade
+
+
+def test_early_icaht_deep_but_short_grades_by_duration_at_500(spec):
+    # 6 days < 100/uL then 10 days at 300/uL: 16 days <= 500 -> grade 3; 6 days < 100 is not grade 4
+    vals = [(d, 0.05 if d < 6 else (0.3 if d < 16 else 2.0)) for d in range(31)]
+    out = adlb.icaht(labs("NEUT", {"X": vals}), adsl_of("X"), pd.Series(dtype="float64"), spec)
+    assert out.set_index("PARAMCD").loc["ICAHTE", "AVAL"] == 3
 
 
 def test_non_stable_recovery_is_counted_and_progression_censors(spec):
