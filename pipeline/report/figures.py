@@ -317,13 +317,21 @@ def expansion_medians(data: pd.DataFrame) -> pd.DataFrame:
 def _n_rows(ax, counts: pd.DataFrame, cohorts: list[str], colors: dict, xcol: str, label: str = "n") -> None:
     """Number of subjects per time point under the axis, one row per cohort (the count
     behind each point of the curve)."""
-    # a loop over cohorts (a few) and their time points (a few dozen): text annotations
+    # a loop over cohorts (a few) and their time points (a few dozen): text annotations;
+    # counts closer than 2.5% of the axis to the one before are left out (daily visits of
+    # the first weeks would overprint), the data behind them is in the figure data
+    span = float(counts[xcol].max() - counts[xcol].min()) if len(counts) else 0.0
+    min_gap = 0.025 * span
     for k, c in enumerate(cohorts):
         dc = counts[counts["COHORT"] == c]
         dy = -(24 + N_ROW_PT * k)
         ax.annotate(label, xy=(0, 0), xycoords="axes fraction", xytext=(-4, dy), textcoords="offset points",
                     ha="right", va="center", fontsize=6, color=colors[c])
+        last = None
         for x, n in zip(dc[xcol], dc["n"]):
+            if last is not None and x - last < min_gap:
+                continue  # too close to the previous count to be readable: the next one is shown
+            last = x
             ax.annotate(str(int(n)), xy=(x, 0), xycoords=("data", "axes fraction"), xytext=(0, dy),
                         textcoords="offset points", ha="center", va="center", fontsize=6, color=colors[c],
                         annotation_clip=False)
