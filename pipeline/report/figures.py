@@ -325,7 +325,7 @@ def _n_rows(ax, counts: pd.DataFrame, cohorts: list[str], colors: dict, xcol: st
     for k, c in enumerate(cohorts):
         dc = counts[counts["COHORT"] == c]
         dy = -(24 + N_ROW_PT * k)
-        ax.annotate(label, xy=(0, 0), xycoords="axes fraction", xytext=(-4, dy), textcoords="offset points",
+        ax.annotate(label, xy=(0, 0), xycoords="axes fraction", xytext=(-12, dy), textcoords="offset points",
                     ha="right", va="center", fontsize=6, color=colors[c])
         last = None
         for x, n in zip(dc[xcol], dc["n"]):
