@@ -40,7 +40,6 @@ def test_suppds(built):
     ctx, _ = built
     s = ctx.datasets["SUPPDS"].sort_values("USUBJID")
     assert s[["USUBJID", "IDVAR", "IDVARVAL", "QNAM", "QVAL"]].values.tolist() == [
-        ["NCT06316427-01-101", "DSSEQ", "2", "DTHCAUS", "DISEASE PROGRESSION"],
         ["NCT06316427-01-103", "DSSEQ", "2", "LKADTC", "2025-02-15"]]
 
 

@@ -9,10 +9,9 @@ Records per subject:
 - a death after another disposition (DTHDAT with DSDECOD not DEATH): DSDECOD DEATH with
   DSCAT OTHER EVENT on the death date.
 
-SUPPDS: the primary cause of death (DTHCAUS) on the DEATH record and the last-known-alive date
-(LKADTC) on the disposition record. DM.DTHDTC/DTHFL come from the same ds.DTHDAT (see dm.py).
-The primary cause of death is also the DD record PRCDTH (:mod:`pipeline.domains.dd`, SDTMIG 3.4
-Death Details).
+SUPPDS: the last-known-alive date (LKADTC) on the disposition record. DM.DTHDTC/DTHFL come from
+the same ds.DTHDAT (see dm.py). The primary cause of death (ds.DTHCAUS) is the DD record PRCDTH
+(:mod:`pipeline.domains.dd`, SDTMIG 3.4 Death Details), not a supplemental qualifier.
 
 Disposition as of the data cut-off (report ``disposition_status``, one row per DM subject):
 COMPLETED (end-of-study disposition COMPLETED), DISCONTINUED with the reason (any other
@@ -75,13 +74,13 @@ def disposition_records(ctx: StudyContext, raw: pd.DataFrame) -> pd.DataFrame:
         "USUBJID": ids, "DSTERM": verbatim.where(verbatim.ne(""), decod), "DSDECOD": decod,
         "DSCAT": ct_term(spec, "DSCAT", C_DISPOSITION), "DSSCAT": STUDY_PARTICIPATION,
         "DSSTDTC": dthdat.where(is_death & dthdat.ne(""), stdat),
-        "DTHCAUS": text(raw["DTHCAUS"]).where(is_death, ""), "LKADTC": lka,
+        "LKADTC": lka,
         "_FORM": "ds", "_ROW": raw["_ROW"]})
     later = ~is_death & dthdat.ne("")
     after = pd.DataFrame({
         "USUBJID": ids[later], "DSTERM": death, "DSDECOD": death,
         "DSCAT": ct_term(spec, "DSCAT", C_OTHER_EVENT), "DSSCAT": "", "DSSTDTC": dthdat[later],
-        "DTHCAUS": text(raw["DTHCAUS"])[later], "LKADTC": "", "_FORM": "ds", "_ROW": raw.loc[later, "_ROW"]})
+        "LKADTC": "", "_FORM": "ds", "_ROW": raw.loc[later, "_ROW"]})
     return pd.concat([disp, after], ignore_index=True)
 
 
@@ -141,7 +140,7 @@ def build(ctx: StudyContext) -> DomainResult:
     raw = raw[known & ~bad]
 
     consent, consent_rows = consent_records(ctx)
-    recs = pd.concat([consent.assign(DTHCAUS="", LKADTC=""), disposition_records(ctx, raw)], ignore_index=True)
+    recs = pd.concat([consent.assign(LKADTC=""), disposition_records(ctx, raw)], ignore_index=True)
     recs.insert(0, "STUDYID", sid)
     recs.insert(1, "DOMAIN", "DS")
     dm = ctx.datasets["DM"]
@@ -157,7 +156,7 @@ def build(ctx: StudyContext) -> DomainResult:
     res.consumed = pd.concat([
         ctx.consumed_rows("dm", consent_rows["_ROW"], "DS"),
         ctx.consumed_rows("ds", raw["_ROW"], "DS"),
-        ctx.consumed_rows("ds", recs.loc[(recs["_FORM"] == "ds") & (recs["DTHCAUS"].ne("") | recs["LKADTC"].ne("")),
+        ctx.consumed_rows("ds", recs.loc[(recs["_FORM"] == "ds") & recs["LKADTC"].ne(""),
                                          "_ROW"].drop_duplicates(), "SUPPDS"),
     ], ignore_index=True)
     res.rejected = concat(rejected, REJECTED_COLUMNS)
