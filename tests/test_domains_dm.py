@@ -74,6 +74,8 @@ def test_screen_failure_and_not_treated_arms(built):
     assert (tr["ACTARMCD"], tr["ARMNRS"]) == ("AUTO", "")
     # never infused: no reference start, RFPENDTC = disposition date 01-MAR (after LKADAT 15-FEB)
     assert nt["RFSTDTC"] == "" and nt["RFPENDTC"] == "2025-03-01"
+    # assigned, never infused, ended the trial (lost to follow-up): RFENDTC = end of participation
+    assert nt["RFENDTC"] == "2025-03-01" and sf["RFENDTC"] == "" and tr["RFENDTC"] == "2025-01-16T09:20"
     assert sf["RFPENDTC"] == "2025-01-08"
     assert sf["BRTHDTC"] == "1990-03"
 
@@ -213,3 +215,10 @@ def test_unplanned_treatment_and_other_arm_in_dm():
     assert out.loc["103", ["ACTARMCD", "ACTARM", "ARMNRS", "ACTARMUD"]].tolist() == [
         "", "", "UNPLANNED TREATMENT", "CD7 CAR-T CELLS 5e+06 cells/kg"]
     assert res.findings.loc[res.findings["check"] == "dm_unplanned_treatment", "row"].tolist() == [4]
+
+
+def test_rfendtc_of_a_subject_still_waiting_for_the_infusion_is_null():
+    forms = raw_forms()
+    forms["ds"] = forms["ds"][forms["ds"]["SUBJID"] != "103"]       # no end-of-study disposition yet
+    dm = dm_mod.build(context(forms)).datasets["DM"].set_index("SUBJID")
+    assert (dm.loc["103", "ARMNRS"], dm.loc["103", "RFENDTC"]) == ("ASSIGNED, NOT TREATED", "")

@@ -181,6 +181,22 @@ def reference_dates(ex_raw: pd.DataFrame, studyid: str, treatments: pd.Series | 
     return out.reindex(columns=cols).fillna("")
 
 
+def reference_end_not_treated(dm: pd.DataFrame, ds_raw: pd.DataFrame, studyid: str, spec: Spec) -> pd.Series:
+    """RFENDTC with the subjects assigned to an arm but never infused filled in.
+
+    SDTMIG 3.4 DM: RFENDTC is required for every subject assigned to an arm and is usually the
+    date the subject was determined to have ended the trial. A treated subject's RFENDTC is the
+    end of the last CAR-T fraction (:func:`reference_dates`); a subject with ARMNRS ASSIGNED, NOT
+    TREATED who has an end-of-study disposition on the ds form ended the trial then: RFENDTC =
+    RFPENDTC (end of participation). One still waiting for the infusion at the cut-off keeps a
+    null RFENDTC (not ended yet).
+    """
+    nt = dm["ARMNRS"].eq(ct_term(spec, "ARMNULRS", C_ASSIGNED_NOT_TREATED))
+    ended = dm["USUBJID"].isin(set(subject_ids(ds_raw, studyid))) if len(ds_raw) else pd.Series(False, index=dm.index)
+    fill = nt & ended & dm["RFENDTC"].eq("")
+    return dm["RFENDTC"].where(~fill, dm["RFPENDTC"])
+
+
 def last_dated_record(forms: dict[str, pd.DataFrame], spec: Spec, studyid: str) -> pd.Series:
     """Per USUBJID, the latest complete date found in any dated column of any raw form.
 
@@ -429,6 +445,7 @@ def build(ctx: StudyContext) -> DomainResult:
         **{c: arm_cols[c].to_numpy() for c in ["ARMCD", "ARM", "ACTARMCD", "ACTARM", "ARMNRS", "ACTARMUD"]},
         "COUNTRY": text(raw["COUNTRY"]).to_numpy(), "DMDTC": dates["DMDAT"].to_numpy(),
     })
+    dm["RFENDTC"] = reference_end_not_treated(dm, ctx.form("ds"), sid, spec)
     dm["DMDY"] = study_day(dm["DMDTC"], dm["RFSTDTC"])
     res.datasets["DM"] = dm[spec.var_names("DM")].reset_index(drop=True)
 
