@@ -84,6 +84,15 @@ def test_real_listings_written(study_dir):
     assert "AE summary" in wb.sheetnames
     index = (folder / "index.html").read_text(encoding="utf-8")
     assert index.count('src="data:image/png;base64,') >= 1
+    # the TLF outputs of a real build: RTF and PDF of the tables, listings and figures
+    tlf = {p.name for p in (folder / "tlf").iterdir()}
+    for stem in ("t14_3_1_1_ae_summary", "l16_2_7_1_ae_by_subject", "l16_2_7_2_dlt", "f14_2_2_1_swimmer"):
+        assert {f"{stem}.rtf", f"{stem}.pdf"} <= tlf, stem
+    pypdf = pytest.importorskip("pypdf", reason="pypdf (test extra) reads the PDF back")
+    reader = pypdf.PdfReader(str(folder / "tlf" / "t14_3_1_1_ae_summary.pdf"))
+    first = reader.pages[0].extract_text()
+    assert f"Page 1 of {len(reader.pages)}" in first and "Table 14.3.1.1" in first
+    assert "Population: Safety population (ADSL.SAFFL = Y)" in first and "Source: ADAE, ADSL." in first
 
 
 def _root(study_dir):
