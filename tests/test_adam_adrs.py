@@ -88,7 +88,7 @@ def test_investigator_and_derived_parameters(leuk):
         ("001", "2024-01-29"): "CR", ("001", "2024-03-01"): "CR", ("002", "2024-01-29"): "CR",
         ("002", "2024-03-31"): "RELAPSE", ("003", "2024-01-29"): "CR", ("004", "2024-01-29"): "CR"}
     assert param(a, "OVRLRESP") == {
-        ("001", "2024-01-29"): "NR", ("001", "2024-03-01"): "CR", ("002", "2024-01-29"): "CRh",
+        ("001", "2024-01-29"): "NR", ("001", "2024-03-01"): "CR", ("002", "2024-01-29"): "CRi",
         ("002", "2024-03-31"): "RELAPSE", ("003", "2024-01-29"): "CR", ("004", "2024-01-29"): "NE"}
     assert set(a.loc[a["PARAMCD"] == "OVRLRESP", "RSEVAL"]) == {"SPONSOR"}
     # day 28 = 29-JAN-2024 = analysis day 29
@@ -99,7 +99,7 @@ def test_investigator_and_derived_parameters(leuk):
 def test_best_overall_response_and_ties(leuk):
     _, adam, _, _ = leuk
     a = adam["ADRS"]
-    assert param(a, "BOR") == {("001", "2024-03-01"): "CR", ("002", "2024-01-29"): "CRh",
+    assert param(a, "BOR") == {("001", "2024-03-01"): "CR", ("002", "2024-01-29"): "CRi",
                                ("003", "2024-01-29"): "CR", ("004", ""): "NE"}
     # investigator: CR at day 28 and month 2 for 001 - a tie on the best rank: the earliest
     assert param(a, "INVBOR") == {("001", "2024-01-29"): "CR", ("002", "2024-01-29"): "CR",
@@ -118,10 +118,11 @@ def test_bor_tie_rule_on_equal_ranks(spec):
 def test_responder_parameters_and_denominator(leuk):
     _, adam, _, _ = leuk
     a = adam["ADRS"]
-    # CR/CRi at day 28 +/- 3: derived 003 only; investigator 001-004 (CR)
+    # CR/CRi at day 28 +/- 3: derived 002 (ANC 1.6, platelets 72: CRh, mapped to CRi by the
+    # study's category_map) and 003 (CR); investigator 001-004 (CR)
     rsp = {k[0]: v for k, v in param(a, "RSPD28").items()}
     irsp = {k[0]: v for k, v in param(a, "IRSPD28").items()}
-    assert rsp == {"001": "N", "002": "N", "003": "Y", "004": "N"}
+    assert rsp == {"001": "N", "002": "Y", "003": "Y", "004": "N"}
     assert irsp == {"001": "Y", "002": "Y", "003": "Y", "004": "Y"}
     assert "005" not in rsp                                      # never infused: not in the safety population
 
@@ -160,7 +161,7 @@ def test_reports_from_adrs(leuk, spec):
     rep = reports.response_reports(adam, out, spec, study)
     d = rep["response_discrepancies"]
     got = {(r.USUBJID[-3:], r.VISIT, r.investigator_response, r.derived_response) for r in d.itertuples()}
-    assert got == {("001", "DAY 28", "CR", "NR"), ("002", "DAY 28", "CR", "CRh"), ("004", "DAY 28", "CR", "NE")}
+    assert got == {("001", "DAY 28", "CR", "NR"), ("002", "DAY 28", "CR", "CRi"), ("004", "DAY 28", "CR", "NE")}
     row4 = d[d["USUBJID"] == u("004")].iloc[0]
     assert row4["derivation_basis"] == "NE: CR undetermined, missing NEUT, PLAT"
     assert np.isnan(row4["neut"])                                  # 8 days away: ignored
@@ -170,9 +171,10 @@ def test_reports_from_adrs(leuk, spec):
     assert a.loc[(u("002"), "2024-03-31"), "prior_remission"] == "Y"
     o = rep["orr_summary"].set_index("RSEVAL")
     inv, drv = o.loc["INVESTIGATOR"], o.loc["SPONSOR"]
-    # N = 4: investigator 4/4 = 100.0% (CI 39.8-100.0); derived 1/4 = 25.0% (CI 0.6-80.6)
+    # N = 4: investigator 4/4 = 100.0% (CI 39.8-100.0); derived 2/4 = 50.0% (002 CRh -> CRi and 003 CR;
+    # Clopper-Pearson 2/4: Beta(0.025; 2, 3) = 0.0676, Beta(0.975; 3, 2) = 0.9324)
     assert (inv["n_responders"], inv["orr_pct"], inv["ci_lower_pct"], inv["ci_upper_pct"]) == (4, 100.0, 39.8, 100.0)
-    assert (drv["n_responders"], drv["orr_pct"], drv["ci_lower_pct"], drv["ci_upper_pct"]) == (1, 25.0, 0.6, 80.6)
+    assert (drv["n_responders"], drv["orr_pct"], drv["ci_lower_pct"], drv["ci_upper_pct"]) == (2, 50.0, 6.8, 93.2)
     e = rep["event_dates"].set_index(["USUBJID", "RSEVAL"])
     s2 = e.loc[(u("002"), "SPONSOR")]
     assert (s2["progression_date"], s2["progression"], s2["DTHDTC"]) == ("2024-03-31", "RELAPSE", "2024-05-01")

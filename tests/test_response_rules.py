@@ -163,6 +163,54 @@ def test_eln_2017_pd_and_pr_for_aml_only():
     assert one(BMBLAST=20.0, BMBLAST_BL=40.0, PRIMDIAG="MIXED PHENOTYPE ACUTE LEUKEMIA", **kw) == "NR"
 
 
+def test_protocol_category_map_at_the_crh_cri_boundary():
+    """NCT05164042 counts CR/CRi and does not name CRh: ``category_map = { CRh = "CRi" }``.
+    Expected values by hand from the NCCN rows: CR needs ANC >= 1.0 and platelets >= 100;
+    CRh ANC > 0.5 and platelets > 50 (strict); CRi exactly one lineage recovered; none: MLFS."""
+    from pipeline.config import load_study
+    study = load_study(SPECS, "NCT05164042")
+    cmap = dict(study["response"]["category_map"])
+    assert cmap == {"CRh": "CRi"}
+    cats = list(study["response"]["categories"])
+    rows = [{"NEUT": 0.51, "PLAT": 51},    # CRh (just above both strict cut-offs) -> CRi
+            {"NEUT": 0.5, "PLAT": 51},     # ANC exactly 0.5: not CRh; no lineage recovered -> MLFS
+            {"NEUT": 0.51, "PLAT": 50},    # platelets exactly 50: not CRh -> MLFS
+            {"NEUT": 1.6, "PLAT": 72},     # CRh and CRi both met (ranked CRh) -> CRi
+            {"NEUT": 1.0, "PLAT": 100},    # CR stays CR
+            {"NEUT": 1.0, "PLAT": 50},     # ANC recovered only: CRi stays CRi
+            {"NEUT": 0.4, "PLAT": 99}]     # MLFS stays MLFS
+    f = pd.DataFrame([{"BMBLAST": 1.0, "PBBLAST": 0.0, "EMD": "N", "BMCELL": 40.0, "PRIMDIAG": "B-ALL",
+                       "BMBLAST_BL": np.nan, "BMBLAST_ACHG": np.nan, "BMBLAST_RCHG": np.nan, "EMD_BL": "N",
+                       "USUBJID": f"S{i}", "_date": pd.Timestamp("2024-01-29"), **r} for i, r in enumerate(rows)])
+    derived = R.derive_response(f, R.response_rules(SRC, "leukemia", NCCN), cats, REMISSION)
+    assert derived["response"].tolist() == ["CRh", "MLFS", "MLFS", "CRh", "CR", "CRi", "MLFS"]
+    mapped = R.protocol_categories(derived, cmap, cats)
+    assert mapped["response"].tolist() == ["CRi", "MLFS", "MLFS", "CRi", "CR", "CRi", "MLFS"]
+    assert mapped["basis"].iloc[0] == "CRh met; CRi per protocol category map"
+    assert mapped["basis"].iloc[5] == "CRi met"
+    # the ORR categories of the study now count the CRh subjects: 4 of 7 (rows 0, 3, 4, 5)
+    assert int(mapped["response"].isin(study["orr"]["categories"]).sum()) == 4
+    assert int(derived["response"].isin(study["orr"]["categories"]).sum()) == 2
+    # no map: unchanged; a map into a category the study does not list is a config error
+    assert R.protocol_categories(derived, {}, cats) is derived
+    with pytest.raises(ConfigError, match="category_map"):
+        R.protocol_categories(derived, {"CRh": "PR"}, cats)
+
+
+def test_mixed_eln_nccn_cri_platelets_mlfs_cellularity_and_relapse_blasts():
+    """The CD7-RRAL-DE criteria set (NCCN ALL v3.2023 / ELN 2017 AML) at its own thresholds,
+    by hand from ELN 2017 Table 5: CRi with platelets >= 100 (ANC < 1.0), MLFS cellularity
+    >= 10%, relapse marrow blasts >= 5% after a remission."""
+    kw = dict(criteria=MIX, categories=CATS_AL)
+    assert one(NEUT=0.3, PLAT=100, **kw) == "CRi"         # platelets recovered exactly at 100
+    assert one(NEUT=0.3, PLAT=99.9, **kw) == "MLFS"       # neither lineage recovered
+    assert one(NEUT=0.3, PLAT=99.9, BMCELL=10, **kw) == "MLFS"   # cellularity exactly 10%: MLFS
+    assert one(NEUT=0.3, PLAT=99.9, BMCELL=9.9, **kw) == "NE"    # aplastic marrow is not MLFS here
+    for diag in (AML, "B-ALL"):
+        assert leuk([{"PRIMDIAG": diag}, {"BMBLAST": 5.0, "PRIMDIAG": diag}], **kw) == ["CR", "RELAPSE"]
+        assert leuk([{"PRIMDIAG": diag}, {"BMBLAST": 4.9, "PRIMDIAG": diag}], **kw) == ["CR", "CR"]
+
+
 # ---------------------------------------------------------------------------------------
 # nearest count within the window
 # ---------------------------------------------------------------------------------------

@@ -152,7 +152,8 @@ def derived_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec
                               R.PRIOR_REMISSION: pd.Series(dtype="object")})
         return empty, feats
     remission = set(order.loc[order["remission"], "category"])
-    return R.derive_response(feats, rules, list(cfg["categories"]), remission), feats
+    derived = R.derive_response(feats, rules, list(cfg["categories"]), remission)
+    return R.protocol_categories(derived, dict(cfg.get("category_map", {})), list(cfg["categories"])), feats
 
 
 def _records(base: pd.DataFrame, paramcd: str, avalc, srcdom, srcvar, srcseq, evaluator: str) -> pd.DataFrame:

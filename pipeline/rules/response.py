@@ -273,6 +273,30 @@ def derive_response(features: pd.DataFrame, rules: pd.DataFrame, categories: Seq
     return out
 
 
+def protocol_categories(derived: pd.DataFrame, category_map: dict[str, str], categories: Sequence[str]
+                        ) -> pd.DataFrame:
+    """The derived response in the protocol's categories: a finer criteria category that the
+    protocol does not name maps into its coarser one (``[response].category_map`` of the study
+    TOML, e.g. ``{ CRh = "CRi" }`` when the endpoint is CR/CRi: CRh, platelets >50 and ANC >0.5
+    x10^9/L with blasts <5%, also meets CRi, CR with residual cytopenia, ELN 2017 Table 5).
+
+    ``response`` is replaced, ``basis`` keeps the criteria category met and says it was mapped
+    (``"CRh met; CRi per protocol category map"``). Every map target must be a study category.
+    """
+    if not category_map:
+        return derived
+    bad = sorted(set(category_map.values()) - set(categories))
+    if bad:
+        raise ConfigError(f"[response].category_map maps into {', '.join(bad)}, not in [response].categories")
+    out = derived.copy()
+    finer = out["response"].map(category_map)
+    hit = finer.notna().to_numpy()
+    out.loc[hit, "basis"] = (out.loc[hit, "basis"].astype(str) + "; " + finer[hit].astype(str)
+                             + " per protocol category map")
+    out.loc[hit, "response"] = finer[hit]
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # features
 # ---------------------------------------------------------------------------------------
