@@ -138,3 +138,88 @@ def test_a_bad_unit_table_is_a_config_error(tmp_path):
         units.load_unit_table(load_spec(root))
     msg = str(err.value)
     assert "GLUC 'mmol/L' listed twice" in msg and "'zero' is not a positive number" in msg
+
+
+# ---------------------------------------------------------------------------------------
+# every row of lab_units.csv against a value worked out by hand (not through the table)
+# ---------------------------------------------------------------------------------------
+# (test, raw unit, value, expected in the test's standard unit of lab_tests.csv, arithmetic)
+HAND = [
+    ("WBC", "10^9/L", 7.2, 7.2),              # identity
+    ("WBC", "10^3/uL", 7.2, 7.2),             # 10^3/uL = 10^3 per 10^-6 L = 10^9/L
+    ("WBC", "/mm3", 7200, 7.2),               # 1 mm3 = 1 uL: 7200/uL = 7200 x 10^6/L = 7.2 x 10^9/L
+    ("NEUT", "10^9/L", 1.5, 1.5),             # identity
+    ("NEUT", "10^3/uL", 1.5, 1.5),            # 10^3/uL = 10^9/L
+    ("NEUT", "/mm3", 500, 0.5),               # 500/uL = 0.5 x 10^9/L
+    ("LYM", "10^9/L", 0.8, 0.8),              # identity
+    ("LYM", "10^3/uL", 0.8, 0.8),             # 10^3/uL = 10^9/L
+    ("CD4", "10^9/L", 0.2, 0.2),              # identity
+    ("CD4", "cells/uL", 200, 0.2),            # 200/uL = 200 x 10^6/L = 0.2 x 10^9/L
+    ("CD4", "/mm3", 350, 0.35),               # 350/mm3 = 350/uL = 0.35 x 10^9/L
+    ("HGB", "g/L", 95, 95.0),                 # identity
+    ("HGB", "g/dL", 9.5, 95.0),               # 1 dL = 0.1 L: 9.5 g/dL = 95 g/L
+    ("PLAT", "10^9/L", 50, 50.0),             # identity
+    ("PLAT", "10^3/uL", 50, 50.0),            # 10^3/uL = 10^9/L
+    ("RETI", "10^9/L", 20, 20.0),             # identity
+    ("RETI", "10^3/uL", 20, 20.0),            # 10^3/uL = 10^9/L
+    ("ALT", "U/L", 40, 40.0),                 # identity
+    ("ALT", "ukat/L", 1.5, 90.0),             # 1 kat = 1 mol/s, 1 U = 1 umol/min: 1 ukat = 60 U; 1.5 x 60 = 90
+    ("AST", "U/L", 35, 35.0),                 # identity
+    ("AST", "ukat/L", 0.5, 30.0),             # 0.5 x 60 = 30 U/L
+    ("ALP", "U/L", 120, 120.0),               # identity
+    ("ALP", "ukat/L", 2.0, 120.0),            # 2.0 x 60 = 120 U/L
+    ("GGT", "U/L", 60, 60.0),                 # identity
+    ("GGT", "ukat/L", 0.25, 15.0),            # 0.25 x 60 = 15 U/L
+    ("BILI", "umol/L", 20.5, 20.5),           # identity
+    ("BILI", "µmol/L", 20.5, 20.5),           # micro sign spelling, identity
+    ("BILI", "mg/dL", 1.2, 20.5249),          # 1.2 mg/dL = 12 mg/L; / 584.66 g/mol = 0.0205249 mmol/L = 20.5249 umol/L
+    ("CREAT", "umol/L", 97.2, 97.2),          # identity
+    ("CREAT", "µmol/L", 97.2, 97.2),          # micro sign spelling, identity
+    ("CREAT", "mg/dL", 1.1, 97.2419),         # 11 mg/L / 113.12 g/mol = 0.0972419 mmol/L = 97.2419 umol/L
+    ("BUN", "mmol/L", 7.1, 7.1),              # identity
+    ("BUN", "mg/dL", 20, 7.13929),            # urea N2 (2 x 14.007 = 28.014): 200 mg/L / 28.014 = 7.13929 mmol/L
+    ("K", "mmol/L", 3.0, 3.0),                # identity
+    ("K", "mEq/L", 3.0, 3.0),                 # K+ valence 1: 1 mEq = 1 mmol
+    ("SODIUM", "mmol/L", 130, 130.0),         # identity
+    ("SODIUM", "mEq/L", 130, 130.0),          # Na+ valence 1: 1 mEq = 1 mmol
+    ("CA", "mmol/L", 2.0, 2.0),               # identity
+    ("CA", "mg/dL", 8.0, 1.99611),            # 80 mg/L / 40.078 g/mol = 1.99611 mmol/L (CTCAE's "2.0 mmol/L")
+    ("MG", "mmol/L", 0.5, 0.5),               # identity
+    ("MG", "mg/dL", 1.2, 0.493726),           # 12 mg/L / 24.305 g/mol = 0.493726 mmol/L
+    ("ALB", "g/L", 30, 30.0),                 # identity
+    ("ALB", "g/dL", 3.0, 30.0),               # 3.0 g/dL = 30 g/L
+    ("GLUC", "mmol/L", 5.5, 5.5),             # identity
+    ("GLUC", "mg/dL", 160, 8.88119),          # 1600 mg/L / 180.156 g/mol = 8.88119 mmol/L
+    ("CK", "U/L", 200, 200.0),                # identity
+    ("LIPASE", "U/L", 60, 60.0),              # identity
+    ("AMYLASE", "U/L", 100, 100.0),           # identity
+    ("CRP", "mg/L", 12, 12.0),                # identity
+    ("CRP", "mg/dL", 1.2, 12.0),              # 1 dL = 0.1 L: 1.2 mg/dL = 12 mg/L
+    ("FERRITIN", "ug/L", 500, 500.0),         # identity
+    ("FERRITIN", "ng/mL", 500, 500.0),        # 1 ng/mL = 10^-9 g / 10^-3 L = 10^-6 g/L = 1 ug/L
+    ("IL6", "ng/L", 7, 7.0),                  # identity
+    ("IL6", "pg/mL", 7, 7.0),                 # 1 pg/mL = 10^-12 g / 10^-3 L = 10^-9 g/L = 1 ng/L
+    ("FIBRINO", "g/L", 1.5, 1.5),             # identity
+    ("FIBRINO", "mg/dL", 100, 1.0),           # 100 mg/dL = 1000 mg/L = 1.0 g/L
+    ("INR", "", 1.5, 1.5),                    # unitless ratio
+    ("APTT", "sec", 31.2, 31.2),              # seconds
+    ("APTT", "s", 31.2, 31.2),                # seconds
+    ("CARTCOPY", "copies/ug", 1500, 1500.0),  # identity
+    ("CARTCELL", "10^6/L", 25, 25.0),         # identity
+    ("CARTCELL", "cells/uL", 25, 25.0),       # 25/uL = 25 x 10^6/L
+    ("CREATCLR", "mL/min", 60, 60.0),         # identity
+]
+
+
+def test_every_unit_row_has_a_hand_computed_case():
+    """A new row of lab_units.csv must come with its hand-computed case in ``HAND``."""
+    listed = {(r.lbtestcd, r.raw_unit) for r in table().units.itertuples()}
+    assert listed == {(t, u) for t, u, _, _ in HAND}
+
+
+@pytest.mark.parametrize("test,unit,value,expected", HAND)
+def test_each_unit_row_against_the_hand_value(test, unit, value, expected):
+    si = units.to_si(pd.Series([float(value)]), pd.Series([test]), pd.Series([unit]), table())
+    assert si["unit_known"].iloc[0]
+    # molar-mass rows: the table keeps 5 significant figures of the factor
+    assert si["si_value"].iloc[0] == pytest.approx(expected, rel=1e-4)
