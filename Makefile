@@ -25,8 +25,9 @@ validate: $(STAMP)
 	$(CLI) validate
 
 ## sdtm: gate, then build SDTM, exports, define.xml and listings into sdtm/
+## (file creation stamps = SOURCE_DATE_EPOCH, by default the checkout's commit time: reruns are byte-identical)
 sdtm: $(STAMP)
-	$(CLI) build
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null)} $(CLI) build
 
 ## test: the test suite (what CI runs)
 test: $(STAMP)

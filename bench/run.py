@@ -123,7 +123,9 @@ def measure_size(study_id: str, n_subjects: int) -> dict:
         timers = Timers()
         exported: dict = {}
         timers.wrap(gate_mod, "read_study", "read")
-        timers.wrap(xpt, "write_xpt", "export XPT v5", keep=lambda a, out: exported.__setitem__(a[2], out))
+        sdtm_names = set(spec.datasets["dataset"])  # the floor writes the SDTM datasets (ADaM has its own hook)
+        timers.wrap(xpt, "write_xpt", "export XPT v5",
+                    keep=lambda a, out: exported.__setitem__(a[2], out) if a[2] in sdtm_names else None)
         timers.wrap(datasetjson, "write_dataset_json", "export Dataset-JSON v1.1")
         try:
             from pipeline.report import listings
@@ -139,12 +141,16 @@ def measure_size(study_id: str, n_subjects: int) -> dict:
             def __init__(self):
                 super().__init__(study.studyid, 0, enabled=False)
                 self._cpu = time.process_time()
+                self._timers: dict[str, float] = {}
 
             def step(self, name, status="ok"):
                 super().step(name, status)
                 now = time.process_time()
-                steps.append((name, now - self._cpu, self.timings[-1][1]))
-                self._cpu = now
+                # the wrapped sub-stages' seconds within this step only (the ADaM hook, for
+                # one, writes XPT and Dataset-JSON files too: those stay in its own step)
+                within = {k: v - self._timers.get(k, 0.0) for k, v in timers.cpu.items()}
+                steps.append((name, now - self._cpu, self.timings[-1][1], within))
+                self._cpu, self._timers = now, dict(timers.cpu)
 
         progress = Recording()
         c0, w0 = time.process_time(), time.perf_counter()
@@ -161,16 +167,16 @@ def measure_size(study_id: str, n_subjects: int) -> dict:
         read_cpu = timers.cpu.get("read", 0.0)
         rows = [("read (pipeline.intake readers)", read_cpu, timers.wall.get("read", 0.0)),
                 ("gate (schemas + cross checks)", gate_cpu - read_cpu, gate_wall - timers.wall.get("read", 0.0))]
-        for name, cpu, wall in steps:
+        for name, cpu, wall, within in steps:
             if name == "export":
-                for label in ("export XPT v5", "export Dataset-JSON v1.1"):
-                    rows.append((label, timers.cpu.get(label, 0.0), timers.wall.get(label, 0.0)))
-                rest = cpu - sum(timers.cpu.get(k, 0.0) for k in ("export XPT v5", "export Dataset-JSON v1.1"))
-                rows.append(("export: the rest of the step (per-dataset bookkeeping)", rest, None))
-            elif name == "listings" and "figures (in listings)" in timers.cpu:
-                fig = timers.cpu["figures (in listings)"]
-                rows.append(("listings (tables, Excel, HTML)", cpu - fig, None))
-                rows.append(("figures (matplotlib)", fig, timers.wall["figures (in listings)"]))
+                parts = ("export XPT v5", "export Dataset-JSON v1.1")
+                for label in parts:
+                    rows.append((label, within.get(label, 0.0), None))
+                rows.append(("export: the rest of the step", cpu - sum(within.get(k, 0.0) for k in parts), None))
+            elif name == "listings" and within.get("figures (in listings)"):
+                fig = within["figures (in listings)"]
+                rows.append(("listings (tables, Excel, HTML, RTF, PDF)", cpu - fig, None))
+                rows.append(("figures (matplotlib)", fig, None))
             else:
                 rows.append((_label(name, build), cpu, wall))
         facts["stages"] = rows

@@ -27,8 +27,9 @@ Reports in ``<out>/<STUDYID>/reports/``: one CSV per domain report (rows sorted)
 ``reconciliation.csv``, ``rejections.csv`` and ``findings.csv``.
 
 Determinism: every file of ``<out>/<STUDYID>/`` is byte-identical on rerun with the same inputs,
-software and ``SOURCE_DATE_EPOCH``; the XPT/JSON stamps are ``SOURCE_DATE_EPOCH`` or the study's
-data cut-off. Wall-clock timings are shown only on stderr (progress), never written to a file.
+software and ``SOURCE_DATE_EPOCH``; the XPT stamps are ``SOURCE_DATE_EPOCH`` or the study's
+data cut-off; Dataset-JSON's creation time is ``SOURCE_DATE_EPOCH`` or the current time, its
+``dbLastModifiedDateTime`` the data cut-off (:mod:`pipeline.export.datasetjson`). Wall-clock timings are shown only on stderr (progress), never written to a file.
 
 Exit codes: 0 clean, 1 data errors (gate, domains, output checks, reconciliation, a number
 :mod:`pipeline.export.numeric_guard` refuses), 2 usage, configuration or output-folder errors
@@ -322,13 +323,16 @@ def export_study(staging: Path, ctx: StudyContext, ordered: dict[str, pd.DataFra
     study, spec = ctx.study, ctx.spec
     sid = study.studyid
     stamp = xpt.build_timestamp(study.data_cutoff)
+    # Dataset-JSON: created now (or at SOURCE_DATE_EPOCH); source data as of the cut-off
+    created, db_modified = xpt.creation_time(), xpt.cutoff_time(study.data_cutoff)
     originator = str(study.get("sponsor", "")) or sid
     shapes: dict[str, tuple[int, int]] = {}
     exported: dict[str, pd.DataFrame] = {}
     log.section("datasets")
     for name in sorted(ordered):
         out = xpt.write_xpt(ordered[name], spec, name, staging / xpt.xpt_name(name), stamp)
-        datasetjson.write_dataset_json(out, spec, name, staging / datasetjson.json_name(name), sid, originator, stamp)
+        datasetjson.write_dataset_json(out, spec, name, staging / datasetjson.json_name(name), sid, originator,
+                                       created, db_modified)
         exported[name] = out
         shapes[xpt.xpt_name(name)] = shapes[datasetjson.json_name(name)] = out.shape
         log.add(f"{name}: {len(out)} records, {len(out.columns)} variables (module {merged.origin.get(name, '?')})")

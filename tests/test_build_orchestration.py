@@ -112,6 +112,9 @@ def test_form_of_a_missing_module_is_a_warning(fake, tmp_path):
 
 
 def test_rebuild_is_byte_identical(fake, tmp_path):
+    # the file creation time of Dataset-JSON is the clock: fixed by SOURCE_DATE_EPOCH, as
+    # reproducible builds do (make sdtm sets it), else the current time
+    fake.setenv("SOURCE_DATE_EPOCH", "1700000000")
     raw = kit.write_raw(tmp_path / "raw")
     assert build.run_build(kit.args(raw, tmp_path / "a")) == 0
     first = tree_hashes(tmp_path / "a" / SID)
@@ -127,7 +130,27 @@ def test_source_date_epoch_sets_the_stamps(fake, tmp_path):
     assert build.run_build(kit.args(raw, tmp_path / "o")) == 0
     _, meta = pyreadstat.read_xport(str(tmp_path / "o" / SID / "dm.xpt"))
     assert str(meta.creation_time) == "2023-11-14 22:13:20"
-    assert '"datasetJSONCreationDateTime": "2023-11-14T22:13:20"' in (tmp_path / "o" / SID / "dm.json").read_text()
+    doc = (tmp_path / "o" / SID / "dm.json").read_text()
+    assert '"datasetJSONCreationDateTime": "2023-11-14T22:13:20"' in doc
+    # when the source data were last modified: the data cut-off, whatever the build's clock
+    assert '"dbLastModifiedDateTime": "2025-06-30T00:00:00"' in doc
+
+
+def test_without_source_date_epoch_dataset_json_is_created_now(fake, tmp_path):
+    from datetime import UTC, datetime
+
+    raw = kit.write_raw(tmp_path / "raw")
+    before = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    assert build.run_build(kit.args(raw, tmp_path / "o")) == 0
+    after = datetime.now(UTC).replace(tzinfo=None)
+    import json
+
+    doc = json.loads((tmp_path / "o" / SID / "dm.json").read_text())
+    created = datetime.strptime(doc["datasetJSONCreationDateTime"], "%Y-%m-%dT%H:%M:%S")
+    assert before <= created <= after
+    assert doc["dbLastModifiedDateTime"] == "2025-06-30T00:00:00"
+    _, meta = pyreadstat.read_xport(str(tmp_path / "o" / SID / "dm.xpt"))
+    assert str(meta.creation_time) == "2025-06-30 00:00:00"  # XPT headers: the reproducible stamp
 
 
 def test_failing_build_leaves_previous_outputs_untouched(fake, tmp_path):

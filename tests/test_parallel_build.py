@@ -29,9 +29,9 @@ def tree(folder: Path) -> dict[str, str]:
 
 @pytest.fixture
 def two_studies(monkeypatch, tmp_path):
-    """TEST01 with a gate error (SEX) and TEST02 clean; fake domains, no SOURCE_DATE_EPOCH."""
+    """TEST01 with a gate error (SEX) and TEST02 clean; fake domains, a fixed SOURCE_DATE_EPOCH."""
     kit.use_fake_domains(monkeypatch)
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     raw = kit.write_raw(tmp_path / "raw", dm=[kit.DM_ROWS[0], ("TEST01", "01", "002", "60", "GATE-ERROR", "")])
     kit.write_raw(raw, study="TEST02")
     return raw

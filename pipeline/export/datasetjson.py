@@ -29,9 +29,20 @@ Values: character missing -> ``""`` for string columns and ``null`` for date/dat
 columns (an empty string is not an ISO 8601 value); numeric missing -> ``null``; integers are
 JSON integers; doubles use Python's shortest round-trip representation.
 
-Determinism: the creation and ``dbLastModifiedDateTime`` stamps are
-:func:`pipeline.export.xpt.build_timestamp` (``SOURCE_DATE_EPOCH`` or the data cut-off), so
-a rebuild is byte-identical. Rows are written one per line for readable diffs.
+Datetimes, as the Dataset-JSON v1.1 standard defines them (UTC, ``YYYY-MM-DDThh:mm:ss``):
+
+- ``datasetJSONCreationDateTime``: when the file was created. The SDTM build passes
+  :func:`pipeline.export.xpt.creation_time`: ``SOURCE_DATE_EPOCH`` when it is set, else the
+  current time. A fixed ``SOURCE_DATE_EPOCH`` is how a rebuild stays byte-identical (the
+  reproducible-builds convention); ``make sdtm`` sets it to the commit time of the checkout
+  when it is not set, so reruns of ``make sdtm`` are byte-identical.
+- ``dbLastModifiedDateTime``: when the source data were last modified before the file was
+  created. Our source is the raw extract, taken as of the study's data cut-off
+  (``data_cutoff`` in ``specs/studies/<STUDYID>.toml``): no record is later than it, so the
+  build passes the cut-off date at 00:00:00 (:func:`pipeline.export.xpt.cutoff_time`),
+  whatever the clock of the build.
+
+Rows are written one per line for readable diffs.
 """
 
 from __future__ import annotations
@@ -156,16 +167,15 @@ CHUNK_ROWS = 100_000
 
 
 def _document_parts(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, originator: str,
-                    timestamp: datetime):
+                    timestamp: datetime, db_modified: datetime | None = None):
     """Yield the document text in pieces: head, rows chunk by chunk, tail."""
     out = xpt_frame(frame, spec, name)
     columns = columns_metadata(out, spec, name)
-    stamp = iso_stamp(timestamp)
     head = {
-        "datasetJSONCreationDateTime": stamp,
+        "datasetJSONCreationDateTime": iso_stamp(timestamp),
         "datasetJSONVersion": VERSION,
         "fileOID": f"{studyid}.{'SDTM' if spec.standard == 'sdtm' else 'ADaM'}.{name}",
-        "dbLastModifiedDateTime": stamp,
+        "dbLastModifiedDateTime": iso_stamp(db_modified if db_modified is not None else timestamp),
         "originator": originator,
         "sourceSystem": {"name": SOURCE_SYSTEM, "version": pipeline.__version__},
         "studyOID": study_oid(studyid),
@@ -191,16 +201,20 @@ def _document_parts(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, or
 
 
 def dataset_json_text(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, originator: str,
-                      timestamp: datetime) -> str:
+                      timestamp: datetime, db_modified: datetime | None = None) -> str:
     """The whole Dataset-JSON document as text (frame in key order, spec variables)."""
-    return "".join(_document_parts(frame, spec, name, studyid, originator, timestamp))
+    return "".join(_document_parts(frame, spec, name, studyid, originator, timestamp, db_modified))
 
 
 def write_dataset_json(frame: pd.DataFrame, spec: Spec, name: str, path: Path, studyid: str,
-                       originator: str, timestamp: datetime) -> None:
-    """Write ``path``, streaming the rows in chunks of :data:`CHUNK_ROWS` records."""
+                       originator: str, timestamp: datetime, db_modified: datetime | None = None) -> None:
+    """Write ``path``, streaming the rows in chunks of :data:`CHUNK_ROWS` records.
+
+    ``timestamp`` is the file's creation time (``datasetJSONCreationDateTime``); ``db_modified``
+    when the source data were last modified (``dbLastModifiedDateTime``; default ``timestamp``).
+    See the module docstring for what the build passes."""
     with open(path, "wb") as fh:
-        for part in _document_parts(frame, spec, name, studyid, originator, timestamp):
+        for part in _document_parts(frame, spec, name, studyid, originator, timestamp, db_modified):
             fh.write(part.encode("ascii"))
 
 

@@ -61,19 +61,38 @@ _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
 RECORD = 80
 
 
-def build_timestamp(data_cutoff: str) -> datetime:
-    """The one timestamp written into every export: ``SOURCE_DATE_EPOCH`` (seconds since
-    1970, the reproducible-builds convention) when set, else the data cut-off date (UTC)."""
+def source_date_epoch() -> datetime | None:
+    """``SOURCE_DATE_EPOCH`` (integer seconds since 1970-01-01 UTC, the reproducible-builds
+    convention) as a naive UTC datetime, or None when it is unset or empty."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if epoch:
-        try:
-            return datetime.fromtimestamp(int(epoch), tz=UTC).replace(tzinfo=None)
-        except ValueError:
-            raise DataError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds") from None
+    if not epoch:
+        return None
+    try:
+        return datetime.fromtimestamp(int(epoch), tz=UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError, OSError):
+        raise DataError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds") from None
+
+
+def creation_time() -> datetime:
+    """When the files of this build are created: ``SOURCE_DATE_EPOCH`` when set (a fixed clock,
+    so that a rebuild is byte-identical), else the current UTC time to the second."""
+    fixed = source_date_epoch()
+    return fixed if fixed is not None else datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def cutoff_time(data_cutoff: str) -> datetime:
+    """The study's data cut-off (``YYYY-MM-DD``) at 00:00:00."""
     try:
         return datetime.strptime(str(data_cutoff)[:10], "%Y-%m-%d")
     except ValueError:
         raise DataError(f"data_cutoff {data_cutoff!r} is not a YYYY-MM-DD date") from None
+
+
+def build_timestamp(data_cutoff: str) -> datetime:
+    """The reproducible stamp of the XPT headers (and of define.xml, listings, ADaM):
+    ``SOURCE_DATE_EPOCH`` when set, else the data cut-off date (UTC)."""
+    fixed = source_date_epoch()
+    return fixed if fixed is not None else cutoff_time(data_cutoff)
 
 
 def sas_stamp(ts: datetime) -> bytes:
