@@ -40,7 +40,9 @@ def cli(raw: Path, out: Path, *extra: str) -> int:
 @pytest.fixture
 def fake(monkeypatch):
     kit.use_fake_domains(monkeypatch)
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    # a fixed clock: Dataset-JSON's creation time is SOURCE_DATE_EPOCH, else the current time,
+    # and these tests compare rebuilt folders byte for byte
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     return monkeypatch
 
 
