@@ -103,7 +103,7 @@ def measure_size(study_id: str, n_subjects: int) -> dict:
 
     import pipeline.build as build
     from pipeline.config import load_study
-    from pipeline.export import datasetjson, xpt
+    from pipeline.export import checks, datasetjson, xpt
     from pipeline.intake import gate as gate_mod
     from pipeline.progress import Progress
     from pipeline.simulate import simulate_study, write_study
@@ -159,9 +159,28 @@ def measure_size(study_id: str, n_subjects: int) -> dict:
         facts["raw_rows"] = {f: len(df) for f, df in gated.forms.items()}
         facts["raw_frames_mib"] = sum(int(df.memory_usage(deep=True).sum()) for df in gated.forms.values()) / 2 ** 20
         facts["gate_errors"] = int((gated.findings["severity"] == "error").sum()) if len(gated.findings) else 0
-        result = build.build_study(study, spec, gated.forms, tmp / "raw", tmp / "out", progress)
+        # Every stage is timed even where the simulated data would block the export: the build
+        # runs in draft mode (open coding queries are warnings), and any error finding left is
+        # counted here and then turned into a warning, so that the export and the hooks run.
+        blocking: dict[str, int] = {}
+        real_sort = checks.sort_findings
+
+        def not_blocking(findings):
+            out = real_sort(findings)
+            if len(out):
+                errors = out["severity"] == "error"
+                for check, n in out.loc[errors, "check"].value_counts().items():
+                    blocking[str(check)] = blocking.get(str(check), 0) + int(n)
+                out = out.assign(severity=out["severity"].where(~errors, "warning"))
+            return out
+
+        checks.sort_findings = not_blocking
+        try:
+            result = build.build_study(study, spec, gated.forms, tmp / "raw", tmp / "out", progress, mode="draft")
+        finally:
+            checks.sort_findings = real_sort
         facts["build_ok"] = result.ok
-        facts["build_errors"] = int((result.findings["severity"] == "error").sum()) if len(result.findings) else 0
+        facts["build_errors"] = blocking
         facts["peak_rss_mib"] = rss_mib()
         facts["rss_before_mib"] = rss_before
         read_cpu = timers.cpu.get("read", 0.0)
@@ -381,8 +400,10 @@ def report(args, sizes: dict[int, dict], five: dict | None, core: dict, notes: s
                   f"- raw rows {r['rows']:,} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(f["raw_rows"].items())) + ")"
                   f"; raw frames in memory {f['raw_frames_mib']:,.0f} MiB; peak RSS {f['peak_rss_mib']:,.0f} MiB "
                   f"(after simulating, before the build: {f['rss_before_mib']:,.0f} MiB)",
-                  f"- build {'ok' if f['build_ok'] else 'with errors'} ({f['build_errors']} error findings; the benchmark "
-                  "times every stage either way); XPT " f"{f['xpt_mb']:.0f} MB, Dataset-JSON {f['json_mb']:.0f} MB",
+                  f"- build in draft mode, {'exported' if f['build_ok'] else 'NOT exported'}; error findings turned into "
+                  "warnings so that every stage runs: " + (", ".join(f"{k} {v:,}" for k, v in sorted(f["build_errors"].items()))
+                                                            or "none") +
+                  f"; XPT {f['xpt_mb']:.0f} MB, Dataset-JSON {f['json_mb']:.0f} MB",
                   f"- load average {f['load_start']} at the start, {f['load_end']} at the end", "",
                   "| stage | CPU s | wall s |", "|---|---:|---:|"]
         for name, cpu, wall in f["stages"]:
