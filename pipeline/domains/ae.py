@@ -223,7 +223,6 @@ def investigator_ae(raw: pd.DataFrame, dictionary: pd.DataFrame, synonym_table: 
     })
     out = pd.concat([out, hier[meddra.HIERARCHY_VARIABLES]], axis=1)
     out["ctcae_term"] = coded["AEDECOD"].to_numpy()
-    out["AECAT"] = ""
     for col in _INV_COLUMNS:
         out[col] = _text(r[col]) if col in r else ""
     out["AETOXGR"] = _text(r["AETOXGR"])
