@@ -333,3 +333,67 @@ def test_bad_criteria_table_is_rejected():
     bad.loc[1, "grade"] = "5"
     with pytest.raises(ConfigError, match="lower_basis 'ULNX'.*|grade '5'"):
         ctcae_lab.check_criteria(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# every baseline-dependent clause with its own abnormal baseline (issue 16), grades by hand
+# from the CTCAE v5.0 text: "1.5 - 3.0 x baseline; >3.0 - 5.0 x; >5.0 - 20.0 x; >20.0 x" (AST,
+# ALT), "2.0 - 2.5 x baseline; >2.5 - 5.0 x; >5.0 - 20.0 x; >20.0 x" (ALP, GGT)
+# --------------------------------------------------------------------------------------------
+def test_ast_abnormal_baseline_every_grade():
+    # ULN 40, baseline 100 (2.5 x ULN): 150 / 300 / 500 / 2000 U/L are 1.5 / 3 / 5 / 20 x baseline
+    check("AST", "U/L", [(120, 0), (149, 0), (150, 1), (300, 1), (301, 2), (500, 2), (501, 3), (2000, 3), (2001, 4)],
+          term="Aspartate aminotransferase increased", uln=40, base=100)
+    # the same 301 U/L against ULN would be 7.5 x ULN = grade 3
+    assert grade("AST", [301], "U/L", uln=40, base=30)[0] == ["3"]
+
+
+def test_ggt_abnormal_baseline_every_grade():
+    # ULN 60, baseline 120 (2 x ULN): 240 / 300 / 600 / 2400 U/L are 2.0 / 2.5 / 5 / 20 x baseline
+    check("GGT", "U/L", [(239, 0), (240, 1), (300, 1), (301, 2), (600, 2), (601, 3), (2400, 3), (2401, 4)],
+          uln=60, base=120)
+    # against ULN 601 would be 10 x ULN (grade 3) and 2401 40 x ULN (grade 4): use a distinguishing
+    # pair: 1300 U/L is 21.7 x ULN (grade 4) but 10.8 x baseline (grade 3)
+    assert grade("GGT", [1300], "U/L", uln=60, base=120)[0] == ["3"]
+    assert grade("GGT", [1300], "U/L", uln=60, base=50)[0] == ["4"]
+
+
+def test_alt_abnormal_baseline_upper_grades():
+    # ULN 40, baseline 60 (1.5 x ULN): 5 x baseline = 300, 20 x baseline = 1200
+    check("ALT", "U/L", [(300, 2), (301, 3), (1200, 3), (1201, 4)], uln=40, base=60)
+
+
+def test_alp_abnormal_baseline_in_ukat():
+    # ULN 2.0 ukat/L (120 U/L), baseline 4.0 ukat/L (240 U/L, abnormal): 2 x baseline = 8.0 ukat/L
+    # (480 U/L), 2.5 x = 10.0 (600), 5 x = 20.0 (1200), 20 x = 80.0 (4800)
+    check("ALP", "ukat/L", [(7.9, 0), (8.0, 1), (10.0, 1), (10.1, 2), (20.0, 2), (20.1, 3), (80.0, 3), (80.1, 4)],
+          uln=2.0, base=4.0)
+
+
+def test_bilirubin_abnormal_baseline_upper_grades_in_umol():
+    # ULN 20.5, baseline 30 umol/L: >1.0 x = 30, 1.5 x = 45, 3 x = 90, 10 x = 300
+    check("BILI", "umol/L", [(30, 0), (30.1, 1), (45, 1), (45.1, 2), (90, 2), (90.1, 3), (300, 3), (300.1, 4)],
+          uln=20.5, base=30)
+
+
+@pytest.mark.parametrize("test,uln,value,normal_grade", [
+    ("ALT", 40, 41, "1"),     # >ULN: grade 1; were the baseline abnormal, 41 < 1.5 x 40 = 60 would be grade 0
+    ("AST", 40, 59, "1"),     # 59 < 60 = 1.5 x baseline
+    ("ALP", 125, 249, "1"),   # 249 < 250 = 2.0 x baseline
+    ("GGT", 60, 119, "1"),    # 119 < 120 = 2.0 x baseline
+])
+def test_baseline_exactly_at_uln_is_normal(test, uln, value, normal_grade):
+    """Baseline abnormal = baseline above its ULN (criteria assumption): a baseline equal to the
+    ULN is normal and the ULN clauses apply; just above it the baseline clauses apply."""
+    assert grade(test, [value], "U/L", uln=uln, base=uln)[0] == [normal_grade]
+    assert grade(test, [value], "U/L", uln=uln, base=uln + 0.1)[0] == ["0"]
+
+
+def test_equality_at_a_converted_boundary():
+    # creatinine 3.3 mg/dL with ULN 1.1 mg/dL is exactly 3.0 x ULN: grade 2 (>1.5 - 3.0 x ULN),
+    # although 3.3 x 88.402 and 3 x (1.1 x 88.402) differ in binary floating point
+    check("CREAT", "mg/dL", [(3.3, 2), (3.31, 3), (1.65, 1), (1.66, 2)], uln=1.1)
+    # bilirubin 1.5 x ULN 0.7 mg/dL = 1.05 mg/dL: grade 1; 3.0 x = 2.1: grade 2
+    check("BILI", "mg/dL", [(1.05, 1), (1.06, 2), (2.1, 2), (2.11, 3)], uln=0.7)
+    # ALT in ukat/L: ULN 0.7 ukat/L (42 U/L), 3.0 x = 2.1 ukat/L (126 U/L): grade 1
+    check("ALT", "ukat/L", [(2.1, 1), (2.11, 2), (3.5, 2), (3.51, 3)], uln=0.7)

@@ -350,3 +350,21 @@ def test_lb_pc_over_raw_extracts(studyid):
     assert len(lb) and "CREATCLR" in set(lb["LBTESTCD"]) or studyid == "NCT06316427"
     assert lb["LBTOXGR"].isin(["", "0", "1", "2", "3", "4"]).all()
     assert len(ctx.datasets["PC"]) and len(ctx.datasets["PP"])
+
+
+def test_same_day_timed_records_after_the_first_dose_are_post_baseline():
+    """Subject 001's lymphodepletion starts 10-JAN-2025 08:00 (RFXSTDTC). Added to the fixture:
+    ALT 130 U/L at 12:00 and 98 U/L at 23:59 the same day. Both are after the first dose, so
+    neither is the baseline (07:30, 80 U/L, stays LBLOBXFL), and both are graded against the
+    abnormal baseline: 130 = 1.625 x 80 -> grade 1 (3.25 x ULN 40 would be grade 2); 98 =
+    1.225 x 80 -> grade 0 (2.45 x ULN would be grade 1). The 08:00 record, exactly at the dose
+    time, is post-baseline too (85 = 1.06 x 80 -> grade 0)."""
+    extra = [lab("001", "LYMPHODEPLETION", "10-JAN-2025", "12:00", "CHEMISTRY", "ALT", "130", "U/L", "9", "40"),
+             lab("001", "LYMPHODEPLETION", "10-JAN-2025", "23:59", "CHEMISTRY", "ALT", "98", "U/L", "9", "40")]
+    lb = lb_mod.build(context(lab_rows() + extra)).datasets["LB"]
+    alt = rec(lb, "001", "ALT").set_index("LBDTC")
+    assert alt["LBLOBXFL"].to_dict() == {"2025-01-03T08:00": "", "2025-01-10T07:30": "Y", "2025-01-10T08:00": "",
+                                         "2025-01-10T12:00": "", "2025-01-10T23:59": "", "2025-01-15": "",
+                                         "2025-01-22T08:00": ""}
+    g = alt["LBTOXGR"].to_dict()
+    assert (g["2025-01-10T08:00"], g["2025-01-10T12:00"], g["2025-01-10T23:59"]) == ("0", "1", "0")
