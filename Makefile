@@ -10,7 +10,7 @@ CORE_STAMP := $(CORE_VENV)/.installed-stamp
 PYTHON312  ?=
 CORE_ARGS  ?=
 
-.PHONY: install validate sdtm test raw bench spec-xlsx conformance core-install clean
+.PHONY: install validate sdtm test raw bench mutate spec-xlsx conformance core-install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ raw: $(STAMP)
 ## bench: large synthetic study, time and peak memory per stage -> bench/results.md
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## mutate: perturb each rule threshold in a scratch specs/ copy, run the rule tests -> bench/mutation_results.md (slow; not in make test)
+mutate: $(STAMP)
+	$(BIN)/python bench/mutate_rules.py
 
 ## spec-xlsx: Excel view of the SDTM specification
 spec-xlsx: $(STAMP)

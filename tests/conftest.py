@@ -1,11 +1,13 @@
 """Shared test helpers: project paths and the optional ../shared reference material."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "specs"
+# PIPELINE_TEST_SPECS: a scratch copy of specs/ (bench/mutate_rules.py runs the rule tests on it)
+SPECS = Path(os.environ["PIPELINE_TEST_SPECS"]) if os.environ.get("PIPELINE_TEST_SPECS") else ROOT / "specs"
 RAW = ROOT / "raw"
 SHARED = ROOT.parent / "shared"
 

@@ -397,3 +397,24 @@ def test_equality_at_a_converted_boundary():
     check("BILI", "mg/dL", [(1.05, 1), (1.06, 2), (2.1, 2), (2.11, 3)], uln=0.7)
     # ALT in ukat/L: ULN 0.7 ukat/L (42 U/L), 3.0 x = 2.1 ukat/L (126 U/L): grade 1
     check("ALT", "ukat/L", [(2.1, 1), (2.11, 2), (3.5, 2), (3.51, 3)], uln=0.7)
+
+
+def _raw_criteria() -> pd.DataFrame:
+    return load_spec(SPECS).rule("ctcae_lab").copy()
+
+
+@pytest.mark.parametrize("change,msg", [
+    ({"upper": "3.3"}, "grade 1 upper 3.3 \\(Y\\) does not meet grade 2 lower 3 \\(N\\)"),   # overlap
+    ({"upper": "2.7"}, "grade 1 upper 2.7 \\(Y\\) does not meet grade 2 lower 3 \\(N\\)"),   # gap
+    ({"upper_incl": "N"}, "grade 1 upper 3 \\(N\\) does not meet grade 2 lower 3 \\(N\\)"),  # 3.0 x ULN ungraded
+])
+def test_grade_bands_must_meet(change, msg):
+    """ALT (baseline normal) grade 1 ">ULN - 3.0 x ULN" must end where grade 2 ">3.0 - 5.0 x ULN"
+    begins; an overlap (hidden by the higher grade winning) or a gap is a table error."""
+    bad = _raw_criteria()
+    row = bad.index[(bad["lbtestcd"] == "ALT") & (bad["grade"] == "1") & (bad["baseline"] == "normal")][0]
+    for k, v in change.items():
+        bad.loc[row, k] = v
+    assert len(ctcae_lab.check_criteria(_raw_criteria())) == len(bad)
+    with pytest.raises(ConfigError, match=msg):
+        ctcae_lab.check_criteria(bad)

@@ -113,10 +113,37 @@ def check_criteria(c: pd.DataFrame) -> pd.DataFrame:
     problems += [f"ctcae_lab.csv: {t} has several terms in direction {d}" for (t, d), n in dirs.items() if n > 1]
     units = c.drop_duplicates(["lbtestcd", "si_unit"]).groupby("lbtestcd").size()
     problems += [f"ctcae_lab.csv: {t} has rows in several units" for t, n in units.items() if n > 1]
+    if not problems:
+        problems += _band_gaps_and_overlaps(c)
     if problems:
         raise ConfigError("CTCAE lab criteria problems:\n  " + "\n  ".join(problems))
     c["grade"] = c["grade"].astype(int)
     return c.reset_index(drop=True)
+
+
+def _band_gaps_and_overlaps(c: pd.DataFrame) -> list[str]:
+    """Consecutive grades of one term, baseline and clause must meet: for an increase the upper
+    bound of grade g is the lower bound of grade g+1 (for a decrease, the lower bound of g is the
+    upper bound of g+1), on the same basis, with exactly one of the two inclusive (CTCAE
+    ">3.0 - 5.0 x ULN" after "... - 3.0 x ULN"). A gap leaves values ungraded and an overlap
+    hides a wrong bound behind the higher grade, so both are table errors. Pairs on different
+    bases (an absolute bound beside a x ULN band) are not compared."""
+    problems = []
+    for (term, base, clause), g in c.groupby(["term", "baseline", "clause"], sort=False):  # metadata rows
+        g = g.sort_values("grade")
+        rows = list(g.to_dict("records"))
+        for a, b in zip(rows, rows[1:]):  # consecutive grades (a handful per term)
+            if b["grade"] != a["grade"] + 1:
+                continue
+            first, second = ("upper", "lower") if a["direction"] == "high" else ("lower", "upper")
+            va, vb = a[first], b[second]
+            if pd.isna(va) or pd.isna(vb) or a[f"{first}_basis"] != b[f"{second}_basis"]:
+                continue
+            if va != vb or (a[f"{first}_incl"] == "Y") == (b[f"{second}_incl"] == "Y"):
+                problems.append(f"ctcae_lab.csv: {term} ({base}, clause {clause}) grade {int(a['grade'])} "
+                                f"{first} {va:g} ({a[f'{first}_incl']}) does not meet grade {int(b['grade'])} "
+                                f"{second} {vb:g} ({b[f'{second}_incl']})")
+    return problems
 
 
 @dataclass
