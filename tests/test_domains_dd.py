@@ -104,3 +104,13 @@ def test_ae_after_end_of_study_disposition_is_reported():
     f = res.findings[res.findings["check"] == "ds_ae_after_disposition"]
     assert f["value"].tolist() == ["2025-03-02"]
     assert "LOST TO FOLLOW-UP on 2025-03-01" in f["message"].iloc[0] and "AESEQ 2" in f["message"].iloc[0]
+
+
+def test_no_deaths_no_dd_dataset():
+    """FDA TCG: no empty datasets. Without a death, DD is not produced (CORE-000598 on an empty DD)."""
+    forms = raw_forms()
+    forms["ds"] = forms["ds"][forms["ds"]["DSDECOD"].fillna("") != "DEATH"].copy()
+    forms["dm"] = forms["dm"].assign(**{c: pd.NA for c in ("DTHDAT",) if c in forms["dm"].columns})
+    ctx, res = build(forms)
+    assert "DD" not in res.datasets
+    assert res.consumed.empty

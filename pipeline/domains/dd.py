@@ -136,7 +136,8 @@ def build(ctx: StudyContext) -> DomainResult:
         raise ConfigError(f"codelist DDTESTCD of the spec has no term {PRIMARY_CAUSE}")
     dd["DDDY"] = study_day_by_subject(dd["DDDTC"], dd["USUBJID"], dm)
     dd["DDSEQ"] = assign_seq(dd, ["DDTESTCD"])
-    res.datasets["DD"] = dd[spec.var_names("DD")].reset_index(drop=True)
+    if len(dd):  # no deaths -> no DD: FDA's Technical Conformance Guide asks not to submit empty datasets
+        res.datasets["DD"] = dd[spec.var_names("DD")].reset_index(drop=True)
     res.consumed = ctx.consumed_rows("ds", causes["_ROW"], "DD")
 
     rules = spec.rule(RULE_TABLE)
