@@ -451,3 +451,26 @@ def test_event_dates(order):
     assert out.loc["B", "first_response_date"] == ""                 # the pre-infusion CR does not count
     assert out.loc["B", "last_known_alive_date"] == "2024-06-01"
     assert out.loc["C", "last_known_alive_date"] == ""               # partial date only
+
+
+def test_thresholds_the_mutation_check_found_untested():
+    """Boundaries that bench/mutate_rules.py showed no test held (issue 16), by hand from the
+    criteria text (ELN 2017 Table 5; NCCN ALL v3.2023)."""
+    kw = dict(criteria=MIX, categories=CATS_AL)
+    # CRi by recovered ANC needs ANC >= 1.0: 0.99 with platelets 30 (not CRh either) is MLFS
+    assert one(NEUT=0.99, PLAT=30) == "MLFS"
+    assert one(NEUT=0.99, PLAT=30, **kw) == "MLFS"
+    # mixed set CR counts inclusive at ANC 1.0 and platelets 100
+    assert one(NEUT=1.0, PLAT=100, **kw) == "CR"
+    # non-AML subjects of the mixed set: +25% is PD, +24.75% (49.9 over 40) is not
+    assert one(BMBLAST=49.9, BMBLAST_BL=40.0, PRIMDIAG="T-CELL ACUTE LYMPHOBLASTIC LEUKEMIA", **kw) == "NR"
+    # AML, baseline 28 (< 30): 43.0 is +53.6% and +15 points: PD; 42.1 is +50.4% but +14.1: NR
+    assert one(BMBLAST=43.0, BMBLAST_BL=28.0, PRIMDIAG=AML, **kw) == "PD"
+    assert one(BMBLAST=42.1, BMBLAST_BL=28.0, PRIMDIAG=AML, **kw) == "NR"
+    # AML, baseline 29: 44.0 is +51.7% and +15 points: PD
+    assert one(BMBLAST=44.0, BMBLAST_BL=29.0, PRIMDIAG=AML, **kw) == "PD"
+    # AML, baseline 31 (>= 30, no point minimum): 47.0 is +51.6%: PD
+    assert one(BMBLAST=47.0, BMBLAST_BL=31.0, PRIMDIAG=AML, **kw) == "PD"
+    # AML PR needs the CR counts, inclusive: ANC 1.0 and platelets 100 is PR, ANC 0.99 is not
+    assert one(BMBLAST=20.0, BMBLAST_BL=40.0, PRIMDIAG=AML, NEUT=1.0, PLAT=100, **kw) == "PR"
+    assert one(BMBLAST=20.0, BMBLAST_BL=40.0, PRIMDIAG=AML, NEUT=0.99, PLAT=150, **kw) == "NR"
