@@ -474,3 +474,25 @@ def test_thresholds_the_mutation_check_found_untested():
     # AML PR needs the CR counts, inclusive: ANC 1.0 and platelets 100 is PR, ANC 0.99 is not
     assert one(BMBLAST=20.0, BMBLAST_BL=40.0, PRIMDIAG=AML, NEUT=1.0, PLAT=100, **kw) == "PR"
     assert one(BMBLAST=20.0, BMBLAST_BL=40.0, PRIMDIAG=AML, NEUT=0.99, PLAT=150, **kw) == "NR"
+
+
+def test_marrow_blast_5_percent_in_every_category_that_uses_it():
+    """Blasts < 5% for each remission category, >= 5% for relapse/PD, circulating blasts > 0 for
+    relapse (ELN 2017 Table 5; NCCN ALL v3.2023): found untested by bench/mutate_rules.py."""
+    assert one(BMBLAST=4.9, NEUT=0.8, PLAT=60) == "CRh"
+    assert one(BMBLAST=4.9, NEUT=1.2, PLAT=30) == "CRi"
+    assert one(BMBLAST=4.9, NEUT=0.4, PLAT=120) == "CRi"
+    assert one(BMBLAST=4.9, NEUT=0.3, PLAT=20) == "MLFS"
+    kw = dict(NEUT=0.2, PLAT=20, BMCELL=9, categories=CATS_TALL)
+    assert one(BMBLAST=4.9, **kw) == "APLASTIC MARROW"
+    assert one(BMBLAST=5.0, **kw) == "NR"
+    # relapse: blasts 4.9 after a CR stay CR; circulating blasts 0.1 after a CR are a relapse
+    assert leuk([{}, {}]) == ["CR", "CR"]
+    assert leuk([{}, {"BMBLAST": 4.9}]) == ["CR", "CR"]
+    assert leuk([{}, {"PBBLAST": 0.1}]) == ["CR", "RELAPSE"]
+    # PD (+25%) needs blasts >= 5%: 5.0 over 4.0 (+25%) is PD, 4.9 over 3.0 (+63%) is a CR
+    for extra in ({}, dict(criteria=MIX, categories=CATS_AL, PRIMDIAG="T-CELL ACUTE LYMPHOBLASTIC LEUKEMIA")):
+        assert one(BMBLAST=5.0, BMBLAST_BL=4.0, **extra) == "PD"
+        assert one(BMBLAST=4.9, BMBLAST_BL=3.0, **extra) == "CR"
+    # AML PR needs blasts >= 5%: 5.0 over 10.0 (-50%) with CR counts
+    assert one(BMBLAST=5.0, BMBLAST_BL=10.0, PRIMDIAG=AML, criteria=MIX, categories=CATS_AL) == "PR"
