@@ -65,7 +65,7 @@ TESTS: dict[str, list[str]] = {
     "icaht": ["tests/test_adam_adtte_adlb.py"],
     "icaht_counting": ["tests/test_adam_adtte_adlb.py"],
     "cytopenia_recovery": ["tests/test_adam_adtte_adlb.py"],
-    "crcl_cockcroft_gault": ["tests/test_lb_domain.py"],
+    "crcl_cockcroft_gault": ["tests/test_lb_domain.py", "tests/test_eligibility_labs.py"],
     "dlt_definition": ["tests/test_adam_adsl_adae.py"],
 }
 # row columns that name what a row is about (for the report and --tests)
