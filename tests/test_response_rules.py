@@ -496,3 +496,13 @@ def test_marrow_blast_5_percent_in_every_category_that_uses_it():
         assert one(BMBLAST=4.9, BMBLAST_BL=3.0, **extra) == "CR"
     # AML PR needs blasts >= 5%: 5.0 over 10.0 (-50%) with CR counts
     assert one(BMBLAST=5.0, BMBLAST_BL=10.0, PRIMDIAG=AML, criteria=MIX, categories=CATS_AL) == "PR"
+
+
+def test_aplastic_anemia_each_pair_of_counts_at_its_boundary():
+    """PR = at most one severe cytopenia (ANC < 0.5, platelets < 20, reticulocytes < 20 x10^9/L),
+    each pair exactly at the cut-offs (found untested by bench/mutate_rules.py)."""
+    assert aa(HGB=80.0, NEUT=0.5, RETI=20.0, PLAT=5.0) == "PR"       # ANC and reticulocytes at 0.5 / 20
+    assert aa(HGB=80.0, NEUT=0.1, RETI=20.0, PLAT=20.0) == "PR"      # platelets and reticulocytes at 20
+    assert aa(HGB=80.0, NEUT=0.5, RETI=19.9, PLAT=5.0) == "NR"       # two severe: platelets, reticulocytes
+    assert aa(HGB=80.0, NEUT=0.5, PLAT=19.9, RETI=5.0) == "NR"
+    assert aa(HGB=80.0, NEUT=2.0, PLAT=19.9, RETI=19.9) == "NR"
