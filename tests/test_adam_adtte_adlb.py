@@ -237,6 +237,22 @@ def test_km_median_and_ci_on_the_6mp_remission_data():
     assert none["events"] == 0 and np.isnan(none["median"])
 
 
+@pytest.mark.parametrize("t,cnsr,median", [
+    # events at 1, 2, 3, 4: S = .75, .5, .25, 0 -> S is exactly 0.5 on [2, 3): median (2 + 3) / 2 = 2.5
+    ([1.0, 2.0, 3.0, 4.0], [0, 0, 0, 0], 2.5),
+    # 1, 2, 2(censored), 3, 5(censored): S(1) = .8, S(2) = .6, S(3) = .3 -> first below 0.5 at 3
+    ([1.0, 2.0, 2.0, 3.0, 5.0], [0, 0, 1, 0, 1], 3.0),
+    # S(1) = .5 then censored only: flat at 0.5 to the end of follow-up -> its start, 1
+    ([1.0, 3.0], [0, 1], 1.0),
+    # censored only: not reached
+    ([4.0, 9.0], [1, 1], float("nan")),
+])
+def test_km_median_convention_of_sas_and_r(t, cnsr, median):
+    from pipeline.adam import km
+    got = km.km_estimate(pd.Series(t), pd.Series(cnsr, dtype="float64"))["median"]
+    assert (np.isnan(got) and np.isnan(median)) or got == median
+
+
 def test_km_summary_by_dose_level_and_overall():
     from pipeline.adam import km
 

@@ -154,8 +154,7 @@ def test_kaplan_meier_by_hand():
     assert km["n_risk"].tolist() == [5, 5, 4, 2, 1]
     assert km["survival"].tolist() == pytest.approx([1.0, 0.8, 0.6, 0.3, 0.3])
     assert km["censored"].tolist() == [0, 0, 1, 0, 1]
-    assert figures.km_median(km) == 3.0
-    assert np.isnan(figures.km_median(figures.kaplan_meier(pd.Series([4.0, 9.0]), pd.Series([1, 1]))))
+    assert figures.at_risk(pd.Series([4.0]), [0, 4, 5]) == [1, 1, 0]
     assert figures.at_risk(pd.Series([1, 2, 2, 3, 5.0]), [0, 2, 4, 6]) == [5, 4, 1, 0]
 
 

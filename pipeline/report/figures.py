@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from pipeline.adam.km import km_estimate
 from pipeline.derive.dates import dtc_date
 from pipeline.report.tables import column, days_after_infusion, text, with_cohort
 
@@ -400,12 +401,6 @@ def at_risk(time: pd.Series, ticks: list[float]) -> list[int]:
     return [int((t >= x).sum()) for x in ticks]  # a loop over a few axis ticks
 
 
-def km_median(curve: pd.DataFrame) -> float:
-    """Median time: the first time at which S(t) <= 0.5 (NaN when not reached)."""
-    hit = curve[curve["survival"] <= 0.5]
-    return float(hit["time"].iloc[0]) if len(hit) else float("nan")
-
-
 def km_data(adtte: pd.DataFrame, paramcd: str, subj: pd.DataFrame, group: str = "TRT01A") -> dict[str, pd.DataFrame]:
     """Per cohort (``group``, else the subject's COHORT): the ADTTE records of ``paramcd``
     (AVAL, CNSR), in cohort order."""
@@ -433,7 +428,7 @@ def km_figure(groups: dict[str, pd.DataFrame], title: str, unit: str) -> Figure 
     for c in cohorts:  # a few cohorts
         g = groups[c]
         curve = kaplan_meier(g["AVAL"], g["CNSR"])
-        med = km_median(curve)
+        med = km_estimate(g["AVAL"], g["CNSR"])["median"]   # the same median as table 14.2.5.3
         label = f"{c} (n = {len(g)}; median {'not reached' if np.isnan(med) else f'{med:g}'})"
         ax.step(curve["time"], curve["survival"], where="post", color=colors[c], lw=1.6, label=label)
         cens = curve[curve["censored"] > 0]
