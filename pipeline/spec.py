@@ -206,21 +206,21 @@ def check_spec(spec: Spec) -> None:
     v = spec.variables
     if not v.empty:
         long_labels = v[v["label"].str.len() > 40]
-        problems += [f"{r.dataset}.{r.variable}: label over 40 characters" for r in long_labels.itertuples()]
+        problems += [f"{r.dataset}.{r.variable}: label over 40 characters" for r in long_labels.itertuples()]  # spec rows in error
         long_names = v[v["variable"].str.len() > 8]
-        problems += [f"{r.dataset}.{r.variable}: name over 8 characters" for r in long_names.itertuples()]
+        problems += [f"{r.dataset}.{r.variable}: name over 8 characters" for r in long_names.itertuples()]  # spec rows in error
         dup = v[v.duplicated(["dataset", "variable"], keep=False)]
-        problems += [f"{r.dataset}.{r.variable}: defined twice" for r in dup.drop_duplicates(["dataset", "variable"]).itertuples()]
+        problems += [f"{r.dataset}.{r.variable}: defined twice" for r in dup.drop_duplicates(["dataset", "variable"]).itertuples()]  # spec rows in error
         bad_type = v[~v["type"].isin(NUMERIC_TYPES | CHAR_TYPES)]
-        problems += [f"{r.dataset}.{r.variable}: unknown type {r.type!r}" for r in bad_type.itertuples()]
+        problems += [f"{r.dataset}.{r.variable}: unknown type {r.type!r}" for r in bad_type.itertuples()]  # spec rows in error
         unknown_ds = sorted(set(v["dataset"]) - set(spec.datasets["dataset"]))
         problems += [f"variables given for dataset {d} which is not in datasets.csv" for d in unknown_ds]
         cl = v[(v["codelist"] != "") & ~v["codelist"].isin(spec.codelists["codelist"])]
-        problems += [f"{r.dataset}.{r.variable}: codelist {r.codelist} not defined" for r in cl.itertuples()]
+        problems += [f"{r.dataset}.{r.variable}: codelist {r.codelist} not defined" for r in cl.itertuples()]  # spec rows in error
     c = spec.codelists
     if not c.empty:
         dup = c[c.duplicated(["codelist", "term"], keep=False)]
-        problems += [f"codelist {r.codelist}: term {r.term!r} defined twice" for r in dup.drop_duplicates(["codelist", "term"]).itertuples()]
+        problems += [f"codelist {r.codelist}: term {r.term!r} defined twice" for r in dup.drop_duplicates(["codelist", "term"]).itertuples()]  # rule/spec rows in error
     dup_ds = spec.datasets[spec.datasets.duplicated("dataset")]
     problems += [f"dataset {d} listed twice in datasets.csv" for d in dup_ds["dataset"]]
     if problems:

@@ -100,7 +100,7 @@ def assigned_values(spec: Spec, dataset: str, variable: str, testcd_var: str) ->
         return {}
     rows = vl[(vl["dataset"] == dataset) & (vl["variable"] == variable) & (vl["where_variable"] == testcd_var)
               & (vl["codelist"] != "")]
-    return {r.where_value: single_term(spec, r.codelist) for r in rows.itertuples(index=False)}
+    return {r.where_value: single_term(spec, r.codelist) for r in rows.itertuples(index=False)}  # value-level spec rows
 
 
 # ---------------------------------------------------------------------------------------

@@ -456,7 +456,7 @@ def _failures_to_findings(fc: pd.DataFrame, frame: pd.DataFrame, ds: str, studyi
             continue
         if _SEP not in check_name:
             # pandera itself failed a check (e.g. an exception): report it verbatim
-            for r in grp.itertuples(index=False):
+            for r in grp.itertuples(index=False):  # pandera's own check errors: a few, not records
                 rows.append({"study": studyid, "file": ds, "row": "", "column": str(column), "value": "",
                              "check": "check_error", "severity": severity,
                              "message": f"{ds}.{column}: check {check_name} failed: {r.failure_case}"})
@@ -507,7 +507,7 @@ def spec_findings(spec: Spec, name: str, studyid: str) -> pd.DataFrame:
         rows.append({"study": studyid, "file": name, "row": "", "column": "", "value": label, "check": "label_length",
                      "severity": "error", "message": f"{name}: dataset label over {MAX_LABEL_LENGTH} characters"})
     v = spec.vars(name)
-    for r in v[v["label"].str.len() > MAX_LABEL_LENGTH].itertuples(index=False):
+    for r in v[v["label"].str.len() > MAX_LABEL_LENGTH].itertuples(index=False):  # spec rows in error
         rows.append({"study": studyid, "file": name, "row": "", "column": r.variable, "value": r.label,
                      "check": "label_length", "severity": "error",
                      "message": f"{name}.{r.variable}: label over {MAX_LABEL_LENGTH} characters"})

@@ -108,7 +108,7 @@ def check_criteria(c: pd.DataFrame) -> pd.DataFrame:
     problems += [f"ctcae_lab.csv row {i + 2}: source is empty" for i in c.index[no_source]]
     dup = c[c.duplicated(["term", "grade", "baseline", "clause"], keep=False)]
     problems += [f"ctcae_lab.csv: {r.term} grade {r.grade} {r.baseline} clause {r.clause} defined twice"
-                 for r in dup.drop_duplicates(["term", "grade", "baseline", "clause"]).itertuples()]
+                 for r in dup.drop_duplicates(["term", "grade", "baseline", "clause"]).itertuples()]  # rule/spec rows in error
     dirs = c.drop_duplicates(["lbtestcd", "direction", "term"]).groupby(["lbtestcd", "direction"]).size()
     problems += [f"ctcae_lab.csv: {t} has several terms in direction {d}" for (t, d), n in dirs.items() if n > 1]
     units = c.drop_duplicates(["lbtestcd", "si_unit"]).groupby("lbtestcd").size()

@@ -71,15 +71,15 @@ def load_unit_table(spec: Spec) -> UnitTable:
     problems = []
     bad = units[~(units["factor"] > 0)]
     problems += [f"lab_units.csv: {r.lbtestcd} {r.raw_unit!r}: factor {r.to_si_factor!r} is not a positive number"
-                 for r in bad.itertuples()]
+                 for r in bad.itertuples()]  # rule rows in error
     dup = units[units.duplicated(["lbtestcd", "raw_unit"], keep=False)]
-    problems += [f"lab_units.csv: {r.lbtestcd} {r.raw_unit!r} listed twice" for r in dup.drop_duplicates(["lbtestcd", "raw_unit"]).itertuples()]
+    problems += [f"lab_units.csv: {r.lbtestcd} {r.raw_unit!r} listed twice" for r in dup.drop_duplicates(["lbtestcd", "raw_unit"]).itertuples()]  # rule rows in error
     unknown = sorted(set(units["lbtestcd"]) - set(tests["lbtestcd"]))
     problems += [f"lab_units.csv: test {t} is not in lab_tests.csv" for t in unknown]
     std = tests.merge(units, left_on=["lbtestcd", "si_unit"], right_on=["lbtestcd", "raw_unit"], how="left")
     missing = std[~(std["factor"] == 1.0)]
     problems += [f"lab_tests.csv: standard unit {r.si_unit!r} of {r.lbtestcd} is not listed with factor 1 in lab_units.csv"
-                 for r in missing.itertuples()]
+                 for r in missing.itertuples()]  # rule rows in error
     if problems:
         raise ConfigError("unit table problems:\n  " + "\n  ".join(problems))
     return UnitTable(units=units.reset_index(drop=True), tests=tests.reset_index(drop=True))

@@ -84,7 +84,7 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
     family = study["response"]["family"]
     n = len(S)
     nt = len(T)
-    ld = [d for t in study.treatments.itertuples() if t.excat == "LYMPHODEPLETION" for d in t.days]
+    ld = [d for t in study.treatments.itertuples() if t.excat == "LYMPHODEPLETION" for d in t.days]  # study TOML treatments, a few
     ld_first = min(ld) if ld else -5
 
     # subject-level parameters, one block of draws in a fixed order
