@@ -8,6 +8,8 @@ builders read. Days are protocol days (infusion = day 0) unless a column ends in
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pandas as pd
 
@@ -228,9 +230,29 @@ def build_subjects(study: Study, cfg: dict, rng: np.random.Generator) -> pd.Data
         "death_day": death_day, "death_cause": cause, "wd_day": wd_day, "wd_kind": wd_kind,
         "split": split, "split_frac": split_frac, "nt_death": nt_death, "nt_day": nt_day,
     })
+    S["aph_day"] = apheresis_days(study, cfg, S)
     S.attrs["unit_offset"] = unit_offset
     S.attrs["cutoff"] = cutoff
     return S
+
+
+def stream(cfg: dict, name: str) -> np.random.Generator:
+    """A random stream of its own for one simulated form or timeline item, keyed by the study
+    seed and ``name``: adding or changing one form never shifts the draws of the others."""
+    return np.random.Generator(np.random.PCG64([int(cfg["seed"]), zlib.crc32(name.encode())]))
+
+
+def apheresis_days(study: Study, cfg: dict, S: pd.DataFrame) -> np.ndarray:
+    """Protocol day of leukapheresis for each enrolled subject (NODAY for screen failures):
+    on or after the screening visit and before the first lymphodepletion day."""
+    ld = [d for t in study.treatments.itertuples()  # the study's few treatments (metadata)
+          if t.excat == "LYMPHODEPLETION" for d in t.days]
+    ld_start = min(ld) if ld else -1
+    scr = S["scr_day"].to_numpy().astype(int)
+    span = np.maximum(ld_start - scr, 1)
+    u = stream(cfg, "apheresis").random(len(S))
+    day = np.minimum(scr + np.floor(u * span).astype(int), ld_start - 1)
+    return np.where(S["enrolled"].to_numpy(), day, NODAY)
 
 
 def visit_days(study: Study, S: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
@@ -292,4 +314,4 @@ def names(kind: str) -> np.ndarray:
     return t.loc[t["kind"] == kind, "value"].to_numpy(dtype=object)
 
 
-__all__ = ["DEFAULTS", "NEVER", "NODAY", "settings", "build_subjects", "visit_days", "names"]
+__all__ = ["DEFAULTS", "NEVER", "NODAY", "settings", "stream", "build_subjects", "apheresis_days", "visit_days", "names"]
