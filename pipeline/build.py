@@ -64,7 +64,7 @@ from pipeline.config import Study, raw_folder, selected_studies
 from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext,
                               empty)
 from pipeline.derive import visits
-from pipeline.domains import REGISTRY
+from pipeline.domains import AFTER_VISITS, REGISTRY
 from pipeline.errors import ConfigError, DataError, PipelineError, output_error
 from pipeline.export import checks, datasetjson, manifest, numeric_guard, reconcile, writer, xpt
 from pipeline.progress import BuildLog, Progress
@@ -125,6 +125,7 @@ class Merged:
     rejected: list[pd.DataFrame] = field(default_factory=list)
     findings: list[pd.DataFrame] = field(default_factory=list)
     origin: dict[str, str] = field(default_factory=dict)  # dataset -> module
+    failed: str = ""  # the module that raised DataError, if any
 
 
 def _finding(studyid: str, file: str, check: str, message: str, severity: str = "error", column: str = "") -> pd.DataFrame:
@@ -157,16 +158,20 @@ def add_dataset(datasets: dict[str, pd.DataFrame], name: str, frame: pd.DataFram
 
 
 def run_domains(ctx: StudyContext, log: BuildLog, progress: Progress | None = None,
-                registry: list[str] | None = None, package: str | None = None) -> Merged:
+                registry: list[str] | None = None, package: str | None = None,
+                into: Merged | None = None) -> Merged:
     """Run every registry module in order on ``ctx`` and merge what they return.
 
     ``ctx.datasets``/``ctx.reports`` grow as modules finish (a module sees those before it).
+    ``into``: continue merging into an earlier result (the :data:`AFTER_VISITS` modules); when a
+    module of that earlier run failed, the new modules are not run.
     """
     sid = ctx.study.studyid
-    merged = Merged()
+    merged = into if into is not None else Merged()
     package = package or DOMAIN_PACKAGE
-    log.section("domains")
-    failed = ""
+    if into is None:
+        log.section("domains")
+    failed = merged.failed
     for name in (registry if registry is not None else REGISTRY):
         if failed:
             log.add(f"{name}: not run ({failed} failed)")
@@ -185,7 +190,7 @@ def run_domains(ctx: StudyContext, log: BuildLog, progress: Progress | None = No
         except DataError as exc:
             merged.findings.append(_finding(sid, name, "domain_error", f"{name}: {exc}"))
             log.add(f"{name}: FAILED: {exc}")
-            failed = name
+            failed = merged.failed = name
             if progress:
                 progress.step(name, "FAILED")
             continue
@@ -394,6 +399,8 @@ def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_di
     # one VISITNUM per unscheduled visit (subject and date) across every domain
     merged.datasets = visits.renumber_unscheduled(merged.datasets, study)
     ctx.datasets.update(merged.datasets)
+    if registry is None:  # SV and the like read the final VISITNUMs of every domain
+        run_domains(ctx, log, progress, AFTER_VISITS, package, into=merged)
     ordered = {}
     found = list(merged.findings)
     specified = checks.specified_datasets(spec)
@@ -613,12 +620,12 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
     debug = bool(getattr(args, "debug", False))
     mode = getattr(args, "mode", None) or "final"
     show = not getattr(args, "no_progress", False) and sys.stderr.isatty()
-    total = 1 + len(REGISTRY) + 3 + len(POST_EXPORT_HOOKS) + 1
+    total = 1 + len(REGISTRY) + len(AFTER_VISITS) + 3 + len(POST_EXPORT_HOOKS) + 1
     progress_of = {s.studyid: Progress(s.studyid, total, enabled=show) for s in studies}
     jobs = getattr(args, "jobs", None) or parallel.default_jobs(len(studies))
     if jobs > 1 and len(studies) > 1:
         # imported once here, so that forked workers inherit the modules (pipeline.parallel)
-        parallel.preload([GATE_MODULE, "pipeline.intake.report", *(f"{DOMAIN_PACKAGE}.{m}" for m in REGISTRY),
+        parallel.preload([GATE_MODULE, "pipeline.intake.report", *(f"{DOMAIN_PACKAGE}.{m}" for m in REGISTRY + AFTER_VISITS),
                           *(h.module for h in POST_EXPORT_HOOKS)])
     try:
         gated = _gate(raw, studies, spec, out, progress_of, debug, jobs)

@@ -62,3 +62,24 @@ def test_build_smallest_real_study(tmp_path, shared_dir):
         jsonschema.validate(doc, schema)
         assert doc["records"] == len(frame)
         assert [c["name"] for c in doc["columns"]] == list(frame.columns)
+    _sv_covers_every_visit(study)
+
+
+def _sv_covers_every_visit(study: Path) -> None:
+    """Every (USUBJID, VISITNUM) of every exported domain is in SV; SV's planned visits are TV's."""
+    frames = {x.stem.upper(): pyreadstat.read_xport(str(x))[0] for x in sorted(study.glob("*.xpt"))}
+    assert "SV" in frames, "no SV dataset in the build"
+    sv, tv = frames["SV"], frames["TV"]
+    keys = set(zip(sv["USUBJID"], sv["VISITNUM"].round(2)))
+    for name, frame in frames.items():
+        if name == "SV" or not {"USUBJID", "VISITNUM"} <= set(frame.columns):
+            continue
+        have = frame[frame["VISITNUM"].notna()]
+        missing = set(zip(have["USUBJID"], have["VISITNUM"].round(2))) - keys
+        assert not missing, f"{name}: visits not in SV, e.g. {sorted(missing)[:3]}"
+    planned = sv[sv["SVPRESP"] == "Y"]
+    tv_pairs = set(zip(tv["VISITNUM"], tv["VISIT"]))
+    assert set(zip(planned["VISITNUM"], planned["VISIT"])) <= tv_pairs
+    unplanned = sv[sv["SVPRESP"] != "Y"]
+    assert (unplanned["VISIT"] == "UNSCHEDULED").all() and (unplanned["SVUPDES"] != "").all()
+    assert not set(unplanned["VISITNUM"]) & set(tv["VISITNUM"])

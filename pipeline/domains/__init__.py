@@ -19,3 +19,10 @@ REGISTRY: list[str] = [
     "dd",        # DD (primary cause of death); death/AE and AE/disposition cross-checks (needs DS and AE)
     "rs",        # RS and supporting findings
 ]
+
+#: modules run after :func:`pipeline.derive.visits.renumber_unscheduled` has given every
+#: unscheduled visit its one VISITNUM across all datasets (:func:`pipeline.build.build_study`):
+#: they read every dataset the REGISTRY built, whatever domains are added to it later
+AFTER_VISITS: list[str] = [
+    "sv",        # SV (subject visits, from the visits of every domain)
+]
