@@ -129,11 +129,13 @@ def test_responder_parameters_and_denominator(leuk):
 
 def test_mrd_negative_remission(leuk):
     _, adam, _, _ = leuk
-    # 001 month 2: derived CR with MRD 0.00% (< 0.01%) -> Y; 003 has no MRD record -> N
+    # 001 month 2: derived CR with MRD not detected at sensitivity 0.01% (<= 0.01%) -> Y; 003 has no MRD record -> N
     m = {k[0]: v for k, v in param(adam["ADRS"], "MRDNCR").items()}
     assert m == {"001": "Y", "002": "N", "003": "N", "004": "N"}
     r = adam["ADRS"][(adam["ADRS"]["PARAMCD"] == "MRDNCR") & (adam["ADRS"]["USUBJID"] == u("001"))].iloc[0]
-    assert (r["SRCDOM"], r["SRCVAR"]) == ("LB", "LBSTRESN")
+    assert (r["SRCDOM"], r["SRCVAR"]) == ("LB", "LBSTRESC")
+    # MRDSTAT of 001: day 28 1.20% >= 0.01% POSITIVE; month 2 not detected at 0.01% NEGATIVE
+    assert param(adam["ADRS"], "MRDSTAT") == {("001", "2024-01-29"): "POSITIVE", ("001", "2024-03-01"): "NEGATIVE"}
 
 
 def test_every_adrs_record_traces_to_sdtm(leuk):

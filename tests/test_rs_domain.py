@@ -31,7 +31,7 @@ from pipeline.spec import load_spec
 from conftest import RAW, SPECS
 
 RS_COLS = ["STUDYID", "SITEID", "SUBJID", "VISIT", "RSDAT", "BMBLAST", "BMCELL", "PBBLAST", "EMD", "CNSSTAT",
-           "MRDRES", "TRANSIND", "DASCORE", "GCDOSE", "RSORRES"]
+           "MRDRES", "MRDND", "MRDMETH", "MRDLLOQ", "TRANSIND", "DASCORE", "GCDOSE", "RSORRES"]
 
 
 def form(rows: list[dict], name: str, columns: list[str]) -> pd.DataFrame:
@@ -73,13 +73,14 @@ def leukemia_context(spec) -> StudyContext:
     study = load_study(SPECS, SID)
     dm = dm_frame(SID, {"001": {"rf": INF}, "002": {"rf": INF, "dth": "2024-05-01"}, "003": {"rf": INF},
                         "004": {"rf": INF}, "005": {}})
-    b = {"STUDYID": SID, "SITEID": "01", "PBBLAST": "0.0", "EMD": "N", "CNSSTAT": "CNS-1", "BMCELL": "40"}
+    b = {"STUDYID": SID, "SITEID": "01", "PBBLAST": "0.0", "EMD": "N", "CNSSTAT": "CNS-1", "BMCELL": "40",
+         "MRDMETH": "FLOW CYTOMETRY", "MRDLLOQ": "0.01"}
     rs = form([
         {**b, "SUBJID": "001", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "BMBLAST": "60.0", "PBBLAST": "12.0",
          "MRDRES": "55.00", "BMCELL": "90", "RSORRES": "NE"},
         {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "BMBLAST": "5.0", "MRDRES": "1.20",
          "RSORRES": "CR"},
-        {**b, "SUBJID": "001", "VISIT": "MONTH 2", "RSDAT": "01-MAR-2024", "BMBLAST": "1.0", "MRDRES": "0.00",
+        {**b, "SUBJID": "001", "VISIT": "MONTH 2", "RSDAT": "01-MAR-2024", "BMBLAST": "1.0", "MRDND": "Y",
          "RSORRES": "CR"},
         {**b, "SUBJID": "002", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "BMBLAST": "1.0", "RSORRES": "CR"},
         {**b, "SUBJID": "002", "VISIT": "MONTH 3", "RSDAT": "31-MAR-2024", "BMBLAST": "30.0", "PBBLAST": "4.0",
@@ -185,7 +186,11 @@ def test_lbda_split_lb(leuk):
     assert set(lb.loc[lb["LBTESTCD"] == "MRD", "LBMETHOD"]) == {"FLOW CYTOMETRY"}
     assert set(lb.loc[lb["LBTESTCD"] != "MRD", "LBMETHOD"]) == {""}
     m = lb[(lb["USUBJID"] == u("001")) & (lb["LBTESTCD"] == "MRD")].sort_values("LBDTC")
-    assert m["LBORRES"].tolist() == ["55.00", "1.20", "0.00"] and m["LBSTRESC"].tolist() == ["55", "1.2", "0"]
+    # month 2 not detected (MRDND = Y) at the assay sensitivity 0.01%: "<0.01", no number (SDTMIG 3.4 LB, below LLOQ)
+    assert m["LBORRES"].tolist() == ["55.00", "1.20", "<0.01"] and m["LBSTRESC"].tolist() == ["55", "1.2", "<0.01"]
+    assert m["LBSTRESN"].tolist()[:2] == [55.0, 1.2] and np.isnan(m["LBSTRESN"].iloc[2])
+    assert m["LBLLOQ"].tolist() == [0.01, 0.01, 0.01]
+    assert lb.loc[lb["LBTESTCD"] != "MRD", "LBLLOQ"].isna().all()
     assert m["LBLOBXFL"].tolist() == ["Y", "", ""]
     assert (lb["LBSTRESU"] == "%").all()
 

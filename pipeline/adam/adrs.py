@@ -14,8 +14,10 @@ Parameters (PARAMCD; the spec's value-level metadata describes each):
 - ``RSPDnnn`` / ``IRSPDnnn``: responder (Y/N) at protocol day nnn (``[orr].timepoint_day`` and
   ``[orr].timepoints_days``) within ``[orr].window_days``, categories ``[orr].categories``;
   every safety-population subject has a record (no assessment in the window = N).
-- ``MRDNCR``: MRD-negative remission within the BOR window (``specs/rules/mrd_negativity.csv``),
-  only in studies where MRD is collected (LBDA LBTESTCD MRD).
+- ``MRDSTAT``: MRD status (NEGATIVE / POSITIVE / NE) of each post-infusion MRD result by the
+  rule of its method and the assay's sensitivity (``specs/rules/mrd_negativity.csv``);
+- ``MRDNCR``: MRD-negative remission (CR/CRh/CRi with MRD NEGATIVE the same day) within the BOR
+  window; both only in studies whose TOML has ``[response.mrd]`` (rule_set).
 
 Traceability: SRCDOM/SRCVAR/SRCSEQ name the SDTM RS record (the investigator OVRLRESP of the
 assessment, else its first record), the LBDA MRD record, or the ADRS record (ASEQ) a
@@ -243,33 +245,116 @@ def responder_records(resp: pd.DataFrame, adsl: pd.DataFrame, study: Study) -> p
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def mrd_negative_remission(resp: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, adsl: pd.DataFrame,
+MRD_RULE_COLUMNS = ["rule_set", "lbtestcd", "method", "unit", "operator", "threshold", "max_lloq", "categories",
+                    "description", "source"]
+
+
+def mrd_rules(spec: Spec, study: Study) -> pd.DataFrame:
+    """The rows of ``specs/rules/mrd_negativity.csv`` of the study's ``[response.mrd].rule_set``
+    (one per MRD method), thresholds as float; empty when the study has no ``[response.mrd]``
+    (its protocol names no MRD endpoint)."""
+    cfg = study["response"].get("mrd")
+    if not cfg:
+        return pd.DataFrame(columns=MRD_RULE_COLUMNS)
+    t = spec.rule("mrd_negativity")
+    missing = [c for c in MRD_RULE_COLUMNS if c not in t.columns]
+    if missing:
+        raise ConfigError(f"rule table mrd_negativity: missing column(s) {', '.join(missing)}")
+    rows = t[t["rule_set"] == cfg["rule_set"]].copy()
+    if rows.empty:
+        raise ConfigError(f"[response.mrd].rule_set {cfg['rule_set']!r} has no rows in specs/rules/mrd_negativity.csv")
+    if not rows["operator"].isin(["lt"]).all():
+        raise ConfigError("rule table mrd_negativity: operator must be lt (MRD negative = below the threshold)")
+    for c in ("threshold", "max_lloq"):
+        rows[c] = pd.to_numeric(rows[c], errors="coerce")
+        if rows[c].isna().any():
+            raise ConfigError(f"rule table mrd_negativity: {c} must be a number")
+    return rows.reset_index(drop=True)
+
+
+def mrd_status(lbda: pd.DataFrame | None, rules: pd.DataFrame) -> pd.DataFrame:
+    """MRD status of each MRD record (LBDA, LBTESTCD of the rules) by the rule of its method
+    (``specs/rules/mrd_negativity.csv``):
+
+    - a quantified result (LBSTRESN) at or above the assay's LLOQ: NEGATIVE when below
+      ``threshold`` (``lt``: exactly 0.01% = 10^-4 is POSITIVE), else POSITIVE;
+    - below the assay's sensitivity (LBORRES ``<LBLLOQ``, or LBSTRESN below LBLLOQ): not
+      detected *at that sensitivity*: NEGATIVE when LBLLOQ <= ``max_lloq`` (the assay could see
+      the threshold), else NE (not detected at 10^-3 says nothing about 10^-4);
+    - not detected without a sensitivity, no result, or a method without a rule row: NE.
+
+    Returns ``USUBJID, RSDTC (date), RSDY, LBSEQ, VISIT, VISITNUM, status, basis``."""
+    cols = ["USUBJID", "RSDTC", "RSDY", "LBSEQ", "VISIT", "VISITNUM", "status", "basis"]
+    if lbda is None or rules.empty:
+        return pd.DataFrame(columns=cols)
+    m = lbda[text(lbda["LBTESTCD"]).isin(set(rules["lbtestcd"]))]
+    if m.empty:
+        return pd.DataFrame(columns=cols)
+    meth = text(m["LBMETHOD"]) if "LBMETHOD" in m else pd.Series("", index=m.index)
+    r = rules.set_index("method")
+    thr = meth.map(r["threshold"]).astype("float64")
+    max_lloq = meth.map(r["max_lloq"]).astype("float64")
+    val = num(m["LBSTRESN"])
+    lloq = num(m["LBLLOQ"]) if "LBLLOQ" in m else pd.Series(np.nan, index=m.index)
+    orres = text(m["LBORRES"])
+    below = orres.str.startswith("<") | orres.str.upper().eq("NOT DETECTED") | (val < lloq).fillna(False)
+    quantified = val.notna() & ~below
+    pct = lambda x: x.map(lambda v: "" if pd.isna(v) else f"{v:g}%")  # noqa: E731 (formatting a few values)
+    status = np.select(
+        [thr.isna(), quantified & (val.round(9) < thr.round(9)), quantified,
+         below & lloq.notna() & (lloq.round(9) <= max_lloq.round(9)), below & lloq.notna()],
+        ["NE", "NEGATIVE", "POSITIVE", "NEGATIVE", "NE"], default="NE")
+    basis = np.select(
+        [thr.isna(), quantified, below & lloq.notna() & (lloq.round(9) <= max_lloq.round(9)), below & lloq.notna(),
+         below],
+        ["no MRD rule for method '" + meth + "'",
+         "MRD " + pct(val) + np.where(val.round(9) < thr.round(9), " < ", " >= ") + pct(thr) + " (" + meth + ")",
+         "not detected at sensitivity " + pct(lloq) + " <= " + pct(max_lloq) + " (" + meth + ")",
+         "not detected at sensitivity " + pct(lloq) + ", worse than the " + pct(thr) + " threshold (" + meth + ")",
+         "not detected, assay sensitivity not recorded"],
+        default="no MRD result")
+    return pd.DataFrame({"USUBJID": text(m["USUBJID"]).to_numpy(), "RSDTC": text(m["LBDTC"]).str.slice(0, 10).to_numpy(),
+                         "RSDY": num(m["LBDY"]).to_numpy(), "LBSEQ": num(m["LBSEQ"]).to_numpy(),
+                         "VISIT": text(m["VISIT"]).to_numpy(), "VISITNUM": num(m["VISITNUM"]).to_numpy(),
+                         "status": status, "basis": np.asarray(basis, dtype=object)})
+
+
+def mrd_status_records(status: pd.DataFrame) -> pd.DataFrame:
+    """MRDSTAT per post-infusion MRD result: NEGATIVE / POSITIVE / NE (:func:`mrd_status`),
+    ABASIS the reason, traced to the LBDA record."""
+    s = status[R.protocol_day(status["RSDY"]) >= 1] if len(status) else status
+    if s.empty:
+        return pd.DataFrame()
+    out = _records(s, "MRDSTAT", s["status"], "LB", "LBORRES", s["LBSEQ"], DERIVED)
+    out["ABASIS"] = s["basis"].astype(str).str.slice(0, 200).to_numpy()
+    return out
+
+
+def mrd_negative_remission(resp: pd.DataFrame, status: pd.DataFrame, rules: pd.DataFrame, adsl: pd.DataFrame,
                            window_days: int) -> pd.DataFrame:
     """MRDNCR per safety-population subject: Y when a post-infusion assessment within the BOR
-    window has a derived response in the remission categories of ``specs/rules/mrd_negativity.csv``
-    and the MRD result of the same date (LBDA LBTESTCD MRD, %) is below its threshold; traced to
-    that MRD record (LB LBSEQ), else N traced to ADSL. Not derived when LBDA holds no MRD."""
-    lbda = sdtm.get("LBDA")
-    rule = spec.rule("mrd_negativity").iloc[0]
-    if lbda is None or not (text(lbda["LBTESTCD"]) == rule["lbtestcd"]).any():
+    window has a derived response (in the protocol's categories, after ``[response].category_map``)
+    in the rule's remission categories (``specs/rules/mrd_negativity.csv``) and the MRD status
+    of the same date is NEGATIVE (:func:`mrd_status`); traced to that MRD record (LB LBSEQ),
+    else N traced to ADSL. Only in studies with ``[response.mrd]``."""
+    if rules.empty:
         return pd.DataFrame()
-    m = lbda[text(lbda["LBTESTCD"]) == rule["lbtestcd"]]
-    mrd = pd.DataFrame({"USUBJID": text(m["USUBJID"]), "RSDTC": text(m["LBDTC"]).str.slice(0, 10),
-                        "mrd": num(m["LBSTRESN"]), "LBSEQ": num(m["LBSEQ"])})
-    d = resp[(resp["RSEVAL"] == DERIVED) & resp["AVALC"].isin(rule["categories"].split("|"))].copy()
+    cats = set("|".join(rules["categories"]).split("|"))
+    d = resp[(resp["RSEVAL"] == DERIVED) & resp["AVALC"].isin(cats)].copy()
     pday = R.protocol_day(d["RSDY"])
     d = d[(pday >= 1) & (pday <= window_days)]
     d["RSDTC"] = d["RSDTC"].str.slice(0, 10)
-    j = d.merge(mrd, on=["USUBJID", "RSDTC"])
-    j = j[j["mrd"] < float(rule["threshold"])].sort_values(["USUBJID", "ADT"], kind="mergesort")
+    neg = status[status["status"] == "NEGATIVE"][["USUBJID", "RSDTC", "LBSEQ"]]
+    j = d.merge(neg, on=["USUBJID", "RSDTC"]).sort_values(["USUBJID", "ADT"], kind="mergesort")
     first = j.drop_duplicates("USUBJID")
     grid = pd.DataFrame({"USUBJID": adsl.loc[text(adsl["SAFFL"]) == "Y", "USUBJID"].to_numpy()})
-    g = grid.merge(first[["USUBJID", "RSDTC", "LBSEQ", "RSDY"]], on="USUBJID", how="left")
+    g = grid.merge(first[["USUBJID", "RSDTC", "LBSEQ", "RSDY", "AVALC"]], on="USUBJID", how="left")
     has = g["LBSEQ"].notna()
     return pd.DataFrame({"USUBJID": g["USUBJID"], "PARAMCD": "MRDNCR", "AVALC": np.where(has, "Y", "N"),
                          "ADT": dtc_to_sas_date(text(g["RSDTC"])), "RSEVAL": DERIVED,
-                         "SRCDOM": np.where(has, "LB", "ADSL"), "SRCVAR": np.where(has, "LBSTRESN", "SAFFL"),
-                         "SRCSEQ": g["LBSEQ"], "RSDTC": text(g["RSDTC"]), "RSDY": num(g["RSDY"])})
+                         "SRCDOM": np.where(has, "LB", "ADSL"), "SRCVAR": np.where(has, "LBSTRESC", "SAFFL"),
+                         "SRCSEQ": g["LBSEQ"], "RSDTC": text(g["RSDTC"]), "RSDY": num(g["RSDY"]),
+                         "ABASIS": np.where(has, text(g["AVALC"]) + " with MRD negative", "")})
 
 
 def parameters(spec: Spec, adrs: pd.DataFrame) -> pd.DataFrame:
@@ -299,8 +384,11 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
     resp["ASEQ"] = np.arange(1, len(resp) + 1, dtype="float64")  # provisional, renumbered below
     bor = best_response_records(resp, order, int(cfg["bor_window_days"]))
     rsp = responder_records(resp, adsl, study)
-    mrd = mrd_negative_remission(resp, sdtm, spec, adsl, int(cfg["bor_window_days"]))
-    adrs = pd.concat([x for x in (resp, bor, rsp, mrd) if len(x)], ignore_index=True)
+    mrules = mrd_rules(spec, study)
+    mstat = mrd_status(sdtm.get("LBDA"), mrules)
+    mrd = mrd_negative_remission(resp, mstat, mrules, adsl, int(cfg["bor_window_days"]))
+    mrd_recs = mrd_status_records(mstat)
+    adrs = pd.concat([x for x in (resp, bor, rsp, mrd, mrd_recs) if len(x)], ignore_index=True)
     adrs = merge_adsl(adrs, adsl, ADSL_VARS)
     adrs["ADY"] = analysis_day(adrs["ADT"], adrs["TRTSDT"])
     rank = dict(zip(order["category"], order["rank"]))

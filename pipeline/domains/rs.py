@@ -99,8 +99,20 @@ def assigned_values(spec: Spec, dataset: str, variable: str, testcd_var: str) ->
     if vl.empty or "dataset" not in vl:
         return {}
     rows = vl[(vl["dataset"] == dataset) & (vl["variable"] == variable) & (vl["where_variable"] == testcd_var)
-              & (vl["codelist"] != "")]
+              & (vl["codelist"] != "") & ~vl["source"].str.startswith(f"CRF {FORM}.")]
     return {r.where_value: single_term(spec, r.codelist) for r in rows.itertuples(index=False)}  # value-level spec rows
+
+
+def collected_qualifiers(spec: Spec, dataset: str, variable: str, testcd_var: str) -> dict[str, str]:
+    """Test -> raw column of form rs that feeds ``variable`` of that test's records (value-level
+    rows ``<dataset>.<variable>`` with ``source = CRF rs.<column>``: the MRD method and assay
+    sensitivity, the CSF specimen condition)."""
+    vl = spec.valuelevel
+    if vl.empty or "dataset" not in vl:
+        return {}
+    rows = vl[(vl["dataset"] == dataset) & (vl["variable"] == variable) & (vl["where_variable"] == testcd_var)]
+    src = rows["source"].str.extract(rf"^CRF {FORM}\.(?P<column>\w+)$")["column"]
+    return dict(zip(rows.loc[src.notna(), "where_value"], src[src.notna()]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,35 +223,62 @@ def _base_records(sub: pd.DataFrame, ctx: StudyContext) -> pd.DataFrame:
     })
 
 
+#: raw flag column of form rs saying a test's result was not detected (below the assay's
+#: sensitivity, collected in the test's LBLLOQ column): the record's result is "<LBLLOQ"
+NOT_DETECTED_FLAGS = {"MRD": "MRDND"}
+
+
+def _column_text(a: pd.DataFrame, column: str | None) -> pd.Series:
+    if column is None or column not in a.columns:
+        return pd.Series("", index=a.index, dtype="object")
+    return _text(a[column])
+
+
 def lab_records(a: pd.DataFrame, ctx: StudyContext) -> pd.DataFrame:
-    """LBDA records (split LB, SDTMIG 4.1.7) of the marrow and blast results of each assessment:
-    tests, types and units from the value-level metadata of LBDA.LBORRES; LBSPEC and LBMETHOD
-    from one-term codelists in value-level rows; LBCAT the one term of LBCAT's codelist."""
+    """LBDA records (split LB, SDTMIG 4.1.7) of the marrow, blast, MRD and CSF results of each
+    assessment: tests, types and units from the value-level metadata of LBDA.LBORRES; LBSPEC,
+    LBMETHOD and LBSPCCND from one-term codelists in value-level rows, or per record from the
+    raw column a value-level row names (``source = CRF rs.<column>``: MRD method, CSF specimen
+    condition); LBLLOQ (assay sensitivity) likewise; LBCAT the one term of LBCAT's codelist.
+
+    A result the form flags as not detected (:data:`NOT_DETECTED_FLAGS`, MRD: rs.MRDND = Y)
+    with an empty value is below the assay's sensitivity: LBORRES = LBSTRESC = ``<LBLLOQ``
+    (e.g. ``<0.01``), LBSTRESN null (SDTMIG 3.4 LB, results below the limit of quantitation);
+    without a sensitivity it is ``NOT DETECTED``."""
     spec = ctx.spec
     tests = collected_tests(spec, "LBDA", "LBORRES", "LBTESTCD")
     var_cl = spec.vars("LBDA").set_index("variable")["codelist"]
     decode = spec.decode_map(var_cl["LBTESTCD"])
     lbcat = single_term(spec, var_cl["LBCAT"])
-    specimen = assigned_values(spec, "LBDA", "LBSPEC", "LBTESTCD")
-    method = assigned_values(spec, "LBDA", "LBMETHOD", "LBTESTCD")
+    fixed = {v: assigned_values(spec, "LBDA", v, "LBTESTCD") for v in ("LBSPEC", "LBMETHOD", "LBSPCCND")}
+    per_record = {v: collected_qualifiers(spec, "LBDA", v, "LBTESTCD") for v in ("LBMETHOD", "LBSPCCND", "LBLLOQ")}
     parts = []
-    for t in tests.itertuples(index=False):  # four tests, vectorised over assessments
+    for t in tests.itertuples(index=False):  # a few tests, vectorised over assessments
         if t.column not in a.columns:
             continue
         val = _text(a[t.column])
+        lloq_txt = _column_text(a, per_record["LBLLOQ"].get(t.testcd))
+        lloq = pd.to_numeric(lloq_txt, errors="coerce")
+        nd = _column_text(a, NOT_DETECTED_FLAGS.get(t.testcd)).str.upper().eq("Y") & val.eq("")
+        below = np.where(lloq.notna(), "<" + _format_number(lloq).astype(str), "NOT DETECTED")
+        val = val.where(~nd, pd.Series(below, index=a.index))
         keep = val.ne("")
         if not keep.any():
             continue
         sub = a[keep]
         num = pd.to_numeric(val[keep], errors="coerce")
+        stresc = _format_number(num).where(num.notna(), val[keep])
+        qual = {v: (_column_text(sub, per_record[v][t.testcd]) if t.testcd in per_record[v]
+                    else pd.Series(fixed[v].get(t.testcd, ""), index=sub.index)) for v in ("LBMETHOD", "LBSPCCND")}
         parts.append(pd.DataFrame({
             "STUDYID": ctx.study.studyid, "DOMAIN": "LB", "USUBJID": sub["USUBJID"].to_numpy(),
             "LBLNKGRP": sub["_grp"].to_numpy(), "LBTESTCD": t.testcd,
             "LBTEST": decode.get(t.testcd, ""), "LBCAT": lbcat,
             "LBORRES": val[keep].to_numpy(), "LBORRESU": t.unit, "LBORNRLO": "", "LBORNRHI": "",
-            "LBSTRESC": _format_number(num).to_numpy(), "LBSTRESN": num.to_numpy(dtype="float64"),
+            "LBSTRESC": stresc.to_numpy(), "LBSTRESN": num.to_numpy(dtype="float64"),
             "LBSTRESU": t.unit, "LBSTNRLO": np.nan, "LBSTNRHI": np.nan, "LBNRIND": "",
-            "LBSPEC": specimen.get(t.testcd, ""), "LBMETHOD": method.get(t.testcd, ""),
+            "LBSPEC": fixed["LBSPEC"].get(t.testcd, ""), "LBMETHOD": qual["LBMETHOD"].to_numpy(),
+            "LBSPCCND": qual["LBSPCCND"].to_numpy(), "LBLLOQ": lloq[keep].to_numpy(dtype="float64"),
             "VISITNUM": sub["VISITNUM"].to_numpy(dtype="float64"), "VISIT": sub["VISIT"].to_numpy(),
             "EPOCH": np.asarray(sub["EPOCH"], dtype=object), "LBDTC": sub["RSDTC"].to_numpy(),
             "LBDY": sub["RSDY"].to_numpy(dtype="float64"), "_ROW": sub["_ROW"].to_numpy(),

@@ -215,7 +215,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
         L["si"] = si
         L["locked"] = locked
     lb_cols, L = labs.lab_form(study, S, D, L, T, spec, cfg, ranges, rng)
-    rs_cols = response.rs_form(study, S, V, D, L, rng, leuk, plants)
+    rs_cols = response.rs_form(study, S, V, D, L, rng, leuk, plants, cfg)
     ae_cols = ae_mod.build_ae(study, S, grid, D, L, ranges, cfg, rng, plants)
 
     forms: dict[str, pd.DataFrame] = {}

@@ -38,6 +38,9 @@ Planted investigator disagreements (subject order = SUBJID order):
 - RS-AID-PR: autoimmune, first non-responder at the first assessment: investigator PR
   (criteria NR, score fell < 50%).
 
+- RS-MRD-SENS: leukemia, fourth responder (the BMBLAST 4.9 subject), first not-detected MRD:
+  assay sensitivity 0.1% (10^-3), worse than the NCCN 10^-4 threshold (MRD status NE).
+
 Boundary values that agree with the criteria: a fourth leukemia responder has BMBLAST 4.9
 (criteria CR-type) and the second non-responder BMBLAST 5.0 (NR).
 """
@@ -48,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Study
+from pipeline.simulate.subjects import stream
 
 
 def assessment_rows(study: Study, V: pd.DataFrame, with_screening: bool = False,
@@ -107,7 +111,7 @@ def _fmt(x, d=1):
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{d}f}"
 
 
-def leukemia(study, S, A, C, rng, plants):
+def leukemia(study, S, A, C, rng, plants, cfg):
     """Leukemia assessments; row k=0 of each subject is the SCREENING (baseline) marrow."""
     cats = set(study["response"]["categories"])
     n = len(A)
@@ -193,9 +197,32 @@ def leukemia(study, S, A, C, rng, plants):
             inv[first_i & (i == plants[key])] = "CR"
     cols = {
         "BMBLAST": [_fmt(x) for x in bm], "BMCELL": [_fmt(x, 0) for x in cell], "PBBLAST": [_fmt(x) for x in pb],
-        "EMD": emd, "CNSSTAT": cns, "MRDRES": [_fmt(x, 2) for x in mrd],
+        "EMD": emd, "CNSSTAT": cns,
     }
+    cols.update(mrd_columns(mrd, i, k, cfg, plants if study["response"].get("mrd") else {}))
     return cols, inv, crit
+
+
+def mrd_columns(mrd: np.ndarray, i: np.ndarray, k: np.ndarray, cfg: dict, plants: dict[str, int]) -> dict:
+    """MRD result, not-detected flag, method and assay sensitivity (own stream ``rs_mrd``).
+
+    Flow cytometry with a sensitivity (LLOQ) of 0.01% (10^-4) for most results, 0.001% for a
+    fifth of them; a result of 0 is "not detected" (MRDND = Y, MRDRES blank); a quantified
+    result below the LLOQ is reported as not detected too. Planted (RS-MRD-SENS): the first
+    not-detected result of the fourth responder (plan ``B49``) comes from an assay with a
+    sensitivity of 0.1% (10^-3), worse than the 10^-4 threshold: not detected, yet not MRD
+    negative. Only in studies with ``[response.mrd]`` (the others derive no MRD status)."""
+    u = stream(cfg, "rs_mrd").random((2, len(mrd)))
+    lloq = np.where(u[0] < 0.2, 0.001, 0.01)
+    nd = mrd < lloq
+    if "B49" in plants:
+        cand = np.flatnonzero((i == plants["B49"]) & (k >= 1) & nd)
+        if len(cand):
+            lloq[cand[0]] = 0.1
+    return {"MRDRES": np.array([None if d else _fmt(x, 3) for x, d in zip(mrd, nd)], dtype=object),
+            "MRDND": np.where(nd, "Y", "N").astype(object),
+            "MRDMETH": np.full(len(mrd), "FLOW CYTOMETRY", dtype=object),
+            "MRDLLOQ": np.array([_fmt(x, 3) for x in lloq], dtype=object)}
 
 
 def aplastic(study, S, A, C, rng, plants_out):
@@ -276,7 +303,7 @@ def autoimmune(study, S, A, rng, plants_out):
 
 
 def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: pd.DataFrame,
-            rng: np.random.Generator, leuk_plants: dict[str, int], plants_out: list[dict]) -> dict:
+            rng: np.random.Generator, leuk_plants: dict[str, int], plants_out: list[dict], cfg: dict) -> dict:
     """Column arrays of the ``rs`` form (plus ``_i`` and ``_crit``, the criteria category)."""
     fam = study["response"]["family"]
     if fam == "autoimmune":
@@ -290,10 +317,15 @@ def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: 
         A = assessment_rows(study, V, with_screening=(fam == "leukemia"))
         C = _counts(L, D, A)
         if fam == "leukemia":
-            cols, inv, crit = leukemia(study, S, A, C, rng, leuk_plants)
+            cols, inv, crit = leukemia(study, S, A, C, rng, leuk_plants, cfg)
             desc = {"RS-BLAST5": "BMBLAST 5.0 (not < 5%), investigator CR",
                     "RS-COUNTS": "platelets 72 x 10^9/L at the visit, investigator CR",
                     "RS-PBBLAST": "circulating blasts 2.0%, investigator CR"}
+            sens = np.flatnonzero(cols["MRDLLOQ"] == "0.100")
+            for j in sens[:1]:  # at most one planted row
+                plants_out.append({"subject": int(A["i"].iat[j]), "form": "rs", "item": "RS-MRD-SENS",
+                                   "description": f"{A['VISIT'].iat[j]}: MRD not detected at sensitivity 0.1% "
+                                                  "(worse than the 0.01% threshold): MRD status NE, not negative"})
             for key, d in desc.items():
                 if key in leuk_plants:
                     v = A.loc[(A["i"] == leuk_plants[key]) & (A["k"] == 1), "VISIT"].iloc[0]

@@ -1,0 +1,123 @@
+"""Leukemia depth (issue 16 item 3): MRD negativity with the assay's sensitivity, CNS status and
+CNS remission, extramedullary disease by imaging, and the overall response that combines them.
+
+Every expected value is worked out by hand from the rule tables' text (NCCN ALL v3.2023) and
+written as a literal here, never computed by the code under test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.adam import adrs as adrs_mod
+from pipeline.errors import ConfigError
+from pipeline.spec import read_table
+
+from conftest import SPECS
+
+
+class RuleSource:
+    """The spec's rule tables without loading the whole spec."""
+
+    def rule(self, name: str) -> pd.DataFrame:
+        return read_table(SPECS / "rules" / f"{name}.csv")
+
+
+SRC = RuleSource()
+NCCN = {"response": {"mrd": {"rule_set": "NCCN ALL v3.2023"}}}
+FLOW, NGS = "FLOW CYTOMETRY", "NEXT GENERATION SEQUENCING"
+
+
+def mrd_frame(rows: list[tuple]) -> pd.DataFrame:
+    """LBDA MRD records: (method, LBORRES, LBLLOQ); LBSTRESN is the number LBORRES holds."""
+    out = []
+    for k, (method, orres, lloq) in enumerate(rows):
+        try:
+            stresn = float(orres)
+        except ValueError:
+            stresn = np.nan
+        out.append({"USUBJID": f"S{k:02d}", "LBTESTCD": "MRD", "LBMETHOD": method, "LBORRES": orres,
+                    "LBSTRESN": stresn, "LBLLOQ": lloq, "LBDTC": "2024-01-29", "LBDY": 29.0, "LBSEQ": float(k + 1),
+                    "VISIT": "DAY 28", "VISITNUM": 13.0})
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------------
+# MRD
+# ---------------------------------------------------------------------------------------
+def test_mrd_status_at_10e_minus_4_and_with_the_assay_sensitivity():
+    """NCCN ALL v3.2023: MRD negative < 10^-4 = 0.01% of nucleated cells (strict); a result
+    not detected counts only if the assay could see 10^-4 (sensitivity LLOQ <= 0.01%)."""
+    rules = adrs_mod.mrd_rules(SRC, NCCN)
+    cases = [
+        ((FLOW, "0.01", 0.001), "POSITIVE"),      # exactly 10^-4: not below it
+        ((FLOW, "0.0099", 0.001), "NEGATIVE"),    # just below
+        ((FLOW, "0.0101", 0.001), "POSITIVE"),    # just above
+        ((FLOW, "<0.01", 0.01), "NEGATIVE"),      # not detected at sensitivity 10^-4 exactly: < 10^-4
+        ((FLOW, "<0.011", 0.011), "NE"),          # sensitivity just worse than 10^-4
+        ((FLOW, "<0.1", 0.1), "NE"),              # not detected at 10^-3: says nothing about 10^-4
+        ((FLOW, "0.005", 0.1), "NE"),             # a number below the assay's LLOQ 0.1% is not quantified
+        ((FLOW, "<0.001", 0.001), "NEGATIVE"),    # 10^-5 assay
+        ((NGS, "<0.0001", 0.0001), "NEGATIVE"),   # NGS at 10^-6
+        ((NGS, "0.012", 0.0001), "POSITIVE"),     # NGS 1.2 x 10^-4
+        (("", "0.001", 0.001), "NE"),             # method not recorded: no rule row
+        ((FLOW, "NOT DETECTED", np.nan), "NE"),   # not detected, sensitivity not recorded
+        ((FLOW, "0.0099", np.nan), "NEGATIVE"),   # quantified below the threshold, LLOQ not recorded
+    ]
+    st = adrs_mod.mrd_status(mrd_frame([c for c, _ in cases]), rules)
+    assert st["status"].tolist() == [e for _, e in cases]
+    assert st["basis"].iloc[0] == "MRD 0.01% >= 0.01% (FLOW CYTOMETRY)"
+    assert st["basis"].iloc[3] == "not detected at sensitivity 0.01% <= 0.01% (FLOW CYTOMETRY)"
+    assert st["basis"].iloc[5] == "not detected at sensitivity 0.1%, worse than the 0.01% threshold (FLOW CYTOMETRY)"
+    assert st["basis"].iloc[10] == "no MRD rule for method ''"
+
+
+def test_the_mrd_threshold_is_the_protocols():
+    """The NCCN rows hold 10^-4 for flow and NGS; a study naming another rule set gets its own
+    threshold, and a study without [response.mrd] gets no MRD parameters."""
+    t = SRC.rule("mrd_negativity")
+    nccn = t[t["rule_set"] == "NCCN ALL v3.2023"].set_index("method")
+    assert nccn.loc[FLOW, ["threshold", "max_lloq", "unit"]].tolist() == ["0.01", "0.01", "%"]
+    assert nccn.loc[NGS, ["threshold", "max_lloq"]].tolist() == ["0.01", "0.01"]
+
+    class Other:
+        def rule(self, name):
+            return pd.DataFrame([{"rule_set": "P", "lbtestcd": "MRD", "method": FLOW, "unit": "%", "operator": "lt",
+                                  "threshold": "0.001", "max_lloq": "0.001", "categories": "CR",
+                                  "description": "d", "source": "s"}])
+    rules = adrs_mod.mrd_rules(Other(), {"response": {"mrd": {"rule_set": "P"}}})
+    st = adrs_mod.mrd_status(mrd_frame([(FLOW, "0.005", 0.001), (FLOW, "<0.01", 0.01), (FLOW, "0.0009", 0.0001)]), rules)
+    assert st["status"].tolist() == ["POSITIVE", "NE", "NEGATIVE"]   # 10^-5 protocol: 0.005% and <0.01% do not pass
+    assert adrs_mod.mrd_rules(SRC, {"response": {}}).empty
+    with pytest.raises(ConfigError, match="rule_set"):
+        adrs_mod.mrd_rules(SRC, {"response": {"mrd": {"rule_set": "nope"}}})
+
+
+def test_mrd_negative_remission_needs_remission_and_negative_mrd_the_same_day():
+    """MRDNCR: CR/CRh/CRi (after the category map) with MRD NEGATIVE on the same date, within
+    the BOR window (protocol days 1..365)."""
+    rules = adrs_mod.mrd_rules(SRC, NCCN)
+    resp = pd.DataFrame([
+        # A: CRi (a CRh mapped to CRi) day 28 with MRD not detected at 10^-4 -> Y
+        {"USUBJID": "A", "AVALC": "CRi", "RSDTC": "2024-01-29", "RSDY": 29.0},
+        # B: CR day 28 but MRD exactly 10^-4 -> N
+        {"USUBJID": "B", "AVALC": "CR", "RSDTC": "2024-01-29", "RSDY": 29.0},
+        # C: MLFS with MRD negative (not a remission category) -> N
+        {"USUBJID": "C", "AVALC": "MLFS", "RSDTC": "2024-01-29", "RSDY": 29.0},
+        # D: CR with MRD not detected at 10^-3 (NE) -> N
+        {"USUBJID": "D", "AVALC": "CR", "RSDTC": "2024-01-29", "RSDY": 29.0},
+        # E: CR with negative MRD on another date -> N
+        {"USUBJID": "E", "AVALC": "CR", "RSDTC": "2024-01-29", "RSDY": 29.0},
+    ]).assign(RSEVAL="SPONSOR", ADT=lambda d: pd.to_datetime(d["RSDTC"]).sub(pd.Timestamp("1960-01-01")).dt.days)
+    m = mrd_frame([(FLOW, "<0.01", 0.01), (FLOW, "0.01", 0.001), (FLOW, "<0.01", 0.01), (FLOW, "<0.1", 0.1),
+                   (FLOW, "<0.01", 0.01)])
+    m["USUBJID"] = ["A", "B", "C", "D", "E"]
+    m.loc[4, "LBDTC"] = "2024-01-30"
+    st = adrs_mod.mrd_status(m, rules)
+    adsl = pd.DataFrame({"USUBJID": ["A", "B", "C", "D", "E", "F"], "SAFFL": ["Y"] * 5 + ["N"]})
+    out = adrs_mod.mrd_negative_remission(resp, st, rules, adsl, 365).set_index("USUBJID")
+    assert out["AVALC"].to_dict() == {"A": "Y", "B": "N", "C": "N", "D": "N", "E": "N"}
+    assert out.loc["A", ["SRCDOM", "SRCVAR", "SRCSEQ"]].tolist() == ["LB", "LBSTRESC", 1.0]
+    assert out.loc["A", "ABASIS"] == "CRi with MRD negative"
