@@ -148,6 +148,9 @@ def _source_data(doc: Document, b: Built, raw_href: str | None) -> None:
         if m:
             rows.append([m.group(1), m.group(3), m.group(2)[:16] + "..."])
     forms = b.spec.raw_forms
+    delivered = {Path(r[0]).name.split(".")[0] for r in rows}
+    if delivered:  # the forms of this study's delivery, in the contract's order
+        forms = forms[forms["form"].isin(delivered)]
     doc.p("The SDTM datasets were created by the open-source pipeline from the raw CRF extracts (one file per "
           "CRF form, CDASH-named columns), after a schema gate generated from the raw contract "
           "(specs/raw/forms.csv, specs/raw/columns.csv). The extracts of this delivery:")
@@ -165,7 +168,7 @@ def _source_data(doc: Document, b: Built, raw_href: str | None) -> None:
         doc.table(["Form", "Label", "SDTM targets"],
                   cells(forms.assign(sdtm_targets=forms["sdtm_targets"].str.replace("|", ", ", regex=False)),
                         ["form", "label", "sdtm_targets"]), widths=[1, 2, 2],
-                  caption="CRF forms of the raw contract")
+                  caption="CRF forms of this delivery (raw contract specs/raw/forms.csv)")
 
 
 def _dataset_overview(doc: Document, b: Built, href: str) -> list[str]:
