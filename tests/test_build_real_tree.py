@@ -63,6 +63,7 @@ def test_build_smallest_real_study(tmp_path, shared_dir):
         assert doc["records"] == len(frame)
         assert [c["name"] for c in doc["columns"]] == list(frame.columns)
     _sv_covers_every_visit(study)
+    _planted_eligibility_deviations(study, sid)
 
 
 def _sv_covers_every_visit(study: Path) -> None:
@@ -83,3 +84,18 @@ def _sv_covers_every_visit(study: Path) -> None:
     unplanned = sv[sv["SVPRESP"] != "Y"]
     assert (unplanned["VISIT"] == "UNSCHEDULED").all() and (unplanned["SVUPDES"] != "").all()
     assert not set(unplanned["VISITNUM"]) & set(tv["VISITNUM"])
+
+
+def _planted_eligibility_deviations(study: Path, sid: str) -> None:
+    """Every subject the simulator planted as enrolled despite a failed eligibility criterion
+    (raw/planted.csv, items ELIG-*) has a DV-ELIG record in DV and an IE record."""
+    planted = pd.read_csv(RAW / "planted.csv", dtype=str, keep_default_na=False)
+    elig = planted[(planted["study"] == sid) & planted["item"].str.startswith("ELIG")]
+    if elig.empty:
+        return
+    dv = pyreadstat.read_xport(str(study / "dv.xpt"))[0]
+    ie = pyreadstat.read_xport(str(study / "ie.xpt"))[0]
+    for subjid in sorted(set(elig["subjid"])):  # one or two planted subjects
+        who = dv["USUBJID"].str.endswith(f"-{subjid}") & (dv["DVSPID"] == "DV-ELIG")
+        assert who.any(), f"planted subject {subjid} has no DV-ELIG record"
+        assert ie["USUBJID"].str.endswith(f"-{subjid}").any(), f"planted subject {subjid} has no IE record"

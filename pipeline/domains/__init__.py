@@ -10,10 +10,10 @@ REGISTRY: list[str] = [
     "ex",        # EX
     "se",        # SE (subject elements, from DM and EX)
     "ds",        # DS
-    "ie",        # IE
     "vs",        # VS
     "trial_design",  # TS, TA, TE, TV, TI
     "lb",        # LB (+ cellular kinetics, derived CrCl)
+    "ie",        # IE (after LB: enrolled subjects failing the eligibility labs get a derived IE record)
     "pc",        # PC, PP (CAR-T cellular kinetics from the lb form's CAR-T EXPANSION rows)
     "ae",        # AE, SUPPAE, FA, RELREC (CRS/ICANS by ASTCT)
     "dd",        # DD (primary cause of death); death/AE and AE/disposition cross-checks (needs DS and AE)
@@ -25,4 +25,5 @@ REGISTRY: list[str] = [
 #: they read every dataset the REGISTRY built, whatever domains are added to it later
 AFTER_VISITS: list[str] = [
     "sv",        # SV (subject visits, from the visits of every domain)
+    "dv",        # DV (protocol deviations by the study's [[deviations]] rules; reads IE, RS, SV)
 ]

@@ -5,6 +5,14 @@ IE holds only criteria not met) or one row per criterion not met (IEYN=N). For e
 IETEST and IECAT come from the study's TI (``[[ti]]``); IEORRES/IESTRESC are oriented per SDTMIG
 3.4 IE assumption 2: an inclusion criterion not met is ``N``, an exclusion criterion met is
 ``Y``. Eligibility is assessed at the SCREENING visit.
+
+Eligibility-lab failures: an enrolled subject whose screening labs certainly fail a criterion of
+the study's ``[[eligibility_labs]]`` (``criterion_result`` FAIL in the ``eligibility_labs``
+report of the LB module, :mod:`pipeline.rules.eligibility`) and who has no collected IE record for
+that criterion gets a derived IE record for it (IESPID ``ELIGIBILITY LABS``; IEDTC = the date of
+the earliest screening result that does not meet the threshold, else of the criterion's
+screening results). The investigator ticked the criterion as met; the labs say it was not, and
+DV reports the enrolment as a deviation (:mod:`pipeline.domains.dv`). IE therefore runs after LB.
 """
 
 from __future__ import annotations
@@ -24,6 +32,25 @@ C_INCLUSION = "C25532"          # IECAT INCLUSION
 SCREENING_VISIT = "SCREENING"
 #: consumed-dataset label of IEYN=Y rows (no IE record: all criteria met)
 ALL_MET = "IE (all criteria met)"
+#: IESPID of IE records derived from the eligibility-labs check
+FROM_LABS = "ELIGIBILITY LABS"
+
+
+def lab_failures(report: pd.DataFrame | None, collected: pd.DataFrame) -> pd.DataFrame:
+    """USUBJID, IETESTCD, IEDTC of enrolled subjects whose screening labs fail a criterion
+    (``eligibility_labs`` report, criterion_result FAIL) without a collected IE record for it."""
+    cols = ["USUBJID", "IETESTCD", "IEDTC"]
+    if report is None or report.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    fail = report[report["criterion_result"].eq("FAIL")].copy()
+    fail["_date"] = fail["LBDTC"].astype(str).str.slice(0, 10)
+    fail["_notmet"] = fail["row_result"].eq("NOT MET") | fail["group_result"].eq("FAIL")
+    fail = fail[fail["_date"].str.match(r"^\d{4}-\d{2}-\d{2}$")]
+    fail = fail.sort_values(["USUBJID", "IETESTCD", "_notmet", "_date"], ascending=[True, True, False, True],
+                            kind="mergesort").drop_duplicates(["USUBJID", "IETESTCD"])
+    have = pd.MultiIndex.from_frame(collected[["USUBJID", "IETESTCD"]].astype(str))
+    new = ~pd.MultiIndex.from_frame(fail[["USUBJID", "IETESTCD"]].astype(str)).isin(have)
+    return fail.loc[new, ["USUBJID", "IETESTCD", "_date"]].rename(columns={"_date": "IEDTC"}).reset_index(drop=True)
 
 
 def criteria(ctx: StudyContext) -> pd.DataFrame:
@@ -65,8 +92,15 @@ def build(ctx: StudyContext) -> DomainResult:
     findings.append(make_findings(sid, sub[mism], "IECAT", "ie_category_mismatch", "error",
                                   "IECAT " + raw_cat + " differs from TI (" + iecat + ") for " + testcd[rows]))
 
-    ie = pd.DataFrame({"STUDYID": sid, "DOMAIN": "IE", "USUBJID": ids[rows], "IETESTCD": testcd[rows],
+    ie = pd.DataFrame({"STUDYID": sid, "DOMAIN": "IE", "USUBJID": ids[rows], "IESPID": "", "IETESTCD": testcd[rows],
                        "IETEST": testcd[rows].map(ti["IETEST"]), "IECAT": iecat, "IEDTC": iso[rows]})
+    labs = lab_failures(ctx.reports.get("eligibility_labs"), ie)
+    labs = labs[labs["IETESTCD"].isin(ti.index)]
+    if len(labs):
+        ie = pd.concat([ie, pd.DataFrame({
+            "STUDYID": sid, "DOMAIN": "IE", "USUBJID": labs["USUBJID"], "IESPID": FROM_LABS,
+            "IETESTCD": labs["IETESTCD"], "IETEST": labs["IETESTCD"].map(ti["IETEST"]),
+            "IECAT": labs["IETESTCD"].map(ti["IECAT"]), "IEDTC": labs["IEDTC"]})], ignore_index=True)
     ie["IEORRES"] = ie_result(ie["IECAT"], spec)
     ie["IESTRESC"] = ie["IEORRES"]
     dm = ctx.datasets["DM"]
@@ -75,7 +109,7 @@ def build(ctx: StudyContext) -> DomainResult:
     ie["VISITNUM"], ie["VISIT"] = vis["VISITNUM"], vis["VISIT"]
     se = ctx.datasets.get("SE")
     ie["EPOCH"] = derive_epoch(ie["USUBJID"], ie["IEDTC"], se) if se is not None else ""
-    ie["IESEQ"] = assign_seq(ie, ["IETESTCD"])
+    ie["IESEQ"] = assign_seq(ie, ["IETESTCD", "IESPID"])
     res.datasets["IE"] = ie[spec.var_names("IE")].reset_index(drop=True)
 
     # enrolled although a criterion was not met: a protocol deviation to review
