@@ -102,6 +102,8 @@ class Hook:
 POST_EXPORT_HOOKS: list[Hook] = [
     # ADaM stage: reads the exported SDTM frames, writes <study>/adam/ (pipeline.adam.stage)
     Hook("adam", "pipeline.adam.stage", "build_adam", ("study_dir", "datasets", "reports", "ctx")),
+    # annotated CRF (acrf.pdf, acrf.html); define.xml points into it from the same layout
+    Hook("acrf", "pipeline.package.acrf", "write_acrf", ("study_dir", "ctx")),
     Hook("define", "pipeline.export.define", "write_define", ("study_dir", "datasets", "ctx")),
     Hook("listings", "pipeline.report.listings", "write_listings", ("study_dir", "datasets", "reports", "ctx")),
 ]

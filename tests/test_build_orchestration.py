@@ -230,7 +230,8 @@ def test_post_export_hooks(fake, tmp_path):
 
 def test_real_hooks_are_registered():
     assert [(h.module, h.function) for h in build.POST_EXPORT_HOOKS] == [
-        ("pipeline.adam.stage", "build_adam"), ("pipeline.export.define", "write_define"), ("pipeline.report.listings", "write_listings")]
+        ("pipeline.adam.stage", "build_adam"), ("pipeline.package.acrf", "write_acrf"),
+        ("pipeline.export.define", "write_define"), ("pipeline.report.listings", "write_listings")]
 
 
 def test_cli_exit_code_2_for_unknown_study(fake, tmp_path, capsys):

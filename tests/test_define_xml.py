@@ -97,7 +97,9 @@ def test_every_reference_resolves(root):
     assert set(_x(mdv, ".//def:ValueListRef/@ValueListOID")) == set(_x(mdv, "def:ValueListDef/@OID"))
     assert set(_x(mdv, ".//def:WhereClauseRef/@WhereClauseOID")) == set(_x(mdv, "def:WhereClauseDef/@OID"))
     leaves = set(_x(mdv, ".//def:leaf/@ID"))
-    assert set(_x(mdv, "odm:ItemGroupDef/@def:ArchiveLocationID")) == leaves
+    # dataset leaves, and the document leaves (the annotated CRF) that def:DocumentRef names
+    assert set(_x(mdv, "odm:ItemGroupDef/@def:ArchiveLocationID")) | set(_x(mdv, ".//def:DocumentRef/@leafID")) == leaves
+    assert set(_x(mdv, ".//def:DocumentRef/@leafID")) == {"LF.acrf"}
     assert set(_x(mdv, ".//@def:StandardOID")) <= set(_x(mdv, "def:Standards/def:Standard/@OID"))
 
 

@@ -159,7 +159,7 @@ def origin_entry(origin: str, source: str, where: str) -> dict:
         attr = ""
     else:
         attr = "Sponsor"
-    return {"type": origin, "source": attr, "description": source}
+    return {"type": origin, "source": attr, "description": source, "pages": []}
 
 
 # ---------------------------------------------------------------------------------------
@@ -521,6 +521,33 @@ def comment_defs(reg: _Registry, spec: Spec) -> list[dict]:
     return sorted(out, key=lambda c: c["oid"])
 
 
+def crf_page_refs(spec: Spec, study, item_defs: list[dict], vlists: list[dict], vl_items: list[dict]) -> dict | None:
+    """The annotated CRF as a define.xml document (SDTM only), and the def:PDFPageRef pages of
+    every Collected origin, set on the items in place.
+
+    Pages come from the layout the aCRF is drawn from (:func:`pipeline.package.acrf.crf_layout`):
+    the page of each ``form.COLUMN`` the origin's source names (every page of a bare form name).
+    A variable whose own source names no field gets the pages of its value-level items. None
+    (no def:AnnotatedCRF) for ADaM or when the study's CRF has no form page."""
+    if spec.standard != "sdtm":
+        return None
+    from pipeline.package import acrf
+
+    layout = acrf.crf_layout(study, spec)
+    if not any(p.form for p in layout.pages):
+        return None
+    for item in item_defs + vl_items:
+        if item["origin"]["type"] == "Collected":
+            item["origin"]["pages"] = acrf.pages_for_source(layout, item["origin"]["description"])
+    by_oid = {i["oid"]: i for i in vl_items}
+    for item in item_defs:
+        if item["origin"]["type"] == "Collected" and not item["origin"]["pages"] and item["valuelist_oid"]:
+            refs = next(v["refs"] for v in vlists if v["oid"] == item["valuelist_oid"])
+            pages = {p for r in refs for p in by_oid[r["item_oid"]]["origin"]["pages"]}
+            item["origin"]["pages"] = sorted(pages)
+    return {"id": acrf.LEAF_ID, "href": acrf.ACRF_PDF, "title": acrf.LEAF_TITLE}
+
+
 def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: datetime,
                  build_mode: str = "final") -> dict:
     """Everything define.xml says about one study's datasets, as plain dicts and lists.
@@ -557,6 +584,7 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
             "refs": refs, "records": int(len(frame)),
             "leaf": {"id": f"LF.{ds}", "href": xpt.xpt_name(ds), "title": xpt.xpt_name(ds)},
         })
+    annotated_crf = crf_page_refs(spec, study, item_defs, vlists, vl_items)
     oids = reg.codelist_oids()
     for item in item_defs + vl_items:
         key = item.pop("codelist_key")
@@ -593,6 +621,7 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
              "version": str(std.get("ct_version", "")), "status": "Final"},
         ],
         "ig_oid": STD_IG,
+        "annotated_crf": annotated_crf,
         "value_lists": vlists,
         "where_clauses": wheres,
         "item_groups": groups,
