@@ -540,11 +540,20 @@ def crf_page_refs(spec: Spec, study, item_defs: list[dict], vlists: list[dict], 
         if item["origin"]["type"] == "Collected":
             item["origin"]["pages"] = acrf.pages_for_source(layout, item["origin"]["description"])
     by_oid = {i["oid"]: i for i in vl_items}
+    vl = spec.valuelevel
     for item in item_defs:
-        if item["origin"]["type"] == "Collected" and not item["origin"]["pages"] and item["valuelist_oid"]:
+        if item["origin"]["type"] != "Collected" or item["origin"]["pages"]:
+            continue
+        pages: set[int] = set()
+        if item["valuelist_oid"]:
             refs = next(v["refs"] for v in vlists if v["oid"] == item["valuelist_oid"])
             pages = {p for r in refs for p in by_oid[r["item_oid"]]["origin"]["pages"]}
-            item["origin"]["pages"] = sorted(pages)
+        if not pages and not vl.empty:
+            # value-level rows of the spec that did not become a value list (one test only)
+            ds, var = item["oid"].split(".")[1:3]
+            rows = vl[(vl["dataset"] == ds) & (vl["variable"] == var)]
+            pages = {p for src in rows["source"] for p in acrf.pages_for_source(layout, src)}
+        item["origin"]["pages"] = sorted(pages)
     return {"id": acrf.LEAF_ID, "href": acrf.ACRF_PDF, "title": acrf.LEAF_TITLE}
 
 
