@@ -10,7 +10,7 @@ CORE_STAMP := $(CORE_VENV)/.installed-stamp
 PYTHON312  ?=
 CORE_ARGS  ?=
 
-.PHONY: install validate sdtm test raw bench mutate spec-xlsx conformance core-install clean
+.PHONY: install validate sdtm test raw bench mutate spec-xlsx conformance package core-install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ validate: $(STAMP)
 ## (file creation stamps = SOURCE_DATE_EPOCH, by default the checkout's commit time: reruns are byte-identical)
 sdtm: $(STAMP)
 	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null)} $(CLI) build
+
+## package: the eCTD module 5 layout of every study -> submission/ (m5/datasets/<STUDYID>/tabulations/sdtm,
+##   analysis/adam/datasets; Dataset-JSON beside it; sha256sums.txt); studies not built yet are built first
+package: $(STAMP)
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null)} $(CLI) package --build-missing
 
 ## test: the test suite (what CI runs)
 test: $(STAMP)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {validate,build,simulate,spec-xlsx,conformance}``.
+"""Command line: ``python -m pipeline {validate,build,simulate,spec-xlsx,conformance,package}``.
 
 Exit codes: 0 clean, 1 data errors (the gate or the output checks found errors, or a raw
 file could not be read), 2 usage, configuration or output-folder errors (``--out`` is a file,
@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--core-cache", type=Path, default=None, metavar="DIR",
                    help="CDISC CORE rules cache (default: $CDISC_CORE_CACHE, else ../shared/reference/cdisc-core-cache)")
     p.add_argument("--rule", action="append", metavar="CORE-ID", help="run only this rule (repeatable; default: all)")
+    p = sub.add_parser("package", help="assemble the eCTD module 5 layout of every built study, with a SHA-256 manifest")
+    _common(p)
+    p.add_argument("--package-dir", type=Path, default=Path("submission"), metavar="DIR",
+                   help="where the package is written (default: submission/)")
+    p.add_argument("--build-missing", action="store_true",
+                   help="build the studies that have no build output in OUT first (as `build --study`)")
     return parser
 
 
@@ -75,6 +81,7 @@ COMMANDS = {
     "simulate": "pipeline.simulate:run_simulate",
     "spec-xlsx": "pipeline.export.spec_xlsx:run_spec_xlsx",
     "conformance": "pipeline.export.conformance:run_conformance",
+    "package": "pipeline.package.ectd:run_package",
 }
 
 

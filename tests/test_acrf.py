@@ -4,7 +4,6 @@ hand from the spec rows, a new form picked up from the spec alone, byte-identica
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 from lxml import etree
 from pypdf import PdfReader
 
-import pipeline.build as build
 from pipeline.config import load_study
 from pipeline.errors import ConfigError
 from pipeline.export import define
@@ -21,32 +19,17 @@ from pipeline.package import acrf
 from pipeline.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-RAW, SPECS = ROOT / "raw", ROOT / "specs"
+SPECS = ROOT / "specs"
 NS = define.NS
 STUDY = "ZJU-CD7-SAA"
 
 
-def _smallest_study() -> str | None:
-    if not RAW.is_dir():
-        return None
-    studies = [p for p in RAW.iterdir() if p.is_dir() and (SPECS / "studies" / f"{p.name}.toml").is_file()]
-    return min(studies, key=lambda p: sum(f.stat().st_size for f in p.iterdir())).name if studies else None
-
-
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory) -> Path:
-    sid = _smallest_study()
-    if sid is None:
-        pytest.skip("raw/ holds no study extracts yet (run `make raw`)")
-    out = tmp_path_factory.mktemp("acrf") / "sdtm"
-    args = argparse.Namespace(study=[sid], raw=RAW, specs=SPECS, out=out, debug=False, no_progress=True, jobs=1)
-    try:
-        code = build.run_build(args)
-    except ConfigError as exc:
-        pytest.skip(f"the specification does not load (a teammate's work in progress): {str(exc)[:300]}")
-    if code != 0 or not (out / sid / "acrf.pdf").is_file():
-        pytest.skip(f"{sid} did not build (exit {code}); see {out / 'gate'}")
-    return out / sid
+def study_dir(built_study) -> Path:
+    """The session's built study (tests/conftest.py): read only."""
+    if not (built_study / "acrf.pdf").is_file():
+        pytest.skip(f"{built_study.name} was built without its annotated CRF")
+    return built_study
 
 
 @pytest.fixture(scope="module")
