@@ -8,8 +8,10 @@
   the CAR-T infusion for subjects without lymphodepletion; ABLFL, BASE, CHG, PCHG.
 - ATOXGR/ATOXGRN: the NCI CTCAE v5.0 grade of the result (SDTM LBTOXGR, graded by
   :mod:`pipeline.rules.ctcae_lab` from ``specs/rules/ctcae_lab.csv``); BTOXGR the baseline
-  record's grade; SHIFT1 = ``BTOXGR to ATOXGR``; ANL01FL flags the worst post-baseline grade
-  record per subject and parameter (the earliest among equal grades).
+  record's grade. Per direction (ADaMIG 1.3 low/high toxicity variables): ATOXDSCL/ATOXDSCH the
+  parameter's low/high CTCAE term, ATOXGRL/ATOXGRH the record's grade in it, BTOXGRL/BTOXGRH the
+  baseline's, SHIFT1/SHIFT2 the low/high shift, ANL01FL/ANL02FL the worst post-baseline low/high
+  grade record per subject and parameter (the earliest among equal grades).
 - ICAHT (EHA/EBMT 2023): parameters ICAHTE (early, days 0-30) and ICAHTL (late, after day 30),
   one record per safety-population subject with neutrophil results, by ``specs/rules/icaht.csv``
   and the counting conventions of ``specs/rules/icaht_counting.csv``.
@@ -49,7 +51,7 @@ def lab_records(lb: pd.DataFrame) -> pd.DataFrame:
         "PARCAT1": text(lb["LBCAT"]).to_numpy(), "AVAL": num(lb["LBSTRESN"]).to_numpy(), "AVALU": unit.to_numpy(),
         "ANRLO": num(lb["LBSTNRLO"]).to_numpy(), "ANRHI": num(lb["LBSTNRHI"]).to_numpy(),
         "ANRIND": text(lb["LBNRIND"]).to_numpy(), "ATOXGR": text(lb["LBTOXGR"]).to_numpy(),
-        "ATOXDSCL": text(lb["LBTOX"]).to_numpy(),
+        "_TOX": text(lb["LBTOX"]).to_numpy(),
         "ADT": dtc_to_sas_date(lb["LBDTC"]).to_numpy(), "ADTM": dtc_to_sas_datetime(lb["LBDTC"]).to_numpy(),
         "LBDTC": text(lb["LBDTC"]).to_numpy(), "AVISIT": text(lb["VISIT"]).to_numpy(),
         "AVISITN": num(lb["VISITNUM"]).to_numpy(),
@@ -79,19 +81,62 @@ def baseline(adlb: pd.DataFrame, ld_dtc: pd.Series) -> pd.DataFrame:
     return out
 
 
+def toxicity_terms(spec: Spec) -> pd.DataFrame:
+    """Per lab test (index PARAMCD = LBTESTCD): its low-direction and high-direction CTCAE term
+    (columns ``low``, ``high``; "" where the test has no criteria in that direction), from the
+    criteria table ``specs/rules/ctcae_lab.csv`` (term, lbtestcd, direction), its CRF test codes
+    mapped to the SDTM LBTESTCD by ``specs/rules/lab_tests.csv``."""
+    c = spec.rule("ctcae_lab")[["lbtestcd", "direction", "term"]].drop_duplicates(["lbtestcd", "direction"])
+    tests = spec.rule("lab_tests")
+    sdtm_code = dict(zip(tests["lbtestcd"], tests["sdtm_lbtestcd"].where(tests["sdtm_lbtestcd"] != "", tests["lbtestcd"])))
+    c = c.assign(lbtestcd=c["lbtestcd"].map(sdtm_code).fillna(c["lbtestcd"]))
+    wide = c.pivot(index="lbtestcd", columns="direction", values="term")
+    return wide.reindex(columns=["low", "high"]).fillna("")
+
+
+def toxicity_directions(adlb: pd.DataFrame, terms: pd.DataFrame) -> pd.DataFrame:
+    """ATOXDSCL/ATOXDSCH (the parameter's low/high CTCAE term) and ATOXGRL/ATOXGRH (ADaMIG 1.3
+    low/high toxicity grades) of every graded record.
+
+    SDTM LB grades each record in one term (LBTOX, LBTOXGR): the term of its abnormal direction,
+    and a record is graded only when that direction is abnormal or both are known
+    (:mod:`pipeline.rules.ctcae_lab` rule 5). So a graded record has its grade in LBTOX's
+    direction and grade 0 in the other direction of a two-direction test; an ungraded record
+    (LBTOXGR empty) has neither. A direction the parameter has no term for stays empty."""
+    out = adlb.copy()
+    code = text(out["PARAMCD"])
+    graded = text(out["ATOXGR"]) != ""
+    tox = text(out["_TOX"])
+    for d, dsc, gr in (("low", "ATOXDSCL", "ATOXGRL"), ("high", "ATOXDSCH", "ATOXGRH")):  # two directions
+        term = code.map(terms[d]).fillna("")
+        out[dsc] = term
+        out[gr] = np.where(graded & (term != "") & (tox == term), text(out["ATOXGR"]),
+                           np.where(graded & (term != ""), "0", ""))
+    return out
+
+
 def toxicity_shift(adlb: pd.DataFrame) -> pd.DataFrame:
-    """ATOXGRN, BTOXGRN, SHIFT1 (``<BTOXGR> to <ATOXGR>``, post-baseline graded records) and
-    ANL01FL (worst post-baseline grade per subject and parameter, earliest on ties)."""
+    """ATOXGRN/BTOXGRN; per direction the baseline grade (BTOXGRL/BTOXGRH = the baseline
+    record's ATOXGRL/ATOXGRH), the shift of graded post-baseline records (SHIFT1 low:
+    ``<BTOXGRL> to <ATOXGRL>``, SHIFT2 high, ``Missing`` for no baseline grade) and the worst
+    post-baseline record flag (ANL01FL low, ANL02FL high: the highest grade per subject and
+    parameter, the earliest on ties). Shift tables count subjects by these flags."""
     out = adlb.copy()
     out["ATOXGRN"] = num(out["ATOXGR"])
     out["BTOXGRN"] = num(out["BTOXGR"])
-    graded = out["_post"] & out["ATOXGRN"].notna()
-    b = text(out["BTOXGR"]).where(text(out["BTOXGR"]) != "", "Missing")
-    out["SHIFT1"] = np.where(graded, b + " to " + text(out["ATOXGR"]), "")
-    g = out[graded].sort_values(["USUBJID", "PARAMCD", "ATOXGRN", "ADT"], ascending=[True, True, False, True],
-                                kind="mergesort")
-    worst = g.drop_duplicates(["USUBJID", "PARAMCD"])
-    out["ANL01FL"] = np.where(out.index.isin(worst.index), "Y", "")
+    key = pd.MultiIndex.from_arrays([out["USUBJID"], out["PARAMCD"]])
+    base = out[out["ABLFL"] == "Y"].set_index(["USUBJID", "PARAMCD"])
+    for d, shift, flag in (("L", "SHIFT1", "ANL01FL"), ("H", "SHIFT2", "ANL02FL")):  # two directions
+        gr, bgr = f"ATOXGR{d}", f"BTOXGR{d}"
+        out[bgr] = text(pd.Series(base[gr].reindex(key).to_numpy(), index=out.index))
+        grade = num(out[gr])
+        graded = out["_post"] & grade.notna()
+        b = out[bgr].where(out[bgr] != "", "Missing")
+        out[shift] = np.where(graded, b + " to " + text(out[gr]), "")
+        g = out[graded].assign(_g=grade[graded])
+        g = g.sort_values(["USUBJID", "PARAMCD", "_g", "ADT"], ascending=[True, True, False, True], kind="mergesort")
+        worst = g.drop_duplicates(["USUBJID", "PARAMCD"])
+        out[flag] = np.where(out.index.isin(worst.index), "Y", "")
     return out
 
 
@@ -256,6 +301,7 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
         ld = pd.Series(text(e["EXSTDTC"]).to_numpy(), index=text(e["USUBJID"]).to_numpy())
     infusion = pd.Series(_iso_of(adsl["TRTSDT"]).to_numpy(), index=adsl["USUBJID"].to_numpy())
     ref = ld.reindex(infusion.index).fillna(infusion)
+    recs = toxicity_directions(recs, toxicity_terms(spec))
     recs = baseline(recs, ref)
     recs = toxicity_shift(recs)
     recs["BASETYPE"] = "LAST BEFORE LYMPHODEPLETION"

@@ -50,7 +50,7 @@ WORKBOOK = "listings.xlsx"
 #: reports the build writes itself as CSV before the hooks run (not in ``reports``)
 BUILD_REPORTS = ("reconciliation", "rejections", "findings")
 #: per-subject listings are shown subject by subject in HTML
-PER_SUBJECT = {"ae_listing", "crs_icans", "dlt", "eligibility_failed", "response"}
+PER_SUBJECT = {"ae_listing", "crs_icans", "dlt", "eligibility_failed", "response", "adam_parameters"}
 
 
 @dataclass
@@ -387,10 +387,19 @@ def lab_grades(spec: Spec) -> list[str]:
 
 
 def build_lab_shift(entry: dict, inp: Inputs) -> Listing:
-    worst = tables.lab_worst_grades(inp.dataset("LB"), inp.subjects)
-    table = tables.lab_shift_table(worst, lab_grades(inp.spec), inp.labels.config)
-    lst = make_listing(entry, table, inp.labels, "LB")
-    lst.numeric = {c for c in table.columns if c not in ("LBTESTCD", "LBTEST", "LBTOX", "baseline_grade")}
+    """Table 14.3.4.1 from ADLB (worst post-baseline grade records ANL01FL/ANL02FL, baseline
+    BTOXGRL/BTOXGRH; N = ADSL.SAFFL = Y); from SDTM LB only for a build without ADaM."""
+    adlb, adsl = inp.datasets.get("ADLB"), inp.datasets.get("ADSL")
+    if adlb is not None and adsl is not None and "ANL01FL" in adlb.columns and "SAFFL" in adsl.columns:
+        pop = tables.text(adsl.loc[tables.column(adsl, "SAFFL") == "Y", "USUBJID"])
+        worst = tables.adlb_worst_grades(adlb, pop)
+        keys, dataset = ("PARAMCD", "PARAM", "ATOXDSC"), "ADLB"
+    else:
+        worst = tables.lab_worst_grades(inp.dataset("LB"), inp.subjects)
+        keys, dataset = ("LBTESTCD", "LBTEST", "LBTOX"), "LB"
+    table = tables.lab_shift_table(worst, lab_grades(inp.spec), inp.labels.config, keys)
+    lst = make_listing(entry, table, inp.labels, dataset)
+    lst.numeric = {c for c in table.columns if c not in keys + ("baseline_grade",)}
     return lst
 
 
@@ -406,6 +415,15 @@ def build_response(entry: dict, inp: Inputs) -> Listing:
     return make_listing(entry, frame, inp.labels, "RS", entry.get("columns"))
 
 
+def build_adam_parameters(entry: dict, inp: Inputs) -> Listing:
+    """A listing of BDS parameters (params ``dataset=ADRS; paramcds=INVRESP OVRLRESP``)."""
+    name = entry.get("dataset", ["ADRS"])[0]
+    frame = tables.adam_parameter_listing(inp.dataset(name), inp.subjects, entry.get("paramcds", []))
+    lst = make_listing(entry, frame, inp.labels, name, entry.get("columns"))
+    lst.numeric -= {c for c in lst.frame.columns if c.endswith("DT")}  # shown as ISO dates
+    return lst
+
+
 def build_report(entry: dict, inp: Inputs) -> Listing:
     report = inp.report(entry["report"])
     return make_listing(entry, report, inp.labels)
@@ -414,7 +432,7 @@ def build_report(entry: dict, inp: Inputs) -> Listing:
 BUILDERS = {
     "ae_listing": build_ae_listing, "ae_summary": build_ae_summary, "crs_icans": build_crs_icans,
     "dlt": build_dlt, "dlt_flag": build_dlt_flag, "lab_shift": build_lab_shift, "eligibility_failed": build_eligibility_failed,
-    "response": build_response, "report": build_report,
+    "response": build_response, "adam_parameters": build_adam_parameters, "report": build_report,
 }
 
 

@@ -295,13 +295,16 @@ def lab_worst_grades(lb: pd.DataFrame, subj: pd.DataFrame) -> pd.DataFrame:
     return out[cols].sort_values(keys, kind="mergesort").reset_index(drop=True)
 
 
-def lab_shift_table(worst: pd.DataFrame, grades: list[str], labels: dict[str, str]) -> pd.DataFrame:
+def lab_shift_table(worst: pd.DataFrame, grades: list[str], labels: dict[str, str],
+                    keys: tuple[str, str, str] = ("LBTESTCD", "LBTEST", "LBTOX")) -> pd.DataFrame:
     """Shift table: per test and term, one row per baseline grade (``grades``, then missing
-    when any), one column per worst post-baseline grade, and the total; cells = subjects."""
-    cols = ["LBTESTCD", "LBTEST", "LBTOX", "baseline_grade"] + [f"{labels['grade']} {g}" for g in grades] + ["total"]
+    when any), one column per worst post-baseline grade, and the total; cells = subjects.
+    ``keys``: the worst frame's test code, test name and term columns (SDTM LB names, or
+    PARAMCD, PARAM, ATOXDSC for :func:`adlb_worst_grades`)."""
+    cols = list(keys) + ["baseline_grade"] + [f"{labels['grade']} {g}" for g in grades] + ["total"]
     if worst.empty:
         return pd.DataFrame(columns=cols)
-    w = worst.copy()
+    w = worst.rename(columns=dict(zip(keys, ("LBTESTCD", "LBTEST", "LBTOX"))))
     w["b"] = w["baseline"].map(lambda v: labels["missing_grade"] if pd.isna(v) else str(int(v)))
     w["p"] = w["worst"].map(lambda v: str(int(v)))
     counts = w.groupby(["LBTESTCD", "LBTEST", "LBTOX", "b", "p"]).size().rename("n").reset_index()
@@ -324,7 +327,32 @@ def lab_shift_table(worst: pd.DataFrame, grades: list[str], labels: dict[str, st
     for g in rows:
         table[f"{labels['grade']} {g}"] = out[g].astype(int)
     table["total"] = table[[f"{labels['grade']} {g}" for g in rows]].sum(axis=1)
-    return table[cols]
+    return table.rename(columns=dict(zip(("LBTESTCD", "LBTEST", "LBTOX"), keys)))[cols]
+
+
+def adlb_worst_grades(adlb: pd.DataFrame, population: pd.Series) -> pd.DataFrame:
+    """Per subject of ``population``, parameter and CTCAE term, from ADLB: the baseline grade
+    and the worst post-baseline grade of each direction (ADaMIG 1.3 low/high variables):
+    the record flagged ANL01FL (low) / ANL02FL (high) by :func:`pipeline.adam.adlb.toxicity_shift`
+    gives the term ATOXDSCL/ATOXDSCH, the worst grade ATOXGRL/ATOXGRH and the baseline grade
+    BTOXGRL/BTOXGRH (NaN when the subject has no baseline grade). Columns USUBJID, PARAMCD,
+    PARAM, ATOXDSC, baseline, worst."""
+    cols = ["USUBJID", "PARAMCD", "PARAM", "ATOXDSC", "baseline", "worst"]
+    parts = []
+    pop = set(text(population))
+    for flag, term, grade, base in (("ANL01FL", "ATOXDSCL", "ATOXGRL", "BTOXGRL"),  # two directions
+                                    ("ANL02FL", "ATOXDSCH", "ATOXGRH", "BTOXGRH")):
+        if flag not in adlb.columns:
+            continue
+        r = adlb[(column(adlb, flag) == "Y") & text(adlb["USUBJID"]).isin(pop)]
+        parts.append(pd.DataFrame({
+            "USUBJID": text(r["USUBJID"]), "PARAMCD": column(r, "PARAMCD"), "PARAM": column(r, "PARAM"),
+            "ATOXDSC": column(r, term), "baseline": grade_number(column(r, base)),
+            "worst": grade_number(column(r, grade))}))
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["USUBJID", "PARAMCD", "ATOXDSC"], kind="mergesort").reset_index(drop=True)[cols]
 
 
 # ---------------------------------------------------------------------------------------
@@ -343,3 +371,12 @@ def response_listing(rs: pd.DataFrame, subj: pd.DataFrame, testcodes: list[str])
     r = with_cohort(r, subj)
     r["_t"] = column(r, "RSTESTCD").map({t: i for i, t in enumerate(testcodes)})
     return _sort(r, ["USUBJID", "RSEVAL", "_t", "RSDTC"]).drop(columns="_t")
+
+
+def adam_parameter_listing(adam: pd.DataFrame, subj: pd.DataFrame, paramcds: list[str]) -> pd.DataFrame:
+    """Records of a BDS dataset for ``paramcds`` with the cohort and ISO dates, by subject,
+    analysis date and the order of ``paramcds`` (e.g. ADRS INVRESP beside OVRLRESP)."""
+    r = adam[column(adam, "PARAMCD").isin(set(paramcds))]
+    r = adam_dates_as_text(with_cohort(r, subj))
+    r["_p"] = column(r, "PARAMCD").map({p: i for i, p in enumerate(paramcds)})
+    return _sort(r, ["USUBJID", "ADT", "_p"]).drop(columns="_p")

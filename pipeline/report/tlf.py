@@ -94,7 +94,7 @@ def page_size(orientation: str) -> tuple[float, float]:
 
 
 def column_widths(headers: list[str], columns: list[list[str]], avail: float, size: float,
-                  pad: float = 2.0) -> list[float]:
+                  pad: float = 2.0, fonts: tuple[str, str] = (FONT, FONT_BOLD)) -> list[float]:
     """Column widths in points that fill ``avail``: at least the longest word of the column
     (header or value; a word longer than a quarter of the page wraps inside), then the rest
     shared by the 90th percentile of the value widths. Measured on the distinct values."""
@@ -103,9 +103,9 @@ def column_widths(headers: list[str], columns: list[list[str]], avail: float, si
     mins, wants = [], []
     for h, values in zip(headers, columns):
         distinct = sorted(set(values))
-        widths = [stringWidth(_latin1(v), FONT, size) for v in distinct] or [0.0]
+        widths = [stringWidth(pdf_text(v), fonts[0], size) for v in distinct] or [0.0]
         words = {a for v in distinct for a, _ in atoms(v)} | {a for a, _ in atoms(h)}
-        word = max((stringWidth(_latin1(w), FONT_BOLD, size) for w in words), default=0.0)
+        word = max((stringWidth(pdf_text(w), fonts[1], size) for w in words), default=0.0)
         lo = min(word, 0.25 * avail) + 2 * pad
         mins.append(lo)
         wants.append(max(lo, min(float(np.percentile(widths, 90)) + 2 * pad, 0.35 * avail)))
@@ -264,6 +264,34 @@ def _latin1(s: str) -> str:
     return s.encode("latin-1", errors="replace").decode("latin-1")
 
 
+@lru_cache(maxsize=1)
+def pdf_fonts() -> tuple[str, str, frozenset | None]:
+    """The PDF body and bold fonts and the code points they can draw: DejaVu Sans, which ships
+    with matplotlib (a declared dependency), embedded as a subset, so that texts beyond
+    Latin-1 (µ, ≥, ×, Greek, Cyrillic) print as written; Helvetica with Latin-1 (None) only
+    when the font files are missing. Characters outside the font print as ``?``."""
+    try:
+        import matplotlib
+        from reportlab.pdfbase import pdfmetrics
+        from reportlab.pdfbase.ttfonts import TTFont
+        folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        pdfmetrics.registerFont(TTFont("DejaVuSans", str(folder / "DejaVuSans.ttf")))
+        pdfmetrics.registerFont(TTFont("DejaVuSans-Bold", str(folder / "DejaVuSans-Bold.ttf")))
+        return "DejaVuSans", "DejaVuSans-Bold", frozenset(pdfmetrics.getFont("DejaVuSans").face.charToGlyph)
+    except (ImportError, OSError):
+        return FONT, FONT_BOLD, None
+
+
+def pdf_text(s: str) -> str:
+    """``s`` as the PDF font can draw it (:func:`pdf_fonts`)."""
+    chars = pdf_fonts()[2]
+    if chars is None:
+        return _latin1(s)
+    if s.isascii():
+        return s
+    return "".join(ch if ord(ch) in chars else "?" for ch in s)  # characters of one text
+
+
 class _Wrapper:
     """Text wrapping for one font and size, cached per (text, width): listings repeat the
     same values (subject, cohort, Y/N, terms) many times."""
@@ -300,15 +328,15 @@ class _Wrapper:
         key = (text, width)
         got = self.cache.get(key)
         if got is None:
-            lines = self._lines(_latin1(text), width) if text else [""]
+            lines = self._lines(pdf_text(text), width) if text else [""]
             got = [piece for ln in lines for piece in self._fit(ln, width)] or [""]
             self.cache[key] = got
         return got
 
 
 #: a line may break after "/" and inside a hyphenated word ("Donor-derived"), never inside
-#: identifiers or dates ("NCT06316427-01-002", "2024-05-10")
-_SOFT_BREAK = re.compile(r"(?<=/)(?=\S)|(?<=[A-Za-z]-)(?=[A-Za-z])")
+#: identifiers, dates or short compounds ("NCT06316427-01-002", "2024-05-10", "CAR-T", "IL-6")
+_SOFT_BREAK = re.compile(r"(?<=/)(?=\S)|(?<=[A-Za-z]{2}-)(?=[A-Za-z]{2})")
 
 
 def atoms(text: str) -> list[tuple[str, bool]]:
@@ -335,9 +363,10 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
     avail = W - 2 * m
     lead = font_size * 1.25
     pad = 2.0
-    wrap = _Wrapper(FONT, font_size)
-    wrap_b = _Wrapper(FONT_BOLD, font_size)
-    wrap_note = _Wrapper(FONT, font_size - 0.5)
+    font, bold, _ = pdf_fonts()
+    wrap = _Wrapper(font, font_size)
+    wrap_b = _Wrapper(bold, font_size)
+    wrap_note = _Wrapper(font, font_size - 0.5)
 
     titles = doc.title_lines()
     title_h = 14 + 12.0 * len(titles) + 6
@@ -349,7 +378,7 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
     pages: list[list[list[list[str]]]] = []
     if doc.png is None:
         cols = [[r[j] for r in doc.rows] for j in range(ncol)]
-        cw = column_widths(doc.headers, cols, avail, font_size, pad)
+        cw = column_widths(doc.headers, cols, avail, font_size, pad, (font, bold))
         head = [wrap_b(h, w - 2 * pad) for h, w in zip(doc.headers, cw)]
         head_h = max((len(x) for x in head), default=1) * lead + 2 * pad
         body_h = H - 2 * m - title_h - bottom_h - head_h
@@ -374,21 +403,21 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
     c = Canvas(buf, pagesize=(W, H), invariant=1, pageCompression=1)
     date = pdf_date(stamp)
     c.setDateFormatter(lambda *_: date)
-    c.setTitle(_latin1(f"{doc.heading} {doc.title}"))
+    c.setTitle(pdf_text(f"{doc.heading} {doc.title}"))
     c.setAuthor(PROGRAM_PACKAGE)
-    c.setCreator(_latin1(doc.program))
-    c.setSubject(_latin1(f"Study {doc.studyid}; data cut-off {doc.cutoff}"))
+    c.setCreator(pdf_text(doc.program))
+    c.setSubject(pdf_text(f"Study {doc.studyid}; data cut-off {doc.cutoff}"))
     total = len(pages)
     for i, page in enumerate(pages, start=1):
         top = H - m
-        c.setFont(FONT, font_size)
-        c.drawString(m, top - font_size, _latin1(f"Study {doc.studyid}"))
+        c.setFont(font, font_size)
+        c.drawString(m, top - font_size, pdf_text(f"Study {doc.studyid}"))
         c.drawRightString(W - m, top - font_size, f"Page {i} of {total}")
         y = top - 14
         for k, t in enumerate(titles):
-            c.setFont(FONT_BOLD if k < 2 else FONT, 10 if k < 2 else 9)
+            c.setFont(bold if k < 2 else font, 10 if k < 2 else 9)
             y -= 12
-            c.drawCentredString(W / 2, y, _latin1(t))
+            c.drawCentredString(W / 2, y, pdf_text(t))
         y -= 8
         if doc.png is not None:
             img = ImageReader(io.BytesIO(doc.png))
@@ -400,7 +429,7 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
             x0 = m
             c.setLineWidth(0.8)
             c.line(m, y, W - m, y)
-            c.setFont(FONT_BOLD, font_size)
+            c.setFont(bold, font_size)
             x = x0
             for lines, w in zip(head, cw):
                 for n, ln in enumerate(lines):
@@ -408,7 +437,7 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
                 x += w
             y -= head_h
             c.line(m, y, W - m, y)
-            c.setFont(FONT, font_size)
+            c.setFont(font, font_size)
             for cells in page:
                 x = x0
                 for j, (lines, w) in enumerate(zip(cells, cw)):
@@ -424,14 +453,14 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
             c.setLineWidth(0.8)
             c.line(m, y, W - m, y)
         yb = m + bottom_h - 6
-        c.setFont(FONT, font_size - 0.5)
+        c.setFont(font, font_size - 0.5)
         for ln in notes:
             yb -= font_size + 1.5
             c.drawString(m, yb, ln)
         c.setLineWidth(0.4)
         c.line(m, m + (len(foot)) * (font_size + 1.5) + 2, W - m, m + (len(foot)) * (font_size + 1.5) + 2)
         for k, ln in enumerate(foot):
-            c.drawString(m, m + (len(foot) - 1 - k) * (font_size + 1.5), _latin1(ln))
+            c.drawString(m, m + (len(foot) - 1 - k) * (font_size + 1.5), pdf_text(ln))
         c.showPage()
     c.save()
     return buf.getvalue()
