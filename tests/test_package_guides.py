@@ -11,7 +11,6 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
 import pyreadstat
 import pytest
 from docx import Document as Docx

@@ -34,7 +34,7 @@ import pandas as pd
 from pipeline.export import xpt
 from pipeline.package import csdrg
 from pipeline.package.document import FORMATS, Document, Link, Strong, write_document
-from pipeline.package.guide_common import (PROGRAM, ROOT, Built, cells, fmt, load_built, protocol_sections,
+from pipeline.package.guide_common import (PROGRAM, ROOT, Built, cells, derived_rows, fmt, load_built, protocol_sections,
                                            title_meta)
 from pipeline.spec import load_spec, read_table
 
@@ -124,7 +124,6 @@ def _dataset_overview(doc: Document, b: Built, adam: list[str]) -> None:
 
 def _dataset_notes(doc: Document, b: Built, adam: list[str], frames: dict[str, pd.DataFrame]) -> None:
     spec = b.spec
-    methods = spec.methods.drop_duplicates("method").set_index("method") if len(spec.methods) else pd.DataFrame()
     for name in adam:  # one subsection per ADaM dataset
         m = spec.datasets.set_index("dataset").loc[name] if name in set(spec.datasets["dataset"]) else None
         doc.h(2, f"{name} - {'' if m is None else m['label']}", anchor=f"ds-{name.lower()}")
@@ -144,12 +143,8 @@ def _dataset_notes(doc: Document, b: Built, adam: list[str], frames: dict[str, p
         doc.p("Variables by origin: " + ", ".join(f"{k} {n}" for k, n in origins.items()) + ".")
         derived = v[v["origin"].str.strip().str.lower() == "derived"]
         if len(derived):
-            rows = []
-            for var, lab, mid, com in derived[["variable", "label", "method", "comment"]].to_numpy(
-                    dtype=object).tolist():  # derived variables of one dataset
-                desc = str(methods.loc[mid].get("description", "")) if mid and mid in methods.index else ""
-                rows.append([var, lab, desc or com or ""])
-            doc.table(["Derived variable", "Label", "Method (specs/adam/methods)"], rows, widths=[1, 1.6, 5])
+            rows = derived_rows(derived, spec.methods)
+            doc.table(["Derived variable(s)", "Label(s)", "Method (specs/adam/methods)"], rows, widths=[1, 1.6, 5])
 
 
 def _traceability(doc: Document, frames: dict[str, pd.DataFrame], sdtm: set[str], sdtm_href: str) -> None:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from pipeline.export import checks, xpt
 from pipeline.package.document import FORMATS, Document, Link, Strong, write_document
-from pipeline.package.guide_common import (PROGRAM, Built, cells, fmt, load_built, protocol_sections,
+from pipeline.package.guide_common import (PROGRAM, Built, cells, derived_rows, fmt, load_built, protocol_sections,
                                            title_meta)
 from pipeline.spec import read_table
 
@@ -213,7 +213,6 @@ def standard_derivation(variable: str) -> bool:
 
 def _domain_notes(doc: Document, b: Built, built: list[str]) -> None:
     spec = b.spec
-    methods = spec.methods.set_index("method") if "method" in spec.methods.columns else pd.DataFrame()
     sources = _sources(b)
     relrec = b.read("RELREC") if "RELREC" in built else pd.DataFrame()
     subject_ds = [n for n in built if n not in set(spec.datasets.loc[
@@ -249,16 +248,8 @@ def _domain_notes(doc: Document, b: Built, built: list[str]) -> None:
             doc.p("Standard derivations (methods in define.xml): " + ", ".join(derived.loc[standard, "variable"]) + ".")
         derived = derived[~standard]
         if len(derived):
-            rows = []
-            for var, lab, mid, com in derived[["variable", "label", "method", "comment"]].to_numpy(
-                    dtype=object).tolist():  # derived variables of one dataset
-                desc = ""
-                if mid and mid in methods.index:
-                    m = methods.loc[mid]
-                    m = m.iloc[0] if isinstance(m, pd.DataFrame) else m
-                    desc = str(m.get("description", ""))
-                rows.append([var, lab, desc or com or ""])
-            doc.table(["Derived variable", "Label", "Method (specs/sdtm/methods)"], rows, widths=[1, 1.6, 5])
+            rows = derived_rows(derived, spec.methods)
+            doc.table(["Derived variable(s)", "Label(s)", "Method (specs/sdtm/methods)"], rows, widths=[1, 1.6, 5])
         comments = v[(v["comment"].str.strip() != "") & (v["origin"].str.strip().str.lower() != "derived")]
         if len(comments):
             doc.bullets([f"{var}: {c}" for var, c in comments[["variable", "comment"]].to_numpy(dtype=object).tolist()])
@@ -365,7 +356,7 @@ def _explanations(doc: Document, b: Built, findings: pd.DataFrame | None) -> Non
             ["rule_id", "dataset", "variables", "message", "issues", "explanation", "justification", "_s"]].to_numpy(
             dtype=object).tolist()):  # findings (dozens)
         doc.h(2, f"{rid} {ds}" + (f" ({var.replace('|', ', ')})" if var else ""), anchor=finding_anchor(rid, ds, i))
-        doc.p(f"Message: {msg} Issues: {fmt(n)}.")
+        doc.p(f"Message: {str(msg).strip().rstrip('.')}. Issues: {fmt(n)}.")
         if st == UNEXPLAINED:
             doc.p([Strong(f"{UNEXPLAINED}. "), f"No row of specs/studies/{b.studyid}.explanations.csv covers this "
                    "finding. It must be fixed in the data or explained (with its justification) before submission."])

@@ -272,7 +272,7 @@ def pdf_date(stamp: datetime) -> str:
 def to_pdf(doc: Document) -> bytes:
     from reportlab.lib import colors
     from reportlab.lib.enums import TA_LEFT
-    from reportlab.lib.pagesizes import A4, landscape  # noqa: F401  (A4 portrait used)
+    from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
     from reportlab.lib.units import cm
     from reportlab.pdfgen.canvas import Canvas
@@ -481,7 +481,6 @@ def _fixed_zip(data: bytes, stamp: datetime) -> bytes:
 
 def to_docx(doc: Document) -> bytes:
     from docx import Document as Docx
-    from docx.enum.section import WD_ORIENT  # noqa: F401
     from docx.shared import Cm, Pt
 
     d = Docx()

@@ -125,6 +125,19 @@ def cells(frame: pd.DataFrame, cols: list[str]) -> list[list[str]]:
     return [[fmt(v) for v in row] for row in frame[cols].to_numpy(dtype=object).tolist()]
 
 
+def derived_rows(derived: pd.DataFrame, methods: pd.DataFrame) -> list[list[str]]:
+    """Rows (variables, labels, method description) of a dataset's derived variables, one row per
+    method: variables sharing a method (BASE and BTOXGR from one baseline rule) are listed together,
+    in spec order; a variable without a method shows its comment."""
+    desc = dict(zip(methods["method"], methods["description"])) if "method" in methods.columns else {}
+    frame = derived.assign(_desc=derived["method"].map(lambda m: desc.get(m, "") if m else ""))
+    frame["_desc"] = frame["_desc"].where(frame["_desc"] != "", frame["comment"])
+    frame["_key"] = frame["method"].where(frame["method"] != "", "var:" + frame["variable"])
+    grouped = frame.groupby("_key", sort=False).agg(variables=("variable", ", ".join), labels=("label", "; ".join),
+                                                    text=("_desc", "first"))
+    return cells(grouped.reset_index(), ["variables", "labels", "text"])
+
+
 def title_meta(b: Built, version_note: str) -> list[tuple[str, str]]:
     s = b.study
     return [("Study", b.studyid), ("Title", str(s.get("title", ""))), ("Sponsor", str(s.get("sponsor", ""))),
