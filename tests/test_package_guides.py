@@ -52,7 +52,7 @@ def with_core(built_study, tmp_path_factory) -> Path:
         '{"Run": {"engine_version": "0.17.1", "rules_selected": 5}, "Conformance_Details": {"Standard": "SDTMIG", '
         '"Version": "V3.4"}, "Rules_Report": [{"core_id": "CORE-000111", "status": "ISSUE REPORTED"}, '
         '{"core_id": "CORE-000222", "status": "ISSUE REPORTED"}, {"core_id": "CORE-000333", "status": "SUCCESS"}, '
-        '{"core_id": "CORE-000444", "status": "SUCCESS"}, {"core_id": "CORE-000555", "status": "SKIPPED"}]}\n',
+        '{"core_id": "CORE-000444", "status": "SUCCESS"}, {"core_id": "CORE-000555", "status": "SKIPPED"}, {"core_id": "CORE-000666", "status": "EXECUTION ERROR"}]}\n',
         encoding="utf-8")
     return folder
 
@@ -109,6 +109,7 @@ def test_csdrg_lists_every_core_finding_explained_or_unexplained(guides):
         assert "Protocol section 5.1 allows ages up to 75" in text
         assert "No row of specs/studies/" in text and "covers this finding" in text
         assert "success 2" in text and "issue reported 2" in text and "skipped 1" in text
+        assert "1 rule(s) ended in an execution error" in text and "CORE-000666" in text
 
 
 def test_csdrg_without_core_report_says_so(built_study, tmp_path):

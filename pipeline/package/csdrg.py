@@ -295,6 +295,12 @@ def _conformance(doc: Document, b: Built) -> pd.DataFrame | None:
                 ["Explanations", f"{expl} (matched by the conformance run: rule, dataset, variable and value "
                                  "pattern)"]]
         doc.table(["Item", "Value"], rows, widths=[1, 3])
+        errored = sorted(str(r.get("core_id", "")) for r in meta.get("Rules_Report") or []
+                         if isinstance(r, dict) and str(r.get("status", "")).upper() == "EXECUTION ERROR")
+        if errored:
+            doc.p(f"{len(errored)} rule(s) ended in an execution error, so CORE could not evaluate them on these "
+                  "datasets (the reasons are in reports/core_summary.html; most need CDISC Library metadata the "
+                  "public rules cache lacks): " + ", ".join(errored) + ".")
         if not meta:
             doc.p(f"reports/{CORE_REPORT} is absent: the run's engine and rule outcomes are not known; the "
                   f"findings below are those of reports/{CORE_FINDINGS}.", style="note")
