@@ -48,7 +48,8 @@ BUILT_EPOCH = "1764547200"
 @pytest.fixture(scope="session")
 def built_study(tmp_path_factory) -> Path:
     """The smallest study of raw/, built once per session (SOURCE_DATE_EPOCH = BUILT_EPOCH) into a
-    temporary folder: ``<tmp>/sdtm/<STUDYID>``. Tests must not modify it (copy it first). Skips
+    temporary folder: ``<tmp>/sdtm/<STUDYID>``. Tests must not modify it (copy it first; the package
+    command adds only the guides' drafts in ``guides/``). Skips
     visibly when raw/ is empty or the build does not succeed."""
     import argparse
 

@@ -215,6 +215,21 @@ def test_links_resolve_in_the_ectd_layout(guides, with_core, tmp_path):
         assert pdf_links == {h for h in hrefs if not h.startswith("#")}, guide
 
 
+def test_drafts_in_the_build_link_to_the_build(with_core):
+    from pipeline.package.guides import write_drafts
+
+    written = write_drafts(with_core)
+    assert sorted(p.name for p in written) == ["adrg.docx", "adrg.html", "csdrg.docx", "csdrg.html"]
+    assert {p.parent for p in written} == {with_core / "guides"}
+    for name in ("csdrg.html", "adrg.html"):
+        page = (with_core / "guides" / name).read_text(encoding="utf-8")
+        files = [h for h in re.findall(r'href="([^"]+)"', page) if not h.startswith("#")]
+        assert files and all((with_core / "guides" / h).resolve().is_file() for h in files
+                             if not h.endswith("acrf.pdf") or (with_core / "acrf.pdf").is_file()), name
+    docx_links = [r.target_ref for r in Docx(str(with_core / "guides" / "adrg.docx")).part.rels.values() if r.is_external]
+    assert "../adam/adsl.xpt" in docx_links and "../dm.xpt" in docx_links
+
+
 def test_reruns_byte_identical_and_dated_by_source_date_epoch(guides, with_core, tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
     written = csdrg.write_csdrg(with_core, tmp_path) + adrg.write_adrg(with_core, tmp_path)

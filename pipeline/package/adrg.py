@@ -110,12 +110,12 @@ def _populations(doc: Document, b: Built, adsl: pd.DataFrame) -> None:
     doc.table(["Flag", "Definition", "Source", "Subjects (Y)"], rows, widths=[0.9, 4.5, 2.5, 1.1])
 
 
-def _dataset_overview(doc: Document, b: Built, adam: list[str]) -> None:
+def _dataset_overview(doc: Document, b: Built, adam: list[str], adam_href: str = "") -> None:
     ds = b.spec.datasets.set_index("dataset")
     rows = []
     for name in adam:  # ADaM datasets (a handful)
         m = ds.loc[name] if name in ds.index else None
-        rows.append([Link(name, xpt.xpt_name(name)), "" if m is None else m["label"],
+        rows.append([Link(name, adam_href + xpt.xpt_name(name)), "" if m is None else m["label"],
                      "" if m is None else m["class"].title(), "" if m is None else m["structure"],
                      "" if m is None else m["keys"].replace("|", ", "), fmt(b.rows(f"{ADAM}/{xpt.xpt_name(name)}"))])
     doc.table(["Dataset", "Label", "Class", "Structure", "Key variables", "Records"], rows,
@@ -147,7 +147,8 @@ def _dataset_notes(doc: Document, b: Built, adam: list[str], frames: dict[str, p
             doc.table(["Derived variable(s)", "Label(s)", "Method (specs/adam/methods)"], rows, widths=[1, 1.6, 5])
 
 
-def _traceability(doc: Document, frames: dict[str, pd.DataFrame], sdtm: set[str], sdtm_href: str) -> None:
+def _traceability(doc: Document, frames: dict[str, pd.DataFrame], sdtm: set[str], sdtm_href: str,
+                  adam_href: str = "") -> None:
     rows = []
     for name, f in frames.items():  # ADaM datasets
         if "SRCDOM" not in f or not len(f):
@@ -156,7 +157,7 @@ def _traceability(doc: Document, frames: dict[str, pd.DataFrame], sdtm: set[str]
             ["SRCDOM", "SRCVAR"], sort=True).size().rename("n").reset_index()
         for dom, var, n in g.to_numpy(dtype=object).tolist():  # source pairs (a few per dataset)
             target = Link(dom, sdtm_href + xpt.xpt_name(dom)) if dom in sdtm else (
-                Link(dom, xpt.xpt_name(dom)) if dom.startswith("AD") else dom or "(none)")
+                Link(dom, adam_href + xpt.xpt_name(dom)) if dom.startswith("AD") else dom or "(none)")
             rows.append([name, target, var, fmt(n)])
     doc.table(["Dataset", "SRCDOM", "SRCVAR", "Records"], rows, widths=[1, 1, 1.5, 1],
               caption="Traceability found in the built datasets (SRCDOM/SRCVAR; SRCSEQ gives the source record)")
@@ -195,8 +196,9 @@ def _conformance(doc: Document, b: Built) -> None:
                   caption="CDISC CORE findings on the ADaM datasets")
 
 
-def adrg_document(b: Built, sdtm_href: str = SDTM_HREF) -> Document:
-    """The ADRG of one built study (ADaM spec in ``b.spec``)."""
+def adrg_document(b: Built, sdtm_href: str = SDTM_HREF, adam_href: str = "") -> Document:
+    """The ADRG of one built study (ADaM spec in ``b.spec``); links to SDTM at ``sdtm_href``, to
+    the ADaM datasets and define.xml at ``adam_href`` (relative to the guide)."""
     adam = b.datasets(ADAM)
     sdtm = set(b.datasets())
     frames = {n: b.read(n, ADAM) for n in adam}
@@ -209,7 +211,7 @@ def adrg_document(b: Built, sdtm_href: str = SDTM_HREF) -> Document:
     doc.h(1, "Introduction")
     doc.h(2, "Purpose")
     doc.p(["This guide gives the context of the ADaM datasets of study ", b.studyid, " beyond their data "
-           "definitions (", Link("define.xml", "define.xml"), "): analysis populations, the derivations and the "
+           "definitions (", Link("define.xml", adam_href + "define.xml"), "): analysis populations, the derivations and the "
            "clinical rule tables they evaluate, traceability to SDTM, and the conformance checks run."])
     doc.h(2, "Acronyms")
     doc.table(["Acronym", "Meaning"], [list(a) for a in sorted(ACRONYMS)], widths=[1, 4])
@@ -266,7 +268,7 @@ def adrg_document(b: Built, sdtm_href: str = SDTM_HREF) -> Document:
           "recovery records). ADSL variables trace by their define.xml origins (Predecessor DM.AGE, ...); every "
           "record of the other datasets carries SRCDOM/SRCVAR/SRCSEQ (ADaMIG 1.3 section 3.3.9) to an SDTM record, "
           "an ADSL variable or an ADaM record that traces to SDTM:")
-    _traceability(doc, frames, sdtm, sdtm_href)
+    _traceability(doc, frames, sdtm, sdtm_href, adam_href)
     doc.h(2, "Derivation Rules")
     doc.p("The clinical rules are tables in specs/rules/, each row with its source (guideline, protocol or the "
           "stated assumption); the code evaluates the tables. The tables behind the analysis derivations:")
@@ -286,7 +288,7 @@ def adrg_document(b: Built, sdtm_href: str = SDTM_HREF) -> Document:
 
     doc.h(1, "Analysis Dataset Descriptions")
     doc.h(2, "Overview")
-    _dataset_overview(doc, b, adam)
+    _dataset_overview(doc, b, adam, adam_href)
     _dataset_notes(doc, b, adam, frames)
     _conformance(doc, b)
     doc.h(1, "Submission of Programs")
@@ -298,9 +300,9 @@ def adrg_document(b: Built, sdtm_href: str = SDTM_HREF) -> Document:
 
 
 def write_adrg(study_out_dir: Path, target_dir: Path, specs: Path | None = None, sdtm_href: str = SDTM_HREF,
-               formats: tuple[str, ...] = FORMATS) -> list[Path]:
+               adam_href: str = "", formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """Write the ADRG of the built study ``study_out_dir`` (``OUT/<STUDYID>``, with its
     ``adam/`` folder) into ``target_dir`` as adrg.pdf / .html / .docx; returns the paths.
-    ADaM datasets are linked beside the guide, SDTM datasets at ``sdtm_href``."""
+    ADaM datasets are linked at ``adam_href`` ('' = beside the guide), SDTM datasets at ``sdtm_href``."""
     b = load_built(study_out_dir, specs, standard="adam")
-    return write_document(adrg_document(b, sdtm_href), target_dir, STEM, formats)
+    return write_document(adrg_document(b, sdtm_href, adam_href), target_dir, STEM, formats)

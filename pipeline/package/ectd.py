@@ -107,6 +107,10 @@ def assemble_study(study_dir: Path, root: Path, specs: Path | None = None) -> li
         _copy(f, json_adam)
     _guide("sdtm", study_dir, sdtm, specs, notes)
     _guide("adam", study_dir, adam, specs, notes)
+    if not notes:  # the editable drafts (HTML, DOCX) of the same guides stay in the build: OUT/<STUDYID>/guides/
+        from pipeline.package.guides import write_drafts
+
+        write_drafts(study_dir, specs)
     return notes
 
 
