@@ -104,3 +104,20 @@ def test_adam_parameter_listing_orders_and_dates():
     assert list(zip(out["USUBJID"], out["ADT"], out["PARAMCD"], out["COHORT"])) == [
         ("A", "2014-10-05", "INVRESP", "DL1"), ("A", "2014-11-01", "INVRESP", "DL1"),
         ("A", "2014-11-01", "OVRLRESP", "DL1"), ("B", "2014-10-04", "INVRESP", "DL2")]
+
+
+def test_icaht_summary_counts_by_dose_level():
+    from pipeline.adam.reports import icaht_summary
+    adsl = pd.DataFrame({"USUBJID": ["A", "B", "C", "D"], "SAFFL": ["Y", "Y", "Y", ""]})
+    adlb = pd.DataFrame({
+        "USUBJID": ["A", "B", "C", "D", "A", "C"], "PARAMCD": ["ICAHTE"] * 4 + ["ICAHTL"] * 2,
+        "PARAM": ["Early"] * 4 + ["Late"] * 2, "AVAL": [0.0, 3.0, 4.0, 4.0, 1.0, 3.0],
+        "TRT01AN": [1.0, 1.0, 2.0, 2.0, 1.0, 2.0], "TRT01A": ["DL1", "DL1", "DL2", "DL2", "DL1", "DL2"]})
+    t = icaht_summary(adlb, adsl).set_index(["PARAMCD", "TRT01A"])
+    # D is not in the safety population; early: DL1 A=0, B=3; DL2 C=4; all three together
+    assert t.loc[("ICAHTE", "DL1"), "n"] == 2
+    assert t.loc[("ICAHTE", "DL1"), "grade_0"] == "1 (50.0)" and t.loc[("ICAHTE", "DL1"), "grade_3"] == "1 (50.0)"
+    assert t.loc[("ICAHTE", "DL2"), "grade_4"] == "1 (100.0)"
+    assert t.loc[("ICAHTE", "ALL"), "n"] == 3 and t.loc[("ICAHTE", "ALL"), "grade_3_or_more"] == "2 (66.7)"
+    assert t.loc[("ICAHTL", "ALL"), "grade_1"] == "1 (50.0)" and t.loc[("ICAHTL", "ALL"), "grade_3_or_more"] == "1 (50.0)"
+    assert list(t.index.get_level_values(1)) == ["DL1", "DL2", "ALL", "DL1", "DL2", "ALL"]

@@ -633,3 +633,19 @@ def test_simulate_study_overrides_subjects_and_seed(spec):
     assert len(a["dm"]) == 12
     assert all(a[f].equals(b[f]) for f in a)
     assert not a["lb"].equals(c["lb"])
+
+
+def test_grade_draws_per_arm_and_unchanged_without():
+    """Per-arm toxicity weights: an arm whose weights put everything on grade 1 draws only 1s;
+    without per-arm weights the draws equal Generator.choice with the same stream (so the
+    other studies' raw extracts are unchanged)."""
+    import numpy as np
+    from pipeline.simulate.subjects import grade_draws
+    arms = np.array(["DL1", "DL2"] * 50, dtype=object)
+    cfg = {"w": [0.25, 0.25, 0.25, 0.25]}
+    a = grade_draws(np.random.Generator(np.random.PCG64(5)), arms, cfg, "w")
+    b = np.random.Generator(np.random.PCG64(5)).choice(np.arange(1, 5), 100, p=np.full(4, 0.25))
+    assert (a == b).all()
+    cfg["w_by_arm"] = {"DL1": [1.0, 0.0, 0.0, 0.0], "DL2": [0.0, 0.0, 0.0, 1.0]}
+    g = grade_draws(np.random.Generator(np.random.PCG64(5)), arms, cfg, "w")
+    assert set(g[arms == "DL1"]) == {1} and set(g[arms == "DL2"]) == {4}

@@ -13,7 +13,9 @@ Same names and columns as before, so that the listings keep rendering them:
   escalation decision of ``specs/rules/dose_escalation.csv`` (3+3);
 - ``cellular_kinetics_by_dose``: ADPP parameters summarised by actual dose level;
 - ``km_summary``: Kaplan-Meier median and 95% CI of every ADTTE parameter, by dose level and
-  overall (:mod:`pipeline.adam.km`).
+  overall (:mod:`pipeline.adam.km`);
+- ``icaht_summary``: subjects by early and late ICAHT grade (ADLB ICAHTE/ICAHTL), by dose level
+  and overall.
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ def response_reports(adam: dict[str, pd.DataFrame], extras: dict, spec: Spec, st
         from pipeline.adam.km import km_summary
 
         out["km_summary"] = km_summary(adam["ADTTE"])
+    if "ADLB" in adam:
+        out["icaht_summary"] = icaht_summary(adam["ADLB"], adam["ADSL"])
     if "ADPP" in adam:
         from pipeline.adam.adpp import by_dose_level
 
@@ -146,3 +150,35 @@ def dlt_by_dose_level(adsl: pd.DataFrame, spec: Spec, study: Study) -> pd.DataFr
     out["dlt_window_days"] = study.dlt_window_days
     out.insert(0, "STUDYID", study.studyid)
     return out.sort_values("TRT01AN", kind="mergesort").reset_index(drop=True)
+
+
+ICAHT_PARAMS = ("ICAHTE", "ICAHTL")
+ICAHT_GRADES = (0, 1, 2, 3, 4)
+
+
+def icaht_summary(adlb: pd.DataFrame, adsl: pd.DataFrame) -> pd.DataFrame:
+    """Per ICAHT parameter (ADLB ICAHTE early, ICAHTL late) and actual dose level (TRT01AN/
+    TRT01A, then all subjects as ``ALL``): the safety-population subjects with the parameter
+    (n), the number (%) of them at each grade 0-4 (AVAL) and at grade 3 or higher (severe
+    ICAHT, Rejeski et al., Blood 2023). Percentages of n, one decimal."""
+    safety = set(text(adsl.loc[text(adsl["SAFFL"]) == "Y", "USUBJID"]))
+    r = adlb[text(adlb["PARAMCD"]).isin(ICAHT_PARAMS) & text(adlb["USUBJID"]).isin(safety)]
+    r = r.assign(PARAMCD=text(r["PARAMCD"]), TRT01A=text(r["TRT01A"]), grade=pd.to_numeric(r["AVAL"], errors="coerce"))
+    both = pd.concat([r, r.assign(TRT01AN=float("nan"), TRT01A="ALL")], ignore_index=True)
+    keys = ["PARAMCD", "PARAM", "TRT01AN", "TRT01A"]
+    n = both.groupby(keys, dropna=False).size().rename("n")
+    counts = both.groupby(keys + ["grade"], dropna=False).size().unstack("grade", fill_value=0)
+    counts = counts.reindex(columns=[float(g) for g in ICAHT_GRADES], fill_value=0)
+    out = n.to_frame().join(counts).reset_index()
+
+    def cell(k: pd.Series) -> pd.Series:
+        pct = (100.0 * k / out["n"]).round(1)
+        return k.astype(int).astype(str) + " (" + pct.map("{:.1f}".format) + ")"
+
+    for g in ICAHT_GRADES:  # five grade columns
+        out[f"grade_{g}"] = cell(out[float(g)])
+    out["grade_3_or_more"] = cell(out[[3.0, 4.0]].sum(axis=1))
+    out["_all"] = out["TRT01A"] == "ALL"
+    out = out.sort_values(["PARAMCD", "_all", "TRT01AN"], kind="mergesort")
+    cols = keys + ["n"] + [f"grade_{g}" for g in ICAHT_GRADES] + ["grade_3_or_more"]
+    return out[cols].reset_index(drop=True)

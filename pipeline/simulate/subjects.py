@@ -85,6 +85,20 @@ def _floor_age(birth: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return ry - by - ((rm < bm) | ((rm == bm) & (rd < bd)))
 
 
+def grade_draws(rng: np.random.Generator, armcd: np.ndarray, cfg: dict, key: str) -> np.ndarray:
+    """Grades 1-4, one per subject, from the weights ``cfg[key]``, or per arm from
+    ``cfg[key + "_by_arm"]`` (ARMCD -> weights: toxicity rising with the dose level in a dose
+    escalation). One uniform per subject, read through the cumulative weights as
+    ``Generator.choice`` does, so a study without per-arm weights draws what it drew before."""
+    u = rng.random(len(armcd))
+    w = np.asarray(cfg[key], float)
+    cdf = np.tile(np.cumsum(w) / w.sum(), (len(armcd), 1))
+    for arm, wa in (cfg.get(key + "_by_arm") or {}).items():  # the study's few arms
+        wa = np.asarray(wa, float)
+        cdf[armcd == arm] = np.cumsum(wa) / wa.sum()
+    return 1 + (u[:, None] >= cdf).sum(axis=1).clip(max=3)
+
+
 def build_subjects(study: Study, cfg: dict, rng: np.random.Generator) -> pd.DataFrame:
     """One row per consented subject with status, demographics, arm, key dates and outcomes."""
     n = cfg["subjects"]
@@ -174,13 +188,11 @@ def build_subjects(study: Study, cfg: dict, rng: np.random.Generator) -> pd.Data
     relapse_day = np.where(relapse, rng.integers(60, 400, n), NEVER)
     prolonged = rng.random(n) < float(cfg["prolonged_cytopenia_rate"])
     has_crs = _exactly(rng, n, trt, float(cfg["crs_rate"]))
-    w = np.asarray(cfg["crs_grade_weights"], float)
-    crs_grade = np.where(has_crs, rng.choice(np.arange(1, 5), n, p=w / w.sum()), 0)
+    crs_grade = np.where(has_crs, grade_draws(rng, armcd, cfg, "crs_grade_weights"), 0)
     crs_on = 1 + np.minimum(rng.poisson(1.6, n), 8)
     crs_dur = np.clip(np.round(crs_grade + 1 + rng.gamma(2.0, 1.2, n)), 2, 10).astype(int)
     has_icans = _exactly(rng, n, trt, float(cfg["icans_rate"]), weight=np.where(has_crs, 3.0, 1.0))
-    w = np.asarray(cfg["icans_grade_weights"], float)
-    icans_grade = np.where(has_icans, rng.choice(np.arange(1, 5), n, p=w / w.sum()), 0)
+    icans_grade = np.where(has_icans, grade_draws(rng, armcd, cfg, "icans_grade_weights"), 0)
     icans_on = np.where(has_crs, crs_on + rng.integers(1, 4, n), rng.integers(4, 10, n))
     icans_dur = np.clip(np.round(icans_grade + rng.gamma(2.0, 1.0, n)), 2, 8).astype(int)
 
