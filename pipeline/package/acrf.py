@@ -84,7 +84,7 @@ LEAD = 1.25            # line height / font size
 PAD = 3.0              # padding inside a row and inside annotation boxes
 BOX = 7.0              # check box side
 #: annotation colours by the position of a dataset on its page (fill, border); then repeats
-PALETTE = (("#CCE5FF", "#1F5FAD"), ("#FFF2B3", "#A07800"), ("#D5F5D5", "#2E7D32"),
+PALETTE = (("#CCE5FF", "#1F5FAD"), ("#FFF2B3", "#7A5A00"), ("#D5F5D5", "#2E7D32"),
            ("#FFD9E6", "#AD1457"), ("#E6DDF7", "#5E35B1"), ("#FFE3C7", "#C25E00"))
 NEUTRAL = ("#FFFFFF", "#444444")
 NOT_SUBMITTED_COLOUR = ("#EEEEEE", "#777777")
@@ -180,11 +180,16 @@ def field_annotations(spec: Spec) -> dict[tuple[str, str], list[Annotation]]:
 
 
 def _unique(items: list[Annotation]) -> list[Annotation]:
+    """Each item once; a bare variable is left out when the same field also carries one of its
+    value-level items (``RSORRES where RSTESTCD = OVRLRESP`` already says RSORRES)."""
+    with_where = {(a.dataset, a.variable) for a in items if a.where}
     seen, out = set(), []
     for a in items:  # a field's few annotations
-        if (a.dataset, a.variable, a.where) not in seen:
-            seen.add((a.dataset, a.variable, a.where))
-            out.append(a)
+        key = (a.dataset, a.variable, a.where)
+        if key in seen or (not a.where and (a.dataset, a.variable) in with_where):
+            continue
+        seen.add(key)
+        out.append(a)
     return out
 
 
