@@ -228,3 +228,20 @@ def test_rendering_is_byte_identical_and_rows_stay_on_the_page(spec):
             for p in row.response:
                 end = p.x + (p.entry or (acrf.BOX + 3 if p.box else 0) + acrf._width(p.text, p.font, p.size))
                 assert end <= acrf.COL_RESPONSE - acrf.PAD, (row.form, row.column, p.text)
+
+
+def test_html_view_has_every_form_page_and_annotation(spec):
+    """The HTML view shows the same pages as the PDF: one section per form page, with each field's
+    annotations and the page number define.xml uses."""
+    import html as html_lib
+
+    layout = acrf.crf_layout(load_study(SPECS, STUDY), spec)
+    text = acrf.render_html(layout)
+    form_pages = [p for p in layout.pages if p.form]
+    assert text.count("<section ") == len(form_pages)
+    for page in form_pages:
+        section = text.split(f'<section id="page-{page.number}">', 1)[1].split("</section>", 1)[0]
+        assert f"page {page.number}" in section
+        for row in page.rows:
+            for b in row.annotations:
+                assert html_lib.escape(" ".join(b.lines)) in section, (page.number, row.column)
