@@ -248,10 +248,11 @@ def adrg_document(b: Built, sdtm_href: str = SDTM_HREF, adam_href: str = "") -> 
     try:
         v = b.spec.vars("ADSL")
         tv = v[v["variable"].str.match(r"^(TRT|DOSE|ARM|ACTARM|LDST)")]
+        desc = dict(zip(b.spec.methods["method"], b.spec.methods["description"])) if len(b.spec.methods) else {}
         doc.table(["Variable", "Label", "Origin", "Source or method"],
-                  [[a, lab, o, src or (mid or "")] for a, lab, o, src, mid in
+                  [[a, lab, o, src or (f"{mid}: {desc[mid]}" if mid in desc else mid or "")] for a, lab, o, src, mid in
                    tv[["variable", "label", "origin", "source", "method"]].to_numpy(dtype=object).tolist()],
-                  widths=[1, 2, 1, 3])
+                  widths=[1, 1.6, 0.9, 4])
     except Exception:  # ADSL not in the spec: nothing to list
         doc.p("ADSL is not in the ADaM specification.")
     doc.h(2, "Analysis Populations")

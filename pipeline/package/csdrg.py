@@ -339,9 +339,12 @@ def _conformance(doc: Document, b: Built) -> pd.DataFrame | None:
             "ran before the build.")
     by = {c: int(n) for c, n in counts.groupby("check")["n"].sum().items()} if len(counts) else {}
     rows = [[c, s, r, fmt(by.pop(c, 0))] for c, s, r in pipeline_checks()]
-    rows += [[c, ", ".join(sorted(counts.loc[counts["check"] == c, "severity"])), "domain or reconciliation finding",
-              fmt(n)] for c, n in sorted(by.items())]
-    doc.table(["Check", "Severity", "Rule", "Findings"], rows, widths=[1.4, 0.9, 5, 0.8])
+    found = b.report("findings.csv")
+    once = found.drop_duplicates("check") if found is not None and "message" in found else None
+    first = dict(zip(once["check"], once["message"])) if once is not None else {}
+    rows += [[c, ", ".join(sorted(counts.loc[counts["check"] == c, "severity"])),
+              "domain or reconciliation finding, e.g. " + first.get(c, ""), fmt(n)] for c, n in sorted(by.items())]
+    doc.table(["Check", "Severity", "Rule", "Findings"], rows, widths=[1.75, 0.9, 5, 0.8])
     return findings
 
 
