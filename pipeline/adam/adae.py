@@ -46,7 +46,8 @@ def impute_date(dtc: pd.Series, rules: pd.DataFrame, target: str, trtsdt: pd.Ser
 
     ``limit`` TRTSDT_same_month / TRTSDT_same_year: a start imputed before TRTSDT in the same
     month / year becomes TRTSDT. DTHDT_CUTOFF: an imputed end is at most ``ceiling`` (the
-    earlier of death and data cut-off)."""
+    earlier of death and data cut-off); RFICDT: an imputed history date is at most ``ceiling``
+    (informed consent)."""
     rules = rules[rules["target"] == target].set_index("missing")
     bad = set(rules["impute_to"]) - set(IMPUTE_TO)
     if bad:
@@ -80,7 +81,7 @@ def impute_date(dtc: pd.Series, rules: pd.DataFrame, target: str, trtsdt: pd.Ser
             tr = pd.to_datetime(SAS_EPOCH + pd.to_timedelta(trt[sel], unit="D"))
             same = (tr.dt.year == yy) & ((tr.dt.month == mm) if limit == "TRTSDT_same_month" else True)
             val = val.where(~(same & (val < trt[sel])), trt[sel])
-        elif limit == "DTHDT_CUTOFF":
+        elif limit in ("DTHDT_CUTOFF", "RFICDT"):  # the caller passes that ceiling
             val = val.where(~(val > ceil[sel]), ceil[sel])
         out.loc[sel] = val
         flag.loc[sel] = r["flag"]

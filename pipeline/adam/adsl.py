@@ -2,9 +2,9 @@
 EX, DS, SUPPDS, RS and LBDA and the study parameters.
 
 One record per subject of DM. Population flags follow ``specs/rules/adam_populations.csv``;
-baseline disease characteristics ``specs/rules/adsl_baseline.csv``. Prior therapy (prior
-lines, prior HSCT, bridging) and the HSCT-after-CAR-T date are not derived: SDTM has no CM,
-MH, PR or HSCT records yet (see the dataset comment in ``specs/adam/datasets.csv``).
+baseline disease characteristics ``specs/rules/adsl_baseline.csv``. Disease history and prior
+therapy (:func:`history_variables`) from MH/SUPPMH (primary diagnosis), CM/SUPPCM (prior lines)
+and PR (prior HSCT).
 """
 
 from __future__ import annotations
@@ -139,6 +139,68 @@ def baseline_characteristics(sdtm: dict[str, pd.DataFrame], spec: Spec, subjects
     return out
 
 
+def history_variables(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study, subjects: pd.Series,
+                      rficdt: pd.Series) -> pd.DataFrame:
+    """Disease history and prior therapy at study entry.
+
+    - DISSUBTP: SUPPMH.QVAL (QNAM DISSUBTP) of the MH record with MHCAT PRIMARY DIAGNOSIS;
+    - DIAGDT/DIAGDTF: MHSTDTC of that record, a partial date imputed by the DIAGDT rows of
+      ``specs/rules/adam_date_imputation.csv`` (ADaMIG 1.3 section 3.1.5);
+    - DURDIS: disease duration in months at informed consent, (RFICDT - DIAGDT) / 30.4375,
+      rounded to 0.1;
+    - PRIORLN: number of prior lines = distinct SUPPCM LINENUM of the CM records with CMCAT the
+      study's ``[history] prior_therapy_category``; 0 for a subject with an MH primary-diagnosis
+      record (history collected) and no line; null when no history was collected;
+    - PHSCTFL/PHSCTDT: Y when a PR record with PRCAT PRIOR HSCT has PROCCUR Y (date of the last
+      such transplant, complete dates only), N when the pre-specified question was answered N.
+    """
+    from pipeline.adam.adae import impute_date
+    u = subjects.reset_index(drop=True)
+    out = pd.DataFrame({"USUBJID": u})
+    mh = sdtm.get("MH")
+    if mh is not None and len(mh):
+        p = mh[text(mh["MHCAT"]) == "PRIMARY DIAGNOSIS"].drop_duplicates("USUBJID")
+        dtc = pd.Series(text(u.map(pd.Series(text(p["MHSTDTC"]).to_numpy(), index=text(p["USUBJID"]).to_numpy()))).to_numpy())
+        imp = impute_date(dtc, spec.rule("adam_date_imputation"), "DIAGDT", pd.Series(np.nan, index=dtc.index),
+                          pd.Series(np.asarray(rficdt, dtype="float64")))
+        out["DIAGDT"] = imp["dt"].to_numpy()
+        out["DIAGDTF"] = imp["flag"].to_numpy()
+        out["DURDIS"] = ((np.asarray(rficdt, dtype="float64") - out["DIAGDT"]) / 30.4375).round(1)
+        supp = sdtm.get("SUPPMH")
+        sub = pd.Series(dtype="object")
+        if supp is not None and len(supp):
+            s = supp[text(supp["QNAM"]) == "DISSUBTP"]
+            seq = p.set_index(text(p["USUBJID"]))["MHSEQ"]
+            s = s[text(s["IDVARVAL"]) == text(text(s["USUBJID"]).map(seq.round().astype("Int64").astype(str)))]
+            sub = pd.Series(text(s["QVAL"]).to_numpy(), index=text(s["USUBJID"]).to_numpy())
+        out["DISSUBTP"] = text(u.map(sub)).to_numpy()
+        collected = u.isin(set(text(p["USUBJID"])))
+    else:
+        out["DIAGDT"], out["DIAGDTF"], out["DURDIS"], out["DISSUBTP"] = np.nan, "", np.nan, ""
+        collected = pd.Series(False, index=u.index)
+    cm, suppcm = sdtm.get("CM"), sdtm.get("SUPPCM")
+    lines = pd.Series(dtype="float64")
+    cat = str(study.get("history", {}).get("prior_therapy_category", ""))
+    if cm is not None and len(cm) and suppcm is not None and len(suppcm):
+        prior = cm[text(cm["CMCAT"]) == cat]
+        keys = pd.DataFrame({"u": text(prior["USUBJID"]), "k": prior["CMSEQ"].round().astype("Int64").astype(str)})
+        ln = suppcm[text(suppcm["QNAM"]) == "LINENUM"]
+        ln = pd.DataFrame({"u": text(ln["USUBJID"]), "k": text(ln["IDVARVAL"]), "line": text(ln["QVAL"])})
+        ln = ln.merge(keys, on=["u", "k"], how="inner")
+        lines = ln[["u", "line"]].drop_duplicates().groupby("u").size().astype("float64")
+    out["PRIORLN"] = u.map(lines).astype("float64").where(~(collected & u.map(lines).isna()), 0.0).to_numpy()
+    pr = sdtm.get("PR")
+    out["PHSCTFL"], out["PHSCTDT"] = "", np.nan
+    if pr is not None and len(pr):
+        h = pr[text(pr["PRCAT"]) == "PRIOR HSCT"]
+        yes = h[text(h["PROCCUR"]) == "Y"]
+        dt = pd.DataFrame({"u": text(yes["USUBJID"]), "dt": dtc_to_sas_date(yes["PRSTDTC"])}).groupby("u")["dt"].max()
+        asked = u.isin(set(text(h["USUBJID"])))
+        out["PHSCTFL"] = np.where(u.isin(dt.index), "Y", np.where(asked, "N", ""))
+        out["PHSCTDT"] = u.map(dt).astype("float64").to_numpy()
+    return out
+
+
 def population_rules(spec: Spec, studyid: str) -> pd.DataFrame:
     """The population definitions of the study (rows of ``study`` = the STUDYID override ``*``)."""
     rules = spec.rule("adam_populations")
@@ -200,6 +262,7 @@ def build(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFra
     adsl = adsl.merge(treatment_dates(dm, ex), on="USUBJID", how="left")
     adsl["PRIMDIAG"] = text(u.map(supp_value(sdtm.get("SUPPDM"), "PRIMDIAG"))).to_numpy()
     adsl = adsl.merge(baseline_characteristics(sdtm, spec, adsl["USUBJID"], adsl["TRTSDT"]), on="USUBJID", how="left")
+    adsl = adsl.merge(history_variables(sdtm, spec, study, adsl["USUBJID"], adsl["RFICDT"]), on="USUBJID", how="left")
     adsl = adsl.merge(death_variables(dm, sdtm.get("SUPPDS"), sdtm.get("DD")), on="USUBJID", how="left")
     adsl["LSTALVDT"] = last_known_alive(sdtm, adsl["USUBJID"]).to_numpy()
     ds = sdtm.get("DS", pd.DataFrame(columns=["USUBJID", "DSCAT", "DSSCAT", "DSDECOD", "DSSTDTC"]))

@@ -18,6 +18,9 @@ REGISTRY: list[str] = [
     "ae",        # AE, SUPPAE, FA, RELREC (CRS/ICANS by ASTCT)
     "dd",        # DD (primary cause of death); death/AE and AE/disposition cross-checks (needs DS and AE)
     "rs",        # RS and supporting findings
+    "cm",        # CM, SUPPCM (prior therapy lines; concomitant medications)
+    "pr",        # PR (prior HSCT; procedures of the study)
+    "mh",        # MH, SUPPMH (primary diagnosis, relevant history); after CM and PR for its summary report
 ]
 
 #: modules run after :func:`pipeline.derive.visits.renumber_unscheduled` has given every

@@ -44,9 +44,15 @@ UNSCHEDULED = "UNSCHEDULED"
 #: EXCAT of the CAR-T administration (specs/raw/columns.csv ex.EXCAT)
 INFUSION_CATEGORY = "CAR-T INFUSION"
 #: forms in which a screen failure (dm.ENRYN=N) may appear; in lb only at the screening visit
-SCREEN_FAILURE_FORMS = ("dm", "ie", "vs", "lb", "ds")
+SCREEN_FAILURE_FORMS = ("dm", "ie", "vs", "lb", "ds", "mh", "prtx", "phsct")
 #: date columns not compared with informed consent (born before consenting, by nature)
-DATES_BEFORE_CONSENT_ALLOWED = {("dm", "BRTHDAT"), ("dm", "ICDAT")}
+DATES_BEFORE_CONSENT_ALLOWED = {("dm", "BRTHDAT"), ("dm", "ICDAT"),
+                                # history collected at screening: it happened before consent
+                                ("mh", "MHSTDAT"), ("mh", "MHENDAT"), ("prtx", "CMSTDAT"),
+                                ("prtx", "CMENDAT"), ("phsct", "PRSTDAT")}
+#: history dates that must not be after informed consent (form, column)
+HISTORY_DATES = (("mh", "MHSTDAT"), ("mh", "MHENDAT"), ("prtx", "CMSTDAT"), ("prtx", "CMENDAT"),
+                 ("phsct", "PRSTDAT"))
 _INT_RE = r"[+-]?\d+"
 _FLOAT_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
@@ -987,3 +993,104 @@ def check_death_before_infusion(forms: dict[str, pd.DataFrame], study: Study, sp
                          + " (ds.DTHDAT), before the first CAR-T infusion on "
                          + _s(rows["SUBJID"].map(first["text"])) + " (ex.EXSTDAT): review the death and "
                          "infusion records with the site")
+
+
+# ---------------------------------------------------------------------------------------
+# medical history, prior therapy lines, prior HSCT (mh, prtx, phsct)
+# ---------------------------------------------------------------------------------------
+@cross_check("history.after_consent", forms=("mh", "prtx", "phsct"))
+def check_history_before_consent(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """History collected at screening (diagnosis, prior lines, prior HSCT) is not after the
+    subject's informed consent (dm.ICDAT), at the precision the date knows: such a record
+    belongs to AE/CM/PR of the study, not to the history (CDASHIG MH, CM prior medications)."""
+    dm = _dm_subjects(forms)
+    if dm is None:
+        return _NO_FINDINGS
+    cap = _max_year(study)
+    ic = cdash_date_parts(dm["ICDAT"], partial_ok=False, max_year=cap)
+    ic = ic[ic["valid"]].set_index(dm.loc[ic[ic["valid"]].index, "SUBJID"].to_numpy())
+    out = []
+    for form, column in HISTORY_DATES:  # five date columns (metadata)
+        df = forms.get(form)
+        if df is None or column not in df:
+            continue
+        parts = cdash_date_parts(df[column], partial_ok=True, max_year=cap)
+        ref = ic.reindex(df["SUBJID"].to_numpy())
+        ref.index = df.index
+        bad = df["SUBJID"].isin(ic.index).to_numpy() & definitely_before(ref, parts)
+        out.append(make_findings(study.studyid, df, bad, column, "history.after_consent", "error",
+                                 f"{column} is after informed consent: history collected at screening "
+                                 "cannot start or end after consent (report it as an AE, CM or PR of the study)"))
+    return _concat(out)
+
+
+@cross_check("mh.primary_diagnosis_missing", "mh.primary_diagnosis_repeated", "mh.diagnosis_date_missing",
+             "mh.occurrence_missing", "mh.ongoing_with_end", forms=("mh",))
+def check_medical_history(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """Each dm subject has one PRIMARY DIAGNOSIS row with its date of diagnosis; a pre-specified
+    question (MHPRESP=Y) has its answer (MHOCCUR); an ongoing condition has no end date."""
+    mh, dm = forms.get("mh"), _dm_subjects(forms)
+    if mh is None or dm is None:
+        return _NO_FINDINGS
+    pd_rows = mh["MHCAT"].eq("PRIMARY DIAGNOSIS")
+    count = mh.loc[pd_rows, "SUBJID"].value_counts()
+    missing = ~dm["SUBJID"].isin(count.index)
+    repeated = pd_rows & mh["SUBJID"].map(count).gt(1)
+    return _concat([
+        make_findings(study.studyid, dm, missing.to_numpy(), "SUBJID", "mh.primary_diagnosis_missing", "error",
+                      "no PRIMARY DIAGNOSIS row in mh for this subject: the disease under study must be recorded"),
+        make_findings(study.studyid, mh, repeated.to_numpy(), "MHCAT", "mh.primary_diagnosis_repeated", "error",
+                      "more than one PRIMARY DIAGNOSIS row for this subject"),
+        make_findings(study.studyid, mh, (pd_rows & mh["MHSTDAT"].isna()).to_numpy(), "MHSTDAT",
+                      "mh.diagnosis_date_missing", "error", "the primary diagnosis has no date of diagnosis"),
+        make_findings(study.studyid, mh, (mh["MHPRESP"].eq("Y") & mh["MHOCCUR"].isna()).to_numpy(), "MHOCCUR",
+                      "mh.occurrence_missing", "error", "a pre-specified history question (MHPRESP=Y) has no answer"),
+        make_findings(study.studyid, mh, (mh["MHONGO"].eq("Y") & mh["MHENDAT"].notna()).to_numpy(), "MHENDAT",
+                      "mh.ongoing_with_end", "error", "MHENDAT is given but MHONGO=Y: clear one of them"),
+    ])
+
+
+@cross_check("prtx.end_before_start", "prtx.line_gap", "prtx.line_overlap", forms=("prtx",))
+def check_prior_lines(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """A line ends on or after its start; lines are numbered 1..n without gaps per subject; a
+    line does not start before the previous line started (at the precision both dates know)."""
+    pt = forms.get("prtx")
+    if pt is None or pt.empty:
+        return _NO_FINDINGS
+    cap = _max_year(study)
+    st = cdash_date_parts(pt["CMSTDAT"], partial_ok=True, max_year=cap)
+    en = cdash_date_parts(pt["CMENDAT"], partial_ok=True, max_year=cap)
+    line = number_value(pt["LINENUM"], integer=True)
+    n_lines = pt.groupby("SUBJID")["LINENUM"].transform("size")
+    gap = line.notna() & (line > n_lines)
+    order = pd.DataFrame({"s": pt["SUBJID"], "k": line}).sort_values(["s", "k"], kind="stable")
+    prev_idx = pd.Series(order.index, index=order.index).groupby(order["s"]).shift(1).reindex(pt.index)
+    has_prev = prev_idx.notna().to_numpy()
+    prev_st = st.reindex(prev_idx.fillna(-1).astype(int).to_numpy())
+    prev_st.index = pt.index
+    overlap = has_prev & definitely_before(st, prev_st)
+    return _concat([
+        make_findings(study.studyid, pt, definitely_before(en, st), "CMENDAT", "prtx.end_before_start", "error",
+                      "the line ends before it starts (" + _s(pt["CMSTDAT"]) + ")"),
+        make_findings(study.studyid, pt, gap.to_numpy(), "LINENUM", "prtx.line_gap", "warning",
+                      "line numbers of this subject are not 1..n without gaps"),
+        make_findings(study.studyid, pt, overlap, "CMSTDAT", "prtx.line_overlap", "warning",
+                      "this line starts before the previous line started: check the line numbers"),
+    ])
+
+
+@cross_check("phsct.date_missing", "phsct.date_without_transplant", "phsct.question_missing", forms=("phsct",))
+def check_prior_hsct(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """PROCCUR=Y has the transplant date; PROCCUR=N has none; every dm subject answered the
+    pre-specified prior-HSCT question (at least one phsct row)."""
+    h, dm = forms.get("phsct"), _dm_subjects(forms)
+    if h is None or dm is None:
+        return _NO_FINDINGS
+    return _concat([
+        make_findings(study.studyid, h, (h["PROCCUR"].eq("Y") & h["PRSTDAT"].isna()).to_numpy(), "PRSTDAT",
+                      "phsct.date_missing", "error", "a prior HSCT (PROCCUR=Y) needs its date"),
+        make_findings(study.studyid, h, (h["PROCCUR"].eq("N") & h["PRSTDAT"].notna()).to_numpy(), "PRSTDAT",
+                      "phsct.date_without_transplant", "error", "PRSTDAT is given but PROCCUR=N: clear one of them"),
+        make_findings(study.studyid, dm, (~dm["SUBJID"].isin(h["SUBJID"])).to_numpy(), "SUBJID",
+                      "phsct.question_missing", "warning", "no phsct row: the prior-HSCT question was not answered"),
+    ])

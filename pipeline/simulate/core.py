@@ -8,7 +8,7 @@ import pandas as pd
 from pipeline.config import Study
 from pipeline.simulate import ae as ae_mod
 from pipeline.simulate import crs as crs_mod
-from pipeline.simulate import eligibility, labs, response
+from pipeline.simulate import eligibility, history, labs, response
 from pipeline.simulate._util import NODAY, cdash_date, date_parts, hhmm, partial_month, plain_number
 from pipeline.simulate.subjects import build_subjects, names, settings, visit_days
 from pipeline.spec import Spec
@@ -243,6 +243,9 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     forms["rs"] = _frame(spec, "rs", study, S, rs_cols["_i"], rs_cols)
     i, cols = _ds(study, S, failures)
     forms["ds"] = _frame(spec, "ds", study, S, i, cols)
+    # medical history, prior lines and prior HSCT: their own random streams (history.py)
+    for form, (i, cols) in history.history_forms(study, S, cfg, D, L).items():
+        forms[form] = _frame(spec, form, study, S, i, cols)
 
     forms = {f: forms[f] for f in spec.forms if f in forms}
     P = pd.DataFrame(plants, columns=["subject", "form", "item", "description"])
