@@ -210,3 +210,26 @@ def test_gate_medical_history_rules():
     assert sorted(f["check"]) == ["mh.occurrence_missing", "mh.ongoing_with_end", "mh.primary_diagnosis_missing"]
     f = checks.check_prior_lines(forms, ctx.study, ctx.spec)
     assert f["check"].tolist() == ["prtx.line_gap"]
+
+
+def test_gate_remaining_history_checks():
+    forms = history_forms()
+    forms["mh"].loc[2, "MHSTDAT"] = np.nan                                       # 102: no diagnosis date
+    forms["mh"] = pd.concat([forms["mh"], forms["mh"].iloc[[0]]], ignore_index=True)   # 101: diagnosis twice
+    forms["mh"]["_ROW"] = np.arange(2, len(forms["mh"]) + 2)
+    forms["prtx"].loc[2, "CMSTDAT"] = "01-JAN-2022"
+    forms["prtx"].loc[2, "CMENDAT"] = "01-MAR-2022"
+    forms["prtx"].loc[2, "LINENUM"] = "1"
+    forms["prtx"] = pd.concat([forms["prtx"], forms["prtx"].iloc[[2]].assign(LINENUM="2", CMSTDAT="01-DEC-2021")],
+                              ignore_index=True)                                 # 102 line 2 starts before line 1
+    forms["prtx"]["_ROW"] = np.arange(2, len(forms["prtx"]) + 2)
+    forms["phsct"].loc[0, "PRSTDAT"] = np.nan                                    # 101: Y without a date
+    forms = _prepared(forms)
+    ctx = context()
+    f = checks.check_medical_history(forms, ctx.study, ctx.spec)
+    assert sorted(set(f["check"])) == ["mh.diagnosis_date_missing", "mh.primary_diagnosis_repeated"]
+    assert sorted(f.loc[f["check"] == "mh.primary_diagnosis_repeated", "row"]) == [2, 7]
+    f = checks.check_prior_lines(forms, ctx.study, ctx.spec)
+    assert f[["row", "check"]].values.tolist() == [[5, "prtx.line_overlap"]]
+    f = checks.check_prior_hsct(forms, ctx.study, ctx.spec)
+    assert f[["row", "check"]].values.tolist() == [[2, "phsct.date_missing"], [4, "phsct.question_missing"]]

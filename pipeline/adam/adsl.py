@@ -180,8 +180,8 @@ def history_variables(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study, s
         collected = pd.Series(False, index=u.index)
     cm, suppcm = sdtm.get("CM"), sdtm.get("SUPPCM")
     lines = pd.Series(dtype="float64")
-    cat = str(study.get("history", {}).get("prior_therapy_category", ""))
     if cm is not None and len(cm) and suppcm is not None and len(suppcm):
+        cat = str(study.get("history", {}).get("prior_therapy_category", ""))
         prior = cm[text(cm["CMCAT"]) == cat]
         keys = pd.DataFrame({"u": text(prior["USUBJID"]), "k": prior["CMSEQ"].round().astype("Int64").astype(str)})
         ln = suppcm[text(suppcm["QNAM"]) == "LINENUM"]
