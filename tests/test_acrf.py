@@ -168,41 +168,41 @@ def test_a_new_form_is_picked_up_from_the_spec_alone(tmp_path, spec):
     scratch = tmp_path / "specs"
     shutil.copytree(SPECS, scratch)
     with open(scratch / "raw" / "forms.csv", "a", encoding="utf-8") as fh:
-        fh.write("cm,Prior and Concomitant Medications,STUDYID|SUBJID|CMSPID,CM,Medications\n")
+        fh.write("su,Substance Use,STUDYID|SUBJID|SUSPID,SU,Substance use (a domain no form maps to yet)\n")
     with open(scratch / "raw" / "columns.csv", "a", encoding="utf-8") as fh:
-        fh.write("cm,STUDYID,Study Identifier,char,Y,,,,,,,N,\n"
-                 "cm,SUBJID,Subject Identifier for the Study,char,Y,,,,,,,N,\n"
-                 "cm,CMTRT,Medication Name,char,Y,,,,,,,N,\n"
-                 "cm,CMROUTE,Route,char,N,ORAL|INTRAVENOUS,,,,,,N,\n"
-                 "cm,CMNOTE,Site Note,char,N,,,,,,,N,\n")
+        fh.write("su,STUDYID,Study Identifier,char,Y,,,,,,,N,\n"
+                 "su,SUBJID,Subject Identifier for the Study,char,Y,,,,,,,N,\n"
+                 "su,SUTRT,Medication Name,char,Y,,,,,,,N,\n"
+                 "su,SUROUTE,Route,char,N,ORAL|INTRAVENOUS,,,,,,N,\n"
+                 "su,SUNOTE,Site Note,char,N,,,,,,,N,\n")
     with open(scratch / "sdtm" / "datasets.csv", "a", encoding="utf-8") as fh:
-        fh.write("CM,Concomitant/Prior Medications,INTERVENTIONS,One record per medication,STUDYID|USUBJID,Yes,No,\n")
-    (scratch / "sdtm" / "variables" / "CM.csv").write_text(
+        fh.write("SU,Substance Use,INTERVENTIONS,One record per medication,STUDYID|USUBJID,Yes,No,\n")
+    (scratch / "sdtm" / "variables" / "SU.csv").write_text(
         "dataset,order,variable,label,type,length,core,role,codelist,origin,source,method,comment\n"
-        "CM,1,CMTRT,Reported Name of Drug,text,,Req,Topic,,Collected,CRF cm.CMTRT,,\n"
-        "CM,2,CMROUTE,Route of Administration,text,,Perm,Variable Qualifier,ROUTE,Collected,CRF cm.CMROUTE,,\n",
+        "SU,1,SUTRT,Reported Name of Drug,text,,Req,Topic,,Collected,CRF su.SUTRT,,\n"
+        "SU,2,SUROUTE,Route of Administration,text,,Perm,Variable Qualifier,ROUTE,Collected,CRF su.SUROUTE,,\n",
         encoding="utf-8")
     with open(scratch / "raw" / "crf_annotations.csv", "a", encoding="utf-8") as fh:
-        fh.write("cm,CMNOTE,[NOT SUBMITTED],Free-text note for the site\n")
+        fh.write("su,SUNOTE,[NOT SUBMITTED],Free-text note for the site\n")
     toml = scratch / "studies" / f"{STUDY}.toml"
-    text = toml.read_text(encoding="utf-8").replace("[raw]\n", '[raw]\noptional_forms = ["cm"]\n', 1)
+    text = toml.read_text(encoding="utf-8").replace("[raw]\n", '[raw]\noptional_forms = ["su"]\n', 1)
     toml.write_text(text, encoding="utf-8")
     new_spec = load_spec(scratch)
     study = load_study(scratch, STUDY)
     layout = acrf.crf_layout(study, new_spec)
-    assert layout.forms[-1] == "cm"
-    (cm_page,) = layout.form_pages("cm")
-    assert cm_page == len(layout.pages)
-    page = layout.pages[cm_page - 1]
-    assert [d[1] for d in page.domains] == ["CM = Concomitant/Prior Medications"]
+    assert layout.forms[-1] == "su"
+    (su_page,) = layout.form_pages("su")
+    assert su_page == len(layout.pages)
+    page = layout.pages[su_page - 1]
+    assert [d[1] for d in page.domains] == ["SU = Substance Use"]
     got = {r.column: [b.annotation.text for b in r.annotations] for r in page.rows}
-    assert got == {"STUDYID": ["STUDYID"], "SUBJID": ["USUBJID"], "CMTRT": ["CMTRT"], "CMROUTE": ["CMROUTE"],
-                   "CMNOTE": [acrf.NOT_SUBMITTED]}
-    assert acrf.pages_for_source(layout, "CRF cm.CMTRT") == [cm_page]
+    assert got == {"STUDYID": ["STUDYID"], "SUBJID": ["USUBJID"], "SUTRT": ["SUTRT"], "SUROUTE": ["SUROUTE"],
+                   "SUNOTE": [acrf.NOT_SUBMITTED]}
+    assert acrf.pages_for_source(layout, "CRF su.SUTRT") == [su_page]
     texts = [p.extract_text() for p in PdfReader(__import__("io").BytesIO(acrf.render_pdf(layout))).pages]
-    assert "CMROUTE" in texts[cm_page - 1] and "[NOT SUBMITTED]" in texts[cm_page - 1]
+    assert "SUROUTE" in texts[su_page - 1] and "[NOT SUBMITTED]" in texts[su_page - 1]
     # the route options carry the decodes of the ROUTE codelist the mapped variable names
-    assert "ORAL" in texts[cm_page - 1]
+    assert "ORAL" in texts[su_page - 1]
 
 
 def test_an_unknown_form_in_the_study_toml_is_one_clear_error(tmp_path):
