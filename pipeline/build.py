@@ -66,6 +66,7 @@ from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMN
 from pipeline.derive import visits
 from pipeline.domains import AFTER_VISITS, REGISTRY
 from pipeline.errors import ConfigError, DataError, PipelineError, output_error
+from pipeline.rules import ctcae_lab
 from pipeline.export import checks, datasetjson, manifest, numeric_guard, reconcile, writer, xpt
 from pipeline.progress import BuildLog, Progress
 from pipeline.spec import Spec, load_spec
@@ -394,6 +395,7 @@ def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_di
     Never leaves a half-written study folder: on any failure the staging folder is removed.
     """
     sid = study.studyid
+    spec = ctcae_lab.with_study_version(spec, study)  # the study's CTCAE version in every text that states it
     log = BuildLog()
     log_inputs(log, raw_dir, study, spec, forms, mode)
     ctx = StudyContext(study=study, spec=spec, forms=forms, mode=mode)
@@ -609,6 +611,8 @@ def run_build(args) -> int:
     specs = Path(args.specs)
     spec = load_spec(specs)
     studies = selected_studies(specs, getattr(args, "study", None))
+    for study in studies:  # a CTCAE version without criteria is one usage error, before any work (few studies)
+        ctcae_lab.with_study_version(spec, study)
     raw = raw_folder(args.raw)
     out = writer.prepare_out(Path(args.out))
     with writer.out_lock(out):

@@ -3,8 +3,9 @@
 Values are given in the units the raw extracts use (10^9/L, /mm3, 10^3/uL, g/dL, mg/dL, umol/L
 with the micro sign, mEq/L, ukat/L, s, ...), converted with the project's unit table exactly
 as the LB build does, then graded. Expected grades are hand-computed from the CTCAE v5.0 text
-(thresholds in the SI column of CTCAE; conventional-unit thresholds that CTCAE rounds, e.g.
-8.0 mg/dL calcium = 1.996 mmol/L, are graded on their SI value).
+(a result reported in a conventional unit for which CTCAE states its own thresholds, e.g.
+calcium 8.0 mg/dL beside 2.0 mmol/L, is graded against the conventional thresholds: 8.0 mg/dL
+is grade 1 although it is 1.996 mmol/L; see tests/test_ctcae_lab_new_terms.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from conftest import SPECS
 @lru_cache(maxsize=1)
 def _tables():
     spec = load_spec(SPECS)
-    return units.load_unit_table(spec), ctcae_lab.load_criteria(spec)
+    return units.load_unit_table(spec), ctcae_lab.load_criteria(spec, "5.0")
 
 
 def grade(test: str, values, unit: str, lln=None, uln=None, base=None, base_lln=None, base_uln=None,
@@ -47,6 +48,8 @@ def grade(test: str, values, unit: str, lln=None, uln=None, base=None, base_lln=
         "LBTESTCD": test, "LBSTRESU": conv["si_unit"].iloc[:n].to_numpy(), "value": si[:n], "censor": parsed["censor"],
         "LLN": lln_si, "ULN": uln_si, "post": post, "BASE": base_si, "BASE_CENSOR": 0,
         "BASE_LLN": blln_si, "BASE_ULN": buln_si,
+        # the reported unit, as the LB build passes it (ctcae_lab rule 8)
+        "ORIG_UNIT": conv["ct_unit"].iloc[:n].to_numpy(), "ORIG_FACTOR": conv["factor"].iloc[:n].to_numpy(),
     })
     g = ctcae_lab.grade_labs(frame, criteria)
     return g.frame["LBTOXGR"].tolist(), g.frame["LBTOX"].tolist()
@@ -93,7 +96,7 @@ def test_wbc_lymphocytes_platelets_cd4():
 def test_anemia_in_g_per_dl_caps_at_grade_3():
     # 10.0 g/dL = 100 g/L, 8.0 g/dL = 80 g/L; grade 4 needs clinical information
     check("HGB", "g/dL", [(13.0, 0), (12.9, 1), (10.0, 1), (9.9, 2), (8.0, 2), (7.9, 3), (4.0, 3)],
-          term="Anemia", lln=13.0)
+          term="Anemia", lln=13.0, uln=17.0)  # the ULN: Hemoglobin increased is the other direction
     check("HGB", "g/L", [(100, 1), (99, 2), (80, 2), (79, 3)], lln=130)
 
 
@@ -190,21 +193,24 @@ def test_calcium_both_directions():
     assert got == ["0", "1", "1", "2", "2", "3", "3", "4"] and set(terms) == {"Hypercalcemia"}
     got, terms = grade("CA", [2.11, 2.1, 2.0, 1.99, 1.75, 1.74, 1.5, 1.49], "mmol/L", lln=2.11, uln=2.52)
     assert got == ["0", "1", "1", "2", "2", "3", "3", "4"] and set(terms) == {"Hypocalcemia"}
-    # mg/dL: 2.0 mmol/L = 2.0 / 0.24951 mg/dL (boundary, grade 1); CTCAE's rounded 8.0 mg/dL = 1.996 mmol/L -> grade 2
-    got, _ = grade("CA", [2.0 / 0.24951, 8.0], "mg/dL", lln=8.5, uln=10.2)
-    assert got == ["1", "2"]
+    # mg/dL is graded against CTCAE's mg/dL thresholds ("<LLN - 8.0 mg/dL"): 8.0 mg/dL is grade 1
+    # although it is 1.996 mmol/L (grade 2 by the mmol/L text); 8.0157 mg/dL (= 2.0 mmol/L) grade 1
+    got, _ = grade("CA", [2.0 / 0.24951, 8.0, 7.99], "mg/dL", lln=8.5, uln=10.2)
+    assert got == ["1", "1", "2"]
 
 
 def test_magnesium_albumin_glucose():
     check("MG", "mmol/L", [(0.75, 0), (0.74, 1), (0.5, 1), (0.49, 2), (0.4, 2), (0.39, 3), (0.3, 3), (0.29, 4)],
-          term="Hypomagnesemia", lln=0.75)
-    check("MG", "mg/dL", [(0.5 / 0.41144, 1), (1.2, 2)], lln=1.8)  # 1.2 mg/dL = 0.4937 mmol/L
+          term="Hypomagnesemia", lln=0.75, uln=1.05)  # the ULN: Hypermagnesemia is the other direction
+    # mg/dL against CTCAE's "<LLN - 1.2 mg/dL": 1.2 mg/dL is grade 1 although it is 0.4937 mmol/L (< 0.5)
+    check("MG", "mg/dL", [(0.5 / 0.41144, 1), (1.2, 1), (1.19, 2)], lln=1.8)
     check("ALB", "g/dL", [(4.0, 0), (3.9, 1), (3.0, 1), (2.9, 2), (2.0, 2), (1.9, 3), (1.0, 3)],
           term="Hypoalbuminemia", lln=4.0)
     check("GLUC", "mmol/L", [(3.9, 0), (3.0, 1), (2.99, 2), (2.2, 2), (2.19, 3), (1.7, 3), (1.69, 4)],
           term="Hypoglycemia", lln=3.9, uln=6.1)
-    # mg/dL: 55 mg/dL = 3.053 mmol/L (grade 1), 54 mg/dL = 2.997 mmol/L (grade 2)
-    check("GLUC", "mg/dL", [(70, 0), (55, 1), (54, 2), (3.0 / 0.055507, 1)], lln=70, uln=110)
+    # mg/dL against CTCAE's "<LLN - 55 mg/dL; <55 - 40": 55 grade 1, 54 grade 2, and 54.05 mg/dL
+    # (= 3.0 mmol/L, grade 1 by the mmol/L text) is grade 2 because it is below 55 mg/dL
+    check("GLUC", "mg/dL", [(70, 0), (55, 1), (54, 2), (3.0 / 0.055507, 2)], lln=70, uln=110)
     # high glucose has no lab-based CTCAE v5.0 grade: graded 0 for hypoglycemia
     check("GLUC", "mmol/L", [(15.0, 0)], term="Hypoglycemia", lln=3.9, uln=6.1)
 

@@ -208,6 +208,22 @@ HAND = [
     ("CARTCELL", "10^6/L", 25, 25.0),         # identity
     ("CARTCELL", "cells/uL", 25, 25.0),       # 25/uL = 25 x 10^6/L
     ("CREATCLR", "mL/min", 60, 60.0),         # identity
+    # issue 16 item 1 tests, each by hand from the molar mass or the unit definition
+    ("CAION", "mmol/L", 1.15, 1.15),          # identity
+    ("CAION", "mg/dL", 4.6, 1.147762),        # 46 mg/L / 40.078 g/mol = 1.147762 mmol/L
+    ("LDH", "U/L", 250, 250.0),               # identity
+    ("LDH", "ukat/L", 4.0, 240.0),            # 1 U = 1 umol/min = 1/60 umol/s = 1/60 ukat: 4 ukat/L = 240 U/L
+    ("URATE", "umol/L", 420, 420.0),          # identity
+    ("URATE", "µmol/L", 420, 420.0),          # micro sign spelling, identity
+    ("URATE", "mg/dL", 7.0, 416.3941),        # 70 mg/L / 168.11 g/mol = 0.4163941 mmol/L (1 mg/dL = 59.48 umol/L)
+    ("URATE", "mmol/L", 0.42, 420.0),         # 1 mmol = 1000 umol
+    ("CHOL", "mmol/L", 5.2, 5.2),             # identity
+    ("CHOL", "mg/dL", 200, 5.172637),         # 2000 mg/L / 386.65 g/mol = 5.172637 mmol/L
+    ("TRIG", "mmol/L", 1.7, 1.7),             # identity
+    ("TRIG", "mg/dL", 150, 1.694054),         # 1500 mg/L / 885.45 g/mol (triolein) = 1.694054 mmol/L (CTCAE's "1.71")
+    ("HAPTOG", "g/L", 1.0, 1.0),              # identity
+    ("HAPTOG", "mg/dL", 100, 1.0),            # 100 mg/dL = 1000 mg/L = 1.0 g/L
+    ("PH", "", 7.40, 7.40),                   # no unit
 ]
 
 

@@ -17,6 +17,7 @@ the staging folder is discarded). The frames are left on ``ctx.adam`` for the li
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,8 +33,12 @@ FOLDER = "adam"
 
 
 def adam_spec(sdtm_spec: Spec) -> Spec:
-    """The ADaM spec beside the SDTM spec (``specs/adam``)."""
-    return load_spec(sdtm_spec.root, "adam")
+    """The ADaM spec beside the SDTM spec (``specs/adam``), with the study's CTCAE version when
+    the SDTM spec carries one (:func:`pipeline.rules.ctcae_lab.with_study_version`)."""
+    spec = load_spec(sdtm_spec.root, "adam")
+    if "ctcae_version" in sdtm_spec.standards:
+        spec = replace(spec, standards={**spec.standards, "ctcae_version": sdtm_spec.standards["ctcae_version"]})
+    return spec
 
 
 def derive_all(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study

@@ -1,5 +1,5 @@
 """LB (Laboratory Test Results, SDTMIG 3.4 section 6.3.5.6), with derived creatinine clearance,
-CTCAE v5.0 grades and the study's eligibility-lab check.
+CTCAE grades (the study's ``[safety] ctcae_version``) and the study's eligibility-lab check.
 
 Record path (all vectorised):
 
@@ -21,7 +21,9 @@ Record path (all vectorised):
   RFXSTDTC are the post-baseline records those clauses apply to.
 - **Creatinine clearance** (LBTESTCD CREATCLR, LBDRVFL Y): :func:`creatinine_clearance`.
 - **LBTOX/LBTOXGR**: :func:`pipeline.rules.ctcae_lab.grade_labs` (criteria in
-  ``specs/rules/ctcae_lab.csv``).
+  ``specs/rules/ctcae_lab.csv``, the rows of the study's CTCAE version; a result is graded
+  against the thresholds CTCAE states in the unit it was reported in, LBORRESU, when CTCAE
+  states them in that unit, else against those in the standard unit).
 - LBDTC/LBDY, VISIT/VISITNUM, EPOCH and LBSEQ with the shared derivations.
 
 Reports: ``eligibility_labs`` (every enrolled subject x eligibility threshold, see
@@ -237,6 +239,8 @@ def map_lab_records(ctx: StudyContext, raw: pd.DataFrame, table: UnitTable, form
         "VISIT": timing["VISIT"], "EPOCH": timing["EPOCH"], "pre": timing["pre"], "post": timing["post"],
         "_dt": timing["_dt"], "value": si, "censor": censor,
         "_ROW": raw["_ROW"].to_numpy(), "_FILE": distinct_text("_FILE"),
+        # the reported unit and its factor: CTCAE thresholds stated in that unit apply (ctcae_lab rule 8)
+        "ORIG_UNIT": orresu, "ORIG_FACTOR": np.where(unit_known, factor, np.nan),
     })
     rec["LLN"], rec["ULN"] = rec["LBSTNRLO"], rec["LBSTNRHI"]
     return rec, findings, rejected
@@ -399,7 +403,7 @@ def derive_crcl_records(lb: pd.DataFrame, dm: pd.DataFrame, weights: pd.DataFram
         "LBDRVFL": "Y", "LBDTC": d["LBDTC"], "value": val, "censor": np.int8(0),
         "_ROW": d["_ROW"], "_FILE": d["_FILE"], "LLN": np.nan, "ULN": np.nan,
         "LBDY": d["LBDY"], "VISITNUM": d["VISITNUM"], "VISIT": d["VISIT"], "EPOCH": d["EPOCH"],
-        "pre": d["pre"], "post": d["post"], "_dt": d["_dt"],
+        "pre": d["pre"], "post": d["post"], "_dt": d["_dt"], "ORIG_UNIT": unit, "ORIG_FACTOR": 1.0,
     })
     return out, notes
 
@@ -493,7 +497,7 @@ def build(ctx: StudyContext) -> DomainResult:
         raise DataError(f"{sid}: LB needs DM, which was not built")
     dm = ctx.datasets["DM"]
     table = load_unit_table(spec)
-    criteria = ctcae_lab.load_criteria(spec)
+    criteria = ctcae_lab.load_criteria(spec, ctcae_lab.check_version(spec, study))
     params = load_crcl_parameters(spec)
     raw_all = ctx.form("lb")
     raw = raw_all[~is_expansion(raw_all, table)]
@@ -506,8 +510,9 @@ def build(ctx: StudyContext) -> DomainResult:
     lb.loc[lb["LBDRVFL"].eq("Y"), "LBNRIND"] = ""
     lb["LBLOBXFL"] = baseline_flag(lb, dm, spec)
 
-    # CTCAE v5.0 grades
-    gin = pd.concat([lb[["LBTESTCD", "LBSTRESU", "value", "censor", "LLN", "ULN", "post"]], baseline_columns(lb)], axis=1)
+    # CTCAE grades (the study's [safety] ctcae_version)
+    gin = pd.concat([lb[["LBTESTCD", "LBSTRESU", "value", "censor", "LLN", "ULN", "post", *ctcae_lab.UNIT_COLUMNS]],
+                     baseline_columns(lb)], axis=1)
     grades = ctcae_lab.grade_labs(gin, criteria)
     lb["LBTOX"], lb["LBTOXGR"] = grades.frame["LBTOX"], grades.frame["LBTOXGR"]
     for d, col in ctcae_lab.DIRECTION_COLUMNS.items():  # per-direction grades for worst_grades (not in LB)

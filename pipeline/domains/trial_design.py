@@ -76,7 +76,7 @@ def ts_rows(ctx: StudyContext) -> pd.DataFrame:
 
 
 #: TSVCDREF -> the key of specs/sdtm/standards.toml that declares that dictionary's one version
-DICTIONARY_VERSION_KEYS = {"CDISC CT": "ct_version", "MedDRA": "meddra_version"}
+DICTIONARY_VERSION_KEYS = {"CDISC CT": "ct_version", "MedDRA": "meddra_version", "CTCAE": "ctcae_version"}
 
 
 def dictionary_versions(ref: pd.Series, given: pd.Series, standards: dict) -> pd.Series:

@@ -1,13 +1,18 @@
-"""NCI CTCAE v5.0 grading of laboratory results (LBTOX / LBTOXGR, SDTMIG 3.4 LB).
+"""NCI CTCAE grading of laboratory results (LBTOX / LBTOXGR, SDTMIG 3.4 LB).
 
-The criteria are data: ``specs/rules/ctcae_lab.csv`` holds one row per CTCAE term, grade,
-baseline condition and clause, with the CTCAE text it encodes (``source_text``) and any
-assumption made. A row's range is
+The criteria are data: ``specs/rules/ctcae_lab.csv`` holds one row per CTCAE version, term,
+test, grade, baseline condition, clause and threshold unit, with the CTCAE text it encodes
+(``source_text``) and any assumption made. The version is the study's parameter
+(``[safety] ctcae_version`` of the study TOML): only that version's rows are used, and a version
+with no rows is a configuration error (:func:`load_criteria`), never a silent grading by another
+version. A row's range is
 
-    lower x ref(lower_basis)  <(=)  value  <(=)  upper x ref(upper_basis)
+    lower x ref(lower_basis) + lower_offset  <(=)  value  <(=)  upper x ref(upper_basis) + upper_offset
 
-(``lower_incl`` / ``upper_incl`` = Y for an inclusive bound; an empty bound is open), where
-ref(SI) = 1 (absolute value in the test's standard unit ``si_unit``), ref(ULN) = LBSTNRHI,
+(``lower_incl`` / ``upper_incl`` = Y for an inclusive bound; an empty bound is open; an empty
+offset is 0; offsets are in the row's threshold unit: "Increase in >0 - 2 g/dL" above the ULN is
+1 x ULN + 20 g/L), where ref(SI) = 1 (an absolute value in the row's ``threshold_unit``),
+ref(ULN) = LBSTNRHI,
 ref(LLN) = LBSTNRLO and ref(BASELINE) = the subject's baseline value of the test (the
 LBLOBXFL record: the last value before the first exposure to protocol treatment, DM.RFXSTDTC,
 i.e. before lymphodepletion, so depleted counts are never the baseline). Rules of evaluation:
@@ -41,6 +46,18 @@ i.e. before lymphodepletion, so depleted counts are never the baseline). Rules o
    the criteria's ``si_unit`` is not graded and is reported (an error, not a grade).
 7. Equality uses a relative tolerance of 1e-9 so that a value of exactly 3.0 x ULN converted
    from another unit still sits on the boundary.
+8. **Conventional and SI thresholds**: CTCAE states many absolute thresholds in both
+   conventional and SI units, and they are not exact conversions of each other (calcium
+   8.0 mg/dL is 1.996 mmol/L, CTCAE says 2.0 mmol/L). A test whose CTCAE text gives both has its
+   rows twice, one set per ``threshold_unit`` (empty = the standard unit ``si_unit``). A result
+   is graded against the rows in the unit it was reported in (``ORIG_UNIT``, the CDISC CT
+   spelling of LBORRESU) when the term has rows in that unit, else against the rows in the
+   standard unit: a result reported in mg/dL is graded against the mg/dL thresholds, one in
+   mmol/L against the mmol/L thresholds, as the CTCAE text reads. The thresholds of rows in a
+   non-standard unit are converted with the record's own factor (``ORIG_FACTOR``, the factor
+   that converted the result: ``lab_units.csv``), so that comparing in standard units equals
+   comparing in the reported unit. Without ``ORIG_UNIT`` every record is taken as reported in
+   its standard unit.
 
 Vectorised: a loop over the criteria rows (about a hundred), each evaluated over all records
 of its test at once.
@@ -48,7 +65,8 @@ of its test at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -56,9 +74,11 @@ import pandas as pd
 from pipeline.errors import ConfigError
 from pipeline.spec import Spec
 
-CRITERIA_COLUMNS = ["term", "meddra_code", "lbtestcd", "direction", "grade", "baseline", "clause", "lab_gradable",
-                    "lower", "lower_basis", "lower_incl", "upper", "upper_basis", "upper_incl", "si_unit",
-                    "source_text", "assumption", "source"]
+CRITERIA_COLUMNS = ["ctcae_version", "term", "meddra_code", "lbtestcd", "direction", "grade", "baseline", "clause",
+                    "lab_gradable", "lower", "lower_basis", "lower_incl", "lower_offset", "upper", "upper_basis",
+                    "upper_incl", "upper_offset", "si_unit", "threshold_unit", "source_text", "assumption", "source"]
+#: a row's identity (a row defined twice is an error)
+ROW_KEY = ["ctcae_version", "lbtestcd", "term", "grade", "baseline", "clause", "threshold_unit"]
 BASES = {"SI", "ULN", "LLN", "BASELINE"}
 DIRECTIONS = ("low", "high")
 REL_TOL = 1e-9
@@ -69,21 +89,87 @@ DIRECTION_COLUMNS = {"low": "_TOXGR_LOW", "high": "_TOXGR_HIGH"}
 #: columns :func:`grade_labs` reads
 INPUT_COLUMNS = ["LBTESTCD", "LBSTRESU", "value", "censor", "LLN", "ULN", "post", "BASE", "BASE_CENSOR",
                  "BASE_LLN", "BASE_ULN"]
+#: optional columns of :func:`grade_labs` (rule 8): the unit the result was reported in (CT
+#: spelling) and the factor that converted it to the standard unit
+UNIT_COLUMNS = ["ORIG_UNIT", "ORIG_FACTOR"]
 
 
-def load_criteria(spec: Spec) -> pd.DataFrame:
-    """Read and check ``specs/rules/ctcae_lab.csv``; bounds become floats, ``grade`` int."""
+def versions(spec: Spec) -> list[str]:
+    """The CTCAE versions ``specs/rules/ctcae_lab.csv`` has criteria for."""
+    c = spec.rule("ctcae_lab")
+    if "ctcae_version" not in c.columns:
+        raise ConfigError("specs/rules/ctcae_lab.csv lacks the column ctcae_version")
+    return sorted(set(c["ctcae_version"].astype(str).str.strip()) - {""})
+
+
+def study_version(study) -> str:
+    """The study's CTCAE version (``[safety] ctcae_version`` of its TOML), e.g. ``"5.0"``."""
+    v = str(study.get("safety", {}).get("ctcae_version", "")).strip()
+    if not v:
+        raise ConfigError(f"study {study.studyid}: [safety] lacks ctcae_version (the NCI CTCAE version the "
+                          "protocol grades adverse events and laboratory results by, e.g. \"5.0\")")
+    return v
+
+
+def check_version(spec: Spec, study) -> str:
+    """The study's CTCAE version, checked against the criteria table: a version without rows is
+    one ConfigError naming the versions there are (no silent grading by another version)."""
+    v = study_version(study)
+    have = versions(spec)
+    if v not in have:
+        raise ConfigError(f"study {study.studyid}: [safety] ctcae_version = {v!r} has no laboratory criteria in "
+                          f"specs/rules/ctcae_lab.csv (versions there: {', '.join(have) or 'none'}); add that "
+                          "version's rows or correct the study parameter")
+    return v
+
+
+def with_study_version(spec: Spec, study) -> Spec:
+    """The spec with ``standards['ctcae_version']`` set to the study's checked CTCAE version, so
+    that every text that states the version (define.xml ExternalCodeList of CTCAE, TS TSVCDVER of
+    a CTCAE-coded value, the ADaM define) takes it from the study parameter. The study's
+    ``ae_grading`` text (SUPPAE TOXGRSCL), when it names a CTCAE version, must name the same one."""
+    v = check_version(spec, study)
+    grading = str(study.get("safety", {}).get("ae_grading", ""))
+    named = re.findall(r"CTCAE\s*v?\s*(\d+(?:\.\d+)*)", grading, flags=re.IGNORECASE)
+    if named and named[0] != v:
+        raise ConfigError(f"study {study.studyid}: [safety] ae_grading {grading!r} names CTCAE {named[0]} but "
+                          f"ctcae_version is {v!r}")
+    return replace(spec, standards={**spec.standards, "ctcae_version": v})
+
+
+def load_criteria(spec: Spec, version: str) -> pd.DataFrame:
+    """Read and check the rows of one CTCAE ``version`` of ``specs/rules/ctcae_lab.csv``;
+    bounds and offsets become floats, ``grade`` int. A version without rows is a ConfigError.
+    A row in a threshold unit other than the standard unit must name a unit that
+    ``lab_units.csv`` lists for the test (else no result could ever use it)."""
     c = spec.rule("ctcae_lab")
     missing = [k for k in CRITERIA_COLUMNS if k not in c.columns]
     if missing:
         raise ConfigError(f"specs/rules/ctcae_lab.csv lacks columns {', '.join(missing)}")
-    return check_criteria(c)
+    have = versions(spec)
+    c = c[c["ctcae_version"].astype(str).str.strip() == str(version).strip()]
+    if c.empty:
+        raise ConfigError(f"CTCAE version {version!r} has no laboratory criteria in specs/rules/ctcae_lab.csv "
+                          f"(versions there: {', '.join(have) or 'none'})")
+    c = check_criteria(c)
+    units = spec.rule("lab_units")
+    known = set(zip(units["lbtestcd"], units["ct_unit"]))
+    other = c[c["threshold_unit"] != c["si_unit"]]
+    bad = sorted({(t, u) for t, u in zip(other["lbtestcd"], other["threshold_unit"]) if (t, u) not in known})
+    if bad:
+        raise ConfigError("CTCAE lab criteria problems:\n  " + "\n  ".join(
+            f"ctcae_lab.csv: {t} rows in threshold unit {u!r}, which lab_units.csv does not list for {t}" for t, u in bad))
+    return c
 
 
 def check_criteria(c: pd.DataFrame) -> pd.DataFrame:
     """Validate a criteria table (see module docstring); ConfigError lists every problem."""
     c = c.copy()
     problems = []
+    for col in ("ctcae_version", "threshold_unit", "lower_offset", "upper_offset"):  # optional in hand-made tables
+        if col not in c.columns:
+            c[col] = ""
+    c["threshold_unit"] = c["threshold_unit"].fillna("").astype(str).where(lambda u: u.str.strip().ne(""), c["si_unit"])
     c["grade"] = pd.to_numeric(c["grade"], errors="coerce")
     problems += [f"ctcae_lab.csv row {i + 2}: grade {g!r} is not 1-4" for i, g in c["grade"].items() if g not in (1, 2, 3, 4)]
     problems += [f"ctcae_lab.csv row {i + 2}: direction {d!r} is not low/high"
@@ -102,13 +188,22 @@ def check_criteria(c: pd.DataFrame) -> pd.DataFrame:
         bad_incl = has & ~c[f"{side}_incl"].isin(["Y", "N"])
         problems += [f"ctcae_lab.csv row {i + 2}: {side}_incl must be Y or N" for i in c.index[bad_incl]]
         c[side] = num
+        off_txt = c[f"{side}_offset"].fillna("").astype(str).str.strip()
+        off = pd.to_numeric(off_txt, errors="coerce")
+        bad_off = off_txt.ne("") & off.isna()
+        problems += [f"ctcae_lab.csv row {i + 2}: {side}_offset {c.at[i, side + '_offset']!r} is not a number"
+                     for i in c.index[bad_off]]
+        lone = off_txt.ne("") & ~has
+        problems += [f"ctcae_lab.csv row {i + 2}: {side}_offset without a {side} bound" for i in c.index[lone]]
+        c[f"{side}_offset"] = off.fillna(0.0)
     no_bound = gradable & c["lower"].isna() & c["upper"].isna()
     problems += [f"ctcae_lab.csv row {i + 2}: a lab-gradable row needs a bound" for i in c.index[no_bound]]
     no_source = c["source"].str.strip().eq("")
     problems += [f"ctcae_lab.csv row {i + 2}: source is empty" for i in c.index[no_source]]
-    dup = c[c.duplicated(["term", "grade", "baseline", "clause"], keep=False)]
-    problems += [f"ctcae_lab.csv: {r.term} grade {r.grade} {r.baseline} clause {r.clause} defined twice"
-                 for r in dup.drop_duplicates(["term", "grade", "baseline", "clause"]).itertuples()]  # rule/spec rows in error
+    dup = c[c.duplicated(ROW_KEY, keep=False)]
+    problems += [f"ctcae_lab.csv: {r.term} ({r.lbtestcd}) grade {r.grade} {r.baseline} clause {r.clause} "
+                 f"in {r.threshold_unit or 'no unit'} defined twice"
+                 for r in dup.drop_duplicates(ROW_KEY).itertuples()]  # rule/spec rows in error
     dirs = c.drop_duplicates(["lbtestcd", "direction", "term"]).groupby(["lbtestcd", "direction"]).size()
     problems += [f"ctcae_lab.csv: {t} has several terms in direction {d}" for (t, d), n in dirs.items() if n > 1]
     units = c.drop_duplicates(["lbtestcd", "si_unit"]).groupby("lbtestcd").size()
@@ -127,9 +222,11 @@ def _band_gaps_and_overlaps(c: pd.DataFrame) -> list[str]:
     upper bound of g+1), on the same basis, with exactly one of the two inclusive (CTCAE
     ">3.0 - 5.0 x ULN" after "... - 3.0 x ULN"). A gap leaves values ungraded and an overlap
     hides a wrong bound behind the higher grade, so both are table errors. Pairs on different
-    bases (an absolute bound beside a x ULN band) are not compared."""
+    bases (an absolute bound beside a x ULN band) are not compared. Each threshold unit's rows
+    are a band set of their own."""
     problems = []
-    for (term, base, clause), g in c.groupby(["term", "baseline", "clause"], sort=False):  # metadata rows
+    keys = ["ctcae_version", "lbtestcd", "term", "baseline", "clause", "threshold_unit"]
+    for (_, _, term, base, clause, tu), g in c.groupby(keys, sort=False):  # metadata rows
         g = g.sort_values("grade")
         rows = list(g.to_dict("records"))
         for a, b in zip(rows, rows[1:]):  # consecutive grades (a handful per term)
@@ -139,10 +236,14 @@ def _band_gaps_and_overlaps(c: pd.DataFrame) -> list[str]:
             va, vb = a[first], b[second]
             if pd.isna(va) or pd.isna(vb) or a[f"{first}_basis"] != b[f"{second}_basis"]:
                 continue
-            if va != vb or (a[f"{first}_incl"] == "Y") == (b[f"{second}_incl"] == "Y"):
-                problems.append(f"ctcae_lab.csv: {term} ({base}, clause {clause}) grade {int(a['grade'])} "
-                                f"{first} {va:g} ({a[f'{first}_incl']}) does not meet grade {int(b['grade'])} "
-                                f"{second} {vb:g} ({b[f'{second}_incl']})")
+            oa, ob = a[f"{first}_offset"], b[f"{second}_offset"]
+            if va != vb or oa != ob or (a[f"{first}_incl"] == "Y") == (b[f"{second}_incl"] == "Y"):
+                sa = f" + {oa:g}" if oa else ""
+                sb = f" + {ob:g}" if ob else ""
+                unit = f", {tu}" if tu else ""
+                problems.append(f"ctcae_lab.csv: {term} ({base}, clause {clause}{unit}) grade {int(a['grade'])} "
+                                f"{first} {va:g}{sa} ({a[f'{first}_incl']}) does not meet grade {int(b['grade'])} "
+                                f"{second} {vb:g}{sb} ({b[f'{second}_incl']})")
     return problems
 
 
@@ -194,7 +295,7 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
     number, or the limit of a censored result), ``censor`` (-1/0/+1), ``LLN``/``ULN``
     (LBSTNRLO/LBSTNRHI), ``post`` (bool: after the first exposure, DM.RFXSTDTC), ``BASE``,
     ``BASE_CENSOR``, ``BASE_LLN``, ``BASE_ULN`` (the subject's baseline record of the test,
-    NaN when none).
+    NaN when none); optionally ``ORIG_UNIT`` and ``ORIG_FACTOR`` (rule 8).
     """
     n = len(frame)
     idx = frame.index
@@ -207,6 +308,12 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
     rec["BASE_CENSOR"] = np.nan_to_num(frame["BASE_CENSOR"].to_numpy(dtype="float64"))
     post = frame["post"].to_numpy(dtype=bool)
     has_value = np.isfinite(rec["value"])
+    if all(c in frame.columns for c in UNIT_COLUMNS):
+        orig_unit = frame["ORIG_UNIT"].astype(object).fillna("").astype(str).to_numpy()
+        orig_factor = frame["ORIG_FACTOR"].to_numpy(dtype="float64")
+    else:
+        orig_unit = frame["LBSTRESU"].astype(object).fillna("").astype(str).to_numpy()
+        orig_factor = np.ones(n)
 
     expected = dict(zip(criteria["lbtestcd"], criteria["si_unit"]))
     exp_u = tuniq.map(expected)
@@ -225,6 +332,15 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
         sub = criteria[criteria["direction"] == d]
         terms[d] = dict(zip(sub["lbtestcd"], sub["term"]))
     base_abn = {d: _baseline_abnormal(rec, d) for d in DIRECTIONS}
+    # rule 8: the threshold unit each record is graded in, per test and direction (one term each)
+    grading_unit = {d: np.full(n, "", dtype=object) for d in DIRECTIONS}
+    gr = criteria[criteria["lab_gradable"] == "Y"]
+    for (test, d), g in gr.groupby(["lbtestcd", "direction"], sort=False):  # tests x directions (metadata)
+        pos = positions.get(test)
+        if pos is None:
+            continue
+        own = np.isin(orig_unit[pos], g["threshold_unit"].unique())
+        grading_unit[d][pos] = np.where(own, orig_unit[pos], g["si_unit"].iloc[0])
 
     rows = criteria[criteria["lab_gradable"] == "Y"]
     for r in rows.itertuples(index=False):  # criteria rows (metadata), each vectorised over records
@@ -235,6 +351,9 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
         if not len(pos):
             continue
         has_dir[r.direction][pos] = True
+        in_unit = grading_unit[r.direction][pos] == r.threshold_unit
+        # absolute thresholds and offsets of a row in a non-standard unit, in standard units (rule 8)
+        f = np.ones(len(pos)) if r.threshold_unit == r.si_unit else orig_factor[pos]
         p, ab = post[pos], base_abn[r.direction][pos]
         if r.baseline == "normal":
             applies = ~(p & ab)
@@ -242,6 +361,7 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
             applies = p & ab
         else:
             applies = np.ones(len(pos), dtype=bool)
+        applies &= in_unit
         uses_base = "BASELINE" in (r.lower_basis, r.upper_basis)
         if uses_base:
             applies &= p & np.isfinite(rec["BASE"][pos])
@@ -254,7 +374,8 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
             if np.isnan(mult):
                 continue
             basis, incl = getattr(r, f"{side}_basis"), getattr(r, f"{side}_incl") == "Y"
-            thr = mult * _reference(basis, sub, len(pos))
+            ref = _reference(basis, sub, len(pos)) * (f if basis == "SI" else 1.0)
+            thr = mult * ref + getattr(r, f"{side}_offset") * f
             evaluable &= np.isfinite(thr)
             s = _sign(v, cz, thr)
             if side == "lower":
@@ -308,7 +429,9 @@ def worst_grades(lb: pd.DataFrame, criteria: pd.DataFrame) -> pd.DataFrame:
     above the ULN).
     Columns: USUBJID, LBTESTCD, LBTOX, baseline_grade, worst_post_grade, n_post_graded.
     """
-    terms = criteria.drop_duplicates(["lbtestcd", "term"])[["lbtestcd", "term", "direction"]].rename(
+    # terms a value can grade (Hyperglycemia, with no value-based grade, never has a shift row)
+    terms = criteria[criteria["lab_gradable"] == "Y"].drop_duplicates(["lbtestcd", "term"])[
+        ["lbtestcd", "term", "direction"]].rename(
         columns={"lbtestcd": "LBTESTCD", "term": "LBTOX"})
     graded = lb[lb["LBTOXGR"].astype(str).ne("")]
     cols = ["USUBJID", "LBTESTCD", "LBTOX", "baseline_grade", "worst_post_grade", "n_post_graded"]

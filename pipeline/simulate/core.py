@@ -10,7 +10,7 @@ from pipeline.simulate import ae as ae_mod
 from pipeline.simulate import crs as crs_mod
 from pipeline.simulate import eligibility, history, labs, response
 from pipeline.simulate._util import NODAY, cdash_date, date_parts, hhmm, partial_month, plain_number
-from pipeline.simulate.subjects import build_subjects, names, settings, visit_days
+from pipeline.simulate.subjects import build_subjects, names, settings, stream, visit_days
 from pipeline.spec import Spec
 
 PLANT_COLUMNS = ["study", "subjid", "form", "item", "description"]
@@ -184,6 +184,26 @@ def _ds(study, S, failures):
     return X["i"].to_numpy(), cols
 
 
+def _extra_labs(study: Study, S: pd.DataFrame, D: pd.DataFrame, spec: Spec, cfg: dict, lb_cols: dict) -> dict:
+    """The lab tests added for issue 16 (LDH, uric acid, ionized calcium, lipids, haptoglobin,
+    pH; ``stream = own`` in ``data/lab_model.csv``), drawn at the same blood draws from a random
+    stream of their own and appended after the original rows: the original panel's values,
+    units, ranges and row numbers are those of a simulation without them."""
+    T = labs.lab_tables(spec, stream="own")
+    if T.empty:
+        return lb_cols
+    rx = stream(cfg, "lab_extra")
+    L = labs.lab_values(study, S, D, T, rx)
+    ranges = labs.site_ranges(study, T, rx)
+    cols, _ = labs.lab_form(study, S, D, L, T, spec, cfg, ranges, rx)
+    out = {}
+    for k in lb_cols:  # form columns (a few dozen)
+        a, x = np.asarray(lb_cols[k]), np.asarray(cols[k])
+        same = a.dtype.kind == x.dtype.kind and a.dtype.kind in "iuf"  # day numbers stay numbers for _frame
+        out[k] = np.concatenate([a, x]) if same else np.concatenate([a.astype(object), x.astype(object)])
+    return out
+
+
 def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None,
                          seed: int | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """The forms of :func:`pipeline.simulate.simulate_study` and the table of planted items."""
@@ -215,6 +235,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
         L["si"] = si
         L["locked"] = locked
     lb_cols, L = labs.lab_form(study, S, D, L, T, spec, cfg, ranges, rng)
+    lb_cols = _extra_labs(study, S, D, spec, cfg, lb_cols)
     rs_cols = response.rs_form(study, S, V, D, L, rng, leuk, plants, cfg)
     ae_cols = ae_mod.build_ae(study, S, grid, D, L, ranges, cfg, rng, plants)
 

@@ -32,18 +32,30 @@ from pipeline.config import Study
 from pipeline.simulate._util import fixed, num, table
 
 UNSCHEDULED_DAYS = (6, 8, 9, 11, 12, 13)
-UNSCHEDULED_TESTS = ("WBC", "NEUT", "LYM", "HGB", "PLAT", "CRP", "FERRITIN", "IL6", "FIBRINO")
+UNSCHEDULED_TESTS = ("WBC", "NEUT", "LYM", "HGB", "PLAT", "CRP", "FERRITIN", "IL6", "FIBRINO",
+                     "LDH", "URATE", "CAION", "PH")
 REASND = np.array(["SAMPLE HEMOLYZED", "INSUFFICIENT SAMPLE", "SAMPLE NOT RECEIVED", "SAMPLE CLOTTED"],
                   dtype=object)
 NEVER_NOT_DONE = ("WBC", "NEUT", "HGB", "PLAT", "RETI")
 
 
-def lab_tables(spec) -> pd.DataFrame:
-    """lab_tests.csv joined with the simulator's model parameters, in lab_tests order."""
+def lab_tables(spec, stream: str = "") -> pd.DataFrame:
+    """lab_tests.csv joined with the simulator's model parameters, in lab_tests order.
+
+    ``stream`` selects the tests by the model's ``stream`` column: ``""`` the tests drawn from
+    the shared random stream (the original panel), ``"own"`` the tests added later (issue 16:
+    LDH, uric acid, ionized calcium, lipids, haptoglobin, pH), which draw from a stream of their
+    own (:func:`pipeline.simulate.subjects.stream`) so that adding them shifted no other draw."""
     tests = spec.rule("lab_tests")
     if "origin" in tests.columns:      # derived tests (creatinine clearance) are never collected
         tests = tests[tests["origin"].str.upper() != "DERIVED"]
     model = table("lab_model")
+    own = model["lbtestcd"][model["stream"].eq("own")] if "stream" in model.columns else pd.Series([], dtype=object)
+    if stream == "own":
+        tests = tests[tests["lbtestcd"].isin(own)]
+    else:
+        tests = tests[~tests["lbtestcd"].isin(own)]
+    model = model[model["lbtestcd"].isin(tests["lbtestcd"])]
     t = tests.merge(model, on="lbtestcd", how="inner", validate="one_to_one")
     if len(t) != len(tests):
         missing = sorted(set(tests["lbtestcd"]) - set(model["lbtestcd"]))
@@ -167,6 +179,8 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
             sel &= screening | np.isin(planned, (14, 28)) | (planned >= 60)
         elif sched == "expansion":
             sel &= (planned >= 0) & treated
+        elif sched == "icu":  # blood gases in ICU-level CRS only: grade >= 3, from onset to a week after
+            sel &= (crs_g >= 3) & (t >= crs_on) & (t <= crs_on + 7)
         if not sel.any():
             continue
         if row["kinetics"] == "expansion":
@@ -220,6 +234,19 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
             lnv = lnv + np.where(kdip[si] & treated, kdip_m[si] * _curve(t, 6, 3, 5), 0.0)
         elif kin == "glucose":
             lnv = lnv + np.where(crs_g >= 3, np.log(1.5) * late, 0.0)
+        elif kin == "ldh":  # CRS/HLH: up to x4 at grade 4
+            lnv = lnv + np.log(np.array([1.0, 1.15, 1.4, 2.2, 4.0]))[crs_g] * infl_fer
+        elif kin == "urate":  # tumour lysis in the first days after infusion, in some subjects
+            lnv = lnv + np.where(bili[si] | (crs_g >= 2), np.log(1.6) * _curve(t, 3, 1.5, 4.0), 0.0) * treated
+        elif kin == "ionized_calcium":
+            lnv = lnv + np.log(1 - 0.035 * crs_g * infl)
+        elif kin == "lipid":  # triglycerides rise in HLH-like severe CRS; cholesterol falls a little
+            f = 1.0 if code == "TRIG" else -0.2
+            lnv = lnv + f * np.where(crs_g >= 3, np.log(2.5) * infl_fer, 0.0)
+        elif kin == "haptoglobin":  # acute-phase rise with CRS
+            lnv = lnv + np.log(1.5) * infl * (crs_g > 0)
+        elif kin == "ph":  # lactic acidosis at the CRS peak: pH down to about 7.2
+            lnv = lnv + np.log(1 - 0.025 * coag_m[si] * late)
         v = np.exp(lnv + row_noise(noise[k], float(row["noise_sd"])))
         frames.append(pd.DataFrame({"draw": np.flatnonzero(sel), "test": code, "si": v[sel]}))
     L = pd.concat(frames, ignore_index=True)
@@ -248,8 +275,13 @@ def site_ranges(study: Study, T: pd.DataFrame, rng: np.random.Generator) -> pd.D
                 lo = float(r["ref_lo_f"] if female and r["ref_lo_f"] else r["ref_lo"])
                 hi = float(r["ref_hi_f"] if female and r["ref_hi_f"] else r["ref_hi"])
                 d = int(r["decimals"])
-                mid = (lo + hi) / 2 * (0.97 + 0.06 * jit[s_i, k, 0])
-                half = (hi - lo) / 2 * (0.9 + 0.2 * jit[s_i, k, 1])
+                js = float(r["ref_jitter"]) if str(r.get("ref_jitter", "") or "") != "" else 1.0
+                if js == 1.0:  # the original expression, so that the original ranges stay byte-identical
+                    mid = (lo + hi) / 2 * (0.97 + 0.06 * jit[s_i, k, 0])
+                    half = (hi - lo) / 2 * (0.9 + 0.2 * jit[s_i, k, 1])
+                else:
+                    mid = (lo + hi) / 2 * (1 - js * 0.03 + js * 0.06 * jit[s_i, k, 0])
+                    half = (hi - lo) / 2 * (1 - js * 0.1 + js * 0.2 * jit[s_i, k, 1])
                 new_lo = 0.0 if lo == 0 else round(mid - half, d)
                 rows.append((s_i, r["lbtestcd"], female, new_lo, round(mid + half, d)))
     return pd.DataFrame(rows, columns=["site_i", "test", "female", "si_lo", "si_hi"])
