@@ -35,7 +35,7 @@ SPECS = ROOT / "specs"
 
 # table -> the columns that hold clinical thresholds (not ranks, grades, groups or priorities)
 THRESHOLDS: dict[str, list[str]] = {
-    "ctcae_lab": ["lower", "upper"],
+    "ctcae_lab": ["lower", "upper", "lower_offset", "upper_offset"],
     "lab_units": ["to_si_factor"],
     "response_leukemia": ["value"],
     "response_aplastic_anemia": ["value"],
@@ -54,8 +54,8 @@ INTEGER_COLUMNS = {"min_days", "max_days", "min_occasions", "sustain_days", "min
 
 # table -> the test files that exercise it
 TESTS: dict[str, list[str]] = {
-    "ctcae_lab": ["tests/test_ctcae_lab_grading.py"],
-    "lab_units": ["tests/test_units_conversion.py", "tests/test_ctcae_lab_grading.py"],
+    "ctcae_lab": ["tests/test_ctcae_lab_new_terms.py", "tests/test_ctcae_lab_grading.py"],
+    "lab_units": ["tests/test_units_conversion.py", "tests/test_ctcae_lab_new_terms.py", "tests/test_ctcae_lab_grading.py"],
     "response_leukemia": ["tests/test_response_rules.py"],
     "response_aplastic_anemia": ["tests/test_response_rules.py"],
     "response_autoimmune": ["tests/test_response_rules.py"],

@@ -611,10 +611,10 @@ def run_build(args) -> int:
     specs = Path(args.specs)
     spec = load_spec(specs)
     studies = selected_studies(specs, getattr(args, "study", None))
-    for study in studies:  # a CTCAE version without criteria is one usage error, before any work (few studies)
-        ctcae_lab.with_study_version(spec, study)
     raw = raw_folder(args.raw)
     out = writer.prepare_out(Path(args.out))
+    for study in studies:  # a CTCAE version without criteria is one usage error, before any work (few studies)
+        ctcae_lab.with_study_version(spec, study)
     with writer.out_lock(out):
         for name in writer.remove_stale_staging(out):
             print(f"removed {out / name} (left by a build that is no longer running)", file=sys.stderr)

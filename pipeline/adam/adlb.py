@@ -6,7 +6,8 @@
 - Baseline: the last result on or before the first lymphodepletion dose (ADSL.LDSTDT; its
   time when both carry one, :func:`pipeline.derive.baseline.before_exposure`), else on or before
   the CAR-T infusion for subjects without lymphodepletion; ABLFL, BASE, CHG, PCHG.
-- ATOXGR/ATOXGRN: the NCI CTCAE v5.0 grade of the result (SDTM LBTOXGR, graded by
+- ATOXGR/ATOXGRN: the NCI CTCAE grade of the result in the study's ``[safety] ctcae_version``
+  (SDTM LBTOXGR, graded by
   :mod:`pipeline.rules.ctcae_lab` from ``specs/rules/ctcae_lab.csv``); BTOXGR the baseline
   record's grade. Per direction (ADaMIG 1.3 low/high toxicity variables): ATOXDSCL/ATOXDSCH the
   parameter's low/high CTCAE term, ATOXGRL/ATOXGRH the record's grade in it, BTOXGRL/BTOXGRH the
@@ -85,8 +86,16 @@ def toxicity_terms(spec: Spec) -> pd.DataFrame:
     """Per lab test (index PARAMCD = LBTESTCD): its low-direction and high-direction CTCAE term
     (columns ``low``, ``high``; "" where the test has no criteria in that direction), from the
     criteria table ``specs/rules/ctcae_lab.csv`` (term, lbtestcd, direction), its CRF test codes
-    mapped to the SDTM LBTESTCD by ``specs/rules/lab_tests.csv``."""
-    c = spec.rule("ctcae_lab")[["lbtestcd", "direction", "term"]].drop_duplicates(["lbtestcd", "direction"])
+    mapped to the SDTM LBTESTCD by ``specs/rules/lab_tests.csv``. Only the rows of the study's
+    CTCAE version (``standards['ctcae_version']``, set from ``[safety] ctcae_version``) that a
+    value can grade: a term without a value-based grade (CTCAE v5.0 Hyperglycemia) is no
+    direction of its test, so a glucose record never claims a Hyperglycemia grade 0."""
+    c = spec.rule("ctcae_lab")
+    if "ctcae_version" in c.columns and spec.standards.get("ctcae_version"):
+        c = c[c["ctcae_version"] == str(spec.standards["ctcae_version"])]
+    if "lab_gradable" in c.columns:
+        c = c[c["lab_gradable"] == "Y"]
+    c = c[["lbtestcd", "direction", "term"]].drop_duplicates(["lbtestcd", "direction"])
     tests = spec.rule("lab_tests")
     sdtm_code = dict(zip(tests["lbtestcd"], tests["sdtm_lbtestcd"].where(tests["sdtm_lbtestcd"] != "", tests["lbtestcd"])))
     c = c.assign(lbtestcd=c["lbtestcd"].map(sdtm_code).fillna(c["lbtestcd"]))

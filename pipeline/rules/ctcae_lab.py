@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,7 +128,12 @@ def with_study_version(spec: Spec, study) -> Spec:
     """The spec with ``standards['ctcae_version']`` set to the study's checked CTCAE version, so
     that every text that states the version (define.xml ExternalCodeList of CTCAE, TS TSVCDVER of
     a CTCAE-coded value, the ADaM define) takes it from the study parameter. The study's
-    ``ae_grading`` text (SUPPAE TOXGRSCL), when it names a CTCAE version, must name the same one."""
+    ``ae_grading`` text (SUPPAE TOXGRSCL), when it names a CTCAE version, must name the same one.
+    A spec folder without a CTCAE criteria table (a specification that grades nothing) and a
+    study without the parameter leave the spec as it is; with the table the parameter is required."""
+    if not (Path(spec.root) / "rules" / "ctcae_lab.csv").is_file() and \
+            not str(study.get("safety", {}).get("ctcae_version", "")).strip():
+        return spec
     v = check_version(spec, study)
     grading = str(study.get("safety", {}).get("ae_grading", ""))
     named = re.findall(r"CTCAE\s*v?\s*(\d+(?:\.\d+)*)", grading, flags=re.IGNORECASE)
