@@ -361,18 +361,29 @@ def test_build_of_a_study_asking_for_an_unknown_version_stops_with_one_line(tmp_
 
 # ---- ADaM ADLB grades the new terms through the same table -----------------------------------------
 def test_adlb_carries_the_new_grades_and_shifts():
-    from pipeline.adam import adlb
+    """ADLB takes the grade of each record from LB and the parameter's terms per direction from
+    the same criteria table: pH has Acidosis (low) and Alkalosis (high), glucose no
+    Hyperglycemia direction (no value-based grade)."""
+    from pipeline.adam import adlb, stage
+    spec = stage.adam_spec(ctcae_lab.with_study_version(load_spec(SPECS), _study({"ctcae_version": "5.0"})))
+    terms = adlb.toxicity_terms(spec)
+    assert (terms.loc["PH", "low"], terms.loc["PH", "high"]) == ("Acidosis", "Alkalosis")
+    assert (terms.loc["CAION", "low"], terms.loc["CAION", "high"]) == ("Hypocalcemia", "Hypercalcemia")
+    assert (terms.loc["HGB", "low"], terms.loc["HGB", "high"]) == ("Anemia", "Hemoglobin increased")
+    assert (terms.loc["GLUC", "low"], terms.loc["GLUC", "high"]) == ("Hypoglycemia", "")
+    assert (terms.loc["URATE", "low"], terms.loc["URATE", "high"]) == ("", "Hyperuricemia")
+    g, t = grade("PH", [7.40, 7.28, 7.33, 7.52], "", lln=7.35, uln=7.45)
+    assert g == ["0", "3", "1", "3"] and t == ["Alkalosis", "Acidosis", "Acidosis", "Alkalosis"]
     lb = pd.DataFrame({
-        "USUBJID": "S1", "LBTESTCD": "PH", "LBTEST": "pH", "LBCAT": "CHEMISTRY", "LBSTRESN": [7.40, 7.28, 7.33],
-        "LBSTRESU": "", "LBSTNRLO": 7.35, "LBSTNRHI": 7.45, "LBNRIND": ["NORMAL", "LOW", "LOW"],
-        "LBDTC": ["2024-01-01", "2024-01-10", "2024-01-11"], "VISIT": ["SCREENING", "DAY 5", "DAY 6"],
-        "VISITNUM": [1, 5, 6], "LBSEQ": [1, 2, 3]})
-    g, t = grade("PH", [7.40, 7.28, 7.33], "", lln=7.35, uln=7.45)
-    assert g == ["0", "3", "1"]
-    lb["LBTOXGR"], lb["LBTOX"] = g, t
+        "USUBJID": "S1", "LBTESTCD": "PH", "LBTEST": "pH", "LBCAT": "CHEMISTRY", "LBSTRESN": [7.40, 7.28, 7.33, 7.52],
+        "LBSTRESU": "", "LBSTNRLO": 7.35, "LBSTNRHI": 7.45, "LBNRIND": ["NORMAL", "LOW", "LOW", "HIGH"],
+        "LBDTC": ["2024-01-01", "2024-01-10", "2024-01-11", "2024-01-12"], "VISIT": ["SCREENING", "D5", "D6", "D7"],
+        "VISITNUM": [1, 5, 6, 7], "LBSEQ": [1, 2, 3, 4], "LBTOXGR": g, "LBTOX": t})
     rec = adlb.lab_records(lb)
-    rec["TRTSDT"] = float(pd.Timestamp("2024-01-05").toordinal() - pd.Timestamp("1960-01-01").toordinal())
-    out = adlb.toxicity_shift(adlb.baseline(rec, pd.Series({"S1": "2024-01-02"})))
-    assert out["ATOXGR"].tolist() == ["0", "3", "1"] and out["ATOXDSCL"].tolist()[1] == "Acidosis"
-    assert out["SHIFT1"].tolist() == ["", "0 to 3", "0 to 1"]
-    assert out["ANL01FL"].tolist() == ["", "Y", ""]
+    rec["TRTSDT"] = float((pd.Timestamp("2024-01-05") - pd.Timestamp("1960-01-01")).days)
+    out = adlb.toxicity_shift(adlb.toxicity_directions(adlb.baseline(rec, pd.Series({"S1": "2024-01-02"})), terms))
+    assert out["ATOXGRL"].tolist() == ["0", "3", "1", "0"]
+    assert out["ATOXGRH"].tolist() == ["0", "0", "0", "3"]
+    assert out["SHIFT1"].tolist() == ["", "0 to 3", "0 to 1", "0 to 0"]
+    assert out["SHIFT2"].tolist() == ["", "0 to 0", "0 to 0", "0 to 3"]
+    assert out["ANL01FL"].tolist() == ["", "Y", "", ""] and out["ANL02FL"].tolist() == ["", "", "", "Y"]
