@@ -282,6 +282,20 @@ def test_offset_band_gap_is_a_table_error():
         ctcae_lab.check_criteria(bad)
 
 
+@pytest.mark.parametrize("test,term,grade_,col,new,msg", [
+    # grade 2 is "-": grade 1 "pH >normal, but <=7.5" must still meet grade 3 "pH >7.5" (mutation survivor)
+    ("PH", "Alkalosis", "1", "upper", "8.25", r"Alkalosis \(any, clause a\) grade 1 upper 8.25 \(Y\) does not meet grade 3"),
+    ("PH", "Acidosis", "1", "lower", "7.2", r"Acidosis \(any, clause a\) grade 1 lower 7.2 \(Y\) does not meet grade 3"),
+    ("MG", "Hypermagnesemia", "1", "upper", "1.35", r"Hypermagnesemia \(any, clause a, mmol/L\) grade 1 upper 1.35"),
+])
+def test_bands_meet_across_an_undefined_grade(test, term, grade_, col, new, msg):
+    bad = _raw()
+    row = bad.index[(bad["term"] == term) & (bad["grade"] == grade_) & (bad["lbtestcd"] == test)][0]
+    bad.loc[row, col] = new
+    with pytest.raises(ConfigError, match=msg):
+        ctcae_lab.check_criteria(bad)
+
+
 def test_conventional_rows_are_a_band_set_of_their_own():
     bad = _raw()
     row = bad.index[(bad["term"] == "Cholesterol high") & (bad["grade"] == "2") & (bad["threshold_unit"] == "mg/dL")][0]

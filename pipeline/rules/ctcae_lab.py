@@ -223,7 +223,8 @@ def check_criteria(c: pd.DataFrame) -> pd.DataFrame:
 
 
 def _band_gaps_and_overlaps(c: pd.DataFrame) -> list[str]:
-    """Consecutive grades of one term, baseline and clause must meet: for an increase the upper
+    """Consecutive value grades of one term, baseline and clause must meet (grades between them
+    that no value defines, CTCAE "-" or clinical-only, are skipped): for an increase the upper
     bound of grade g is the lower bound of grade g+1 (for a decrease, the lower bound of g is the
     upper bound of g+1), on the same basis, with exactly one of the two inclusive (CTCAE
     ">3.0 - 5.0 x ULN" after "... - 3.0 x ULN"). A gap leaves values ungraded and an overlap
@@ -235,8 +236,13 @@ def _band_gaps_and_overlaps(c: pd.DataFrame) -> list[str]:
     for (_, _, term, base, clause, tu), g in c.groupby(keys, sort=False):  # metadata rows
         g = g.sort_values("grade")
         rows = list(g.to_dict("records"))
-        for a, b in zip(rows, rows[1:]):  # consecutive grades (a handful per term)
-            if b["grade"] != a["grade"] + 1:
+        gradable = {r["grade"] for r in rows if r["lab_gradable"] == "Y"}
+        skipped = {r["grade"] for r in rows if r["lab_gradable"] != "Y"}
+        rows = [r for r in rows if r["lab_gradable"] == "Y"]
+        for a, b in zip(rows, rows[1:]):  # consecutive value grades (a handful per term)
+            between = set(range(a["grade"] + 1, b["grade"]))
+            # grades between that CTCAE leaves undefined or clinical ("-": Alkalosis 1 -> 3) are skipped
+            if not between <= skipped or between & gradable:
                 continue
             first, second = ("upper", "lower") if a["direction"] == "high" else ("lower", "upper")
             va, vb = a[first], b[second]
