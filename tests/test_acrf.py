@@ -159,6 +159,7 @@ def test_annotations_from_the_spec_rows(spec):
     assert texts[("dm", "PHONE")] == [acrf.NOT_SUBMITTED]
     assert texts[("ae", "STUDYID")] == ["STUDYID"] and texts[("ae", "SUBJID")] == ["USUBJID"]
     assert texts[("dm", "SUBJID")] == ["SUBJID"]
+    assert texts[("rs", "MRDND")] == ["LBORRES where LBTESTCD = MRD"]   # crf_annotations.csv
     assert acrf.unmapped_fields(spec) == []
 
 
