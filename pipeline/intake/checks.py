@@ -49,7 +49,9 @@ SCREEN_FAILURE_FORMS = ("dm", "ie", "vs", "lb", "ds", "mh", "prtx", "phsct")
 DATES_BEFORE_CONSENT_ALLOWED = {("dm", "BRTHDAT"), ("dm", "ICDAT"),
                                 # history collected at screening: it happened before consent
                                 ("mh", "MHSTDAT"), ("mh", "MHENDAT"), ("prtx", "CMSTDAT"),
-                                ("prtx", "CMENDAT"), ("phsct", "PRSTDAT")}
+                                ("prtx", "CMENDAT"), ("phsct", "PRSTDAT"),
+                                # a prior medication still taken at consent started before it
+                                ("cm", "CMSTDAT")}
 #: history dates that must not be after informed consent (form, column)
 HISTORY_DATES = (("mh", "MHSTDAT"), ("mh", "MHENDAT"), ("prtx", "CMSTDAT"), ("prtx", "CMENDAT"),
                  ("phsct", "PRSTDAT"))
@@ -556,6 +558,50 @@ def check_ae_dates(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> 
                       "ae.end_missing", "warning",
                       "AEENDAT is empty but AEONGO=N: a resolved event needs its end date"),
     ])
+
+
+@cross_check("cm.end_before_start", "cm.ongoing_with_end", "cm.end_missing", "cm.dose_unit_missing",
+             "cm.ae_link", forms=("cm",))
+def check_cm(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """Concomitant medications: end not before start (at known precision); CMONGO=Y has no end
+    date and CMONGO=N has one (a warning, as for AEs); a dose has its unit; and the AE link
+    CMAENO names an ae record (AESPID) of the same subject.
+
+    CDASHIG CM: the end date is collected only for stopped medications (CMONGO=N). The AE link
+    becomes a RELREC relationship (SDTMIG 3.4 8.2), so a link to no AE is an error: the
+    treatment would be related to nothing.
+    """
+    cm = forms.get("cm")
+    if cm is None or not len(cm):
+        return _NO_FINDINGS
+    cap = _max_year(study)
+    st = cdash_date_parts(cm["CMSTDAT"], partial_ok=True, max_year=cap)
+    en = cdash_date_parts(cm["CMENDAT"], partial_ok=True, max_year=cap)
+    out = [
+        make_findings(study.studyid, cm, definitely_before(en, st), "CMENDAT", "cm.end_before_start", "error",
+                      "CMENDAT is before CMSTDAT (" + _s(cm["CMSTDAT"]) + "): the end must be on or after the start"),
+        make_findings(study.studyid, cm, (cm["CMONGO"] == "Y") & cm["CMENDAT"].notna(), "CMENDAT",
+                      "cm.ongoing_with_end", "error",
+                      "CMENDAT is given but CMONGO=Y: an ongoing medication has no end date; clear one of them"),
+        make_findings(study.studyid, cm, (cm["CMONGO"] == "N") & cm["CMENDAT"].isna(), "CMENDAT",
+                      "cm.end_missing", "warning",
+                      "CMENDAT is empty but CMONGO=N: a stopped medication needs its end date"),
+        make_findings(study.studyid, cm, cm["CMDOSE"].notna() & cm["CMDOSU"].isna(), "CMDOSU",
+                      "cm.dose_unit_missing", "error",
+                      "CMDOSE " + _s(cm["CMDOSE"]) + " has no unit (CMDOSU): a dose without its unit cannot be read"),
+    ]
+    linked = cm["CMAENO"].notna() & cm["SUBJID"].notna()
+    if linked.any():
+        ae = forms.get("ae")
+        known = set()
+        if ae is not None and len(ae):
+            known = set(_s(ae["SUBJID"]) + "|" + _s(ae["AESPID"]))
+        bad = linked & ~(_s(cm["SUBJID"]) + "|" + _s(cm["CMAENO"])).isin(known)
+        out.append(make_findings(
+            study.studyid, cm, bad, "CMAENO", "cm.ae_link", "error",
+            lambda rows: "CMAENO " + _s(rows["CMAENO"]) + " is not an AESPID of subject " + _s(rows["SUBJID"])
+            + " in ae: the medication must be linked to an adverse event of the same subject (RELREC)"))
+    return _concat(out)
 
 
 @cross_check("ex.infusion_missing", "ex.infusion_unexpected", forms=("dm",))

@@ -7,6 +7,7 @@ import pandas as pd
 
 from pipeline.config import Study
 from pipeline.simulate import ae as ae_mod
+from pipeline.simulate import cm as cm_mod
 from pipeline.simulate import crs as crs_mod
 from pipeline.simulate import eligibility, history, labs, response
 from pipeline.simulate._util import NODAY, cdash_date, date_parts, hhmm, partial_month, plain_number
@@ -238,6 +239,9 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     lb_cols = _extra_labs(study, S, D, spec, cfg, lb_cols)
     rs_cols = response.rs_form(study, S, V, D, L, rng, leuk, plants, cfg)
     ae_cols = ae_mod.build_ae(study, S, grid, D, L, ranges, cfg, rng, plants)
+    # the glucocorticoid dose of each assessment is a CM record (form cm), not an rs column
+    rs_gc = {k: rs_cols[k] for k in ("_i", "RSDAT", "GCDOSE")} if "GCDOSE" in rs_cols else None
+    cm_cols = cm_mod.build_cm(study, S, grid, crs_cols, ae_cols, D, L, rs_cols, rs_gc, cfg)
 
     forms: dict[str, pd.DataFrame] = {}
     i, cols = _dm(study, S, cfg, rng)
@@ -260,6 +264,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     ae_cols = dict(ae_cols, AESTDAT=st, AEENDAT=en)
     forms["ae"] = _frame(spec, "ae", study, S, ae_cols["_i"], ae_cols)
     forms["crs"] = _frame(spec, "crs", study, S, grid["i"].to_numpy(), crs_cols)
+    forms["cm"] = _frame(spec, "cm", study, S, cm_cols["_i"], cm_cols)
     forms["lb"] = _frame(spec, "lb", study, S, lb_cols["_i"], lb_cols)
     forms["rs"] = _frame(spec, "rs", study, S, rs_cols["_i"], rs_cols)
     i, cols = _ds(study, S, failures)
