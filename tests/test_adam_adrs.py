@@ -58,6 +58,15 @@ def sdtm_of(ctx: StudyContext, primdiag: str = "B-CELL ACUTE LYMPHOBLASTIC LEUKE
     return sdtm
 
 
+def cm_frame(sid: str, rows: list[tuple]) -> pd.DataFrame:
+    """SDTM CM records of category BACKGROUND GLUCOCORTICOID, daily (QD) oral doses in mg:
+    (subject, CMDECOD, dose, CMSTDTC, CMENDTC)."""
+    return pd.DataFrame({"USUBJID": [f"{sid}-01-{r[0]}" for r in rows], "CMSEQ": np.arange(1.0, len(rows) + 1),
+                         "CMTRT": [r[1] for r in rows], "CMDECOD": [r[1] for r in rows],
+                         "CMCAT": "BACKGROUND GLUCOCORTICOID", "CMDOSE": [float(r[2]) for r in rows], "CMDOSU": "mg",
+                         "CMDOSFRQ": "QD", "CMSTDTC": [r[3] for r in rows], "CMENDTC": [r[4] for r in rows]})
+
+
 def derive(sdtm, spec, study):
     adsl = finish(adsl_mod.build(sdtm, spec, study), spec, "ADSL")
     out = adrs_mod.build(sdtm, {"ADSL": adsl}, spec, study)
@@ -226,16 +235,24 @@ def test_autoimmune_orr_at_every_timepoint(sdtm_spec, spec):
     dm = dm_frame(sid, {"001": {"rf": INF}, "002": {"rf": INF}})
     b = {"STUDYID": sid, "SITEID": "01"}
     rs = form([
-        {**b, "SUBJID": "001", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "GCDOSE": "20.0", "RSORRES": "NE"},
-        {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "DASCORE": "5", "GCDOSE": "10.0", "RSORRES": "PR"},
-        {**b, "SUBJID": "001", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "0", "GCDOSE": "7.5", "RSORRES": "CR"},
-        {**b, "SUBJID": "002", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "12", "GCDOSE": "20.0", "RSORRES": "NE"},
-        {**b, "SUBJID": "002", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "16", "GCDOSE": "20.0", "RSORRES": "PD"},
+        {**b, "SUBJID": "001", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "RSORRES": "NE"},
+        {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "DASCORE": "5", "RSORRES": "PR"},
+        {**b, "SUBJID": "001", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "0", "RSORRES": "CR"},
+        {**b, "SUBJID": "002", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "12", "RSORRES": "NE"},
+        {**b, "SUBJID": "002", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "16", "RSORRES": "PD"},
     ], "rs", RS_COLS)
     ctx = StudyContext(study=study, spec=sdtm_spec, forms={"rs": rs})
     ctx.datasets["DM"] = dm
-    adam, out = derive(sdtm_of(ctx, primdiag="SYSTEMIC LUPUS ERYTHEMATOSUS"), spec, study)
+    sdtm = sdtm_of(ctx, primdiag="SYSTEMIC LUPUS ERYTHEMATOSUS")
+    # the glucocorticoid doses, in SDTM CM: 001 prednisone 20 -> 10 on the DAY 28 date -> 7.5 on the
+    # MONTH 3 date (each change on its record's first day); 002 methylprednisolone 16 mg = 20 mg prednisone
+    sdtm["CM"] = cm_frame(sid, [("001", "PREDNISONE", 20, "2023-06-01", "2024-01-28"),
+                                ("001", "PREDNISONE", 10, "2024-01-29", "2024-03-29"),
+                                ("001", "PREDNISONE", 7.5, "2024-03-30", ""),
+                                ("002", "METHYLPREDNISOLONE", 16, "2023-01", "")])
+    adam, out = derive(sdtm, spec, study)
     a = adam["ADRS"]
+    assert adam["ADSL"].set_index("USUBJID")["BLGCDOSE"].tolist() == [20.0, 20.0]   # on TRTSDT 2024-01-01
     # 001 month 3: score 0 but glucocorticoid 7.5 > 5 mg/day: PR, not CR; 002: +4 points: PD
     assert param(a, "OVRLRESP") == {("001", "2024-01-29"): "PR", ("001", "2024-03-30"): "PR", ("002", "2024-03-30"): "PD"}
     assert sorted({int(c[4:]) for c in set(a["PARAMCD"]) if c.startswith("RSPD")}) == [28, 90, 180, 365, 545, 730]
@@ -245,3 +262,56 @@ def test_autoimmune_orr_at_every_timepoint(sdtm_spec, spec):
     assert prim.loc["INVESTIGATOR", ["n_responders", "orr_pct", "ci_lower_pct", "ci_upper_pct"]].tolist() == \
         [1, 50.0, 1.3, 98.7]
     assert SID  # the leukemia fixture's study id is imported from test_rs_domain
+
+
+def test_autoimmune_glucocorticoid_dose_read_from_cm_at_record_boundaries(sdtm_spec, spec):
+    """CR needs the prednisone-equivalent dose <= 5 mg/day (response_autoimmune.csv) on the
+    assessment date, from the CM records covering it (first and last day included)."""
+    sid = "ZJU-CD7-AID"
+    study = load_study(SPECS, sid)
+    subj = ["001", "002", "003", "004", "005"]
+    dm = dm_frame(sid, {s: {"rf": INF} for s in subj})
+    b = {"STUDYID": sid, "SITEID": "01"}
+    rows = []
+    for s in subj:
+        rows += [{**b, "SUBJID": s, "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "RSORRES": "NE"},
+                 {**b, "SUBJID": s, "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "0", "RSORRES": "CR"}]
+    ctx = StudyContext(study=study, spec=sdtm_spec, forms={"rs": form(rows, "rs", RS_COLS)})
+    ctx.datasets["DM"] = dm
+    sdtm = sdtm_of(ctx, primdiag="SYSTEMIC LUPUS ERYTHEMATOSUS")
+    sdtm["CM"] = cm_frame(sid, [
+        # 001: methylprednisolone 4 mg ends ON the assessment day: 4 x 1.25 = 5.0 mg prednisone -> CR
+        ("001", "METHYLPREDNISOLONE", 4, "2024-02-01", "2024-03-30"), ("001", "METHYLPREDNISOLONE", 8, "2024-03-31", ""),
+        # 002: 10 mg ended the day before; 5 mg starts ON the assessment day -> 5.0 -> CR
+        ("002", "PREDNISONE", 10, "2024-01-01", "2024-03-29"), ("002", "PREDNISONE", 5, "2024-03-30", ""),
+        # 003: 4.1 mg methylprednisolone = 5.125 mg prednisone > 5 -> PR (score 0 fell >= 50%)
+        ("003", "METHYLPREDNISOLONE", 4.1, "2024-01", ""),
+        # 004: two records overlap on the assessment day (taper written with a shared day): 2.5 + 5 = 7.5 -> PR
+        ("004", "PREDNISONE", 2.5, "2024-03-01", "2024-03-30"), ("004", "PREDNISONE", 5, "2024-03-30", ""),
+        # 005: 10 mg stopped on 2024-03-29, nothing after: 0 mg on 2024-03-30 -> CR
+        ("005", "PREDNISONE", 10, "2023-10-01", "2024-03-29")])
+    adam, out = derive(sdtm, spec, study)
+    got = param(adam["ADRS"], "OVRLRESP")
+    assert got == {("001", "2024-03-30"): "CR", ("002", "2024-03-30"): "CR", ("003", "2024-03-30"): "PR",
+                   ("004", "2024-03-30"): "PR", ("005", "2024-03-30"): "CR"}
+
+
+def test_cm_daily_dose_by_hand():
+    """pipeline.rules.response.cm_daily_dose: frequency x factor, coverage, partial dates, unknowns."""
+    classes = pd.DataFrame({"cmdecod": ["PREDNISONE", "METHYLPREDNISOLONE", "DEXAMETHASONE"],
+                            "drug_class": "CORTICOSTEROID", "prednisone_equivalent_per_mg": ["1", "1.25", "6.6667"]})
+    freq = pd.DataFrame({"cmdosfrq": ["QD", "BID"], "per_day": ["1", "2"]})
+    cm = pd.DataFrame({"USUBJID": ["A", "B", "C", "D", "E"], "CMCAT": ["BACKGROUND GLUCOCORTICOID"] * 4 + ["OTHER"],
+                       "CMDECOD": ["PREDNISONE", "METHYLPREDNISOLONE", "PREDNISONE", "PREDNISONE", "PREDNISONE"],
+                       "CMDOSE": [2.5, 4.0, 5.0, 10.0, 50.0], "CMDOSFRQ": ["BID", "QD", "Q6H", "QD", "QD"],
+                       "CMSTDTC": ["2024-03", "2024-01-01", "2024-01-01", "2023", "2024-01-01"],
+                       "CMENDTC": ["2024-03-31", "", "", "2024-02", ""]})
+    pts = pd.DataFrame({"USUBJID": ["A", "A", "A", "B", "C", "D", "D", "E"],
+                        "_date": pd.to_datetime(["2024-03-01", "2024-03-31", "2024-04-01", "2030-01-01", "2024-02-01",
+                                                 "2024-02-29", "2024-03-01", "2024-02-01"])})
+    d = R.cm_daily_dose(pts, cm, "BACKGROUND GLUCOCORTICOID", "CORTICOSTEROID", classes, freq)
+    # A: 2.5 mg BID = 5 from the first day of the partial start month to the end day, 0 after;
+    # B: 4 x 1.25 = 5 while ongoing; C: frequency without a per-day count = unknown;
+    # D: partial end 2024-02 covers up to 29 Feb 2024 (leap year); E: another category = 0
+    assert d.tolist()[:2] == [5.0, 5.0] and d.iloc[2] == 0.0 and d.iloc[3] == 5.0 and np.isnan(d.iloc[4])
+    assert d.iloc[5] == 10.0 and d.iloc[6] == 0.0 and d.iloc[7] == 0.0

@@ -31,7 +31,7 @@ from pipeline.spec import load_spec
 from conftest import RAW, SPECS
 
 RS_COLS = ["STUDYID", "SITEID", "SUBJID", "VISIT", "RSDAT", "BMBLAST", "BMCELL", "PBBLAST", "EMD", "CNSSTAT",
-           "MRDRES", "MRDND", "MRDMETH", "MRDLLOQ", "TRANSIND", "DASCORE", "GCDOSE", "RSORRES"]
+           "MRDRES", "MRDND", "MRDMETH", "MRDLLOQ", "TRANSIND", "DASCORE", "RSORRES"]
 
 
 def form(rows: list[dict], name: str, columns: list[str]) -> pd.DataFrame:
@@ -271,7 +271,7 @@ def test_aplastic_anemia_records(spec):
 
 
 # ---------------------------------------------------------------------------------------
-# autoimmune: disease activity score, glucocorticoid dose, ORR at every timepoint
+# autoimmune: disease activity score (the glucocorticoid dose is in CM, not RS), ORR at every timepoint
 # ---------------------------------------------------------------------------------------
 def test_autoimmune_study(spec):
     sid = "ZJU-CD7-AID"
@@ -279,16 +279,11 @@ def test_autoimmune_study(spec):
     dm = dm_frame(sid, {"001": {"rf": INF}, "002": {"rf": INF}})
     b = {"STUDYID": sid, "SITEID": "01"}
     rs = form([
-        {**b, "SUBJID": "001", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "GCDOSE": "20.0",
-         "RSORRES": "NE"},
-        {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "DASCORE": "5", "GCDOSE": "10.0",
-         "RSORRES": "PR"},
-        {**b, "SUBJID": "001", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "0", "GCDOSE": "7.5",
-         "RSORRES": "CR"},
-        {**b, "SUBJID": "002", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "12", "GCDOSE": "20.0",
-         "RSORRES": "NE"},
-        {**b, "SUBJID": "002", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "16", "GCDOSE": "20.0",
-         "RSORRES": "PD"},
+        {**b, "SUBJID": "001", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "RSORRES": "NE"},
+        {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "DASCORE": "5", "RSORRES": "PR"},
+        {**b, "SUBJID": "001", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "0", "RSORRES": "CR"},
+        {**b, "SUBJID": "002", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "12", "RSORRES": "NE"},
+        {**b, "SUBJID": "002", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "16", "RSORRES": "PD"},
     ], "rs", RS_COLS)
     ctx = StudyContext(study=study, spec=spec, forms={"rs": rs})
     ctx.datasets["DM"] = dm
@@ -298,9 +293,7 @@ def test_autoimmune_study(spec):
     sled = rs_out[rs_out["RSTESTCD"] == "SLEDAI"]
     assert set(sled["RSCAT"]) == {"SLEDAI-2K"}
     assert sled.sort_values(["USUBJID", "RSDTC"])["RSSTRESN"].tolist() == [10.0, 5.0, 0.0, 12.0, 16.0]
-    gc = rs_out[rs_out["RSTESTCD"] == "GCDOSE"].sort_values(["USUBJID", "RSDTC"])
-    assert gc["RSSTRESC"].tolist() == ["20", "10", "7.5", "20", "20"] and set(gc["RSSTRESU"]) == {"mg/day"}
-    assert gc["RSLOBXFL"].tolist() == ["Y", "", "", "Y", ""]
+    assert "GCDOSE" not in set(rs_out["RSTESTCD"])      # the glucocorticoid dose moved to CM
     for name in ("RS",):
         f = checks.check_dataset(checks.order_dataset(rs_out, spec, name), spec, name, sid, dm)
         assert f[f["severity"] == "error"].empty, f["message"].tolist()

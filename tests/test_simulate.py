@@ -617,7 +617,15 @@ def test_autoimmune_and_aplastic_response(sims):
     post = rs[rs["VISIT"] != "SCREENING"]
     planted = set(plants.loc[plants["form"] == "rs", "subjid"])
     cr = post[(post["RSORRES"] == "CR")]
-    ok = (cr["DASCORE"].astype(float) == 0) & (cr["GCDOSE"].astype(float) <= 5)
+    # the glucocorticoid dose is in form cm: prednisone-equivalent dose of the record covering RSDAT
+    gc = forms["cm"][forms["cm"]["CMCAT"] == "BACKGROUND GLUCOCORTICOID"]
+    m = cr.reset_index().merge(gc, on="SUBJID")
+    d, st = to_date(m["RSDAT"]), pd.to_datetime(m["CMSTDAT"].str.replace("^UN-", "01-", regex=True), format="%d-%b-%Y")
+    en = pd.to_datetime(m["CMENDAT"], format="%d-%b-%Y")
+    m = m[(st <= d) & (en.isna() | (d <= en))]
+    pred = m["CMDOSE"].astype(float) * np.where(m["CMTRT"] == "METHYLPREDNISOLONE", 1.25, 1.0)
+    dose = pd.Series(pred.to_numpy(), index=m["index"].to_numpy()).groupby(level=0).sum().reindex(cr.index)
+    ok = (cr["DASCORE"].astype(float) == 0) & (dose <= 5)
     assert set(cr.loc[~ok, "SUBJID"]) <= planted
     assert {"RS-AID-GC", "RS-AID-PR"} <= set(plants["item"])
     study, forms, plants = sims["ZJU-CD7-SAA"]
@@ -656,3 +664,63 @@ def test_grade_draws_per_arm_and_unchanged_without():
     cfg["w_by_arm"] = {"DL1": [1.0, 0.0, 0.0, 0.0], "DL2": [0.0, 0.0, 0.0, 1.0]}
     g = grade_draws(np.random.Generator(np.random.PCG64(5)), arms, cfg, "w")
     assert set(g[arms == "DL1"]) == {1} and set(g[arms == "DL2"]) == {4}
+
+
+# ---- form cm (pipeline.simulate.cm) ---------------------------------------------------------------
+def test_cm_crs_icans_treatments_are_linked_and_inside_the_episode(sims):
+    for sid, (study, forms, plants) in sims.items():
+        cm, ae, crs = forms["cm"], forms["ae"], forms["crs"]
+        t = cm[cm["CMCAT"] == "CRS/ICANS TREATMENT"]
+        assert t["CMAENO"].notna().all(), sid
+        linked = t.merge(ae, left_on=["SUBJID", "CMAENO"], right_on=["SUBJID", "AESPID"], how="left")
+        assert linked["AETERM"].notna().all(), sid          # every link resolves to an AE of the subject
+        # tocilizumab on a day whose daily assessment shows antipyretic/anti-cytokine therapy
+        toci = t[t["CMTRT"].str.upper().isin(["TOCILIZUMAB", "ACTEMRA"])]
+        days = crs.assign(k=crs["SUBJID"] + crs["FADAT"])
+        on = set(days.loc[days["ANTIPYR"] == "Y", "k"])
+        assert (toci["SUBJID"] + toci["CMSTDAT"]).isin(on).all(), sid
+        # every treatment starts and ends on a day of the subject's daily assessments
+        assessed = set(days["k"])
+        assert (t["SUBJID"] + t["CMSTDAT"]).isin(assessed).all() and (t["SUBJID"] + t["CMENDAT"]).isin(assessed).all()
+        assert (t["CMONGO"] == "N").all()
+
+
+def test_cm_transfusions_agree_with_the_transfusion_status(sims):
+    study, forms, plants = sims["ZJU-CD7-SAA"]
+    rs, cm = forms["rs"], forms["cm"]
+    tr = cm[cm["CMCAT"] == "TRANSFUSION"]
+    m = rs.reset_index().merge(tr, on="SUBJID", how="left")
+    d, t = to_date(m["RSDAT"]), pd.to_datetime(m["CMSTDAT"], format="%d-%b-%Y")
+    m["in8w"] = ((d - t).dt.days >= 0) & ((d - t).dt.days <= 56)
+    hit = m.groupby("index")["in8w"].any().reindex(rs.index)
+    assert not hit[rs["TRANSIND"] == "Y"].any()           # transfusion independent: none in 8 weeks
+    assert hit[rs["TRANSIND"] == "N"].all()               # dependent: at least one
+    assert len(tr) > 0
+
+
+def test_cm_glucocorticoid_one_record_covers_each_assessment(sims):
+    study, forms, plants = sims["ZJU-CD7-AID"]
+    rs, cm = forms["rs"], forms["cm"]
+    gc = cm[cm["CMCAT"] == "BACKGROUND GLUCOCORTICOID"]
+    m = rs.reset_index().merge(gc, on="SUBJID")
+    d = to_date(m["RSDAT"])
+    st = pd.to_datetime(m["CMSTDAT"].str.replace("^UN-", "01-", regex=True), format="%d-%b-%Y")
+    en = pd.to_datetime(m["CMENDAT"], format="%d-%b-%Y")
+    covers = (st <= d) & (en.isna() | (d <= en))
+    n = covers.groupby(m["index"]).sum().reindex(rs.index, fill_value=0)
+    assert (n == 1).all()
+    assert (gc["CMDOSU"] == "mg").all() and (gc["CMDOSFRQ"] == "QD").all()
+    # some dose changes fall on the assessment day itself (the first-day boundary of a record)
+    assert (gc["CMSTDAT"].isin(set(rs["RSDAT"]))).any()
+
+
+def test_cm_bridging_ends_before_lymphodepletion(sims):
+    for sid, (study, forms, plants) in sims.items():
+        cm, ex = forms["cm"], forms["ex"]
+        b = cm[cm["CMCAT"] == "BRIDGING THERAPY"]
+        if study["response"]["family"] != "leukemia":
+            assert b.empty
+            continue
+        ld = ex[ex["EXCAT"] == "LYMPHODEPLETION"].assign(d=lambda x: to_date(x["EXSTDAT"])).groupby("SUBJID")["d"].min()
+        assert len(b) > 0, sid
+        assert ((ld.reindex(b["SUBJID"]).to_numpy() - to_date(b["CMENDAT"]).to_numpy()) >= np.timedelta64(2, "D")).all()

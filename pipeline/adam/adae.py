@@ -1,5 +1,5 @@
 """ADAE, the adverse event analysis dataset (ADaMIG 1.3 OCCDS; ADaM Structure for Occurrence
-Data 1.1), from SDTM AE, FA and RELREC and ADSL.
+Data 1.1), from SDTM AE, FA, CM and RELREC and ADSL.
 
 One record per investigator-reported AE (SDTM AE record; AE records of category DAILY
 CRS/ICANS ASSESSMENT, derived episodes of an older SDTM build, are analysis results and are
@@ -11,8 +11,9 @@ not carried). Rules as data:
 - the ASTCT 2019 grade of a CRS/ICANS AE is the highest daily ASTCT grade (SDTM FA, FATESTCD
   TOXGR) of the FA records related to the AE in RELREC (the investigator's grade stays AETOXGR).
 
-Tocilizumab and corticosteroid use are not derived: SDTM has no CM domain yet; the FA daily
-assessments only say whether an antipyretic or anti-cytokine therapy was given (ACYTOFL).
+- whether tocilizumab (TOCIFL) or a corticosteroid (CSTRFL) was given for a CRS/ICANS AE: the
+  SDTM CM records related to the AE in RELREC (``specs/rules/adae_cm_flags.csv``); the FA daily
+  assessments also say whether an antipyretic or anti-cytokine therapy was given (ACYTOFL).
 """
 
 from __future__ import annotations
@@ -193,6 +194,37 @@ def dlt_flags(ae: pd.DataFrame, spec: Spec, window_days: int) -> pd.DataFrame:
     return pd.DataFrame({"DLTWINFL": yn(inwin), "DLTFL": yn(rule != ""), "DLTRULE": rule}, index=ae.index)
 
 
+def cm_given_flags(ae: pd.DataFrame, cm: pd.DataFrame | None, relrec: pd.DataFrame | None,
+                   fa: pd.DataFrame | None, spec: Spec) -> pd.DataFrame:
+    """TOCIFL / CSTRFL (the variables of ``specs/rules/adae_cm_flags.csv``): Y when a CM record
+    related to the AE in RELREC (CM by CMSEQ and AE by AESEQ under one RELID, SDTMIG 3.4 8.2) is
+    of the row's CMDECOD or drug class (``cm_drug_classes.csv``); N for the other AEs whose event
+    has daily CRS/ICANS assessments (AEDECOD = an FA FAOBJ); null for all other AEs."""
+    flags = spec.rule("adae_cm_flags")
+    out = pd.DataFrame({v: pd.Series("", index=ae.index, dtype="object") for v in flags["variable"]})
+    if fa is None or fa.empty:
+        return out
+    assessed = text(ae["AEDECOD"]).str.upper().isin(set(text(fa["FAOBJ"]).str.upper())).to_numpy()
+    pairs = pd.DataFrame(columns=["USUBJID", "AESEQ", "CMDECOD"])
+    if cm is not None and len(cm) and relrec is not None and len(relrec):
+        rr = relrec.assign(USUBJID=text(relrec["USUBJID"]), IDVARVAL=text(relrec["IDVARVAL"]))
+        c = rr[(text(rr["RDOMAIN"]) == "CM") & (text(rr["IDVAR"]) == "CMSEQ")][["USUBJID", "RELID", "IDVARVAL"]]
+        a = rr[(text(rr["RDOMAIN"]) == "AE") & (text(rr["IDVAR"]) == "AESEQ")][["USUBJID", "RELID", "IDVARVAL"]]
+        p = c.rename(columns={"IDVARVAL": "CMSEQ"}).merge(a.rename(columns={"IDVARVAL": "AESEQ"}), on=["USUBJID", "RELID"])
+        names = pd.DataFrame({"USUBJID": text(cm["USUBJID"]), "CMSEQ": num(cm["CMSEQ"]).astype("Int64").astype(str),
+                              "CMDECOD": text(cm["CMDECOD"]).str.upper()})
+        pairs = p.merge(names, on=["USUBJID", "CMSEQ"])[["USUBJID", "AESEQ", "CMDECOD"]]
+    classes = spec.rule("cm_drug_classes")
+    key = text(ae["USUBJID"]) + "|" + num(ae["AESEQ"]).astype("Int64").astype(str)
+    for r in flags.itertuples(index=False):  # two flags (metadata)
+        drugs = {r.cmdecod.upper()} if r.cmdecod else set(classes.loc[classes["drug_class"] == r.drug_class, "cmdecod"])
+        given = pairs[pairs["CMDECOD"].isin(drugs)]
+        hit = key.isin(set(given["USUBJID"] + "|" + given["AESEQ"])).to_numpy()
+        col = np.where(assessed, np.where(hit, "Y", "N"), "")
+        out[r.variable] = col
+    return out
+
+
 def build(sdtm: dict[str, pd.DataFrame], adsl: pd.DataFrame, spec: Spec, study: Study) -> pd.DataFrame:
     """ADAE records (see module docstring); ADSL variables merged by USUBJID."""
     ae = sdtm.get("AE")
@@ -215,6 +247,7 @@ def build(sdtm: dict[str, pd.DataFrame], adsl: pd.DataFrame, spec: Spec, study: 
     ae["ASTCTGRN"] = astct_grade(ae, sdtm.get("FA"), sdtm.get("RELREC"))
     ae["ASTCTGR"] = ae["ASTCTGRN"].astype("Int64").astype(str).replace("<NA>", "")
     ae["ACYTOFL"] = anticytokine_given(ae, sdtm.get("FA"))
+    ae = pd.concat([ae, cm_given_flags(ae, sdtm.get("CM"), sdtm.get("RELREC"), sdtm.get("FA"), spec)], axis=1)
     ae = pd.concat([ae, dlt_flags(ae, spec, study.dlt_window_days)], axis=1)
     ae["SRCDOM"], ae["SRCVAR"], ae["SRCSEQ"] = "AE", "AESEQ", num(ae["AESEQ"])
     return ae

@@ -7,8 +7,10 @@ Parameters (PARAMCD; the spec's value-level metadata describes each):
 - ``OVRLRESP``: the response derived by the study's criteria at each post-infusion assessment
   (:mod:`pipeline.rules.response`, rule tables ``specs/rules/response_<family>.csv``) from the
   SDTM criteria inputs: the RS and LBDA records whose value-level metadata names the raw column
-  the rule feature is (``source = CRF rs.<column>``), the nearest LB blood count within
-  ``[response].count_window_days``, and the primary diagnosis (SUPPDM).
+  the rule feature is (``source = CRF rs.<column>``), the daily doses SDTM CM holds
+  (``specs/rules/cm_dose_features.csv``: the autoimmune glucocorticoid dose GCDOSE on the
+  assessment date), the nearest LB blood count within ``[response].count_window_days``, and the
+  primary diagnosis (SUPPDM).
 - ``BOR`` / ``INVBOR``: best overall response within ``[response].bor_window_days``
   (``specs/rules/response_order.csv``: ranks, evaluable categories, tie = earliest).
 - ``RSPDnnn`` / ``IRSPDnnn``: responder (Y/N) at protocol day nnn (``[orr].timepoint_day`` and
@@ -136,6 +138,21 @@ def criteria_features(a: pd.DataFrame, rules: pd.DataFrame, counts: pd.DataFrame
     return f
 
 
+def cm_features(a: pd.DataFrame, cm: pd.DataFrame | None, rules: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    """``a`` with the criteria inputs that SDTM CM holds (``specs/rules/cm_dose_features.csv``,
+    e.g. GCDOSE = the prednisone-equivalent glucocorticoid daily dose on the assessment date,
+    :func:`pipeline.rules.response.cm_daily_dose`), for the features the rules use."""
+    table = R.cm_dose_features(spec)
+    used = table[table["feature"].isin(set(rules["feature"]))]
+    if used.empty:
+        return a
+    classes, freq = spec.rule("cm_drug_classes"), spec.rule("cm_frequency")
+    a = a.copy()
+    for r in used.itertuples(index=False):  # a few CM-based features (metadata)
+        a[r.feature] = R.cm_daily_dose(a[["USUBJID", "_date"]], cm, r.cmcat, r.drug_class, classes, freq)
+    return a
+
+
 def derived_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study
                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Criteria-derived response (``response``, ``basis``) of each post-infusion assessment and
@@ -146,6 +163,7 @@ def derived_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec
     lab_tests = set(spec.rule("lab_tests")["lbtestcd"])
     counts = blood_counts(sdtm, sorted(set(rules["feature"]) & lab_tests))
     primdiag = supp_value(sdtm.get("SUPPDM"), "PRIMDIAG")
+    a = cm_features(a, sdtm.get("CM"), rules, spec)
     feats = criteria_features(a, rules, counts, int(cfg["count_window_days"]), lab_tests, primdiag)
     post = a[a["_post"]]
     feats = feats.loc[post.index]

@@ -5,6 +5,9 @@ One record per subject of DM. Population flags follow ``specs/rules/adam_populat
 baseline disease characteristics ``specs/rules/adsl_baseline.csv``. Disease history and prior
 therapy (:func:`history_variables`) from MH/SUPPMH (primary diagnosis), CM/SUPPCM (prior lines)
 and PR (prior HSCT).
+baseline disease characteristics ``specs/rules/adsl_baseline.csv``; the baseline glucocorticoid
+dose and the bridging-therapy flag from SDTM CM (:func:`baseline_glucocorticoid`,
+:func:`bridging_flag`). Prior lines, prior HSCT and the HSCT-after-CAR-T date come with MH/PR.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pandas as pd
 from pipeline.adam.common import dtc_to_sas_date, dtc_to_sas_datetime, num, sas_date, supp_value, text, yn_full
 from pipeline.config import Study
 from pipeline.errors import ConfigError
+from pipeline.rules import response as R
 from pipeline.spec import Spec
 
 CART = "CAR-T INFUSION"
@@ -201,6 +205,43 @@ def history_variables(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study, s
     return out
 
 
+#: CM category of bridging therapy (CDISC-style sponsor codelist CMCAT of the SDTM spec)
+BRIDGING = "BRIDGING THERAPY"
+
+
+def baseline_glucocorticoid(cm: pd.DataFrame | None, spec: Spec, subjects: pd.Series, trtsdt: pd.Series) -> pd.Series:
+    """BLGCDOSE: the prednisone-equivalent glucocorticoid daily dose (mg/day) on TRTSDT, the
+    CAR-T infusion day, from the CM records covering that day (the GCDOSE row of
+    ``specs/rules/cm_dose_features.csv``, :func:`pipeline.rules.response.cm_daily_dose`). Null
+    for every subject when the study has no CM record of that category (no background
+    glucocorticoid collected), and for a subject without TRTSDT."""
+    feat = R.cm_dose_features(spec)
+    feat = feat[feat["feature"] == "GCDOSE"]
+    out = pd.Series(np.nan, index=subjects.index, dtype="float64")
+    if cm is None or cm.empty or feat.empty:
+        return out
+    r = feat.iloc[0]
+    if not text(cm["CMCAT"]).eq(r["cmcat"]).any():
+        return out
+    date = pd.to_datetime(pd.Series(trtsdt.to_numpy(), index=subjects.index), unit="D", origin="1960-01-01",
+                          errors="coerce")
+    points = pd.DataFrame({"USUBJID": subjects.to_numpy(), "_date": date.to_numpy()}, index=subjects.index)
+    has = points["_date"].notna()
+    dose = R.cm_daily_dose(points[has], cm, r["cmcat"], r["drug_class"], spec.rule("cm_drug_classes"),
+                           spec.rule("cm_frequency"))
+    out[has] = dose.to_numpy()
+    return out
+
+
+def bridging_flag(cm: pd.DataFrame | None, subjects: pd.Series) -> pd.Series:
+    """BRIDGFL: Y when the subject has a CM record of category BRIDGING THERAPY (therapy between
+    leukapheresis and lymphodepletion, as collected), else N."""
+    if cm is None or cm.empty:
+        return yn_full(pd.Series(False, index=subjects.index))
+    bridged = set(text(cm.loc[text(cm["CMCAT"]).eq(BRIDGING), "USUBJID"]))
+    return yn_full(pd.Series(text(subjects).isin(bridged).to_numpy(), index=subjects.index))
+
+
 def population_rules(spec: Spec, studyid: str) -> pd.DataFrame:
     """The population definitions of the study (rows of ``study`` = the STUDYID override ``*``)."""
     rules = spec.rule("adam_populations")
@@ -263,6 +304,8 @@ def build(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFra
     adsl["PRIMDIAG"] = text(u.map(supp_value(sdtm.get("SUPPDM"), "PRIMDIAG"))).to_numpy()
     adsl = adsl.merge(baseline_characteristics(sdtm, spec, adsl["USUBJID"], adsl["TRTSDT"]), on="USUBJID", how="left")
     adsl = adsl.merge(history_variables(sdtm, spec, study, adsl["USUBJID"], adsl["RFICDT"]), on="USUBJID", how="left")
+    adsl["BLGCDOSE"] = baseline_glucocorticoid(sdtm.get("CM"), spec, adsl["USUBJID"], adsl["TRTSDT"]).to_numpy()
+    adsl["BRIDGFL"] = bridging_flag(sdtm.get("CM"), adsl["USUBJID"]).to_numpy()
     adsl = adsl.merge(death_variables(dm, sdtm.get("SUPPDS"), sdtm.get("DD")), on="USUBJID", how="left")
     adsl["LSTALVDT"] = last_known_alive(sdtm, adsl["USUBJID"]).to_numpy()
     ds = sdtm.get("DS", pd.DataFrame(columns=["USUBJID", "DSCAT", "DSSCAT", "DSDECOD", "DSSTDTC"]))

@@ -50,7 +50,8 @@ WORKBOOK = "listings.xlsx"
 #: reports the build writes itself as CSV before the hooks run (not in ``reports``)
 BUILD_REPORTS = ("reconciliation", "rejections", "findings")
 #: per-subject listings are shown subject by subject in HTML
-PER_SUBJECT = {"ae_listing", "crs_icans", "dlt", "eligibility_failed", "response", "adam_parameters"}
+PER_SUBJECT = {"ae_listing", "crs_icans", "dlt", "eligibility_failed", "response", "adam_parameters",
+               "cm_listing"}
 
 
 @dataclass
@@ -424,15 +425,24 @@ def build_adam_parameters(entry: dict, inp: Inputs) -> Listing:
     return lst
 
 
+def build_cm_listing(entry: dict, inp: Inputs) -> Listing:
+    """Concomitant medications (SDTM CM), optionally of the categories in ``params`` ``categories``
+    (CMCAT terms, ``_`` for a space)."""
+    cats = [c.replace("_", " ") for c in entry.get("categories", [])]
+    frame = tables.cm_listing(inp.dataset("CM"), inp.subjects, cats)
+    return make_listing(entry, frame, inp.labels, "CM", entry.get("columns"))
+
+
 def build_report(entry: dict, inp: Inputs) -> Listing:
     report = inp.report(entry["report"])
-    return make_listing(entry, report, inp.labels)
+    return make_listing(entry, report, inp.labels, columns=entry.get("columns"))
 
 
 BUILDERS = {
     "ae_listing": build_ae_listing, "ae_summary": build_ae_summary, "crs_icans": build_crs_icans,
     "dlt": build_dlt, "dlt_flag": build_dlt_flag, "lab_shift": build_lab_shift, "eligibility_failed": build_eligibility_failed,
     "response": build_response, "adam_parameters": build_adam_parameters, "report": build_report,
+    "cm_listing": build_cm_listing,
 }
 
 

@@ -114,6 +114,13 @@ def ae_listing(ae: pd.DataFrame, suppae: pd.DataFrame | None, subj: pd.DataFrame
     return _sort(out, ["USUBJID", "AESTDTC", "AESEQ"])
 
 
+def cm_listing(cm: pd.DataFrame, subj: pd.DataFrame, categories: list[str] | None = None) -> pd.DataFrame:
+    """Every CM record (of ``categories`` when given) with the subject's cohort, by subject,
+    start date and CMSEQ."""
+    out = cm if not categories else cm[column(cm, "CMCAT").isin(categories)]
+    return _sort(with_cohort(out, subj), ["USUBJID", "CMSTDTC", "CMSEQ"])
+
+
 def countable_teae(ae: pd.DataFrame) -> pd.DataFrame:
     """AEs that count in incidence tables: treatment emergent (AETRTEM = Y when the column
     exists, e.g. from ADaM; else an onset on or after the first infusion, AESTDY >= 1, with a

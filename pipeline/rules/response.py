@@ -503,3 +503,75 @@ def last_known_alive(dated: pd.DataFrame, death: pd.Series) -> pd.Series:
     d = d[dth.isna() | (d["_d"] <= dth)]
     latest = d.groupby("USUBJID", sort=True)["_d"].max()
     return latest.dt.strftime("%Y-%m-%d")
+
+
+# ---------------------------------------------------------------------------------------
+# criteria inputs read from CM (the glucocorticoid dose of the autoimmune criteria)
+# ---------------------------------------------------------------------------------------
+def _dtc_bounds(dtc: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Earliest and latest day an ISO 8601 date (possibly partial: YYYY or YYYY-MM) can be;
+    NaT for an empty one."""
+    d = dtc.astype("object").where(dtc.notna(), "").astype(str).str.slice(0, 10)
+    full = d.str.len() == 10
+    month = d.str.len() == 7
+    year = d.str.len() == 4
+    lo_txt = d.where(full, (d + "-01").where(month, (d + "-01-01").where(year, "")))
+    lo = pd.to_datetime(lo_txt.where(lo_txt.ne(""), None), errors="coerce", format="%Y-%m-%d")
+    hi = lo.where(full, np.nan)
+    hi = hi.where(~month, lo + pd.offsets.MonthEnd(0))
+    hi = hi.where(~year, lo + pd.offsets.YearEnd(0))
+    return lo, pd.to_datetime(hi)
+
+
+def cm_dose_features(spec: Spec) -> pd.DataFrame:
+    """``specs/rules/cm_dose_features.csv``: feature, cmcat, drug_class, unit, source."""
+    t = spec.rule("cm_dose_features")
+    need = {"feature", "cmcat", "drug_class", "unit", "source"}
+    if not need <= set(t.columns):
+        raise ConfigError(f"cm_dose_features.csv needs columns {', '.join(sorted(need))}")
+    return t
+
+
+def cm_daily_dose(points: pd.DataFrame, cm: pd.DataFrame | None, cmcat: str, drug_class: str,
+                  classes: pd.DataFrame, frequency: pd.DataFrame) -> pd.Series:
+    """Daily dose (in the drug class's reference drug, e.g. mg/day prednisone equivalent) on
+    each ``points`` row (``USUBJID``, ``_date``): the sum, over the subject's CM records of
+    category ``cmcat`` whose CMDECOD is of ``drug_class`` (``cm_drug_classes.csv``) and whose
+    start-to-end range covers the date, of CMDOSE x administrations per day of CMDOSFRQ
+    (``cm_frequency.csv``) x the drug's equivalence factor.
+
+    Coverage counts the first and the last day of a record (CMSTDTC <= date <= CMENDTC); an
+    ongoing record (no CMENDTC) covers every later date; a partial start covers from the
+    earliest day it can be, a partial end up to the latest. No covering record: 0. A covering
+    record with no dose, an unknown frequency or a drug without a factor: NaN (unknown).
+    Indexed like ``points``.
+    """
+    out = pd.Series(0.0, index=points.index)
+    if cm is None or cm.empty or points.empty:
+        return out
+    txt = lambda s: s.astype("object").where(s.notna(), "").astype(str).str.strip()
+    cls = classes[classes["drug_class"] == drug_class]
+    factor = pd.to_numeric(pd.Series(cls["prednisone_equivalent_per_mg"].to_numpy(), index=cls["cmdecod"].to_numpy()),
+                           errors="coerce")
+    per_day = pd.to_numeric(pd.Series(frequency["per_day"].to_numpy(), index=frequency["cmdosfrq"].to_numpy()),
+                            errors="coerce")
+    c = cm[txt(cm["CMCAT"]).eq(cmcat) & txt(cm["CMDECOD"]).isin(set(cls["cmdecod"]))]
+    if c.empty:
+        return out
+    lo, _ = _dtc_bounds(txt(c["CMSTDTC"]))
+    _, hi = _dtc_bounds(txt(c["CMENDTC"]))
+    dose = (pd.to_numeric(c["CMDOSE"], errors="coerce") * txt(c["CMDOSFRQ"]).map(per_day)
+            * txt(c["CMDECOD"]).map(factor))
+    rec = pd.DataFrame({"USUBJID": txt(c["USUBJID"]).to_numpy(), "lo": lo.to_numpy(), "hi": hi.to_numpy(),
+                        "dose": dose.to_numpy()})
+    p = pd.DataFrame({"USUBJID": points["USUBJID"].to_numpy(), "_date": pd.to_datetime(points["_date"]).to_numpy(),
+                      "_k": np.arange(len(points))})
+    m = p.merge(rec, on="USUBJID")
+    cover = (m["lo"] <= m["_date"]) & (m["hi"].isna() | (m["_date"] <= m["hi"])) & m["lo"].notna()
+    m = m[cover]
+    total = m.groupby("_k")["dose"].sum(min_count=1)
+    unknown = m["dose"].isna().groupby(m["_k"]).any()
+    total[unknown.reindex(total.index, fill_value=False).to_numpy()] = np.nan
+    vals = out.to_numpy().copy()
+    vals[total.index.to_numpy()] = total.to_numpy()
+    return pd.Series(vals, index=points.index)

@@ -22,6 +22,8 @@ aplastic_anemia (Chinese expert consensus 2017)
 autoimmune (study-defined, SLEDAI-2K)
     score 0 with prednisone-equivalent <= 5 mg/day -> CR; score >= baseline + 4 -> PD;
     score <= 50% of baseline -> PR; else NR. The SCREENING row holds the baseline (RSORRES NE).
+    The glucocorticoid dose of each assessment is returned as ``GCDOSE`` but is not an rs
+    column: :mod:`pipeline.simulate.cm` writes it as CM records covering the assessment date.
 
 Planted investigator disagreements (subject order = SUBJID order):
 
@@ -293,7 +295,7 @@ def autoimmune(study, S, A, rng, plants_out):
     if len(cand):
         inv[cand[0]] = "CR"
         plants_out.append({"subject": int(i[cand[0]]), "form": "rs", "item": "RS-AID-GC",
-                           "description": f"{orr_visit}: DASCORE 0 with GCDOSE 7.5 mg/day (criteria PR), investigator CR"})
+                           "description": f"{orr_visit}: DASCORE 0 with glucocorticoid 7.5 mg/day prednisone equivalent in form cm (criteria PR), investigator CR"})
     first_nr = np.flatnonzero((A["k"].to_numpy() == 1) & ~resp & (crit == "NR"))
     if len(first_nr):
         inv[first_nr[0]] = "PR"
