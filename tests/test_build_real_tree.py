@@ -64,6 +64,24 @@ def test_build_smallest_real_study(tmp_path, shared_dir):
         assert [c["name"] for c in doc["columns"]] == list(frame.columns)
     _sv_covers_every_visit(study)
     _planted_eligibility_deviations(study, sid)
+    _cm_reaches_sdtm_relrec_and_listings(study)
+
+
+def _cm_reaches_sdtm_relrec_and_listings(study: Path) -> None:
+    """Every raw cm row is in CM (the shipped extracts have no rejected cm row), each CM record with an
+    AE link is related in RELREC to an existing AE record, and the CM listings are written."""
+    cm = pyreadstat.read_xport(str(study / "cm.xpt"))[0]
+    raw = pd.read_csv(RAW / study.name / "cm.csv", dtype=str, keep_default_na=False)
+    assert len(cm) == len(raw) > 0
+    rel = pyreadstat.read_xport(str(study / "relrec.xpt"))[0]
+    ae = pyreadstat.read_xport(str(study / "ae.xpt"))[0]
+    cmae = rel[rel["RELID"].str.startswith("CMAE-")]
+    assert (raw["CMAENO"] != "").sum() * 2 == len(cmae)
+    a = cmae[cmae["RDOMAIN"] == "AE"]
+    known = set(zip(ae["USUBJID"], ae["AESEQ"].astype(int).astype(str)))
+    assert set(zip(a["USUBJID"], a["IDVARVAL"])) <= known
+    tlf = study / "listings" / "tlf"
+    assert (tlf / "l16_2_4_2_cm.pdf").is_file() and (tlf / "l16_2_7_5_crs_icans_treatments.rtf").is_file()
 
 
 def _sv_covers_every_visit(study: Path) -> None:

@@ -4,10 +4,8 @@ EX, DS, SUPPDS, RS and LBDA and the study parameters.
 One record per subject of DM. Population flags follow ``specs/rules/adam_populations.csv``;
 baseline disease characteristics ``specs/rules/adsl_baseline.csv``. Disease history and prior
 therapy (:func:`history_variables`) from MH/SUPPMH (primary diagnosis), CM/SUPPCM (prior lines)
-and PR (prior HSCT).
-baseline disease characteristics ``specs/rules/adsl_baseline.csv``; the baseline glucocorticoid
-dose and the bridging-therapy flag from SDTM CM (:func:`baseline_glucocorticoid`,
-:func:`bridging_flag`). Prior lines, prior HSCT and the HSCT-after-CAR-T date come with MH/PR.
+and PR (prior HSCT); the baseline glucocorticoid dose and the bridging-therapy flag from SDTM CM
+(:func:`baseline_glucocorticoid`, :func:`bridging_flag`).
 """
 
 from __future__ import annotations
