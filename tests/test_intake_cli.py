@@ -70,8 +70,8 @@ def test_clean_study_exits_0_with_empty_reports(tmp_path):
     assert "Traceback" not in r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["STUDY", "FORMS", "RECORDS", "ERRORS", "WARNINGS", "GATE"]
-    assert lines[1].split() == [synth.STUDY, "9", "31", "0", "0", "pass"]
-    assert lines[2].split() == [OTHER, "9", "31", "0", "0", "pass"]
+    assert lines[1].split() == [synth.STUDY, "10", "34", "0", "0", "pass"]
+    assert lines[2].split() == [OTHER, "10", "34", "0", "0", "pass"]
     assert (out / "gate" / "gate_report.csv").read_text(encoding="utf-8") == \
         "study,file,row,column,value,check,severity,message\n"
     assert sorted(p.name for p in (out / "gate").iterdir()) == ["gate_report.csv", "gate_report.html", "junit.xml"]
@@ -91,7 +91,7 @@ def test_corrupted_copy_exits_1_and_reports_exactly_the_planted_rows(tmp_path):
     ]
     # terminal: per study counts, then the first errors with file, row, column, value and check
     assert [ln.split()[:6] for ln in r.stdout.splitlines() if ln.startswith(("TEST-GATE ", f"{OTHER} "))] == [
-        [synth.STUDY, "9", "31", "3", "0", "FAIL"], [OTHER, "9", "31", "0", "0", "pass"]]
+        [synth.STUDY, "10", "34", "3", "0", "FAIL"], [OTHER, "10", "34", "0", "0", "pass"]]
     assert "dm.csv row 3 SEX='X': SEX must be one of: M, F, U [allowed]" in r.stdout
     # JUnit: one suite per study, one case per check x file, failures for the three errors
     root = etree.parse(str(out / "gate" / "junit.xml")).getroot()
