@@ -16,10 +16,9 @@ REGISTRY: list[str] = [
     "ie",        # IE (after LB: enrolled subjects failing the eligibility labs get a derived IE record)
     "pc",        # PC, PP (CAR-T cellular kinetics from the lb form's CAR-T EXPANSION rows)
     "ae",        # AE, SUPPAE, FA, RELREC (CRS/ICANS by ASTCT)
-    "cm",        # CM, RELREC (CM-AE); needs AE for the links
     "dd",        # DD (primary cause of death); death/AE and AE/disposition cross-checks (needs DS and AE)
     "rs",        # RS and supporting findings
-    "cm",        # CM, SUPPCM (prior therapy lines; concomitant medications)
+    "cm",        # CM, SUPPCM, RELREC (CM-AE): form cm and the prior therapy lines (prtx); needs AE for the links
     "pr",        # PR (prior HSCT; procedures of the study)
     "mh",        # MH, SUPPMH (primary diagnosis, relevant history); after CM and PR for its summary report
 ]
