@@ -72,7 +72,9 @@ def _cm_reaches_sdtm_relrec_and_listings(study: Path) -> None:
     AE link is related in RELREC to an existing AE record, and the CM listings are written."""
     cm = pyreadstat.read_xport(str(study / "cm.xpt"))[0]
     raw = pd.read_csv(RAW / study.name / "cm.csv", dtype=str, keep_default_na=False)
-    assert len(cm) == len(raw) > 0
+    prtx = RAW / study.name / "prtx.csv"                # prior therapy lines join CM from form prtx
+    n_prior = len(pd.read_csv(prtx, dtype=str, keep_default_na=False)) if prtx.is_file() else 0
+    assert len(cm) == len(raw) + n_prior and len(raw) > 0
     rel = pyreadstat.read_xport(str(study / "relrec.xpt"))[0]
     ae = pyreadstat.read_xport(str(study / "ae.xpt"))[0]
     cmae = rel[rel["RELID"].str.startswith("CMAE-")]
