@@ -121,3 +121,79 @@ def test_mrd_negative_remission_needs_remission_and_negative_mrd_the_same_day():
     assert out["AVALC"].to_dict() == {"A": "Y", "B": "N", "C": "N", "D": "N", "E": "N"}
     assert out.loc["A", ["SRCDOM", "SRCVAR", "SRCSEQ"]].tolist() == ["LB", "LBSTRESC", 1.0]
     assert out.loc["A", "ABASIS"] == "CRi with MRD negative"
+
+
+# ---------------------------------------------------------------------------------------
+# CNS status and CNS response
+# ---------------------------------------------------------------------------------------
+def cns_of(rows: list[dict]) -> list[str]:
+    from pipeline.rules import response as R
+    rules = R.validate_rules(SRC.rule("cns_status"), "cns_status")
+    rules = rules[rules["criteria"] == "NCCN ALL v3.2023"]
+    base = {"CSFBLAST": "", "CSFWBC": np.nan, "CSFCOND": "", "PBBLAST": 0.0, "CSF_RATIO": np.nan, "CNSSIGN": "N"}
+    f = pd.DataFrame([{**base, **r} for r in rows])
+    return R.evaluate_criteria(f, rules, ["CNS-1", "CNS-2", "CNS-3"])["response"].tolist()
+
+
+def test_cns_status_at_the_5_per_ul_boundary_with_blasts_traumatic_tap_and_signs():
+    """NCCN ALL v3.2023: CNS-1 no blasts; CNS-2 blasts with WBC < 5/uL; CNS-3 blasts with WBC
+    >= 5/uL or clinical signs; traumatic tap with circulating blasts and >= 5 WBC with blasts:
+    CSF WBC/RBC at least 2 x the blood WBC/RBC -> CNS-3, otherwise CNS-2."""
+    P, N, T = "POSITIVE", "NEGATIVE", "TRAUMATIC TAP"
+    cases = [
+        ({"CSFBLAST": P, "CSFWBC": 4.9}, "CNS-2"),
+        ({"CSFBLAST": P, "CSFWBC": 5.0}, "CNS-3"),                      # exactly 5/uL is CNS-3
+        ({"CSFBLAST": P, "CSFWBC": 4.0}, "CNS-2"),
+        ({"CSFBLAST": N, "CSFWBC": 50.0}, "CNS-1"),                     # no blasts whatever the WBC
+        ({"CSFBLAST": N, "CSFWBC": 0.0, "CNSSIGN": "Y"}, "CNS-3"),      # cranial nerve palsy etc.
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 2.0}, "CNS-3"),   # 2-fold
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 1.99}, "CNS-2"),
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 0.0}, "CNS-3"),    # no blood blasts to blame
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 10.0}, "NE"),      # ratio unknown
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 0.1, "CSF_RATIO": 2.5}, "CNS-3"),
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 0.1, "CSF_RATIO": 1.5}, "CNS-2"),
+        ({"CSFBLAST": P, "CSFWBC": 4.0, "CSFCOND": T, "PBBLAST": 10.0}, "CNS-2"),    # < 5: CNS-2 anyway
+        ({"CSFBLAST": N, "CSFWBC": 3.0, "CSFCOND": T, "PBBLAST": 10.0}, "CNS-1"),
+        ({"CSFBLAST": P}, "NE"),                                        # WBC not counted
+        ({}, "NE"),
+    ]
+    assert cns_of([c for c, _ in cases]) == [e for _, e in cases]
+
+
+def test_csf_blood_ratio_by_hand():
+    """CSF 20 WBC and 1000 RBC per uL: 0.02; blood WBC 10 x10^9/L and RBC 4 x10^12/L:
+    10e9 / 4e12 = 0.0025; ratio 0.02 / 0.0025 = 8.0. Blood counts 8 days away: not used."""
+    a = pd.DataFrame({"USUBJID": ["S1", "S2"], "_date": pd.to_datetime(["2024-01-29", "2024-01-29"]),
+                      "CSFWBC": ["20", "20"], "CSFRBC": ["1000", "0"]})
+    lb = pd.DataFrame({"USUBJID": ["S1", "S1", "S2", "S2"], "LBTESTCD": ["WBC", "RBC", "WBC", "RBC"],
+                       "LBDTC": ["2024-01-29", "2024-01-30", "2024-01-29", "2024-02-06"],
+                       "LBSTRESN": [10.0, 4.0, 10.0, 4.0], "LBSPEC": "BLOOD"})
+    r = adrs_mod.csf_blood_ratio(a, {"LB": lb}, 7)
+    assert r.iloc[0] == pytest.approx(8.0, rel=1e-12)
+    assert np.isnan(r.iloc[1])                                 # CSF RBC 0 (and blood RBC 8 days away)
+
+
+def test_cns_remission_and_relapse_against_the_baseline():
+    """NCCN: CNS remission = CNS-1 after CNS-2/3 at diagnosis (baseline); CNS relapse = new CNS-3."""
+    P, N = "POSITIVE", "NEGATIVE"
+    rows = []
+    def add(s, day, blast, wbc):
+        rows.append({"USUBJID": s, "_date": pd.Timestamp("2024-01-01") + pd.Timedelta(days=day), "_pre": day < 0,
+                     "_post": day >= 1, "CSFBLAST": blast, "CSFWBC": wbc, "CSFCOND": "", "CNSSIGN": "N",
+                     "PBBLAST": "0"})
+    add("A", -10, P, "12"); add("A", 28, N, "1"); add("A", 90, N, "0"); add("A", 180, P, "8")
+    add("B", -10, P, "2"); add("B", 28, P, "3")
+    add("C", -10, N, "0"); add("C", 28, P, "6")
+    add("D", -10, N, "0"); add("D", 28, P, "2")
+    add("E", -10, N, "0"); add("E", 28, N, "1")
+    add("F", 28, N, "0")                                         # no baseline CSF
+    add("G", -10, P, "3"); add("G", 28, P, "")                   # post-infusion WBC missing: NE
+    a = pd.DataFrame(rows)
+    study = {"response": {"cns": {"criteria": "NCCN ALL v3.2023"}, "count_window_days": 7}}
+    out = adrs_mod.cns_statuses(a, {}, SRC, study)
+    got = [(a.at[k, "USUBJID"], out.at[k, "CNS"], out.at[k, "CNSRESP"]) for k in a.index if a.at[k, "_post"]]
+    assert got == [("A", "CNS-1", "CNS REMISSION"), ("A", "CNS-1", "CNS REMISSION"), ("A", "CNS-3", "CNS RELAPSE"),
+                   ("B", "CNS-2", "NO CNS REMISSION"), ("C", "CNS-3", "CNS RELAPSE"),
+                   ("D", "CNS-2", "NO CNS REMISSION"), ("E", "CNS-1", "NO CNS DISEASE"),
+                   ("F", "CNS-1", "NO CNS DISEASE"), ("G", "NE", "NE")]
+    assert out.loc[a["_pre"], "CNSRESP"].eq("").all()           # baseline: a status, no response

@@ -18,6 +18,10 @@ Parameters (PARAMCD; the spec's value-level metadata describes each):
   rule of its method and the assay's sensitivity (``specs/rules/mrd_negativity.csv``);
 - ``MRDNCR``: MRD-negative remission (CR/CRh/CRi with MRD NEGATIVE the same day) within the BOR
   window; both only in studies whose TOML has ``[response.mrd]`` (rule_set).
+- ``CNSSTAT`` / ``CNSRESP``: CNS status (CNS-1/2/3 from the CSF WBC, blasts, traumatic tap and
+  clinical signs, ``specs/rules/cns_status.csv``) and CNS response (CNS remission / relapse,
+  ``cns_response.csv``) of each post-infusion assessment with a CSF examination; only in
+  studies with ``[response.cns]``.
 
 Traceability: SRCDOM/SRCVAR/SRCSEQ name the SDTM RS record (the investigator OVRLRESP of the
 assessment, else its first record), the LBDA MRD record, or the ADRS record (ASEQ) a
@@ -47,10 +51,10 @@ def feature_sources(sdtm_spec: Spec) -> pd.DataFrame:
     """Where each raw response-form column went in SDTM: value-level rows of RS.RSORRES and
     LBDA.LBORRES with ``source = CRF rs.<column>`` (dataset, test code, column)."""
     vl = sdtm_spec.valuelevel
-    vl = vl[vl["variable"].isin(["RSORRES", "LBORRES"]) & vl["source"].str.startswith("CRF rs.")]
+    vl = vl[vl["variable"].isin(["RSORRES", "LBORRES", "LBSPCCND"]) & vl["source"].str.startswith("CRF rs.")]
     col = vl["source"].str.replace("CRF rs.", "", regex=False).str.split(" ").str[0]
-    return pd.DataFrame({"dataset": vl["dataset"].to_numpy(), "testcd": vl["where_value"].to_numpy(),
-                         "column": col.to_numpy()})
+    return pd.DataFrame({"dataset": vl["dataset"].to_numpy(), "variable": vl["variable"].to_numpy(),
+                         "testcd": vl["where_value"].to_numpy(), "column": col.to_numpy()})
 
 
 def assessments(sdtm: dict[str, pd.DataFrame], sources: pd.DataFrame) -> pd.DataFrame:
@@ -72,18 +76,20 @@ def assessments(sdtm: dict[str, pd.DataFrame], sources: pd.DataFrame) -> pd.Data
                       "SRCSEQ": first["_seq"].to_numpy()})
     a["_date"] = dtc_date(a["RSDTC"])
     key = a["USUBJID"] + "|" + a["RSDTC"].str.slice(0, 10)
-    for ds_name, res_var, test_var, dtc_var in (("RS", "RSORRES", "RSTESTCD", "RSDTC"),
-                                                ("LBDA", "LBORRES", "LBTESTCD", "LBDTC")):
+    for ds_name, test_var, dtc_var in (("RS", "RSTESTCD", "RSDTC"), ("LBDA", "LBTESTCD", "LBDTC")):
         ds = sdtm.get(ds_name)
         src = sources[sources["dataset"] == ds_name]
         for s in src.itertuples(index=False):  # a few criteria inputs (metadata loop)
-            if s.column == "RSORRES" or ds is None:
+            if s.column == "RSORRES" or ds is None or s.variable not in ds.columns:
                 continue
             sub = ds[text(ds[test_var]) == s.testcd]
-            vals = pd.Series(text(sub[res_var]).to_numpy(),
+            vals = pd.Series(text(sub[s.variable]).to_numpy(),
                              index=(text(sub["USUBJID"]) + "|" + text(sub[dtc_var]).str.slice(0, 10)).to_numpy())
             vals = vals[~vals.index.duplicated(keep="last")]
-            a[s.column] = text(key.map(vals)).to_numpy()
+            got = text(key.map(vals))
+            # a qualifier several tests share (the CSF specimen condition): the first non-empty
+            prev = text(a[s.column]) if s.column in a.columns else pd.Series("", index=a.index)
+            a[s.column] = prev.where(prev.ne(""), got).to_numpy()
     dm = sdtm["DM"].drop_duplicates("USUBJID").set_index("USUBJID")
     rfx = text(a["USUBJID"].map(text(dm["RFXSTDTC"])))
     a["_pre"] = before_exposure(a["RSDTC"], rfx) & rfx.ne("")
@@ -357,6 +363,81 @@ def mrd_negative_remission(resp: pd.DataFrame, status: pd.DataFrame, rules: pd.D
                          "ABASIS": np.where(has, text(g["AVALC"]) + " with MRD negative", "")})
 
 
+# ---------------------------------------------------------------------------------------
+# CNS status and CNS remission (NCCN ALL), studies with [response.cns]
+# ---------------------------------------------------------------------------------------
+def csf_blood_ratio(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], window_days: int) -> pd.Series:
+    """CSF_RATIO of the NCCN traumatic-tap rule: (CSF WBC / CSF RBC) / (blood WBC / blood RBC),
+    the blood counts from LB nearest the assessment within +/- ``window_days``
+    (:func:`pipeline.rules.response.nearest_in_window`). CSF counts in 10^6/L, blood WBC in
+    10^9/L and RBC in 10^12/L: the blood ratio is WBC / RBC / 1000. Missing (NaN) when a count
+    is missing or a divisor is 0."""
+    counts = blood_counts(sdtm, ["WBC", "RBC"])
+    anchors = a[["USUBJID", "_date"]]
+    wbc = R.nearest_in_window(anchors, counts[counts["LBTESTCD"] == "WBC"], window_days)["value"]
+    rbc = R.nearest_in_window(anchors, counts[counts["LBTESTCD"] == "RBC"], window_days)["value"]
+    csf_w = num(a["CSFWBC"]) if "CSFWBC" in a else pd.Series(np.nan, index=a.index)
+    csf_r = num(a["CSFRBC"]) if "CSFRBC" in a else pd.Series(np.nan, index=a.index)
+    blood = (wbc / rbc.where(rbc > 0)) / 1000.0
+    return (csf_w / csf_r.where(csf_r > 0)) / blood.where(blood > 0)
+
+
+def cns_statuses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFrame:
+    """CNS status (CNS-1/2/3, NE) of every assessment with a CSF result, by the rows of
+    ``specs/rules/cns_status.csv`` of ``[response.cns].criteria`` (the three-valued rule
+    evaluator of :mod:`pipeline.rules.response`), and the CNS response of each post-infusion one
+    by ``specs/rules/cns_response.csv`` (CNS remission: CNS-1 after CNS-2/3 at baseline; CNS
+    relapse: new CNS-3 after CNS remission or from CNS-1; baseline = the last pre-infusion
+    status that is not NE). Columns ``CNS``, ``CNS_basis``, ``CNSRESP``, ``CNSRESP_basis``
+    aligned to ``a`` (empty text where no CSF was examined)."""
+    cfg = study["response"]["cns"]
+    st_rules = R.validate_rules(spec.rule("cns_status"), "cns_status")
+    st_rules = st_rules[st_rules["criteria"] == cfg["criteria"]]
+    rp_rules = R.validate_rules(spec.rule("cns_response"), "cns_response")
+    rp_rules = rp_rules[rp_rules["criteria"] == cfg["criteria"]]
+    if st_rules.empty or rp_rules.empty:
+        raise ConfigError(f"[response.cns].criteria {cfg['criteria']!r} has no rows in specs/rules/cns_status.csv "
+                          "and cns_response.csv")
+    out = pd.DataFrame({"CNS": "", "CNS_basis": "", "CNSRESP": "", "CNSRESP_basis": ""}, index=a.index)
+    csf_cols = [c for c in ("CSFBLAST", "CSFWBC", "CNSSIGN") if c in a.columns]
+    has = pd.Series(False, index=a.index)
+    for c in csf_cols:  # three raw columns
+        has |= text(a[c]).ne("")
+    if not has.any():
+        return out
+    f = pd.DataFrame(index=a.index)
+    for feat in sorted(set(st_rules["feature"]) - {"CSF_RATIO"}):  # rule features (metadata)
+        f[feat] = a[feat] if feat in a.columns else ""
+    f["CSF_RATIO"] = csf_blood_ratio(a, sdtm, int(study["response"]["count_window_days"]))
+    st = R.evaluate_criteria(f[has], st_rules, sorted(set(st_rules["category"])))
+    out.loc[has, "CNS"], out.loc[has, "CNS_basis"] = st["response"], st["basis"]
+    known = has & out["CNS"].ne("NE")
+    base = a[a["_pre"] & known].assign(CNS=out["CNS"]).sort_values(["USUBJID", "_date"], kind="mergesort")
+    base = base.drop_duplicates("USUBJID", keep="last").set_index("USUBJID")["CNS"]
+    post = has & a["_post"]
+    if post.any():
+        g = pd.DataFrame({"USUBJID": a.loc[post, "USUBJID"], "_date": a.loc[post, "_date"],
+                          "CNS": out.loc[post, "CNS"].where(out.loc[post, "CNS"].ne("NE"), ""),
+                          "CNS_BL": text(a.loc[post, "USUBJID"].map(base))})
+        rp = R.derive_response(g, rp_rules, sorted(set(rp_rules["category"])), {"CNS REMISSION"})
+        out.loc[post, "CNSRESP"], out.loc[post, "CNSRESP_basis"] = rp["response"], rp["basis"]
+    return out
+
+
+def cns_records(a: pd.DataFrame, cns: pd.DataFrame) -> pd.DataFrame:
+    """CNSSTAT (derived CNS status) and CNSRESP (CNS response) per post-infusion assessment
+    with a CSF examination, traced to the assessment's RS record."""
+    post = a[a["_post"] & cns["CNS"].ne("")]
+    if post.empty:
+        return pd.DataFrame()
+    c = cns.loc[post.index]
+    st = _records(post, "CNSSTAT", c["CNS"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+    st["ABASIS"] = c["CNS_basis"].astype(str).str.slice(0, 200).to_numpy()
+    rp = _records(post, "CNSRESP", c["CNSRESP"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+    rp["ABASIS"] = c["CNSRESP_basis"].astype(str).str.slice(0, 200).to_numpy()
+    return pd.concat([st, rp], ignore_index=True)
+
+
 def parameters(spec: Spec, adrs: pd.DataFrame) -> pd.DataFrame:
     """PARAM from the decode of the ADaM spec's ADRS.PARAMCD codelist (``specs/adam/codelists``);
     a timepoint the codelist lacks is a configuration error (add its RSPDnnn/IRSPDnnn terms)."""
@@ -388,7 +469,9 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
     mstat = mrd_status(sdtm.get("LBDA"), mrules)
     mrd = mrd_negative_remission(resp, mstat, mrules, adsl, int(cfg["bor_window_days"]))
     mrd_recs = mrd_status_records(mstat)
-    adrs = pd.concat([x for x in (resp, bor, rsp, mrd, mrd_recs) if len(x)], ignore_index=True)
+    cns = cns_statuses(a, sdtm, spec, study) if cfg.get("cns") else None
+    cns_recs = cns_records(a, cns) if cns is not None else pd.DataFrame()
+    adrs = pd.concat([x for x in (resp, bor, rsp, mrd, mrd_recs, cns_recs) if len(x)], ignore_index=True)
     adrs = merge_adsl(adrs, adsl, ADSL_VARS)
     adrs["ADY"] = analysis_day(adrs["ADT"], adrs["TRTSDT"])
     rank = dict(zip(order["category"], order["rank"]))

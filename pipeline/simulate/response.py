@@ -41,6 +41,9 @@ Planted investigator disagreements (subject order = SUBJID order):
 - RS-MRD-SENS: leukemia, fourth responder (the BMBLAST 4.9 subject), first not-detected MRD:
   assay sensitivity 0.1% (10^-3), worse than the NCCN 10^-4 threshold (MRD status NE).
 
+- CNS-WBC5: leukemia studies with [response.cns], first CNS-3 subject at screening: CSF WBC
+  exactly 5/uL with blasts (NCCN CNS-3 boundary, >= 5).
+
 Boundary values that agree with the criteria: a fourth leukemia responder has BMBLAST 4.9
 (criteria CR-type) and the second non-responder BMBLAST 5.0 (NR).
 """
@@ -200,7 +203,38 @@ def leukemia(study, S, A, C, rng, plants, cfg):
         "EMD": emd, "CNSSTAT": cns,
     }
     cols.update(mrd_columns(mrd, i, k, cfg, plants if study["response"].get("mrd") else {}))
+    if study["response"].get("cns"):
+        cols.update(csf_columns(i, base, resp & ~relapsed, pb, len(S), cfg))
     return cols, inv, crit
+
+
+def csf_columns(i: np.ndarray, base: np.ndarray, in_remission: np.ndarray, pb: np.ndarray, n_subjects: int,
+                cfg: dict) -> dict:
+    """CSF examination at every leukemia assessment (own stream ``rs_csf``), studies with
+    ``[response.cns]``: a fifth of the subjects have CNS disease at screening (half CNS-2: blasts
+    with WBC 1-4/uL, half CNS-3: blasts with WBC 5-60/uL), which clears (CNS-1) while the marrow
+    is in remission and persists otherwise. One lumbar puncture in ten is traumatic (RBC
+    200-5000/uL), only where no blasts circulate (the NCCN WBC/RBC comparison then is not
+    needed). CNSSTAT (the investigator's) is the NCCN status of these values. Planted
+    (CNS-WBC5): the first CNS-3 subject's screening CSF WBC is exactly 5/uL."""
+    g = stream(cfg, "rs_csf")
+    su = g.random((2, n_subjects))
+    u = g.random((4, len(i)))
+    involved = su[0] < 0.2
+    cns3 = su[1] < 0.5
+    pos = involved[i] & (base | ~in_remission)
+    wbc = np.where(pos, np.where(cns3[i], 5 + np.floor(u[0] * 56), 1 + np.floor(u[0] * 4)), np.floor(u[0] * 5))
+    first3 = np.flatnonzero(base & pos & cns3[i])
+    if len(first3):
+        wbc[first3[0]] = 5.0
+    traumatic = (u[1] < 0.1) & (pb == 0)
+    rbc = np.where(traumatic, 200 + np.floor(u[2] * 4800), np.floor(u[2] * 6))
+    status = np.where(~pos, "CNS-1", np.where(wbc >= 5, "CNS-3", "CNS-2"))
+    return {"CSFWBC": np.array([_fmt(x, 0) for x in wbc], dtype=object),
+            "CSFRBC": np.array([_fmt(x, 0) for x in rbc], dtype=object),
+            "CSFBLAST": np.where(pos, "POSITIVE", "NEGATIVE").astype(object),
+            "CSFCOND": np.where(traumatic, "TRAUMATIC TAP", None).astype(object),
+            "CNSSIGN": np.full(len(i), "N", dtype=object), "CNSSTAT": status.astype(object)}
 
 
 def mrd_columns(mrd: np.ndarray, i: np.ndarray, k: np.ndarray, cfg: dict, plants: dict[str, int]) -> dict:
@@ -321,6 +355,11 @@ def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: 
             desc = {"RS-BLAST5": "BMBLAST 5.0 (not < 5%), investigator CR",
                     "RS-COUNTS": "platelets 72 x 10^9/L at the visit, investigator CR",
                     "RS-PBBLAST": "circulating blasts 2.0%, investigator CR"}
+            if "CSFWBC" in cols:
+                w5 = np.flatnonzero((cols["CSFWBC"] == "5") & (cols["CSFBLAST"] == "POSITIVE"))
+                for j in w5[:1]:  # at most one planted row
+                    plants_out.append({"subject": int(A["i"].iat[j]), "form": "rs", "item": "CNS-WBC5",
+                                       "description": f"{A['VISIT'].iat[j]}: CSF WBC exactly 5/uL with blasts: CNS-3"})
             sens = np.flatnonzero(cols["MRDLLOQ"] == "0.100")
             for j in sens[:1]:  # at most one planted row
                 plants_out.append({"subject": int(A["i"].iat[j]), "form": "rs", "item": "RS-MRD-SENS",
