@@ -216,6 +216,18 @@ def best_response_records(resp: pd.DataFrame, order: pd.DataFrame, window_days: 
     return out
 
 
+def analysed_parameter(study: Study) -> str:
+    """The derived assessment-level parameter the BOR and the responder parameters read:
+    ``[orr].response`` (CMBRESP where the protocol's ORR combines marrow, CNS and extramedullary
+    response), else OVRLRESP."""
+    return str(study["orr"].get("response", "OVRLRESP"))
+
+
+def analysis_responses(resp: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """INVRESP and the analysed derived parameter (:func:`analysed_parameter`)."""
+    return resp[resp["PARAMCD"].isin(["INVRESP", analysed_parameter(study)])]
+
+
 def timepoint_days(study: Study) -> list[int]:
     """The primary timepoint and any further ``[orr].timepoints_days`` (sorted, unique)."""
     orr = study["orr"]
@@ -438,6 +450,164 @@ def cns_records(a: pd.DataFrame, cns: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([st, rp], ignore_index=True)
 
 
+# ---------------------------------------------------------------------------------------
+# extramedullary disease by imaging (NCCN ALL), studies with [response.emd]
+# ---------------------------------------------------------------------------------------
+def emd_features(sdtm: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per subject and imaging date (TR TRGRPID) with the features of
+    ``specs/rules/emd_response.csv``: ``SPD`` (sum over the baseline TARGET lesions of TU of
+    LDIAM x LPERP, mm2), ``SPD_BL`` (last imaging on or before the first exposure), ``SPD_RCHG``
+    (% change from baseline), ``SPD_NCHG`` (% change from the nadir, the smallest SPD of the
+    earlier imaging, baseline included; missing when the nadir is 0), ``NEWLES`` (a NEW lesion of
+    TU measured > 0 mm), ``PETANY`` (any lesion PET positive), ``PET_BL`` (any PET positive at
+    baseline); plus ``_date``, ``_pre``, ``TRDY`` and the first TRSEQ of the imaging."""
+    tu, tr = sdtm.get("TU"), sdtm.get("TR")
+    cols = ["USUBJID", "TRDTC", "_date", "TRDY", "TRSEQ", "VISIT", "VISITNUM", "SPD", "SPD_BL", "SPD_RCHG",
+            "SPD_NCHG", "NEWLES", "PETANY", "PET_BL", "_pre"]
+    if tu is None or tr is None or tr.empty:
+        return pd.DataFrame(columns=cols)
+    kind = pd.Series(text(tu["TUSTRESC"]).to_numpy(), index=(text(tu["USUBJID"]) + "|" + text(tu["TULNKID"])).to_numpy())
+    t = pd.DataFrame({"USUBJID": text(tr["USUBJID"]), "TRDTC": text(tr["TRDTC"]).str.slice(0, 10),
+                      "TRLNKID": text(tr["TRLNKID"]), "TRTESTCD": text(tr["TRTESTCD"]), "v": num(tr["TRSTRESN"]),
+                      "c": text(tr["TRSTRESC"]), "TRSEQ": num(tr["TRSEQ"]), "TRDY": num(tr["TRDY"]),
+                      "VISIT": text(tr["VISIT"]), "VISITNUM": num(tr["VISITNUM"])})
+    t["kind"] = text((t["USUBJID"] + "|" + t["TRLNKID"]).map(kind))
+    keys = ["USUBJID", "TRDTC", "TRLNKID"]
+    wide = t.pivot_table(index=keys, columns="TRTESTCD", values="v", aggfunc="first")
+    wide = wide.reindex(columns=["LDIAM", "LPERP"])
+    les = wide.reset_index()
+    les["kind"] = text((les["USUBJID"] + "|" + les["TRLNKID"]).map(kind))
+    les["ppd"] = les["LDIAM"] * les["LPERP"]
+    tgt = les[les["kind"] == "TARGET"]
+    img = t.groupby(["USUBJID", "TRDTC"], sort=True).agg(TRSEQ=("TRSEQ", "min"), TRDY=("TRDY", "first"),
+                                                        VISIT=("VISIT", "first"), VISITNUM=("VISITNUM", "first"))
+    img["SPD"] = tgt.groupby(["USUBJID", "TRDTC"])["ppd"].sum(min_count=1)
+    new = les[(les["kind"] == "NEW") & (les["LDIAM"] > 0)].groupby(["USUBJID", "TRDTC"]).size()
+    img["NEWLES"] = np.where(img.index.isin(new.index), "Y", "N")
+    pet = t[t["TRTESTCD"] == "PETPOS"].groupby(["USUBJID", "TRDTC"])["c"].agg(lambda x: "Y" if (x == "Y").any() else "N")
+    img["PETANY"] = text(pet.reindex(img.index))
+    img = img.reset_index()
+    img["_date"] = dtc_date(img["TRDTC"])
+    dm = sdtm["DM"].drop_duplicates("USUBJID").set_index("USUBJID")
+    img["_pre"] = before_exposure(img["TRDTC"], text(img["USUBJID"].map(text(dm["RFXSTDTC"])))) & \
+        text(img["USUBJID"].map(text(dm["RFXSTDTC"]))).ne("")
+    bl = img[img["_pre"] & img["SPD"].notna()].drop_duplicates("USUBJID", keep="last").set_index("USUBJID")
+    img["SPD_BL"] = img["USUBJID"].map(bl["SPD"])
+    img["PET_BL"] = text(img["USUBJID"].map(bl["PETANY"]))
+    img["SPD_RCHG"] = R.change_from_baseline(img["SPD"], img["SPD_BL"])["rchg"]
+    prior_min = img.groupby("USUBJID")["SPD"].transform(lambda x: x.shift().cummin())  # per subject, few rows
+    img["SPD_NCHG"] = R.change_from_baseline(img["SPD"], prior_min)["rchg"]
+    return img[cols]
+
+
+def emd_responses(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFrame:
+    """EMD response (CR / PR / PD / RELAPSE / NR / NE) of each post-infusion imaging by the rows
+    of ``specs/rules/emd_response.csv`` of ``[response.emd].criteria``, in time order (a
+    regrowth after an EMD CR is a RELAPSE); only subjects with lesions at baseline."""
+    crit = study["response"]["emd"]["criteria"]
+    rules = R.validate_rules(spec.rule("emd_response"), "emd_response")
+    rules = rules[rules["criteria"] == crit]
+    if rules.empty:
+        raise ConfigError(f"[response.emd].criteria {crit!r} has no rows in specs/rules/emd_response.csv")
+    f = emd_features(sdtm)
+    f = f[f["SPD_BL"].notna() & (R.protocol_day(f["TRDY"]) >= 1)].reset_index(drop=True)
+    if f.empty:
+        return f.assign(response=pd.Series(dtype="object"), basis=pd.Series(dtype="object"))
+    d = R.derive_response(f, rules, sorted(set(rules["category"])), {"CR"})
+    return f.assign(response=d["response"].to_numpy(), basis=d["basis"].to_numpy())
+
+
+def emd_records(emd: pd.DataFrame) -> pd.DataFrame:
+    """EMDRESP (the EMD response) and EMDSPD (SPD in mm2: AVAL, and AVALC as text) per post-infusion imaging,
+    traced to the imaging's first TR record; the SPD change from baseline is in ABASIS."""
+    if emd.empty:
+        return pd.DataFrame()
+    base = emd.rename(columns={"TRDTC": "RSDTC", "TRDY": "RSDY"})
+    rp = _records(base, "EMDRESP", emd["response"], "TR", "TRGRPID", emd["TRSEQ"], DERIVED)
+    rp["ABASIS"] = emd["basis"].astype(str).str.slice(0, 200).to_numpy()
+    sp = _records(base, "EMDSPD", _fmt_num(emd["SPD"]), "TR", "TRGRPID", emd["TRSEQ"], DERIVED)
+    sp["_aval"] = num(emd["SPD"]).to_numpy()
+    sp["ABASIS"] = ("baseline " + _fmt_num(emd["SPD_BL"]) + " mm2, change " + _fmt_num(emd["SPD_RCHG"].round(1))
+                    + "%").to_numpy()
+    return pd.concat([rp, sp], ignore_index=True)
+
+
+def _fmt_num(x: pd.Series) -> pd.Series:
+    v = num(x)
+    return v.map(lambda z: "" if pd.isna(z) else f"{z:g}")  # a few values per subject
+
+
+# ---------------------------------------------------------------------------------------
+# overall response combining marrow, CNS and EMD, studies with [response.combined]
+# ---------------------------------------------------------------------------------------
+def _nearest_text(anchors: pd.DataFrame, src: pd.DataFrame, column: str, window_days: int) -> pd.Series:
+    """``column`` of the ``src`` row (USUBJID, _date) nearest each anchor within the window."""
+    if src.empty:
+        return pd.Series("", index=anchors.index, dtype="object")
+    pos = src.reset_index(drop=True)
+    near = R.nearest_in_window(anchors[["USUBJID", "_date"]],
+                               pd.DataFrame({"USUBJID": pos["USUBJID"], "_date": pos["_date"],
+                                             "value": np.arange(len(pos), dtype="float64")}), window_days)
+    idx = near["value"]
+    vals = pos[column].astype(object).to_numpy()
+    out = np.full(len(anchors), "", dtype=object)
+    ok = idx.notna().to_numpy()
+    out[ok] = vals[idx[ok].astype(int).to_numpy()]
+    return pd.Series(out, index=anchors.index)
+
+
+def combined_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study,
+                       cns: pd.DataFrame | None, emd: pd.DataFrame) -> pd.DataFrame:
+    """BMRESP (blood and bone marrow response: ``[response.combined].marrow_criteria`` of
+    specs/rules/response_leukemia.csv, without the EMD indicator) and CMBRESP (overall response:
+    specs/rules/response_combined.csv over BM, the CNS response of the assessment and the EMD
+    response of the imaging nearest it within ``[response].count_window_days``) of each
+    post-infusion assessment, indexed like ``a``'s post-infusion rows."""
+    cfg = study["response"]["combined"]
+    sub = {**dict(study["response"]), "criteria": cfg["marrow_criteria"]}
+    bm, _ = derived_responses(a, sdtm, spec, _StudyView(study, sub))
+    post = a.loc[bm.index]
+    f = pd.DataFrame({"USUBJID": post["USUBJID"], "_date": post["_date"], "BM": bm["response"]}, index=bm.index)
+    f["CNSR"] = cns.loc[bm.index, "CNSRESP"] if cns is not None else ""
+    if len(emd):
+        f["EMDR"] = _nearest_text(f, emd.assign(_date=pd.to_datetime(emd["_date"])), "response",
+                                  int(study["response"]["count_window_days"]))
+    else:
+        f["EMDR"] = ""
+    rules = R.validate_rules(spec.rule("response_combined"), "response_combined")
+    rules = rules[rules["criteria"] == cfg["criteria"]]
+    if rules.empty:
+        raise ConfigError(f"[response.combined].criteria {cfg['criteria']!r} has no rows in "
+                          "specs/rules/response_combined.csv")
+    out = R.evaluate_criteria(f, rules, sorted(set(rules["category"])))
+    return pd.DataFrame({"BM": bm["response"], "BM_basis": bm["basis"], "CMB": out["response"],
+                         "CMB_basis": "BM " + f["BM"].astype(str) + "; CNS " + f["CNSR"].astype(str).replace("", "-")
+                         + "; EMD " + f["EMDR"].astype(str).replace("", "-") + ": " + out["basis"].astype(str)},
+                        index=bm.index)
+
+
+class _StudyView:
+    """A study whose ``[response]`` table is replaced (the marrow component's criteria)."""
+
+    def __init__(self, study: Study, response: dict):
+        self._study, self._response = study, response
+
+    def __getitem__(self, key):
+        return self._response if key == "response" else self._study[key]
+
+
+def combined_records(a: pd.DataFrame, comb: pd.DataFrame) -> pd.DataFrame:
+    """BMRESP and CMBRESP per post-infusion assessment, traced like OVRLRESP."""
+    if comb.empty:
+        return pd.DataFrame()
+    post = a.loc[comb.index]
+    bm = _records(post, "BMRESP", comb["BM"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+    bm["ABASIS"] = comb["BM_basis"].astype(str).str.slice(0, 200).to_numpy()
+    cm = _records(post, "CMBRESP", comb["CMB"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+    cm["ABASIS"] = comb["CMB_basis"].astype(str).str.slice(0, 200).to_numpy()
+    return pd.concat([bm, cm], ignore_index=True)
+
+
 def parameters(spec: Spec, adrs: pd.DataFrame) -> pd.DataFrame:
     """PARAM from the decode of the ADaM spec's ADRS.PARAMCD codelist (``specs/adam/codelists``);
     a timepoint the codelist lacks is a configuration error (add its RSPDnnn/IRSPDnnn terms)."""
@@ -461,21 +631,32 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
     order = R.response_order(spec)
     cfg = study["response"]
     resp = assessment_records(a, derived, sdtm, study)
-    resp = resp.sort_values(["USUBJID", "RSEVAL", "ADT", "PARAMCD"], kind="mergesort").reset_index(drop=True)
-    resp["ASEQ"] = np.arange(1, len(resp) + 1, dtype="float64")  # provisional, renumbered below
-    bor = best_response_records(resp, order, int(cfg["bor_window_days"]))
-    rsp = responder_records(resp, adsl, study)
-    mrules = mrd_rules(spec, study)
-    mstat = mrd_status(sdtm.get("LBDA"), mrules)
-    mrd = mrd_negative_remission(resp, mstat, mrules, adsl, int(cfg["bor_window_days"]))
-    mrd_recs = mrd_status_records(mstat)
     cns = cns_statuses(a, sdtm, spec, study) if cfg.get("cns") else None
     cns_recs = cns_records(a, cns) if cns is not None else pd.DataFrame()
-    adrs = pd.concat([x for x in (resp, bor, rsp, mrd, mrd_recs, cns_recs) if len(x)], ignore_index=True)
+    emd = emd_responses(sdtm, spec, study) if cfg.get("emd") else pd.DataFrame()
+    emd_recs = emd_records(emd)
+    comb = combined_responses(a, sdtm, spec, study, cns, emd) if cfg.get("combined") else pd.DataFrame()
+    comb_recs = combined_records(a, comb)
+    if len(comb_recs):
+        resp = pd.concat([resp, comb_recs], ignore_index=True)
+    resp = resp.sort_values(["USUBJID", "RSEVAL", "ADT", "PARAMCD"], kind="mergesort").reset_index(drop=True)
+    resp["ASEQ"] = np.arange(1, len(resp) + 1, dtype="float64")  # provisional, renumbered below
+    analysed = analysis_responses(resp, study)
+    bor = best_response_records(analysed, order, int(cfg["bor_window_days"]))
+    rsp = responder_records(analysed, adsl, study)
+    mrules = mrd_rules(spec, study)
+    mstat = mrd_status(sdtm.get("LBDA"), mrules)
+    mrd = mrd_negative_remission(resp[resp["PARAMCD"] == "OVRLRESP"], mstat, mrules, adsl,
+                                 int(cfg["bor_window_days"]))
+    mrd_recs = mrd_status_records(mstat)
+    adrs = pd.concat([x for x in (resp, bor, rsp, mrd, mrd_recs, cns_recs, emd_recs) if len(x)], ignore_index=True)
     adrs = merge_adsl(adrs, adsl, ADSL_VARS)
     adrs["ADY"] = analysis_day(adrs["ADT"], adrs["TRTSDT"])
     rank = dict(zip(order["category"], order["rank"]))
     adrs["AVAL"] = num(adrs["AVALC"].map(rank))
+    if "_aval" in adrs:
+        adrs["AVAL"] = num(adrs["_aval"]).where(num(adrs["_aval"]).notna(), adrs["AVAL"])
+        adrs = adrs.drop(columns="_aval")
     adrs = parameters(spec, adrs)
     # ASEQ: 1..n per subject in a stable order; records chosen by ASEQ keep their link
     adrs["_o"] = adrs["PARAMCD"].map({"INVRESP": 0, "OVRLRESP": 1}).fillna(2)

@@ -21,6 +21,7 @@ REGISTRY: list[str] = [
     "cm",        # CM, SUPPCM (prior therapy lines; concomitant medications)
     "pr",        # PR (prior HSCT; procedures of the study)
     "mh",        # MH, SUPPMH (primary diagnosis, relevant history); after CM and PR for its summary report
+    "tu",        # TU, TR (extramedullary disease imaging, form emd)
 ]
 
 #: modules run after :func:`pipeline.derive.visits.renumber_unscheduled` has given every

@@ -270,6 +270,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     lb_cols, L = labs.lab_form(study, S, D, L, T, spec, cfg, ranges, rng)
     lb_cols = _extra_labs(study, S, D, spec, cfg, lb_cols)
     rs_cols = response.rs_form(study, S, V, D, L, rng, leuk, plants, cfg)
+    emd_cols = response.emd_form(study, S, rs_cols, cfg, plants)
     ae_cols = ae_mod.build_ae(study, S, grid, D, L, ranges, cfg, rng, plants)
 
     forms: dict[str, pd.DataFrame] = {}
@@ -296,6 +297,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     forms["crs"] = _frame(spec, "crs", study, S, grid["i"].to_numpy(), crs_cols)
     forms["lb"] = _frame(spec, "lb", study, S, lb_cols["_i"], lb_cols)
     forms["rs"] = _frame(spec, "rs", study, S, rs_cols["_i"], rs_cols)
+    forms["emd"] = _frame(spec, "emd", study, S, emd_cols["_i"], emd_cols)
     i, cols = _ds(study, S, failures)
     forms["ds"] = _frame(spec, "ds", study, S, i, cols)
     # medical history, prior lines and prior HSCT: their own random streams (history.py)

@@ -379,3 +379,96 @@ def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: 
     for c, v in cols.items():
         out[c] = np.asarray(v, dtype=object)
     return out
+
+
+EMD_SITES = np.array(["MEDIASTINUM", "CERVICAL LYMPH NODE", "AXILLARY LYMPH NODE", "INGUINAL LYMPH NODE"], dtype=object)
+
+
+def emd_form(study: Study, S: pd.DataFrame, rs_cols: dict, cfg: dict, plants_out: list[dict]) -> dict:
+    """Form ``emd`` (own stream ``emd``): CT/PET-CT lesions of the subjects with extramedullary
+    disease at screening, studies with ``[response.emd]`` (empty otherwise).
+
+    The first two responders also have screening EMD (rs.EMD set to Y on their SCREENING row;
+    the derived responses of the simulator do not use the screening indicator). Each EMD subject
+    has 1-3 target lesions (the first mediastinal), 25-90 mm long, the perpendicular 50-90% of it,
+    PET positive. Afterwards, at every assessment: a responder in remission has its lesions
+    resolved (0 x 0, PET negative) or, for half of them, reduced to 40-65% of each diameter
+    (PET positive: EMD PR); after a relapse, and in non-responders, the lesions grow 0-35% per
+    assessment. Planted: EMD-PR50 (first PR responder: one mediastinal lesion 40 x 20 -> 40 x 10,
+    SPD exactly -50%) and EMD-NEW (first non-responder with a second assessment: a new 15 x 12 mm
+    pleural lesion there).
+    """
+    empty_cols = {c: np.array([], dtype=object) for c in ("VISIT", "TULNKID", "TULOC", "TRMETHOD", "TUNEW", "LDIAM",
+                                                           "LPERP", "PETPOS")}
+    empty_cols.update({"_i": np.array([], dtype=np.int64), "TRDAT": np.array([], dtype=np.int64)})
+    if not study["response"].get("emd") or study["response"]["family"] != "leukemia":
+        return empty_cols
+    i = np.asarray(rs_cols["_i"])
+    n = len(i)
+    k = pd.Series(np.arange(n)).groupby(i).cumcount().to_numpy()
+    base = k == 0
+    crit = np.asarray(rs_cols["_crit"], dtype=object)
+    resp = S["responder"].to_numpy()[i]
+    emd = np.asarray(rs_cols["EMD"], dtype=object).copy()
+    responders = np.unique(i[resp & base])[:2]
+    emd[base & np.isin(i, responders)] = "Y"
+    rs_cols["EMD"] = emd
+    subj = np.unique(i[base & (emd == "Y")])
+    if not len(subj):
+        return empty_cols
+    g = stream(cfg, "emd")
+    ns = len(S)
+    n_les = 1 + np.floor(g.random(ns) * 3).astype(int)
+    pr_type = g.random(ns) < 0.5
+    pr_type[responders[:1]] = True
+    rows = []
+    later = np.zeros(n, dtype=bool)
+    relapsed = pd.Series(crit == "RELAPSE").groupby(i).cummax().to_numpy()
+    grow = np.exp(pd.Series(np.where(base, 0.0, np.log(1 + 0.35 * g.random(n)))).groupby(i).cumsum().to_numpy())
+    first_pr = responders[0] if len(responders) else -1
+    new_subj = [s for s in subj if not resp[np.flatnonzero(i == s)[0]] and (i == s).sum() >= 3][:1]
+    for s in subj:  # the few EMD subjects (subject level); lesions vectorised below
+        idx = np.flatnonzero(i == s)
+        m = int(n_les[s])
+        u = g.random((3, m))
+        ld0 = np.round(25 + u[0] * 65)
+        lp0 = np.round(ld0 * (0.5 + 0.4 * u[1]))
+        if s == first_pr:
+            m, ld0, lp0 = 1, np.array([40.0]), np.array([20.0])
+        for j in idx:  # a few assessments per subject
+            in_rem = resp[j] and not relapsed[j]
+            if base[j]:
+                f_ld, f_lp, pet = 1.0, 1.0, "Y"
+            elif in_rem and pr_type[s]:
+                f_ld, f_lp = (1.0, 0.5) if s == first_pr else (0.4 + 0.25 * u[2][0], 0.4 + 0.25 * u[2][0])
+                pet = "Y"
+            elif in_rem:
+                f_ld, f_lp, pet = 0.0, 0.0, "N"
+            else:
+                f_ld = f_lp = float(grow[j])
+                pet = "Y"
+            for les in range(m):  # 1-3 lesions
+                rows.append((j, f"T{les + 1:02d}", "MEDIASTINUM" if les == 0 else EMD_SITES[1 + les % 3], "N",
+                             float(np.round(ld0[les] * f_ld)), float(np.round(lp0[les] * f_lp)), pet))
+            if s in new_subj and k[j] >= 2:
+                rows.append((j, "N01", "PLEURA", "Y", 15.0, 12.0, "Y"))
+                later[j] = True
+    R_ = pd.DataFrame(rows, columns=["j", "TULNKID", "TULOC", "TUNEW", "LDIAM", "LPERP", "PETPOS"])
+    j = R_["j"].to_numpy()
+    if first_pr >= 0:
+        js = np.flatnonzero((i == first_pr) & ~base)
+        if len(js):
+            plants_out.append({"subject": int(first_pr), "form": "emd", "item": "EMD-PR50",
+                               "description": f"{rs_cols['VISIT'][js[0]]}: mediastinal lesion 40 x 20 -> 40 x 10 mm, "
+                                              "SPD exactly 50% below baseline (EMD PR)"})
+    for s in new_subj:
+        jn = np.flatnonzero((i == s) & later)
+        plants_out.append({"subject": int(s), "form": "emd", "item": "EMD-NEW",
+                           "description": f"{rs_cols['VISIT'][jn[0]]}: new pleural lesion 15 x 12 mm (EMD PD)"})
+    return {"_i": i[j], "VISIT": np.asarray(rs_cols["VISIT"], dtype=object)[j],
+            "TRDAT": np.asarray(rs_cols["RSDAT"])[j], "TULNKID": R_["TULNKID"].to_numpy(dtype=object),
+            "TULOC": R_["TULOC"].to_numpy(dtype=object), "TRMETHOD": np.full(len(R_), "PET/CT SCAN", dtype=object),
+            "TUNEW": R_["TUNEW"].to_numpy(dtype=object),
+            "LDIAM": np.array([_fmt(x, 0) for x in R_["LDIAM"]], dtype=object),
+            "LPERP": np.array([_fmt(x, 0) for x in R_["LPERP"]], dtype=object),
+            "PETPOS": R_["PETPOS"].to_numpy(dtype=object)}
