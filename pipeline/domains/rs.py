@@ -227,6 +227,12 @@ def _base_records(sub: pd.DataFrame, ctx: StudyContext) -> pd.DataFrame:
     })
 
 
+#: not-detected flag column of a test whose value-level source names only its result column
+#: (rs.MRDND = Y: no MRD detected at the assay sensitivity rs.MRDLLOQ; annotated in
+#: specs/raw/crf_annotations.csv); a two-field source ``CRF rs.<result> rs.<flag>`` overrides it
+NOT_DETECTED_FLAGS = {"MRD": "MRDND"}
+
+
 def _column_text(a: pd.DataFrame, column: str | None) -> pd.Series:
     if column is None or column not in a.columns:
         return pd.Series("", index=a.index, dtype="object")
@@ -259,7 +265,7 @@ def lab_records(a: pd.DataFrame, ctx: StudyContext) -> pd.DataFrame:
         val = _text(a[t.column])
         lloq_txt = _column_text(a, per_record["LBLLOQ"].get(t.testcd))
         lloq = pd.to_numeric(lloq_txt, errors="coerce")
-        nd = _column_text(a, t.flag or None).str.upper().eq("Y") & val.eq("")
+        nd = _column_text(a, t.flag or NOT_DETECTED_FLAGS.get(t.testcd)).str.upper().eq("Y") & val.eq("")
         below = np.where(lloq.notna(), "<" + _format_number(lloq).astype(str), "NOT DETECTED")
         val = val.where(~nd, pd.Series(below, index=a.index))
         keep = val.ne("")
