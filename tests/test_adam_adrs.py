@@ -229,71 +229,110 @@ def test_aplastic_anemia_counts_at_thresholds(sdtm_spec, spec):
         [("001", "CR", "PR"), ("002", "PR", "CR")]
 
 
-def test_autoimmune_orr_at_every_timepoint(sdtm_spec, spec):
+def test_autoimmune_orr_counts_each_disease_by_its_own_criteria(sdtm_spec, spec):
+    """Four subjects, one per disease (SUPPMH DISSUBTP), infused 01-JAN-2024, month-3 assessment
+    on 30-MAR-2024 (protocol day 89, inside day 90 +/- 14):
+
+    - 001 SLE: DAY 28 SLEDAI-2K 4, PGA 1.0, prednisone 7.5 -> LLDAS = PR; MONTH 3 clinical
+      SLEDAI 0 and PGA 0.3 but prednisone 7.5 > 5 -> not DORIS, still LLDAS = PR (investigator CR);
+    - 002 AAV: BVAS 12 -> 0 with methylprednisolone 4 mg (= prednisone 5) <= 7.5 -> EULAR remission = CR;
+    - 003 IIM: TIS 39.5 -> minimal improvement (>= 20, < 40) -> PR;
+    - 004 SSC: CRISS 0.59 < 0.60 -> NR (investigator PR); mRSS 20 -> 18 is no progression.
+    Derived ORR at month 3: 3 of 4 (75.0%); investigator: 4 of 4."""
     sid = "ZJU-CD7-AID"
     study = load_study(SPECS, sid)
-    dm = dm_frame(sid, {"001": {"rf": INF}, "002": {"rf": INF}})
+    subj = ["001", "002", "003", "004"]
+    dm = dm_frame(sid, {s: {"rf": INF} for s in subj})
     b = {"STUDYID": sid, "SITEID": "01"}
+    scr = {**b, "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "RSORRES": "NE"}
+    m3 = {**b, "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024"}
     rs = form([
-        {**b, "SUBJID": "001", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "RSORRES": "NE"},
-        {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "DASCORE": "5", "RSORRES": "PR"},
-        {**b, "SUBJID": "001", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "0", "RSORRES": "CR"},
-        {**b, "SUBJID": "002", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "12", "RSORRES": "NE"},
-        {**b, "SUBJID": "002", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "16", "RSORRES": "PD"},
+        {**scr, "SUBJID": "001", "DASCORE": "10", "CSLEDAI": "8", "PGA": "2.0"},
+        {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "DASCORE": "4", "CSLEDAI": "2", "PGA": "1.0", "RSORRES": "PR"},
+        {**m3, "SUBJID": "001", "DASCORE": "2", "CSLEDAI": "0", "PGA": "0.3", "RSORRES": "CR"},
+        {**scr, "SUBJID": "002", "BVAS": "12"},
+        {**m3, "SUBJID": "002", "BVAS": "0", "RSORRES": "CR"},
+        {**scr, "SUBJID": "003"},
+        {**m3, "SUBJID": "003", "TIS": "39.5", "RSORRES": "PR"},
+        {**scr, "SUBJID": "004", "MRSS": "20"},
+        {**m3, "SUBJID": "004", "MRSS": "18", "CRISS": "0.59", "RSORRES": "PR"},
     ], "rs", RS_COLS)
     ctx = StudyContext(study=study, spec=sdtm_spec, forms={"rs": rs})
     ctx.datasets["DM"] = dm
-    sdtm = sdtm_of(ctx, primdiag="SYSTEMIC LUPUS ERYTHEMATOSUS")
-    # the glucocorticoid doses, in SDTM CM: 001 prednisone 20 -> 10 on the DAY 28 date -> 7.5 on the
-    # MONTH 3 date (each change on its record's first day); 002 methylprednisolone 16 mg = 20 mg prednisone
+    sdtm = sdtm_of(ctx, primdiag="")
+    # the glucocorticoid doses, in SDTM CM (prednisone equivalent on each assessment date):
+    # 001 prednisone 20 -> 7.5 from the DAY 28 date; 002 20 -> methylprednisolone 4 mg (x 1.25 = 5.0)
+    # from the MONTH 3 date; 003 20 -> 10; 004 15 -> 10 (each change on its record's first day)
     sdtm["CM"] = cm_frame(sid, [("001", "PREDNISONE", 20, "2023-06-01", "2024-01-28"),
-                                ("001", "PREDNISONE", 10, "2024-01-29", "2024-03-29"),
-                                ("001", "PREDNISONE", 7.5, "2024-03-30", ""),
-                                ("002", "METHYLPREDNISOLONE", 16, "2023-01", "")])
+                                ("001", "PREDNISONE", 7.5, "2024-01-29", ""),
+                                ("002", "PREDNISONE", 20, "2023-06-01", "2024-03-29"),
+                                ("002", "METHYLPREDNISOLONE", 4, "2024-03-30", ""),
+                                ("003", "PREDNISONE", 20, "2023-06-01", "2024-03-29"),
+                                ("003", "PREDNISONE", 10, "2024-03-30", ""),
+                                ("004", "PREDNISONE", 15, "2023-06-01", "2024-03-29"),
+                                ("004", "PREDNISONE", 10, "2024-03-30", "")])
+    groups = {"001": "SLE", "002": "AAV", "003": "IIM", "004": "SSC"}
+    uid = {s: f"{sid}-01-{s}" for s in subj}
+    sdtm["SUPPMH"] = pd.DataFrame({"USUBJID": [uid[s] for s in subj], "QNAM": "DISSUBTP",
+                                   "QVAL": [groups[s] for s in subj], "IDVAR": "MHSEQ", "IDVARVAL": "1"})
     adam, out = derive(sdtm, spec, study)
     a = adam["ADRS"]
-    assert adam["ADSL"].set_index("USUBJID")["BLGCDOSE"].tolist() == [20.0, 20.0]   # on TRTSDT 2024-01-01
-    # 001 month 3: score 0 but glucocorticoid 7.5 > 5 mg/day: PR, not CR; 002: +4 points: PD
-    assert param(a, "OVRLRESP") == {("001", "2024-01-29"): "PR", ("001", "2024-03-30"): "PR", ("002", "2024-03-30"): "PD"}
+    # BLGCDOSE on TRTSDT 2024-01-01: 20, 20, 20, 15 mg/day
+    assert adam["ADSL"].set_index("USUBJID")["BLGCDOSE"].tolist() == [20.0, 20.0, 20.0, 15.0]
+    assert param(a, "OVRLRESP") == {("001", "2024-01-29"): "PR", ("001", "2024-03-30"): "PR",
+                                    ("002", "2024-03-30"): "CR", ("003", "2024-03-30"): "PR",
+                                    ("004", "2024-03-30"): "NR"}
+    basis = a[(a["PARAMCD"] == "OVRLRESP") & (a["USUBJID"] == uid["003"])]["ABASIS"].tolist()
+    assert basis == ["MINIMAL met; PR per protocol category map"]
+    assert {k[0]: v for k, v in param(a, "RSPD90").items()} == {"001": "Y", "002": "Y", "003": "Y", "004": "N"}
+    assert {k[0]: v for k, v in param(a, "IRSPD90").items()} == {"001": "Y", "002": "Y", "003": "Y", "004": "Y"}
     assert sorted({int(c[4:]) for c in set(a["PARAMCD"]) if c.startswith("RSPD")}) == [28, 90, 180, 365, 545, 730]
-    assert "MRDNCR" not in set(a["PARAMCD"])                       # no MRD collected
     orr = reports.response_reports(adam, out, spec, study)["orr_summary"]
     prim = orr[orr["primary"] == "Y"].set_index("RSEVAL")
-    assert prim.loc["INVESTIGATOR", ["n_responders", "orr_pct", "ci_lower_pct", "ci_upper_pct"]].tolist() == \
-        [1, 50.0, 1.3, 98.7]
+    assert prim.loc["SPONSOR", ["n_responders", "orr_pct"]].tolist() == [3, 75.0]
+    assert prim.loc["INVESTIGATOR", ["n_responders", "orr_pct"]].tolist() == [4, 100.0]
     assert SID  # the leukemia fixture's study id is imported from test_rs_domain
 
 
 def test_autoimmune_glucocorticoid_dose_read_from_cm_at_record_boundaries(sdtm_spec, spec):
-    """CR needs the prednisone-equivalent dose <= 5 mg/day (response_autoimmune.csv) on the
-    assessment date, from the CM records covering it (first and last day included)."""
+    """SLE (SUPPMH DISSUBTP): DORIS remission (CR) needs the prednisone-equivalent dose <= 5 mg/day
+    and LLDAS (PR) <= 7.5 mg/day (response_autoimmune.csv) on the assessment date, from the CM
+    records covering it (first and last day included). Every MONTH 3 assessment has clinical
+    SLEDAI-2K 0, SLEDAI-2K 2 and PGA 0.3, so the dose alone decides CR / PR / NR."""
     sid = "ZJU-CD7-AID"
     study = load_study(SPECS, sid)
-    subj = ["001", "002", "003", "004", "005"]
+    subj = ["001", "002", "003", "004", "005", "006"]
     dm = dm_frame(sid, {s: {"rf": INF} for s in subj})
     b = {"STUDYID": sid, "SITEID": "01"}
     rows = []
     for s in subj:
-        rows += [{**b, "SUBJID": s, "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "RSORRES": "NE"},
-                 {**b, "SUBJID": s, "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "0", "RSORRES": "CR"}]
+        rows += [{**b, "SUBJID": s, "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "CSLEDAI": "8",
+                  "PGA": "2.0", "RSORRES": "NE"},
+                 {**b, "SUBJID": s, "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "2", "CSLEDAI": "0",
+                  "PGA": "0.3", "RSORRES": "CR"}]
     ctx = StudyContext(study=study, spec=sdtm_spec, forms={"rs": form(rows, "rs", RS_COLS)})
     ctx.datasets["DM"] = dm
     sdtm = sdtm_of(ctx, primdiag="SYSTEMIC LUPUS ERYTHEMATOSUS")
+    sdtm["SUPPMH"] = pd.DataFrame({"USUBJID": [f"{sid}-01-{s}" for s in subj], "QNAM": "DISSUBTP", "QVAL": "SLE",
+                                   "IDVAR": "MHSEQ", "IDVARVAL": "1"})
     sdtm["CM"] = cm_frame(sid, [
         # 001: methylprednisolone 4 mg ends ON the assessment day: 4 x 1.25 = 5.0 mg prednisone -> CR
         ("001", "METHYLPREDNISOLONE", 4, "2024-02-01", "2024-03-30"), ("001", "METHYLPREDNISOLONE", 8, "2024-03-31", ""),
         # 002: 10 mg ended the day before; 5 mg starts ON the assessment day -> 5.0 -> CR
         ("002", "PREDNISONE", 10, "2024-01-01", "2024-03-29"), ("002", "PREDNISONE", 5, "2024-03-30", ""),
-        # 003: 4.1 mg methylprednisolone = 5.125 mg prednisone > 5 -> PR (score 0 fell >= 50%)
+        # 003: 4.1 mg methylprednisolone = 5.125 mg prednisone > 5 -> not DORIS; <= 7.5 -> LLDAS = PR
         ("003", "METHYLPREDNISOLONE", 4.1, "2024-01", ""),
-        # 004: two records overlap on the assessment day (taper written with a shared day): 2.5 + 5 = 7.5 -> PR
+        # 004: two records overlap on the assessment day (taper written with a shared day): 2.5 + 5 = 7.5 <= 7.5 -> LLDAS = PR
         ("004", "PREDNISONE", 2.5, "2024-03-01", "2024-03-30"), ("004", "PREDNISONE", 5, "2024-03-30", ""),
         # 005: 10 mg stopped on 2024-03-29, nothing after: 0 mg on 2024-03-30 -> CR
-        ("005", "PREDNISONE", 10, "2023-10-01", "2024-03-29")])
+        ("005", "PREDNISONE", 10, "2023-10-01", "2024-03-29"),
+        # 006: 7.6 mg > 7.5 -> neither DORIS nor LLDAS; SLEDAI-2K 10 -> 2 is no worsening -> NR
+        ("006", "PREDNISONE", 7.6, "2024-01-01", "")])
     adam, out = derive(sdtm, spec, study)
     got = param(adam["ADRS"], "OVRLRESP")
     assert got == {("001", "2024-03-30"): "CR", ("002", "2024-03-30"): "CR", ("003", "2024-03-30"): "PR",
-                   ("004", "2024-03-30"): "PR", ("005", "2024-03-30"): "CR"}
+                   ("004", "2024-03-30"): "PR", ("005", "2024-03-30"): "CR",
+                   ("006", "2024-03-30"): "NR"}
 
 
 def test_cm_daily_dose_by_hand():

@@ -42,7 +42,7 @@ HAND_FACTOR = {
     ("CHOL", "mmol/L"): 1.0, ("CHOL", "mg/dL"): 10 / 386.65,   # C27H46O
     ("TRIG", "mmol/L"): 1.0, ("TRIG", "mg/dL"): 10 / 885.45,   # triolein C57H104O6
     ("HAPTOG", "g/L"): 1.0, ("HAPTOG", "mg/dL"): 0.01,       # 1 mg/dL = 10 mg/L = 0.01 g/L
-    ("PH", ""): 1.0, ("GLUC", "mmol/L"): 1.0,
+    ("PH", ""): 1.0, ("GLUC", "mmol/L"): 1.0, ("GLUC", "mg/dL"): 10 / 180.156,  # C6H12O6
 }
 STANDARD = {"WBC": "10^9/L", "LYM": "10^9/L", "HGB": "g/L", "MG": "mmol/L", "CA": "mmol/L", "CAION": "mmol/L",
             "LDH": "U/L", "URATE": "umol/L", "CHOL": "mmol/L", "TRIG": "mmol/L", "HAPTOG": "g/L", "PH": "",
@@ -108,6 +108,13 @@ def test_lymphocyte_count_increased():
     check("LYM", "10^9/L", [(4.01, 2), (20.01, 3)], lln=1.1, uln=3.2, base=25)
 
 
+def test_lymphocyte_count_decreased_just_below_the_lln():
+    # "<LLN - 800/mm3": just below the LLN is grade 1 (a mutation check survivor: the LLN bound
+    # lowered to 0.9 x LLN went unnoticed), at the LLN grade 0; LYM is now a two-direction test
+    check("LYM", "10^9/L", [(1.1, 0), (1.09, 1), (1.0, 1), (0.8, 1), (0.79, 2)], term="Lymphocyte count decreased",
+          lln=1.1, uln=3.2)
+
+
 def test_hemoglobin_increased_normal_baseline():
     # "Increase in >0 - 2 g/dL; >2 - 4; >4" above the ULN (160 g/L = 16.0 g/dL)
     check("HGB", "g/L", [(160, 0), (161, 1), (180, 1), (181, 2), (200, 2), (201, 3)], term="Hemoglobin increased",
@@ -135,6 +142,14 @@ def test_hypermagnesemia_in_each_unit():
           lln=0.75, uln=1.02)
     # mg/dL: ">ULN - 3.0; >3.0 - 8.0; >8.0"
     check("MG", "mg/dL", [(2.5, 0), (2.6, 1), (3.0, 1), (3.01, 3), (8.0, 3), (8.01, 4)], lln=1.8, uln=2.5)
+
+
+def test_conventional_rows_at_the_lln():
+    # the mg/dL rows' own "<LLN" bound (mutation check survivors: the mg/dL Hypomagnesemia
+    # grade 1 LLN bound x1.1 / x0.9 went unnoticed): at the LLN grade 0, just below grade 1
+    check("MG", "mg/dL", [(1.8, 0), (1.79, 1)], term="Hypomagnesemia", lln=1.8, uln=2.5)
+    check("GLUC", "mmol/L", [(3.9, 0), (3.89, 1)], term="Hypoglycemia", lln=3.9, uln=6.1)
+    check("GLUC", "mg/dL", [(70, 0), (69, 1)], term="Hypoglycemia", lln=70, uln=110)
 
 
 def test_magnesium_where_the_two_readings_differ():
@@ -293,6 +308,16 @@ def test_bands_meet_across_an_undefined_grade(test, term, grade_, col, new, msg)
     row = bad.index[(bad["term"] == term) & (bad["grade"] == grade_) & (bad["lbtestcd"] == test)][0]
     bad.loc[row, col] = new
     with pytest.raises(ConfigError, match=msg):
+        ctcae_lab.check_criteria(bad)
+
+
+def test_conventional_bands_meet_across_an_undefined_grade():
+    # mutation check survivor: the mg/dL Hypermagnesemia grade 1 "- 3.0 mg/dL" raised to 3.3 overlapped
+    # grade 3 ">3.0 mg/dL"; grade 2 ("-") has its one row in the standard unit only
+    bad = _raw()
+    row = bad.index[(bad["term"] == "Hypermagnesemia") & (bad["grade"] == "1") & (bad["threshold_unit"] == "mg/dL")][0]
+    bad.loc[row, "upper"] = "3.3"
+    with pytest.raises(ConfigError, match=r"Hypermagnesemia \(any, clause a, mg/dL\) grade 1 upper 3.3 \(Y\) does not meet"):
         ctcae_lab.check_criteria(bad)
 
 

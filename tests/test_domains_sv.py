@@ -53,8 +53,8 @@ def test_every_domain_visit_is_in_sv_with_its_dates(study, spec):
     assert findings.empty
     a = sv[sv["USUBJID"] == "A"].set_index("VISITNUM")
     assert a.index.tolist() == [1.0, 13.0, 13.01, 13.02]
-    # SCREENING: VS 12-24 and LB 12-25 (time dropped); DAY 28: LBDA 02-02 to LB 02-04
-    assert a.loc[1.0, ["SVSTDTC", "SVENDTC"]].tolist() == ["2023-12-24", "2023-12-25"]
+    # SCREENING: VS 12-24 to LB 12-25 08:00 (the time kept); DAY 28: LBDA 02-02 to LB 02-04
+    assert a.loc[1.0, ["SVSTDTC", "SVENDTC"]].tolist() == ["2023-12-24", "2023-12-25T08:00"]
     assert a.loc[13.0, ["SVSTDTC", "SVENDTC"]].tolist() == ["2024-02-02", "2024-02-04"]
     # study days from RFSTDTC 2024-01-06: 12-24 is day -13; 02-02 is day 28, 02-04 day 30
     assert a.loc[1.0, "SVSTDY"] == -13 and a.loc[13.0, "SVSTDY"] == 28 and a.loc[13.0, "SVENDY"] == 30
@@ -104,3 +104,19 @@ def test_visit_name_conflicts_and_visits_not_in_tv_are_errors(study, spec):
     assert sorted(findings["check"]) == ["sv_not_in_tv", "sv_visit_name_conflict"]
     assert (findings["severity"] == "error").all()
     assert "DAY 28|SCREENING" in findings.loc[findings["check"] == "sv_visit_name_conflict", "message"].iloc[0]
+
+
+def test_visit_on_an_element_start_day_keeps_its_time_for_epoch(study, spec):
+    """Pre-dose labs at 07:00 on the first lymphodepletion day (LD starts 09:15) are screening."""
+    dm = pd.DataFrame({"USUBJID": ["A"], "ARMCD": ["AUTO"], "RFSTDTC": ["2024-01-06T10:00"], "RFPENDTC": ["2024-02-10"]})
+    se = pd.DataFrame({"USUBJID": ["A", "A", "A"], "TAETORD": [1, 2, 3],
+                       "EPOCH": ["SCREENING", "LYMPHODEPLETION", "TREATMENT"],
+                       "SESTDTC": ["2023-12-20", "2024-01-01T09:15", "2024-01-06T10:00"]})
+    lb = pd.DataFrame({"USUBJID": ["A", "A", "A"], "DOMAIN": "LB", "VISITNUM": [2.0, 2.0, 3.0],
+                       "VISIT": ["LYMPHODEPLETION", "LYMPHODEPLETION", "DAY 0"],
+                       "LBDTC": ["2024-01-01T11:00", "2024-01-01T07:00", "2024-01-06T08:00"]})
+    sv, _ = subject_visits({"DM": dm, "SE": se, "LB": lb}, study, spec)
+    sv = sv.set_index("VISITNUM")
+    assert sv.loc[2.0, ["SVSTDTC", "SVENDTC", "EPOCH"]].tolist() == ["2024-01-01T07:00", "2024-01-01T11:00", "SCREENING"]
+    # DAY 0 labs at 08:00 before the 10:00 infusion: still lymphodepletion
+    assert sv.loc[3.0, "EPOCH"] == "LYMPHODEPLETION"

@@ -201,6 +201,14 @@ CASES = {
     "ex.dose_unit": (m(("ex", 2, "EXDOSU", "mg/kg")), {("ex.csv", 2, "EXDOSU", "ex.dose_unit", "error")}),
     "ex.category_mismatch": (m(("ex", 2, "EXCAT", "CAR-T INFUSION")),
                              {("ex.csv", 2, "EXCAT", "ex.category_mismatch", "error")}),
+    # the CAR-T product (subject 001: 1e6/kg x 65.5 kg = 65.5 x 10^6 cells; 1% tolerance)
+    "ex.product_missing": (m(("ex", 3, "EXLOT", None)), {("ex.csv", 3, "EXLOT", "ex.product_missing", "error")}),
+    "ex.product_unexpected": (m(("ex", 2, "EXTREFF", "40")),
+                              {("ex.csv", 2, "EXTREFF", "ex.product_unexpected", "error")}),
+    "ex.total_cells_mismatch": (m(("ex", 3, "EXCARTOT", "66.2")),
+                                {("ex.csv", 3, "EXCARTOT", "ex.total_cells_mismatch", "error")}),
+    "ex.total_cells_no_weight": (lambda f: f.__setitem__("vs", f["vs"][f["vs"]["_ROW"] != 5]),   # 002's weight
+                                 {("ex.csv", 5, "EXCARTOT", "ex.total_cells_no_weight", "error")}),
     "ds.death_date_missing": (m(("ds", 3, "DTHDAT", None)), {("ds.csv", 3, "DTHDAT", "ds.death_date_missing", "error")}),
     "ds.death_after_cutoff": (m(("ds", 3, "DTHDAT", "01-JAN-2025")),
                               {("ds.csv", 3, "DTHDAT", "ds.death_after_cutoff", "error")}),
@@ -272,7 +280,7 @@ PASSING = {
     "alternative lab unit": m(("lb", 2, "LBORRESU", "10^3/uL")),
     "reference range low equals high": m(("lb", 2, "LBORNRLO", "9.5")),
     "vs limits 40 cm and 230 cm": m(("vs", 2, "VSORRES", "40"), ("vs", 4, "VSORRES", "220")),
-    "vs weight 2 kg": m(("vs", 3, "VSORRES", "2")),
+    "vs weight 2 kg": m(("vs", 3, "VSORRES", "2"), ("ex", 3, "EXCARTOT", "2")),   # 1e6/kg x 2 kg = 2 x 10^6
     "death on the cutoff day": m(("ds", 3, "DTHDAT", "31-DEC-2024"), ("ds", 3, "DSSTDAT", "31-DEC-2024")),
     "death in the cutoff month, day unknown": m(("ds", 3, "DTHDAT", "UN-DEC-2024")),
     "unscheduled visit": m(("vs", 2, "VISIT", "UNSCHEDULED")),

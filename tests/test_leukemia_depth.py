@@ -121,3 +121,227 @@ def test_mrd_negative_remission_needs_remission_and_negative_mrd_the_same_day():
     assert out["AVALC"].to_dict() == {"A": "Y", "B": "N", "C": "N", "D": "N", "E": "N"}
     assert out.loc["A", ["SRCDOM", "SRCVAR", "SRCSEQ"]].tolist() == ["LB", "LBSTRESC", 1.0]
     assert out.loc["A", "ABASIS"] == "CRi with MRD negative"
+
+
+# ---------------------------------------------------------------------------------------
+# CNS status and CNS response
+# ---------------------------------------------------------------------------------------
+def cns_of(rows: list[dict]) -> list[str]:
+    from pipeline.rules import response as R
+    rules = R.validate_rules(SRC.rule("cns_status"), "cns_status")
+    rules = rules[rules["criteria"] == "NCCN ALL v3.2023"]
+    base = {"CSFBLAST": "", "CSFWBC": np.nan, "CSFCOND": "", "PBBLAST": 0.0, "CSF_RATIO": np.nan, "CNSSIGN": "N"}
+    f = pd.DataFrame([{**base, **r} for r in rows])
+    return R.evaluate_criteria(f, rules, ["CNS-1", "CNS-2", "CNS-3"])["response"].tolist()
+
+
+def test_cns_status_at_the_5_per_ul_boundary_with_blasts_traumatic_tap_and_signs():
+    """NCCN ALL v3.2023: CNS-1 no blasts; CNS-2 blasts with WBC < 5/uL; CNS-3 blasts with WBC
+    >= 5/uL or clinical signs; traumatic tap with circulating blasts and >= 5 WBC with blasts:
+    CSF WBC/RBC at least 2 x the blood WBC/RBC -> CNS-3, otherwise CNS-2."""
+    P, N, T = "POSITIVE", "NEGATIVE", "TRAUMATIC TAP"
+    cases = [
+        ({"CSFBLAST": P, "CSFWBC": 4.9}, "CNS-2"),
+        ({"CSFBLAST": P, "CSFWBC": 5.0}, "CNS-3"),                      # exactly 5/uL is CNS-3
+        ({"CSFBLAST": P, "CSFWBC": 4.0}, "CNS-2"),
+        ({"CSFBLAST": N, "CSFWBC": 50.0}, "CNS-1"),                     # no blasts whatever the WBC
+        ({"CSFBLAST": N, "CSFWBC": 0.0, "CNSSIGN": "Y"}, "CNS-3"),      # cranial nerve palsy etc.
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 2.0}, "CNS-3"),   # 2-fold
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 1.99}, "CNS-2"),
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 0.0}, "CNS-3"),    # no blood blasts to blame
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 10.0}, "NE"),      # ratio unknown
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 0.1, "CSF_RATIO": 2.5}, "CNS-3"),
+        ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 0.1, "CSF_RATIO": 1.5}, "CNS-2"),
+        ({"CSFBLAST": P, "CSFWBC": 4.0, "CSFCOND": T, "PBBLAST": 10.0}, "CNS-2"),    # < 5: CNS-2 anyway
+        ({"CSFBLAST": N, "CSFWBC": 3.0, "CSFCOND": T, "PBBLAST": 10.0}, "CNS-1"),
+        ({"CSFBLAST": P, "CSFWBC": 5.0, "CSFCOND": T, "PBBLAST": 0.0}, "CNS-3"),    # traumatic, at 5/uL
+        ({"CSFBLAST": P, "CSFWBC": 4.9, "CSFCOND": T, "PBBLAST": 0.0}, "CNS-2"),
+        ({"CSFBLAST": P, "CSFWBC": 5.0, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 3.0}, "CNS-3"),
+        ({"CSFBLAST": P, "CSFWBC": 4.9, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 3.0}, "CNS-2"),
+        ({"CSFBLAST": P}, "NE"),                                        # WBC not counted
+        ({}, "NE"),
+    ]
+    assert cns_of([c for c, _ in cases]) == [e for _, e in cases]
+
+
+def test_csf_blood_ratio_by_hand():
+    """CSF 20 WBC and 1000 RBC per uL: 0.02; blood WBC 10 x10^9/L and RBC 4 x10^12/L:
+    10e9 / 4e12 = 0.0025; ratio 0.02 / 0.0025 = 8.0. Blood counts 8 days away: not used."""
+    a = pd.DataFrame({"USUBJID": ["S1", "S2"], "_date": pd.to_datetime(["2024-01-29", "2024-01-29"]),
+                      "CSFWBC": ["20", "20"], "CSFRBC": ["1000", "0"]})
+    lb = pd.DataFrame({"USUBJID": ["S1", "S1", "S2", "S2"], "LBTESTCD": ["WBC", "RBC", "WBC", "RBC"],
+                       "LBDTC": ["2024-01-29", "2024-01-30", "2024-01-29", "2024-02-06"],
+                       "LBSTRESN": [10.0, 4.0, 10.0, 4.0], "LBSPEC": "BLOOD"})
+    r = adrs_mod.csf_blood_ratio(a, {"LB": lb}, 7)
+    assert r.iloc[0] == pytest.approx(8.0, rel=1e-12)
+    assert np.isnan(r.iloc[1])                                 # CSF RBC 0 (and blood RBC 8 days away)
+
+
+def test_cns_remission_and_relapse_against_the_baseline():
+    """NCCN: CNS remission = CNS-1 after CNS-2/3 at diagnosis (baseline); CNS relapse = new CNS-3."""
+    P, N = "POSITIVE", "NEGATIVE"
+    rows = []
+    def add(s, day, blast, wbc):
+        rows.append({"USUBJID": s, "_date": pd.Timestamp("2024-01-01") + pd.Timedelta(days=day), "_pre": day < 0,
+                     "_post": day >= 1, "CSFBLAST": blast, "CSFWBC": wbc, "CSFCOND": "", "CNSSIGN": "N",
+                     "PBBLAST": "0"})
+    add("A", -10, P, "12"); add("A", 28, N, "1"); add("A", 90, N, "0"); add("A", 180, P, "8")
+    add("B", -10, P, "2"); add("B", 28, P, "3")
+    add("C", -10, N, "0"); add("C", 28, P, "6")
+    add("D", -10, N, "0"); add("D", 28, P, "2")
+    add("E", -10, N, "0"); add("E", 28, N, "1")
+    add("F", 28, N, "0")                                         # no baseline CSF
+    add("G", -10, P, "3"); add("G", 28, P, "")                   # post-infusion WBC missing: NE
+    a = pd.DataFrame(rows)
+    study = {"response": {"cns": {"criteria": "NCCN ALL v3.2023"}, "count_window_days": 7}}
+    out = adrs_mod.cns_statuses(a, {}, SRC, study)
+    got = [(a.at[k, "USUBJID"], out.at[k, "CNS"], out.at[k, "CNSRESP"]) for k in a.index if a.at[k, "_post"]]
+    assert got == [("A", "CNS-1", "CNS REMISSION"), ("A", "CNS-1", "CNS REMISSION"), ("A", "CNS-3", "CNS RELAPSE"),
+                   ("B", "CNS-2", "NO CNS REMISSION"), ("C", "CNS-3", "CNS RELAPSE"),
+                   ("D", "CNS-2", "NO CNS REMISSION"), ("E", "CNS-1", "NO CNS DISEASE"),
+                   ("F", "CNS-1", "NO CNS DISEASE"), ("G", "NE", "NE")]
+    assert out.loc[a["_pre"], "CNSRESP"].eq("").all()           # baseline: a status, no response
+
+
+# ---------------------------------------------------------------------------------------
+# extramedullary disease by imaging
+# ---------------------------------------------------------------------------------------
+def emd_sdtm(lesions: dict[str, list[tuple]]) -> dict[str, pd.DataFrame]:
+    """TU/TR/DM of subjects: lesions[s] = [(TRDY, lesion id, NEW?, LDIAM, LPERP, PET)]. Infusion
+    2024-01-01 (study day 1); first exposure (lymphodepletion) 2023-12-27; TRDY -5 is baseline."""
+    tu, tr = [], []
+    for s, rows in lesions.items():
+        seen = set()
+        for k, (dy, lid, new, ld, lp, pet) in enumerate(rows):
+            dtc = str((pd.Timestamp("2024-01-01") + pd.Timedelta(days=dy - 1 if dy >= 1 else dy)).date())
+            if lid not in seen:
+                seen.add(lid)
+                tu.append({"USUBJID": s, "TULNKID": lid, "TUSTRESC": "NEW" if new else "TARGET"})
+            for t, v, c in (("LDIAM", ld, f"{ld:g}"), ("LPERP", lp, f"{lp:g}"), ("PETPOS", np.nan, pet)):
+                tr.append({"USUBJID": s, "TRLNKID": lid, "TRTESTCD": t, "TRSTRESN": v, "TRSTRESC": c, "TRDTC": dtc,
+                           "TRDY": float(dy), "TRSEQ": float(len(tr) + 1), "VISIT": "", "VISITNUM": np.nan})
+    dm = pd.DataFrame({"USUBJID": list(lesions), "RFXSTDTC": "2023-12-27", "RFSTDTC": "2024-01-01"})
+    return {"TU": pd.DataFrame(tu), "TR": pd.DataFrame(tr), "DM": dm}
+
+
+def test_emd_response_pr_at_exactly_50_percent_pd_above_25_percent_and_new_lesions():
+    """NCCN ALL v3.2023 lymphomatous EMD: PR >= 50% SPD decrease from baseline; PD > 25% SPD
+    increase (from the nadir) or a new lesion; CR complete resolution or a PET-negative residual
+    mass after a positive PET; relapse = regrowth after CR. SPD by hand = sum of LDIAM x LPERP."""
+    B = (-5, "T01", False, 40.0, 20.0, "Y")            # baseline 40 x 20 = 800 mm2, PET positive
+    sd = emd_sdtm({
+        "A": [B, (29, "T01", False, 40.0, 10.0, "Y")],                                   # 400: -50% exactly
+        "B": [B, (29, "T01", False, 41.0, 10.0, "Y")],                                   # 410: -48.75%
+        "C": [B, (29, "T01", False, 0.0, 0.0, "N"), (91, "T01", False, 10.0, 10.0, "Y")],  # CR, then 100
+        "D": [B, (29, "T01", False, 20.0, 20.0, "Y"), (91, "T01", False, 20.0, 25.0, "Y"),   # 400, 500 (+25%)
+              (181, "T01", False, 21.0, 24.0, "Y")],                                     # 504: +26% on 400
+        "E": [B, (29, "T01", False, 40.0, 10.0, "Y"), (29, "N01", True, 10.0, 10.0, "Y")],  # new lesion
+        "F": [B, (29, "T01", False, 20.0, 15.0, "N")],                                   # 300, PET negative
+        "G": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 0.0, 0.0, "N")],   # CT-only disease resolved
+        # PET negative at baseline (CT criteria only): -50% PR; +25% on the nadir NR; +26% PD
+        "H": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 40.0, 10.0, "N")],
+        "I": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 20.0, 20.0, "N"),
+              (91, "T01", False, 20.0, 25.0, "N"), (181, "T01", False, 21.0, 24.0, "N")],
+        "J": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 41.0, 10.0, "N")],   # -48.75%: NR
+    })
+    study = {"response": {"emd": {"criteria": "NCCN ALL v3.2023"}}}
+    e = adrs_mod.emd_responses(sd, SRC, study)
+    got = list(zip(e["USUBJID"], e["TRDY"], e["SPD"], e["response"]))
+    assert got == [("A", 29.0, 400.0, "PR"), ("B", 29.0, 410.0, "NR"), ("C", 29.0, 0.0, "CR"),
+                   ("C", 91.0, 100.0, "RELAPSE"), ("D", 29.0, 400.0, "PR"), ("D", 91.0, 500.0, "NR"),
+                   ("D", 181.0, 504.0, "PD"), ("E", 29.0, 400.0, "PD"), ("F", 29.0, 300.0, "CR"),
+                   ("G", 29.0, 0.0, "CR"), ("H", 29.0, 400.0, "PR"), ("I", 29.0, 400.0, "PR"),
+                   ("I", 91.0, 500.0, "NR"), ("I", 181.0, 504.0, "PD"), ("J", 29.0, 410.0, "NR")]
+    d = e.set_index(["USUBJID", "TRDY"])
+    assert d.loc[("A", 29.0), "SPD_RCHG"] == -50.0 and d.loc[("D", 91.0), "SPD_NCHG"] == 25.0
+    assert d.loc[("D", 181.0), "SPD_NCHG"] == pytest.approx(26.0)
+
+
+def combined(rows: list[dict]) -> list[str]:
+    from pipeline.rules import response as R
+    rules = R.validate_rules(SRC.rule("response_combined"), "response_combined")
+    rules = rules[rules["criteria"] == "NCCN ALL v3.2023"]
+    f = pd.DataFrame([{"BM": "", "CNSR": "", "EMDR": "", **r} for r in rows])
+    return R.evaluate_criteria(f, rules, sorted(set(rules["category"])))["response"].tolist()
+
+
+def test_overall_response_combines_marrow_cns_and_emd():
+    """NCT06316427 ORR components: marrow CR/CRh/CRi/MLFS/aplastic marrow, CNS remission, EMD CR/PR."""
+    cases = [
+        ({"BM": "CR", "CNSR": "NO CNS DISEASE", "EMDR": "PR"}, "PR"),          # marrow CR, EMD PR -> PR
+        ({"BM": "CR", "CNSR": "CNS REMISSION", "EMDR": "CR"}, "CR"),
+        ({"BM": "CRh"}, "CRh"),                                                 # no CSF, no EMD imaging
+        ({"BM": "MLFS", "EMDR": "PR"}, "PR"),
+        ({"BM": "CR", "CNSR": "NO CNS REMISSION", "EMDR": "CR"}, "NR"),         # CNS disease left
+        ({"BM": "CR", "EMDR": "NR"}, "NR"),
+        ({"BM": "CR", "EMDR": "PD"}, "PD"),
+        ({"BM": "CR", "CNSR": "CNS RELAPSE"}, "RELAPSE"),
+        ({"BM": "CR", "EMDR": "RELAPSE"}, "RELAPSE"),
+        ({"BM": "NR", "EMDR": "CR"}, "NR"),
+        ({"BM": "NE", "EMDR": "CR"}, "NE"),
+    ]
+    assert combined([c for c, _ in cases]) == [e for _, e in cases]
+
+
+def test_crh_maps_to_cri_at_the_platelet_and_anc_cut_offs():
+    """NCT05164042 (category_map CRh -> CRi). By hand from NCCN: CR ANC >= 1.0 and PLT >= 100;
+    CRh ANC > 0.5 and PLT > 50; CRi exactly one lineage at the CR cut-off; else MLFS."""
+    from pipeline.config import load_study
+    from pipeline.rules import response as R
+    study = load_study(SPECS, "NCT05164042")
+    cats = list(study["response"]["categories"])
+    rows = [{"NEUT": 0.6, "PLAT": 100.0},     # CRh (and CRi) -> CRi
+            {"NEUT": 0.5, "PLAT": 100.0},     # ANC exactly 0.5: not CRh; platelets recovered: CRi
+            {"NEUT": 0.51, "PLAT": 50.0},     # platelets exactly 50: not CRh, no lineage: MLFS
+            {"NEUT": 0.51, "PLAT": 50.5},     # CRh -> CRi
+            {"NEUT": 1.0, "PLAT": 99.5},      # CRh (and CRi: ANC recovered) -> CRi
+            {"NEUT": 1.0, "PLAT": 100.0}]     # CR
+    f = pd.DataFrame([{"BMBLAST": 1.0, "PBBLAST": 0.0, "EMD": "N", "BMCELL": 40.0, "PRIMDIAG": "B-ALL",
+                       "BMBLAST_BL": np.nan, "BMBLAST_ACHG": np.nan, "BMBLAST_RCHG": np.nan, "EMD_BL": "N",
+                       "USUBJID": f"S{i}", "_date": pd.Timestamp("2024-01-29"), **r} for i, r in enumerate(rows)])
+    d = R.derive_response(f, R.response_rules(SRC, "leukemia", "NCCN ALL v3.2023"), cats, {"CR", "CRh", "CRi"})
+    assert d["response"].tolist() == ["CRh", "CRi", "MLFS", "CRh", "CRh", "CR"]
+    m = R.protocol_categories(d, dict(study["response"]["category_map"]), cats)
+    assert m["response"].tolist() == ["CRi", "CRi", "MLFS", "CRi", "CRi", "CR"]
+
+
+def test_tu_tr_records_from_form_emd():
+    """Form emd -> TU (one record per lesion at first identification: TARGET / NEW) and TR
+    (LDIAM, LPERP, PETPOS per lesion and imaging, linked by TRLNKID = TULNKID)."""
+    from pipeline.context import StudyContext
+    from pipeline.domains import tu as tu_mod
+    from pipeline.spec import load_spec
+    from test_rs_domain import dm_frame, form, se_frame
+    from pipeline.config import load_study
+    sid = "NCT06316427"
+    study = load_study(SPECS, sid)
+    spec = load_spec(SPECS)
+    inf = "2024-01-01T10:00"
+    dm = dm_frame(sid, {"001": {"rf": inf}})
+    cols = spec.form_columns("emd")["column"].tolist()
+    b = {"STUDYID": sid, "SITEID": "01", "SUBJID": "001", "TRMETHOD": "PET/CT SCAN", "TUNEW": "N"}
+    emd = form([
+        {**b, "VISIT": "SCREENING", "TRDAT": "20-DEC-2023", "TULNKID": "T01", "TULOC": "Mediastinum",
+         "LDIAM": "40", "LPERP": "20", "PETPOS": "Y"},
+        {**b, "VISIT": "DAY 28", "TRDAT": "29-JAN-2024", "TULNKID": "T01", "TULOC": "Mediastinum",
+         "LDIAM": "40", "LPERP": "10", "PETPOS": "Y"},
+        {**b, "VISIT": "DAY 28", "TRDAT": "29-JAN-2024", "TULNKID": "N01", "TULOC": "Pleura", "TUNEW": "Y",
+         "LDIAM": "15", "LPERP": "12", "PETPOS": "Y"},
+        {**b, "SUBJID": "099", "VISIT": "DAY 28", "TRDAT": "29-JAN-2024", "TULNKID": "T01", "TULOC": "X"},
+    ], "emd", cols)
+    ctx = StudyContext(study=study, spec=spec, forms={"emd": emd})
+    ctx.datasets["DM"] = dm
+    ctx.datasets["SE"] = se_frame(dm, study)
+    res = tu_mod.build(ctx)
+    tu, tr = res.datasets["TU"], res.datasets["TR"]
+    assert tu[["TULNKID", "TUORRES", "TULOC", "TUDTC", "TUSEQ"]].values.tolist() == [
+        ["T01", "TARGET", "MEDIASTINUM", "2023-12-20", 1.0], ["N01", "NEW", "PLEURA", "2024-01-29", 2.0]]
+    assert set(tu["TUTESTCD"]) == {"TUMIDENT"} and set(tu["DOMAIN"]) == {"TU"}
+    t01 = tr[tr["TRLNKID"] == "T01"].sort_values(["TRDTC", "TRTESTCD"])
+    assert t01[["TRDTC", "TRTESTCD", "TRSTRESC", "TRSTRESU"]].values.tolist() == [
+        ["2023-12-20", "LDIAM", "40", "mm"], ["2023-12-20", "LPERP", "20", "mm"], ["2023-12-20", "PETPOS", "Y", ""],
+        ["2024-01-29", "LDIAM", "40", "mm"], ["2024-01-29", "LPERP", "10", "mm"], ["2024-01-29", "PETPOS", "Y", ""]]
+    assert t01["TRSTRESN"].tolist()[:2] == [40.0, 20.0] and np.isnan(t01["TRSTRESN"].iloc[2])
+    assert len(tr) == 9 and set(tr["TRGRPID"]) == {"TR-2023-12-20", "TR-2024-01-29"}
+    assert tr.loc[(tr["TRLNKID"] == "T01") & (tr["TRDTC"] == "2023-12-20"), "TRLOBXFL"].tolist() == ["Y", "Y", "Y"]
+    assert res.rejected["reason"].tolist() == ["subject not in DM"]

@@ -119,6 +119,10 @@ def test_csdrg_without_core_report_says_so(built_study, tmp_path):
         text = _norm(text)
         assert "No CDISC CORE report exists for this build" in text
         assert "Run `make conformance`" in text
+    junit = (built_study.parent / "gate" / "junit.xml").read_text(encoding="utf-8")
+    suite = re.search(rf'<testsuite name="{re.escape(built_study.name)}" tests="(\d+)"', junit)
+    assert f"The raw-extract gate ran before the build (gate/junit.xml): {suite.group(1)} checks" in _norm(
+        _html_text(tmp_path / "csdrg.html"))
 
 
 def test_csdrg_sections_in_every_format(guides):

@@ -9,8 +9,9 @@ Parameters (PARAMCD; the spec's value-level metadata describes each):
   SDTM criteria inputs: the RS and LBDA records whose value-level metadata names the raw column
   the rule feature is (``source = CRF rs.<column>``), the daily doses SDTM CM holds
   (``specs/rules/cm_dose_features.csv``: the autoimmune glucocorticoid dose GCDOSE on the
-  assessment date), the nearest LB blood count within ``[response].count_window_days``, and the
-  primary diagnosis (SUPPDM).
+  assessment date), the nearest LB blood count within ``[response].count_window_days``, the
+  primary diagnosis (SUPPDM) and the disease group (SUPPMH DISSUBTP of the MH primary
+  diagnosis: in the autoimmune study it selects the disease's criteria).
 - ``BOR`` / ``INVBOR``: best overall response within ``[response].bor_window_days``
   (``specs/rules/response_order.csv``: ranks, evaluable categories, tie = earliest).
 - ``RSPDnnn`` / ``IRSPDnnn``: responder (Y/N) at protocol day nnn (``[orr].timepoint_day`` and
@@ -20,6 +21,10 @@ Parameters (PARAMCD; the spec's value-level metadata describes each):
   rule of its method and the assay's sensitivity (``specs/rules/mrd_negativity.csv``);
 - ``MRDNCR``: MRD-negative remission (CR/CRh/CRi with MRD NEGATIVE the same day) within the BOR
   window; both only in studies whose TOML has ``[response.mrd]`` (rule_set).
+- ``CNSSTAT`` / ``CNSRESP``: CNS status (CNS-1/2/3 from the CSF WBC, blasts, traumatic tap and
+  clinical signs, ``specs/rules/cns_status.csv``) and CNS response (CNS remission / relapse,
+  ``cns_response.csv``) of each post-infusion assessment with a CSF examination; only in
+  studies with ``[response.cns]``.
 
 Traceability: SRCDOM/SRCVAR/SRCSEQ name the SDTM RS record (the investigator OVRLRESP of the
 assessment, else its first record), the LBDA MRD record, or the ADRS record (ASEQ) a
@@ -49,10 +54,10 @@ def feature_sources(sdtm_spec: Spec) -> pd.DataFrame:
     """Where each raw response-form column went in SDTM: value-level rows of RS.RSORRES and
     LBDA.LBORRES with ``source = CRF rs.<column>`` (dataset, test code, column)."""
     vl = sdtm_spec.valuelevel
-    vl = vl[vl["variable"].isin(["RSORRES", "LBORRES"]) & vl["source"].str.startswith("CRF rs.")]
+    vl = vl[vl["variable"].isin(["RSORRES", "LBORRES", "LBSPCCND"]) & vl["source"].str.startswith("CRF rs.")]
     col = vl["source"].str.replace("CRF rs.", "", regex=False).str.split(" ").str[0]
-    return pd.DataFrame({"dataset": vl["dataset"].to_numpy(), "testcd": vl["where_value"].to_numpy(),
-                         "column": col.to_numpy()})
+    return pd.DataFrame({"dataset": vl["dataset"].to_numpy(), "variable": vl["variable"].to_numpy(),
+                         "testcd": vl["where_value"].to_numpy(), "column": col.to_numpy()})
 
 
 def assessments(sdtm: dict[str, pd.DataFrame], sources: pd.DataFrame) -> pd.DataFrame:
@@ -74,18 +79,20 @@ def assessments(sdtm: dict[str, pd.DataFrame], sources: pd.DataFrame) -> pd.Data
                       "SRCSEQ": first["_seq"].to_numpy()})
     a["_date"] = dtc_date(a["RSDTC"])
     key = a["USUBJID"] + "|" + a["RSDTC"].str.slice(0, 10)
-    for ds_name, res_var, test_var, dtc_var in (("RS", "RSORRES", "RSTESTCD", "RSDTC"),
-                                                ("LBDA", "LBORRES", "LBTESTCD", "LBDTC")):
+    for ds_name, test_var, dtc_var in (("RS", "RSTESTCD", "RSDTC"), ("LBDA", "LBTESTCD", "LBDTC")):
         ds = sdtm.get(ds_name)
         src = sources[sources["dataset"] == ds_name]
         for s in src.itertuples(index=False):  # a few criteria inputs (metadata loop)
-            if s.column == "RSORRES" or ds is None:
+            if s.column == "RSORRES" or ds is None or s.variable not in ds.columns:
                 continue
             sub = ds[text(ds[test_var]) == s.testcd]
-            vals = pd.Series(text(sub[res_var]).to_numpy(),
+            vals = pd.Series(text(sub[s.variable]).to_numpy(),
                              index=(text(sub["USUBJID"]) + "|" + text(sub[dtc_var]).str.slice(0, 10)).to_numpy())
             vals = vals[~vals.index.duplicated(keep="last")]
-            a[s.column] = text(key.map(vals)).to_numpy()
+            got = text(key.map(vals))
+            # a qualifier several tests share (the CSF specimen condition): the first non-empty
+            prev = text(a[s.column]) if s.column in a.columns else pd.Series("", index=a.index)
+            a[s.column] = prev.where(prev.ne(""), got).to_numpy()
     dm = sdtm["DM"].drop_duplicates("USUBJID").set_index("USUBJID")
     rfx = text(a["USUBJID"].map(text(dm["RFXSTDTC"])))
     a["_pre"] = before_exposure(a["RSDTC"], rfx) & rfx.ne("")
@@ -107,11 +114,13 @@ def blood_counts(sdtm: dict[str, pd.DataFrame], tests: list[str]) -> pd.DataFram
 
 
 def criteria_features(a: pd.DataFrame, rules: pd.DataFrame, counts: pd.DataFrame, window_days: int,
-                      lab_tests: set[str], primdiag: pd.Series) -> pd.DataFrame:
+                      lab_tests: set[str], primdiag: pd.Series, subtype: pd.Series | None = None) -> pd.DataFrame:
     """The features the rules name, one row per assessment: criteria inputs, their baseline
     (last pre-infusion value) and absolute/relative change (``_BL``, ``_ACHG``, ``_RCHG``), the
     nearest blood count within +/- ``window_days`` (:func:`pipeline.rules.response.nearest_in_window`)
-    with its date and distance, PRIMDIAG, and PRIOR_REMISSION (set by the derivation)."""
+    with its date and distance, PRIMDIAG, DISSUBTP (the disease group of the MH primary diagnosis,
+    SUPPMH QNAM DISSUBTP: it selects each autoimmune disease's criteria) and PRIOR_REMISSION (set by
+    the derivation)."""
     needed = sorted(set(rules["feature"]))
     f = pd.DataFrame({"USUBJID": a["USUBJID"], "_date": a["_date"]}, index=a.index)
     base_cols = sorted({n[: -len(s)] for n in needed for s in SUFFIXES if n.endswith(s)})
@@ -131,6 +140,8 @@ def criteria_features(a: pd.DataFrame, rules: pd.DataFrame, counts: pd.DataFrame
         f[test], f[f"{test}_date"], f[f"{test}_days"] = near["value"], near["date"], near["days"]
     if "PRIMDIAG" in needed:
         f["PRIMDIAG"] = text(a["USUBJID"].map(primdiag))
+    if "DISSUBTP" in needed:
+        f["DISSUBTP"] = text(a["USUBJID"].map(subtype if subtype is not None else pd.Series(dtype="object")))
     f[R.PRIOR_REMISSION] = "N"
     unknown = [n for n in needed if n not in f.columns]
     if unknown:
@@ -164,7 +175,8 @@ def derived_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec
     counts = blood_counts(sdtm, sorted(set(rules["feature"]) & lab_tests))
     primdiag = supp_value(sdtm.get("SUPPDM"), "PRIMDIAG")
     a = cm_features(a, sdtm.get("CM"), rules, spec)
-    feats = criteria_features(a, rules, counts, int(cfg["count_window_days"]), lab_tests, primdiag)
+    subtype = supp_value(sdtm.get("SUPPMH"), "DISSUBTP")
+    feats = criteria_features(a, rules, counts, int(cfg["count_window_days"]), lab_tests, primdiag, subtype)
     post = a[a["_post"]]
     feats = feats.loc[post.index]
     if post.empty:
@@ -226,6 +238,18 @@ def best_response_records(resp: pd.DataFrame, order: pd.DataFrame, window_days: 
         "RSDY": num(chosen["RSDY"]), "NASSESS": chosen["n_assessments"].astype("float64"),
         "NEVAL": chosen["n_evaluable"].astype("float64")})
     return out
+
+
+def analysed_parameter(study: Study) -> str:
+    """The derived assessment-level parameter the BOR and the responder parameters read:
+    ``[orr].response`` (CMBRESP where the protocol's ORR combines marrow, CNS and extramedullary
+    response), else OVRLRESP."""
+    return str(study["orr"].get("response", "OVRLRESP"))
+
+
+def analysis_responses(resp: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """INVRESP and the analysed derived parameter (:func:`analysed_parameter`)."""
+    return resp[resp["PARAMCD"].isin(["INVRESP", analysed_parameter(study)])]
 
 
 def timepoint_days(study: Study) -> list[int]:
@@ -375,6 +399,239 @@ def mrd_negative_remission(resp: pd.DataFrame, status: pd.DataFrame, rules: pd.D
                          "ABASIS": np.where(has, text(g["AVALC"]) + " with MRD negative", "")})
 
 
+# ---------------------------------------------------------------------------------------
+# CNS status and CNS remission (NCCN ALL), studies with [response.cns]
+# ---------------------------------------------------------------------------------------
+def csf_blood_ratio(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], window_days: int) -> pd.Series:
+    """CSF_RATIO of the NCCN traumatic-tap rule: (CSF WBC / CSF RBC) / (blood WBC / blood RBC),
+    the blood counts from LB nearest the assessment within +/- ``window_days``
+    (:func:`pipeline.rules.response.nearest_in_window`). CSF counts in 10^6/L, blood WBC in
+    10^9/L and RBC in 10^12/L: the blood ratio is WBC / RBC / 1000. Missing (NaN) when a count
+    is missing or a divisor is 0."""
+    counts = blood_counts(sdtm, ["WBC", "RBC"])
+    anchors = a[["USUBJID", "_date"]]
+    wbc = R.nearest_in_window(anchors, counts[counts["LBTESTCD"] == "WBC"], window_days)["value"]
+    rbc = R.nearest_in_window(anchors, counts[counts["LBTESTCD"] == "RBC"], window_days)["value"]
+    csf_w = num(a["CSFWBC"]) if "CSFWBC" in a else pd.Series(np.nan, index=a.index)
+    csf_r = num(a["CSFRBC"]) if "CSFRBC" in a else pd.Series(np.nan, index=a.index)
+    blood = (wbc / rbc.where(rbc > 0)) / 1000.0
+    return (csf_w / csf_r.where(csf_r > 0)) / blood.where(blood > 0)
+
+
+def cns_statuses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFrame:
+    """CNS status (CNS-1/2/3, NE) of every assessment with a CSF result, by the rows of
+    ``specs/rules/cns_status.csv`` of ``[response.cns].criteria`` (the three-valued rule
+    evaluator of :mod:`pipeline.rules.response`), and the CNS response of each post-infusion one
+    by ``specs/rules/cns_response.csv`` (CNS remission: CNS-1 after CNS-2/3 at baseline; CNS
+    relapse: new CNS-3 after CNS remission or from CNS-1; baseline = the last pre-infusion
+    status that is not NE). Columns ``CNS``, ``CNS_basis``, ``CNSRESP``, ``CNSRESP_basis``
+    aligned to ``a`` (empty text where no CSF was examined)."""
+    cfg = study["response"]["cns"]
+    st_rules = R.validate_rules(spec.rule("cns_status"), "cns_status")
+    st_rules = st_rules[st_rules["criteria"] == cfg["criteria"]]
+    rp_rules = R.validate_rules(spec.rule("cns_response"), "cns_response")
+    rp_rules = rp_rules[rp_rules["criteria"] == cfg["criteria"]]
+    if st_rules.empty or rp_rules.empty:
+        raise ConfigError(f"[response.cns].criteria {cfg['criteria']!r} has no rows in specs/rules/cns_status.csv "
+                          "and cns_response.csv")
+    out = pd.DataFrame({"CNS": "", "CNS_basis": "", "CNSRESP": "", "CNSRESP_basis": ""}, index=a.index)
+    csf_cols = [c for c in ("CSFBLAST", "CSFWBC", "CNSSIGN") if c in a.columns]
+    has = pd.Series(False, index=a.index)
+    for c in csf_cols:  # three raw columns
+        has |= text(a[c]).ne("")
+    if not has.any():
+        return out
+    f = pd.DataFrame(index=a.index)
+    for feat in sorted(set(st_rules["feature"]) - {"CSF_RATIO"}):  # rule features (metadata)
+        f[feat] = a[feat] if feat in a.columns else ""
+    f["CSF_RATIO"] = csf_blood_ratio(a, sdtm, int(study["response"]["count_window_days"]))
+    st = R.evaluate_criteria(f[has], st_rules, sorted(set(st_rules["category"])))
+    out.loc[has, "CNS"], out.loc[has, "CNS_basis"] = st["response"], st["basis"]
+    known = has & out["CNS"].ne("NE")
+    base = a[a["_pre"] & known].assign(CNS=out["CNS"]).sort_values(["USUBJID", "_date"], kind="mergesort")
+    base = base.drop_duplicates("USUBJID", keep="last").set_index("USUBJID")["CNS"]
+    post = has & a["_post"]
+    if post.any():
+        g = pd.DataFrame({"USUBJID": a.loc[post, "USUBJID"], "_date": a.loc[post, "_date"],
+                          "CNS": out.loc[post, "CNS"].where(out.loc[post, "CNS"].ne("NE"), ""),
+                          "CNS_BL": text(a.loc[post, "USUBJID"].map(base))})
+        rp = R.derive_response(g, rp_rules, sorted(set(rp_rules["category"])), {"CNS REMISSION"})
+        out.loc[post, "CNSRESP"], out.loc[post, "CNSRESP_basis"] = rp["response"], rp["basis"]
+    return out
+
+
+def cns_records(a: pd.DataFrame, cns: pd.DataFrame) -> pd.DataFrame:
+    """CNSSTAT (derived CNS status) and CNSRESP (CNS response) per post-infusion assessment
+    with a CSF examination, traced to the assessment's RS record."""
+    post = a[a["_post"] & cns["CNS"].ne("")]
+    if post.empty:
+        return pd.DataFrame()
+    c = cns.loc[post.index]
+    st = _records(post, "CNSSTAT", c["CNS"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+    st["ABASIS"] = c["CNS_basis"].astype(str).str.slice(0, 200).to_numpy()
+    rp = _records(post, "CNSRESP", c["CNSRESP"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+    rp["ABASIS"] = c["CNSRESP_basis"].astype(str).str.slice(0, 200).to_numpy()
+    return pd.concat([st, rp], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------
+# extramedullary disease by imaging (NCCN ALL), studies with [response.emd]
+# ---------------------------------------------------------------------------------------
+def emd_features(sdtm: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per subject and imaging date (TR TRGRPID) with the features of
+    ``specs/rules/emd_response.csv``: ``SPD`` (sum over the baseline TARGET lesions of TU of
+    LDIAM x LPERP, mm2), ``SPD_BL`` (last imaging on or before the first exposure), ``SPD_RCHG``
+    (% change from baseline), ``SPD_NCHG`` (% change from the nadir, the smallest SPD of the
+    earlier imaging, baseline included; missing when the nadir is 0), ``NEWLES`` (a NEW lesion of
+    TU measured > 0 mm), ``PETANY`` (any lesion PET positive), ``PET_BL`` (any PET positive at
+    baseline); plus ``_date``, ``_pre``, ``TRDY`` and the first TRSEQ of the imaging."""
+    tu, tr = sdtm.get("TU"), sdtm.get("TR")
+    cols = ["USUBJID", "TRDTC", "_date", "TRDY", "TRSEQ", "VISIT", "VISITNUM", "SPD", "SPD_BL", "SPD_RCHG",
+            "SPD_NCHG", "NEWLES", "PETANY", "PET_BL", "_pre"]
+    if tu is None or tr is None or tr.empty:
+        return pd.DataFrame(columns=cols)
+    kind = pd.Series(text(tu["TUSTRESC"]).to_numpy(), index=(text(tu["USUBJID"]) + "|" + text(tu["TULNKID"])).to_numpy())
+    t = pd.DataFrame({"USUBJID": text(tr["USUBJID"]), "TRDTC": text(tr["TRDTC"]).str.slice(0, 10),
+                      "TRLNKID": text(tr["TRLNKID"]), "TRTESTCD": text(tr["TRTESTCD"]), "v": num(tr["TRSTRESN"]),
+                      "c": text(tr["TRSTRESC"]), "TRSEQ": num(tr["TRSEQ"]), "TRDY": num(tr["TRDY"]),
+                      "VISIT": text(tr["VISIT"]), "VISITNUM": num(tr["VISITNUM"])})
+    t["kind"] = text((t["USUBJID"] + "|" + t["TRLNKID"]).map(kind))
+    keys = ["USUBJID", "TRDTC", "TRLNKID"]
+    wide = t.pivot_table(index=keys, columns="TRTESTCD", values="v", aggfunc="first")
+    wide = wide.reindex(columns=["LDIAM", "LPERP"])
+    les = wide.reset_index()
+    les["kind"] = text((les["USUBJID"] + "|" + les["TRLNKID"]).map(kind))
+    les["ppd"] = les["LDIAM"] * les["LPERP"]
+    tgt = les[les["kind"] == "TARGET"]
+    img = t.groupby(["USUBJID", "TRDTC"], sort=True).agg(TRSEQ=("TRSEQ", "min"), TRDY=("TRDY", "first"),
+                                                        VISIT=("VISIT", "first"), VISITNUM=("VISITNUM", "first"))
+    img["SPD"] = tgt.groupby(["USUBJID", "TRDTC"])["ppd"].sum(min_count=1)
+    new = les[(les["kind"] == "NEW") & (les["LDIAM"] > 0)].groupby(["USUBJID", "TRDTC"]).size()
+    img["NEWLES"] = np.where(img.index.isin(new.index), "Y", "N")
+    pet = t[t["TRTESTCD"] == "PETPOS"].groupby(["USUBJID", "TRDTC"])["c"].agg(lambda x: "Y" if (x == "Y").any() else "N")
+    img["PETANY"] = text(pet.reindex(img.index))
+    img = img.reset_index()
+    img["_date"] = dtc_date(img["TRDTC"])
+    dm = sdtm["DM"].drop_duplicates("USUBJID").set_index("USUBJID")
+    img["_pre"] = before_exposure(img["TRDTC"], text(img["USUBJID"].map(text(dm["RFXSTDTC"])))) & \
+        text(img["USUBJID"].map(text(dm["RFXSTDTC"]))).ne("")
+    bl = img[img["_pre"] & img["SPD"].notna()].drop_duplicates("USUBJID", keep="last").set_index("USUBJID")
+    img["SPD_BL"] = img["USUBJID"].map(bl["SPD"])
+    img["PET_BL"] = text(img["USUBJID"].map(bl["PETANY"]))
+    img["SPD_RCHG"] = R.change_from_baseline(img["SPD"], img["SPD_BL"])["rchg"]
+    prior_min = img.groupby("USUBJID")["SPD"].transform(lambda x: x.shift().cummin())  # per subject, few rows
+    img["SPD_NCHG"] = R.change_from_baseline(img["SPD"], prior_min)["rchg"]
+    return img[cols]
+
+
+def emd_responses(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFrame:
+    """EMD response (CR / PR / PD / RELAPSE / NR / NE) of each post-infusion imaging by the rows
+    of ``specs/rules/emd_response.csv`` of ``[response.emd].criteria``, in time order (a
+    regrowth after an EMD CR is a RELAPSE); only subjects with lesions at baseline."""
+    crit = study["response"]["emd"]["criteria"]
+    rules = R.validate_rules(spec.rule("emd_response"), "emd_response")
+    rules = rules[rules["criteria"] == crit]
+    if rules.empty:
+        raise ConfigError(f"[response.emd].criteria {crit!r} has no rows in specs/rules/emd_response.csv")
+    f = emd_features(sdtm)
+    f = f[f["SPD_BL"].notna() & (R.protocol_day(f["TRDY"]) >= 1)].reset_index(drop=True)
+    if f.empty:
+        return f.assign(response=pd.Series(dtype="object"), basis=pd.Series(dtype="object"))
+    d = R.derive_response(f, rules, sorted(set(rules["category"])), {"CR"})
+    return f.assign(response=d["response"].to_numpy(), basis=d["basis"].to_numpy())
+
+
+def emd_records(emd: pd.DataFrame) -> pd.DataFrame:
+    """EMDRESP (the EMD response) and EMDSPD (SPD in mm2: AVAL, and AVALC as text) per post-infusion imaging,
+    traced to the imaging's first TR record; the SPD change from baseline is in ABASIS."""
+    if emd.empty:
+        return pd.DataFrame()
+    base = emd.rename(columns={"TRDTC": "RSDTC", "TRDY": "RSDY"})
+    rp = _records(base, "EMDRESP", emd["response"], "TR", "TRGRPID", emd["TRSEQ"], DERIVED)
+    rp["ABASIS"] = emd["basis"].astype(str).str.slice(0, 200).to_numpy()
+    sp = _records(base, "EMDSPD", _fmt_num(emd["SPD"]), "TR", "TRGRPID", emd["TRSEQ"], DERIVED)
+    sp["_aval"] = num(emd["SPD"]).to_numpy()
+    sp["ABASIS"] = ("baseline " + _fmt_num(emd["SPD_BL"]) + " mm2, change " + _fmt_num(emd["SPD_RCHG"].round(1))
+                    + "%").to_numpy()
+    return pd.concat([rp, sp], ignore_index=True)
+
+
+def _fmt_num(x: pd.Series) -> pd.Series:
+    v = num(x)
+    return v.map(lambda z: "" if pd.isna(z) else f"{z:g}")  # a few values per subject
+
+
+# ---------------------------------------------------------------------------------------
+# overall response combining marrow, CNS and EMD, studies with [response.combined]
+# ---------------------------------------------------------------------------------------
+def _nearest_text(anchors: pd.DataFrame, src: pd.DataFrame, column: str, window_days: int) -> pd.Series:
+    """``column`` of the ``src`` row (USUBJID, _date) nearest each anchor within the window."""
+    if src.empty:
+        return pd.Series("", index=anchors.index, dtype="object")
+    pos = src.reset_index(drop=True)
+    near = R.nearest_in_window(anchors[["USUBJID", "_date"]],
+                               pd.DataFrame({"USUBJID": pos["USUBJID"], "_date": pos["_date"],
+                                             "value": np.arange(len(pos), dtype="float64")}), window_days)
+    idx = near["value"]
+    vals = pos[column].astype(object).to_numpy()
+    out = np.full(len(anchors), "", dtype=object)
+    ok = idx.notna().to_numpy()
+    out[ok] = vals[idx[ok].astype(int).to_numpy()]
+    return pd.Series(out, index=anchors.index)
+
+
+def combined_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study,
+                       cns: pd.DataFrame | None, emd: pd.DataFrame) -> pd.DataFrame:
+    """BMRESP (blood and bone marrow response: ``[response.combined].marrow_criteria`` of
+    specs/rules/response_leukemia.csv, without the EMD indicator) and CMBRESP (overall response:
+    specs/rules/response_combined.csv over BM, the CNS response of the assessment and the EMD
+    response of the imaging nearest it within ``[response].count_window_days``) of each
+    post-infusion assessment, indexed like ``a``'s post-infusion rows."""
+    cfg = study["response"]["combined"]
+    sub = {**dict(study["response"]), "criteria": cfg["marrow_criteria"]}
+    bm, _ = derived_responses(a, sdtm, spec, _StudyView(study, sub))
+    post = a.loc[bm.index]
+    f = pd.DataFrame({"USUBJID": post["USUBJID"], "_date": post["_date"], "BM": bm["response"]}, index=bm.index)
+    f["CNSR"] = cns.loc[bm.index, "CNSRESP"] if cns is not None else ""
+    if len(emd):
+        f["EMDR"] = _nearest_text(f, emd.assign(_date=pd.to_datetime(emd["_date"])), "response",
+                                  int(study["response"]["count_window_days"]))
+    else:
+        f["EMDR"] = ""
+    rules = R.validate_rules(spec.rule("response_combined"), "response_combined")
+    rules = rules[rules["criteria"] == cfg["criteria"]]
+    if rules.empty:
+        raise ConfigError(f"[response.combined].criteria {cfg['criteria']!r} has no rows in "
+                          "specs/rules/response_combined.csv")
+    out = R.evaluate_criteria(f, rules, sorted(set(rules["category"])))
+    return pd.DataFrame({"BM": bm["response"], "BM_basis": bm["basis"], "CMB": out["response"],
+                         "CMB_basis": "BM " + f["BM"].astype(str) + "; CNS " + f["CNSR"].astype(str).replace("", "-")
+                         + "; EMD " + f["EMDR"].astype(str).replace("", "-") + ": " + out["basis"].astype(str)},
+                        index=bm.index)
+
+
+class _StudyView:
+    """A study whose ``[response]`` table is replaced (the marrow component's criteria)."""
+
+    def __init__(self, study: Study, response: dict):
+        self._study, self._response = study, response
+
+    def __getitem__(self, key):
+        return self._response if key == "response" else self._study[key]
+
+
+def combined_records(a: pd.DataFrame, comb: pd.DataFrame) -> pd.DataFrame:
+    """BMRESP and CMBRESP per post-infusion assessment, traced like OVRLRESP."""
+    if comb.empty:
+        return pd.DataFrame()
+    post = a.loc[comb.index]
+    bm = _records(post, "BMRESP", comb["BM"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+    bm["ABASIS"] = comb["BM_basis"].astype(str).str.slice(0, 200).to_numpy()
+    cm = _records(post, "CMBRESP", comb["CMB"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+    cm["ABASIS"] = comb["CMB_basis"].astype(str).str.slice(0, 200).to_numpy()
+    return pd.concat([bm, cm], ignore_index=True)
+
+
 def parameters(spec: Spec, adrs: pd.DataFrame) -> pd.DataFrame:
     """PARAM from the decode of the ADaM spec's ADRS.PARAMCD codelist (``specs/adam/codelists``);
     a timepoint the codelist lacks is a configuration error (add its RSPDnnn/IRSPDnnn terms)."""
@@ -398,19 +655,32 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
     order = R.response_order(spec)
     cfg = study["response"]
     resp = assessment_records(a, derived, sdtm, study)
+    cns = cns_statuses(a, sdtm, spec, study) if cfg.get("cns") else None
+    cns_recs = cns_records(a, cns) if cns is not None else pd.DataFrame()
+    emd = emd_responses(sdtm, spec, study) if cfg.get("emd") else pd.DataFrame()
+    emd_recs = emd_records(emd)
+    comb = combined_responses(a, sdtm, spec, study, cns, emd) if cfg.get("combined") else pd.DataFrame()
+    comb_recs = combined_records(a, comb)
+    if len(comb_recs):
+        resp = pd.concat([resp, comb_recs], ignore_index=True)
     resp = resp.sort_values(["USUBJID", "RSEVAL", "ADT", "PARAMCD"], kind="mergesort").reset_index(drop=True)
     resp["ASEQ"] = np.arange(1, len(resp) + 1, dtype="float64")  # provisional, renumbered below
-    bor = best_response_records(resp, order, int(cfg["bor_window_days"]))
-    rsp = responder_records(resp, adsl, study)
+    analysed = analysis_responses(resp, study)
+    bor = best_response_records(analysed, order, int(cfg["bor_window_days"]))
+    rsp = responder_records(analysed, adsl, study)
     mrules = mrd_rules(spec, study)
     mstat = mrd_status(sdtm.get("LBDA"), mrules)
-    mrd = mrd_negative_remission(resp, mstat, mrules, adsl, int(cfg["bor_window_days"]))
+    mrd = mrd_negative_remission(resp[resp["PARAMCD"] == "OVRLRESP"], mstat, mrules, adsl,
+                                 int(cfg["bor_window_days"]))
     mrd_recs = mrd_status_records(mstat)
-    adrs = pd.concat([x for x in (resp, bor, rsp, mrd, mrd_recs) if len(x)], ignore_index=True)
+    adrs = pd.concat([x for x in (resp, bor, rsp, mrd, mrd_recs, cns_recs, emd_recs) if len(x)], ignore_index=True)
     adrs = merge_adsl(adrs, adsl, ADSL_VARS)
     adrs["ADY"] = analysis_day(adrs["ADT"], adrs["TRTSDT"])
     rank = dict(zip(order["category"], order["rank"]))
     adrs["AVAL"] = num(adrs["AVALC"].map(rank))
+    if "_aval" in adrs:
+        adrs["AVAL"] = num(adrs["_aval"]).where(num(adrs["_aval"]).notna(), adrs["AVAL"])
+        adrs = adrs.drop(columns="_aval")
     adrs = parameters(spec, adrs)
     # ASEQ: 1..n per subject in a stable order; records chosen by ASEQ keep their link
     adrs["_o"] = adrs["PARAMCD"].map({"INVRESP": 0, "OVRLRESP": 1}).fillna(2)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline.adam.adrs import DERIVED, INVESTIGATOR, timepoint_days
+from pipeline.adam.adrs import DERIVED, INVESTIGATOR, analysed_parameter, timepoint_days
 from pipeline.adam.common import from_sas_date, text
 from pipeline.config import Study
 from pipeline.rules import response as R
@@ -77,8 +77,8 @@ def bor_report(adrs: pd.DataFrame, study: Study) -> pd.DataFrame:
                          "n_evaluable": b["NEVAL"].to_numpy(), "RSCAT": study["response"]["criteria"]})
 
 
-def _resp(adrs: pd.DataFrame) -> pd.DataFrame:
-    r = adrs[adrs["PARAMCD"].isin(["INVRESP", "OVRLRESP"])]
+def _resp(adrs: pd.DataFrame, study: Study) -> pd.DataFrame:
+    r = adrs[adrs["PARAMCD"].isin(["INVRESP", analysed_parameter(study)])]
     return pd.DataFrame({"USUBJID": r["USUBJID"].to_numpy(), "RSEVAL": r["RSEVAL"].to_numpy(),
                          "RSDTC": _iso(r["ADT"]).to_numpy(), "RSDY": r["ADY"].to_numpy(),
                          "response": r["AVALC"].to_numpy()})
@@ -89,7 +89,7 @@ def orr_summary(adrs: pd.DataFrame, adsl: pd.DataFrame, study: Study) -> pd.Data
     orr = study["orr"]
     treated = adsl.loc[text(adsl["SAFFL"]) == "Y", "USUBJID"]
     denominator = "safety population (ADSL.SAFFL Y: received CAR-T); no assessment in the window or NE = non-responder"
-    resp = _resp(adrs)
+    resp = _resp(adrs, study)
     parts = [R.objective_response_rate(resp, treated, orr["categories"], day, int(orr["window_days"]), EVALUATORS,
                                        study.studyid, orr["label"], denominator,
                                        primary=day == int(orr["timepoint_day"]))
@@ -104,7 +104,7 @@ def event_dates(adrs: pd.DataFrame, adsl: pd.DataFrame, spec: Spec, study: Study
     subjects = pd.DataFrame({"USUBJID": t["USUBJID"].to_numpy(), "RFSTDTC": _iso(t["TRTSDT"]).to_numpy(),
                              "DTHDTC": _iso(t["DTHDT"]).to_numpy()})
     alive = pd.Series(_iso(t["LSTALVDT"]).to_numpy(), index=t["USUBJID"].to_numpy())
-    return R.event_dates(_resp(adrs), subjects, study["orr"]["categories"], R.response_order(spec), alive, EVALUATORS)
+    return R.event_dates(_resp(adrs, study), subjects, study["orr"]["categories"], R.response_order(spec), alive, EVALUATORS)
 
 
 def response_reports(adam: dict[str, pd.DataFrame], extras: dict, spec: Spec, study: Study) -> dict[str, pd.DataFrame]:
@@ -127,7 +127,28 @@ def response_reports(adam: dict[str, pd.DataFrame], extras: dict, spec: Spec, st
     out.update({"response_assessments": assess, "response_discrepancies": response_discrepancies(assess),
                 "bor": bor_report(adrs, study), "orr_summary": orr_summary(adrs, adsl, study),
                 "event_dates": event_dates(adrs, adsl, spec, study)})
+    depth = leukemia_depth(adrs)
+    if len(depth):
+        out["leukemia_depth"] = depth
     return out
+
+
+#: ADRS parameters of the leukemia depth listing (MRD, CNS, extramedullary, combined response)
+DEPTH_PARAMS = ["MRDSTAT", "MRDNCR", "CNSSTAT", "CNSRESP", "EMDSPD", "EMDRESP", "BMRESP", "CMBRESP"]
+
+
+def leukemia_depth(adrs: pd.DataFrame) -> pd.DataFrame:
+    """MRD status, MRD-negative remission, CNS status and response, EMD SPD and response, and the
+    combined overall response per subject and date, with the basis of each (from ADRS)."""
+    d = adrs[adrs["PARAMCD"].isin(DEPTH_PARAMS)].copy()
+    if d.empty:
+        return pd.DataFrame()
+    d["_o"] = d["PARAMCD"].map({p: k for k, p in enumerate(DEPTH_PARAMS)})
+    d = d.sort_values(["USUBJID", "ADT", "_o"], kind="mergesort", na_position="last")
+    return pd.DataFrame({"USUBJID": d["USUBJID"].to_numpy(), "PARAMCD": d["PARAMCD"].to_numpy(),
+                         "PARAM": d["PARAM"].to_numpy(), "ADT": _iso(d["ADT"]).to_numpy(), "ADY": d["ADY"].to_numpy(),
+                         "AVALC": d["AVALC"].to_numpy(), "ABASIS": d["ABASIS"].to_numpy(),
+                         "SRCDOM": d["SRCDOM"].to_numpy(), "SRCSEQ": d["SRCSEQ"].to_numpy()})
 
 
 def dlt_by_dose_level(adsl: pd.DataFrame, spec: Spec, study: Study) -> pd.DataFrame:

@@ -19,8 +19,9 @@ REGISTRY: list[str] = [
     "dd",        # DD (primary cause of death); death/AE and AE/disposition cross-checks (needs DS and AE)
     "rs",        # RS and supporting findings
     "cm",        # CM, SUPPCM, RELREC (CM-AE): form cm and the prior therapy lines (prtx); needs AE for the links
-    "pr",        # PR (prior HSCT; procedures of the study)
+    "pr",        # PR, SUPPPR, FAPR (split FA: FASEQ after FA's, so after AE), RELREC rows: prior HSCT, leukapheresis, HSCT after CAR-T
     "mh",        # MH, SUPPMH (primary diagnosis, relevant history); after CM and PR for its summary report
+    "tu",        # TU, TR (extramedullary disease imaging, form emd)
 ]
 
 #: modules run after :func:`pipeline.derive.visits.renumber_unscheduled` has given every

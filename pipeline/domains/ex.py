@@ -7,6 +7,14 @@ EXDOSE/EXDOSU/EXDOSFRM/EXROUTE are kept as collected and checked against the spe
 EPOCH needs the subject elements, which need EX (first lymphodepletion dose): they are computed
 here with the same shared :func:`pipeline.derive.epoch.subject_elements` the SE module uses.
 VISITNUM is not mapped: the ex form carries no visit.
+
+The cell product of a CAR-T administration: EXLOT (standard EX variable) = the lot infused;
+the total CAR+ cells of the fraction (ex.EXCARTOT, 10^6 cells), the lot's viability (EXVIAB, %)
+and transduction efficiency (EXTREFF, %) go to SUPPEX (QNAM CARTOT, VIABIL, TRANSEFF; IDVAR EXSEQ).
+They are collected on the infusion record and describe what this subject received, so they
+qualify the EX record; SDTMIG 3.4 has no domain for the characteristics of an administered
+product lot (BS and CP describe the subject's own specimens and cells). The gate checks
+EXCARTOT = EXDOSE x screening weight (:func:`pipeline.intake.checks.check_cell_product`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, St
 from pipeline.derive.epoch import derive_epoch, subject_elements
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
+from pipeline.derive.suppqual import build_supp
 from pipeline.domains.dm import (concat, known_subject, make_findings, make_rejected, raw_dtc, subject_ids,
                                  text)
 
@@ -34,7 +43,18 @@ def exposure_records(raw: pd.DataFrame, studyid: str) -> pd.DataFrame:
         "EXDOSE": pd.to_numeric(raw["EXDOSE"], errors="coerce").astype("float64"),
         "EXDOSU": text(raw["EXDOSU"]), "EXDOSFRM": text(raw["EXDOSFRM"]).str.upper(),
         "EXROUTE": text(raw["EXROUTE"]).str.upper(), "EXSTDTC": start, "EXENDTC": end,
+        "EXLOT": text(raw["EXLOT"]) if "EXLOT" in raw else "",
     }, index=raw.index)
+
+
+#: SUPPEX QNAM -> raw column of the ex form (cell product of a CAR-T administration)
+PRODUCT_QUALIFIERS = {"CARTOT": "EXCARTOT", "VIABIL": "EXVIAB", "TRANSEFF": "EXTREFF"}
+
+
+def product_qualifiers(raw: pd.DataFrame) -> pd.DataFrame:
+    """The SUPPEX qualifier columns (QNAM names) of the CAR-T product, as collected (text)."""
+    return pd.DataFrame({q: text(raw[c]) if c in raw else "" for q, c in PRODUCT_QUALIFIERS.items()},
+                        index=raw.index)
 
 
 def build(ctx: StudyContext) -> DomainResult:
@@ -82,6 +102,9 @@ def build(ctx: StudyContext) -> DomainResult:
     ex["EXENDY"] = study_day_by_subject(ex["EXENDTC"], ex["USUBJID"], dm)
     ex["EXSEQ"] = assign_seq(ex, ["EXSTDTC", "EXTRT", "EXSPID"])
     res.datasets["EX"] = ex[spec.var_names("EX")].reset_index(drop=True)
+    supp = build_supp(ex.join(product_qualifiers(raw)), "EX", spec, "EXSEQ")
+    if len(supp):
+        res.datasets["SUPPEX"] = supp[spec.var_names("SUPPEX")].reset_index(drop=True)
     res.consumed = ctx.consumed_rows("ex", raw["_ROW"], "EX")
     res.rejected = concat(rejected, REJECTED_COLUMNS)
     res.findings = concat(findings, FINDING_COLUMNS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext
+from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.domains.dm import C_YES, concat, ct_term, dated_form, text
@@ -45,6 +46,8 @@ def build(ctx: StudyContext) -> DomainResult:
         return res
     pr = pd.concat(nonempty, ignore_index=True)
     pr["PRSTDY"] = study_day_by_subject(pr["PRSTDTC"], pr["USUBJID"], ctx.datasets["DM"])
+    se = ctx.datasets.get("SE")
+    pr["EPOCH"] = derive_epoch(pr["USUBJID"], pr["PRSTDTC"], se) if se is not None else ""
     pr["PRSEQ"] = assign_seq(pr, ["PRCAT", "PRSTDTC", "PRSPID"])
     res.datasets["PR"] = pr[spec.var_names("PR")].reset_index(drop=True)
     res.consumed = consumed

@@ -79,16 +79,20 @@ def collected_tests(spec: Spec, dataset: str, result_var: str, testcd_var: str) 
     """Tests fed by a raw column of form rs, from value-level metadata rows
     ``<dataset>.<result_var>`` where ``<testcd_var>`` = test and ``source = CRF rs.<column>``.
 
-    Returns ``testcd, column, type, unit, codelist`` in metadata order.
+    A second field in the source (``CRF rs.MRDRES rs.MRDND``) is the test's not-detected flag:
+    Y there means the result is below the assay's sensitivity (:func:`lab_records`).
+    Returns ``testcd, column, flag, type, unit, codelist`` in metadata order.
     """
     vl = spec.valuelevel
     need = {"dataset", "variable", "where_variable", "where_value", "source", "type", "unit", "codelist"}
     if vl.empty or not need <= set(vl.columns):
         raise ConfigError(f"{dataset}: value-level metadata for {result_var} is missing (specs/sdtm/valuelevel)")
     rows = vl[(vl["dataset"] == dataset) & (vl["variable"] == result_var) & (vl["where_variable"] == testcd_var)]
-    src = rows["source"].str.extract(rf"^CRF {FORM}\.(?P<column>\w+)$")["column"]
-    rows = rows[src.notna()]
-    return pd.DataFrame({"testcd": rows["where_value"].to_numpy(), "column": src[src.notna()].to_numpy(),
+    src = rows["source"].str.extract(rf"^CRF {FORM}\.(?P<column>\w+)(?: {FORM}\.(?P<flag>\w+))?$")
+    keep = src["column"].notna()
+    rows, src = rows[keep], src[keep]
+    return pd.DataFrame({"testcd": rows["where_value"].to_numpy(), "column": src["column"].to_numpy(),
+                         "flag": src["flag"].fillna("").to_numpy(),
                          "type": rows["type"].to_numpy(), "unit": rows["unit"].to_numpy(),
                          "codelist": rows["codelist"].to_numpy()})
 
@@ -223,8 +227,9 @@ def _base_records(sub: pd.DataFrame, ctx: StudyContext) -> pd.DataFrame:
     })
 
 
-#: raw flag column of form rs saying a test's result was not detected (below the assay's
-#: sensitivity, collected in the test's LBLLOQ column): the record's result is "<LBLLOQ"
+#: not-detected flag column of a test whose value-level source names only its result column
+#: (rs.MRDND = Y: no MRD detected at the assay sensitivity rs.MRDLLOQ; annotated in
+#: specs/raw/crf_annotations.csv); a two-field source ``CRF rs.<result> rs.<flag>`` overrides it
 NOT_DETECTED_FLAGS = {"MRD": "MRDND"}
 
 
@@ -241,7 +246,8 @@ def lab_records(a: pd.DataFrame, ctx: StudyContext) -> pd.DataFrame:
     raw column a value-level row names (``source = CRF rs.<column>``: MRD method, CSF specimen
     condition); LBLLOQ (assay sensitivity) likewise; LBCAT the one term of LBCAT's codelist.
 
-    A result the form flags as not detected (:data:`NOT_DETECTED_FLAGS`, MRD: rs.MRDND = Y)
+    A result the form flags as not detected (the second field of the value-level source, MRD:
+    ``CRF rs.MRDRES rs.MRDND``, rs.MRDND = Y)
     with an empty value is below the assay's sensitivity: LBORRES = LBSTRESC = ``<LBLLOQ``
     (e.g. ``<0.01``), LBSTRESN null (SDTMIG 3.4 LB, results below the limit of quantitation);
     without a sensitivity it is ``NOT DETECTED``."""
@@ -259,7 +265,7 @@ def lab_records(a: pd.DataFrame, ctx: StudyContext) -> pd.DataFrame:
         val = _text(a[t.column])
         lloq_txt = _column_text(a, per_record["LBLLOQ"].get(t.testcd))
         lloq = pd.to_numeric(lloq_txt, errors="coerce")
-        nd = _column_text(a, NOT_DETECTED_FLAGS.get(t.testcd)).str.upper().eq("Y") & val.eq("")
+        nd = _column_text(a, t.flag or NOT_DETECTED_FLAGS.get(t.testcd)).str.upper().eq("Y") & val.eq("")
         below = np.where(lloq.notna(), "<" + _format_number(lloq).astype(str), "NOT DETECTED")
         val = val.where(~nd, pd.Series(below, index=a.index))
         keep = val.ne("")

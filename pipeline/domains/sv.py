@@ -9,8 +9,10 @@ here). It runs after :func:`pipeline.derive.visits.renumber_unscheduled` (``AFTE
 One record per subject and visit (USUBJID, VISITNUM):
 
 - **Visits that occurred**: every (USUBJID, VISITNUM) found in a domain. SVSTDTC/SVENDTC = the
-  earliest/latest complete date (YYYY-MM-DD) of the visit's records across domains (a visit
-  whose records are all undated or partially dated keeps SVSTDTC null); SVSTDY/SVENDY from
+  earliest/latest date/time of the visit's records across domains, with the time when one was
+  collected (records with partial or missing dates are not used; a visit with only such records
+  keeps SVSTDTC null). Keeping the time places a visit on the day an element starts in the
+  right epoch (pre-dose labs at 07:00 of the first lymphodepletion day are still screening); SVSTDY/SVENDY from
   RFSTDTC (:mod:`pipeline.derive.studyday`); EPOCH of SVSTDTC from the subject's elements.
   Planned visits (VISIT of the schedule, TV): VISIT and VISITDY from TV, SVPRESP and SVOCCUR ``Y``.
   Unscheduled visits (VISIT ``UNSCHEDULED``): VISITNUM as numbered across the domains, VISITDY
@@ -37,7 +39,7 @@ import pandas as pd
 
 from pipeline.config import Study
 from pipeline.context import FINDING_COLUMNS, DomainResult, StudyContext, empty
-from pipeline.derive.dates import dtc_date
+from pipeline.derive.dates import dtc_date, dtc_datetime
 from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.visits import UNSCHEDULED
@@ -64,7 +66,8 @@ def _timing_column(name: str, frame: pd.DataFrame) -> str | None:
 
 def visit_records(datasets: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per distinct (dataset, USUBJID, VISITNUM, VISIT, date) of every subject-level
-    dataset with USUBJID, VISITNUM and VISIT; ``date`` is the complete date of the record or ""."""
+    dataset with USUBJID, VISITNUM and VISIT; ``date`` is the record's ISO date/time when its date
+    is complete, else ""."""
     parts = []
     for name, frame in sorted(datasets.items()):  # a few dozen datasets, each vectorised
         if name in SKIP or name.startswith("SUPP") or frame.empty:
@@ -76,7 +79,7 @@ def visit_records(datasets: dict[str, pd.DataFrame]) -> pd.DataFrame:
         col = _timing_column(name, frame)
         if col is not None:
             dtc = frame[col].astype("object").where(frame[col].notna(), "").astype(str)
-            date = dtc.str.slice(0, 10).where(dtc.str.match(_DATE), "")
+            date = dtc.where(dtc.str.match(_DATE), "")   # complete date, with its time when collected
         else:
             date = pd.Series("", index=frame.index)
         parts.append(pd.DataFrame({
@@ -90,14 +93,16 @@ def visit_records(datasets: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def occurred_visits(records: pd.DataFrame) -> pd.DataFrame:
-    """Per (USUBJID, VISITNUM): VISIT, SVSTDTC/SVENDTC (earliest/latest complete date) and the
-    datasets holding it (``datasets``, comma separated, sorted)."""
+    """Per (USUBJID, VISITNUM): VISIT, SVSTDTC/SVENDTC (earliest/latest record date/time, with
+    its time when collected) and the datasets holding it (``datasets``, comma separated, sorted)."""
     r = records.copy()
-    dated = r["date"].ne("")
     key = ["USUBJID", "VISITNUM"]
     base = r.drop_duplicates(key)[key].reset_index(drop=True)
-    first = r[dated].groupby(key)["date"].min().rename("SVSTDTC")
-    last = r[dated].groupby(key)["date"].max().rename("SVENDTC")
+    dated = r[r["date"].ne("")].copy()
+    dated["_t"] = dtc_datetime(dated["date"])
+    dated = dated.sort_values(key + ["_t", "date"], kind="mergesort")
+    first = dated.drop_duplicates(key, keep="first").set_index(key)["date"].rename("SVSTDTC")
+    last = dated.drop_duplicates(key, keep="last").set_index(key)["date"].rename("SVENDTC")
     names = r.drop_duplicates(key + ["VISIT"]).groupby(key)["VISIT"].agg(lambda s: "|".join(sorted(s))).rename("VISIT")
     where = (r.drop_duplicates(key + ["dataset"]).sort_values("dataset", kind="mergesort")
              .groupby(key)["dataset"].agg(", ".join).rename("datasets"))

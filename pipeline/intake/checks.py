@@ -1140,3 +1140,88 @@ def check_prior_hsct(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -
         make_findings(study.studyid, dm, (~dm["SUBJID"].isin(h["SUBJID"])).to_numpy(), "SUBJID",
                       "phsct.question_missing", "warning", "no phsct row: the prior-HSCT question was not answered"),
     ])
+
+
+#: product fields of a CAR-T administration on the ex form; the first two are required there
+PRODUCT_REQUIRED = ("EXLOT", "EXCARTOT")
+PRODUCT_FIELDS = PRODUCT_REQUIRED + ("EXVIAB", "EXTREFF")
+#: EXCARTOT is in 10^6 cells, EXDOSE in cells/kg
+CELLS_PER_TOTAL_UNIT = 1e6
+
+
+def screening_weight(vs: pd.DataFrame | None, study: Study, spec: Spec | None = None) -> pd.Series:
+    """Per SUBJID, the weight (kg) the dose was calculated on: the last one recorded at the
+    screening visit (the first visit of the schedule), else the subject's first weight on the form.
+    A weight that is not a number or outside the hard limits of ``vs_ranges`` (reported by
+    :func:`check_vital_sign_ranges`) is not used: NaN, so that nothing is judged on it twice."""
+    if vs is None or vs.empty:
+        return pd.Series(dtype="float64")
+    w = vs[(vs["VSTESTCD"] == "WEIGHT") & (vs["VSORRESU"] == "kg")].copy()
+    w["_v"] = number_value(w["VSORRES"])
+    if spec is not None:
+        r = spec.rule("vs_ranges")
+        r = r[(r["vstestcd"] == "WEIGHT") & (r["vsorresu"] == "kg")]
+        if len(r):
+            lo, hi = float(r["min"].iloc[0]), float(r["max"].iloc[0])
+            w["_v"] = w["_v"].where((w["_v"] >= lo) & (w["_v"] <= hi))
+    w["_scr"] = w["VISIT"].eq(_screening_visit(study) or "")
+    w["_r"] = np.where(w["_scr"], w["_ROW"], -w["_ROW"])   # screening: last row; otherwise: first row
+    w = w.sort_values(["SUBJID", "_scr", "_r"], kind="mergesort")
+    return w.drop_duplicates("SUBJID", keep="last").set_index("SUBJID")["_v"]
+
+
+def expected_total_cells(dose_per_kg: pd.Series, weight_kg: pd.Series) -> pd.Series:
+    """CAR+ cells of a fraction in 10^6 cells: EXDOSE (cells/kg) x weight (kg) / 10^6."""
+    return dose_per_kg * weight_kg / CELLS_PER_TOTAL_UNIT
+
+
+def total_cells_consistent(recorded: pd.Series, expected: pd.Series, rel_tolerance: float) -> pd.Series:
+    """|recorded - expected| <= rel_tolerance x expected (a value exactly at the tolerance passes;
+    a 1e-9 relative slack absorbs binary rounding of the product). NaN on either side: not judged (True)."""
+    slack = (rel_tolerance + 1e-9) * expected.abs()
+    ok = (recorded - expected).abs() <= slack
+    return ok | recorded.isna() | expected.isna()
+
+
+@cross_check("ex.product_missing", "ex.product_unexpected", "ex.total_cells_mismatch", "ex.total_cells_no_weight",
+             forms=("ex",))
+def check_cell_product(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
+    """The CAR-T cell product of each infusion fraction (study ``[cell_product]``): lot and total CAR+
+    cells present on CAR-T rows and absent on lymphodepletion rows; EXCARTOT = EXDOSE x the
+    screening weight (vs) / 10^6 within ``total_cells_rel_tolerance``. Every fraction is checked,
+    so the fractions of a split infusion add up to the subject's total dose x weight."""
+    ex = forms.get("ex")
+    if ex is None or ex.empty or not set(PRODUCT_FIELDS) <= set(ex.columns):
+        return _NO_FINDINGS
+    sid = study.studyid
+    # rows whose category and treatment agree (a mismatch is ex.category_mismatch, not judged here)
+    declared = dict(zip(study.treatments["extrt"].astype(str), study.treatments["excat"].astype(str)))
+    consistent = ex["EXTRT"].map(declared).eq(ex["EXCAT"])
+    car = consistent & (ex["EXCAT"] == INFUSION_CATEGORY)
+    other = consistent & (ex["EXCAT"] != INFUSION_CATEGORY)
+    out = []
+    for col in PRODUCT_REQUIRED:  # two columns
+        out.append(make_findings(sid, ex, car & ex[col].isna(), col, "ex.product_missing", "error",
+                                 f"{col} is required on a {INFUSION_CATEGORY} row (the infused cell product)"))
+    for col in PRODUCT_FIELDS:  # four columns
+        out.append(make_findings(sid, ex, other & ex[col].notna(), col, "ex.product_unexpected",
+                                 "error", f"{col} describes the CAR-T product; this row is " + _s(ex["EXCAT"])))
+    tol = float((study.get("cell_product", {}) or {}).get("total_cells_rel_tolerance", 0.01))
+    vs = forms.get("vs")
+    weight = ex["SUBJID"].map(screening_weight(vs, study, spec))
+    has_weight_row = ex["SUBJID"].isin(set(vs.loc[vs["VSTESTCD"] == "WEIGHT", "SUBJID"])) if vs is not None \
+        else pd.Series(False, index=ex.index)
+    dose = number_value(ex["EXDOSE"])
+    recorded = number_value(ex["EXCARTOT"])
+    expected = expected_total_cells(dose, weight)
+    judged = car & recorded.notna() & dose.notna()
+    out.append(make_findings(sid, ex, judged & ~has_weight_row, "EXCARTOT", "ex.total_cells_no_weight", "error",
+                             "no screening weight (vs WEIGHT in kg) to check EXCARTOT against EXDOSE x weight"))
+    bad = judged & weight.notna() & ~total_cells_consistent(recorded, expected, tol)
+    out.append(make_findings(
+        sid, ex, bad, "EXCARTOT", "ex.total_cells_mismatch", "error",
+        lambda r: ("EXCARTOT " + _s(r["EXCARTOT"]) + " x 10^6 cells differs from EXDOSE " + _s(r["EXDOSE"])
+                   + " cells/kg x weight " + weight[r.index].round(1).astype(str) + " kg = "
+                   + expected[r.index].round(4).astype(str) + " x 10^6 by more than "
+                   + f"{tol:.1%} ([cell_product] total_cells_rel_tolerance)")))
+    return _concat(out)

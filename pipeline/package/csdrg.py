@@ -335,8 +335,7 @@ def _conformance(doc: Document, b: Built) -> pd.DataFrame | None:
     doc.p("Before export every dataset is validated against checks generated from the specification "
           "(pipeline.export.checks); an error blocks the study's export, so a delivered build has none. "
           + (f"This build: {summary}." if summary else "")
-          + " Warnings are listed in reports/findings.csv; the raw-extract gate (sdtm/gate/gate_report.csv) "
-            "ran before the build.")
+          + " Warnings are listed in reports/findings.csv. " + _gate_line(b))
     by = {c: int(n) for c, n in counts.groupby("check")["n"].sum().items()} if len(counts) else {}
     rows = [[c, s, r, fmt(by.pop(c, 0))] for c, s, r in pipeline_checks()]
     found = b.report("findings.csv")
@@ -346,6 +345,25 @@ def _conformance(doc: Document, b: Built) -> pd.DataFrame | None:
               "domain or reconciliation finding, e.g. " + first.get(c, ""), fmt(n)] for c, n in sorted(by.items())]
     doc.table(["Check", "Severity", "Rule", "Findings"], rows, widths=[1.75, 0.9, 5, 0.8])
     return findings
+
+
+def _gate_line(b: Built) -> str:
+    """The raw-extract gate's result for this study, from its JUnit report (``OUT/gate/junit.xml``:
+    one test suite per study gated in the latest run, with its error and warning counts)."""
+    from lxml import etree
+
+    path = b.folder.parent / "gate" / "junit.xml"
+    suite = None
+    if path.is_file():
+        found = etree.parse(str(path)).xpath("//testsuite[@name=$sid]", sid=b.studyid)
+        suite = found[0] if found else None
+    if suite is None:
+        return ("The raw-extract gate ran before the build; its latest report beside this build folder "
+                "(gate/junit.xml) does not cover this study.")
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    return (f"The raw-extract gate ran before the build (gate/junit.xml): {suite.get('tests', '')} checks on "
+            f"{props.get('forms', '')} forms and {props.get('records', '')} records, {props.get('errors', '')} "
+            f"error(s), {props.get('warnings', '')} warning(s).")
 
 
 def finding_anchor(rule_id: str, dataset: str, i: int) -> str:

@@ -233,11 +233,14 @@ def _band_gaps_and_overlaps(c: pd.DataFrame) -> list[str]:
     are a band set of their own."""
     problems = []
     keys = ["ctcae_version", "lbtestcd", "term", "baseline", "clause", "threshold_unit"]
+    n_rows = c[c["lab_gradable"] != "Y"]
+    undefined = n_rows.groupby(["ctcae_version", "lbtestcd", "term"])["grade"].agg(set).to_dict()
     for (_, _, term, base, clause, tu), g in c.groupby(keys, sort=False):  # metadata rows
         g = g.sort_values("grade")
         rows = list(g.to_dict("records"))
         gradable = {r["grade"] for r in rows if r["lab_gradable"] == "Y"}
-        skipped = {r["grade"] for r in rows if r["lab_gradable"] != "Y"}
+        # a grade no value defines is so for the term in every unit and baseline condition
+        skipped = undefined.get((rows[0]["ctcae_version"], rows[0]["lbtestcd"], term), set()) if rows else set()
         rows = [r for r in rows if r["lab_gradable"] == "Y"]
         for a, b in zip(rows, rows[1:]):  # consecutive value grades (a handful per term)
             between = set(range(a["grade"] + 1, b["grade"]))

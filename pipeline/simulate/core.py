@@ -155,6 +155,39 @@ def _ex(study, S, rng):
     return X["i"].to_numpy(), cols
 
 
+def significant(x: np.ndarray, digits: int = 3) -> np.ndarray:
+    """``x`` rounded to ``digits`` significant figures (as a CRF records a cell count)."""
+    x = np.asarray(x, dtype=float)
+    mag = np.floor(np.log10(np.where(x > 0, x, 1.0)))
+    return np.round(x / 10 ** (mag - digits + 1)) * 10 ** (mag - digits + 1)
+
+
+def _ex_product(study, S, cfg, i, cols):
+    """The cell product of each CAR-T administration (own random stream ``ex_product``):
+    EXLOT (one manufactured lot per subject, shared by the fractions of a split infusion),
+    EXCARTOT = the fraction's CAR+ cells/kg (EXDOSE) x the screening weight as recorded in vs,
+    in 10^6 cells to 3 significant figures, EXVIAB viability (%) and EXTREFF transduction
+    efficiency (%) of the lot (release ranges of autologous/allogeneic CAR-T products: viability
+    80-98%, CAR+ 20-70%). Lymphodepletion rows get none."""
+    n = len(i)
+    car = cols["EXCAT"] == "CAR-T INFUSION"
+    rs = stream(cfg, "ex_product")
+    ns = len(S)
+    lot_no = rs.permutation(ns) + 1
+    viab = np.round(rs.uniform(80.0, 98.0, ns), 1)
+    treff = np.round(rs.uniform(20.0, 70.0, ns), 1)
+    weight = np.round(S["weight"].to_numpy(dtype=float), 1)     # as written to vs (one decimal)
+    prefix = "".join(ch for ch in study.studyid if ch.isalnum())[-4:].upper()
+    dose = pd.to_numeric(pd.Series(cols["EXDOSE"]), errors="coerce").where(car).to_numpy(dtype=float)
+    total = significant(dose * weight[i] / 1e6)
+    lot = np.char.add(f"{prefix}-L", np.char.zfill(lot_no[i].astype(str), 4)).astype(object)
+    text = np.array([np.format_float_positional(t, precision=3, unique=False, fractional=False, trim="-")
+                     if c else None for t, c in zip(total, car)], dtype=object)   # CAR-T rows only
+    return {"EXLOT": np.where(car, lot, None), "EXCARTOT": text,
+            "EXVIAB": np.where(car, np.char.mod("%.1f", viab[i]), None).astype(object),
+            "EXTREFF": np.where(car, np.char.mod("%.1f", treff[i]), None).astype(object)}
+
+
 def _ds(study, S, failures):
     fam = study["response"]["family"]
     rows = []
@@ -238,6 +271,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     lb_cols, L = labs.lab_form(study, S, D, L, T, spec, cfg, ranges, rng)
     lb_cols = _extra_labs(study, S, D, spec, cfg, lb_cols)
     rs_cols = response.rs_form(study, S, V, D, L, rng, leuk, plants, cfg)
+    emd_cols = response.emd_form(study, S, rs_cols, cfg, plants)
     ae_cols = ae_mod.build_ae(study, S, grid, D, L, ranges, cfg, rng, plants)
     # the glucocorticoid dose of each assessment is a CM record (form cm), not an rs column
     rs_gc = {k: rs_cols[k] for k in ("_i", "RSDAT", "GCDOSE")} if "GCDOSE" in rs_cols else None
@@ -251,6 +285,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     i, cols = _ie(S, failures)
     forms["ie"] = _frame(spec, "ie", study, S, i, cols)
     i, cols = _ex(study, S, rng)
+    cols.update(_ex_product(study, S, cfg, i, cols))
     forms["ex"] = _frame(spec, "ex", study, S, i, cols)
 
     # ae: partial dates become text after the plain dates are formatted
@@ -267,6 +302,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     forms["cm"] = _frame(spec, "cm", study, S, cm_cols["_i"], cm_cols)
     forms["lb"] = _frame(spec, "lb", study, S, lb_cols["_i"], lb_cols)
     forms["rs"] = _frame(spec, "rs", study, S, rs_cols["_i"], rs_cols)
+    forms["emd"] = _frame(spec, "emd", study, S, emd_cols["_i"], emd_cols)
     i, cols = _ds(study, S, failures)
     forms["ds"] = _frame(spec, "ds", study, S, i, cols)
     # medical history, prior lines and prior HSCT: their own random streams (history.py)

@@ -19,9 +19,8 @@ aplastic_anemia (Chinese expert consensus 2017)
     HGB > 100 g/L, ANC > 1.5 and PLT > 100 x 10^9/L -> CR;
     transfusion independent and fewer than two of ANC < 0.5, PLT < 20, RETI < 20 -> PR;
     else NR.
-autoimmune (study-defined, SLEDAI-2K)
-    score 0 with prednisone-equivalent <= 5 mg/day -> CR; score >= baseline + 4 -> PD;
-    score <= 50% of baseline -> PR; else NR. The SCREENING row holds the baseline (RSORRES NE).
+autoimmune (per disease: SLE DORIS/LLDAS, AAV BVAS, IIM TIS, SSc CRISS; :func:`aid_criteria`)
+    The SCREENING row holds the baseline (RSORRES NE).
     The glucocorticoid dose of each assessment is returned as ``GCDOSE`` but is not an rs
     column: :mod:`pipeline.simulate.cm` writes it as CM records covering the assessment date.
 
@@ -35,13 +34,16 @@ Planted investigator disagreements (subject order = SUBJID order):
   investigator CR.
 - RS-SAA-CR: aplastic anemia, first assessment whose criteria give PR at the ORR visit,
   investigator CR (if none, the first NR there reported as PR).
-- RS-AID-GC: autoimmune, first complete responder at the ORR visit: score 0 but
-  glucocorticoid 7.5 mg/day, investigator CR (criteria PR).
+- RS-AID-GC: autoimmune, first SLE complete responder at the ORR visit: clinical SLEDAI-2K 0
+  and PGA < 0.5 but glucocorticoid 7.5 mg/day, investigator CR (criteria PR: LLDAS, not DORIS).
 - RS-AID-PR: autoimmune, first non-responder at the first assessment: investigator PR
-  (criteria NR, score fell < 50%).
+  (criteria NR by the subject's disease instrument).
 
 - RS-MRD-SENS: leukemia, fourth responder (the BMBLAST 4.9 subject), first not-detected MRD:
   assay sensitivity 0.1% (10^-3), worse than the NCCN 10^-4 threshold (MRD status NE).
+
+- CNS-WBC5: leukemia studies with [response.cns], first CNS-3 subject at screening: CSF WBC
+  exactly 5/uL with blasts (NCCN CNS-3 boundary, >= 5).
 
 Boundary values that agree with the criteria: a fourth leukemia responder has BMBLAST 4.9
 (criteria CR-type) and the second non-responder BMBLAST 5.0 (NR).
@@ -53,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Study
+from pipeline.simulate._util import table
 from pipeline.simulate.subjects import stream
 
 
@@ -202,7 +205,38 @@ def leukemia(study, S, A, C, rng, plants, cfg):
         "EMD": emd, "CNSSTAT": cns,
     }
     cols.update(mrd_columns(mrd, i, k, cfg, plants if study["response"].get("mrd") else {}))
+    if study["response"].get("cns"):
+        cols.update(csf_columns(i, base, resp & ~relapsed, pb, len(S), cfg))
     return cols, inv, crit
+
+
+def csf_columns(i: np.ndarray, base: np.ndarray, in_remission: np.ndarray, pb: np.ndarray, n_subjects: int,
+                cfg: dict) -> dict:
+    """CSF examination at every leukemia assessment (own stream ``rs_csf``), studies with
+    ``[response.cns]``: a fifth of the subjects have CNS disease at screening (half CNS-2: blasts
+    with WBC 1-4/uL, half CNS-3: blasts with WBC 5-60/uL), which clears (CNS-1) while the marrow
+    is in remission and persists otherwise. One lumbar puncture in ten is traumatic (RBC
+    200-5000/uL), only where no blasts circulate (the NCCN WBC/RBC comparison then is not
+    needed). CNSSTAT (the investigator's) is the NCCN status of these values. Planted
+    (CNS-WBC5): the first CNS-3 subject's screening CSF WBC is exactly 5/uL."""
+    g = stream(cfg, "rs_csf")
+    su = g.random((2, n_subjects))
+    u = g.random((4, len(i)))
+    involved = su[0] < 0.2
+    cns3 = su[1] < 0.5
+    pos = involved[i] & (base | ~in_remission)
+    wbc = np.where(pos, np.where(cns3[i], 5 + np.floor(u[0] * 56), 1 + np.floor(u[0] * 4)), np.floor(u[0] * 5))
+    first3 = np.flatnonzero(base & pos & cns3[i])
+    if len(first3):
+        wbc[first3[0]] = 5.0
+    traumatic = (u[1] < 0.1) & (pb == 0)
+    rbc = np.where(traumatic, 200 + np.floor(u[2] * 4800), np.floor(u[2] * 6))
+    status = np.where(~pos, "CNS-1", np.where(wbc >= 5, "CNS-3", "CNS-2"))
+    return {"CSFWBC": np.array([_fmt(x, 0) for x in wbc], dtype=object),
+            "CSFRBC": np.array([_fmt(x, 0) for x in rbc], dtype=object),
+            "CSFBLAST": np.where(pos, "POSITIVE", "NEGATIVE").astype(object),
+            "CSFCOND": np.where(traumatic, "TRAUMATIC TAP", None).astype(object),
+            "CNSSIGN": np.full(len(i), "N", dtype=object), "CNSSTAT": status.astype(object)}
 
 
 def mrd_columns(mrd: np.ndarray, i: np.ndarray, k: np.ndarray, cfg: dict, plants: dict[str, int]) -> dict:
@@ -262,7 +296,87 @@ def _orr_visit(study: Study) -> str:
     return str(v.loc[(v["day"] - day).abs().idxmin(), "VISIT"])
 
 
-def autoimmune(study, S, A, rng, plants_out):
+def disease_groups(S: pd.DataFrame) -> np.ndarray:
+    """Each subject's disease group (SLE, AAV, IIM, SSC ...): the subtype of its primary
+    diagnosis in ``data/mh_diseases.csv`` (the same table the mh form is simulated from)."""
+    dis = table("mh_diseases").drop_duplicates("primdiag").set_index("primdiag")["subtype"]
+    return S["primdiag"].map(dis).fillna("").to_numpy(dtype=object)
+
+
+def autoimmune_states(A, resp, crt, flare, early, u2, screening):
+    """The disease state each assessment shows: BL (screening), CR, PR, NR or PD, from the
+    subject's responder status, remission type and flare (the same timeline as the SLEDAI-2K)."""
+    day = A["day"].to_numpy()
+    late_pd = ~resp & (day >= 180) & (u2 < 0.2)
+    return np.select([screening, resp & flare & ~early, resp & ~early & crt, resp, late_pd],
+                     ["BL", "PD", "CR", "PR", "PD"], "NR").astype(object)
+
+
+def aid_instruments(group, state, score, gc, b_sle, i, ns, rng):
+    """Each disease's instrument at each assessment, consistent with ``state``:
+
+    - SLE: SLEDAI-2K (DASCORE) with 0/2/4 serology points, clinical SLEDAI-2K (CSLEDAI = total
+      without serology), SELENA-SLEDAI physician global assessment (PGA 0-3); a PR state stays
+      within LLDAS (SLEDAI-2K <= 4, PGA <= 1, glucocorticoid <= 7.5 mg/day);
+    - AAV: BVAS v3 (0 in remission, <= 45% of baseline in response, above baseline in worsening);
+    - IIM: ACR/EULAR Total Improvement Score (steps of 2.5; >= 60 major in remission, 20-57.5
+      in response, < 20 otherwise; not scored at baseline);
+    - SSC: mRSS (skin progression > 25% and >= 5 units in worsening) and the ACR CRISS
+      probability (>= 0.60 when improved; not scored at baseline).
+    Values of the other diseases' instruments are empty. Returns the columns, the glucocorticoid
+    dose and each row's baseline (the screening value the criteria compare with)."""
+    n = len(i)
+    v = rng.random((6, n))
+    vs = rng.random((2, ns))
+    sle, aav, iim, ssc = (group == "SLE"), (group == "AAV"), (group == "IIM"), (group == "SSC")
+    st = state
+    # SLE
+    sero = np.where(np.isin(st, ["CR", "PR"]), np.where(v[0] < 0.35, 2, 0), np.where(v[0] < 0.5, 4, 2))
+    das = np.where(st == "CR", sero, np.where(st == "PR", np.minimum(score, 4), score)).astype(float)
+    csl = np.maximum(das - np.minimum(sero, das), 0)
+    pga = np.select([st == "BL", st == "PD", st == "NR", st == "PR", st == "CR"],
+                    [1.5 + 1.3 * v[1], 2.0 + 1.0 * v[1], 1.1 + 1.2 * v[1], 0.5 + 0.5 * v[1], 0.4 * v[1]])
+    pga = np.floor(pga * 10) / 10
+    gc = np.where(sle & (st == "PR"), np.minimum(gc, 7.5), gc)
+    # AAV
+    b_bvas = (8 + np.floor(vs[0] * 18))[i]
+    bvas = np.select([st == "BL", st == "CR", st == "PR", st == "PD"],
+                     [b_bvas, 0, np.maximum(1, np.floor(b_bvas * (0.1 + 0.35 * v[2]))), b_bvas + 1 + np.floor(5 * v[2])],
+                     np.minimum(np.ceil(b_bvas * (0.6 + 0.4 * v[2])), b_bvas))
+    # IIM
+    tis = np.select([st == "BL", st == "CR", st == "PR"],
+                    [np.nan, 60 + 2.5 * np.floor(v[3] * 11), 20 + 2.5 * np.floor(v[3] * 16)], 2.5 * np.floor(v[3] * 8))
+    # SSC
+    b_mrss = (15 + np.floor(vs[1] * 21))[i]
+    mrss = np.select([st == "BL", np.isin(st, ["CR", "PR"]), st == "PD"],
+                     [b_mrss, np.round(b_mrss * (0.5 + 0.3 * v[4])), np.round(b_mrss * 1.3) + 5],
+                     np.round(b_mrss * (0.85 + 0.25 * v[4])))
+    criss = np.select([st == "BL", np.isin(st, ["CR", "PR"]), st == "PD"],
+                      [np.nan, np.round(0.60 + 0.39 * v[5], 2), 0.0], np.round(0.55 * v[5], 2))
+    cols = {"DASCORE": np.where(sle, das, np.nan), "CSLEDAI": np.where(sle, csl, np.nan),
+            "PGA": np.where(sle, pga, np.nan), "BVAS": np.where(aav, bvas, np.nan),
+            "TIS": np.where(iim, tis, np.nan), "MRSS": np.where(ssc, mrss, np.nan),
+            "CRISS": np.where(ssc, criss, np.nan)}
+    base = {"DASCORE_BL": b_sle, "BVAS_BL": b_bvas, "MRSS_BL": b_mrss}
+    return cols, gc, base
+
+
+def aid_criteria(group, cols, gc, base, screening):
+    """The category the study's rules give (``specs/rules/response_autoimmune.csv`` after the
+    protocol category map: major -> CR, moderate/minimal -> PR), for the plants and checks."""
+    das, csl, pga, bvas, tis, mrss, criss = (cols[c] for c in ("DASCORE", "CSLEDAI", "PGA", "BVAS", "TIS", "MRSS", "CRISS"))
+    with np.errstate(invalid="ignore"):
+        sle = np.select([(csl == 0) & (pga < 0.5) & (gc <= 5), das - base["DASCORE_BL"] >= 4,
+                         (das <= 4) & (pga <= 1) & (gc <= 7.5)], ["CR", "PD", "PR"], "NR")
+        aav = np.select([(bvas == 0) & (gc <= 7.5), bvas > base["BVAS_BL"], bvas <= 0.5 * base["BVAS_BL"]],
+                        ["CR", "PD", "PR"], "NR")
+        iim = np.select([tis >= 60, tis >= 20], ["CR", "PR"], "NR")
+        ssc = np.select([(mrss > 1.25 * base["MRSS_BL"]) & (mrss - base["MRSS_BL"] >= 5), criss >= 0.6], ["PD", "PR"], "NR")
+    crit = np.select([group == "SLE", group == "AAV", group == "IIM", group == "SSC"], [sle, aav, iim, ssc], "NE")
+    return np.where(screening, "NE", crit).astype(object)
+
+
+def autoimmune(study, S, A, rng, plants_out, cfg):
     n = len(A)
     u = rng.random((6, n))
     i = A["i"].to_numpy()
@@ -285,23 +399,32 @@ def autoimmune(study, S, A, rng, plants_out):
                   np.round(gc0[i] * 0.75 / 2.5) * 2.5)
     score = np.where(screening, b, score)
     gc = np.where(screening, gc0[i], gc)
+    # each disease's instrument (own stream: the shared draws above are unchanged)
+    group = disease_groups(S)[i]
+    state = autoimmune_states(A, resp, crt, flare, early, u[2], screening)
+    cols, gc, base = aid_instruments(group, state, score, gc, b, i, len(S), stream(cfg, "aid_instruments"))
     orr_visit = _orr_visit(study)
-    cand = np.flatnonzero((A["VISIT"].to_numpy() == orr_visit) & resp & crt & ~flare)
+    cand = np.flatnonzero((A["VISIT"].to_numpy() == orr_visit) & resp & crt & ~flare & (group == "SLE"))
     if len(cand):
         gc[cand[0]] = 7.5
-    crit = np.where(screening, "NE", np.where((score == 0) & (gc <= 5), "CR", np.where(score >= b + 4, "PD",
-                    np.where(score <= 0.5 * b, "PR", "NR")))).astype(object)
+    crit = aid_criteria(group, cols, gc, base, screening)
     inv = crit.copy()
     if len(cand):
         inv[cand[0]] = "CR"
         plants_out.append({"subject": int(i[cand[0]]), "form": "rs", "item": "RS-AID-GC",
-                           "description": f"{orr_visit}: DASCORE 0 with glucocorticoid 7.5 mg/day prednisone equivalent in form cm (criteria PR), investigator CR"})
+                           "description": f"{orr_visit}: CSLEDAI 0 and PGA < 0.5 with glucocorticoid 7.5 mg/day "
+                                          "prednisone equivalent in form cm (DORIS needs <= 5: criteria PR by LLDAS), "
+                                          "investigator CR"})
     first_nr = np.flatnonzero((A["k"].to_numpy() == 1) & ~resp & (crit == "NR"))
     if len(first_nr):
         inv[first_nr[0]] = "PR"
         plants_out.append({"subject": int(i[first_nr[0]]), "form": "rs", "item": "RS-AID-PR",
-                           "description": f"{A['VISIT'].iat[first_nr[0]]}: DASCORE fell < 50% (criteria NR), investigator PR"})
-    return {"DASCORE": [_fmt(x, 0) for x in score], "GCDOSE": [_fmt(x, 1) for x in gc]}, inv, crit
+                           "description": f"{A['VISIT'].iat[first_nr[0]]}: criteria NR by the {group[first_nr[0]]} "
+                                          "instrument, investigator PR"})
+    dec = {"DASCORE": 0, "CSLEDAI": 0, "PGA": 1, "BVAS": 0, "TIS": 1, "MRSS": 0, "CRISS": 2}
+    out = {c: [_fmt(float(x), dec[c]) for x in v] for c, v in cols.items()}  # a few columns (metadata)
+    out["GCDOSE"] = [_fmt(x, 1) for x in gc]
+    return out, inv, crit
 
 
 def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: pd.DataFrame,
@@ -314,7 +437,7 @@ def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: 
         A = V[V["VISIT"].isin(visits) & S["treated"].to_numpy()[V["i"].to_numpy()]]
         A = A.sort_values(["i", "date"], kind="stable").reset_index(drop=True)
         A["k"] = A.groupby("i").cumcount()
-        cols, inv, crit = autoimmune(study, S, A, rng, plants_out)
+        cols, inv, crit = autoimmune(study, S, A, rng, plants_out, cfg)
     else:
         A = assessment_rows(study, V, with_screening=(fam == "leukemia"))
         C = _counts(L, D, A)
@@ -323,6 +446,11 @@ def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: 
             desc = {"RS-BLAST5": "BMBLAST 5.0 (not < 5%), investigator CR",
                     "RS-COUNTS": "platelets 72 x 10^9/L at the visit, investigator CR",
                     "RS-PBBLAST": "circulating blasts 2.0%, investigator CR"}
+            if "CSFWBC" in cols:
+                w5 = np.flatnonzero((cols["CSFWBC"] == "5") & (cols["CSFBLAST"] == "POSITIVE"))
+                for j in w5[:1]:  # at most one planted row
+                    plants_out.append({"subject": int(A["i"].iat[j]), "form": "rs", "item": "CNS-WBC5",
+                                       "description": f"{A['VISIT'].iat[j]}: CSF WBC exactly 5/uL with blasts: CNS-3"})
             sens = np.flatnonzero(cols["MRDLLOQ"] == "0.100")
             for j in sens[:1]:  # at most one planted row
                 plants_out.append({"subject": int(A["i"].iat[j]), "form": "rs", "item": "RS-MRD-SENS",
@@ -342,3 +470,96 @@ def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: 
     for c, v in cols.items():
         out[c] = np.asarray(v, dtype=object)
     return out
+
+
+EMD_SITES = np.array(["MEDIASTINUM", "CERVICAL LYMPH NODE", "AXILLARY LYMPH NODE", "INGUINAL LYMPH NODE"], dtype=object)
+
+
+def emd_form(study: Study, S: pd.DataFrame, rs_cols: dict, cfg: dict, plants_out: list[dict]) -> dict:
+    """Form ``emd`` (own stream ``emd``): CT/PET-CT lesions of the subjects with extramedullary
+    disease at screening, studies with ``[response.emd]`` (empty otherwise).
+
+    The first two responders also have screening EMD (rs.EMD set to Y on their SCREENING row;
+    the derived responses of the simulator do not use the screening indicator). Each EMD subject
+    has 1-3 target lesions (the first mediastinal), 25-90 mm long, the perpendicular 50-90% of it,
+    PET positive. Afterwards, at every assessment: a responder in remission has its lesions
+    resolved (0 x 0, PET negative) or, for half of them, reduced to 40-65% of each diameter
+    (PET positive: EMD PR); after a relapse, and in non-responders, the lesions grow 0-35% per
+    assessment. Planted: EMD-PR50 (first PR responder: one mediastinal lesion 40 x 20 -> 40 x 10,
+    SPD exactly -50%) and EMD-NEW (first non-responder with a second assessment: a new 15 x 12 mm
+    pleural lesion there).
+    """
+    empty_cols = {c: np.array([], dtype=object) for c in ("VISIT", "TULNKID", "TULOC", "TRMETHOD", "TUNEW", "LDIAM",
+                                                           "LPERP", "PETPOS")}
+    empty_cols.update({"_i": np.array([], dtype=np.int64), "TRDAT": np.array([], dtype=np.int64)})
+    if not study["response"].get("emd") or study["response"]["family"] != "leukemia":
+        return empty_cols
+    i = np.asarray(rs_cols["_i"])
+    n = len(i)
+    k = pd.Series(np.arange(n)).groupby(i).cumcount().to_numpy()
+    base = k == 0
+    crit = np.asarray(rs_cols["_crit"], dtype=object)
+    resp = S["responder"].to_numpy()[i]
+    emd = np.asarray(rs_cols["EMD"], dtype=object).copy()
+    responders = np.unique(i[resp & base])[:2]
+    emd[base & np.isin(i, responders)] = "Y"
+    rs_cols["EMD"] = emd
+    subj = np.unique(i[base & (emd == "Y")])
+    if not len(subj):
+        return empty_cols
+    g = stream(cfg, "emd")
+    ns = len(S)
+    n_les = 1 + np.floor(g.random(ns) * 3).astype(int)
+    pr_type = g.random(ns) < 0.5
+    pr_type[responders[:1]] = True
+    rows = []
+    later = np.zeros(n, dtype=bool)
+    relapsed = pd.Series(crit == "RELAPSE").groupby(i).cummax().to_numpy()
+    grow = np.exp(pd.Series(np.where(base, 0.0, np.log(1 + 0.35 * g.random(n)))).groupby(i).cumsum().to_numpy())
+    first_pr = responders[0] if len(responders) else -1
+    new_subj = [s for s in subj if not resp[np.flatnonzero(i == s)[0]] and (i == s).sum() >= 3][:1]
+    for s in subj:  # the few EMD subjects (subject level); lesions vectorised below
+        idx = np.flatnonzero(i == s)
+        m = int(n_les[s])
+        u = g.random((3, m))
+        ld0 = np.round(25 + u[0] * 65)
+        lp0 = np.round(ld0 * (0.5 + 0.4 * u[1]))
+        if s == first_pr:
+            m, ld0, lp0 = 1, np.array([40.0]), np.array([20.0])
+        for j in idx:  # a few assessments per subject
+            in_rem = resp[j] and not relapsed[j]
+            if base[j]:
+                f_ld, f_lp, pet = 1.0, 1.0, "Y"
+            elif in_rem and pr_type[s]:
+                f_ld, f_lp = (1.0, 0.5) if s == first_pr else (0.4 + 0.25 * u[2][0], 0.4 + 0.25 * u[2][0])
+                pet = "Y"
+            elif in_rem:
+                f_ld, f_lp, pet = 0.0, 0.0, "N"
+            else:
+                f_ld = f_lp = float(grow[j])
+                pet = "Y"
+            for les in range(m):  # 1-3 lesions
+                rows.append((j, f"T{les + 1:02d}", "MEDIASTINUM" if les == 0 else EMD_SITES[1 + les % 3], "N",
+                             float(np.round(ld0[les] * f_ld)), float(np.round(lp0[les] * f_lp)), pet))
+            if s in new_subj and k[j] >= 2:
+                rows.append((j, "N01", "PLEURA", "Y", 15.0, 12.0, "Y"))
+                later[j] = True
+    R_ = pd.DataFrame(rows, columns=["j", "TULNKID", "TULOC", "TUNEW", "LDIAM", "LPERP", "PETPOS"])
+    j = R_["j"].to_numpy()
+    if first_pr >= 0:
+        js = np.flatnonzero((i == first_pr) & ~base)
+        if len(js):
+            plants_out.append({"subject": int(first_pr), "form": "emd", "item": "EMD-PR50",
+                               "description": f"{rs_cols['VISIT'][js[0]]}: mediastinal lesion 40 x 20 -> 40 x 10 mm, "
+                                              "SPD exactly 50% below baseline (EMD PR)"})
+    for s in new_subj:
+        jn = np.flatnonzero((i == s) & later)
+        plants_out.append({"subject": int(s), "form": "emd", "item": "EMD-NEW",
+                           "description": f"{rs_cols['VISIT'][jn[0]]}: new pleural lesion 15 x 12 mm (EMD PD)"})
+    return {"_i": i[j], "VISIT": np.asarray(rs_cols["VISIT"], dtype=object)[j],
+            "TRDAT": np.asarray(rs_cols["RSDAT"])[j], "TULNKID": R_["TULNKID"].to_numpy(dtype=object),
+            "TULOC": R_["TULOC"].to_numpy(dtype=object), "TRMETHOD": np.full(len(R_), "PET/CT SCAN", dtype=object),
+            "TUNEW": R_["TUNEW"].to_numpy(dtype=object),
+            "LDIAM": np.array([_fmt(x, 0) for x in R_["LDIAM"]], dtype=object),
+            "LPERP": np.array([_fmt(x, 0) for x in R_["LPERP"]], dtype=object),
+            "PETPOS": R_["PETPOS"].to_numpy(dtype=object)}
