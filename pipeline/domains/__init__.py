@@ -16,6 +16,7 @@ REGISTRY: list[str] = [
     "ie",        # IE (after LB: enrolled subjects failing the eligibility labs get a derived IE record)
     "pc",        # PC, PP (CAR-T cellular kinetics from the lb form's CAR-T EXPANSION rows)
     "ae",        # AE, SUPPAE, FA, RELREC (CRS/ICANS by ASTCT)
+    "pr",        # PR, SUPPPR, FAPR (split FA: FASEQ after FA's), RELREC rows (procedures: leukapheresis, HSCT after CAR-T)
     "dd",        # DD (primary cause of death); death/AE and AE/disposition cross-checks (needs DS and AE)
     "rs",        # RS and supporting findings
     "cm",        # CM, SUPPCM (prior therapy lines; concomitant medications)
