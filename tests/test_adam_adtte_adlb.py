@@ -50,7 +50,7 @@ def sources():
         "FIRSTRSP": src([("A", T0 + 28), ("C", T0 + 28)]),
         "PROGRESSION": src([("A", T0 + 90)]),
         "LASTASMT": src([("A", T0 + 90), ("B", T0 + 28), ("C", T0 + 60), ("D", T0 + 120)]),
-        "RECOVERY": src([]), "LASTLAB": src([]),
+        "RECOVERY": src([]), "LASTLAB": src([]), "HSCTDT": src([], "ADSL", "HSCTDT"),
     }
 
 

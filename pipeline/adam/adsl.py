@@ -4,7 +4,8 @@ EX, DS, SUPPDS, RS and LBDA and the study parameters.
 One record per subject of DM. Population flags follow ``specs/rules/adam_populations.csv``;
 baseline disease characteristics ``specs/rules/adsl_baseline.csv``. Disease history and prior
 therapy (:func:`history_variables`) from MH/SUPPMH (primary diagnosis), CM/SUPPCM (prior lines)
-and PR (prior HSCT).
+and PR (prior HSCT); the HSCT-after-CAR-T flag and
+date (HSCTFL/HSCTDT) from SDTM PR by ``specs/rules/adsl_procedures.csv``.
 """
 
 from __future__ import annotations
@@ -198,6 +199,26 @@ def history_variables(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study, s
         asked = u.isin(set(text(h["USUBJID"])))
         out["PHSCTFL"] = np.where(u.isin(dt.index), "Y", np.where(asked, "N", ""))
         out["PHSCTDT"] = u.map(dt).astype("float64").to_numpy()
+def procedure_variables(sdtm: dict[str, pd.DataFrame], spec: Spec, subjects: pd.Series,
+                        trtsdt: pd.Series) -> pd.DataFrame:
+    """Procedure flags and dates of ``specs/rules/adsl_procedures.csv`` (e.g. HSCTFL/HSCTDT, the
+    allogeneic HSCT after CAR-T): per row, the earliest ``date_variable`` of the ``dataset``
+    records where ``where_variable`` = ``where_value``; the flag is Y with a date, N for the
+    other treated subjects (TRTSDT present), null for the untreated. A study without the dataset
+    gets N/null."""
+    rules = spec.rule("adsl_procedures")
+    out = pd.DataFrame({"USUBJID": subjects.to_numpy()})
+    treated = pd.Series(trtsdt.to_numpy()).notna().to_numpy()
+    for r in rules.to_dict("records"):  # one pass per procedure variable pair (metadata)
+        ds = sdtm.get(r["dataset"])
+        first = pd.Series(dtype=float)
+        if ds is not None and len(ds) and r["where_variable"] in ds:
+            sub = ds[text(ds[r["where_variable"]]) == r["where_value"]]
+            f = pd.DataFrame({"USUBJID": text(sub["USUBJID"]), "dt": dtc_to_sas_date(sub[r["date_variable"]])})
+            first = f.dropna().groupby("USUBJID")["dt"].min()
+        dt = out["USUBJID"].map(first).astype("float64")
+        out[r["date"]] = dt
+        out[r["flag"]] = np.where(dt.notna(), "Y", np.where(treated, "N", ""))
     return out
 
 
@@ -264,6 +285,7 @@ def build(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFra
     adsl = adsl.merge(baseline_characteristics(sdtm, spec, adsl["USUBJID"], adsl["TRTSDT"]), on="USUBJID", how="left")
     adsl = adsl.merge(history_variables(sdtm, spec, study, adsl["USUBJID"], adsl["RFICDT"]), on="USUBJID", how="left")
     adsl = adsl.merge(death_variables(dm, sdtm.get("SUPPDS"), sdtm.get("DD")), on="USUBJID", how="left")
+    adsl = adsl.merge(procedure_variables(sdtm, spec, adsl["USUBJID"], adsl["TRTSDT"]), on="USUBJID", how="left")
     adsl["LSTALVDT"] = last_known_alive(sdtm, adsl["USUBJID"]).to_numpy()
     ds = sdtm.get("DS", pd.DataFrame(columns=["USUBJID", "DSCAT", "DSSCAT", "DSDECOD", "DSSTDTC"]))
     adsl = adsl.merge(end_of_study(ds, adsl["USUBJID"]), on="USUBJID", how="left")

@@ -162,6 +162,25 @@ def relationships(pr: pd.DataFrame, fapr: pd.DataFrame, studyid: str) -> pd.Data
     return rel[RELREC_COLUMNS].reset_index(drop=True)
 
 
+def procedure_listing(pr: pd.DataFrame, supp: pd.DataFrame, fapr: pd.DataFrame | None, spec: Spec) -> pd.DataFrame:
+    """The ``procedures`` report behind the PR listing: one row per PR record with its SUPPPR
+    qualifiers and its numeric findings (FAPR FASTRESN, e.g. the leukapheresis product) as
+    columns named after the QNAM / FATESTCD."""
+    out = pr.copy()
+    key = out["USUBJID"] + "|" + out["PRSEQ"].astype(int).astype(str)
+    for q in supp_qualifiers(spec, "PR")["qnam"]:  # the few SUPPPR qualifiers (metadata)
+        s = supp[supp["QNAM"] == q] if len(supp) else supp
+        out[q] = key.map(dict(zip(s["USUBJID"] + "|" + s["IDVARVAL"], s["QVAL"]))).fillna("") if len(s) else ""
+    if fapr is not None and len(fapr):
+        seq = fapr.merge(pr[["USUBJID", "PRSPID", "PRSEQ"]], left_on=["USUBJID", "FASPID"],
+                         right_on=["USUBJID", "PRSPID"], how="left")
+        num_ = seq[seq["FASTRESN"].notna()]
+        for t in num_["FATESTCD"].drop_duplicates():  # the numeric tests (a few)
+            f = num_[num_["FATESTCD"] == t]
+            out[t] = key.map(dict(zip(f["USUBJID"] + "|" + f["PRSEQ"].astype(int).astype(str), f["FASTRESN"])))
+    return out.sort_values(["USUBJID", "PRSEQ"], kind="mergesort").drop(columns=["STUDYID", "DOMAIN"]).reset_index(drop=True)
+
+
 def build(ctx: StudyContext) -> DomainResult:
     spec, study = ctx.spec, ctx.study
     sid = study.studyid
@@ -237,6 +256,7 @@ def build(ctx: StudyContext) -> DomainResult:
         fa["FASEQ"] = (assign_seq(fa, ["FADTC", "FASPID", "FATESTCD"]) + fa_seq_offset(ctx, fa["USUBJID"])).astype("float64")
         res.datasets["FAPR"] = fa[spec.var_names("FAPR")].reset_index(drop=True)
         res.datasets["RELREC"] = relationships(pr, fa, sid)
+    res.reports["procedures"] = procedure_listing(res.datasets["PR"], supp, res.datasets.get("FAPR"), spec)
     res.consumed = concat(consumed, ["form", "row", "dataset"])
     res.rejected = concat(rejected, REJECTED_COLUMNS)
     res.findings = concat(findings, FINDING_COLUMNS)

@@ -95,8 +95,9 @@ def plan_hsct(study: Study, cfg: dict, S: pd.DataFrame) -> pd.DataFrame:
     has_c = chosen & (end >= day + 100)
     # the centre's record: the model's date, the day before now and then (a broken first run)
     slip = u[11] < 0.12
-    neut_rec = np.where(neut <= asmt, np.where(slip, neut - 1, neut), NEVER)
-    plat_rec = np.where(plat <= asmt, plat, NEVER)
+    # recorded only once the defining run is complete (3 days for ANC, 7 for platelets)
+    neut_rec = np.where(neut + 2 <= asmt, np.where(slip, neut - 1, neut), NEVER)
+    plat_rec = np.where(plat + 6 <= asmt, plat, NEVER)
     S = S.copy()
     S["hsct"] = chosen
     S["hsct_day"] = np.where(chosen, day, NEVER)
