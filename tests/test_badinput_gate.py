@@ -33,12 +33,12 @@ from conftest import RAW, SPECS
 pytestmark = pytest.mark.badinput
 SID = "ZJU-CD7-SAA"
 ENC = "gb18030"
-KEEP = {"001", "002", "003", "004"}
+KEEP = {"001", "002", "003", "004", "005"}   # 005: the first transplanted subject (hsct form not empty)
 
 
 @pytest.fixture(scope="session")
 def mini_template(tmp_path_factory) -> Path:
-    """raw/<SID> cut to subjects 001-004 (every form, same bytes per kept line, GB18030)."""
+    """raw/<SID> cut to subjects 001-005 (every form, same bytes per kept line, GB18030)."""
     if not (RAW / SID).is_dir():
         pytest.skip(f"raw/{SID} is not present (run `make raw`)")
     root = tmp_path_factory.mktemp("mini_raw")
