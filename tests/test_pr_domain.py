@@ -77,7 +77,9 @@ def test_fapr_findings_dates_and_seq(built):
     # engrafted: the centre's date; not engrafted: the last assessment; grade 0: the last assessment
     assert f.loc["ENGRNEUT", ["FAORRES", "FADTC", "FADY"]].tolist() == ["Y", "2024-12-28", 58]
     assert f.loc["ENGRPLAT", ["FAORRES", "FADTC"]].tolist() == ["N", "2025-01-20"]
-    assert f.loc["AGVHDGR", ["FAORRES", "FADTC", "FAOBJ"]].tolist() == ["0", "2025-01-20", "ACUTE GRAFT VERSUS HOST DISEASE"]
+    assert f.loc["AGVHDGR", ["FAORRES", "FADTC", "FAOBJ", "FASTRESN"]].tolist() == [
+        "0", "2025-01-20", "ACUTE GRAFT VERSUS HOST DISEASE", 0.0]
+    assert pd.isna(f.loc["ENGRNEUT", "FASTRESN"])
     assert "CGVHDSEV" not in f.index                          # not collected: no record
     assert sorted(f["FASEQ"]) == [41.0, 42.0, 43.0, 44.0, 45.0]   # after FA's highest FASEQ (40)
 
@@ -85,7 +87,8 @@ def test_fapr_findings_dates_and_seq(built):
 def test_relrec_and_accounting(built):
     r = built.datasets["RELREC"]
     assert set(r["RELID"]) == {"PR-1", "PR-2"}
-    assert len(r[(r["RELID"] == "PR-2") & (r["RDOMAIN"] == "FA")]) == 3
+    # the two engraftment findings; the GvHD grade (FAOBJ the GvHD, not the HSCT) is not related
+    assert len(r[(r["RELID"] == "PR-2") & (r["RDOMAIN"] == "FA")]) == 2
     rej = built.rejected
     assert rej["form"].tolist() == ["aph"] and rej["row"].tolist() == [3]     # the subject not in DM
     c = built.consumed

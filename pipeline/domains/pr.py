@@ -19,8 +19,9 @@ type in PRTRT and its date in PRSTDTC; its form checks are in :mod:`pipeline.int
   column; with ``date_when`` the date is used only when the result is one of those values, the
   ``fallback_date`` otherwise (engraftment N: the centre's last assessment). FASEQ continues after
   the subject's highest FA.FASEQ (unique across the split datasets, SDTMIG 3.4 4.1.7).
-- RELREC: each procedure (IDVAR PRSEQ) with its findings (RDOMAIN FA, IDVAR FASEQ),
-  RELID = ``PR-<PRSEQ>``.
+- RELREC: each procedure (IDVAR PRSEQ) with the findings whose FAOBJ is that procedure (RDOMAIN
+  FA, IDVAR FASEQ), RELID = ``PR-<PRSEQ>``; the GvHD grades (FAOBJ the GvHD) carry the
+  procedure's FASPID only.
 
 Checks (findings): a date in a detail column that is not a date (error, the value is not
 mapped); an engraftment or GvHD date missing where the result needs it (warning); a procedure of
@@ -118,7 +119,8 @@ def procedure_findings(raw: pd.DataFrame, recs: pd.DataFrame, items: pd.DataFram
         meta = vl.loc[it.fatestcd]
         numeric = meta["type"] in ("float", "integer")
         unit = meta["unit"] if numeric else ""
-        num = pd.to_numeric(res, errors="coerce") if numeric else pd.Series(np.nan, index=raw.index)
+        # FASTRESN for every numeric standard result (a grade 0 too), in the unit of the test
+        num = pd.to_numeric(res, errors="coerce")
         stresc = standard_text(res).where(num.notna(), res) if numeric else res
         sub = has
         parts.append(pd.DataFrame({
@@ -144,6 +146,9 @@ def fa_seq_offset(ctx: StudyContext, subjects: pd.Series) -> pd.Series:
 
 def relationships(pr: pd.DataFrame, fapr: pd.DataFrame, studyid: str) -> pd.DataFrame:
     """RELREC rows: each PR record with the FAPR records about it, RELID PR-<PRSEQ>."""
+    # only findings whose FAOBJ is the procedure itself are related (SDTMIG 3.4 6.4: FAOBJ equals
+    # the parent's --TRT/--DECOD); the GvHD grades are about the GvHD, linked by FASPID only
+    fapr = fapr[fapr["FAOBJ"].to_numpy() == fapr["_key"].map(dict(zip(pr["_key"], pr["_faobj"]))).to_numpy()]
     if fapr.empty:
         return empty(RELREC_COLUMNS)
     parent = pr[pr["_key"].isin(set(fapr["_key"]))]
