@@ -199,6 +199,9 @@ def history_variables(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study, s
         asked = u.isin(set(text(h["USUBJID"])))
         out["PHSCTFL"] = np.where(u.isin(dt.index), "Y", np.where(asked, "N", ""))
         out["PHSCTDT"] = u.map(dt).astype("float64").to_numpy()
+    return out
+
+
 def procedure_variables(sdtm: dict[str, pd.DataFrame], spec: Spec, subjects: pd.Series,
                         trtsdt: pd.Series) -> pd.DataFrame:
     """Procedure flags and dates of ``specs/rules/adsl_procedures.csv`` (e.g. HSCTFL/HSCTDT, the

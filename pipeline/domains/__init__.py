@@ -16,11 +16,10 @@ REGISTRY: list[str] = [
     "ie",        # IE (after LB: enrolled subjects failing the eligibility labs get a derived IE record)
     "pc",        # PC, PP (CAR-T cellular kinetics from the lb form's CAR-T EXPANSION rows)
     "ae",        # AE, SUPPAE, FA, RELREC (CRS/ICANS by ASTCT)
-    "pr",        # PR, SUPPPR, FAPR (split FA: FASEQ after FA's), RELREC rows (procedures: leukapheresis, HSCT after CAR-T)
     "dd",        # DD (primary cause of death); death/AE and AE/disposition cross-checks (needs DS and AE)
     "rs",        # RS and supporting findings
     "cm",        # CM, SUPPCM (prior therapy lines; concomitant medications)
-    "pr",        # PR (prior HSCT; procedures of the study)
+    "pr",        # PR, SUPPPR, FAPR (split FA: FASEQ after FA's, so after AE), RELREC rows: prior HSCT, leukapheresis, HSCT after CAR-T
     "mh",        # MH, SUPPMH (primary diagnosis, relevant history); after CM and PR for its summary report
     "tu",        # TU, TR (extramedullary disease imaging, form emd)
 ]
