@@ -220,28 +220,54 @@ def test_aplastic_anemia_counts_at_thresholds(sdtm_spec, spec):
         [("001", "CR", "PR"), ("002", "PR", "CR")]
 
 
-def test_autoimmune_orr_at_every_timepoint(sdtm_spec, spec):
+def test_autoimmune_orr_counts_each_disease_by_its_own_criteria(sdtm_spec, spec):
+    """Four subjects, one per disease (SUPPMH DISSUBTP), infused 01-JAN-2024, month-3 assessment
+    on 30-MAR-2024 (protocol day 89, inside day 90 +/- 14):
+
+    - 001 SLE: DAY 28 SLEDAI-2K 4, PGA 1.0, prednisone 7.5 -> LLDAS = PR; MONTH 3 clinical
+      SLEDAI 0 and PGA 0.3 but prednisone 7.5 > 5 -> not DORIS, still LLDAS = PR (investigator CR);
+    - 002 AAV: BVAS 12 -> 0 with prednisolone 5 <= 7.5 -> EULAR remission = CR;
+    - 003 IIM: TIS 39.5 -> minimal improvement (>= 20, < 40) -> PR;
+    - 004 SSC: CRISS 0.59 < 0.60 -> NR (investigator PR); mRSS 20 -> 18 is no progression.
+    Derived ORR at month 3: 3 of 4 (75.0%); investigator: 4 of 4."""
     sid = "ZJU-CD7-AID"
     study = load_study(SPECS, sid)
-    dm = dm_frame(sid, {"001": {"rf": INF}, "002": {"rf": INF}})
+    subj = ["001", "002", "003", "004"]
+    dm = dm_frame(sid, {s: {"rf": INF} for s in subj})
     b = {"STUDYID": sid, "SITEID": "01"}
+    scr = {**b, "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "RSORRES": "NE"}
+    m3 = {**b, "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024"}
     rs = form([
-        {**b, "SUBJID": "001", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "10", "GCDOSE": "20.0", "RSORRES": "NE"},
-        {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "DASCORE": "5", "GCDOSE": "10.0", "RSORRES": "PR"},
-        {**b, "SUBJID": "001", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "0", "GCDOSE": "7.5", "RSORRES": "CR"},
-        {**b, "SUBJID": "002", "VISIT": "SCREENING", "RSDAT": "20-DEC-2023", "DASCORE": "12", "GCDOSE": "20.0", "RSORRES": "NE"},
-        {**b, "SUBJID": "002", "VISIT": "MONTH 3", "RSDAT": "30-MAR-2024", "DASCORE": "16", "GCDOSE": "20.0", "RSORRES": "PD"},
+        {**scr, "SUBJID": "001", "DASCORE": "10", "CSLEDAI": "8", "PGA": "2.0", "GCDOSE": "20.0"},
+        {**b, "SUBJID": "001", "VISIT": "DAY 28", "RSDAT": "29-JAN-2024", "DASCORE": "4", "CSLEDAI": "2", "PGA": "1.0",
+         "GCDOSE": "7.5", "RSORRES": "PR"},
+        {**m3, "SUBJID": "001", "DASCORE": "2", "CSLEDAI": "0", "PGA": "0.3", "GCDOSE": "7.5", "RSORRES": "CR"},
+        {**scr, "SUBJID": "002", "BVAS": "12", "GCDOSE": "20.0"},
+        {**m3, "SUBJID": "002", "BVAS": "0", "GCDOSE": "5.0", "RSORRES": "CR"},
+        {**scr, "SUBJID": "003", "GCDOSE": "20.0"},
+        {**m3, "SUBJID": "003", "TIS": "39.5", "GCDOSE": "10.0", "RSORRES": "PR"},
+        {**scr, "SUBJID": "004", "MRSS": "20", "GCDOSE": "15.0"},
+        {**m3, "SUBJID": "004", "MRSS": "18", "CRISS": "0.59", "GCDOSE": "10.0", "RSORRES": "PR"},
     ], "rs", RS_COLS)
     ctx = StudyContext(study=study, spec=sdtm_spec, forms={"rs": rs})
     ctx.datasets["DM"] = dm
-    adam, out = derive(sdtm_of(ctx, primdiag="SYSTEMIC LUPUS ERYTHEMATOSUS"), spec, study)
+    sdtm = sdtm_of(ctx, primdiag="")
+    groups = {"001": "SLE", "002": "AAV", "003": "IIM", "004": "SSC"}
+    uid = {s: f"{sid}-01-{s}" for s in subj}
+    sdtm["SUPPMH"] = pd.DataFrame({"USUBJID": [uid[s] for s in subj], "QNAM": "DISSUBTP",
+                                   "QVAL": [groups[s] for s in subj], "IDVAR": "MHSEQ", "IDVARVAL": "1"})
+    adam, out = derive(sdtm, spec, study)
     a = adam["ADRS"]
-    # 001 month 3: score 0 but glucocorticoid 7.5 > 5 mg/day: PR, not CR; 002: +4 points: PD
-    assert param(a, "OVRLRESP") == {("001", "2024-01-29"): "PR", ("001", "2024-03-30"): "PR", ("002", "2024-03-30"): "PD"}
+    assert param(a, "OVRLRESP") == {("001", "2024-01-29"): "PR", ("001", "2024-03-30"): "PR",
+                                    ("002", "2024-03-30"): "CR", ("003", "2024-03-30"): "PR",
+                                    ("004", "2024-03-30"): "NR"}
+    basis = a[(a["PARAMCD"] == "OVRLRESP") & (a["USUBJID"] == uid["003"])]["ABASIS"].tolist()
+    assert basis == ["MINIMAL met; PR per protocol category map"]
+    assert {k[0]: v for k, v in param(a, "RSPD90").items()} == {"001": "Y", "002": "Y", "003": "Y", "004": "N"}
+    assert {k[0]: v for k, v in param(a, "IRSPD90").items()} == {"001": "Y", "002": "Y", "003": "Y", "004": "Y"}
     assert sorted({int(c[4:]) for c in set(a["PARAMCD"]) if c.startswith("RSPD")}) == [28, 90, 180, 365, 545, 730]
-    assert "MRDNCR" not in set(a["PARAMCD"])                       # no MRD collected
     orr = reports.response_reports(adam, out, spec, study)["orr_summary"]
     prim = orr[orr["primary"] == "Y"].set_index("RSEVAL")
-    assert prim.loc["INVESTIGATOR", ["n_responders", "orr_pct", "ci_lower_pct", "ci_upper_pct"]].tolist() == \
-        [1, 50.0, 1.3, 98.7]
+    assert prim.loc["SPONSOR", ["n_responders", "orr_pct"]].tolist() == [3, 75.0]
+    assert prim.loc["INVESTIGATOR", ["n_responders", "orr_pct"]].tolist() == [4, 100.0]
     assert SID  # the leukemia fixture's study id is imported from test_rs_domain

@@ -154,6 +154,10 @@ def test_cns_status_at_the_5_per_ul_boundary_with_blasts_traumatic_tap_and_signs
         ({"CSFBLAST": P, "CSFWBC": 20.0, "CSFCOND": T, "PBBLAST": 0.1, "CSF_RATIO": 1.5}, "CNS-2"),
         ({"CSFBLAST": P, "CSFWBC": 4.0, "CSFCOND": T, "PBBLAST": 10.0}, "CNS-2"),    # < 5: CNS-2 anyway
         ({"CSFBLAST": N, "CSFWBC": 3.0, "CSFCOND": T, "PBBLAST": 10.0}, "CNS-1"),
+        ({"CSFBLAST": P, "CSFWBC": 5.0, "CSFCOND": T, "PBBLAST": 0.0}, "CNS-3"),    # traumatic, at 5/uL
+        ({"CSFBLAST": P, "CSFWBC": 4.9, "CSFCOND": T, "PBBLAST": 0.0}, "CNS-2"),
+        ({"CSFBLAST": P, "CSFWBC": 5.0, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 3.0}, "CNS-3"),
+        ({"CSFBLAST": P, "CSFWBC": 4.9, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 3.0}, "CNS-2"),
         ({"CSFBLAST": P}, "NE"),                                        # WBC not counted
         ({}, "NE"),
     ]
@@ -234,6 +238,11 @@ def test_emd_response_pr_at_exactly_50_percent_pd_above_25_percent_and_new_lesio
         "E": [B, (29, "T01", False, 40.0, 10.0, "Y"), (29, "N01", True, 10.0, 10.0, "Y")],  # new lesion
         "F": [B, (29, "T01", False, 20.0, 15.0, "N")],                                   # 300, PET negative
         "G": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 0.0, 0.0, "N")],   # CT-only disease resolved
+        # PET negative at baseline (CT criteria only): -50% PR; +25% on the nadir NR; +26% PD
+        "H": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 40.0, 10.0, "N")],
+        "I": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 20.0, 20.0, "N"),
+              (91, "T01", False, 20.0, 25.0, "N"), (181, "T01", False, 21.0, 24.0, "N")],
+        "J": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 41.0, 10.0, "N")],   # -48.75%: NR
     })
     study = {"response": {"emd": {"criteria": "NCCN ALL v3.2023"}}}
     e = adrs_mod.emd_responses(sd, SRC, study)
@@ -241,7 +250,8 @@ def test_emd_response_pr_at_exactly_50_percent_pd_above_25_percent_and_new_lesio
     assert got == [("A", 29.0, 400.0, "PR"), ("B", 29.0, 410.0, "NR"), ("C", 29.0, 0.0, "CR"),
                    ("C", 91.0, 100.0, "RELAPSE"), ("D", 29.0, 400.0, "PR"), ("D", 91.0, 500.0, "NR"),
                    ("D", 181.0, 504.0, "PD"), ("E", 29.0, 400.0, "PD"), ("F", 29.0, 300.0, "CR"),
-                   ("G", 29.0, 0.0, "CR")]
+                   ("G", 29.0, 0.0, "CR"), ("H", 29.0, 400.0, "PR"), ("I", 29.0, 400.0, "PR"),
+                   ("I", 91.0, 500.0, "NR"), ("I", 181.0, 504.0, "PD"), ("J", 29.0, 410.0, "NR")]
     d = e.set_index(["USUBJID", "TRDY"])
     assert d.loc[("A", 29.0), "SPD_RCHG"] == -50.0 and d.loc[("D", 91.0), "SPD_NCHG"] == 25.0
     assert d.loc[("D", 181.0), "SPD_NCHG"] == pytest.approx(26.0)

@@ -23,7 +23,7 @@ from conftest import SPECS
 NCCN = "NCCN ALL v3.2023"
 MIX = "NCCN ALL v3.2023 / ELN 2017 AML"
 AA = "Chinese expert consensus on AA 2017"
-AID = "Study-defined remission (SLEDAI-2K and glucocorticoid dose)"
+AID = "Disease-specific response (DORIS/LLDAS; EULAR AAV; ACR/EULAR myositis TIS; ACR CRISS)"
 CATS_BALL = ["CR", "CRh", "CRi", "MLFS", "NR", "PD", "RELAPSE", "NE"]                       # NCT05164042
 CATS_TALL = ["CR", "CRh", "CRi", "MLFS", "APLASTIC MARROW", "PR", "NR", "PD", "RELAPSE", "NE"]  # NCT06316427
 CATS_AL = ["CR", "CRi", "MLFS", "PR", "NR", "PD", "RELAPSE", "NE"]                         # CD7-RRAL-DE
@@ -272,24 +272,92 @@ def test_aplastic_anemia_pr_and_nr():
     assert aa(HGB=np.nan) == "NE"                                     # CR cannot be excluded
 
 
-def ai(score, gc=10.0, baseline=10.0) -> str:
-    f = pd.DataFrame({"USUBJID": ["S"], "_date": [pd.Timestamp("2024-01-01")], "DASCORE": [score], "GCDOSE": [gc],
-                      "DASCORE_BL": [baseline]})
-    ch = R.change_from_baseline(f["DASCORE"], f["DASCORE_BL"])
-    f["DASCORE_ACHG"], f["DASCORE_RCHG"] = ch["achg"], ch["rchg"]
-    return R.derive_response(f, R.response_rules(SRC, "autoimmune", AID), ["CR", "PR", "NR", "PD", "NE"],
-                             set())["response"].iloc[0]
+AID_CATEGORIES = ["CR", "MAJOR", "PR", "MODERATE", "MINIMAL", "NR", "PD", "NE"]
+AID_MAP = {"MAJOR": "CR", "MODERATE": "PR", "MINIMAL": "PR"}      # ZJU-CD7-AID [response].category_map
+AID_FEATURES = ["DASCORE", "CSLEDAI", "PGA", "GCDOSE", "BVAS", "TIS", "MRSS", "CRISS"]
 
 
-def test_autoimmune_categories_at_their_thresholds():
-    assert ai(0, gc=5.0) == "CR"
-    assert ai(0, gc=5.1) == "PR"          # score 0 but glucocorticoid above 5 mg/day
-    assert ai(5) == "PR"                  # -50%
-    assert ai(6) == "NR"                  # -40%
-    assert ai(14) == "PD"                 # +4 points
-    assert ai(13) == "NR"
-    assert ai(0, gc=2.5, baseline=np.nan) == "CR"     # CR needs no baseline
-    assert ai(3, baseline=np.nan) == "NE"             # PD/PR/NR need one
+def aid(group: str, basis: bool = False, **v) -> str:
+    """The response of one assessment of a subject of disease ``group`` (SUPPMH DISSUBTP) with the
+    features ``v`` (``<X>_BL`` = baseline), after the protocol's category map."""
+    row = {"USUBJID": "S", "_date": pd.Timestamp("2024-01-01"), "DISSUBTP": group}
+    row.update({c: np.nan for c in AID_FEATURES})
+    row.update({f"{c}_BL": np.nan for c in ("DASCORE", "BVAS", "MRSS")})
+    row.update(v)
+    f = pd.DataFrame([row])
+    for c in ("DASCORE", "BVAS", "MRSS"):  # the three instruments compared with baseline
+        ch = R.change_from_baseline(f[c], f[f"{c}_BL"])
+        f[f"{c}_ACHG"], f[f"{c}_RCHG"] = ch["achg"], ch["rchg"]
+    d = R.derive_response(f, R.response_rules(SRC, "autoimmune", AID), AID_CATEGORIES, {"CR"})
+    d = R.protocol_categories(d, AID_MAP, AID_CATEGORIES)
+    return d["basis"].iloc[0] if basis else d["response"].iloc[0]
+
+
+def sle(**v):
+    base = {"DASCORE": 6.0, "CSLEDAI": 4.0, "PGA": 1.5, "GCDOSE": 10.0, "DASCORE_BL": 10.0}
+    return aid("SLE", **{**base, **v})
+
+
+def test_sle_doris_remission_and_lldas():
+    # DORIS 2021: clinical SLEDAI 0, PGA < 0.5, prednisone <= 5 mg/day (serology may remain: SLEDAI-2K 2)
+    assert sle(DASCORE=2.0, CSLEDAI=0.0, PGA=0.4, GCDOSE=5.0) == "CR"
+    assert sle(DASCORE=2.0, CSLEDAI=0.0, PGA=0.5, GCDOSE=5.0) == "PR"      # PGA 0.5 is not < 0.5: LLDAS
+    assert sle(DASCORE=2.0, CSLEDAI=0.0, PGA=0.4, GCDOSE=5.1) == "PR"      # above 5 mg/day: LLDAS
+    assert sle(DASCORE=2.0, CSLEDAI=1.0, PGA=0.4, GCDOSE=5.0) == "PR"      # clinical activity left
+    # LLDAS: SLEDAI-2K <= 4, PGA <= 1, prednisone <= 7.5 mg/day; each boundary
+    assert sle(DASCORE=4.0, CSLEDAI=4.0, PGA=1.0, GCDOSE=7.5) == "PR"
+    assert sle(DASCORE=5.0, CSLEDAI=4.0, PGA=1.0, GCDOSE=7.5) == "NR"
+    assert sle(DASCORE=4.0, CSLEDAI=4.0, PGA=1.1, GCDOSE=7.5) == "NR"
+    assert sle(DASCORE=4.0, CSLEDAI=4.0, PGA=1.0, GCDOSE=7.6) == "NR"
+    # worsening: SLEDAI-2K +4 from baseline 10
+    assert sle(DASCORE=14.0, CSLEDAI=12.0) == "PD"
+    assert sle(DASCORE=13.0, CSLEDAI=11.0) == "NR"
+    assert sle(DASCORE=3.0, CSLEDAI=3.0, PGA=0.8, GCDOSE=5.0, DASCORE_BL=np.nan) == "NE"   # PD undecidable
+    assert sle(DASCORE=np.nan, CSLEDAI=np.nan) == "NE"
+
+
+def test_aav_eular_remission_and_response():
+    aav = lambda **v: aid("AAV", **{"BVAS_BL": 10.0, "GCDOSE": 7.5, **v})  # noqa: E731
+    assert aav(BVAS=0.0) == "CR"                      # BVAS 0 and prednisolone <= 7.5 mg/day
+    assert aav(BVAS=0.0, GCDOSE=8.0) == "PR"          # -100% is a response, not remission
+    assert aav(BVAS=5.0, GCDOSE=20.0) == "PR"         # -50%
+    assert aav(BVAS=6.0, GCDOSE=20.0) == "NR"         # -40%
+    assert aav(BVAS=10.0) == "NR"                     # unchanged
+    assert aav(BVAS=11.0) == "PD"                     # above baseline
+    assert aav(BVAS=np.nan) == "NE"
+    # the SLE instrument does not decide an AAV subject: a SLEDAI of 0 with BVAS 6 is NR
+    assert aav(BVAS=6.0, GCDOSE=20.0, DASCORE=0.0, CSLEDAI=0.0, PGA=0.0) == "NR"
+
+
+def test_myositis_total_improvement_score_levels():
+    iim = lambda tis: aid("IIM", TIS=tis)  # noqa: E731
+    assert [iim(x) for x in (0.0, 19.5, 20.0, 39.5, 40.0, 59.5, 60.0, 100.0)] == \
+        ["NR", "NR", "PR", "PR", "PR", "PR", "CR", "CR"]
+    # the improvement level stays visible in the basis after the protocol map
+    assert aid("IIM", basis=True, TIS=20.0) == "MINIMAL met; PR per protocol category map"
+    assert aid("IIM", basis=True, TIS=39.5) == "MINIMAL met; PR per protocol category map"
+    assert aid("IIM", basis=True, TIS=40.0) == "MODERATE met; PR per protocol category map"
+    assert aid("IIM", basis=True, TIS=59.5) == "MODERATE met; PR per protocol category map"
+    assert aid("IIM", basis=True, TIS=60.0) == "MAJOR met; CR per protocol category map"
+    assert iim(np.nan) == "NE"
+
+
+def test_ssc_criss_and_skin_progression():
+    ssc = lambda **v: aid("SSC", **{"MRSS_BL": 20.0, "MRSS": 18.0, **v})  # noqa: E731
+    assert ssc(CRISS=0.60) == "PR"
+    assert ssc(CRISS=0.59) == "NR"
+    # progression: mRSS > +25% and >= +5 units from 20: 26 is +30% and +6; 25 is exactly +25%
+    assert ssc(CRISS=0.0, MRSS=26.0) == "PD"
+    assert ssc(CRISS=0.0, MRSS=25.0) == "NR"
+    # both clauses: from 10, 14 is +40% but +4 units (NR); 15 is +50% and +5 units (PD)
+    assert ssc(CRISS=0.0, MRSS=14.0, MRSS_BL=10.0) == "NR"
+    assert ssc(CRISS=0.0, MRSS=15.0, MRSS_BL=10.0) == "PD"
+    assert ssc(CRISS=np.nan) == "NE"
+
+
+def test_no_disease_group_gives_no_response():
+    # without the MH subtype no disease's criteria apply: every category is false -> NE
+    assert aid("", DASCORE=0.0, CSLEDAI=0.0, PGA=0.0, GCDOSE=0.0, BVAS=0.0, TIS=80.0, CRISS=0.9) == "NE"
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from pipeline.spec import load_spec
 from conftest import RAW, SPECS
 
 RS_COLS = ["STUDYID", "SITEID", "SUBJID", "VISIT", "RSDAT", "BMBLAST", "BMCELL", "PBBLAST", "EMD", "CNSSTAT",
-           "MRDRES", "MRDND", "MRDMETH", "MRDLLOQ", "TRANSIND", "DASCORE", "GCDOSE", "RSORRES"]
+           "MRDRES", "MRDND", "MRDMETH", "MRDLLOQ", "TRANSIND", "DASCORE", "GCDOSE", "CSLEDAI", "PGA", "BVAS",
+           "TIS", "MRSS", "CRISS", "RSORRES"]
 
 
 def form(rows: list[dict], name: str, columns: list[str]) -> pd.DataFrame:

@@ -616,13 +616,30 @@ def test_leukemia_response_plants_and_boundaries(sims, spec):
 def test_autoimmune_and_aplastic_response(sims):
     study, forms, plants = sims["ZJU-CD7-AID"]
     rs = forms["rs"]
-    base = rs[rs["VISIT"] == "SCREENING"].set_index("SUBJID")["DASCORE"].astype(float)
-    assert base.between(6, 30).all()
-    post = rs[rs["VISIT"] != "SCREENING"]
+    mh = forms["mh"]
+    group = mh[mh["MHCAT"] == "PRIMARY DIAGNOSIS"].set_index("SUBJID")["DISSUBTP"]
+    rs = rs.assign(G=rs["SUBJID"].map(group))
+    num = lambda c: rs[c].astype(float)  # noqa: E731
+    scr = rs["VISIT"] == "SCREENING"
+    # each disease has its own instrument and only that one; the baselines are active disease
+    own = {"SLE": ["DASCORE", "CSLEDAI", "PGA"], "AAV": ["BVAS"], "IIM": [], "SSC": ["MRSS"]}
+    for g, cols in own.items():  # four diseases
+        sub = rs[scr & (rs["G"] == g)]
+        assert len(sub), g
+        for c in ["DASCORE", "CSLEDAI", "PGA", "BVAS", "TIS", "MRSS", "CRISS"]:  # seven instrument columns
+            assert sub[c].notna().all() if c in cols else sub[c].isna().all(), (g, c)
+    assert num("DASCORE")[scr & (rs["G"] == "SLE")].between(6, 30).all()
+    assert num("BVAS")[scr & (rs["G"] == "AAV")].between(8, 25).all()
+    assert rs.loc[~scr & (rs["G"] == "IIM"), "TIS"].notna().all()
+    assert rs.loc[~scr & (rs["G"] == "SSC"), "CRISS"].notna().all()
+    # an investigator CR meets its disease's remission criterion, except the plants
     planted = set(plants.loc[plants["form"] == "rs", "subjid"])
-    cr = post[(post["RSORRES"] == "CR")]
-    ok = (cr["DASCORE"].astype(float) == 0) & (cr["GCDOSE"].astype(float) <= 5)
-    assert set(cr.loc[~ok, "SUBJID"]) <= planted
+    cr = (rs["RSORRES"] == "CR") & ~rs["SUBJID"].isin(planted)
+    ok = np.select([rs["G"] == "SLE", rs["G"] == "AAV", rs["G"] == "IIM"],
+                   [(num("CSLEDAI") == 0) & (num("PGA") < 0.5) & (num("GCDOSE") <= 5),
+                    (num("BVAS") == 0) & (num("GCDOSE") <= 7.5), num("TIS") >= 60], False)
+    assert ok[cr.to_numpy()].all()
+    assert not (cr & (rs["G"] == "SSC")).any()              # CRISS has no remission category
     assert {"RS-AID-GC", "RS-AID-PR"} <= set(plants["item"])
     study, forms, plants = sims["ZJU-CD7-SAA"]
     rs = forms["rs"]

@@ -8,7 +8,8 @@ Parameters (PARAMCD; the spec's value-level metadata describes each):
   (:mod:`pipeline.rules.response`, rule tables ``specs/rules/response_<family>.csv``) from the
   SDTM criteria inputs: the RS and LBDA records whose value-level metadata names the raw column
   the rule feature is (``source = CRF rs.<column>``), the nearest LB blood count within
-  ``[response].count_window_days``, and the primary diagnosis (SUPPDM).
+  ``[response].count_window_days``, the primary diagnosis (SUPPDM) and the disease group (SUPPMH
+  DISSUBTP of the MH primary diagnosis: in the autoimmune study it selects the disease's criteria).
 - ``BOR`` / ``INVBOR``: best overall response within ``[response].bor_window_days``
   (``specs/rules/response_order.csv``: ranks, evaluable categories, tie = earliest).
 - ``RSPDnnn`` / ``IRSPDnnn``: responder (Y/N) at protocol day nnn (``[orr].timepoint_day`` and
@@ -111,11 +112,13 @@ def blood_counts(sdtm: dict[str, pd.DataFrame], tests: list[str]) -> pd.DataFram
 
 
 def criteria_features(a: pd.DataFrame, rules: pd.DataFrame, counts: pd.DataFrame, window_days: int,
-                      lab_tests: set[str], primdiag: pd.Series) -> pd.DataFrame:
+                      lab_tests: set[str], primdiag: pd.Series, subtype: pd.Series | None = None) -> pd.DataFrame:
     """The features the rules name, one row per assessment: criteria inputs, their baseline
     (last pre-infusion value) and absolute/relative change (``_BL``, ``_ACHG``, ``_RCHG``), the
     nearest blood count within +/- ``window_days`` (:func:`pipeline.rules.response.nearest_in_window`)
-    with its date and distance, PRIMDIAG, and PRIOR_REMISSION (set by the derivation)."""
+    with its date and distance, PRIMDIAG, DISSUBTP (the disease group of the MH primary diagnosis,
+    SUPPMH QNAM DISSUBTP: it selects each autoimmune disease's criteria) and PRIOR_REMISSION (set by
+    the derivation)."""
     needed = sorted(set(rules["feature"]))
     f = pd.DataFrame({"USUBJID": a["USUBJID"], "_date": a["_date"]}, index=a.index)
     base_cols = sorted({n[: -len(s)] for n in needed for s in SUFFIXES if n.endswith(s)})
@@ -135,6 +138,8 @@ def criteria_features(a: pd.DataFrame, rules: pd.DataFrame, counts: pd.DataFrame
         f[test], f[f"{test}_date"], f[f"{test}_days"] = near["value"], near["date"], near["days"]
     if "PRIMDIAG" in needed:
         f["PRIMDIAG"] = text(a["USUBJID"].map(primdiag))
+    if "DISSUBTP" in needed:
+        f["DISSUBTP"] = text(a["USUBJID"].map(subtype if subtype is not None else pd.Series(dtype="object")))
     f[R.PRIOR_REMISSION] = "N"
     unknown = [n for n in needed if n not in f.columns]
     if unknown:
@@ -152,7 +157,8 @@ def derived_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec
     lab_tests = set(spec.rule("lab_tests")["lbtestcd"])
     counts = blood_counts(sdtm, sorted(set(rules["feature"]) & lab_tests))
     primdiag = supp_value(sdtm.get("SUPPDM"), "PRIMDIAG")
-    feats = criteria_features(a, rules, counts, int(cfg["count_window_days"]), lab_tests, primdiag)
+    subtype = supp_value(sdtm.get("SUPPMH"), "DISSUBTP")
+    feats = criteria_features(a, rules, counts, int(cfg["count_window_days"]), lab_tests, primdiag, subtype)
     post = a[a["_post"]]
     feats = feats.loc[post.index]
     if post.empty:

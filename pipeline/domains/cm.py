@@ -17,6 +17,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext
+from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.suppqual import build_supp
@@ -60,6 +61,8 @@ def build(ctx: StudyContext) -> DomainResult:
     dm = ctx.datasets["DM"]
     cm["CMSTDY"] = study_day_by_subject(cm["CMSTDTC"], cm["USUBJID"], dm)
     cm["CMENDY"] = study_day_by_subject(cm["CMENDTC"], cm["USUBJID"], dm)
+    se = ctx.datasets.get("SE")
+    cm["EPOCH"] = derive_epoch(cm["USUBJID"], cm["CMSTDTC"], se) if se is not None else ""
     cm["CMSEQ"] = assign_seq(cm, ["CMCAT", "CMSTDTC", "CMSPID"])
     supp = build_supp(cm, "CM", spec, "CMSEQ")
     res.datasets["CM"] = cm[spec.var_names("CM")].reset_index(drop=True)

@@ -128,6 +128,7 @@ def build(ctx: StudyContext) -> DomainResult:
     dist = meddra.load_distribution(folder, str(spec.standards.get("meddra_version", ""))) if folder else None
     coded = code_history(mh["MHTERM"], table, decisions, dist)
     mh["MHDECOD"], mh["MHBODSYS"] = coded["MHDECOD"], coded["MHBODSYS"]
+    mh["MHSOC"] = mh["MHBODSYS"]          # the primary SOC (analysis uses the primary path)
     final = ctx.mode == "final"
     unc = ~coded["coded"]
     findings.append(make_findings(sid, r[unc.to_numpy()], "MHTERM", "mh_uncoded", "error" if final else "warning",
@@ -135,6 +136,8 @@ def build(ctx: StudyContext) -> DomainResult:
                                   f"{sid}.coding.csv) or specs/rules/mh_terms.csv" + ("" if final else " (draft build: allowed)")))
     dm = ctx.datasets["DM"]
     mh["MHDY"] = study_day_by_subject(mh["MHDTC"], mh["USUBJID"], dm)
+    mh["MHSTDY"] = study_day_by_subject(mh["MHSTDTC"], mh["USUBJID"], dm)
+    mh["MHENDY"] = study_day_by_subject(mh["MHENDTC"], mh["USUBJID"], dm)
     vis = visit_numbers(r["VISIT"], study, mh["MHDY"], mh["USUBJID"], mh["MHDTC"])
     mh["VISITNUM"], mh["VISIT"] = vis["VISITNUM"], vis["VISIT"]
     se = ctx.datasets.get("SE")

@@ -33,10 +33,10 @@ Planted investigator disagreements (subject order = SUBJID order):
   investigator CR.
 - RS-SAA-CR: aplastic anemia, first assessment whose criteria give PR at the ORR visit,
   investigator CR (if none, the first NR there reported as PR).
-- RS-AID-GC: autoimmune, first complete responder at the ORR visit: score 0 but
-  glucocorticoid 7.5 mg/day, investigator CR (criteria PR).
+- RS-AID-GC: autoimmune, first SLE complete responder at the ORR visit: clinical SLEDAI-2K 0
+  and PGA < 0.5 but glucocorticoid 7.5 mg/day, investigator CR (criteria PR: LLDAS, not DORIS).
 - RS-AID-PR: autoimmune, first non-responder at the first assessment: investigator PR
-  (criteria NR, score fell < 50%).
+  (criteria NR by the subject's disease instrument).
 
 - RS-MRD-SENS: leukemia, fourth responder (the BMBLAST 4.9 subject), first not-detected MRD:
   assay sensitivity 0.1% (10^-3), worse than the NCCN 10^-4 threshold (MRD status NE).
@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Study
+from pipeline.simulate._util import table
 from pipeline.simulate.subjects import stream
 
 
@@ -294,7 +295,87 @@ def _orr_visit(study: Study) -> str:
     return str(v.loc[(v["day"] - day).abs().idxmin(), "VISIT"])
 
 
-def autoimmune(study, S, A, rng, plants_out):
+def disease_groups(S: pd.DataFrame) -> np.ndarray:
+    """Each subject's disease group (SLE, AAV, IIM, SSC ...): the subtype of its primary
+    diagnosis in ``data/mh_diseases.csv`` (the same table the mh form is simulated from)."""
+    dis = table("mh_diseases").drop_duplicates("primdiag").set_index("primdiag")["subtype"]
+    return S["primdiag"].map(dis).fillna("").to_numpy(dtype=object)
+
+
+def autoimmune_states(A, resp, crt, flare, early, u2, screening):
+    """The disease state each assessment shows: BL (screening), CR, PR, NR or PD, from the
+    subject's responder status, remission type and flare (the same timeline as the SLEDAI-2K)."""
+    day = A["day"].to_numpy()
+    late_pd = ~resp & (day >= 180) & (u2 < 0.2)
+    return np.select([screening, resp & flare & ~early, resp & ~early & crt, resp, late_pd],
+                     ["BL", "PD", "CR", "PR", "PD"], "NR").astype(object)
+
+
+def aid_instruments(group, state, score, gc, b_sle, i, ns, rng):
+    """Each disease's instrument at each assessment, consistent with ``state``:
+
+    - SLE: SLEDAI-2K (DASCORE) with 0/2/4 serology points, clinical SLEDAI-2K (CSLEDAI = total
+      without serology), SELENA-SLEDAI physician global assessment (PGA 0-3); a PR state stays
+      within LLDAS (SLEDAI-2K <= 4, PGA <= 1, glucocorticoid <= 7.5 mg/day);
+    - AAV: BVAS v3 (0 in remission, <= 45% of baseline in response, above baseline in worsening);
+    - IIM: ACR/EULAR Total Improvement Score (steps of 2.5; >= 60 major in remission, 20-57.5
+      in response, < 20 otherwise; not scored at baseline);
+    - SSC: mRSS (skin progression > 25% and >= 5 units in worsening) and the ACR CRISS
+      probability (>= 0.60 when improved; not scored at baseline).
+    Values of the other diseases' instruments are empty. Returns the columns, the glucocorticoid
+    dose and each row's baseline (the screening value the criteria compare with)."""
+    n = len(i)
+    v = rng.random((6, n))
+    vs = rng.random((2, ns))
+    sle, aav, iim, ssc = (group == "SLE"), (group == "AAV"), (group == "IIM"), (group == "SSC")
+    st = state
+    # SLE
+    sero = np.where(np.isin(st, ["CR", "PR"]), np.where(v[0] < 0.35, 2, 0), np.where(v[0] < 0.5, 4, 2))
+    das = np.where(st == "CR", sero, np.where(st == "PR", np.minimum(score, 4), score)).astype(float)
+    csl = np.maximum(das - np.minimum(sero, das), 0)
+    pga = np.select([st == "BL", st == "PD", st == "NR", st == "PR", st == "CR"],
+                    [1.5 + 1.3 * v[1], 2.0 + 1.0 * v[1], 1.1 + 1.2 * v[1], 0.5 + 0.5 * v[1], 0.4 * v[1]])
+    pga = np.floor(pga * 10) / 10
+    gc = np.where(sle & (st == "PR"), np.minimum(gc, 7.5), gc)
+    # AAV
+    b_bvas = (8 + np.floor(vs[0] * 18))[i]
+    bvas = np.select([st == "BL", st == "CR", st == "PR", st == "PD"],
+                     [b_bvas, 0, np.maximum(1, np.floor(b_bvas * (0.1 + 0.35 * v[2]))), b_bvas + 1 + np.floor(5 * v[2])],
+                     np.minimum(np.ceil(b_bvas * (0.6 + 0.4 * v[2])), b_bvas))
+    # IIM
+    tis = np.select([st == "BL", st == "CR", st == "PR"],
+                    [np.nan, 60 + 2.5 * np.floor(v[3] * 11), 20 + 2.5 * np.floor(v[3] * 16)], 2.5 * np.floor(v[3] * 8))
+    # SSC
+    b_mrss = (15 + np.floor(vs[1] * 21))[i]
+    mrss = np.select([st == "BL", np.isin(st, ["CR", "PR"]), st == "PD"],
+                     [b_mrss, np.round(b_mrss * (0.5 + 0.3 * v[4])), np.round(b_mrss * 1.3) + 5],
+                     np.round(b_mrss * (0.85 + 0.25 * v[4])))
+    criss = np.select([st == "BL", np.isin(st, ["CR", "PR"]), st == "PD"],
+                      [np.nan, np.round(0.60 + 0.39 * v[5], 2), 0.0], np.round(0.55 * v[5], 2))
+    cols = {"DASCORE": np.where(sle, das, np.nan), "CSLEDAI": np.where(sle, csl, np.nan),
+            "PGA": np.where(sle, pga, np.nan), "BVAS": np.where(aav, bvas, np.nan),
+            "TIS": np.where(iim, tis, np.nan), "MRSS": np.where(ssc, mrss, np.nan),
+            "CRISS": np.where(ssc, criss, np.nan)}
+    base = {"DASCORE_BL": b_sle, "BVAS_BL": b_bvas, "MRSS_BL": b_mrss}
+    return cols, gc, base
+
+
+def aid_criteria(group, cols, gc, base, screening):
+    """The category the study's rules give (``specs/rules/response_autoimmune.csv`` after the
+    protocol category map: major -> CR, moderate/minimal -> PR), for the plants and checks."""
+    das, csl, pga, bvas, tis, mrss, criss = (cols[c] for c in ("DASCORE", "CSLEDAI", "PGA", "BVAS", "TIS", "MRSS", "CRISS"))
+    with np.errstate(invalid="ignore"):
+        sle = np.select([(csl == 0) & (pga < 0.5) & (gc <= 5), das - base["DASCORE_BL"] >= 4,
+                         (das <= 4) & (pga <= 1) & (gc <= 7.5)], ["CR", "PD", "PR"], "NR")
+        aav = np.select([(bvas == 0) & (gc <= 7.5), bvas > base["BVAS_BL"], bvas <= 0.5 * base["BVAS_BL"]],
+                        ["CR", "PD", "PR"], "NR")
+        iim = np.select([tis >= 60, tis >= 20], ["CR", "PR"], "NR")
+        ssc = np.select([(mrss > 1.25 * base["MRSS_BL"]) & (mrss - base["MRSS_BL"] >= 5), criss >= 0.6], ["PD", "PR"], "NR")
+    crit = np.select([group == "SLE", group == "AAV", group == "IIM", group == "SSC"], [sle, aav, iim, ssc], "NE")
+    return np.where(screening, "NE", crit).astype(object)
+
+
+def autoimmune(study, S, A, rng, plants_out, cfg):
     n = len(A)
     u = rng.random((6, n))
     i = A["i"].to_numpy()
@@ -317,23 +398,31 @@ def autoimmune(study, S, A, rng, plants_out):
                   np.round(gc0[i] * 0.75 / 2.5) * 2.5)
     score = np.where(screening, b, score)
     gc = np.where(screening, gc0[i], gc)
+    # each disease's instrument (own stream: the shared draws above are unchanged)
+    group = disease_groups(S)[i]
+    state = autoimmune_states(A, resp, crt, flare, early, u[2], screening)
+    cols, gc, base = aid_instruments(group, state, score, gc, b, i, len(S), stream(cfg, "aid_instruments"))
     orr_visit = _orr_visit(study)
-    cand = np.flatnonzero((A["VISIT"].to_numpy() == orr_visit) & resp & crt & ~flare)
+    cand = np.flatnonzero((A["VISIT"].to_numpy() == orr_visit) & resp & crt & ~flare & (group == "SLE"))
     if len(cand):
         gc[cand[0]] = 7.5
-    crit = np.where(screening, "NE", np.where((score == 0) & (gc <= 5), "CR", np.where(score >= b + 4, "PD",
-                    np.where(score <= 0.5 * b, "PR", "NR")))).astype(object)
+    crit = aid_criteria(group, cols, gc, base, screening)
     inv = crit.copy()
     if len(cand):
         inv[cand[0]] = "CR"
         plants_out.append({"subject": int(i[cand[0]]), "form": "rs", "item": "RS-AID-GC",
-                           "description": f"{orr_visit}: DASCORE 0 with GCDOSE 7.5 mg/day (criteria PR), investigator CR"})
+                           "description": f"{orr_visit}: CSLEDAI 0 and PGA < 0.5 with GCDOSE 7.5 mg/day "
+                                          "(DORIS needs <= 5: criteria PR by LLDAS), investigator CR"})
     first_nr = np.flatnonzero((A["k"].to_numpy() == 1) & ~resp & (crit == "NR"))
     if len(first_nr):
         inv[first_nr[0]] = "PR"
         plants_out.append({"subject": int(i[first_nr[0]]), "form": "rs", "item": "RS-AID-PR",
-                           "description": f"{A['VISIT'].iat[first_nr[0]]}: DASCORE fell < 50% (criteria NR), investigator PR"})
-    return {"DASCORE": [_fmt(x, 0) for x in score], "GCDOSE": [_fmt(x, 1) for x in gc]}, inv, crit
+                           "description": f"{A['VISIT'].iat[first_nr[0]]}: criteria NR by the {group[first_nr[0]]} "
+                                          "instrument, investigator PR"})
+    dec = {"DASCORE": 0, "CSLEDAI": 0, "PGA": 1, "BVAS": 0, "TIS": 1, "MRSS": 0, "CRISS": 2}
+    out = {c: [_fmt(float(x), dec[c]) for x in v] for c, v in cols.items()}  # a few columns (metadata)
+    out["GCDOSE"] = [_fmt(x, 1) for x in gc]
+    return out, inv, crit
 
 
 def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: pd.DataFrame,
@@ -346,7 +435,7 @@ def rs_form(study: Study, S: pd.DataFrame, V: pd.DataFrame, D: pd.DataFrame, L: 
         A = V[V["VISIT"].isin(visits) & S["treated"].to_numpy()[V["i"].to_numpy()]]
         A = A.sort_values(["i", "date"], kind="stable").reset_index(drop=True)
         A["k"] = A.groupby("i").cumcount()
-        cols, inv, crit = autoimmune(study, S, A, rng, plants_out)
+        cols, inv, crit = autoimmune(study, S, A, rng, plants_out, cfg)
     else:
         A = assessment_rows(study, V, with_screening=(fam == "leukemia"))
         C = _counts(L, D, A)
