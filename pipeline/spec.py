@@ -144,6 +144,14 @@ class Spec:
             raise ConfigError(f"rule table {path} is missing")
         return read_table(path)
 
+    def mapping(self, name: str) -> pd.DataFrame:
+        """A mapping table ``specs/<standard>/mapping/<name>.csv`` (all cells str): which raw
+        forms and columns feed a dataset that several source forms share (e.g. PR)."""
+        path = self.root / self.standard / "mapping" / f"{name}.csv"
+        if not path.is_file():
+            raise ConfigError(f"mapping table {path} is missing")
+        return read_table(path)
+
 
 def expand_supp_template(variables: pd.DataFrame, datasets: pd.DataFrame) -> pd.DataFrame:
     """Every SUPP-- dataset shares one structure (SDTMIG 8.4): rows of dataset ``SUPP--`` in

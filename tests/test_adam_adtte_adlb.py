@@ -50,7 +50,7 @@ def sources():
         "FIRSTRSP": src([("A", T0 + 28), ("C", T0 + 28)]),
         "PROGRESSION": src([("A", T0 + 90)]),
         "LASTASMT": src([("A", T0 + 90), ("B", T0 + 28), ("C", T0 + 60), ("D", T0 + 120)]),
-        "RECOVERY": src([]), "LASTLAB": src([]),
+        "RECOVERY": src([]), "LASTLAB": src([]), "HSCTDT": src([], "ADSL", "HSCTDT"),
     }
 
 
@@ -227,14 +227,38 @@ def test_km_median_and_ci_on_the_6mp_remission_data():
     est = km.km_estimate(pd.Series(t), 1 - pd.Series(relapse))
     assert (est["n"], est["events"], est["median"], est["lower"]) == (21, 9, 23.0, 13.0)
     assert np.isnan(est["upper"])
-    # hand check of the first step: 3 relapses of 21 at risk -> 18/21
-    from statsmodels.duration.survfunc import SurvfuncRight
-
-    sf = SurvfuncRight(np.array(t, float), np.array(relapse, float))
-    assert np.round(sf.surv_prob, 3).tolist() == [0.857, 0.807, 0.753, 0.690, 0.627, 0.538, 0.448]
+    # the published curve (first step by hand: 3 relapses of 21 at risk -> 18/21 = 0.857)
+    times, surv, se = km.product_limit(np.array(t, float), np.array(relapse, float))
+    assert times.tolist() == [6, 7, 10, 13, 16, 22, 23]
+    assert np.round(surv, 3).tolist() == [0.857, 0.807, 0.753, 0.690, 0.627, 0.538, 0.448]
+    assert round(se[0], 3) == 0.076 and round(se[-1], 3) == 0.135
     # no event at all: no median
     none = km.km_estimate(pd.Series([5.0, 9.0]), pd.Series([1.0, 1.0]))
     assert none["events"] == 0 and np.isnan(none["median"])
+
+
+def test_km_same_floats_as_statsmodels_survfuncright():
+    """The numpy product-limit curve, Greenwood errors and log-log median CI are statsmodels'
+    ``SurvfuncRight`` / ``quantile_ci`` operation for operation: equal arrays and limits on
+    random samples with ties, all-event and heavily censored groups (statsmodels is the
+    reference here only; the build no longer imports it)."""
+    survfunc = pytest.importorskip("statsmodels.duration.survfunc")
+    from pipeline.adam import km
+
+    rng = np.random.default_rng(14)
+    for case in range(300):
+        n = int(rng.integers(1, 60))
+        t = rng.integers(1, 40, n).astype(float) if case % 2 else np.round(rng.exponential(100, n), 1)
+        status = (rng.random(n) < [0.2, 0.6, 1.0][case % 3]).astype(float)
+        if not status.any():
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sf = survfunc.SurvfuncRight(t, status)
+            times, surv, se = km.product_limit(t, status)
+            for alpha in (0.05, 0.1):
+                assert km.median_ci(times, surv, se, alpha) == sf.quantile_ci(0.5, alpha=alpha, method="cloglog")
+        assert np.array_equal(times, sf.surv_times) and np.array_equal(surv, sf.surv_prob)
+        assert np.array_equal(se, sf.surv_prob_se, equal_nan=True)
 
 
 @pytest.mark.parametrize("t,cnsr,median", [

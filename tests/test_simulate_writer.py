@@ -51,7 +51,7 @@ def test_rerun_is_byte_identical(spec, tmp_path):
             writer_mod.write_study(forms, study, tmp_path / run, labels=labels)
         fa = sorted(p.name for p in (tmp_path / "a" / sid).iterdir())
         fb = sorted(p.name for p in (tmp_path / "b" / sid).iterdir())
-        assert fa == fb and len(fa) == len(spec.forms) == 14   # dm vs ie ex ae crs cm lb rs ds mh prtx phsct emd
+        assert fa == fb and len(fa) == len(spec.forms) == 16   # dm vs ie ex ae crs cm lb rs ds mh prtx phsct emd aph hsct
         for name in fa:
             assert (tmp_path / "a" / sid / name).read_bytes() == (tmp_path / "b" / sid / name).read_bytes(), (sid, name)
 

@@ -6,4 +6,4 @@ One module per dataset; :mod:`pipeline.adam.stage` runs them and writes ``adam/`
 """
 
 #: ADaM datasets in build order (a module may read the datasets before it)
-REGISTRY = ["adsl", "adae", "adrs", "adlb", "adtte", "adpp"]
+REGISTRY = ["adsl", "adae", "adrs", "adlb", "engraftment", "adtte", "adpp"]   # engraftment: derived dates for ADTTE (no dataset)

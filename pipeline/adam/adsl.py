@@ -5,7 +5,8 @@ One record per subject of DM. Population flags follow ``specs/rules/adam_populat
 baseline disease characteristics ``specs/rules/adsl_baseline.csv``. Disease history and prior
 therapy (:func:`history_variables`) from MH/SUPPMH (primary diagnosis), CM/SUPPCM (prior lines)
 and PR (prior HSCT); the baseline glucocorticoid dose and the bridging-therapy flag from SDTM CM
-(:func:`baseline_glucocorticoid`, :func:`bridging_flag`).
+(:func:`baseline_glucocorticoid`, :func:`bridging_flag`); the HSCT-after-CAR-T flag and
+date (HSCTFL/HSCTDT) from SDTM PR by ``specs/rules/adsl_procedures.csv``.
 """
 
 from __future__ import annotations
@@ -240,6 +241,29 @@ def bridging_flag(cm: pd.DataFrame | None, subjects: pd.Series) -> pd.Series:
     return yn_full(pd.Series(text(subjects).isin(bridged).to_numpy(), index=subjects.index))
 
 
+def procedure_variables(sdtm: dict[str, pd.DataFrame], spec: Spec, subjects: pd.Series,
+                        trtsdt: pd.Series) -> pd.DataFrame:
+    """Procedure flags and dates of ``specs/rules/adsl_procedures.csv`` (e.g. HSCTFL/HSCTDT, the
+    allogeneic HSCT after CAR-T): per row, the earliest ``date_variable`` of the ``dataset``
+    records where ``where_variable`` = ``where_value``; the flag is Y with a date, N for the
+    other treated subjects (TRTSDT present), null for the untreated. A study without the dataset
+    gets N/null."""
+    rules = spec.rule("adsl_procedures")
+    out = pd.DataFrame({"USUBJID": subjects.to_numpy()})
+    treated = pd.Series(trtsdt.to_numpy()).notna().to_numpy()
+    for r in rules.to_dict("records"):  # one pass per procedure variable pair (metadata)
+        ds = sdtm.get(r["dataset"])
+        first = pd.Series(dtype=float)
+        if ds is not None and len(ds) and r["where_variable"] in ds:
+            sub = ds[text(ds[r["where_variable"]]) == r["where_value"]]
+            f = pd.DataFrame({"USUBJID": text(sub["USUBJID"]), "dt": dtc_to_sas_date(sub[r["date_variable"]])})
+            first = f.dropna().groupby("USUBJID")["dt"].min()
+        dt = out["USUBJID"].map(first).astype("float64")
+        out[r["date"]] = dt
+        out[r["flag"]] = np.where(dt.notna(), "Y", np.where(treated, "N", ""))
+    return out
+
+
 def population_rules(spec: Spec, studyid: str) -> pd.DataFrame:
     """The population definitions of the study (rows of ``study`` = the STUDYID override ``*``)."""
     rules = spec.rule("adam_populations")
@@ -305,6 +329,7 @@ def build(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd.DataFra
     adsl["BLGCDOSE"] = baseline_glucocorticoid(sdtm.get("CM"), spec, adsl["USUBJID"], adsl["TRTSDT"]).to_numpy()
     adsl["BRIDGFL"] = bridging_flag(sdtm.get("CM"), adsl["USUBJID"]).to_numpy()
     adsl = adsl.merge(death_variables(dm, sdtm.get("SUPPDS"), sdtm.get("DD")), on="USUBJID", how="left")
+    adsl = adsl.merge(procedure_variables(sdtm, spec, adsl["USUBJID"], adsl["TRTSDT"]), on="USUBJID", how="left")
     adsl["LSTALVDT"] = last_known_alive(sdtm, adsl["USUBJID"]).to_numpy()
     ds = sdtm.get("DS", pd.DataFrame(columns=["USUBJID", "DSCAT", "DSSCAT", "DSDECOD", "DSSTDTC"]))
     adsl = adsl.merge(end_of_study(ds, adsl["USUBJID"]), on="USUBJID", how="left")

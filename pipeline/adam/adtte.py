@@ -14,9 +14,17 @@ Dates the rules can name: TRTSDT, DEATH (ADSL.DTHDT), LSTALVDT (ADSL), FIRSTRSP 
 ADRS OVRLRESP in ``[orr].categories``), PROGRESSION (first derived OVRLRESP that is a progression
 event in ``response_order.csv``), LASTASMT (last evaluable derived OVRLRESP, on or after the
 origin), RECOVERY and LASTLAB (cytopenia recovery of the parameter's test, from ADLB,
-``specs/rules/cytopenia_recovery.csv``). Populations: SAFFL (safety population), RESPONDER (with
+``specs/rules/cytopenia_recovery.csv``), HSCTDT (ADSL: the allogeneic HSCT after CAR-T), ENGRAFT
+and LASTLAB of an engraftment parameter (:mod:`pipeline.adam.engraftment`,
+``specs/rules/engraftment.csv``). Populations: SAFFL (safety population), RESPONDER (with
 a FIRSTRSP), CYTOPENIC (safety population with a post-infusion value of the test below the
-recovery threshold).
+recovery threshold), HSCT (safety population with ADSL.HSCTFL = Y).
+
+A rule of kind ``truncate`` (e.g. HSCTDT for PFS and DOR: a consolidating transplant is a new
+therapy) ends the observation at its date: events after it do not count, censoring dates after
+it are not used, and without an event the subject is censored at the last censoring date on or
+before it, else at the truncation date itself, with the rule's CNSDTDSC (FDA 2018 endpoints
+guidance, censoring at new anticancer therapy).
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ from pipeline.rules import response as R
 from pipeline.spec import Spec
 
 ADSL_VARS = ["STUDYID", "SITEID", "TRT01P", "TRT01PN", "TRT01A", "TRT01AN", "SAFFL", "EFFFL"]
-SOURCES = ("TRTSDT", "DEATH", "LSTALVDT", "FIRSTRSP", "PROGRESSION", "LASTASMT", "RECOVERY", "LASTLAB")
+SOURCES = ("TRTSDT", "DEATH", "LSTALVDT", "FIRSTRSP", "PROGRESSION", "LASTASMT", "RECOVERY", "LASTLAB", "HSCTDT",
+           "ENGRAFT")
 
 
 def _dates(frame: pd.DataFrame, date: str, srcdom: str, srcvar: str, seq: str | None) -> pd.DataFrame:
@@ -92,12 +101,22 @@ def time_to_event(rules: pd.DataFrame, subjects: pd.Series, start: pd.DataFrame,
             d = d[d["dt"] >= d["STARTDT"]]
         elif src == "LASTASMT":
             d = d[d["dt"] >= d["STARTDT"]]
+        elif r["kind"] == "truncate":
+            d = d[d["dt"] >= d["STARTDT"]].sort_values("dt", kind="mergesort").drop_duplicates("USUBJID")
         d = d.assign(kind=r["kind"], priority=int(r["priority"]), EVNTDESC=r["evntdesc"], CNSDTDSC=r["cnsdtdsc"])
         cands.append(d)
     c = pd.concat(cands, ignore_index=True) if cands else pd.DataFrame()
+    trunc = c[c["kind"] == "truncate"] if len(c) else c
+    if len(trunc):
+        stop = c["USUBJID"].map(trunc.set_index("USUBJID")["dt"])
+        c = c[stop.isna() | (c["kind"] == "truncate") | (c["dt"] <= stop)]
+        # the truncation date itself is the last-resort censoring date
+        c = c.assign(kind=c["kind"].replace("truncate", "censor"))
     events = c[c["kind"] == "event"].sort_values(["USUBJID", "dt", "priority"], kind="mergesort").drop_duplicates("USUBJID")
     cens = c[(c["kind"] == "censor") & ~c["USUBJID"].isin(set(events["USUBJID"]))]
-    cens = cens.sort_values(["USUBJID", "priority", "dt"], kind="mergesort").drop_duplicates("USUBJID")
+    # the first priority; within it the latest date (LASTASMT: the last evaluable assessment)
+    cens = cens.sort_values(["USUBJID", "priority", "dt"], ascending=[True, True, False],
+                            kind="mergesort").drop_duplicates("USUBJID")
     cens = cens.assign(dt=np.maximum(cens["dt"], cens["STARTDT"]), EVNTDESC="")
     events = events.assign(CNSDTDSC="")
     chosen = pd.concat([events.assign(CNSR=0.0), cens.assign(CNSR=1.0)], ignore_index=True)
@@ -109,9 +128,14 @@ def time_to_event(rules: pd.DataFrame, subjects: pd.Series, start: pd.DataFrame,
     return out.drop(columns=["dt", "kind", "priority"])
 
 
-def _lastasmt(assessments: pd.DataFrame) -> pd.DataFrame:
-    """Latest evaluable assessment per subject (on or after the origin is applied later)."""
-    return assessments.sort_values(["USUBJID", "dt"], kind="mergesort").drop_duplicates("USUBJID", keep="last")
+def engraftment_dates(eng: pd.DataFrame | None, paramcd: str) -> dict[str, pd.DataFrame]:
+    """ENGRAFT and LASTLAB of one engraftment parameter (:mod:`pipeline.adam.engraftment`),
+    traced to the LB record of the engraftment day and of the last result."""
+    if eng is None or eng.empty:
+        e = pd.DataFrame(columns=["USUBJID", "dt", "SRCDOM", "SRCVAR", "SRCSEQ"])
+        return {"ENGRAFT": e, "LASTLAB": e}
+    r = eng[eng["PARAMCD"] == paramcd]
+    return {"ENGRAFT": _dates(r, "ENGDT", "LB", "LBSEQ", "ENGSEQ"), "LASTLAB": _dates(r, "LASTDT", "LB", "LBSEQ", "LASTSEQ")}
 
 
 def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Spec, study: Study) -> dict:
@@ -126,13 +150,18 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
         "DEATH": _dates(adsl, "DTHDT", "ADSL", "DTHDT", None),
         "LSTALVDT": _dates(adsl, "LSTALVDT", "ADSL", "LSTALVDT", None),
         "FIRSTRSP": resp["FIRSTRSP"], "PROGRESSION": resp["PROGRESSION"],
-        "LASTASMT": _lastasmt(resp["ASSESSMENTS"]),
+        "LASTASMT": resp["ASSESSMENTS"],
+        "HSCTDT": _dates(adsl, "HSCTDT", "ADSL", "HSCTDT", None),
     }
+    eng_frame = adam.get("_engraftment")
+    hsct = set(text(adsl.loc[text(adsl["HSCTFL"]) == "Y", "USUBJID"]))
     parts = []
     for paramcd, r in rules.groupby("paramcd", sort=False):  # one pass per parameter (metadata)
         sources = dict(fixed)
         rec = recovery_dates(rec_frame, paramcd)
         sources["RECOVERY"], sources["LASTLAB"] = rec["RECOVERY"], rec["LASTLAB"]
+        if (r["source_date"] == "ENGRAFT").any():
+            sources.update(engraftment_dates(eng_frame, paramcd))
         pop = r["population"].iloc[0]
         if pop == "SAFFL":
             subjects = safety
@@ -140,6 +169,8 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
             subjects = safety[safety.isin(set(resp["FIRSTRSP"]["USUBJID"]))]
         elif pop == "CYTOPENIC":
             subjects = safety[safety.isin(rec["CYTOPENIC"])]
+        elif pop == "HSCT":
+            subjects = safety[safety.isin(hsct)]
         else:
             raise ConfigError(f"adtte_censoring.csv: {paramcd} has unknown population {pop!r}")
         start = sources[r["start"].iloc[0]]

@@ -125,7 +125,14 @@ def build_adam(study_dir: Path, datasets: dict[str, pd.DataFrame], reports: dict
     folder = Path(study_dir) / FOLDER
     write(folder, adam, spec, study)
     writer.write_csv(findings.reset_index(drop=True), folder / "findings.csv")
-    for name, frame in sorted(response_reports(adam, extras, spec, study).items()):
+    reports_out = response_reports(adam, extras, spec, study)
+    # derived (ADaM) against collected (SDTM FAPR) engraftment dates: a data-manager report
+    from pipeline.adam.engraftment import COLUMNS as ENG_COLUMNS, discrepancies, transplant_listing
+    eng = extras.get("_engraftment", pd.DataFrame(columns=ENG_COLUMNS))
+    if (text(derived["ADSL"].get("HSCTFL", pd.Series(dtype=object))) == "Y").any():
+        reports_out["engraftment_discrepancies"] = discrepancies(eng, sdtm.get("FAPR"), spec)
+        reports_out["hsct_engraftment"] = transplant_listing(derived["ADSL"], eng, sdtm, spec)
+    for name, frame in sorted(reports_out.items()):
         frame = sorted_report(frame)
         writer.write_csv(frame, Path(study_dir) / "reports" / f"{name}.csv")
         reports[name] = frame

@@ -9,7 +9,7 @@ from pipeline.config import Study
 from pipeline.simulate import ae as ae_mod
 from pipeline.simulate import cm as cm_mod
 from pipeline.simulate import crs as crs_mod
-from pipeline.simulate import eligibility, history, labs, response
+from pipeline.simulate import eligibility, history, labs, procedures, response
 from pipeline.simulate._util import NODAY, cdash_date, date_parts, hhmm, partial_month, plain_number
 from pipeline.simulate.subjects import build_subjects, names, settings, stream, visit_days
 from pipeline.spec import Spec
@@ -246,6 +246,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     plants: list[dict] = []
     S = build_subjects(study, cfg, rng)
     V = visit_days(study, S, rng)
+    S = procedures.plan_hsct(study, cfg, S)       # own stream: the shared draws are unchanged
     failures = eligibility.plan_screen_failures(study, S, rng)
     grid = crs_mod.daily_grid(S)
     crs_cols = crs_mod.crs_form(grid, rng)
@@ -268,8 +269,12 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
             locked[sel] = True
         L["si"] = si
         L["locked"] = locked
+    # after an allogeneic HSCT the counts follow the transplant (conditioning nadir, engraftment);
+    # changes values only, so lab_form draws the same numbers; rs and ae see the new counts
+    L = procedures.apply_hsct_to_labs(S, D, L, cfg)
     lb_cols, L = labs.lab_form(study, S, D, L, T, spec, cfg, ranges, rng)
     lb_cols = _extra_labs(study, S, D, spec, cfg, lb_cols)
+    lb_cols = procedures.merge_lab_columns(lb_cols, procedures.hsct_daily_labs(study, S, D, T, ranges, cfg))
     rs_cols = response.rs_form(study, S, V, D, L, rng, leuk, plants, cfg)
     emd_cols = response.emd_form(study, S, rs_cols, cfg, plants)
     ae_cols = ae_mod.build_ae(study, S, grid, D, L, ranges, cfg, rng, plants)
@@ -308,6 +313,10 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     # medical history, prior lines and prior HSCT: their own random streams (history.py)
     for form, (i, cols) in history.history_forms(study, S, cfg, D, L).items():
         forms[form] = _frame(spec, form, study, S, i, cols)
+    i, cols = procedures.aph_form(study, cfg, S)
+    forms["aph"] = _frame(spec, "aph", study, S, i, cols)
+    i, cols = procedures.hsct_form(study, S)
+    forms["hsct"] = _frame(spec, "hsct", study, S, i, cols)
 
     forms = {f: forms[f] for f in spec.forms if f in forms}
     P = pd.DataFrame(plants, columns=["subject", "form", "item", "description"])
