@@ -170,6 +170,20 @@ def test_value_regex_explains_only_the_records_it_matches():
     assert out["explained"].tolist() == ["N"] and len(stale) == 1
 
 
+def test_split_domain_result_is_covered_per_member_by_value():
+    """CORE reports the split FA datasets as one result "FA, FAPR"; the FA row explains the CRS
+    records, the FAPR row the procedure records, and an unmatched value stays unexplained."""
+    res = [{"id": "CORE-000744", "message": "", "results": [result(
+        "FA, FAPR", "issue reported", 3, ["FAOBJ"], "FAOBJ not parent term",
+        [{"FAOBJ": "Cytokine release syndrome"}, {"FAOBJ": "LEUKAPHERESIS"}, {"FAOBJ": "OTHER"}])]}]
+    ex = explanations([("CORE-000744", "FA", "FAOBJ", "Cytokine release syndrome", "crs", "j", "me", "2026-12-01"),
+                       ("CORE-000744", "FAPR", "FAOBJ", "LEUKAPHERESIS", "proc", "j", "me", "2026-12-01"),
+                       ("CORE-000744", "F", "FAOBJ", "OTHER", "no such dataset", "j", "me", "2026-12-01")])
+    out, stale = conf.explain(res, ex)
+    assert sorted(out[["explanation", "issues"]].values.tolist()) == [["", 1], ["crs", 1], ["proc", 1]]
+    assert stale["dataset"].tolist() == ["F"]
+
+
 def test_counts_computed_by_hand():
     f, _ = conf.explain(RESULTS, explanations([
         ("CORE-000050", "LB", "", "", "ok", "ok", "me", "2026-12-01")]))

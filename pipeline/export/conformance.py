@@ -258,7 +258,10 @@ def _matches(issues: pd.DataFrame, row: dict) -> pd.Series:
     """Which issues one explanation row covers (see :func:`read_explanations`)."""
     hit = issues["rule_id"] == row["rule_id"]
     if row["dataset"]:
-        hit &= issues["dataset"] == row["dataset"]
+        # the engine reports a split domain's datasets as one result ("FA, FAPR"): a row for
+        # one of them covers the result's issues (its value_regex tells their records apart)
+        members = issues["dataset"].str.split(",").map(lambda ds: {d.strip() for d in ds})
+        hit &= members.map(lambda ds: row["dataset"] in ds)
     if row["variable"]:
         var = row["variable"]
         hit &= issues["variables"].str.upper().str.split("|").map(lambda vs: var in vs)
