@@ -33,7 +33,9 @@ import pandas as pd
 from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext, empty
 from pipeline.derive.dates import cdash_to_iso, dtc_date, max_dtc, min_dtc, parse_cdash_date, parse_time
 from pipeline.derive.identifiers import usubjid
-from pipeline.derive.studyday import study_day
+from pipeline.derive.epoch import derive_epoch, subject_elements
+from pipeline.derive.studyday import study_day, study_day_by_subject
+from pipeline.derive.visits import visit_numbers
 from pipeline.derive.suppqual import build_supp
 from pipeline.errors import ConfigError
 from pipeline.spec import Spec
@@ -147,6 +149,41 @@ def dated_form(ctx: StudyContext, form: str, date_col: str, what: str):
     findings = [make_findings(sid, raw[bad], date_col, f"{form}_impossible_date", "error",
                               f"impossible {date_col}, subject " + text(raw["SUBJID"]))]
     return raw, ids, known, iso, bad, rejected, findings
+
+
+def complete_dated_rows(ctx: StudyContext, form: str, date_col: str, what: str) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    """The common start of an assessment-form build (RS, TU/TR): the rows of ``form`` whose
+    subject is in DM and whose ``date_col`` is a complete date, with USUBJID; their ISO date; and
+    the rejections of the others (``subject not in DM``; ``<what> date missing, partial or
+    impossible``). A response or an imaging result is timed by its date (the study day decides
+    the visit window and the post-infusion flag), so a partial date cannot be placed and the row
+    is rejected rather than imputed."""
+    a = ctx.form(form).copy()
+    dm = ctx.datasets["DM"]
+    a["USUBJID"] = usubjid(a) if len(a) else pd.Series(dtype="object")
+    parsed = parse_cdash_date(a[date_col]) if len(a) else pd.DataFrame({"iso": [], "complete": []})
+    known = a["USUBJID"].isin(set(dm["USUBJID"]))
+    bad = known & ~parsed["complete"].astype(bool)
+    rejected = concat([make_rejected(form, a[~known], "SUBJID", "subject not in DM"),
+                       make_rejected(form, a[bad], date_col, f"{what} date missing, partial or impossible")],
+                      REJECTED_COLUMNS)
+    keep = known & ~bad
+    return a[keep].copy(), parsed.loc[keep, "iso"].astype("object"), rejected
+
+
+def place_in_study(ctx: StudyContext, rows: pd.DataFrame, dtc: str, dy: str) -> pd.DataFrame:
+    """Add the study day ``dy`` (SDTMIG: day 1 = RFSTDTC, no day 0), VISITNUM/VISIT (the
+    collected visit, or the TV window the study day falls in) and EPOCH (the SE element the date
+    falls in; SE is derived from DM and EX when not built yet) of ``rows`` dated by ``dtc``."""
+    dm = ctx.datasets["DM"]
+    rows[dy] = study_day_by_subject(rows[dtc], rows["USUBJID"], dm)
+    vis = visit_numbers(rows["VISIT"], ctx.study, rows[dy], rows["USUBJID"], rows[dtc])
+    rows["VISITNUM"], rows["VISIT"] = vis["VISITNUM"], vis["VISIT"]
+    se = ctx.datasets.get("SE")
+    if se is None and "EX" in ctx.datasets:
+        se = subject_elements(dm, ctx.datasets["EX"], ctx.study)
+    rows["EPOCH"] = derive_epoch(rows["USUBJID"], rows[dtc], se) if se is not None and len(se) else ""
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------

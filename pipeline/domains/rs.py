@@ -29,14 +29,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext, empty
+from pipeline.context import FINDING_COLUMNS, DomainResult, StudyContext, empty
 from pipeline.derive.baseline import before_exposure, last_obs_before_exposure
-from pipeline.derive.dates import dtc_date, parse_cdash_date
-from pipeline.derive.epoch import derive_epoch, subject_elements
-from pipeline.derive.identifiers import usubjid
+from pipeline.derive.dates import dtc_date
 from pipeline.derive.seq import assign_seq
-from pipeline.derive.studyday import study_day_by_subject
-from pipeline.derive.visits import visit_numbers
+from pipeline.domains.dm import complete_dated_rows, place_in_study
 from pipeline.errors import ConfigError
 from pipeline.rules import response as R
 from pipeline.spec import NUMERIC_TYPES, Spec
@@ -129,29 +126,10 @@ def assessments(ctx: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     Rejected: subjects not in DM, missing or impossible assessment dates (RSDTC must be a
     complete date: the response is timed by it).
     """
-    raw = ctx.form(FORM)
     dm = ctx.datasets["DM"]
-    a = raw.copy()
-    a["USUBJID"] = usubjid(a) if len(a) else pd.Series(dtype="object")
-    parsed = parse_cdash_date(a["RSDAT"]) if len(a) else pd.DataFrame({"iso": [], "complete": []})
-    known = a["USUBJID"].isin(set(dm["USUBJID"]))
-    bad_date = ~parsed["complete"].astype(bool)
-    rejected = []
-    for mask, col, reason in ((~known, "SUBJID", "subject not in DM"),
-                              (known & bad_date, "RSDAT", "assessment date missing, partial or impossible")):
-        sub = a[mask]
-        rejected.append(pd.DataFrame({"form": FORM, "file": sub["_FILE"].to_numpy(), "row": sub["_ROW"].to_numpy(),
-                                      "column": col, "value": _text(sub[col]).to_numpy(), "reason": reason}))
-    rejected = pd.concat(rejected, ignore_index=True) if rejected else empty(REJECTED_COLUMNS)
-    a = a[known & ~bad_date].copy()
-    a["RSDTC"] = parsed.loc[a.index, "iso"].astype("object")
-    a["RSDY"] = study_day_by_subject(a["RSDTC"], a["USUBJID"], dm)
-    vis = visit_numbers(a["VISIT"], ctx.study, a["RSDY"], a["USUBJID"], a["RSDTC"])
-    a["VISITNUM"], a["VISIT"] = vis["VISITNUM"], vis["VISIT"]
-    se = ctx.datasets.get("SE")
-    if se is None and "EX" in ctx.datasets:
-        se = subject_elements(dm, ctx.datasets["EX"], ctx.study)
-    a["EPOCH"] = derive_epoch(a["USUBJID"], a["RSDTC"], se) if se is not None and len(se) else ""
+    a, iso, rejected = complete_dated_rows(ctx, FORM, "RSDAT", "assessment")
+    a["RSDTC"] = iso
+    a = place_in_study(ctx, a, "RSDTC", "RSDY")
     a["_date"] = dtc_date(a["RSDTC"])
     a["_post"] = R.protocol_day(a["RSDY"]) >= 1
     rfx = a["USUBJID"].map(dm.set_index("USUBJID")["RFXSTDTC"]).fillna("")

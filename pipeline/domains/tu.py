@@ -24,14 +24,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext, empty
+from pipeline.context import FINDING_COLUMNS, DomainResult, StudyContext, empty
 from pipeline.derive.baseline import last_obs_before_exposure
-from pipeline.derive.dates import parse_cdash_date
-from pipeline.derive.epoch import derive_epoch, subject_elements
-from pipeline.derive.identifiers import usubjid
 from pipeline.derive.seq import assign_seq
-from pipeline.derive.studyday import study_day_by_subject
-from pipeline.derive.visits import visit_numbers
+from pipeline.domains.dm import complete_dated_rows, place_in_study
 from pipeline.domains.rs import _finish, _format_number, _text, single_term
 from pipeline.spec import NUMERIC_TYPES
 
@@ -41,29 +37,9 @@ EVALUATOR = "INVESTIGATOR"
 
 def imaging_rows(ctx: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Usable rows of form emd with USUBJID, TRDTC, TRDY, VISITNUM/VISIT, EPOCH; plus rejections."""
-    raw = ctx.form(FORM)
-    dm = ctx.datasets["DM"]
-    a = raw.copy()
-    a["USUBJID"] = usubjid(a) if len(a) else pd.Series(dtype="object")
-    parsed = parse_cdash_date(a["TRDAT"]) if len(a) else pd.DataFrame({"iso": [], "complete": []})
-    known = a["USUBJID"].isin(set(dm["USUBJID"]))
-    bad = ~parsed["complete"].astype(bool)
-    parts = []
-    for mask, col, reason in ((~known, "SUBJID", "subject not in DM"),
-                              (known & bad, "TRDAT", "imaging date missing, partial or impossible")):
-        sub = a[mask]
-        parts.append(pd.DataFrame({"form": FORM, "file": sub["_FILE"].to_numpy(), "row": sub["_ROW"].to_numpy(),
-                                   "column": col, "value": _text(sub[col]).to_numpy(), "reason": reason}))
-    rejected = pd.concat(parts, ignore_index=True) if parts else empty(REJECTED_COLUMNS)
-    a = a[known & ~bad].copy()
-    a["TRDTC"] = parsed.loc[a.index, "iso"].astype("object")
-    a["TRDY"] = study_day_by_subject(a["TRDTC"], a["USUBJID"], dm)
-    vis = visit_numbers(a["VISIT"], ctx.study, a["TRDY"], a["USUBJID"], a["TRDTC"])
-    a["VISITNUM"], a["VISIT"] = vis["VISITNUM"], vis["VISIT"]
-    se = ctx.datasets.get("SE")
-    if se is None and "EX" in ctx.datasets:
-        se = subject_elements(dm, ctx.datasets["EX"], ctx.study)
-    a["EPOCH"] = derive_epoch(a["USUBJID"], a["TRDTC"], se) if se is not None and len(se) else ""
+    a, iso, rejected = complete_dated_rows(ctx, FORM, "TRDAT", "imaging")
+    a["TRDTC"] = iso
+    a = place_in_study(ctx, a, "TRDTC", "TRDY")
     a["TULNKID"] = _text(a["TULNKID"])
     return a.sort_values(["USUBJID", "TRDTC", "TULNKID", "_ROW"], kind="mergesort"), rejected
 
