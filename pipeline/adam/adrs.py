@@ -467,11 +467,20 @@ def cns_records(a: pd.DataFrame, cns: pd.DataFrame) -> pd.DataFrame:
     if post.empty:
         return pd.DataFrame()
     c = cns.loc[post.index]
-    st = _records(post, "CNSSTAT", c["CNS"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
-    st["ABASIS"] = c["CNS_basis"].astype(str).str.slice(0, 200).to_numpy()
-    rp = _records(post, "CNSRESP", c["CNSRESP"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
-    rp["ABASIS"] = c["CNSRESP_basis"].astype(str).str.slice(0, 200).to_numpy()
-    return pd.concat([st, rp], ignore_index=True)
+    return _derived_with_basis(post, [("CNSSTAT", c["CNS"], c["CNS_basis"]),
+                                      ("CNSRESP", c["CNSRESP"], c["CNSRESP_basis"])])
+
+
+def _derived_with_basis(post: pd.DataFrame, params: list[tuple[str, pd.Series, pd.Series]]) -> pd.DataFrame:
+    """Derived records of each (PARAMCD, value, basis) per assessment in ``post``, traced to the
+    assessment's RS records (SRCDOM RS, SRCVAR RSGRPID) like OVRLRESP; ABASIS holds the basis
+    text (first 200 characters, the XPT v5 limit)."""
+    recs = []
+    for paramcd, value, basis in params:   # loop over a few parameters, not over records
+        r = _records(post, paramcd, value, "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
+        r["ABASIS"] = basis.astype(str).str.slice(0, 200).to_numpy()
+        recs.append(r)
+    return pd.concat(recs, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -625,11 +634,8 @@ def combined_records(a: pd.DataFrame, comb: pd.DataFrame) -> pd.DataFrame:
     if comb.empty:
         return pd.DataFrame()
     post = a.loc[comb.index]
-    bm = _records(post, "BMRESP", comb["BM"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
-    bm["ABASIS"] = comb["BM_basis"].astype(str).str.slice(0, 200).to_numpy()
-    cm = _records(post, "CMBRESP", comb["CMB"], "RS", "RSGRPID", post["SRCSEQ"], DERIVED)
-    cm["ABASIS"] = comb["CMB_basis"].astype(str).str.slice(0, 200).to_numpy()
-    return pd.concat([bm, cm], ignore_index=True)
+    return _derived_with_basis(post, [("BMRESP", comb["BM"], comb["BM_basis"]),
+                                      ("CMBRESP", comb["CMB"], comb["CMB_basis"])])
 
 
 def parameters(spec: Spec, adrs: pd.DataFrame) -> pd.DataFrame:

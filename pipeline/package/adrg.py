@@ -34,8 +34,8 @@ import pandas as pd
 from pipeline.export import xpt
 from pipeline.package import csdrg
 from pipeline.package.document import FORMATS, Document, Link, Strong, write_document
-from pipeline.package.guide_common import (PROGRAM, ROOT, Built, cells, derived_rows, fmt, load_built, protocol_sections,
-                                           title_meta)
+from pipeline.package.guide_common import (ROOT, Built, cells, derived_rows, draft_guide, fmt, load_built,
+                                           protocol_sections)
 from pipeline.spec import load_spec, read_table
 
 STEM = "adrg"
@@ -204,10 +204,7 @@ def adrg_document(b: Built, sdtm_href: str = SDTM_HREF, adam_href: str = "") -> 
     frames = {n: b.read(n, ADAM) for n in adam}
     adsl = frames.get("ADSL", pd.DataFrame())
     st, sd = b.spec.standards, load_spec(b.spec.root, "sdtm").standards
-    doc = Document(TITLE, b.studyid, f"Study {b.studyid}: {b.study.get('title', '')}", b.stamp,
-                   title_meta(b, "Draft generated from the ADaM metadata and the built analysis datasets by "
-                                 f"{PROGRAM}; the sponsor reviews and completes it before submission"),
-                   author=str(b.study.get("sponsor", "")))
+    doc = draft_guide(b, TITLE, "the ADaM metadata and the built analysis datasets")
     doc.h(1, "Introduction")
     doc.h(2, "Purpose")
     doc.p(["This guide gives the context of the ADaM datasets of study ", b.studyid, " beyond their data "

@@ -35,8 +35,8 @@ import pandas as pd
 
 from pipeline.export import checks, xpt
 from pipeline.package.document import FORMATS, Document, Link, Strong, write_document
-from pipeline.package.guide_common import (PROGRAM, Built, cells, derived_rows, fmt, load_built, protocol_sections,
-                                           title_meta)
+from pipeline.package.guide_common import (Built, cells, derived_rows, draft_guide, fmt, load_built,
+                                           protocol_sections)
 from pipeline.spec import read_table
 
 STEM = "csdrg"
@@ -423,10 +423,7 @@ def _appendices(doc: Document, b: Built) -> None:
 
 def csdrg_document(b: Built, href: str = "", acrf: str = "acrf.pdf", define: str = "define.xml") -> Document:
     """The cSDRG of one built study as a :class:`Document` (links relative to the guide)."""
-    doc = Document(TITLE, b.studyid, f"Study {b.studyid}: {b.study.get('title', '')}", b.stamp,
-                   title_meta(b, "Draft generated from the study metadata and the built datasets by "
-                                 f"{PROGRAM}; the sponsor reviews and completes it before submission"),
-                   author=str(b.study.get("sponsor", "")))
+    doc = draft_guide(b, TITLE, "the study metadata and the built datasets")
     doc.h(1, "Introduction")
     doc.h(2, "Purpose")
     doc.p(["This guide gives the context of the SDTM datasets of study ", b.studyid,

@@ -146,6 +146,16 @@ def title_meta(b: Built, version_note: str) -> list[tuple[str, str]]:
             ("Status", version_note)]
 
 
+def draft_guide(b: Built, title: str, made_from: str) -> Document:
+    """A reviewer's guide of one built study, opened with its title page: ``title`` (PHUSE
+    template name), the study and its title, the document date and the draft status naming what
+    the guide is generated from (``made_from``); the sponsor is the author."""
+    return Document(title, b.studyid, f"Study {b.studyid}: {b.study.get('title', '')}", b.stamp,
+                    title_meta(b, f"Draft generated from {made_from} by {PROGRAM}; the sponsor reviews and "
+                                  "completes it before submission"),
+                    author=str(b.study.get("sponsor", "")))
+
+
 def protocol_sections(doc: Document, b: Built, trial_design_href: str | None) -> None:
     """Section 2 of both guides: protocol number and title, design, arms, treatments, schedule.
 
