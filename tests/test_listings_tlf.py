@@ -48,9 +48,13 @@ def _group(rtf: str, word: str) -> str:
     raise AssertionError(f"unbalanced group {word}")
 
 
+#: RTF's non-breaking hyphen (``\\_``, tlf.rtf_cell) as striprtf reads it: a hyphen to a reader
+NB_HYPHEN = "\u2011"
+
+
 def _rtf(path):
     raw = path.read_bytes().decode("cp1252")
-    return raw, striprtf.rtf_to_text(raw), _group(raw, "header"), _group(raw, "footer")
+    return raw, striprtf.rtf_to_text(raw).replace(NB_HYPHEN, "-"), _group(raw, "header"), _group(raw, "footer")
 
 
 def _pdf(path):
@@ -177,7 +181,7 @@ def test_rtf_keeps_data_text_verbatim():
     doc = tlf.Doc(studyid="X_1", type="Listing", number="2", title="t_i {t}", headers=["A_B", "C"],
                   rows=[[planted[0], planted[1]], [planted[2], "x"]], align=["l", "l"], footnotes=["n_1 >= 2"],
                   source="AE", cutoff="2025-01-01", program="p", run="r")
-    text = striprtf.rtf_to_text(tlf.rtf_text(doc))
+    text = striprtf.rtf_to_text(tlf.rtf_text(doc)).replace(NB_HYPHEN, "-")
     for p in planted + ["t_i {t}", "A_B", "n_1 >= 2"]:
         assert p in text, p
 
@@ -320,3 +324,153 @@ def test_pdf_prints_text_beyond_latin1_and_reruns_identically():
 def test_line_breaks_keep_short_compounds_and_identifiers_whole():
     pieces = [a for a, _ in tlf.atoms("Donor-derived CD7 CAR-T IL-6 NCT06316427-01-002 2024-05-10 mg/dL")]
     assert pieces == ["Donor-", "derived", "CD7", "CAR-T", "IL-6", "NCT06316427-01-002", "2024-05-10", "mg/", "dL"]
+
+
+# ---------------------------------------------------------------------------------------
+# one pagination for both writers (tlf.layout): same pages, same "Page x of y"
+# ---------------------------------------------------------------------------------------
+_BREAK = re.compile(r"(?<!\\)\\page(?![A-Za-z])")
+
+
+def _page_numbers(raw: str) -> tuple[int, int]:
+    """(pages in the RTF: page breaks + 1, the N of its ``Page x of N`` field)."""
+    n = re.search(r"\\fldinst NUMPAGES }{\\fldrslt (\d+)}", raw)
+    return len(_BREAK.findall(raw)) + 1, int(n.group(1))
+
+
+def _rtf_page_first_cells(raw: str) -> list[str]:
+    """The first body cell of every RTF page (page text split at the page breaks)."""
+    body = raw[raw.index("\\trowd"):]
+    out = []
+    for chunk in _BREAK.split(body):
+        rows = [r.split("|") for r in striprtf.rtf_to_text("{\\rtf1 " + chunk + "}").splitlines() if "|" in r]
+        out.append(rows[1][0].replace(NB_HYPHEN, "-"))  # rows[0]: the repeated column headers
+    return out
+
+
+def _check_same_pages(rtf_raw: str, pdf: bytes) -> int:
+    """PDF pages = RTF pages (breaks + 1) = the N of the RTF's field = the N of every PDF page."""
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    n_pdf = len(reader.pages)
+    n_rtf, n_field = _page_numbers(rtf_raw)
+    assert n_pdf == n_rtf == n_field
+    for i, page in enumerate(reader.pages, start=1):
+        assert f"Page {i} of {n_pdf}" in page.extract_text()
+    return n_pdf
+
+
+def _simple_doc(n_rows: int, orientation: str = "portrait") -> tlf.Doc:
+    rows = [[f"S-{i:03d}", "x"] for i in range(n_rows)]
+    return tlf.Doc(studyid="X", type="Listing", number="9", title="Short rows", headers=["Subject", "Value"],
+                   rows=rows, align=["l", "l"], orientation=orientation, source="AE", cutoff="2025-01-01",
+                   program="p", run="r")
+
+
+def test_rows_per_page_of_single_line_rows_by_hand():
+    """Portrait US letter, margins 0.6 in, 7 pt body, heading and title, no footnote. A row of
+    one line is 7 * 1.25 + 2 * 2 = 12.75 pt. RTF page body: 792 - 2 * (43.2 + 25.2) = 655.2,
+    less the titles 18 + 2 * 11.5 = 41 and the slack 12: 602.2; less the header row 12.75:
+    589.45, room for 46 rows (46 * 12.75 = 586.5). The PDF body (792 - 86.4 - 46 - 27 - 12.75
+    = 619.85, 48 rows) is larger: 46 rows a page in both. 100 rows: 46 + 46 + 8, 3 pages."""
+    doc = _simple_doc(100)
+    lay = tlf.layout(doc, 7, 0.6)
+    assert lay.pages == [(0, 46), (46, 92), (92, 100)]
+    from datetime import datetime
+    raw = tlf.rtf_text(doc, 7, 0.6, lay)
+    assert _check_same_pages(raw, tlf.pdf_bytes(doc, datetime(2025, 1, 1), 7, 0.6, lay)) == 3
+    assert _rtf_page_first_cells(raw) == ["S-000", "S-046", "S-092"]
+    reader = pypdf.PdfReader(io.BytesIO(tlf.pdf_bytes(doc, datetime(2025, 1, 1), 7, 0.6, lay)))
+    firsts = [[x for x in p.extract_text().split("\n") if x.startswith("S-")][0] for p in reader.pages]
+    assert firsts == ["S-000", "S-046", "S-092"]
+    # without a layout passed, each writer computes the same one
+    assert tlf.rtf_text(doc, 7, 0.6) == raw
+
+
+def test_wrapped_wide_listing_has_the_same_pages_in_rtf_and_pdf():
+    """Landscape, 9 columns, texts that wrap to 1-4 lines, two footnotes: the RTF's page
+    breaks, its NUMPAGES and the PDF's pages agree, and each page starts at the same row."""
+    words = ["Cytokine release syndrome", "Immune effector cell-associated neurotoxicity syndrome",
+             "RECOVERED/RESOLVED WITH SEQUELAE", "Fever", "New Donor-derived CD7 CAR-T"]
+    rows = [[f"NCT0-01-{i:03d}", words[i % 5], words[(i * 3) % 5], str(i), "2024-05-10T08:15", words[(i + 2) % 5],
+             "Y", "PROBABLY RELATED", words[(i * 7) % 5] * (1 + i % 2)] for i in range(160)]
+    doc = tlf.Doc(studyid="X", type="Listing", number="16.2.7.1", title="Wide", subtitle="All records",
+                  population="All subjects", headers=["Unique Subject Identifier", "Reported Term", "Preferred Term",
+                                                      "Sequence Number", "Start Date/Time", "System Organ Class",
+                                                      "Serious", "Causality", "Comment"],
+                  rows=rows, align=["l", "l", "l", "r", "l", "l", "l", "l", "l"], orientation="landscape",
+                  footnotes=["First footnote, long enough to wrap " * 6, "Second footnote."],
+                  source="AE", cutoff="2025-01-01", program="p", run="r")
+    from datetime import datetime
+    lay = tlf.layout(doc, 7, 0.6, 6)
+    raw = tlf.rtf_text(doc, 7, 0.6, lay)
+    pdf = tlf.pdf_bytes(doc, datetime(2025, 1, 1), 7, 0.6, lay)
+    n = _check_same_pages(raw, pdf)
+    assert n == lay.total > 3
+    assert _rtf_page_first_cells(raw) == [rows[a][0] for a, _ in lay.pages]
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    firsts = [[x for x in p.extract_text().split("\n") if x.startswith("NCT0-")][0].split()[0] for p in reader.pages]
+    assert firsts == [rows[a][0] for a, _ in lay.pages]
+
+
+def test_study_outputs_have_the_same_pages_in_rtf_and_pdf(out):
+    """Every RTF/PDF pair written for TESTR: PDF pages = RTF pages = the N of both."""
+    pairs = sorted(p.stem for p in out.glob("*.rtf"))
+    assert len(pairs) >= 8
+    for stem in pairs:
+        raw = (out / f"{stem}.rtf").read_bytes().decode("cp1252")
+        _check_same_pages(raw, (out / f"{stem}.pdf").read_bytes())
+
+
+def test_too_wide_listing_gets_a_smaller_font_not_broken_words():
+    """12 landscape columns (705.6 pt between the margins). Longest words at 1 pt of DejaVu
+    Sans: "NCT06316427-01-002" 11.05, "2024-05-11T00:45" 9.30, "Investigations" 7.01,
+    "RECOVERED/" 6.56 pt, each in 3 columns: 101.76 pt, plus 2 * 2 pt padding per column. At
+    7 pt: 712.3 + 48 > 705.6, words would break; at 6 pt: 610.6 + 48 = 658.6 fits. The layout
+    takes 6 pt (the spec's min_font_size) for both files; no word is broken."""
+    head = ["Unique Subject Identifier", "Start Date/Time", "Outcome", "Body System"] * 3
+    row = ["NCT06316427-01-002", "2024-05-11T00:45", "RECOVERED/RESOLVED", "Investigations"] * 3
+    doc = tlf.Doc(studyid="X", type="Listing", number="1", title="Wide", headers=head, rows=[row] * 3,
+                  align=["l"] * 12, orientation="landscape", source="AE", cutoff="2025-01-01", program="p", run="r")
+    assert tlf.layout(doc, 7, 0.6).font_size == 7  # no min_font_size: the spec's size
+    lay = tlf.layout(doc, 7, 0.6, 6)
+    assert lay.font_size == 6
+    for cells in lay.cells:
+        for value, lines in zip(row, cells):
+            whole = {a for a, _ in tlf.atoms(value)}
+            assert all(a in whole for ln in lines for a, _ in tlf.atoms(ln)), (value, lines)
+    raw = tlf.rtf_text(doc, 7, 0.6, lay)
+    assert "\\fs12" in raw and "\\fs14" not in raw.split("\\trowd", 1)[1].split("\\pard", 1)[0]
+
+
+def test_figure_rtf_keeps_the_png_aspect_ratio(out):
+    """The swimmer PNG is about square: the RTF's picture size keeps its aspect (\\picwgoal /
+    \\pichgoal in twips), within rounding."""
+    png = (out.parent / "figures" / "swimmer.png").read_bytes()
+    w, h = tlf.png_size(png)
+    raw = (out / "f14_2_2_1_swimmer.rtf").read_bytes().decode("cp1252")
+    gw = int(re.search(r"\\picwgoal(\d+)", raw).group(1))
+    gh = int(re.search(r"\\pichgoal(\d+)", raw).group(1))
+    assert abs(gw / gh - w / h) < 0.01
+
+
+def test_libreoffice_renders_the_rtf_on_the_laid_out_pages(tmp_path):
+    """A word processor (LibreOffice headless, when installed) lays the RTF out on exactly
+    the pages the layout decided: nothing overflows onto an extra page."""
+    import shutil
+    import subprocess
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        pytest.skip("LibreOffice (soffice) is not installed: the RTF is not rendered by a word processor here")
+    doc = _simple_doc(100)
+    (tmp_path / "short.rtf").write_bytes(tlf.rtf_bytes(doc, 7, 0.6))
+    rows = [[f"S-{i:03d}", "Immune effector cell-associated neurotoxicity syndrome " * (1 + i % 3)]
+            for i in range(120)]
+    wide = tlf.Doc(studyid="X", type="Listing", number="2", title="Wrapped", headers=["Subject", "Term"], rows=rows,
+                   align=["l", "l"], orientation="landscape", footnotes=["A footnote."], source="AE",
+                   cutoff="2025-01-01", program="p", run="r")
+    (tmp_path / "wrapped.rtf").write_bytes(tlf.rtf_bytes(wide, 7, 0.6))
+    subprocess.run([soffice, "--headless", f"-env:UserInstallation=file://{tmp_path}/profile", "--convert-to", "pdf",
+                    "--outdir", str(tmp_path), str(tmp_path / "short.rtf"), str(tmp_path / "wrapped.rtf")],
+                   check=True, capture_output=True, timeout=300)
+    assert len(pypdf.PdfReader(tmp_path / "short.pdf").pages) == 3
+    assert len(pypdf.PdfReader(tmp_path / "wrapped.pdf").pages) == tlf.layout(wide, 7, 0.6).total

@@ -735,14 +735,17 @@ def write_tlf(out: Path, listings: list[Listing], figs: list[FigureOut], head: d
             docs.append((e, formats, doc))
     size = float(page.get("font_size", 7))
     margin = float(page.get("margin", 0.6))
+    min_size = float(page.get("min_font_size", size))
     for e, formats, doc in docs:
         stem = tlf_file_stem(e)
         files = []
+        # one layout (font size, widths, wrapping, pages) for both files: same pages, same "of y"
+        lay = tlf.layout(doc, size, margin, min_size)
         if "rtf" in formats:
-            (folder / f"{stem}.rtf").write_bytes(tlf.rtf_bytes(doc, size, margin))
+            (folder / f"{stem}.rtf").write_bytes(tlf.rtf_bytes(doc, size, margin, lay))
             files.append(f"{TLF_DIR}/{stem}.rtf")
         if "pdf" in formats:
-            (folder / f"{stem}.pdf").write_bytes(tlf.pdf_bytes(doc, stamp, size, margin))
+            (folder / f"{stem}.pdf").write_bytes(tlf.pdf_bytes(doc, stamp, size, margin, lay))
             files.append(f"{TLF_DIR}/{stem}.pdf")
         written[e["id"]] = files
     return written

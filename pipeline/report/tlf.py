@@ -14,16 +14,24 @@ One :class:`Doc` per output of ``specs/tlf/outputs.csv`` whose ``formats`` inclu
   the run date/time (:func:`pipeline.export.xpt.build_timestamp`: ``SOURCE_DATE_EPOCH``, else
   the data cut-off), so that reruns are byte-identical.
 
-RTF goes through rtflite (the RTF composer built for TLFs): page layout, title, column header
-and body tables, footnotes, page header/footer fields. ``Page x of y`` is the PAGE/NUMPAGES
-field pair; the stored field results (the text a reader sees before the fields update) are
-the page number and rtflite's page count.
+Both are laid out by one decision, :func:`layout`: the body font size (the spec's, smaller
+in whole points down to ``min_font_size`` when the columns cannot hold their longest words),
+the column widths, every cell's wrapped lines and the rows of every page. The RTF and the PDF
+therefore have the same pages and the same ``y`` in ``Page x of y``
+(``tests/test_listings_tlf.py`` checks both against each other, and against LibreOffice's
+rendering of the RTF when it is installed).
 
-PDF goes through reportlab's canvas (pure Python, no system packages): the rows are wrapped
-and paginated here once (text wrapping is cached per distinct value and column width), then
-each page is drawn as text and rules. The PDF's creation and modification dates are the run
+RTF goes through rtflite (the RTF composer built for TLFs): page layout, title, column header
+and body tables, footnotes, page header/footer fields, on the layout's pages (rtflite's
+pagination strategy is given them, :func:`_rtflite_pages`). ``Page x of y`` is the
+PAGE/NUMPAGES field pair; the stored field results (the text a reader sees before the fields
+update) are the page number and the layout's page count.
+
+PDF goes through reportlab's canvas (pure Python, no system packages): each page of the
+layout is drawn as text and rules. The PDF's creation and modification dates are the run
 stamp and reportlab's invariant mode fixes the document ID, so the bytes do not change on
-rerun. Core PDF fonts (Helvetica) cover Latin-1; other characters are replaced by ``?``.
+rerun. The text font is DejaVu Sans (shipped with matplotlib), embedded as a subset
+(:func:`pdf_fonts`).
 """
 
 from __future__ import annotations
@@ -93,6 +101,37 @@ def page_size(orientation: str) -> tuple[float, float]:
     return landscape(letter) if orientation == "landscape" else letter
 
 
+def _word_widths(headers: list[str], columns: list[list[str]], fonts: tuple[str, str]) -> list[float]:
+    """Per column, the width at font size 1 of its longest unbreakable piece (:func:`atoms`
+    of the header in bold, of the distinct values in the body font)."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    out = []
+    for h, values in zip(headers, columns):
+        words = {a for v in set(values) for a, _ in atoms(v)}
+        body = max((stringWidth(pdf_text(w), fonts[0], 1.0) for w in words), default=0.0)
+        head = max((stringWidth(pdf_text(a), fonts[1], 1.0) for a, _ in atoms(h)), default=0.0)
+        out.append(max(body, head))
+    return out
+
+
+def fit_font_size(headers: list[str], columns: list[list[str]], avail: float, size: float, min_size: float,
+                  pad: float = 2.0, fonts: tuple[str, str] | None = None) -> float:
+    """The largest body font size, from ``size`` down to ``min_size`` in whole points (the
+    font sizes rtflite writes in table cells), at which
+    every column is at least as wide as its longest word (so that no word, date or identifier
+    is broken between characters); ``min_size`` when even that does not fit (the words then
+    break, :func:`column_widths`)."""
+    fonts = fonts or pdf_fonts()[:2]
+    words = _word_widths(headers, columns, fonts)
+    s = float(size)
+    while s > min_size:
+        if sum(min(w * s, 0.25 * avail) + 2 * pad for w in words) <= avail:
+            return s
+        s -= 1.0
+    return float(min_size)
+
+
 def column_widths(headers: list[str], columns: list[list[str]], avail: float, size: float,
                   pad: float = 2.0, fonts: tuple[str, str] = (FONT, FONT_BOLD)) -> list[float]:
     """Column widths in points that fill ``avail``: at least the longest word of the column
@@ -101,12 +140,10 @@ def column_widths(headers: list[str], columns: list[list[str]], avail: float, si
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
     mins, wants = [], []
-    for h, values in zip(headers, columns):
+    for word, values in zip(_word_widths(headers, columns, fonts), columns):
         distinct = sorted(set(values))
         widths = [stringWidth(pdf_text(v), fonts[0], size) for v in distinct] or [0.0]
-        words = {a for v in distinct for a, _ in atoms(v)} | {a for a, _ in atoms(h)}
-        word = max((stringWidth(pdf_text(w), fonts[1], size) for w in words), default=0.0)
-        lo = min(word, 0.25 * avail) + 2 * pad
+        lo = min(word * size, 0.25 * avail) + 2 * pad
         mins.append(lo)
         wants.append(max(lo, min(float(np.percentile(widths, 90)) + 2 * pad, 0.35 * avail)))
     mins_a, wants_a = np.asarray(mins), np.asarray(wants)
@@ -118,6 +155,130 @@ def column_widths(headers: list[str], columns: list[list[str]], avail: float, si
     else:
         out = mins_a * (avail / mins_a.sum())
     return [float(x) for x in out]
+
+
+# ---------------------------------------------------------------------------------------
+# Page layout: one decision for both writers
+# ---------------------------------------------------------------------------------------
+#: cell padding left and right, points (the RTF's \trgaph is set to the same)
+PAD = 2.0
+#: title lines: font size and line height, points
+TITLE_SIZE, TITLE_LEAD = 10.0, 12.0
+#: the RTF's page header and footer sit in the top and bottom margins, this much taller
+#: than the PDF's (inches)
+RTF_HEADER_IN = 0.35
+#: line height of Arial/Liberation Sans in a word processor, per point of font size
+RTF_LINE = 1.15
+#: points kept free at the foot of every RTF page, for rounding in the word processor
+RTF_SLACK = 12.0
+
+
+@dataclass
+class Layout:
+    """Everything that decides what goes on which page, computed once (:func:`layout`) and
+    used by both :func:`rtf_text` and :func:`pdf_bytes`, so that the RTF and the PDF have
+    the same pages and the same ``Page x of y``.
+
+    Heights are those of the PDF's rows (``lines * 1.25 * size + 2 * PAD``), which are at
+    least the RTF's (a word processor sets Arial at about 1.15 * size per line with 1.5 pt
+    of paragraph spacing, and Arial is narrower than DejaVu Sans, so it never needs more
+    lines); the rows a page takes are bounded by the smaller of the two page bodies (the
+    RTF's page header and footer take part of the page inside its margins)."""
+
+    orientation: str
+    width: float                       # page, points
+    height: float
+    margin: float                      # points
+    font_size: float                   # body (may be smaller than the spec's, fit_font_size)
+    note_size: float
+    titles: list[list[str]]            # per title line, its wrapped lines
+    notes: list[str]                   # footnote lines, wrapped
+    col_widths: list[float] = field(default_factory=list)
+    head: list[list[str]] = field(default_factory=list)          # per column, wrapped lines
+    cells: list[list[list[str]]] = field(default_factory=list)   # per row, per column, lines
+    pages: list[tuple[int, int]] = field(default_factory=list)   # [start, stop) row ranges
+    rtf_body_height: float = 0.0       # points the RTF page has for figure or table
+
+    @property
+    def lead(self) -> float:
+        return self.font_size * 1.25
+
+    @property
+    def avail(self) -> float:
+        return self.width - 2 * self.margin
+
+    def row_height(self, lines: list[list[str]]) -> float:
+        return max(len(x) for x in lines) * self.lead + 2 * PAD
+
+    @property
+    def head_height(self) -> float:
+        return self.row_height(self.head) if self.head else 0.0
+
+    @property
+    def title_height(self) -> float:
+        """PDF: the page header line, the title lines, the gap before the table."""
+        return 14 + TITLE_LEAD * sum(len(t) for t in self.titles) + 8
+
+    def bottom_height(self, foot_lines: int = 2) -> float:
+        """PDF: footnote and footer lines at the foot of the page."""
+        return (len(self.notes) + foot_lines) * (self.font_size + 1.5) + 10
+
+    @property
+    def total(self) -> int:
+        return len(self.pages)
+
+
+def layout(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6, min_font_size: float | None = None) -> Layout:
+    """The pages of ``doc``: font size, column widths, wrapped texts and the rows of every
+    page (a row is never split across pages)."""
+    W, H = page_size(doc.orientation)
+    m = margin_in * PT
+    avail = W - 2 * m
+    font, bold, _ = pdf_fonts()
+    ncol = len(doc.headers)
+    rows = doc.rows or ([[NO_RECORDS] + [""] * (ncol - 1)] if ncol else [])
+    size = float(font_size)
+    if doc.png is None and ncol and min_font_size is not None and min_font_size < size:
+        size = fit_font_size(doc.headers, [[r[j] for r in doc.rows] for j in range(ncol)], avail, size,
+                             float(min_font_size), PAD, (font, bold))
+    note_size = size
+    wrap_t = _Wrapper(bold, TITLE_SIZE)
+    wrap_note = _Wrapper(font, note_size)
+    lay = Layout(orientation=doc.orientation, width=W, height=H, margin=m, font_size=size, note_size=note_size,
+                 titles=[wrap_t(t, avail) for t in doc.title_lines()],
+                 notes=[ln for t in doc.footnotes for ln in wrap_note(t, avail - 2 * PAD)])
+    # the RTF page: inside its margins (page header and footer beyond them), the title
+    # paragraph (9 pt before and after), the figure or the table, the footnote rows
+    rtf_h = H - 2 * (m + RTF_HEADER_IN * PT)
+    rtf_titles = 18 + TITLE_SIZE * RTF_LINE * sum(len(t) for t in lay.titles)
+    rtf_notes = len(lay.notes) * note_size * 1.25 + 2 * PAD if lay.notes else 0.0
+    lay.rtf_body_height = rtf_h - rtf_titles - rtf_notes - RTF_SLACK
+    if doc.png is not None or not ncol:
+        lay.pages = [(0, 0)]
+        return lay
+    if doc.rows:
+        lay.col_widths = column_widths(doc.headers, [[r[j] for r in doc.rows] for j in range(ncol)], avail, size,
+                                       PAD, (font, bold))
+    else:
+        lay.col_widths = [avail / ncol] * ncol
+    wrap, wrap_b = _Wrapper(font, size), _Wrapper(bold, size)
+    lay.head = [wrap_b(h, w - 2 * PAD) for h, w in zip(doc.headers, lay.col_widths)]
+    if doc.rows:
+        # the rows are text already, few per page: a loop over rows to wrap them
+        lay.cells = [[wrap(v, w - 2 * PAD) for v, w in zip(r, lay.col_widths)] for r in rows]
+    else:
+        lay.cells = [[[NO_RECORDS]] + [[""]] * (ncol - 1)]
+    pdf_body = H - 2 * m - lay.title_height - lay.bottom_height() - lay.head_height
+    body = min(pdf_body, lay.rtf_body_height - lay.head_height)
+    start, used = 0, 0.0
+    for i, cells in enumerate(lay.cells):  # rows, to paginate
+        h = lay.row_height(cells)
+        if i > start and used + h > body:
+            lay.pages.append((start, i))
+            start, used = i, 0.0
+        used += h
+    lay.pages.append((start, len(lay.cells)))
+    return lay
 
 
 # ---------------------------------------------------------------------------------------
@@ -137,6 +298,29 @@ def rtf_escape(text: str) -> str:
 
 def _esc(texts: list[str]) -> list[str]:
     return [rtf_escape(t) for t in texts]
+
+
+#: a short compound of two parts with a letter ("CAR-T", "IL-6", "X-ray", "T-cell"): the PDF
+#: keeps it whole (:data:`_SOFT_BREAK`) but a word processor would break after its hyphen,
+#: so the RTF cell writes that hyphen as RTF's non-breaking hyphen. Identifiers and dates
+#: (two or more hyphens) keep the hyphens as typed, searchable: their columns are as wide as
+#: their longest value (:func:`column_widths`)
+_SHORT_COMPOUND = re.compile(r"(?<![^\s(/])([A-Za-z0-9]{1,5})-([A-Za-z0-9]{1,5})(?=$|[\s,;:.)/])")
+
+
+def _nb_hyphen(m: re.Match) -> str:
+    left, right = m.group(1), m.group(2)
+    soft = len(left) >= 2 and len(right) >= 2 and left[-2:].isalpha() and right[:2].isalpha()
+    if soft or not (left + right).strip("0123456789"):
+        return m.group(0)
+    return f"{left}\\_{right}"
+
+
+def rtf_cell(text: str) -> str:
+    """A table cell's text for rtflite: :func:`rtf_escape`, and the hyphen of a short
+    compound non-breaking (:data:`_SHORT_COMPOUND`), so that the RTF breaks a cell's lines
+    where the PDF does."""
+    return _SHORT_COMPOUND.sub(_nb_hyphen, rtf_escape(text))
 
 
 _PAGE_BREAK = re.compile(r"(?<!\\)\\page(?![A-Za-z])")
@@ -189,72 +373,119 @@ def _rtflite_fast():
         _Broadcast._rows_ok.clear()
 
 
+@contextmanager
+def _rtflite_pages(pages: list[tuple[int, int]]):
+    """rtflite with the pages of :func:`layout`: for the time of one encode, its default
+    pagination strategy (a :class:`rtflite.pagination.strategies.PaginationStrategy`, the
+    interface rtflite paginates through) is one that returns those row ranges as they are,
+    instead of rtflite's own estimate (characters per column width, which does not see the
+    word processor's wrapping). rtflite's encoder registers its strategy classes by name
+    each time it is built, so the class is swapped where the encoder takes it from."""
+    from rtflite.encoding import unified_encoder
+    from rtflite.pagination.strategies import base
+
+    class FixedPages(base.PaginationStrategy):
+        def paginate(self, context):
+            total = len(pages)
+            return [base.PageContext(page_number=k, total_pages=total, data=context.df.slice(a, b - a),
+                                     is_first_page=k == 1, is_last_page=k == total,
+                                     col_widths=context.col_widths,
+                                     needs_header=context.rtf_body.pageby_header or k == 1,
+                                     table_attrs=context.table_attrs)
+                    for k, (a, b) in enumerate(pages, start=1)]
+
+    saved = unified_encoder.DefaultPaginationStrategy
+    unified_encoder.DefaultPaginationStrategy = FixedPages
+    try:
+        yield
+    finally:
+        unified_encoder.DefaultPaginationStrategy = saved
+        unified_encoder.StrategyRegistry.register("default", saved)
+
+
 #: set False to encode with rtflite exactly as shipped (slower; same bytes)
 RTFLITE_FAST = True
+#: rtflite writes a cell's left and right text gap (\trgaph) as half its cell height:
+#: this height makes the gap :data:`PAD`, the padding the widths were computed with
+_CELL_HEIGHT = 2 * PAD / PT
 
 
-def rtf_text(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6) -> str:
-    """The output as an RTF document (rtflite)."""
-    if RTFLITE_FAST:
-        with _rtflite_fast():
-            return _rtf_text(doc, font_size, margin_in)
-    return _rtf_text(doc, font_size, margin_in)
+def rtf_text(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6, lay: Layout | None = None) -> str:
+    """The output as an RTF document (rtflite), on the pages of ``lay`` (:func:`layout`)."""
+    lay = lay or layout(doc, font_size, margin_in)
+    with _rtflite_pages(lay.pages):
+        if RTFLITE_FAST:
+            with _rtflite_fast():
+                return _rtf_text(doc, lay, margin_in)
+        return _rtf_text(doc, lay, margin_in)
 
 
-def _rtf_text(doc: Doc, font_size: float, margin_in: float) -> str:
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height in pixels from a PNG's header."""
+    import struct
+    return struct.unpack(">II", png[16:24])
+
+
+def _rtf_text(doc: Doc, lay: Layout, margin_in: float) -> str:
     import polars as pl
     import rtflite as rl
 
     landscape = doc.orientation == "landscape"
-    W, H = page_size(doc.orientation)
-    avail_in = W / PT - 2 * margin_in
-    # rows per page: the body height in lines of the body font (rtflite counts wrapped lines)
-    nrow = int((H / PT - 2 * margin_in - 1.6) * PT / (font_size * 1.45))
+    avail_in = lay.avail / PT
+    size, note = lay.font_size, lay.note_size
+    top = margin_in + RTF_HEADER_IN
     page = rl.RTFPage(orientation="landscape" if landscape else "portrait",
-                      margin=[margin_in, margin_in, margin_in + 0.35, margin_in + 0.35, margin_in * 0.6, margin_in * 0.6],
-                      nrow=nrow, col_width=avail_in,
+                      margin=[margin_in, margin_in, top, top, margin_in * 0.6, margin_in * 0.6],
+                      nrow=10 ** 6, col_width=avail_in,
                       page_title="all", page_footnote="all", page_source="all")
-    header = rl.RTFPageHeader(text=[rtf_escape(f"Study {doc.studyid}"), _rtf_page_fields("@NUMPAGES@")],
+    header = rl.RTFPageHeader(text=[rtf_escape(f"Study {doc.studyid}"), _rtf_page_fields(lay.total)],
                               text_font=[ARIAL] * 2, text_font_size=[8, 8], text_justification=["r", "r"],
                               text_convert=[False])
     footer = rl.RTFPageFooter(text=_esc(doc.footer_lines()), text_font=[ARIAL] * 2, text_font_size=[7, 7],
                               text_justification=["l", "l"], text_convert=[False])
     titles = doc.title_lines()
-    title = rl.RTFTitle(text=_esc(titles), text_font=[ARIAL] * len(titles), text_font_size=[10] * len(titles),
+    title = rl.RTFTitle(text=_esc(titles), text_font=[ARIAL] * len(titles),
+                        text_font_size=[TITLE_SIZE] * len(titles),
                         text_format=["b"] * min(2, len(titles)) + [""] * (len(titles) - 2), text_convert=[False])
     kw = dict(rtf_page=page, rtf_page_header=header, rtf_page_footer=footer, rtf_title=title)
+    nf = len(doc.footnotes)
+    if doc.png is not None:
+        # the figure at its own aspect ratio, as large as the page body allows
+        pw, ph = png_size(doc.png)
+        box_h = lay.rtf_body_height / PT
+        scale = min(avail_in / pw, box_h / ph)
+        kw["rtf_figure"] = rl.RTFFigure(figures=[str(doc.png_path)], fig_width=round(pw * scale, 3),
+                                        fig_height=round(ph * scale, 3))
+        if doc.footnotes:
+            kw["rtf_footnote"] = rl.RTFFootnote(text=_esc(doc.footnotes), text_font=[ARIAL] * nf,
+                                                text_font_size=[note] * nf, as_table=False, text_convert=[False])
+        return rl.RTFDocument(**kw).rtf_encode()
     if doc.footnotes:
-        kw["rtf_footnote"] = rl.RTFFootnote(text=_esc(doc.footnotes), text_font=[ARIAL] * len(doc.footnotes),
-                                            text_font_size=[7] * len(doc.footnotes), text_convert=[False])
-    if doc.png_path is not None:
-        w, h = (9.0, 5.2) if landscape else (6.5, 6.0)
-        kw["rtf_figure"] = rl.RTFFigure(figures=[str(doc.png_path)], fig_width=w, fig_height=h)
-        kw["rtf_footnote"] = rl.RTFFootnote(text=_esc(doc.footnotes), text_font=[ARIAL] * len(doc.footnotes),
-                                            text_font_size=[7] * len(doc.footnotes), as_table=False,
-                                            text_convert=[False]) if doc.footnotes else None
-        text = rl.RTFDocument(**{k: v for k, v in kw.items() if v is not None}).rtf_encode()
-    else:
-        ncol = len(doc.headers)
-        rows = doc.rows or [[NO_RECORDS] + [""] * (ncol - 1)]
-        names = [f"c{j}" for j in range(ncol)]
-        df = pl.DataFrame({n: [rtf_escape(r[j]) for r in rows] for j, n in enumerate(names)},
-                          schema={n: pl.Utf8 for n in names})
-        widths = column_widths(doc.headers, [[r[j] for r in rows] for j in range(ncol)], avail_in * PT, font_size)
-        just = [a if a in ("l", "r", "c") else "l" for a in (doc.align or ["l"] * ncol)]
-        kw["rtf_column_header"] = [rl.RTFColumnHeader(text=_esc(doc.headers), col_rel_width=widths, text_convert=[False],
-                                                      text_font=[ARIAL] * ncol, text_font_size=[font_size] * ncol,
-                                                      text_format=["b"] * ncol,
-                                                      text_justification=just)]
-        kw["rtf_body"] = rl.RTFBody(col_rel_width=widths, text_font=[[ARIAL] * ncol], text_font_size=[[font_size] * ncol],
-                                    text_convert=[[False]],
-                                    text_justification=[just])
-        text = rl.RTFDocument(df=df, **kw).rtf_encode()
-    pages = len(_PAGE_BREAK.findall(text)) + 1
-    return text.replace("@NUMPAGES@", str(pages))
+        kw["rtf_footnote"] = rl.RTFFootnote(text=_esc(doc.footnotes), text_font=[ARIAL] * nf,
+                                            text_font_size=[note] * nf, text_convert=[False],
+                                            cell_height=[[_CELL_HEIGHT]])
+    ncol = len(doc.headers)
+    rows = doc.rows or [[NO_RECORDS] + [""] * (ncol - 1)]
+    names = [f"c{j}" for j in range(ncol)]
+    df = pl.DataFrame({n: [rtf_cell(r[j]) for r in rows] for j, n in enumerate(names)},
+                      schema={n: pl.Utf8 for n in names})
+    just = [a if a in ("l", "r", "c") else "l" for a in (doc.align or ["l"] * ncol)]
+    kw["rtf_column_header"] = [rl.RTFColumnHeader(text=_esc(doc.headers), col_rel_width=lay.col_widths,
+                                                  text_convert=[False], text_font=[ARIAL] * ncol,
+                                                  text_font_size=[size] * ncol, text_format=["b"] * ncol,
+                                                  text_justification=just, cell_height=[_CELL_HEIGHT] * ncol)]
+    kw["rtf_body"] = rl.RTFBody(col_rel_width=lay.col_widths, text_font=[[ARIAL] * ncol],
+                                text_font_size=[[size] * ncol], text_convert=[[False]],
+                                text_justification=[just], cell_height=[[_CELL_HEIGHT]])
+    text = rl.RTFDocument(df=df, **kw).rtf_encode()
+    breaks = len(_PAGE_BREAK.findall(text)) + 1
+    if breaks != lay.total:  # the layout's pages are the document's pages, or a defect
+        raise AssertionError(f"RTF of {doc.heading}: {breaks} pages written, {lay.total} laid out")
+    return text
 
 
-def rtf_bytes(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6) -> bytes:
-    return rtf_text(doc, font_size, margin_in).encode("cp1252", errors="replace")
+def rtf_bytes(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6, lay: Layout | None = None) -> bytes:
+    return rtf_text(doc, font_size, margin_in, lay).encode("cp1252", errors="replace")
 
 
 # ---------------------------------------------------------------------------------------
@@ -353,51 +584,19 @@ def pdf_date(stamp: datetime) -> str:
     return stamp.strftime("D:%Y%m%d%H%M%S+00'00'")
 
 
-def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: float = 0.6) -> bytes:
-    """The output as PDF: pages laid out here, drawn with reportlab's canvas."""
+def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: float = 0.6,
+              lay: Layout | None = None) -> bytes:
+    """The output as PDF, on the pages of ``lay`` (:func:`layout`), drawn with reportlab's canvas."""
     from reportlab.lib.utils import ImageReader
     from reportlab.pdfgen.canvas import Canvas
 
-    W, H = page_size(doc.orientation)
-    m = margin_in * PT
-    avail = W - 2 * m
-    lead = font_size * 1.25
-    pad = 2.0
+    lay = lay or layout(doc, font_size, margin_in)
+    W, H, m = lay.width, lay.height, lay.margin
+    size, lead, pad = lay.font_size, lay.lead, PAD
     font, bold, _ = pdf_fonts()
-    wrap = _Wrapper(font, font_size)
-    wrap_b = _Wrapper(bold, font_size)
-    wrap_note = _Wrapper(font, font_size - 0.5)
-
-    titles = doc.title_lines()
-    title_h = 14 + 12.0 * len(titles) + 6
-    notes = [ln for t in doc.footnotes for ln in wrap_note(t, avail)]
-    foot = doc.footer_lines()
-    bottom_h = (len(notes) + len(foot)) * (font_size + 1.5) + 10
-
-    ncol = len(doc.headers)
-    pages: list[list[list[list[str]]]] = []
-    if doc.png is None:
-        cols = [[r[j] for r in doc.rows] for j in range(ncol)]
-        cw = column_widths(doc.headers, cols, avail, font_size, pad, (font, bold))
-        head = [wrap_b(h, w - 2 * pad) for h, w in zip(doc.headers, cw)]
-        head_h = max((len(x) for x in head), default=1) * lead + 2 * pad
-        body_h = H - 2 * m - title_h - bottom_h - head_h
-        rows = doc.rows or [[NO_RECORDS] + [""] * (ncol - 1)]
-        current, used = [], 0.0
-        # rows are few per page and already text: a loop over rows to wrap and paginate
-        for r in rows:
-            lines = [wrap(v, w - 2 * pad) for v, w in zip(r, cw)]
-            if len(r) and r[0] == NO_RECORDS and not doc.rows:
-                lines = [[NO_RECORDS]] + [[""]] * (ncol - 1)
-            h = max(len(x) for x in lines) * lead + 2 * pad
-            if current and used + h > body_h:
-                pages.append(current)
-                current, used = [], 0.0
-            current.append(lines)
-            used += h
-        pages.append(current)
-    else:
-        pages.append([])
+    notes, foot = lay.notes, doc.footer_lines()
+    bottom_h = lay.bottom_height(len(foot))
+    cw = lay.col_widths
 
     buf = io.BytesIO()
     c = Canvas(buf, pagesize=(W, H), invariant=1, pageCompression=1)
@@ -407,39 +606,39 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
     c.setAuthor(PROGRAM_PACKAGE)
     c.setCreator(pdf_text(doc.program))
     c.setSubject(pdf_text(f"Study {doc.studyid}; data cut-off {doc.cutoff}"))
-    total = len(pages)
-    for i, page in enumerate(pages, start=1):
+    total = lay.total
+    for i, (first, stop) in enumerate(lay.pages, start=1):
         top = H - m
-        c.setFont(font, font_size)
-        c.drawString(m, top - font_size, pdf_text(f"Study {doc.studyid}"))
-        c.drawRightString(W - m, top - font_size, f"Page {i} of {total}")
+        c.setFont(font, 7)
+        c.drawString(m, top - 7, pdf_text(f"Study {doc.studyid}"))
+        c.drawRightString(W - m, top - 7, f"Page {i} of {total}")
         y = top - 14
-        for k, t in enumerate(titles):
-            c.setFont(bold if k < 2 else font, 10 if k < 2 else 9)
-            y -= 12
-            c.drawCentredString(W / 2, y, pdf_text(t))
+        for k, lines in enumerate(lay.titles):
+            c.setFont(bold if k < 2 else font, TITLE_SIZE if k < 2 else TITLE_SIZE - 1)
+            for t in lines:
+                y -= TITLE_LEAD
+                c.drawCentredString(W / 2, y, t)
         y -= 8
         if doc.png is not None:
             img = ImageReader(io.BytesIO(doc.png))
             iw, ih = img.getSize()
             box_h = y - (m + bottom_h)
-            scale = min(avail / iw, box_h / ih)
+            scale = min(lay.avail / iw, box_h / ih)
             c.drawImage(img, (W - iw * scale) / 2, y - ih * scale, iw * scale, ih * scale)
         else:
-            x0 = m
             c.setLineWidth(0.8)
             c.line(m, y, W - m, y)
-            c.setFont(bold, font_size)
-            x = x0
-            for lines, w in zip(head, cw):
+            c.setFont(bold, size)
+            x = m
+            for lines, w in zip(lay.head, cw):
                 for n, ln in enumerate(lines):
                     c.drawString(x + pad, y - pad - (n + 1) * lead + 2, ln)
                 x += w
-            y -= head_h
+            y -= lay.head_height
             c.line(m, y, W - m, y)
-            c.setFont(font, font_size)
-            for cells in page:
-                x = x0
+            c.setFont(font, size)
+            for cells in lay.cells[first:stop]:
+                x = m
                 for j, (lines, w) in enumerate(zip(cells, cw)):
                     right = doc.align[j] == "r" if j < len(doc.align) else False
                     for n, ln in enumerate(lines):
@@ -449,18 +648,19 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
                         else:
                             c.drawString(x + pad, yy, ln)
                     x += w
-                y -= max(len(x_) for x_ in cells) * lead + 2 * pad
+                y -= lay.row_height(cells)
             c.setLineWidth(0.8)
             c.line(m, y, W - m, y)
         yb = m + bottom_h - 6
-        c.setFont(font, font_size - 0.5)
+        c.setFont(font, lay.note_size)
         for ln in notes:
-            yb -= font_size + 1.5
-            c.drawString(m, yb, ln)
+            yb -= size + 1.5
+            c.drawString(m + pad, yb, ln)
+        c.setFont(font, 6.5)
         c.setLineWidth(0.4)
-        c.line(m, m + (len(foot)) * (font_size + 1.5) + 2, W - m, m + (len(foot)) * (font_size + 1.5) + 2)
+        c.line(m, m + len(foot) * (size + 1.5) + 2, W - m, m + len(foot) * (size + 1.5) + 2)
         for k, ln in enumerate(foot):
-            c.drawString(m, m + (len(foot) - 1 - k) * (font_size + 1.5), pdf_text(ln))
+            c.drawString(m, m + (len(foot) - 1 - k) * (size + 1.5), pdf_text(ln))
         c.showPage()
     c.save()
     return buf.getvalue()
