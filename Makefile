@@ -46,9 +46,9 @@ raw: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-## mutate: perturb each rule threshold in a scratch specs/ copy, run the rule tests -> bench/mutation_results.md (slow; not in make test)
+## mutate: perturb each rule threshold in a scratch specs/ copy, run the rule tests -> bench/mutation_runs.jsonl, then bench/mutation_results.md (slow, ~1-2 h; not in make test)
 mutate: $(STAMP)
-	$(BIN)/python bench/mutate_rules.py
+	$(BIN)/python bench/mutate_rules.py && $(BIN)/python bench/mutate_rules.py --report
 
 ## spec-xlsx: Excel view of the SDTM specification
 spec-xlsx: $(STAMP)

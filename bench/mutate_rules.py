@@ -9,10 +9,20 @@ The survivors go to ``bench/mutation_results.md``.
 
 Not part of ``make test`` (one pytest run per mutant): ``make mutate``, or
 
-    .venv/bin/python bench/mutate_rules.py [--tables ctcae_lab lab_units] [--tests ALT AST]
-                                           [--limit N] [--out bench/mutation_results.md]
+    .venv/bin/python bench/mutate_rules.py [--only ctcae_lab NEUT PLAT] [--limit N]
+                                           [--runs bench/mutation_runs.jsonl]
+    .venv/bin/python bench/mutate_rules.py --report     # bench/mutation_results.md from the runs
 
-``--tests`` keeps only rows whose test code (``lbtestcd``) or feature is listed. Each mutant runs
+``--only`` keeps the tables named (``ctcae_lab`` or ``ctcae_lab.csv``) and, when test codes or
+features are also named, only the rows whose ``lbtestcd`` / ``feature`` is one of them.
+
+Speed (2 shared cores): a mutant first runs only the test functions of its table's files whose
+source names the row's test code or feature as a quoted string (``"NEUT"``), and, when those all
+pass, every test of the files (the confirm stage), so a survivor is a survivor of the whole
+files. Each result is appended to ``--runs`` (JSON lines) as it comes; ``--report`` merges every
+run (the newest result per mutant whose cell still holds the mutated value), adds the reason of
+each survivor from ``bench/mutation_equivalent.csv`` and writes ``bench/mutation_results.md``.
+Each mutant runs
 in a forked child of a parent that has already imported pandas, numpy, hypothesis and pytest,
 so a mutant costs the tests, not the imports. The pipeline itself is imported in the child, so
 no cached rule table crosses mutants.
@@ -52,9 +62,16 @@ THRESHOLDS: dict[str, list[str]] = {
     "cytopenia_recovery": ["threshold", "sustain_days"],
     "crcl_cockcroft_gault": ["value"],
     "dlt_definition": ["min_grade"],
+    "engraftment": ["threshold", "consecutive_days", "max_gap_days"],
+    "dose_escalation": ["n_min", "n_max", "dlt_min", "dlt_max"],
+    "cm_drug_classes": ["prednisone_equivalent_per_mg"],
+    "cm_frequency": ["per_day"],
+    "vs_ranges": ["min", "max"],
+    "lab_plausibility": ["error_min", "error_max", "warn_min", "warn_max"],
 }
 # columns whose values are whole numbers of days, grades or counts: +-1 instead of x1.1 / x0.9
-INTEGER_COLUMNS = {"min_days", "max_days", "min_occasions", "sustain_days", "min_grade"}
+INTEGER_COLUMNS = {"min_days", "max_days", "min_occasions", "sustain_days", "min_grade", "consecutive_days",
+                   "max_gap_days", "n_min", "n_max", "dlt_min", "dlt_max", "per_day"}
 
 # table -> the test files that exercise it
 TESTS: dict[str, list[str]] = {
@@ -75,9 +92,17 @@ TESTS: dict[str, list[str]] = {
     "cytopenia_recovery": ["tests/test_adam_adtte_adlb.py"],
     "crcl_cockcroft_gault": ["tests/test_lb_domain.py", "tests/test_eligibility_labs.py"],
     "dlt_definition": ["tests/test_adam_adsl_adae.py"],
+    "engraftment": ["tests/test_pr_engraftment.py"],
+    "dose_escalation": ["tests/test_dose_escalation_rules.py"],
+    "cm_drug_classes": ["tests/test_response_rules.py", "tests/test_adam_adrs.py"],
+    "cm_frequency": ["tests/test_response_rules.py", "tests/test_adam_adrs.py"],
+    "vs_ranges": ["tests/test_intake_checks.py"],
+    "lab_plausibility": ["tests/test_intake_checks.py"],
 }
+# row columns whose value, quoted in a test's source, marks the tests of that row (and --only)
+NAME_COLUMNS = ["lbtestcd", "feature", "paramcd", "cmdecod", "cmdosfrq", "vstestcd"]
 # row columns that name what a row is about (for the report and --tests)
-LABEL_COLUMNS = ["lbtestcd", "criteria", "term", "category", "feature", "parameter", "grade", "baseline",
+LABEL_COLUMNS = ["rule", "paramcd", "cmdecod", "cmdosfrq", "vstestcd", "lbtestcd", "criteria", "term", "category", "feature", "parameter", "grade", "baseline",
                  "direction", "raw_unit", "operator", "group"]
 
 
@@ -125,7 +150,7 @@ def plan(tables: list[str], only: set[str] | None, limit: int | None) -> list[di
         idx = {c: i for i, c in enumerate(header)}
         for n, row in enumerate(rows, 1):  # rule rows (metadata, a few hundred)
             label = " ".join(row[idx[c]] for c in LABEL_COLUMNS if c in idx and row[idx[c]])
-            if only and not ({row[idx[c]] for c in ("lbtestcd", "feature") if c in idx} & only):
+            if only and not ({row[idx[c]] for c in NAME_COLUMNS if c in idx} & only):
                 continue
             for col in THRESHOLDS[table]:
                 if col not in idx:
@@ -133,27 +158,51 @@ def plan(tables: list[str], only: set[str] | None, limit: int | None) -> list[di
                 v = _number(row[idx[col]])
                 if v is None:
                     continue
+                names = sorted({row[idx[c]] for c in NAME_COLUMNS if c in idx and row[idx[c]]})
                 for how, new in mutants_of(v, col):
                     out.append({"table": table, "row": n, "column": col, "old": row[idx[col]], "new": new,
-                                "how": how, "label": label})
+                                "how": how, "label": label, "names": names})
     return out[:limit] if limit else out
 
 
-def run_one(m: dict, scratch: Path) -> bool:
-    """True when some rule test failed (the mutant is killed)."""
+def tests_naming(files: list[str], names: set[str]) -> list[str]:
+    """Node ids of the test functions of ``files`` whose source (decorators included) holds one of
+    ``names`` as a quoted string: the tests that exercise a row of that test code / feature."""
+    import ast
+    out = []
+    quoted = [q + n + q for n in names for q in ('"', "'")]
+    for f in files:  # a few test files (metadata)
+        text = (ROOT / f).read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for node in ast.parse(text).body:  # top-level test functions
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                first = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                src = "\n".join(lines[first - 1:node.end_lineno])
+                if any(q in src for q in quoted):
+                    out.append(f"{f}::{node.name}")
+    return out
+
+
+def run_one(m: dict, scratch: Path) -> tuple[bool, str]:
+    """(killed, stage): killed when some rule test failed; stage 'named' (the tests naming the
+    row's code / feature failed) or 'all' (every test of the table's files was run)."""
     path = scratch / "rules" / f"{m['table']}.csv"
     original = path.read_text(encoding="utf-8")
     header, rows = read_rows(path)
     rows[m["row"] - 1][header.index(m["column"])] = m["new"]
     write_rows(path, header, rows)
     try:
-        return run_tests(TESTS[m["table"]], scratch) != 0
+        named = tests_naming(TESTS[m["table"]], set(m["names"])) if m["names"] else []
+        if named and run_tests(named, scratch) != 0:
+            return True, "named"
+        return run_tests(TESTS[m["table"]], scratch, deselect=named) != 0, "all"
     finally:
         path.write_text(original, encoding="utf-8")
 
 
-def run_tests(files: list[str], scratch: Path) -> int:
-    """pytest exit code of ``files`` against the scratch specs, in a forked child (quiet)."""
+def run_tests(files: list[str], scratch: Path, deselect: list[str] = ()) -> int:
+    """pytest exit code of ``files`` (paths or node ids) against the scratch specs, in a forked
+    child (quiet); 0 when nothing is left to run after ``deselect``."""
     pid = os.fork()
     if pid == 0:  # child
         import pytest
@@ -161,64 +210,133 @@ def run_tests(files: list[str], scratch: Path) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        code = pytest.main(["-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", *[str(ROOT / t) for t in files]])
-        os._exit(int(code))
+        code = pytest.main(["-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+                            *[str(ROOT / t) for t in files], *[a for d in deselect for a in ("--deselect", d)]])
+        os._exit(0 if int(code) == 5 else int(code))  # 5: no test left to run
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
 
 
-def report(results: list[dict], tables: list[str], args, seconds: float) -> str:
+def _key(r: dict) -> tuple:
+    return (r["table"], r["row"], r["column"], r["how"])
+
+
+def load_runs(path: Path) -> list[dict]:
+    """Results of every run in ``path`` (JSON lines), the newest per mutant, dropping those whose
+    cell no longer holds the mutated value (the table changed since: stale, to be re-run)."""
+    import json
+    if not path.exists():
+        return []
+    newest: dict[tuple, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():  # one line per mutant run (a few thousand)
+        if line.strip():
+            r = json.loads(line)
+            newest[_key(r)] = r
+    current = {m_key: m for m in plan(list(THRESHOLDS), None, None) for m_key in [_key(m)]}
+    return [r for k, r in sorted(newest.items()) if k in current and current[k]["old"] == r["old"]
+            and current[k]["label"] == r["label"]]
+
+
+def load_reasons(path: Path) -> dict[tuple, str]:
+    """Why each knowingly left survivor is not a different rule: table,row,column,mutant,reason."""
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8", newline="") as fh:
+        return {(r["table"], int(r["row"]), r["column"], r["mutant"]): r["reason"] for r in csv.DictReader(fh)}
+
+
+def report(results: list[dict], reasons: dict[tuple, str]) -> str:
+    """The markdown report of the merged runs: totals per table, every survivor with its reason."""
+    planned = plan(list(THRESHOLDS), None, None)
+    done = {_key(r) for r in results}
     killed = sum(r["killed"] for r in results)
-    lines = ["# Mutation check of the rule tables (bench/mutate_rules.py)", "",
-             f"Command: `bench/mutate_rules.py {' '.join(sys.argv[1:])}`".rstrip(), "",
-             f"Tables: {', '.join(tables)}" + (f"; rows of {', '.join(sorted(args.tests))} only" if args.tests else ""),
-             "", f"Mutants: {len(results)}, killed {killed}, survived {len(results) - killed} "
-             f"({seconds / 60:.1f} min).", "",
-             "A mutant is one threshold cell changed (x1.1 / x0.9, integers +-1, zero +-0.1) in a scratch",
-             "copy of specs/; killed = some test of that table failed. Survivors:", ""]
     surv = [r for r in results if not r["killed"]]
+    unexplained = [r for r in surv if _key(r) not in reasons]
+    lines = ["# Mutation check of the rule tables (`bench/mutate_rules.py`)", "",
+             "Generated by `bench/mutate_rules.py --report` from the runs in `bench/mutation_runs.jsonl`;",
+             "the reasons of the survivors come from `bench/mutation_equivalent.csv`.", "",
+             "A mutant is one threshold cell of `specs/rules/*.csv` changed in a scratch copy of `specs/`",
+             "(x1.1 / x0.9; whole days, grades and counts +-1; a zero +-0.1). It is killed when a test of",
+             "its table fails: first the tests naming the row's test code or feature, then, if those pass,",
+             "every test of the table's test files. A survivor passed every test of those files.", "",
+             f"**Mutants: {len(planned)} planned, {len(results)} run, {killed} killed, {len(surv)} survived "
+             f"({len(surv) - len(unexplained)} with a reason below, {len(unexplained)} without); "
+             f"{len(planned) - len(done)} not run.**", "",
+             "| table | planned | run | killed | survived |", "|---|---|---|---|---|"]
+    for table in THRESHOLDS:  # a dozen tables (metadata)
+        p = sum(m["table"] == table for m in planned)
+        rr = [r for r in results if r["table"] == table]
+        if p:
+            lines.append(f"| {table} | {p} | {len(rr)} | {sum(r['killed'] for r in rr)} | "
+                         f"{sum(not r['killed'] for r in rr)} |")
+    lines += ["", "## Survivors", ""]
     if not surv:
         lines.append("(none)")
     else:
-        lines += ["| table | row | column | value | mutant | row is about |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['table']} | {r['row']} | {r['column']} | {r['old']} | {r['how']} -> {r['new']} | {r['label']} |"
-                  for r in surv]
+        lines += ["| table | row | column | value | mutant | row is about | why it is not a different rule |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['table']} | {r['row']} | {r['column']} | {r['old']} | {r['how']} -> {r['new']} | "
+                  f"{r['label']} | {reasons.get(_key(r), '**NO REASON: a test gap**')} |" for r in surv]
+    missing = [m for m in planned if _key(m) not in done]
+    lines += ["", "## Not run", ""]
+    if not missing:
+        lines.append("(none: every planned mutant has a current result)")
+    else:
+        by_table: dict[str, int] = {}
+        for m in missing:  # the planned mutants (metadata)
+            by_table[m["table"]] = by_table.get(m["table"], 0) + 1
+        lines.append(", ".join(f"{t}: {n}" for t, n in by_table.items()))
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    import json
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tables", nargs="*", default=list(THRESHOLDS), choices=list(THRESHOLDS))
-    ap.add_argument("--tests", nargs="*", default=None, help="only rows of these test codes / features")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="tables (ctcae_lab or ctcae_lab.csv) and/or test codes / features to mutate")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--runs", default=str(ROOT / "bench" / "mutation_runs.jsonl"))
+    ap.add_argument("--report", action="store_true", help="only write --out from the runs so far")
+    ap.add_argument("--reasons", default=str(ROOT / "bench" / "mutation_equivalent.csv"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "mutation_results.md"))
     args = ap.parse_args(argv)
+    runs = Path(args.runs)
+    if args.report:
+        Path(args.out).write_text(report(load_runs(runs), load_reasons(Path(args.reasons))), encoding="utf-8")
+        print(f"written {args.out}")
+        return 0
+    only = [o.removesuffix(".csv") for o in (args.only or [])]
+    tables = [t for t in THRESHOLDS if t in only] or list(THRESHOLDS)
+    names = {o for o in only if o not in THRESHOLDS}
+    unknown = names - {n for m in plan(tables, None, None) for n in m["names"]}
+    if unknown:
+        print(f"--only: no table, test code or feature named {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     # imported once in the parent, inherited by every forked child
     import hypothesis  # noqa: F401
     import numpy  # noqa: F401
     import pandas  # noqa: F401
     import pytest  # noqa: F401
-    mutants = plan(args.tables, set(args.tests) if args.tests else None, args.limit)
+    mutants = plan(tables, names or None, args.limit)
     start = time.monotonic()
-    results = []
     with tempfile.TemporaryDirectory(prefix="mutate_rules_") as tmp:
         scratch = Path(tmp) / "specs"
         shutil.copytree(SPECS, scratch)
         # control: the unmutated copy must pass every test file used, or no kill means anything
-        for table in sorted(set(args.tables) & {m["table"] for m in mutants}):  # a dozen tables
+        for table in sorted({m["table"] for m in mutants}):  # a dozen tables
             if run_tests(TESTS[table], scratch) != 0:
                 print(f"control failed: the unmutated specs fail {', '.join(TESTS[table])}", file=sys.stderr)
                 return 1
+        n_surv = 0
         for i, m in enumerate(mutants, 1):  # one pytest run per mutant (the point of the tool)
-            m["killed"] = run_one(m, scratch)
-            results.append(m)
-            if i % 10 == 0 or i == len(mutants):  # the report so far, so that a stopped run still reports
-                Path(args.out).write_text(report(results, args.tables, args, time.monotonic() - start) +
-                                          ("" if i == len(mutants) else f"\n(partial: {i} of {len(mutants)} run)\n"),
-                                          encoding="utf-8")
-            print(f"[{i}/{len(mutants)}] {'killed  ' if m['killed'] else 'SURVIVED'} {m['table']} row {m['row']} "
+            m["killed"], m["stage"] = run_one(m, scratch)
+            n_surv += not m["killed"]
+            with runs.open("a", encoding="utf-8") as fh:  # each result as it comes: a stopped run still counts
+                fh.write(json.dumps(m, sort_keys=True) + "\n")
+            print(f"[{i}/{len(mutants)} {(time.monotonic() - start) / 60:.1f} min] "
+                  f"{'killed  ' if m['killed'] else 'SURVIVED'} {m['table']} row {m['row']} "
                   f"{m['column']} {m['old']} {m['how']} ({m['label'][:60]})", flush=True)
-    print(f"{sum(not r['killed'] for r in results)} survivor(s) of {len(results)}; written to {args.out}")
+    print(f"{n_surv} survivor(s) of {len(mutants)}; appended to {runs} (--report writes {args.out})")
     return 0
 
 
