@@ -395,6 +395,25 @@ def test_baseline_exactly_at_uln_is_normal(test, uln, value, normal_grade):
     assert grade(test, [value], "U/L", uln=uln, base=uln + 0.1)[0] == ["0"]
 
 
+def test_fibrinogen_baseline_exactly_at_lln_is_normal():
+    """Fibrinogen decreased, the low-direction baseline clause: abnormal = baseline below its LLN.
+    LLN 200 mg/dL, baseline 200 (normal): 150 = 0.75 x LLN is grade 1 ("<1.0 - 0.75 x LLN"); were
+    the baseline abnormal, 150 would be a 25% decrease, grade 2. Baseline 190 (abnormal): 142.5 is
+    a 25% decrease (grade 2), 142.6 a 24.9% decrease (grade 1), though both are < 0.75 x LLN."""
+    check("FIBRINO", "mg/dL", [(150, 1), (149, 2)], lln=200, base=200)
+    check("FIBRINO", "mg/dL", [(142.6, 1), (142.5, 2)], lln=200, base=190)
+
+
+def test_baseline_exactly_at_uln_gives_the_same_grade_by_either_clause_for_bilirubin_and_hemoglobin():
+    """Bilirubin (">ULN - 1.5 x ULN" / ">1.0 - 1.5 x baseline" ...) and Hemoglobin increased ("+0-2
+    g/dL above ULN" / "above baseline" ...) state the two clauses with the same multiples (the same
+    offsets), so a baseline equal to the ULN gives one grade whichever clause applies: by hand,
+    ULN 20.5 umol/L, baseline 20.5: 30.75 = 1.5 x 20.5 is grade 1, 30.8 grade 2, 61.5 = 3 x grade 2,
+    61.6 grade 3; hemoglobin ULN 170 g/L, baseline 170: 190 (+2 g/dL) grade 1, 191 grade 2."""
+    check("BILI", "umol/L", [(20.5, 0), (20.6, 1), (30.75, 1), (30.8, 2), (61.5, 2), (61.6, 3)], uln=20.5, base=20.5)
+    check("HGB", "g/L", [(170, 0), (171, 1), (190, 1), (191, 2)], lln=130, uln=170, base=170)
+
+
 def test_equality_at_a_converted_boundary():
     # creatinine 3.3 mg/dL with ULN 1.1 mg/dL is exactly 3.0 x ULN: grade 2 (>1.5 - 3.0 x ULN),
     # although 3.3 x 88.402 and 3 x (1.1 x 88.402) differ in binary floating point

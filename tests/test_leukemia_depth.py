@@ -158,6 +158,8 @@ def test_cns_status_at_the_5_per_ul_boundary_with_blasts_traumatic_tap_and_signs
         ({"CSFBLAST": P, "CSFWBC": 4.9, "CSFCOND": T, "PBBLAST": 0.0}, "CNS-2"),
         ({"CSFBLAST": P, "CSFWBC": 5.0, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 3.0}, "CNS-3"),
         ({"CSFBLAST": P, "CSFWBC": 4.9, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 3.0}, "CNS-2"),
+        # traumatic tap at exactly 5/uL, blood blasts to blame (ratio < 2): CNS-2 by the 2-fold rule
+        ({"CSFBLAST": P, "CSFWBC": 5.0, "CSFCOND": T, "PBBLAST": 10.0, "CSF_RATIO": 1.5}, "CNS-2"),
         ({"CSFBLAST": P}, "NE"),                                        # WBC not counted
         ({}, "NE"),
     ]
@@ -243,6 +245,12 @@ def test_emd_response_pr_at_exactly_50_percent_pd_above_25_percent_and_new_lesio
         "I": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 20.0, 20.0, "N"),
               (91, "T01", False, 20.0, 25.0, "N"), (181, "T01", False, 21.0, 24.0, "N")],
         "J": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 41.0, 10.0, "N")],   # -48.75%: NR
+        # after CR: still resolved (SPD 0) is CR, even with a PET-positive spot and no CT mass; any
+        # regrowth (0.3 x 0.3 = 0.09 mm2 > 0) is a relapse, PET negative at baseline (K) or positive (L)
+        "K": [(-5, "T01", False, 40.0, 20.0, "N"), (29, "T01", False, 0.0, 0.0, "N"),
+              (91, "T01", False, 0.0, 0.0, "N"), (181, "T01", False, 0.3, 0.3, "N")],
+        "L": [B, (29, "T01", False, 0.0, 0.0, "N"), (91, "T01", False, 0.0, 0.0, "Y"),
+              (181, "T01", False, 0.3, 0.3, "Y")],
     })
     study = {"response": {"emd": {"criteria": "NCCN ALL v3.2023"}}}
     e = adrs_mod.emd_responses(sd, SRC, study)
@@ -251,7 +259,9 @@ def test_emd_response_pr_at_exactly_50_percent_pd_above_25_percent_and_new_lesio
                    ("C", 91.0, 100.0, "RELAPSE"), ("D", 29.0, 400.0, "PR"), ("D", 91.0, 500.0, "NR"),
                    ("D", 181.0, 504.0, "PD"), ("E", 29.0, 400.0, "PD"), ("F", 29.0, 300.0, "CR"),
                    ("G", 29.0, 0.0, "CR"), ("H", 29.0, 400.0, "PR"), ("I", 29.0, 400.0, "PR"),
-                   ("I", 91.0, 500.0, "NR"), ("I", 181.0, 504.0, "PD"), ("J", 29.0, 410.0, "NR")]
+                   ("I", 91.0, 500.0, "NR"), ("I", 181.0, 504.0, "PD"), ("J", 29.0, 410.0, "NR"),
+                   ("K", 29.0, 0.0, "CR"), ("K", 91.0, 0.0, "CR"), ("K", 181.0, 0.09, "RELAPSE"),
+                   ("L", 29.0, 0.0, "CR"), ("L", 91.0, 0.0, "CR"), ("L", 181.0, 0.09, "RELAPSE")]
     d = e.set_index(["USUBJID", "TRDY"])
     assert d.loc[("A", 29.0), "SPD_RCHG"] == -50.0 and d.loc[("D", 91.0), "SPD_NCHG"] == 25.0
     assert d.loc[("D", 181.0), "SPD_NCHG"] == pytest.approx(26.0)
