@@ -13,7 +13,8 @@ Model (natural-log scale, SI units of ``specs/rules/lab_tests.csv``)::
   aplastic anemia); relapse reverses it.
 - organ effects: CRP/ferritin/IL-6 peaks with CRS (higher with the grade), creatinine and
   INR rise and fibrinogen falls with grade >= 3 CRS, transaminase and bilirubin rises in
-  some subjects, potassium dips, albumin falls with CRS.
+  some subjects, potassium dips, albumin falls with CRS, magnesium dips with CRS and rises with
+  the acute kidney injury of grade >= 3 CRS.
 - CAR-T expansion (qPCR copies/ug and flow cells/uL): log-linear rise from day 0 to a peak
   on day 7-14 and log-linear decline; values under the LLOQ are reported censored (<10).
 
@@ -238,6 +239,11 @@ def lab_values(study: Study, S: pd.DataFrame, D: pd.DataFrame, T: pd.DataFrame,
             lnv = lnv + np.log(np.array([1.0, 1.15, 1.4, 2.2, 4.0]))[crs_g] * infl_fer
         elif kin == "urate":  # tumour lysis in the first days after infusion, in some subjects
             lnv = lnv + np.where(bili[si] | (crs_g >= 2), np.log(1.6) * _curve(t, 3, 1.5, 4.0), 0.0) * treated
+        elif kin == "magnesium":  # no new draw: the CRS grade and the renal factor already drawn
+            # hypomagnesaemia with CRS (fluids, capillary leak, renal wasting): -5% per grade at the
+            # inflammatory peak; with grade >= 3 CRS acute kidney injury retains it (about half the
+            # creatinine rise, in log), so the trough is followed by a rise above the ULN in some
+            lnv = lnv + np.log(1 - 0.05 * crs_g * infl) + np.where(crs_g >= 3, 0.45 * renal_m[si] * late, 0.0)
         elif kin == "ionized_calcium":
             lnv = lnv + np.log(1 - 0.035 * crs_g * infl)
         elif kin == "lipid":  # triglycerides rise in HLH-like severe CRS; cholesterol falls a little
