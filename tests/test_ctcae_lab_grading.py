@@ -232,6 +232,15 @@ def test_fibrinogen_abnormal_baseline_percent_decrease():
     check("FIBRINO", "g/L", [(0.49, 4)], lln=4.0, base=3.5)
 
 
+def test_fibrinogen_absolute_clause_is_what_makes_grade_4():
+    """"<0.25 x LLN [...] or absolute value <50 mg/dL": cases where only the absolute clause gives
+    grade 4. LLN 1.8 g/L, normal baseline: 0.49 g/L is 0.27 x LLN (grade 3 by the LLN clause) but
+    < 0.5 g/L: grade 4; 0.5 g/L is not < 0.5: grade 3. Baseline 1.5 g/L (abnormal, LLN 2.0): 0.5 is
+    a 66.7% decrease (grade 3), 0.49 a 67.3% decrease (grade 3 by the percentage) but < 0.5: 4."""
+    check("FIBRINO", "g/L", [(0.5, 3), (0.49, 4)], lln=1.8, base=2.5)
+    check("FIBRINO", "g/L", [(0.5, 3), (0.49, 4)], lln=2.0, base=1.5)
+
+
 def test_inr_aptt():
     check("INR", "", [(1.2, 0), (1.21, 1), (1.5, 1), (1.51, 2), (2.5, 2), (2.51, 3), (6.0, 3)], term="INR increased")
     check("APTT", "s", [(37, 0), (37.1, 1), (55.5, 1), (55.6, 2), (92.5, 2), (92.6, 3)],
@@ -242,7 +251,9 @@ def test_ck_lipase_amylase():
     check("CK", "U/L", [(200, 0), (201, 1), (500, 1), (501, 2), (1000, 2), (1001, 3), (2000, 3), (2001, 4)],
           term="CPK increased", uln=200)
     check("LIPASE", "U/L", [(60, 0), (61, 1), (90, 1), (91, 2), (300, 2), (301, 3)], term="Lipase increased", uln=60)
-    check("AMYLASE", "U/L", [(100, 0), (150, 1), (151, 2), (500, 2), (501, 3)], term="Serum amylase increased", uln=100)
+    # 101 U/L = 1.01 x ULN: just above the ULN is grade 1 (">ULN - 1.5 x ULN")
+    check("AMYLASE", "U/L", [(100, 0), (101, 1), (150, 1), (151, 2), (500, 2), (501, 3)], term="Serum amylase increased",
+          uln=100)
 
 
 # --------------------------------------------------------------------------------------------

@@ -574,3 +574,67 @@ def test_aplastic_anemia_each_pair_of_counts_at_its_boundary():
     assert aa(HGB=80.0, NEUT=0.5, RETI=19.9, PLAT=5.0) == "NR"       # two severe: platelets, reticulocytes
     assert aa(HGB=80.0, NEUT=0.5, PLAT=19.9, RETI=5.0) == "NR"
     assert aa(HGB=80.0, NEUT=2.0, PLAT=19.9, RETI=19.9) == "NR"
+
+
+BM = "NCCN ALL v3.2023 blood and bone marrow"
+CATS_BM = ["CR", "CRh", "CRi", "MLFS", "APLASTIC MARROW", "NR", "PD", "RELAPSE", "NE"]   # NCT06316427's marrow part
+CATS_AL_AM = ["CR", "CRi", "MLFS", "APLASTIC MARROW", "PR", "NR", "PD", "RELAPSE", "NE"]  # the mixed set, all categories
+
+
+@pytest.mark.parametrize("criteria,categories", [(NCCN, CATS_TALL), (MIX, CATS_AL_AM), (BM, CATS_BM)],
+                         ids=["nccn", "mixed", "marrow"])
+def test_every_criteria_set_at_each_count_blast_and_cellularity_cut_off(criteria, categories):
+    """Each criteria set of response_leukemia.csv at each of its numeric cut-offs, both sides, by
+    hand from NCCN ALL v3.2023 / ELN 2017 Table 5 (CR: blasts < 5%, no circulating blasts, ANC >=
+    1.0, platelets >= 100; CRh: ANC > 0.5 and platelets > 50; CRi: ANC >= 1.0 or platelets >= 100;
+    aplastic marrow: cellularity < 10%; MLFS: >= 10%; relapse after a remission: blasts >= 5% or any
+    circulating blast; PD: blasts >= 5% and +25% (ALL)). The mixed set has no CRh: where CRh would
+    be, its CRi/MLFS is expected. Found needed by bench/mutate_rules.py (copies of a cut-off in
+    each set are separate rows)."""
+    kw = dict(criteria=criteria, categories=categories)
+    crh = "CRh" if "CRh" in categories else None
+    # CR counts inclusive at 1.0 / 100; just below each: CRh (or CRi/MLFS without CRh)
+    assert one(NEUT=1.0, PLAT=100, **kw) == "CR"
+    assert one(NEUT=0.99, PLAT=150, **kw) == (crh or "CRi")       # platelets recovered: CRi
+    assert one(NEUT=2.0, PLAT=99.9, **kw) == (crh or "CRi")       # ANC recovered: CRi
+    # CRh strict at 0.5 / 50
+    assert one(NEUT=0.51, PLAT=60, **kw) == (crh or "MLFS")
+    assert one(NEUT=0.5, PLAT=60, **kw) == "MLFS"
+    assert one(NEUT=0.8, PLAT=50.1, **kw) == (crh or "MLFS")
+    assert one(NEUT=0.8, PLAT=50, **kw) == "MLFS"
+    # CRi inclusive at ANC 1.0 or platelets 100; just below both: MLFS
+    assert one(NEUT=1.0, PLAT=30, **kw) == "CRi"
+    assert one(NEUT=0.95, PLAT=30, **kw) == "MLFS"
+    assert one(NEUT=0.3, PLAT=100, **kw) == "CRi"
+    assert one(NEUT=0.3, PLAT=95, **kw) == "MLFS"
+    # blasts 4.9 / 5.0 in each remission category (5.0 with no earlier remission: NR)
+    for counts, cat in (({}, "CR"), (dict(NEUT=0.8, PLAT=60), crh or "MLFS"), (dict(NEUT=1.2, PLAT=30), "CRi"),
+                        (dict(NEUT=0.3, PLAT=120), "CRi"), (dict(NEUT=0.3, PLAT=20), "MLFS"),
+                        (dict(NEUT=0.2, PLAT=20, BMCELL=9.9), "APLASTIC MARROW")):
+        assert one(BMBLAST=4.9, **counts, **kw) == cat, (counts, cat)
+        assert one(BMBLAST=5.0, **counts, **kw) == "NR", counts
+        assert one(PBBLAST=0.1, **counts, **kw) == "NR", counts     # a circulating blast: no remission
+    # cellularity: < 10% aplastic marrow, exactly 10% MLFS
+    assert one(NEUT=0.2, PLAT=20, BMCELL=10.0, **kw) == "MLFS"
+    # relapse after a remission: blasts 5.0 or circulating blasts 0.1; 4.9 and 0 stay in CR
+    assert leuk([{}, {"BMBLAST": 5.0}], **kw) == ["CR", "RELAPSE"]
+    assert leuk([{}, {"BMBLAST": 4.9}], **kw) == ["CR", "CR"]
+    assert leuk([{}, {"PBBLAST": 0.1}], **kw) == ["CR", "RELAPSE"]
+    assert leuk([{}, {}], **kw) == ["CR", "CR"]
+    # PD (ALL): blasts >= 5% and >= +25% over baseline: 5.0 over 4.0 (+25%) PD; 6.15 over 5.0 (+23%) NR;
+    # 4.9 over 3.0 (+63%, blasts < 5%) CR
+    diag = {"PRIMDIAG": "T-CELL ACUTE LYMPHOBLASTIC LEUKEMIA"}
+    assert one(BMBLAST=5.0, BMBLAST_BL=4.0, **diag, **kw) == "PD"
+    assert one(BMBLAST=6.15, BMBLAST_BL=5.0, **diag, **kw) == "NR"
+    assert one(BMBLAST=4.9, BMBLAST_BL=3.0, **diag, **kw) == "CR"
+
+
+def test_mixed_set_pr_needs_blasts_of_at_least_5_percent():
+    """ELN 2017 PR (AML): the CR counts with marrow blasts 5-25% and a >= 50% decrease. Blasts 4.9%
+    (a 51% decrease from 10%) with the CR counts are not a PR but, with extramedullary disease
+    present since baseline (so neither CR nor PD), NR; 5.0% is a PR; 25.0% over 50% PR, 25.1% NR."""
+    kw = dict(criteria=MIX, categories=CATS_AL, PRIMDIAG=AML, EMD_BL="Y")
+    assert one(BMBLAST=4.9, BMBLAST_BL=10.0, EMD="Y", **kw) == "NR"
+    assert one(BMBLAST=5.0, BMBLAST_BL=10.0, EMD="N", **kw) == "PR"
+    assert one(BMBLAST=25.0, BMBLAST_BL=50.0, EMD="N", **kw) == "PR"
+    assert one(BMBLAST=25.1, BMBLAST_BL=50.2, EMD="N", **kw) == "NR"
