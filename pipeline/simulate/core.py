@@ -9,7 +9,7 @@ from pipeline.config import Study
 from pipeline.simulate import ae as ae_mod
 from pipeline.simulate import cm as cm_mod
 from pipeline.simulate import crs as crs_mod
-from pipeline.simulate import eligibility, history, labs, procedures, response
+from pipeline.simulate import deviations, eligibility, history, labs, procedures, response
 from pipeline.simulate._util import NODAY, cdash_date, date_parts, hhmm, partial_month, plain_number
 from pipeline.simulate.subjects import build_subjects, names, settings, stream, visit_days
 from pipeline.spec import Spec
@@ -278,9 +278,20 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     rs_cols = response.rs_form(study, S, V, D, L, rng, leuk, plants, cfg)
     emd_cols = response.emd_form(study, S, rs_cols, cfg, plants)
     ae_cols = ae_mod.build_ae(study, S, grid, D, L, ranges, cfg, rng, plants)
+    # a few visits held outside the deviation rules' windows (own stream): the drawn records of
+    # the visit get the new date, before cm draws its records around the assessment dates
+    shifts, window_plants = deviations.shift_window_visits(study, cfg, S, V, deviations.event_days(ae_cols))
+    plants += window_plants
+    D = deviations.shift_draws(D, shifts)
+    rs_cols = deviations.shift_dates(rs_cols, "RSDAT", shifts)
+    emd_cols = deviations.shift_dates(emd_cols, "TRDAT", shifts)
+    lb_cols = deviations.shift_dates(lb_cols, "LBDAT", shifts)
     # the glucocorticoid dose of each assessment is a CM record (form cm), not an rs column
     rs_gc = {k: rs_cols[k] for k in ("_i", "RSDAT", "GCDOSE")} if "GCDOSE" in rs_cols else None
     cm_cols = cm_mod.build_cm(study, S, grid, crs_cols, ae_cols, D, L, rs_cols, rs_gc, cfg)
+    # a planned visit of the DLT window not held (own stream; its records are removed below)
+    missed, missed_plants = deviations.missed_visits(study, cfg, S, V, grid, deviations.event_days(ae_cols, cm_cols))
+    plants += missed_plants
 
     forms: dict[str, pd.DataFrame] = {}
     i, cols = _dm(study, S, cfg, rng)
@@ -318,7 +329,7 @@ def simulate_with_plants(study: Study, spec: Spec, n_subjects: int | None = None
     i, cols = procedures.hsct_form(study, S)
     forms["hsct"] = _frame(spec, "hsct", study, S, i, cols)
 
-    forms = {f: forms[f] for f in spec.forms if f in forms}
+    forms = deviations.drop_missed({f: forms[f] for f in spec.forms if f in forms}, S, missed)
     P = pd.DataFrame(plants, columns=["subject", "form", "item", "description"])
     P.insert(0, "study", study.studyid)
     P["subjid"] = S["SUBJID"].to_numpy()[P["subject"].astype(int).to_numpy()] if len(P) else []

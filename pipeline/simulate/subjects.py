@@ -37,6 +37,8 @@ DEFAULTS: dict = {
     "icans_grade_weights": [0.36, 0.32, 0.22, 0.10],
     "prolonged_cytopenia_rate": 0.15,
     "mess_rate": 0.02,
+    "window_deviations": 1,     # per visit-window deviation rule (pipeline.simulate.deviations)
+    "missed_dlt_visits": 0,     # per missed-visit deviation rule (pipeline.simulate.deviations)
 }
 
 NEVER = 10**6          # a protocol day that never comes
