@@ -20,6 +20,7 @@ Dataset-JSON writers, define.xml and the listings. No label or codelist is writt
 from __future__ import annotations
 
 import tomllib
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +60,10 @@ def _read_folder(folder: Path, columns: list[str] | None = None) -> pd.DataFrame
     return out
 
 
+#: per-Spec answers of :meth:`Spec._memo`: id(spec) -> (weak reference to it, {(kind, name): value})
+_MEMO: dict[int, tuple[weakref.ref, dict]] = {}
+
+
 @dataclass(frozen=True)
 class Spec:
     """Loaded specification. Construct with :func:`load_spec`."""
@@ -77,31 +82,53 @@ class Spec:
     standard: str = "sdtm"
 
     # ---- datasets and variables -----------------------------------------------
-    def dataset(self, name: str) -> pd.Series:
-        """The datasets.csv row of one dataset."""
+    # A build asks for the same dataset's rows hundreds of times (checks, writers, define.xml:
+    # ~700 calls a study, 3 s of CPU under the profiler). The spec's tables are not changed once
+    # loaded, so each answer is computed once per dataset (:data:`_MEMO`, outside the instance,
+    # so that ``Spec(**spec.__dict__)`` still works) and a copy is handed out, so that a caller
+    # may still modify what it gets.
+    def _memo(self, kind: str, name: str, compute):
+        entry = _MEMO.get(id(self))
+        if entry is None or entry[0]() is not self:
+            entry = (weakref.ref(self, lambda _ref, key=id(self): _MEMO.pop(key, None)), {})
+            _MEMO[id(self)] = entry
+        memo = entry[1]
+        key = (kind, name)
+        if key not in memo:
+            memo[key] = compute(name)
+        return memo[key]
+
+    def _dataset_row(self, name: str) -> pd.Series:
         rows = self.datasets[self.datasets["dataset"] == name]
         if rows.empty:
             raise ConfigError(f"dataset {name} is not in specs/sdtm/datasets.csv")
         return rows.iloc[0]
 
+    def dataset(self, name: str) -> pd.Series:
+        """The datasets.csv row of one dataset."""
+        return self._memo("dataset", name, self._dataset_row).copy()
+
     def keys(self, name: str) -> list[str]:
         """Sort keys of a dataset, from datasets.csv."""
-        return [k for k in self.dataset(name)["keys"].split("|") if k]
+        return [k for k in self._memo("dataset", name, self._dataset_row)["keys"].split("|") if k]
 
-    def vars(self, name: str) -> pd.DataFrame:
-        """Variables of one dataset in spec order (``order`` as int)."""
+    def _vars(self, name: str) -> pd.DataFrame:
         v = self.variables[self.variables["dataset"] == name].copy()
         if v.empty:
             raise ConfigError(f"dataset {name} has no variables in specs/sdtm/variables/")
         v["order"] = v["order"].astype(int)
         return v.sort_values("order").reset_index(drop=True)
 
+    def vars(self, name: str) -> pd.DataFrame:
+        """Variables of one dataset in spec order (``order`` as int)."""
+        return self._memo("vars", name, self._vars).copy()
+
     def var_names(self, name: str) -> list[str]:
-        return self.vars(name)["variable"].tolist()
+        return self._memo("vars", name, self._vars)["variable"].tolist()
 
     def labels(self, name: str) -> dict[str, str]:
         """Variable name -> label for one dataset."""
-        v = self.vars(name)
+        v = self._memo("vars", name, self._vars)
         return dict(zip(v["variable"], v["label"]))
 
     def is_numeric(self, name: str, variable: str) -> bool:
@@ -110,12 +137,15 @@ class Spec:
         return bool(len(t)) and t.iloc[0] in NUMERIC_TYPES
 
     # ---- codelists ------------------------------------------------------------
-    def codelist(self, codelist_id: str) -> pd.DataFrame:
-        """Terms of one codelist (term, decode, term_ncit_code, ...)."""
+    def _codelist(self, codelist_id: str) -> pd.DataFrame:
         c = self.codelists[self.codelists["codelist"] == codelist_id]
         if c.empty:
             raise ConfigError(f"codelist {codelist_id} is not in specs/sdtm/codelists/")
         return c.reset_index(drop=True)
+
+    def codelist(self, codelist_id: str) -> pd.DataFrame:
+        """Terms of one codelist (term, decode, term_ncit_code, ...)."""
+        return self._memo("codelist", codelist_id, self._codelist).copy()
 
     def terms(self, codelist_id: str) -> list[str]:
         return self.codelist(codelist_id)["term"].tolist()

@@ -175,6 +175,7 @@ class _Registry:
         self.methods: dict[str, str] = {}
         self.comments: dict[str, str] = {}  # text -> oid
         self.comment_ids = set(spec.comments["comment"]) if "comment" in spec.comments else set()
+        self.codelist_ids = set(spec.codelists["codelist"])
         self.taken: set[str] = set()
 
     def codelist(self, codelist: str, datatype: str, values: pd.Series, where: str) -> str:
@@ -183,7 +184,7 @@ class _Registry:
         value (no CodeListRef then)."""
         if not codelist:
             return None
-        if codelist not in set(self.spec.codelists["codelist"]):
+        if codelist not in self.codelist_ids:
             raise ConfigError(f"{where}: codelist {codelist} is not defined in specs/sdtm/codelists")
         used = set(_text(values).unique()) - {""}
         if not used:
