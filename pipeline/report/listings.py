@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup, escape
 import numpy as np
 import pandas as pd
 
@@ -555,31 +556,36 @@ def _env() -> jinja2.Environment:
                               lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
+def number_texts(num: pd.Series) -> pd.Series:
+    """Numbers as text: whole numbers without a ``.0``, others positional without trailing
+    zeros, missing as ``""``. Formatted once per distinct value (a listing repeats them)."""
+    texts = {v: str(int(v)) if v == np.round(v) else np.format_float_positional(v, trim="-")
+             for v in num.dropna().unique()}  # distinct values of one column
+    return num.map(texts).astype(object).where(num.notna(), "")
+
+
 def display_values(frame: pd.DataFrame, numeric: set[str]) -> pd.DataFrame:
-    """Cell texts for HTML: numbers without a spurious ``.0``, missing as ``""``."""
+    """Cell texts for HTML, RTF and PDF: numbers without a spurious ``.0``, missing as ``""``."""
     out = pd.DataFrame(index=frame.index)
     for c in frame.columns:
-        s = frame[c]
         if c in numeric:
-            num = pd.to_numeric(s, errors="coerce")
-            whole = num.notna() & (num == np.round(num))
-            txt = num.map(lambda v: "" if pd.isna(v) else np.format_float_positional(v, trim="-"))
-            txt = txt.where(~whole, num.where(whole).map(lambda v: "" if pd.isna(v) else str(int(v))))
-            out[c] = txt
+            out[c] = number_texts(pd.to_numeric(frame[c], errors="coerce"))
         else:
-            out[c] = tables.text(s)
+            out[c] = tables.text(frame[c])
     return out
 
 
-def render_listing(lst: Listing, head: dict) -> str:
-    """One listing as HTML; per-subject listings are grouped with a subject header row."""
-    cells = display_values(lst.frame, lst.numeric)
+def render_listing(lst: Listing, head: dict, cells: pd.DataFrame | None = None) -> str:
+    """One listing as HTML; per-subject listings are grouped with a subject header row.
+    ``cells``: :func:`display_values` of the listing, when the caller has them already."""
+    cells = display_values(lst.frame, lst.numeric) if cells is None else cells
     names, headers = list(lst.frame.columns), list(lst.headers)
     if lst.per_subject:
         # subject and cohort head each subject's group instead of repeating on every row
         keep = [i for i, c in enumerate(names) if c not in ("USUBJID", "COHORT")]
         names, headers = [names[i] for i in keep], [headers[i] for i in keep]
-    rows = cells[names].to_numpy(dtype=object).tolist()
+    numeric_idx = [i for i, c in enumerate(names) if c in lst.numeric]
+    rows = row_html(cells, names, numeric_idx)
     groups = []
     if lst.per_subject and len(rows):
         subj = cells["USUBJID"].tolist()
@@ -591,10 +597,19 @@ def render_listing(lst: Listing, head: dict) -> str:
                 start = i
     else:
         groups.append({"subject": "", "cohort": "", "rows": rows})
-    numeric_idx = [i for i, c in enumerate(names) if c in lst.numeric]
     return _env().get_template("listing.html.j2").render(
-        listing=lst, headers=headers, names=names, groups=groups, n=len(rows),
-        numeric_idx=numeric_idx, **head)
+        listing=lst, headers=headers, names=names, groups=groups, n=len(rows), **head)
+
+
+def row_html(cells: pd.DataFrame, names: list[str], numeric_idx: list[int]) -> list[Markup]:
+    """The ``<tr>`` of every row, built column by column (each distinct text escaped once,
+    as jinja2's autoescaping escapes it) rather than cell by cell in the template."""
+    out = np.full(len(cells), "<tr>", dtype=object)
+    for j, c in enumerate(names):  # columns of the listing
+        distinct, at = np.unique(cells[c].to_numpy(dtype=str), return_inverse=True)
+        escaped = np.array([str(escape(v)) for v in distinct.tolist()] or [""], dtype=object)  # distinct texts
+        out = out + ('<td class="num">' if j in numeric_idx else "<td>") + escaped[at.reshape(-1)] + "</td>"
+    return [Markup(x) for x in (out + "</tr>").tolist()]
 
 
 def render_index(listings: list[Listing], skipped: list[Skipped], figs: list[FigureOut], head: dict,
@@ -652,13 +667,14 @@ def write_listings(study_dir: Path, datasets: dict[str, pd.DataFrame], reports: 
     sheets = [excel.Sheet(lst.sheet, lst.title, lst.frame, lst.headers, lst.note, lst.numeric) for lst in listings]
     excel.write_workbook(out / WORKBOOK, sheets, f"Study {head['studyid']}",
                          f"Data cut-off {head['data_cutoff']}; generated {head['generated']}", stamp)
+    texts = {lst.id: display_values(lst.frame, lst.numeric) for lst in listings}  # once, for HTML, RTF, PDF
     for lst in listings:
-        (out / f"{lst.id}.html").write_bytes(render_listing(lst, head).encode("utf-8"))
+        (out / f"{lst.id}.html").write_bytes(render_listing(lst, head, texts[lst.id]).encode("utf-8"))
     for f in figs:
         path = out / f.file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f.png)
-    tlf_files = write_tlf(out, listings, figs, head, stamp, inp.config.get("page", {}))
+    tlf_files = write_tlf(out, listings, figs, head, stamp, inp.config.get("page", {}), texts)
     (out / "index.html").write_bytes(
         render_index(listings, skipped + fig_skipped, figs, head, tlf_files).encode("utf-8"))
 
@@ -691,13 +707,14 @@ def _source_text(entry: dict) -> str:
     return f"{text} ({entry['source_note']})" if entry.get("source_note") else text
 
 
-def listing_doc(lst: Listing, head: dict, program: str) -> tlf.Doc:
-    """A listing or table as a :class:`pipeline.report.tlf.Doc`."""
+def listing_doc(lst: Listing, head: dict, program: str, texts: pd.DataFrame | None = None) -> tlf.Doc:
+    """A listing or table as a :class:`pipeline.report.tlf.Doc`; ``texts``: the listing's
+    :func:`display_values`, when the caller has them already."""
     e = lst.entry
     keep = set(e.get("tlf_columns") or lst.frame.columns)
     idx = [j for j, c in enumerate(lst.frame.columns) if c in keep]
     frame = lst.frame.iloc[:, idx]
-    cells = display_values(frame, lst.numeric)
+    cells = display_values(frame, lst.numeric) if texts is None else texts.iloc[:, idx]
     return tlf.Doc(
         studyid=head["studyid"], type=e.get("type", "Table"), number=e.get("number", ""), title=lst.title,
         subtitle=e.get("subtitle", ""), population=e.get("population", ""), headers=[lst.headers[j] for j in idx],
@@ -708,7 +725,7 @@ def listing_doc(lst: Listing, head: dict, program: str) -> tlf.Doc:
 
 
 def write_tlf(out: Path, listings: list[Listing], figs: list[FigureOut], head: dict, stamp,
-              page: dict) -> dict[str, list[str]]:
+              page: dict, texts: dict[str, pd.DataFrame] | None = None) -> dict[str, list[str]]:
     """RTF and PDF of every output whose spec formats include them, into ``out/tlf/``;
     returns output id -> the files written (relative to ``out``)."""
     folder = out / TLF_DIR
@@ -720,7 +737,8 @@ def write_tlf(out: Path, listings: list[Listing], figs: list[FigureOut], head: d
         formats = set(lst.entry.get("formats", []))
         if formats & {"rtf", "pdf"}:
             fn = BUILDERS.get(lst.entry.get("kind", ""), build_report).__name__
-            docs.append((lst.entry, formats, listing_doc(lst, head, f"pipeline.report.listings.{fn} ({tlf.PROGRAM_PACKAGE} {version})")))
+            docs.append((lst.entry, formats, listing_doc(lst, head, f"pipeline.report.listings.{fn} ({tlf.PROGRAM_PACKAGE} {version})",
+                                                       (texts or {}).get(lst.id))))
     for f in figs:
         e = f.entry
         formats = set(e.get("formats", []))

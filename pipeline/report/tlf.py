@@ -350,21 +350,35 @@ class _Broadcast:
 
 @contextmanager
 def _rtflite_fast():
-    """rtflite with :class:`_Broadcast` and string widths memoised (a pure function of text,
-    font and size), restored afterwards. ``tests/test_listings_tlf.py`` checks that the RTF
-    is byte-identical with and without it."""
-    from rtflite import attributes, strwidth
+    """rtflite with :class:`_Broadcast`, string widths memoised (a pure function of text,
+    font and size) and a cell text's character conversion memoised (a pure function of the
+    text and its ``convert`` flag: rtflite walks every character of every cell, and listings
+    repeat their values), restored afterwards. ``tests/test_listings_tlf.py`` checks that
+    the RTF is byte-identical with and without it."""
+    from rtflite import attributes, row, strwidth
     from rtflite.pagination import core, processor
     original = attributes.BroadcastValue
     for name in ("iloc", "to_list", "update_row", "update_column", "update_cell"):
         setattr(_Broadcast, name, getattr(original, name))
     _Broadcast._normalise = staticmethod(attributes._to_nested_list)
     width = lru_cache(maxsize=65536)(strwidth.get_string_width)
+    convert_chars = row.TextContent._convert_special_chars
+    converted: dict[tuple[str, object], str] = {}
+
+    def convert_once(self) -> str:
+        key = (self.text, self.convert)
+        got = converted.get(key)
+        if got is None:
+            got = converted[key] = convert_chars(self)
+        return got
+
     saved = [(attributes, "BroadcastValue", original), (processor, "BroadcastValue", processor.BroadcastValue),
              (attributes, "get_string_width", attributes.get_string_width),
-             (core, "get_string_width", core.get_string_width)]
+             (core, "get_string_width", core.get_string_width),
+             (row.TextContent, "_convert_special_chars", convert_chars)]
     attributes.BroadcastValue = processor.BroadcastValue = _Broadcast
     attributes.get_string_width = core.get_string_width = width
+    row.TextContent._convert_special_chars = convert_once
     try:
         yield
     finally:
@@ -584,9 +598,43 @@ def pdf_date(stamp: datetime) -> str:
     return stamp.strftime("D:%Y%m%d%H%M%S+00'00'")
 
 
+class _WidthCache(dict):
+    """String widths in one font and size, per distinct text."""
+
+    def __init__(self, font: str, size: float):
+        super().__init__()
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+        self.font, self.size, self.measure = font, size, stringWidth
+
+    def __call__(self, text: str) -> float:
+        got = self.get(text)
+        if got is None:
+            got = self[text] = self.measure(text, self.font, self.size)
+        return got
+
+
+@contextmanager
+def _binary_streams():
+    """reportlab writes its compressed streams (pages, fonts, images) without the ASCII85
+    wrapping it adds by default (``rl_config.useA85``): a fifth smaller, and its pure-Python
+    encoder was a large part of the time of a PDF. The setting is restored afterwards."""
+    from reportlab import rl_config
+    saved = rl_config.useA85
+    rl_config.useA85 = 0
+    try:
+        yield
+    finally:
+        rl_config.useA85 = saved
+
+
 def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: float = 0.6,
               lay: Layout | None = None) -> bytes:
     """The output as PDF, on the pages of ``lay`` (:func:`layout`), drawn with reportlab's canvas."""
+    with _binary_streams():
+        return _pdf_bytes(doc, stamp, font_size, margin_in, lay)
+
+
+def _pdf_bytes(doc: Doc, stamp: datetime, font_size: float, margin_in: float, lay: Layout | None) -> bytes:
     from reportlab.lib.utils import ImageReader
     from reportlab.pdfgen.canvas import Canvas
 
@@ -597,6 +645,8 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
     notes, foot = lay.notes, doc.footer_lines()
     bottom_h = lay.bottom_height(len(foot))
     cw = lay.col_widths
+    right_cols = [j < len(doc.align) and doc.align[j] == "r" for j in range(len(cw))]
+    width = _WidthCache(font, size)
 
     buf = io.BytesIO()
     c = Canvas(buf, pagesize=(W, H), invariant=1, pageCompression=1)
@@ -628,27 +678,30 @@ def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: floa
         else:
             c.setLineWidth(0.8)
             c.line(m, y, W - m, y)
-            c.setFont(bold, size)
+            # the header and the rows as one text object (one per page, not one per line)
+            text = c.beginText()
+            text.setFont(bold, size)
             x = m
             for lines, w in zip(lay.head, cw):
                 for n, ln in enumerate(lines):
-                    c.drawString(x + pad, y - pad - (n + 1) * lead + 2, ln)
+                    text.setTextOrigin(x + pad, y - pad - (n + 1) * lead + 2)
+                    text.textOut(ln)
                 x += w
             y -= lay.head_height
-            c.line(m, y, W - m, y)
-            c.setFont(font, size)
-            for cells in lay.cells[first:stop]:
+            line_y = y
+            text.setFont(font, size)
+            for cells in lay.cells[first:stop]:  # the rows of one page
                 x = m
                 for j, (lines, w) in enumerate(zip(cells, cw)):
-                    right = doc.align[j] == "r" if j < len(doc.align) else False
+                    right = right_cols[j]
                     for n, ln in enumerate(lines):
                         yy = y - pad - (n + 1) * lead + 2
-                        if right:
-                            c.drawRightString(x + w - pad, yy, ln)
-                        else:
-                            c.drawString(x + pad, yy, ln)
+                        text.setTextOrigin(x + w - pad - width(ln) if right else x + pad, yy)
+                        text.textOut(ln)
                     x += w
                 y -= lay.row_height(cells)
+            c.drawText(text)
+            c.line(m, line_y, W - m, line_y)
             c.setLineWidth(0.8)
             c.line(m, y, W - m, y)
         yb = m + bottom_h - 6
