@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -314,7 +315,8 @@ from pipeline.export import numeric_guard  # noqa: E402
 
 
 @pytest.mark.parametrize("value,why", [("1e999", "is not finite"), ("-1e999", "is not finite"),
-                                       ("1e80", "exceeds the IBM float range")])
+                                       ("1e80", "exceeds the IBM float range"),
+                                       ("1e-300", "is below the smallest IBM float")])
 def test_non_exportable_number_refused_before_any_writer(built, fake, capsys, value, why):
     raw, out, before = built
     rows = [r if i != 1 else (*r[:4], value, r[5]) for i, r in enumerate(kit.LB_ROWS)]
@@ -336,16 +338,24 @@ def test_non_exportable_number_refused_before_any_writer(built, fake, capsys, va
 
 
 def test_numeric_guard_limits_by_hand():
-    big = numeric_guard.IBM_MAX
-    assert big < 16.0 ** 63 and big * (1 + 2 ** -52) >= 16.0 ** 63 * (1 - 16.0 ** -14)
-    frame = pd.DataFrame({"USUBJID": ["A", "B", "C", "D", "E"],
-                          "X": [1.0, float("nan"), big, -big * 2, float("inf")],
-                          "T": ["1", "2", "3", "4", "5"]})
+    big = numeric_guard.XPT_MAX  # 2**249: pyreadstat writes the largest IBM number from here on
+    assert big == 2.0 ** 249 and numeric_guard.IBM_MAX < 16.0 ** 63
+    tiny = numeric_guard.IBM_MIN  # 16**-65, the smallest normalised IBM double
+    assert tiny == 16.0 ** -65
+    below_big, below_tiny = float(np.nextafter(big, 0)), float(np.nextafter(tiny, 0))
+    frame = pd.DataFrame({"USUBJID": ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"],
+                          "X": [1.0, float("nan"), below_big, -big, float("inf"), tiny, -below_tiny, 5e-324,
+                                0.0, -0.0],
+                          "T": list("0123456789")})
     f = numeric_guard.numeric_findings({"ZZ": frame}, None, "S")
-    assert f[["file", "row", "column", "value"]].values.tolist() == [["ZZ", 4, "X", repr(-big * 2)],
-                                                                      ["ZZ", 5, "X", "inf"]]
+    assert f[["file", "row", "column", "value"]].values.tolist() == [
+        ["ZZ", 4, "X", repr(-big)], ["ZZ", 5, "X", "inf"], ["ZZ", 7, "X", repr(-below_tiny)], ["ZZ", 8, "X", "5e-324"]]
     assert f["message"].iloc[1] == ("ZZ.X = inf for subject E (record 5) is not finite (no NaN or Infinity in "
                                     "Dataset-JSON, none in XPT); not exported: correct the source value")
+    assert "exceeds the IBM float range" in f["message"].iloc[0]
+    assert f["message"].iloc[3] == ("ZZ.X = 5e-324 for subject H (record 8) is below the smallest IBM float of "
+                                    "XPT v5 (5.3976e-79, 16**-65) and would be written as 0; not exported: "
+                                    "correct the source value")
 
 
 def test_numeric_guard_reads_spec_numeric_text_columns():

@@ -4,8 +4,9 @@ pyreadstat, IBM doubles computed by hand, and the values pyreadstat would silent
 
 from __future__ import annotations
 
+import json
 import string
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -69,71 +70,156 @@ def test_largest_and_smallest_accepted_values_match_pyreadstat(tmp_path):
 
 
 # ---- byte identity ---------------------------------------------------------------------------
-text = st.text(alphabet=string.printable[:95], max_size=30)  # printable ASCII, blanks included
-numbers = st.one_of(st.floats(min_value=-1e70, max_value=1e70).filter(lambda x: x == 0 or abs(x) >= 1e-70),
-                    st.just(float("nan")), st.integers(-10 ** 12, 10 ** 12).map(float))
+#: printable ASCII (blanks included), the only characters XPT v5 output allows here
+text = st.text(alphabet=string.printable[:95], max_size=30)
+#: numbers across the whole accepted range: negatives, +-0, missing, integers, and magnitudes
+#: from the smallest normalised IBM double (16**-65) to just below 2**249
+in_range = st.floats(allow_nan=False, allow_infinity=False).filter(
+    lambda x: x == 0 or xpt.IBM_MIN <= abs(x) < xpt.XPT_MAX)
+numbers = st.one_of(in_range, st.just(float("nan")), st.just(-0.0), st.integers(-10 ** 15, 10 ** 15).map(float),
+                    st.sampled_from([xpt.IBM_MIN, -xpt.IBM_MIN, float(np.nextafter(xpt.XPT_MAX, 0)), 1e-78, 1e74]))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(text, text, numbers, numbers), min_size=1, max_size=40))
-def test_generated_frames_byte_identical_and_read_back(rows, tmp_path):
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(text, text, numbers, numbers), min_size=1, max_size=40),
+       long_value=st.booleans())
+def test_generated_frames_byte_identical_and_read_back(rows, long_value, tmp_path):
     spec = load_spec(FIXTURE_SPECS)
     frame = pd.DataFrame({
         "STUDYID": "TEST01", "DOMAIN": "LB", "USUBJID": [r[0] for r in rows], "LBSEQ": [r[2] for r in rows],
         "LBTESTCD": [r[1] for r in rows], "LBSTRESN": [r[3] for r in rows], "LBSTRESU": "",
         "LBDTC": "2025-01-0" + pd.Series(range(len(rows))).mod(9).add(1).astype(str)})
+    if long_value:  # the longest value XPT v5 allows (200 characters) in the first record
+        frame.loc[0, "LBTESTCD"] = "X" * xpt.MAX_VALUE
     a, b = both(frame, spec, "LB", tmp_path)
     assert a == b
     back, meta = pyreadstat.read_xport(str(tmp_path / "numpy.xpt"))
     assert meta.table_name == "LB" and list(back.columns) == list(frame.columns)
     # pyreadstat strips trailing blanks of character values when reading
     assert back["USUBJID"].tolist() == [r[0].rstrip() for r in rows]
-    assert back["LBSTRESN"].fillna(-1.5).tolist() == pd.Series([r[3] for r in rows]).fillna(-1.5).tolist()
+    assert back["LBTESTCD"].tolist() == frame["LBTESTCD"].str.rstrip().tolist()
+    for c in ("LBSEQ", "LBSTRESN"):
+        want = frame[c].to_numpy(dtype=float)
+        assert np.array_equal(back[c].to_numpy(), np.where(want == 0, 0.0, want), equal_nan=True), c
 
 
 def test_no_records_and_empty_character_columns(tmp_path):
     spec = load_spec(FIXTURE_SPECS)
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in ("STUDYID", "DOMAIN", "USUBJID")})
-    assert both(empty, spec, "LB", tmp_path)[0] == both(empty, spec, "LB", tmp_path)[1]
+    a, b = both(empty, spec, "LB", tmp_path)
+    assert a == b
     blank = pd.DataFrame({"STUDYID": ["TEST01"] * 3, "DOMAIN": "", "USUBJID": [None, "", np.nan]})
     a, b = both(blank, spec, "LB", tmp_path)
     assert a == b
 
 
-@pytest.fixture(scope="module")
-def shipped_datasets():
-    """Every dataset of the smallest shipped study, as the build hands them to the writer."""
-    import pipeline.build as build
-    from pipeline.config import load_study
-    from pipeline.context import StudyContext
-    from pipeline.export import checks
-    from pipeline.intake.gate import gate_detail
-    from pipeline.progress import BuildLog
-
-    raw = ROOT / "raw"
-    studies = [p for p in raw.iterdir() if p.is_dir()] if raw.is_dir() else []
-    if not studies:
-        pytest.skip("raw/ holds no study extracts (run `make raw`)")
-    sid = min(studies, key=lambda p: sum(f.stat().st_size for f in p.iterdir())).name
-    spec = load_spec(ROOT / "specs")
-    study = load_study(ROOT / "specs", sid)
-    gated = gate_detail(raw, study, spec)
-    merged = build.run_domains(StudyContext(study=study, spec=spec, forms=gated.forms), BuildLog())
-    known = checks.specified_datasets(spec)
-    return spec, {n: checks.order_dataset(f, spec, n) for n, f in merged.datasets.items() if n in known}
+@pytest.mark.parametrize("value, why", [("é", "non-ASCII"), ("a\tb", "non-ASCII or control"),
+                                        ("X" * 201, "longer than 200")])
+def test_characters_xpt_v5_cannot_hold_are_refused(value, why, tmp_path):
+    spec = load_spec(FIXTURE_SPECS)
+    frame = pd.DataFrame({"STUDYID": ["TEST01"], "DOMAIN": ["LB"], "USUBJID": [value]})
+    with pytest.raises(DataError, match=f"LB.USUBJID: value .*{why.split()[0]}"):
+        xpt.write_xpt(frame, spec, "LB", tmp_path / "lb.xpt", STAMP)
+    assert not (tmp_path / "lb.xpt").exists()
 
 
-def test_every_shipped_dataset_byte_identical_to_pyreadstat(shipped_datasets, tmp_path):
-    spec, datasets = shipped_datasets
-    assert len(datasets) >= 15
-    for name, frame in sorted(datasets.items()):
-        out = xpt.xpt_frame(frame, spec, name)
-        a, b = both(frame, spec, name, tmp_path)
-        assert a == b, name
-        back, meta = pyreadstat.read_xport(str(tmp_path / "numpy.xpt"))
-        assert meta.table_name == name and list(back.columns) == list(out.columns), name
-        for c in out.columns:
-            if out[c].dtype == object:
-                assert back[c].tolist() == out[c].str.rstrip().tolist(), f"{name}.{c}"
-            else:
-                assert np.array_equal(back[c].to_numpy(), out[c].to_numpy(), equal_nan=True), f"{name}.{c}"
+@pytest.mark.parametrize("fmt", ["DATE9.", "DATETIME20.", "8.2", "BEST12.", "E8601DA."])
+def test_display_formats_in_the_namestr_records_match_pyreadstat(fmt, tmp_path, monkeypatch):
+    spec = load_spec(FIXTURE_SPECS)
+    monkeypatch.setattr(xpt, "display_formats", lambda spec, name, cols: {"LBSTRESN": fmt, "USUBJID": fmt})
+    frame = pd.DataFrame({"STUDYID": ["TEST01"] * 2, "DOMAIN": "LB", "USUBJID": ["S1", "S22"],
+                          "LBSTRESN": [23000.0, np.nan]})
+    a, b = both(frame, spec, "LB", tmp_path)
+    assert a == b
+    _, meta = pyreadstat.read_xport(str(tmp_path / "numpy.xpt"), disable_datetime_conversion=True)
+    assert meta.original_variable_types["LBSTRESN"].rstrip(".") == fmt.rstrip(".")
+
+
+def test_a_refused_value_leaves_no_file(tmp_path):
+    spec = load_spec(FIXTURE_SPECS)
+    frame = pd.DataFrame({"STUDYID": ["TEST01"], "DOMAIN": ["LB"], "USUBJID": ["S1"], "LBSTRESN": [float("inf")]})
+    with pytest.raises(DataError):
+        xpt.write_xpt(frame, spec, "LB", tmp_path / "lb.xpt", STAMP)
+    assert not (tmp_path / "lb.xpt").exists()
+
+
+def _frame_from_json(path: Path) -> pd.DataFrame:
+    """A built dataset as the writer received it, from its Dataset-JSON (exact: strings keep
+    their trailing blanks, doubles their shortest round-trip text); null -> "" / NaN."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    rows = doc["rows"]
+    cols = {}
+    for i, col in enumerate(doc["columns"]):  # loop over variables
+        values = [r[i] for r in rows]
+        if col["dataType"] in ("integer", "double"):
+            cols[col["name"]] = pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")
+        else:
+            cols[col["name"]] = pd.Series(["" if v is None else v for v in values], dtype=object)
+    return pd.DataFrame(cols, columns=[c["name"] for c in doc["columns"]])
+
+
+def test_every_built_dataset_byte_identical_to_pyreadstat(built_study, tmp_path):
+    """Every XPT file of the session's build of a shipped study (SDTM and ADaM) is byte-identical
+    to what pyreadstat writes for the same frame, and reads back with the same values."""
+    from conftest import BUILT_EPOCH
+
+    from pipeline.adam.stage import adam_spec
+
+    sdtm = load_spec(ROOT / "specs")
+    specs = {built_study: sdtm, built_study / "adam": adam_spec(sdtm)}
+    stamp = datetime.fromtimestamp(int(BUILT_EPOCH), tz=UTC).replace(tzinfo=None)
+    seen = 0
+    for folder, spec in specs.items():
+        for built in sorted(folder.glob("*.xpt")):  # loop over datasets
+            name = built.stem.upper()
+            frame = _frame_from_json(built.with_suffix(".json"))
+            a, b = tmp_path / "numpy.xpt", tmp_path / "pyreadstat.xpt"
+            xpt.write_xpt(frame, spec, name, a, stamp)
+            xpt.write_xpt_pyreadstat(frame, spec, name, b, stamp)
+            assert a.read_bytes() == b.read_bytes(), name
+            assert built.read_bytes() == a.read_bytes(), name
+            back, meta = pyreadstat.read_xport(str(built), disable_datetime_conversion=True)
+            assert meta.table_name == name and list(back.columns) == list(frame.columns), name
+            for c in frame.columns:
+                if frame[c].dtype == object:
+                    assert back[c].tolist() == frame[c].str.rstrip().tolist(), f"{name}.{c}"
+                else:
+                    assert np.array_equal(back[c].to_numpy(), frame[c].to_numpy(), equal_nan=True), f"{name}.{c}"
+            seen += 1
+    assert seen >= 25  # every SDTM and ADaM dataset of the study
+
+
+def test_manifest_shapes_without_reading_the_datasets_whole(built_study):
+    """The manifest counts the records of the XPT and Dataset-JSON files it did not write itself
+    (ADaM) from their headers; the counts are those of reading each file whole."""
+    from pipeline.export import manifest
+
+    listed = pd.read_csv(built_study / "manifest.csv", dtype=str, keep_default_na=False).set_index("file")
+    files = sorted(built_study.rglob("*.xpt")) + sorted(built_study.rglob("*.json"))
+    assert any(p.parent.name == "adam" for p in files)
+    for path in files:  # loop over output files
+        rel = path.relative_to(built_study).as_posix()
+        if path.suffix == ".xpt":
+            frame, _ = pyreadstat.read_xport(str(path), disable_datetime_conversion=True)
+            want = frame.shape
+        else:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            want = (doc["records"], len(doc["columns"])) if "records" in doc else ("", "")
+            assert len(doc.get("rows", [])) == want[0] or want == ("", "")
+        assert manifest._shape(path, {}, rel) == tuple(map(str, want)), rel
+        assert (listed.loc[rel, "rows"], listed.loc[rel, "columns"]) == tuple(map(str, want)), rel
+    assert manifest.manifest_frame(built_study)[["file", "rows", "columns", "sha256"]].values.tolist() == \
+        [r for r in pd.read_csv(built_study / "manifest.csv", dtype=str, keep_default_na=False).values.tolist()
+         if r[0] != "manifest.csv"]
+
+
+def test_xpt_shape_falls_back_to_pyreadstat_when_sizes_disagree(tmp_path):
+    from pipeline.export import manifest
+
+    spec = load_spec(FIXTURE_SPECS)
+    frame = pd.DataFrame({"STUDYID": ["TEST01"] * 3, "DOMAIN": "LB", "USUBJID": ["S1", "S2", "S3"]})
+    xpt.write_xpt(frame, spec, "LB", tmp_path / "lb.xpt", STAMP)
+    (tmp_path / "lb.json").write_text('{"records": 9,\n "columns": [1, 2, 3],\n "rows": []}')  # wrong count
+    assert manifest._xpt_shape(tmp_path / "lb.xpt") == (3, 3)
+    (tmp_path / "lb.json").write_text('{"records": 3,\n "columns": [1, 2, 3],\n "rows": []}')
+    assert manifest._xpt_shape(tmp_path / "lb.xpt") == (3, 3)

@@ -41,6 +41,75 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+#: how a Dataset-JSON document written by :mod:`pipeline.export.datasetjson` starts its rows
+_ROWS_KEY = b'\n "rows": '
+
+
+def _json_head(path: Path) -> dict | None:
+    """The metadata of a Dataset-JSON file without its rows: the text up to the top-level
+    ``"rows"`` key (the last key, as the writer lays it out), closed and parsed. Reads a few
+    kilobytes instead of the whole file (an ADLB of hundreds of megabytes would otherwise be
+    parsed into Python objects only to count its records). None when the file is not laid out
+    like that (the caller then parses it whole)."""
+    head = b""
+    with open(path, "rb") as fh:
+        while _ROWS_KEY not in head:
+            block = fh.read(1 << 16)
+            if not block or len(head) > (1 << 24):
+                return None
+            head += block
+    text = head[:head.index(_ROWS_KEY)].rstrip()
+    if not text.endswith(b","):
+        return None
+    try:
+        doc = json.loads(text[:-1] + b"\n}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _xpt_record_layout(path: Path) -> tuple[int, int, int] | None:
+    """(variables, bytes per record, bytes of the observation section) of a one-member XPT v5
+    file, from its NAMESTR records (SAS TS-140); None when the headers are not as expected."""
+    from pipeline.export import xpt
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(min(size, 8 * xpt.RECORD))
+        if not head.startswith(b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!") or len(head) < 8 * xpt.RECORD:
+            return None
+        try:
+            count = int(head[7 * xpt.RECORD + 54:7 * xpt.RECORD + 58])
+        except ValueError:
+            return None
+        names = fh.read(count * xpt.NAMESTR)
+        obs_start = 8 * xpt.RECORD + -(-count * xpt.NAMESTR // xpt.RECORD) * xpt.RECORD
+        fh.seek(obs_start - xpt.RECORD)
+        if not fh.read(xpt.RECORD).startswith(b"HEADER RECORD*******OBS     HEADER RECORD") or len(names) < count * xpt.NAMESTR:
+            return None
+    row_len = sum(int.from_bytes(names[i * xpt.NAMESTR + 4:i * xpt.NAMESTR + 6], "big") for i in range(count))
+    return count, row_len, size - obs_start
+
+
+def _xpt_shape(path: Path) -> tuple[int, int]:
+    """(records, variables) of an XPT file. The record count is taken from the Dataset-JSON file
+    beside it (written from the same frame) when the XPT file's size agrees with it exactly
+    (headers + records of the NAMESTR widths, blank-padded to 80 bytes); otherwise, or with no
+    such file, the XPT file is read whole with pyreadstat."""
+    layout = _xpt_record_layout(path)
+    sibling = path.with_suffix(".json")
+    doc = _json_head(sibling) if layout and sibling.is_file() else None
+    if layout and doc and isinstance(doc.get("records"), int) and isinstance(doc.get("columns"), list):
+        count, row_len, obs_bytes = layout
+        records = doc["records"]
+        if len(doc["columns"]) == count and -(-records * row_len // 80) * 80 == obs_bytes:
+            return records, count
+    import pyreadstat
+
+    frame, _ = pyreadstat.read_xport(str(path))
+    return frame.shape
+
+
 def _shape(path: Path, shapes: dict[str, tuple[int, int]], rel: str) -> tuple[str, str]:
     if rel in shapes:
         r, c = shapes[rel]
@@ -53,17 +122,17 @@ def _shape(path: Path, shapes: dict[str, tuple[int, int]], rel: str) -> tuple[st
             n = sum(1 for _ in reader)
         return (str(n), str(len(header))) if header is not None else ("0", "0")
     if suffix == ".json":
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return "", ""
+        doc = _json_head(path)
+        if not (isinstance(doc, dict) and "records" in doc and "columns" in doc):
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                return "", ""
         if isinstance(doc, dict) and "records" in doc and "columns" in doc:
             return str(doc["records"]), str(len(doc["columns"]))
     if suffix == ".xpt":
-        import pyreadstat
-
-        frame, _ = pyreadstat.read_xport(str(path))
-        return str(frame.shape[0]), str(frame.shape[1])
+        r, c = _xpt_shape(path)
+        return str(r), str(c)
     return "", ""
 
 

@@ -1,4 +1,4 @@
-"""SAS transport (XPT) version 5 files, one per dataset: pyreadstat's descriptors, numpy's records.
+"""SAS transport (XPT) version 5 files, one per dataset, written with numpy (SAS TS-140 layout).
 
 What the FDA Study Data Technical Conformance Guide asks of a v5 transport file, and how it is met:
 
@@ -6,37 +6,36 @@ What the FDA Study Data Technical Conformance Guide asks of a v5 transport file,
 - dataset label from ``specs/sdtm/datasets.csv``; variable labels from the spec;
 - variables in spec order, rows sorted by the dataset's keys (``datasets.csv`` ``keys``);
 - character variables as wide as their longest value actually present (at least 1), never
-  a blanket 200 (pyreadstat sizes each character column to its longest value); numerics 8 bytes;
+  a blanket 200; numerics 8 bytes;
 - names <= 8, labels <= 40, values <= 200 characters, printable ASCII only: a violation
   raises :class:`~pipeline.errors.DataError` naming the variable (the output checks report
   these as findings before export, so this is the last line of defence).
 
-Determinism: pyreadstat stamps the current time into the library and member headers
-(``ddMMMyy:hh:mm:ss``, 16 characters, fixed positions in the 80-byte header records).
-:func:`write_xpt` overwrites both stamps with :func:`build_timestamp` (``SOURCE_DATE_EPOCH``
-when set, else the study's data cut-off at 00:00:00), so a rebuild is byte-identical.
+The file (:func:`write_xpt`), every part a sequence of 80-byte records:
 
-How a file is written (:func:`write_xpt`):
-
-1. **Descriptors by pyreadstat.** pyreadstat writes the dataset's *template*: one record holding,
-   in every character variable, its longest value (so every variable gets the width the full
-   data would give it). A v5 file's headers (library, member, NAMESTR) do not depend on the
-   number of records, so the template's headers, up to and including the OBS header record,
-   are exactly the headers pyreadstat writes for the whole dataset. The variable widths and
-   positions are read back from the template's NAMESTR records.
-2. **Records by numpy** (:func:`observation_bytes`): each record is the variables side by side,
+1. **Headers** (:func:`header_bytes`): the library header (3 records, with the created and
+   modified stamps ``ddMMMyy:hh:mm:ss``), the member and descriptor headers (5 records: data
+   set name, stamps, data set label, NAMESTR count), one 140-byte NAMESTR record per variable
+   (:func:`namestr`: type, length, number, name, label, display format, position), blank-padded
+   to a whole record, and the OBS header line.
+2. **Records** (:func:`observation_bytes`): each record is the variables side by side,
    character values blank-padded to the variable's width (each distinct value encoded once),
    numerics as 8-byte IBM System/370 doubles computed with integer arithmetic
    (:func:`ibm_doubles`), missing as SAS ``.`` (``0x2E`` then seven zero bytes); the last
-   80-byte record is blank-padded. Written in chunks of :data:`CHUNK_ROWS` records.
+   80-byte record is blank-padded. Built in chunks of :data:`CHUNK_ROWS` records (numpy
+   arrays, no Python work per record).
 
-The result is byte-identical to ``pyreadstat.write_xport`` of the whole frame (proved for every
-dataset of the shipped studies and for generated frames in ``tests/test_xpt_writer.py``) and
-about 4 times faster on large datasets. One deliberate difference: a numeric value that the
-writers cannot store exactly (NaN is missing and fine; +-inf, or a magnitude outside 5.4e-79 up
-to 9.0e74, see :func:`ibm_doubles`) raises :class:`~pipeline.errors.DataError` naming the
-variable and the record, where pyreadstat would silently write the largest IBM number
-(for inf) or 0 (for tiny values).
+Determinism: both stamps are :func:`build_timestamp` (``SOURCE_DATE_EPOCH`` when set, else the
+study's data cut-off at 00:00:00), so a rebuild is byte-identical.
+
+The result is byte-identical to ``pyreadstat.write_xport`` of the same frame, the tests' oracle
+(:func:`write_xpt_pyreadstat`; proved for every XPT file of a built shipped study, SDTM and
+ADaM, and for generated frames in ``tests/test_xpt_writer.py``), and about 4 times faster on
+large datasets. One deliberate difference: a numeric value that the writers cannot store exactly
+(NaN is missing and fine; +-inf, or a non-zero magnitude outside 5.4e-79 up to 9.0e74, IEEE
+subnormals included, see :func:`ibm_doubles`) raises :class:`~pipeline.errors.DataError` naming
+the dataset, the variable and the record, before the file is opened, where pyreadstat would
+silently write the largest IBM number (for inf) or 0 (for tiny values).
 """
 
 from __future__ import annotations
@@ -48,7 +47,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyreadstat
 
 from pipeline.errors import DataError
 from pipeline.spec import NUMERIC_TYPES, Spec
@@ -125,11 +123,14 @@ def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     out = {}
     for c in cols:
         s = frame[c]
+        # copy=False: a column already in export form is shared (read-only under copy-on-write),
+        # not copied, and the frame is not consolidated into one 2-D block (another copy)
         if types[c] in NUMERIC_TYPES:
-            out[c] = pd.Series(pd.to_numeric(s, errors="raise").astype("float64").to_numpy(), dtype="float64")
+            out[c] = pd.Series(pd.to_numeric(s, errors="raise").astype("float64").to_numpy(), dtype="float64",
+                               copy=False)
         else:
-            out[c] = pd.Series(export_text(s), dtype=object)
-    return pd.DataFrame(out, columns=cols) if cols else pd.DataFrame(index=range(len(frame)))
+            out[c] = pd.Series(export_text(s), dtype=object, copy=False)
+    return pd.DataFrame(out, columns=cols, copy=False) if cols else pd.DataFrame(index=range(len(frame)))
 
 
 def _longest(distinct) -> int:
@@ -218,15 +219,108 @@ def patch_timestamps(path: Path, ts: datetime) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# headers: library, member, NAMESTR and OBS records (SAS TS-140)
+# ---------------------------------------------------------------------------------------
+NAMESTR = 140
+#: the fixed first 48 bytes of a header record, then its 32 bytes of digits and blanks
+_HEADER = "HEADER RECORD*******{:<8}HEADER RECORD!!!!!!!{}  "
+#: what the header records say wrote the file (the identification pyreadstat (ReadStat) uses too:
+#: SAS version 6.06 on bsd4.2; SAS and readers ignore it, but it is part of the bytes compared)
+_SAS_VERSION, _SAS_OS = "6.06", "bsd4.2"
+_FORMAT_RE = re.compile(r"^(\$?[A-Z_][A-Z0-9_]*?)?(\d*)\.(\d*)$")
+
+
+def _record(text: str | bytes) -> bytes:
+    """One 80-byte header record: ``text`` (ASCII) blank-padded; longer text is a bug here."""
+    data = text.encode("ascii") if isinstance(text, str) else text
+    if len(data) > RECORD:
+        raise ValueError(f"header record longer than {RECORD} bytes: {data[:20]!r}...")
+    return data.ljust(RECORD, b" ")
+
+
+def _field(text: str, width: int) -> str:
+    """A fixed-width character field of a header: blank-padded, cut at ``width`` (names and
+    labels are checked against the v5 limits before any header is made)."""
+    return text[:width].ljust(width)
+
+
+def library_header(ts: datetime) -> bytes:
+    """The first three records: the library header line, then the SAS identification with the
+    created stamp in bytes 64-80, then the modified stamp in bytes 0-16."""
+    stamp = sas_stamp(ts).decode("ascii")
+    ident = "SAS     SAS     SASLIB  " + _field(_SAS_VERSION, 8) + _field(_SAS_OS, 8) + " " * 24 + stamp
+    return _record(_HEADER.format("LIBRARY", "0" * 30)) + _record(ident) + _record(stamp)
+
+
+def member_header(name: str, label: str, nvars: int, ts: datetime) -> bytes:
+    """The member header line (NAMESTR length 140), the descriptor header line, two descriptor
+    records (data set name, created stamp; modified stamp, data set label, blank type) and the
+    NAMESTR header line with the number of variables."""
+    stamp = sas_stamp(ts).decode("ascii")
+    return b"".join([
+        _record(_HEADER.format("MEMBER", "0" * 17 + "16" + "0" * 8 + f"{NAMESTR:03d}")),
+        _record(_HEADER.format("DSCRPTR", "0" * 30)),
+        _record("SAS     " + _field(name.upper(), 8) + "SASDATA " + _field(_SAS_VERSION, 8) + _field(_SAS_OS, 8)
+                + " " * 24 + stamp),
+        _record(stamp + " " * 16 + _field(label, 40) + " " * 8),
+        _record(_HEADER.format("NAMESTR", f"000000{nvars:04d}" + "0" * 20)),
+    ])
+
+
+def parse_format(fmt: str, where: str) -> tuple[str, int, int]:
+    """A SAS display format ``NAMEw.d`` (``DATE9.``, ``DATETIME20.``, ``8.2``) as (name, width,
+    decimals) for the NAMESTR record; anything else raises :class:`DataError`."""
+    m = _FORMAT_RE.match(fmt.strip().upper())
+    if not m:
+        raise DataError(f"{where}: display format {fmt!r} is not of the form NAMEw.d")
+    return m.group(1) or "", int(m.group(2) or 0), int(m.group(3) or 0)
+
+
+def namestr(varnum: int, var: str, is_char: bool, width: int, position: int, label: str,
+            fmt: tuple[str, int, int] | None) -> bytes:
+    """One 140-byte NAMESTR record (big-endian integers): type (1 numeric, 2 character), hash 0,
+    length, variable number, name, label, format name/width/decimals, justification (1 = right
+    for numerics, 0 for characters), informat blank, position in the record, 52 zero bytes."""
+    fname, fwidth, fdec = fmt if fmt else ("", 0, 0)
+    return b"".join([
+        (2 if is_char else 1).to_bytes(2, "big"), b"\0\0", width.to_bytes(2, "big"), varnum.to_bytes(2, "big"),
+        _field(var, 8).encode("ascii"), _field(label, 40).encode("ascii"), _field(fname, 8).encode("ascii"),
+        fwidth.to_bytes(2, "big"), fdec.to_bytes(2, "big"), (0 if is_char else 1).to_bytes(2, "big"), b"\0\0",
+        b" " * 8, b"\0\0", b"\0\0", position.to_bytes(4, "big"), b"\0" * 52,
+    ])
+
+
+def header_bytes(name: str, label: str, layout: list[tuple[str, bool, int, int]], labels: dict[str, str],
+                 formats: dict[str, str], ts: datetime) -> bytes:
+    """Every header of a one-member v5 file, up to and including the OBS header line.
+    ``layout`` is ``(variable, is_character, width, position)`` in record order."""
+    names = b"".join(namestr(i + 1, var, is_char, width, pos, labels.get(var, ""),
+                             parse_format(formats[var], f"{name}.{var}") if var in formats else None)
+                     for i, (var, is_char, width, pos) in enumerate(layout))  # loop over variables
+    names += b" " * (-len(names) % RECORD)
+    return (library_header(ts) + member_header(name, label, len(layout), ts) + names
+            + _record(_HEADER.format("OBS", "0" * 30)))
+
+
+def layout_of(out: pd.DataFrame, distinct: dict[str, np.ndarray]) -> list[tuple[str, bool, int, int]]:
+    """(variable, is_character, width, position) of every variable of an export frame: character
+    width = the longest value present (at least 1), numerics 8, side by side in column order."""
+    layout, pos = [], 0
+    for c in out.columns:  # loop over variables
+        is_char = c in distinct
+        width = _longest(distinct[c]) if is_char else 8
+        layout.append((c, is_char, width, pos))
+        pos += width
+    return layout
+
+
+# ---------------------------------------------------------------------------------------
 # records: IBM doubles and blank-padded characters
 # ---------------------------------------------------------------------------------------
 #: records encoded and written per chunk (bounds the memory of large datasets)
 CHUNK_ROWS = 100_000
 #: the 8 bytes of a SAS missing value ``.``
 MISSING = np.frombuffer(b"." + b"\0" * 7, dtype=">u8")[0]
-_OBS_HEADER = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!000000000000000000000000000000  "
-_NAMESTR_HEADER = b"HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!"
-NAMESTR = 140
 
 
 #: smallest magnitude an IBM double holds normalised (16**-65, about 5.4e-79)
@@ -249,7 +343,10 @@ def ibm_doubles(values: np.ndarray, where: str = "value") -> np.ndarray:
 
     A value outside :data:`IBM_MIN` <= |x| < :data:`XPT_MAX` (about 5.4e-79 to 9.0e74), or
     +-inf, raises :class:`DataError` naming ``where`` and the first such record: pyreadstat
-    would silently write 0 or the largest IBM number there.
+    would silently write 0 or the largest IBM number there. That includes IEEE subnormals and
+    every other non-zero magnitude below 16**-65 (IBM underflow): writing them as 0 would change
+    a value without a word, so they are refused like overflow (the output checks report them
+    first, see :mod:`pipeline.export.numeric_guard`).
     """
     x = np.ascontiguousarray(values, dtype=np.float64)
     nan = np.isnan(x)
@@ -274,10 +371,20 @@ def ibm_doubles(values: np.ndarray, where: str = "value") -> np.ndarray:
     return ibm.astype(">u8")
 
 
+def compact_codes(codes: np.ndarray, distinct: int) -> np.ndarray:
+    """Non-negative codes below ``distinct`` in the smallest unsigned integer type that holds them
+    (most SDTM columns have few distinct values: 1 or 2 bytes a record instead of 8)."""
+    return codes.astype(np.min_scalar_type(max(distinct - 1, 0)), copy=False)
+
+
 def factorize_text(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """variable -> (codes, distinct values) of every character (object) column of an export frame."""
-    return {c: pd.factorize(frame[c].to_numpy(), use_na_sentinel=False)
-            for c in frame.columns if frame[c].dtype == object}
+    out = {}
+    for c in frame.columns:  # loop over variables; one column's 8-byte codes alive at a time
+        if frame[c].dtype == object:
+            codes, uniques = pd.factorize(frame[c].to_numpy(), use_na_sentinel=False)
+            out[c] = (compact_codes(codes, len(uniques)), uniques)
+    return out
 
 
 def _char_table(codes: np.ndarray, uniques: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -294,8 +401,8 @@ def observation_bytes(frame: pd.DataFrame, layout: list[tuple[str, bool, int, in
     records. Every numeric is converted (and range-checked) before the first chunk is returned.
 
     ``layout`` is ``(variable, is_character, width, position)`` per variable in record order
-    (from the NAMESTR records); ``factorized`` is :func:`factorize_text` of ``frame`` when the
-    caller has it. The last chunk is blank-padded to a whole 80-byte record.
+    (:func:`layout_of`); ``factorized`` is :func:`factorize_text` of ``frame`` when the caller
+    has it. The last chunk is blank-padded to a whole 80-byte record.
     """
     n = len(frame)
     row_len = sum(w for _, _, w, _ in layout)
@@ -327,68 +434,19 @@ def _chunks(n: int, row_len: int, layout, prepared):
         yield b" " * (RECORD - total % RECORD)
 
 
-def _layout(head: bytes, where: str) -> list[tuple[str, bool, int, int]]:
-    """(variable, is_character, width, position) of every NAMESTR record of a v5 header."""
-    hit = head.find(_NAMESTR_HEADER)
-    if hit < 0:
-        raise DataError(f"{where}: no NAMESTR header in the XPT template")
-    count = int(head[hit + 54:hit + 58])
-    first = hit + RECORD
-    out = []
-    for i in range(count):  # loop over variables
-        ns = head[first + i * NAMESTR:first + (i + 1) * NAMESTR]
-        ntype, length = int.from_bytes(ns[0:2], "big"), int.from_bytes(ns[4:6], "big")
-        pos = int.from_bytes(ns[84:88], "big")
-        out.append((ns[8:16].decode("ascii").rstrip(), ntype == 2, length, pos))
-    if [p for *_, p in out] != list(np.cumsum([0] + [w for _, _, w, _ in out[:-1]])):
-        raise DataError(f"{where}: the variables of the XPT template are not side by side")
-    return out
-
-
-def _template(out: pd.DataFrame, factorized: dict) -> pd.DataFrame:
-    """One record: the longest value of each character variable (0 in numerics)."""
-    row = {}
-    for c in out.columns:
-        if c in factorized:
-            uniques = factorized[c][1]
-            row[c] = [max(uniques, key=len) if len(uniques) else ""]
-        else:
-            row[c] = [0.0]
-    return pd.DataFrame({c: pd.Series(v, dtype=out[c].dtype) for c, v in row.items()}, columns=out.columns)
-
-
-def _pyreadstat_write(out: pd.DataFrame, spec: Spec, name: str, path: Path) -> None:
-    labels = spec.labels(name)
-    formats = display_formats(spec, name, list(out.columns))
-    try:
-        pyreadstat.write_xport(
-            out, str(path), file_label=str(spec.dataset(name)["label"]),
-            column_labels=[labels.get(c, "") for c in out.columns], table_name=name.upper(),
-            file_format_version=5, variable_format=formats or None)
-    except Exception as exc:  # noqa: BLE001 - turn a writer failure into one clear line
-        raise DataError(f"{name}: XPT writer failed: {exc}") from None
-
-
 def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp: datetime) -> pd.DataFrame:
     """Write one dataset as ``path`` (XPT v5, see the module docstring). ``frame`` is already in
     key order (:func:`pipeline.export.checks.order_dataset`). Returns the frame as written."""
     out = xpt_frame(frame, spec, name)
     factorized = factorize_text(out)
-    problems = xpt_problems(out, spec, name, {c: u for c, (_, u) in factorized.items()})
+    distinct = {c: u for c, (_, u) in factorized.items()}
+    problems = xpt_problems(out, spec, name, distinct)
     if problems:
         raise DataError("cannot write XPT v5: " + "; ".join(problems[:5]))
-    path = Path(path)
-    if len(out) == 0:  # no records: nothing for numpy to do
-        _pyreadstat_write(out, spec, name, path)
-        patch_timestamps(path, timestamp)
-        return out
-    _pyreadstat_write(_template(out, factorized), spec, name, path)
-    template = path.read_bytes()
-    end = template.find(_OBS_HEADER)
-    if end < 0 or end % RECORD:
-        raise DataError(f"{path}: no OBS header in the XPT template")
-    head = stamped(template[:end + RECORD], timestamp, str(path))
-    chunks = observation_bytes(out, _layout(head, str(path)), name, factorized)  # checks the numerics first
+    layout = layout_of(out, distinct)
+    head = header_bytes(name, str(spec.dataset(name)["label"]), layout, spec.labels(name),
+                        display_formats(spec, name, list(out.columns)), timestamp)
+    chunks = observation_bytes(out, layout, name, factorized)  # checks the numerics before the file opens
     with open(path, "wb") as fh:
         fh.write(head)
         for chunk in chunks:
@@ -399,11 +457,18 @@ def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp:
 def write_xpt_pyreadstat(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp: datetime) -> pd.DataFrame:
     """The same file written wholly by ``pyreadstat.write_xport`` (the reference the tests compare
     :func:`write_xpt` with, byte for byte; no range check on numerics)."""
+    import pyreadstat  # the tests' oracle only: the build does not import it
+
     out = xpt_frame(frame, spec, name)
     problems = xpt_problems(out, spec, name)
     if problems:
         raise DataError("cannot write XPT v5: " + "; ".join(problems[:5]))
-    _pyreadstat_write(out, spec, name, Path(path))
+    labels = spec.labels(name)
+    formats = display_formats(spec, name, list(out.columns))
+    pyreadstat.write_xport(
+        out, str(path), file_label=str(spec.dataset(name)["label"]),
+        column_labels=[labels.get(c, "") for c in out.columns], table_name=name.upper(),
+        file_format_version=5, variable_format=formats or None)
     patch_timestamps(Path(path), timestamp)
     return out
 
@@ -425,5 +490,6 @@ def xpt_name(name: str) -> str:
 
 def read_xpt(path: Path) -> tuple[pd.DataFrame, object]:
     """Read a transport file back (tests, round trips): frame and pyreadstat metadata."""
+    import pyreadstat
     return pyreadstat.read_xport(str(path))
 
