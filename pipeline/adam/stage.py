@@ -99,7 +99,7 @@ def write(folder: Path, adam: dict[str, pd.DataFrame], spec: Spec, study: Study)
     for name in sorted(adam):
         out = xpt.write_xpt(adam[name], spec, name, folder / xpt.xpt_name(name), stamp)
         datasetjson.write_dataset_json(out, spec, name, folder / datasetjson.json_name(name), study.studyid,
-                                       originator, stamp)
+                                       originator, stamp, exported=True)
         exported[name] = out
     data = define.define_xml(exported, spec, study, stamp)
     (folder / define.DEFINE_XML).write_bytes(data)

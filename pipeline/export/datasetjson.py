@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 import pipeline
-from pipeline.export.xpt import observed_lengths, xpt_frame
+from pipeline.export.xpt import compact_codes, observed_lengths, xpt_frame
 from pipeline.spec import Spec
 
 VERSION = "1.1.0"
@@ -94,11 +94,12 @@ def iso_stamp(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def columns_metadata(frame: pd.DataFrame, spec: Spec, name: str) -> list[dict]:
-    """The ``columns`` array for a frame already in export form (:func:`xpt_frame`)."""
+def columns_metadata(frame: pd.DataFrame, spec: Spec, name: str, lengths: dict[str, int] | None = None) -> list[dict]:
+    """The ``columns`` array for a frame already in export form (:func:`xpt_frame`).
+    ``lengths`` (variable -> exported length) saves recomputing :func:`observed_lengths`."""
     v = spec.vars(name).set_index("variable")
     keys = spec.keys(name)
-    lengths = observed_lengths(frame, spec, name)
+    lengths = lengths if lengths is not None else observed_lengths(frame, spec, name)
     cols = []
     for c in frame.columns:
         dtype = DATA_TYPES[v.loc[c, "type"]]
@@ -111,8 +112,10 @@ def columns_metadata(frame: pd.DataFrame, spec: Spec, name: str) -> list[dict]:
     return cols
 
 
-def _encode_column(s: pd.Series, dtype: str) -> np.ndarray:
-    """JSON text of every value of one column (encoded once per distinct value)."""
+def _column_cells(s: pd.Series, dtype: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(index, table, length) of one column: ``table[index]`` is the JSON text of every value
+    (each distinct value encoded once); ``length`` is the longest distinct text value (at least
+    1, the exported length of a character variable; 8 for numbers)."""
     if dtype in ("integer", "double"):
         num = pd.to_numeric(s, errors="raise").astype("float64")
         codes, uniques = pd.factorize(num, use_na_sentinel=True)
@@ -120,33 +123,46 @@ def _encode_column(s: pd.Series, dtype: str) -> np.ndarray:
             enc = [json.dumps(int(u)) for u in uniques]
         else:
             enc = [json.dumps(float(u), allow_nan=False) for u in uniques]
+        length = 8
     else:
         codes, uniques = pd.factorize(s.astype("object"), use_na_sentinel=True)
         null_empty = dtype in _NULL_WHEN_EMPTY
         enc = ["null" if (u == "" and null_empty) else json.dumps(str(u), ensure_ascii=True) for u in uniques]
+        length = max([1, *(len(str(u)) for u in uniques)])  # a loop over distinct values
     table = np.array(enc + ["null"], dtype=object)
-    return table[np.where(codes >= 0, codes, len(enc))]
+    return compact_codes(np.where(codes >= 0, codes, len(enc)), len(table)), table, length
+
+
+def _encode_column(s: pd.Series, dtype: str) -> np.ndarray:
+    """JSON text of every value of one column (encoded once per distinct value)."""
+    index, table, _ = _column_cells(s, dtype)
+    return table[index]
+
+
+def _join_rows(cells: list[np.ndarray]) -> str:
+    """Records as JSON arrays from the encoded cells of each column (same length, at least one
+    column and one record): laid out record by record in one object array, interleaved with the
+    separators (``,`` between values, ``],\n  [`` between records), joined by one ``str.join``:
+    no Python-level work per record."""
+    n, k = len(cells[0]), len(cells)
+    tokens = np.empty((n, 2 * k), dtype=object)
+    for i, column in enumerate(cells):  # loop over columns
+        tokens[:, 2 * i] = column
+    tokens[:, 1:-1:2] = ","
+    tokens[:, -1] = "],\n  ["
+    tokens[-1, -1] = "]"
+    return "[" + "".join(tokens.ravel().tolist())
 
 
 def rows_text(frame: pd.DataFrame, dtypes: list[str]) -> str:
-    """The records as JSON arrays, one per line, separated by ``",\n  "``.
-
-    Each column is encoded once (:func:`_encode_column`); the encoded cells are laid out
-    record by record in one object array, interleaved with the separators (``,`` between values,
-    ``],\n  [`` between records), and joined by one ``str.join``: no Python-level work per record.
-    """
+    """The records as JSON arrays, one per line, separated by ``",\n  "`` (each column encoded
+    once by :func:`_encode_column`, the rows assembled by :func:`_join_rows`)."""
     n, k = frame.shape
     if n == 0:
         return ""
     if k == 0:
         return ",\n  ".join(["[]"] * n)
-    tokens = np.empty((n, 2 * k), dtype=object)
-    for i in range(k):  # loop over columns
-        tokens[:, 2 * i] = _encode_column(frame.iloc[:, i], dtypes[i])
-    tokens[:, 1:-1:2] = ","
-    tokens[:, -1] = "],\n  ["
-    tokens[-1, -1] = "]"
-    return "[" + "".join(tokens.ravel().tolist())
+    return _join_rows([_encode_column(frame.iloc[:, i], dtypes[i]) for i in range(k)])
 
 
 def row_lines(frame: pd.DataFrame, dtypes: list[str]) -> list[str]:
@@ -167,10 +183,16 @@ CHUNK_ROWS = 100_000
 
 
 def _document_parts(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, originator: str,
-                    timestamp: datetime, db_modified: datetime | None = None):
-    """Yield the document text in pieces: head, rows chunk by chunk, tail."""
-    out = xpt_frame(frame, spec, name)
-    columns = columns_metadata(out, spec, name)
+                    timestamp: datetime, db_modified: datetime | None = None, exported: bool = False):
+    """Yield the document text in pieces: head, rows chunk by chunk, tail. ``exported``: the
+    frame is already :func:`xpt_frame`'s output (what :func:`pipeline.export.xpt.write_xpt`
+    returns), so it is not converted a second time."""
+    out = frame if exported else xpt_frame(frame, spec, name)
+    v = spec.vars(name).set_index("variable")
+    # each column factorised once for the whole dataset: the distinct values give both the
+    # encoded cells and the character lengths of the column metadata
+    cells = [_column_cells(out[c], DATA_TYPES[v.loc[c, "type"]]) for c in out.columns]  # loop over variables
+    columns = columns_metadata(out, spec, name, {c: length for c, (_, _, length) in zip(out.columns, cells)})
     head = {
         "datasetJSONCreationDateTime": iso_stamp(timestamp),
         "datasetJSONVersion": VERSION,
@@ -190,13 +212,15 @@ def _document_parts(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, or
     }
     text = json.dumps(head, indent=1, ensure_ascii=True)
     before, after = text.rsplit('"@ROWS@"', 1)
-    dtypes = [c["dataType"] for c in columns]
     if len(out) == 0:
         yield before + "[]" + after + "\n"
         return
     yield before + "["
-    for start in range(0, len(out), CHUNK_ROWS):
-        yield ("\n  " if start == 0 else ",\n  ") + rows_text(out.iloc[start:start + CHUNK_ROWS], dtypes)
+    for start in range(0, len(out), CHUNK_ROWS):  # loop over chunks of records
+        stop = start + CHUNK_ROWS
+        rows = (_join_rows([table[index[start:stop]] for index, table, _ in cells]) if cells
+                else ",\n  ".join(["[]"] * (min(stop, len(out)) - start)))
+        yield ("\n  " if start == 0 else ",\n  ") + rows
     yield "\n ]" + after + "\n"
 
 
@@ -207,14 +231,18 @@ def dataset_json_text(frame: pd.DataFrame, spec: Spec, name: str, studyid: str, 
 
 
 def write_dataset_json(frame: pd.DataFrame, spec: Spec, name: str, path: Path, studyid: str,
-                       originator: str, timestamp: datetime, db_modified: datetime | None = None) -> None:
+                       originator: str, timestamp: datetime, db_modified: datetime | None = None,
+                       exported: bool = False) -> None:
     """Write ``path``, streaming the rows in chunks of :data:`CHUNK_ROWS` records.
+
+    ``exported=True`` when ``frame`` is what :func:`pipeline.export.xpt.write_xpt` returned (the
+    frame as written to XPT): it is then used as it is, not converted again.
 
     ``timestamp`` is the file's creation time (``datasetJSONCreationDateTime``); ``db_modified``
     when the source data were last modified (``dbLastModifiedDateTime``; default ``timestamp``).
     See the module docstring for what the build passes."""
     with open(path, "wb") as fh:
-        for part in _document_parts(frame, spec, name, studyid, originator, timestamp, db_modified):
+        for part in _document_parts(frame, spec, name, studyid, originator, timestamp, db_modified, exported):
             fh.write(part.encode("ascii"))
 
 
