@@ -60,6 +60,21 @@ def rss_mib() -> float:
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
 
+def rss_now_mib() -> tuple[float, float]:
+    """(current RSS, high-water mark so far) in MiB from /proc/self/status (Linux); (nan, nan)
+    elsewhere. Sampled at every step of the build, so the report says which stage set the peak."""
+    now = hwm = float("nan")
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                now = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return now, hwm
+
+
 def load_average() -> str:
     try:
         return " / ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -134,6 +149,7 @@ def measure_size(study_id: str, n_subjects: int) -> dict:
             pass
 
         steps: list[tuple[str, float, float]] = []
+        memory: list[tuple[str, float, float]] = [("simulated, before the build", *rss_now_mib())]
 
         class Recording(Progress):
             """A progress that records the CPU seconds of every step of the real build."""
@@ -150,12 +166,14 @@ def measure_size(study_id: str, n_subjects: int) -> dict:
                 # one, writes XPT and Dataset-JSON files too: those stay in its own step)
                 within = {k: v - self._timers.get(k, 0.0) for k, v in timers.cpu.items()}
                 steps.append((name, now - self._cpu, self.timings[-1][1], within))
+                memory.append((name, *rss_now_mib()))
                 self._cpu, self._timers = now, dict(timers.cpu)
 
         progress = Recording()
         c0, w0 = time.process_time(), time.perf_counter()
         gated = gate_mod.gate_detail(tmp / "raw", study, spec)
         gate_cpu, gate_wall = time.process_time() - c0, time.perf_counter() - w0
+        memory.append(("gate", *rss_now_mib()))
         facts["raw_rows"] = {f: len(df) for f, df in gated.forms.items()}
         facts["raw_frames_mib"] = sum(int(df.memory_usage(deep=True).sum()) for df in gated.forms.values()) / 2 ** 20
         facts["gate_errors"] = int((gated.findings["severity"] == "error").sum()) if len(gated.findings) else 0
@@ -199,6 +217,7 @@ def measure_size(study_id: str, n_subjects: int) -> dict:
             else:
                 rows.append((_label(name, build), cpu, wall))
         facts["stages"] = rows
+        facts["memory"] = memory
         facts["datasets"] = {n: list(f.shape) for n, f in exported.items()}
         out_dir = tmp / "out" / study.studyid
         facts["xpt_mb"] = sum(p.stat().st_size for p in out_dir.glob("*.xpt")) / 1e6 if out_dir.is_dir() else 0
@@ -274,11 +293,16 @@ def _cores() -> int:
 
 def core_vs_checks(skip: bool) -> dict:
     """Our output checks vs CDISC CORE on the smallest shipped study (when CORE is installed)."""
-    core_py = ROOT / ".venv-core" / "bin" / "python"
     if skip:
         return {"note": "skipped (--skip-core)"}
-    if not core_py.is_file():
-        return {"note": "CDISC CORE is not installed here (.venv-core missing: `make conformance` installs it)"}
+    core_py = core_python()
+    if core_py is None:
+        return {"note": "CDISC CORE is not installed here (no CDISC_CORE_PYTHON, /work/core-venv or .venv-core: "
+                        "`make conformance` installs it)"}
+    env = {**os.environ, "CDISC_CORE_PYTHON": str(core_py)}
+    cache = Path(os.environ.get("CDISC_CORE_CACHE", "/work/shared/reference/cdisc-core-cache"))
+    if cache.is_dir():
+        env["CDISC_CORE_CACHE"] = str(cache)
     raw = ROOT / "raw"
     sid = min((p for p in raw.iterdir() if p.is_dir()), key=lambda p: sum(f.stat().st_size for f in p.iterdir())).name
     with tempfile.TemporaryDirectory(prefix="cart-core-") as tmp:
@@ -291,7 +315,7 @@ def core_vs_checks(skip: bool) -> dict:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         core = subprocess.run([sys.executable, "-m", "pipeline", "conformance", "--study", sid, "--out", tmp],
-                              cwd=ROOT, capture_output=True, text=True)
+                              cwd=ROOT, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if core.returncode not in (0, 1):
@@ -302,6 +326,16 @@ def core_vs_checks(skip: bool) -> dict:
         return {"note": f"our checks could not be timed: {ours.stderr.strip()[:200]}"}
     core_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"study": sid, "ours_cpu": ours_s, "core_cpu": core_cpu, "core_wall": wall}
+
+
+def core_python() -> Path | None:
+    """The CDISC CORE engine's interpreter: ``CDISC_CORE_PYTHON``, else the machine's shared
+    ``/work/core-venv``, else the worktree's ``.venv-core`` (``make conformance``); None if none."""
+    for candidate in (os.environ.get("CDISC_CORE_PYTHON", ""), "/work/core-venv/bin/python",
+                      str(ROOT / ".venv-core" / "bin" / "python")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
 
 
 def checks_only(sid: str) -> dict:
@@ -351,7 +385,21 @@ def verdict(ok: bool) -> str:
     return "**holds**" if ok else "**does not hold**"
 
 
-def report(args, sizes: dict[int, dict], five: dict | None, core: dict, notes: str) -> str:
+def previous_five_parts(text: str) -> tuple[str, str]:
+    """(targets row, section) of the five shipped studies in an earlier results file, kept as
+    they are when this run skips them (--skip-five): that section is timed by its own run."""
+    head = text.split(NOTES_MARKER, 1)[0]
+    row = next((ln for ln in head.splitlines() if ln.startswith("| `make sdtm`")), "")
+    if " (an earlier run of this file" in row:
+        row = row.split(" (an earlier run of this file")[0] + " |"
+    section = ""
+    if "\n## The five shipped studies" in head:
+        section = "## The five shipped studies" + head.split("\n## The five shipped studies", 1)[1]
+    return row, section
+
+
+def report(args, sizes: dict[int, dict], five: dict | None, core: dict, notes: str,
+           previous_five_row: str = "", previous_five: str = "") -> str:
     small, large = min(sizes), max(sizes)
     lines = ["# Benchmark: the real build on a large simulated study, its I/O floor, and the five studies", "",
              f"Generated by `python bench/run.py --sizes {','.join(map(str, sorted(sizes)))} --study {args.study}` "
@@ -371,6 +419,8 @@ def report(args, sizes: dict[int, dict], five: dict | None, core: dict, notes: s
     big = ratios[large]
     scaling = big["per_row_us"] / ratios[small]["per_row_us"] if len(sizes) > 1 else float("nan")
     lines += ["## Targets (issue 14)", "", "| target | measured | verdict |", "|---|---:|---|"]
+    if not five and previous_five_row:
+        lines.append(previous_five_row.rstrip(" |").rstrip() + " (an earlier run of this file, not rerun: --skip-five) |")
     if five:
         lines.append(f"| `make sdtm`, five studies, <= {TARGET_FIVE_WALL:.0f} s wall | {five['wall']:.1f} s wall "
                      f"({five['cpu']:.1f} s CPU, load {five['load_start']} -> {five['load_end']}) | "
@@ -414,6 +464,12 @@ def report(args, sizes: dict[int, dict], five: dict | None, core: dict, notes: s
         for k, v in f["floor"].items():
             lines.append(f"| {k} | {v:.2f} |")
         lines.append(f"| **floor** | **{r['floor']:.2f}** |")
+        if f.get("memory"):
+            lines += ["", "| memory after the step (`/proc/self/status`) | RSS MiB | peak so far MiB |", "|---|---:|---:|"]
+            for step, now, hwm in f["memory"]:
+                lines.append(f"| {step} | {now:,.0f} | {hwm:,.0f} |")
+    if not five and previous_five:
+        lines += ["", previous_five.rstrip()]
     if five:
         lines += ["", "## The five shipped studies", "",
                   f"`python -m pipeline build` (default `--jobs` = {five['jobs']} cores): exit {five['exit']}, "
@@ -454,10 +510,12 @@ def main(argv=None) -> int:
         print(f"bench: the five shipped studies (load {load_average()}) ...", file=sys.stderr, flush=True)
         five = five_studies()
     core = core_vs_checks(args.skip_core)
-    notes = ""
+    notes, row, section = "", "", ""
     if args.out.is_file() and NOTES_MARKER in args.out.read_text(encoding="utf-8"):
-        notes = args.out.read_text(encoding="utf-8").split(NOTES_MARKER, 1)[1].strip("\n")
-    args.out.write_text(report(args, sizes, five, core, notes), encoding="utf-8")
+        previous = args.out.read_text(encoding="utf-8")
+        notes = previous.split(NOTES_MARKER, 1)[1].strip("\n")
+        row, section = previous_five_parts(previous)
+    args.out.write_text(report(args, sizes, five, core, notes, row, section), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
