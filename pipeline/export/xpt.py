@@ -98,39 +98,48 @@ def sas_stamp(ts: datetime) -> bytes:
     return f"{ts.day:02d}{_MONTHS[ts.month - 1]}{ts.year % 100:02d}:{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}".encode("ascii")
 
 
+def _is_export_text(s: pd.Series) -> bool:
+    """True when a character column is already as written: object dtype, every value a ``str``
+    (the convention of the domain modules and what :func:`xpt_frame` returns)."""
+    return s.dtype == object and pd.api.types.infer_dtype(s.to_numpy(), skipna=False) in ("string", "empty")
+
+
 def export_text(s: pd.Series) -> np.ndarray:
     """A character variable's values as written: an object array of ``str``, ``""`` for missing.
-
-    A column already in that form (object dtype, every value a ``str``: the convention of the
-    domain modules and what :func:`xpt_frame` returns) is used as it is, without a copy.
-    """
-    if s.dtype == object:
-        values = s.to_numpy()
-        if pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"):
-            return values
-    elif isinstance(s.dtype, pd.StringDtype):
+    A column already in that form (:func:`_is_export_text`) is returned without a copy."""
+    if _is_export_text(s):
+        return s.to_numpy()
+    if isinstance(s.dtype, pd.StringDtype):
         return s.to_numpy(dtype=object, na_value="")
     return s.astype("object").where(s.notna(), "").astype(str).to_numpy(dtype=object)
 
 
 def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     """The frame as written: spec variables in spec order (those present), character columns
-    as object with ``""`` for missing, numerics float64. Idempotent and cheap on a frame that
-    is already in this form (the writers and define.xml call it on exported frames)."""
+    as object with ``""`` for missing, numerics float64, a 0..n-1 index. Idempotent and cheap on
+    a frame that is already in this form (the writers and define.xml call it on exported frames).
+
+    Columns already in export form are not copied: they are taken as pandas Series into a frame
+    built with ``copy=False``, which pandas' copy-on-write tracks (a later change to either
+    frame copies the column then), and the frame is not consolidated into one 2-D block."""
     v = spec.vars(name)
     cols = [c for c in v["variable"] if c in frame.columns]
     types = dict(zip(v["variable"], v["type"]))
     out = {}
-    for c in cols:
+    for c in cols:  # loop over variables
         s = frame[c]
-        # copy=False: a column already in export form is shared (read-only under copy-on-write),
-        # not copied, and the frame is not consolidated into one 2-D block (another copy)
         if types[c] in NUMERIC_TYPES:
-            out[c] = pd.Series(pd.to_numeric(s, errors="raise").astype("float64").to_numpy(), dtype="float64",
-                               copy=False)
+            out[c] = pd.to_numeric(s, errors="raise").astype("float64")
+        elif _is_export_text(s):
+            out[c] = s
         else:
-            out[c] = pd.Series(export_text(s), dtype=object, copy=False)
-    return pd.DataFrame(out, columns=cols, copy=False) if cols else pd.DataFrame(index=range(len(frame)))
+            out[c] = pd.Series(export_text(s), dtype=object, index=s.index)
+    if not cols:
+        return pd.DataFrame(index=range(len(frame)))
+    result = pd.DataFrame(out, columns=cols, copy=False)
+    if not result.index.equals(pd.RangeIndex(len(result))):
+        result = result.reset_index(drop=True)
+    return result
 
 
 def _longest(distinct) -> int:
