@@ -476,3 +476,25 @@ def test_libreoffice_renders_the_rtf_on_the_laid_out_pages(tmp_path):
                    check=True, capture_output=True, timeout=300)
     assert len(pypdf.PdfReader(tmp_path / "short.pdf").pages) == 3
     assert len(pypdf.PdfReader(tmp_path / "wrapped.pdf").pages) == tlf.layout(wide, 7, 0.6).total
+
+
+def test_table_group_continued_on_the_next_page():
+    """A table of groups (first column filled on the group's first row only, as the AE summary's
+    system organ classes): rows 0-45 fit the first portrait page (46 single-line rows, see
+    test_rows_per_page_of_single_line_rows_by_hand), row 46 is inside group "B" (started at row
+    40), so page 2 starts with "B (continued)", in the RTF and the PDF alike; a page starting at
+    a group's own first row gets nothing added. Listings (type Listing) are left as they are."""
+    rows = [["A" if i == 0 else "B" if i == 40 else "", f"t{i}", "1"] for i in range(60)]
+    doc = tlf.Doc(studyid="X", type="Table", number="14.3.1.1", title="Groups", headers=["Group", "Term", "n"],
+                  rows=rows, align=["l", "l", "r"], source="AE", cutoff="2025-01-01", program="p", run="r")
+    lay = tlf.layout(doc, 7, 0.6, None, "(continued)")
+    assert lay.pages == [(0, 46), (46, 60)]
+    assert lay.rows[46][:2] == ["B (continued)", "t46"] and lay.rows[45][0] == "" and doc.rows[46][0] == ""
+    raw = tlf.rtf_text(doc, 7, 0.6, lay)
+    assert _rtf_page_first_cells(raw) == ["A", "B (continued)"]
+    from datetime import datetime
+    page2 = pypdf.PdfReader(io.BytesIO(tlf.pdf_bytes(doc, datetime(2025, 1, 1), 7, 0.6, lay))).pages[1]
+    assert "B (continued) t46 1" in page2.extract_text().split("\n")
+    assert tlf.layout(doc, 7, 0.6).rows[46][0] == ""  # no text given: nothing added
+    listing = tlf.Doc(**{**doc.__dict__, "type": "Listing"})
+    assert tlf.layout(listing, 7, 0.6, None, "(continued)").rows[46][0] == ""

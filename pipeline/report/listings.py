@@ -758,7 +758,7 @@ def write_tlf(out: Path, listings: list[Listing], figs: list[FigureOut], head: d
         stem = tlf_file_stem(e)
         files = []
         # one layout (font size, widths, wrapping, pages) for both files: same pages, same "of y"
-        lay = tlf.layout(doc, size, margin, min_size)
+        lay = tlf.layout(doc, size, margin, min_size, page.get("continued"))
         if "rtf" in formats:
             (folder / f"{stem}.rtf").write_bytes(tlf.rtf_bytes(doc, size, margin, lay))
             files.append(f"{TLF_DIR}/{stem}.rtf")

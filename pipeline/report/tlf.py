@@ -196,6 +196,7 @@ class Layout:
     col_widths: list[float] = field(default_factory=list)
     head: list[list[str]] = field(default_factory=list)          # per column, wrapped lines
     cells: list[list[list[str]]] = field(default_factory=list)   # per row, per column, lines
+    rows: list[list[str]] = field(default_factory=list)          # the row texts both files print
     pages: list[tuple[int, int]] = field(default_factory=list)   # [start, stop) row ranges
     rtf_body_height: float = 0.0       # points the RTF page has for figure or table
 
@@ -228,9 +229,13 @@ class Layout:
         return len(self.pages)
 
 
-def layout(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6, min_font_size: float | None = None) -> Layout:
+def layout(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6, min_font_size: float | None = None,
+           continued: str | None = None) -> Layout:
     """The pages of ``doc``: font size, column widths, wrapped texts and the rows of every
-    page (a row is never split across pages)."""
+    page (a row is never split across pages). ``continued``: in a table whose first column
+    names a group only on the group's first row (``ae_summary``: the system organ class), a
+    page that starts inside a group gets the group's name followed by this text in that
+    column (settings.toml ``page.continued``)."""
     W, H = page_size(doc.orientation)
     m = margin_in * PT
     avail = W - 2 * m
@@ -270,12 +275,21 @@ def layout(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6, min_font_si
         lay.cells = [[[NO_RECORDS]] + [[""]] * (ncol - 1)]
     pdf_body = H - 2 * m - lay.title_height - lay.bottom_height() - lay.head_height
     body = min(pdf_body, lay.rtf_body_height - lay.head_height)
-    start, used = 0, 0.0
+    lay.rows = [list(r) for r in rows]
+    start, used, group = 0, 0.0, ""
     for i, cells in enumerate(lay.cells):  # rows, to paginate
         h = lay.row_height(cells)
         if i > start and used + h > body:
             lay.pages.append((start, i))
             start, used = i, 0.0
+            if continued and doc.type == "Table" and doc.rows and group and not lay.rows[i][0].strip():
+                # a table's group (system organ class, parameter) goes on over the page break:
+                # the page's first row names it, as the RTF and the PDF both print it
+                lay.rows[i][0] = f"{group} {continued}"
+                cells[0] = wrap(lay.rows[i][0], lay.col_widths[0] - 2 * PAD)
+                h = lay.row_height(cells)
+        if doc.rows and rows[i][0].strip():
+            group = rows[i][0]
         used += h
     lay.pages.append((start, len(lay.cells)))
     return lay
@@ -479,7 +493,7 @@ def _rtf_text(doc: Doc, lay: Layout, margin_in: float) -> str:
                                             text_font_size=[note] * nf, text_convert=[False],
                                             cell_height=[[_CELL_HEIGHT]])
     ncol = len(doc.headers)
-    rows = doc.rows or [[NO_RECORDS] + [""] * (ncol - 1)]
+    rows = (lay.rows or doc.rows) if doc.rows else [[NO_RECORDS] + [""] * (ncol - 1)]
     names = [f"c{j}" for j in range(ncol)]
     df = pl.DataFrame({n: [rtf_cell(r[j]) for r in rows] for j, n in enumerate(names)},
                       schema={n: pl.Utf8 for n in names})
