@@ -178,15 +178,17 @@ class _Registry:
         self.codelist_ids = set(spec.codelists["codelist"])
         self.taken: set[str] = set()
 
-    def codelist(self, codelist: str, datatype: str, values: pd.Series, where: str) -> str:
+    def codelist(self, codelist: str, datatype: str, values: pd.Series | None, where: str,
+                 texts: np.ndarray | None = None) -> str:
         """Register the values a codelist-controlled item takes; returns the (codelist, data
         type) key, resolved to an OID by :meth:`codelist_oids`, or ``None`` when the item has no
-        value (no CodeListRef then)."""
+        value (no CodeListRef then). ``texts``: the values already as text (:func:`_text`),
+        instead of ``values``."""
         if not codelist:
             return None
         if codelist not in self.codelist_ids:
             raise ConfigError(f"{where}: codelist {codelist} is not defined in specs/sdtm/codelists")
-        used = set(_text(values).unique()) - {""}
+        used = (set(texts) if texts is not None else set(_text(values).unique())) - {""}
         if not used:
             return None
         key = (codelist, datatype)
@@ -314,25 +316,27 @@ def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
     extra = [c for c in (f"{prefix}CAT", f"{prefix}SPEC") if c in frame.columns]
     varies = _distinguishing(frame, testcd, extra)
     codelists = dict(zip(spec.vars(ds)["variable"], spec.vars(ds)["codelist"]))
+    # the text of the where and unit columns once (not once per result variable)
+    text = {c: _text(frame[c]) for c in dict.fromkeys([testcd, test, *extra, f"{prefix}ORRESU", f"{prefix}STRESU"])
+            if c in frame.columns}
     rows = []
     for suffix in _VLM_RESULT:
         var = f"{prefix}{suffix}"
         if var not in frame.columns:
             continue
-        has = frame[var].notna() & (_text(frame[var]) != "")
-        present = frame[has]
-        if present.empty:
+        has = (frame[var].notna() & (_text(frame[var]) != "")).to_numpy()
+        if not has.any():
             continue
-        g = pd.DataFrame({"where_value": _text(present[testcd]),
-                          "label": _text(present[test]) if test in present else ""})
+        g = pd.DataFrame({"where_value": text[testcd][has],
+                          "label": text[test][has] if test in text else ""})
         for k, c in enumerate(extra, start=2):
             # the category/specimen joins the where clause only for the tests it distinguishes
             keep = g["where_value"].isin(varies[c])
             g[f"where{k}_variable"] = np.where(keep, c, "")
-            g[f"where{k}_value"] = np.where(keep, _text(present[c]), "")
+            g[f"where{k}_value"] = np.where(keep, text[c][has], "")
         unit_var = f"{prefix}ORRESU" if suffix == "ORRES" else f"{prefix}STRESU"
-        g["unit"] = _text(present[unit_var]) if suffix in ("ORRES", "STRESC", "STRESN") and unit_var in present else ""
-        g["whole"] = (pd.to_numeric(present[var], errors="coerce").pipe(lambda x: x == np.round(x))
+        g["unit"] = text[unit_var][has] if suffix in ("ORRES", "STRESC", "STRESN") and unit_var in text else ""
+        g["whole"] = (pd.to_numeric(frame[var][has], errors="coerce").pipe(lambda x: x == np.round(x))
                       if suffix == "STRESN" else False)
         g = g[g["where_value"] != ""]
         if g.empty:
@@ -393,6 +397,11 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
         vl_oid = f"VL.{ds}.{var}"
         refs = []
         parent = parents[datasetjson.item_oid(ds, var)]
+        # the variable's values as text and their lengths, once per variable (not per value-level
+        # row: :func:`char_length` and the codelist terms of each row read them at its positions)
+        texts = _text(frame[var])
+        lengths = texts.str.len().to_numpy()
+        texts = texts.to_numpy(dtype=object)
         for order, r in enumerate(group.to_dict("records"), start=1):
             conds = [(r["where_variable"], r["where_value"])] + [
                 (r[f"where{k}_variable"], r[f"where{k}_value"]) for k in _WHERE_EXTRA if r[f"where{k}_variable"]]
@@ -412,8 +421,8 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
             dtype = date_datatype(r["type"], subset) if r["type"] else parent["datatype"]
             if vtypes.get(var) in NUMERIC_TYPES:
                 length = 8
-            else:
-                length = char_length(subset)
+            else:  # = char_length(subset)
+                length = max(1, int(lengths[pos].max())) if len(pos) else 1
             sig = None
             if dtype == "float":
                 sig = int(r["significant_digits"]) if str(r["significant_digits"]).strip() else significant_digits(subset)
@@ -426,7 +435,7 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
             items.append({
                 "oid": item_oid, "name": var, "datatype": dtype, "length": length, "significant_digits": sig,
                 "label": label,
-                "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), subset, where),
+                "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), None, where, texts=texts[pos]),
                 "origin": origin_entry(origin, source, where),
                 "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{var}.{suffix}"),
                 "valuelist_oid": "", "display_format": parent.get("display_format", ""),
