@@ -486,11 +486,48 @@ def _finding(studyid, ds, row, col, val, check, severity, detail="") -> dict:
             "severity": severity, "message": msg}
 
 
+def _all_true(result) -> bool:
+    """A check function's result is a pass: a boolean Series/array that is all True, or True."""
+    if isinstance(result, bool | np.bool_):
+        return bool(result)
+    if isinstance(result, pd.Series | np.ndarray) and result.dtype == bool:
+        return bool(result.all())
+    return False  # anything else is judged by pandera itself
+
+
+def passes(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> bool:
+    """True when ``schema.validate(frame, lazy=True)`` raises nothing, decided by calling the
+    schema's check functions (all ours, :func:`output_schemas`) directly: required columns
+    present, no column outside a strict schema, every column and frame check all True. When
+    it is False (or a check raises), pandera validates as before and reports the failures, so
+    the findings do not change; a clean dataset (the usual case) skips pandera's per-check
+    bookkeeping, about a fifth of the output checks' time."""
+    columns = schema.columns
+    if frame.columns.has_duplicates or any(c.dtype is not None or c.unique or c.regex for c in columns.values()):
+        return False
+    if schema.strict and any(c not in columns for c in frame.columns):
+        return False
+    try:
+        for name, col in columns.items():
+            if name not in frame.columns:
+                if col.required:
+                    return False
+                continue
+            values = frame[name]
+            if not all(_all_true(chk._check_fn(values)) for chk in col.checks):
+                return False
+        return all(_all_true(chk._check_fn(frame)) for chk in schema.checks)
+    except Exception:  # noqa: BLE001 - pandera reports a failing check function as before
+        return False
+
+
 def check_dataset(frame: pd.DataFrame, spec: Spec, name: str, studyid: str,
                   dm: pd.DataFrame | None = None) -> pd.DataFrame:
     """Findings of one dataset (already in :func:`order_dataset` order)."""
     found = [spec_findings(spec, name, studyid)]
     for severity, schema in output_schemas(spec, name, studyid, dm).items():
+        if passes(schema, frame):
+            continue  # pandera would find nothing: its bookkeeping is spared (issue 14)
         try:
             schema.validate(frame, lazy=True)
         except pa.errors.SchemaErrors as exc:

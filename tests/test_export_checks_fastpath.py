@@ -1,0 +1,77 @@
+"""The output checks' fast path (issue 14): :func:`checks.passes` says "clean" exactly when
+pandera's lazy validation raises nothing, on the clean fixture study and on one planted
+violation of every kind (so a failing dataset always goes through pandera, findings unchanged)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pytest
+
+from pipeline.export import checks
+from test_export_checks import SID, ae_frame, dm_frame, lb_frame  # the fixture frames of the checks tests
+
+
+@pytest.fixture(scope="module")
+def spec():
+    from test_export_checks import exportkit
+    from pipeline.spec import load_spec
+    return load_spec(exportkit.SPECS)
+
+
+def _pandera_clean(schema, frame) -> bool:
+    try:
+        schema.validate(frame, lazy=True)
+        return True
+    except pa.errors.SchemaErrors:
+        return False
+
+
+def _variants():
+    """(dataset, frame) pairs: the clean frames, then one planted violation each."""
+    yield "DM", dm_frame()
+    yield "AE", ae_frame()
+    yield "LB", lb_frame()
+    plants = [
+        ("AE", "AETERM", 0, None),            # Req null
+        ("AE", "AESER", 0, "MAYBE"),          # non-extensible codelist
+        ("AE", "EPOCH", 0, "NOT AN EPOCH"),   # extensible codelist: a warning
+        ("AE", "AESTDTC", 0, "2025-02-30"),   # impossible date
+        ("AE", "AETERM", 1, "caf\u00e9"),     # non-ASCII
+        ("AE", "AETERM", 2, "x" * 201),       # over 200 characters
+        ("AE", "AESEQ", 1, 1.0),              # duplicate --SEQ
+        ("AE", "USUBJID", 2, "TEST01-01-999"),  # not in DM
+        ("AE", "AESTDY", 0, 99.0),            # wrong study day
+        ("AE", "STUDYID", 0, "OTHER"),
+        ("AE", "DOMAIN", 0, "XX"),
+        ("LB", "LBSTRESN", 0, "high"),        # text in a numeric variable
+    ]
+    for ds, col, row, value in plants:
+        frame = {"AE": ae_frame, "LB": lb_frame}[ds]().astype({col: object})
+        frame.loc[row, col] = value
+        yield ds, frame
+    yield "AE", ae_frame().drop(columns=["AETERM"])          # Req variable missing
+    yield "AE", ae_frame().assign(AEXTRA="x")                 # not in the spec
+
+
+def test_fast_path_agrees_with_pandera(spec):
+    dm = checks.order_dataset(dm_frame(), spec, "DM")
+    seen = {True: 0, False: 0}
+    for ds, frame in _variants():
+        ordered = checks.order_dataset(frame, spec, ds)
+        for severity, schema in checks.output_schemas(spec, ds, SID, dm).items():
+            expected = _pandera_clean(schema, ordered)
+            assert checks.passes(schema, ordered) == expected, (ds, severity, list(frame.columns))
+            seen[expected] += 1
+    assert seen[True] and seen[False] >= 12  # both outcomes exercised
+
+
+def test_a_raising_check_goes_to_pandera():
+    schema = pa.DataFrameSchema({"A": pa.Column(None, checks=[pa.Check(lambda s: 1 / 0, name="boom")])})
+    assert checks.passes(schema, pd.DataFrame({"A": [1]})) is False
+
+
+def test_non_boolean_results_go_to_pandera():
+    schema = pa.DataFrameSchema({"A": pa.Column(None, checks=[pa.Check(lambda s: s.astype(float), name="f")])})
+    assert checks.passes(schema, pd.DataFrame({"A": [1.0, np.nan]})) is False
