@@ -143,3 +143,13 @@ def test_cli_package_command(built_study, tmp_path, capsys):
                  "--package-dir", str(tmp_path / "sub2")])
     assert code == 2
     assert "make sdtm" in capsys.readouterr().err
+
+
+def test_pdf_links_are_read_from_the_annotations_not_from_stream_data(tmp_path):
+    """A compressed or ASCII85 stream can spell '/F(' by chance (seen in an ADRG): only the
+    object dictionaries are searched; a real /URI annotation is still found."""
+    pdf = tmp_path / "x.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Annot /A << /S /URI /URI (adae.xpt) >> >>\nendobj\n"
+                    b"2 0 obj\n<< /Length 20 >>\nstream\nK'9/F(SPjNA#/Type /Page)\nendstream\nendobj\n%%EOF\n")
+    assert ectd.pdf_links(pdf) == ["adae.xpt"]
+    assert ectd.pdf_page_count(pdf) == 0

@@ -150,17 +150,25 @@ def manifest_problems(root: Path) -> list[str]:
 # ---- cross-references -------------------------------------------------------------------------
 PDF_LINK = re.compile(rb"/(?:URI|F)\s*\(((?:[^()\\]|\\.)*)\)")
 PDF_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
+#: a PDF stream's data (compressed or ASCII85 bytes): never searched for links or pages, its
+#: bytes can spell "/F(" by chance
+PDF_STREAM = re.compile(rb"stream\r?\n.*?endstream", re.S)
+
+
+def _pdf_objects(path: Path) -> bytes:
+    """A PDF's bytes without its streams' data: the object dictionaries only."""
+    return PDF_STREAM.sub(b"stream endstream", Path(path).read_bytes())
 
 
 def pdf_page_count(path: Path) -> int:
     """Pages of a PDF written by reportlab (page objects are never in object streams there)."""
-    return len(PDF_PAGE.findall(Path(path).read_bytes()))
+    return len(PDF_PAGE.findall(_pdf_objects(path)))
 
 
 def pdf_links(path: Path) -> list[str]:
     """Relative file targets of the link annotations of a PDF (URI and GoToR/Launch /F)."""
     out = []
-    for raw in PDF_LINK.findall(Path(path).read_bytes()):
+    for raw in PDF_LINK.findall(_pdf_objects(path)):
         text = re.sub(rb"\\(.)", rb"\1", raw).decode("latin-1")
         out.append(text)
     return out
