@@ -213,13 +213,17 @@ def test_manifest_shapes_without_reading_the_datasets_whole(built_study):
          if r[0] != "manifest.csv"]
 
 
-def test_xpt_shape_falls_back_to_pyreadstat_when_sizes_disagree(tmp_path):
+def test_xpt_shape_falls_back_to_pyreadstat_when_sizes_disagree(tmp_path, monkeypatch):
     from pipeline.export import manifest
+
+    read = []
+    real = pyreadstat.read_xport
+    monkeypatch.setattr(pyreadstat, "read_xport", lambda p, **k: (read.append(p), real(p, **k))[1])
 
     spec = load_spec(FIXTURE_SPECS)
     frame = pd.DataFrame({"STUDYID": ["TEST01"] * 3, "DOMAIN": "LB", "USUBJID": ["S1", "S2", "S3"]})
     xpt.write_xpt(frame, spec, "LB", tmp_path / "lb.xpt", STAMP)
     (tmp_path / "lb.json").write_text('{"records": 9,\n "columns": [1, 2, 3],\n "rows": []}')  # wrong count
-    assert manifest._xpt_shape(tmp_path / "lb.xpt") == (3, 3)
+    assert manifest._xpt_shape(tmp_path / "lb.xpt") == (3, 3) and len(read) == 1
     (tmp_path / "lb.json").write_text('{"records": 3,\n "columns": [1, 2, 3],\n "rows": []}')
-    assert manifest._xpt_shape(tmp_path / "lb.xpt") == (3, 3)
+    assert manifest._xpt_shape(tmp_path / "lb.xpt") == (3, 3) and len(read) == 1  # from the headers, not read

@@ -83,8 +83,9 @@ def _xpt_record_layout(path: Path) -> tuple[int, int, int] | None:
         except ValueError:
             return None
         names = fh.read(count * xpt.NAMESTR)
-        obs_start = 8 * xpt.RECORD + -(-count * xpt.NAMESTR // xpt.RECORD) * xpt.RECORD
-        fh.seek(obs_start - xpt.RECORD)
+        obs_header = 8 * xpt.RECORD + -(-count * xpt.NAMESTR // xpt.RECORD) * xpt.RECORD
+        obs_start = obs_header + xpt.RECORD
+        fh.seek(obs_header)
         if not fh.read(xpt.RECORD).startswith(b"HEADER RECORD*******OBS     HEADER RECORD") or len(names) < count * xpt.NAMESTR:
             return None
     row_len = sum(int.from_bytes(names[i * xpt.NAMESTR + 4:i * xpt.NAMESTR + 6], "big") for i in range(count))
