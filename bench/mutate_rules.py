@@ -11,6 +11,7 @@ Not part of ``make test`` (one pytest run per mutant): ``make mutate``, or
 
     .venv/bin/python bench/mutate_rules.py [--only ctcae_lab NEUT PLAT] [--limit N]
                                            [--runs bench/mutation_runs.jsonl]
+    .venv/bin/python bench/mutate_rules.py --survivors  # again, only the survivors so far
     .venv/bin/python bench/mutate_rules.py --report     # bench/mutation_results.md from the runs
 
 ``--only`` keeps the tables named (``ctcae_lab`` or ``ctcae_lab.csv``) and, when test codes or
@@ -148,9 +149,11 @@ def plan(tables: list[str], only: set[str] | None, limit: int | None) -> list[di
     for table in tables:  # a dozen tables (metadata)
         header, rows = read_rows(SPECS / "rules" / f"{table}.csv")
         idx = {c: i for i, c in enumerate(header)}
+        # the names restrict a table only where they occur in it (--only ctcae_lab FIBRINO cns_status)
+        here = {row[idx[c]] for row in rows for c in NAME_COLUMNS if c in idx} & (only or set())
         for n, row in enumerate(rows, 1):  # rule rows (metadata, a few hundred)
             label = " ".join(row[idx[c]] for c in LABEL_COLUMNS if c in idx and row[idx[c]])
-            if only and not ({row[idx[c]] for c in NAME_COLUMNS if c in idx} & only):
+            if here and not ({row[idx[c]] for c in NAME_COLUMNS if c in idx} & here):
                 continue
             for col in THRESHOLDS[table]:
                 if col not in idx:
@@ -286,6 +289,9 @@ def report(results: list[dict], reasons: dict[tuple, str]) -> str:
         for m in missing:  # the planned mutants (metadata)
             by_table[m["table"]] = by_table.get(m["table"], 0) + 1
         lines.append(", ".join(f"{t}: {n}" for t, n in by_table.items()))
+    notes = ROOT / "bench" / "mutation_notes.md"
+    if notes.exists():  # hand-written context: what the runs covered, how equivalence was judged
+        lines += ["", notes.read_text(encoding="utf-8").rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -297,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--runs", default=str(ROOT / "bench" / "mutation_runs.jsonl"))
     ap.add_argument("--report", action="store_true", help="only write --out from the runs so far")
+    ap.add_argument("--survivors", action="store_true",
+                    help="run again only the mutants that survived in --runs (after tests were added)")
+    ap.add_argument("--resume", action="store_true", help="skip the mutants already killed in --runs")
     ap.add_argument("--reasons", default=str(ROOT / "bench" / "mutation_equivalent.csv"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "mutation_results.md"))
     args = ap.parse_args(argv)
@@ -318,15 +327,21 @@ def main(argv: list[str] | None = None) -> int:
     import pandas  # noqa: F401
     import pytest  # noqa: F401
     mutants = plan(tables, names or None, args.limit)
+    if args.resume:  # skip the mutants some run already killed (a kill stays a kill: tests are only added)
+        done = {_key(r) for r in load_runs(runs) if r["killed"]}
+        mutants = [m for m in mutants if _key(m) not in done]
+    if args.survivors:  # the current survivors of the runs so far, of the tables / names asked
+        surv = {_key(r) for r in load_runs(runs) if not r["killed"]}
+        mutants = [m for m in mutants if _key(m) in surv]
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mutate_rules_") as tmp:
         scratch = Path(tmp) / "specs"
         shutil.copytree(SPECS, scratch)
         # control: the unmutated copy must pass every test file used, or no kill means anything
-        for table in sorted({m["table"] for m in mutants}):  # a dozen tables
-            if run_tests(TESTS[table], scratch) != 0:
-                print(f"control failed: the unmutated specs fail {', '.join(TESTS[table])}", file=sys.stderr)
-                return 1
+        files = sorted({f for table in {m["table"] for m in mutants} for f in TESTS[table]})  # a few files, once
+        if files and run_tests(files, scratch) != 0:
+            print(f"control failed: the unmutated specs fail some of {', '.join(files)}", file=sys.stderr)
+            return 1
         n_surv = 0
         for i, m in enumerate(mutants, 1):  # one pytest run per mutant (the point of the tool)
             m["killed"], m["stage"] = run_one(m, scratch)

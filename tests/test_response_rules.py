@@ -638,3 +638,11 @@ def test_mixed_set_pr_needs_blasts_of_at_least_5_percent():
     assert one(BMBLAST=5.0, BMBLAST_BL=10.0, EMD="N", **kw) == "PR"
     assert one(BMBLAST=25.0, BMBLAST_BL=50.0, EMD="N", **kw) == "PR"
     assert one(BMBLAST=25.1, BMBLAST_BL=50.2, EMD="N", **kw) == "NR"
+
+
+def test_blasts_under_5_percent_are_never_nr_even_when_no_category_fits():
+    """NCCN ALL v3.2023 NR is blasts >= 5% (or circulating blasts, or EMD). A hypocellular marrow
+    (9%) with 4.7% blasts and no count recovery, in a study that does not name APLASTIC MARROW
+    (NCT05164042), meets no category: NE, not NR (found by bench/mutate_rules.py: NR at 4.5%)."""
+    assert one(BMBLAST=4.7, NEUT=0.2, PLAT=20, BMCELL=9.0) == "NE"
+    assert one(BMBLAST=5.0, NEUT=0.2, PLAT=20, BMCELL=9.0) == "NR"
