@@ -649,3 +649,14 @@ def test_blasts_under_5_percent_are_never_nr_even_when_no_category_fits():
                dict(criteria=BM, categories=[c for c in CATS_BM if c != "APLASTIC MARROW"])):
         assert one(BMBLAST=4.7, NEUT=0.2, PLAT=20, BMCELL=9.0, **kw) == "NE", kw
         assert one(BMBLAST=5.0, NEUT=0.2, PLAT=20, BMCELL=9.0, **kw) == "NR", kw
+
+
+def test_aplastic_anemia_nr_pairs_each_alone_at_the_boundary():
+    """NR by two severe cytopenias (ANC < 0.5, platelets < 20, reticulocytes < 20 x10^9/L), each
+    pair alone just below its cut-offs with the third count exactly at its cut-off (not severe):
+    NR; the pair at the cut-offs: PR (found by bench/mutate_rules.py: each NR pair lowered x0.9
+    left the subject with no category, NE)."""
+    assert aa(HGB=80.0, NEUT=0.49, PLAT=19.9, RETI=20.0) == "NR"
+    assert aa(HGB=80.0, NEUT=0.49, RETI=19.9, PLAT=20.0) == "NR"
+    assert aa(HGB=80.0, PLAT=19.9, RETI=19.9, NEUT=0.5) == "NR"
+    assert aa(HGB=80.0, NEUT=0.5, PLAT=20.0, RETI=20.0) == "PR"
