@@ -544,20 +544,26 @@ def check_ae_dates(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> 
     ae = forms.get("ae")
     if ae is None:
         return _NO_FINDINGS
+    return _concat(_start_end_ongoing(ae, "AE", study, "event", "resolved"))
+
+
+def _start_end_ongoing(frame: pd.DataFrame, prefix: str, study: Study, noun: str, stopped: str) -> list[pd.DataFrame]:
+    """The findings of an event/intervention form's start, end and ongoing fields (``prefix``
+    AE or CM): the end not before the start at the precision both are known to; <prefix>ONGO=Y
+    with an end date (an error); <prefix>ONGO=N without one (a warning: query the site)."""
+    p = prefix.lower()
+    start, end, ongo = f"{prefix}STDAT", f"{prefix}ENDAT", frame[f"{prefix}ONGO"]
     cap = _max_year(study)
-    st = cdash_date_parts(ae["AESTDAT"], partial_ok=True, max_year=cap)
-    en = cdash_date_parts(ae["AEENDAT"], partial_ok=True, max_year=cap)
-    before = definitely_before(en, st)
-    return _concat([
-        make_findings(study.studyid, ae, before, "AEENDAT", "ae.end_before_start", "error",
-                      "AEENDAT is before AESTDAT (" + _s(ae["AESTDAT"]) + "): the end must be on or after the start"),
-        make_findings(study.studyid, ae, (ae["AEONGO"] == "Y") & ae["AEENDAT"].notna(), "AEENDAT",
-                      "ae.ongoing_with_end", "error",
-                      "AEENDAT is given but AEONGO=Y: an ongoing event has no end date; clear one of them"),
-        make_findings(study.studyid, ae, (ae["AEONGO"] == "N") & ae["AEENDAT"].isna(), "AEENDAT",
-                      "ae.end_missing", "warning",
-                      "AEENDAT is empty but AEONGO=N: a resolved event needs its end date"),
-    ])
+    st = cdash_date_parts(frame[start], partial_ok=True, max_year=cap)
+    en = cdash_date_parts(frame[end], partial_ok=True, max_year=cap)
+    return [
+        make_findings(study.studyid, frame, definitely_before(en, st), end, f"{p}.end_before_start", "error",
+                      f"{end} is before {start} (" + _s(frame[start]) + "): the end must be on or after the start"),
+        make_findings(study.studyid, frame, (ongo == "Y") & frame[end].notna(), end, f"{p}.ongoing_with_end", "error",
+                      f"{end} is given but {prefix}ONGO=Y: an ongoing {noun} has no end date; clear one of them"),
+        make_findings(study.studyid, frame, (ongo == "N") & frame[end].isna(), end, f"{p}.end_missing", "warning",
+                      f"{end} is empty but {prefix}ONGO=N: a {stopped} {noun} needs its end date"),
+    ]
 
 
 @cross_check("cm.end_before_start", "cm.ongoing_with_end", "cm.end_missing", "cm.dose_unit_missing",
@@ -574,18 +580,7 @@ def check_cm(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Dat
     cm = forms.get("cm")
     if cm is None or not len(cm):
         return _NO_FINDINGS
-    cap = _max_year(study)
-    st = cdash_date_parts(cm["CMSTDAT"], partial_ok=True, max_year=cap)
-    en = cdash_date_parts(cm["CMENDAT"], partial_ok=True, max_year=cap)
-    out = [
-        make_findings(study.studyid, cm, definitely_before(en, st), "CMENDAT", "cm.end_before_start", "error",
-                      "CMENDAT is before CMSTDAT (" + _s(cm["CMSTDAT"]) + "): the end must be on or after the start"),
-        make_findings(study.studyid, cm, (cm["CMONGO"] == "Y") & cm["CMENDAT"].notna(), "CMENDAT",
-                      "cm.ongoing_with_end", "error",
-                      "CMENDAT is given but CMONGO=Y: an ongoing medication has no end date; clear one of them"),
-        make_findings(study.studyid, cm, (cm["CMONGO"] == "N") & cm["CMENDAT"].isna(), "CMENDAT",
-                      "cm.end_missing", "warning",
-                      "CMENDAT is empty but CMONGO=N: a stopped medication needs its end date"),
+    out = _start_end_ongoing(cm, "CM", study, "medication", "stopped") + [
         make_findings(study.studyid, cm, cm["CMDOSE"].notna() & cm["CMDOSU"].isna(), "CMDOSU",
                       "cm.dose_unit_missing", "error",
                       "CMDOSE " + _s(cm["CMDOSE"]) + " has no unit (CMDOSU): a dose without its unit cannot be read"),
