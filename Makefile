@@ -9,6 +9,7 @@ CORE_VENV  := .venv-core
 CORE_STAMP := $(CORE_VENV)/.installed-stamp
 PYTHON312  ?=
 CORE_ARGS  ?=
+BUILD_ARGS ?=
 
 .PHONY: install validate sdtm test raw bench mutate spec-xlsx conformance package core-install clean
 
@@ -26,8 +27,9 @@ validate: $(STAMP)
 
 ## sdtm: gate, then build SDTM, exports, define.xml and listings into sdtm/
 ## (file creation stamps = SOURCE_DATE_EPOCH, by default the checkout's commit time: reruns are byte-identical)
+## (a study whose inputs did not change since its last build keeps its outputs; BUILD_ARGS=--no-cache rebuilds all)
 sdtm: $(STAMP)
-	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null)} $(CLI) build
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null)} $(CLI) build $(BUILD_ARGS)
 
 ## package: the eCTD module 5 layout of every study -> submission/ (m5/datasets/<STUDYID>/tabulations/sdtm,
 ##   analysis/adam/datasets; Dataset-JSON beside it; sha256sums.txt); studies not built yet are built first

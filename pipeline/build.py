@@ -31,6 +31,22 @@ software and ``SOURCE_DATE_EPOCH``; the XPT stamps are ``SOURCE_DATE_EPOCH`` or 
 data cut-off; Dataset-JSON's creation time is ``SOURCE_DATE_EPOCH`` or the current time, its
 ``dbLastModifiedDateTime`` the data cut-off (:mod:`pipeline.export.datasetjson`). Wall-clock timings are shown only on stderr (progress), never written to a file.
 
+Reuse (:mod:`pipeline.buildcache`): a study whose inputs did not change since its last
+successful build keeps its outputs. Its key is a SHA-256 over its raw folder (and MedDRA folder),
+every file under ``--specs``, the pipeline package's files, the installed versions of the
+distributions it requires, the Python version, ``SOURCE_DATE_EPOCH`` and ``--mode``; the entry
+``<out>/.cache/<STUDYID>.json`` records it with the study's gate result, its
+``<STUDYID>_build_findings.csv`` and its outcome counts. When the key matches and the study folder
+still matches its ``manifest.csv`` byte for byte, the study is neither gated nor built (no worker
+process either): its recorded gate result goes into the combined gate reports, its build findings
+file is restored, stderr says ``<STUDYID>: unchanged since the last build (inputs sha256 ...),
+outputs kept in ...`` and stdout repeats the outcome line of the build that made it. Every file
+under ``<out>`` is then byte-identical to what a full build writes (build.log included: the reuse
+is said on stderr only). Files other commands add to a built folder later (CORE reports, the
+guides' drafts) are kept; any other change of the folder means a full build. Only a study built
+with exit 0 gets an entry, removed before the study is gated again and written after its folder
+was swapped in. ``--no-cache`` (``--rebuild``) builds every study (and records fresh entries).
+
 Exit codes: 0 clean, 1 data errors (gate, domains, output checks, reconciliation, a number
 :mod:`pipeline.export.numeric_guard` refuses), 2 usage, configuration or output-folder errors
 (:class:`~pipeline.errors.ConfigError`, :class:`~pipeline.errors.OutputError`: ``--out`` is a
@@ -59,7 +75,7 @@ from pathlib import Path
 import pandas as pd
 
 import pipeline
-from pipeline import parallel
+from pipeline import buildcache, parallel
 from pipeline.config import Study, raw_folder, selected_studies
 from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext,
                               empty)
@@ -474,18 +490,52 @@ def _gate_one(raw: Path, study: Study, spec: Spec, debug: bool):
         return _failed_gate(gate_mod, study, exc)
 
 
+@dataclass
+class KeptGate:
+    """The gate result of a study whose outputs are kept (:mod:`pipeline.buildcache`), as its
+    cache entry recorded it: what :func:`_gate` and the gate reports read of a ``GateResult``."""
+
+    study: Study
+    forms: list[str]
+    findings: pd.DataFrame
+    executed: pd.DataFrame
+    records: int
+
+    @property
+    def errors(self) -> int:
+        return int((self.findings["severity"] == "error").sum())
+
+    @property
+    def warnings(self) -> int:
+        return int((self.findings["severity"] != "error").sum())
+
+    @classmethod
+    def of(cls, study: Study, entry: buildcache.Entry) -> KeptGate:
+        executed = pd.DataFrame(entry.gate_executed or [], columns=["study", "file", "check"])
+        return cls(study, list(entry.gate_forms), buildcache.findings_frame(entry.gate_findings), executed,
+                   int(entry.gate_records))
+
+
 def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
           progress: dict[str, Progress] | None = None,
-          debug: bool = False, jobs: int = 1) -> dict[str, tuple[dict, pd.DataFrame]]:
+          debug: bool = False, jobs: int = 1, kept: dict[str, KeptGate] | None = None,
+          detail: dict | None = None) -> dict[str, tuple[dict, pd.DataFrame]]:
     """Gate every study and write the gate reports to ``out/gate`` (same writer as ``validate``).
 
     A study whose gate raises anything but a :class:`PipelineError` gets one ``gate_failure``
     error finding and is not built; the other studies are gated as usual. With ``jobs`` > 1
     the studies are gated in worker processes (:mod:`pipeline.parallel`); the reports are the same.
+    ``kept``: studies whose outputs are reused (not gated again; their recorded gate result goes
+    into the reports in its place, so the reports are those of a full run). ``detail``: filled
+    with ``STUDYID -> (findings, executed or None, form names, records)`` of the studies gated,
+    for their cache entries. Returns ``STUDYID -> (forms, findings)`` of the studies gated.
     """
     gate_mod = importlib.import_module(GATE_MODULE)
     results = {}
     progress = progress or {}
+    kept = kept or {}
+    detail = detail if detail is not None else {}
+    to_gate = [s for s in studies if s.studyid not in kept]
 
     def done(sid: str) -> None:
         if sid in progress:
@@ -495,7 +545,7 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
         details = []
 
         def gated(i: int, result) -> None:
-            s = studies[i]
+            s = to_gate[i]
             if isinstance(result, parallel.WorkerDied):
                 details.append(_failed_gate(gate_mod, s, result))
             else:
@@ -503,9 +553,12 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
                 details.append(result.value)
             done(s.studyid)
 
-        parallel.run_ordered(_gate_one, [(raw, s, spec, debug) for s in studies], jobs, gated)
+        parallel.run_ordered(_gate_one, [(raw, s, spec, debug) for s in to_gate], jobs, gated)
         for d in details:
             results[d.study.studyid] = (d.forms, d.findings)
+            detail[d.study.studyid] = (d.findings, d.executed, list(d.forms), d.records)
+        by_id = {d.study.studyid: d for d in details}
+        details = [kept[s.studyid] if s.studyid in kept else by_id[s.studyid] for s in studies]  # study order
         try:
             from pipeline.intake import report
 
@@ -515,7 +568,7 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
         except (ImportError, AttributeError):
             writer.write_csv_atomic(checks.sort_findings(findings), out / "gate" / "gate_report.csv")
     else:
-        for s in studies:
+        for s in to_gate:
             try:
                 results[s.studyid] = gate_mod.gate_study(raw, s, spec)
             except PipelineError:
@@ -524,14 +577,27 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
                 if debug:
                     raise
                 results[s.studyid] = ({}, _gate_failure(s, exc))
+            forms, found = results[s.studyid]
+            detail[s.studyid] = (found, None, list(forms), int(sum(len(df) for df in forms.values())))
             done(s.studyid)
-        findings = checks.concat_findings([f for _, f in results.values()])
+        findings = checks.concat_findings([kept[s.studyid].findings if s.studyid in kept else results[s.studyid][1]
+                                           for s in studies])
         writer.write_csv_atomic(checks.sort_findings(findings), out / "gate" / "gate_report.csv")
     return results
 
 
 def findings_report_path(out: Path, studyid: str) -> Path:
     return Path(out) / "gate" / f"{studyid}_build_findings.csv"
+
+
+def _dataset_count(folder: Path) -> int:
+    return sum(1 for p in Path(folder).glob("*.xpt"))
+
+
+def built_line(out: Path, sid: str, n_datasets: int, warnings: int) -> str:
+    """The one-line outcome (stdout) of a study whose outputs are in ``out/<sid>``."""
+    return (f"{sid}: built {n_datasets} dataset(s) into {out / sid}"
+            + (f" ({warnings} warning(s), see {findings_report_path(out, sid)})" if warnings else ""))
 
 
 def build_and_report(study: Study, spec: Spec, forms: dict, gate_findings: pd.DataFrame, raw: Path, out: Path,
@@ -549,10 +615,7 @@ def build_and_report(study: Study, spec: Spec, forms: dict, gate_findings: pd.Da
 
     writer.write_csv_atomic(truncate_findings(result.findings), findings_report_path(out, sid))
     if result.ok:
-        n_ds = sum(1 for p in (out / sid).glob("*.xpt"))
-        warn = len(result.findings)
-        print(f"{sid}: built {n_ds} dataset(s) into {out / sid}"
-              + (f" ({warn} warning(s), see {findings_report_path(out, sid)})" if warn else ""))
+        print(built_line(out, sid, _dataset_count(out / sid), len(result.findings)))
         return 0
     errs = result.findings[result.findings["severity"] == "error"]
     print(f"{sid}: NOT built: {result.message}; see {findings_report_path(out, sid)} "
@@ -622,37 +685,125 @@ def run_build(args) -> int:
 
 
 def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) -> int:
-    """Gate all studies, then build each one in isolation (see :func:`isolated_build`)."""
+    """Gate all studies, then build each one in isolation (see :func:`isolated_build`).
+
+    Studies whose inputs did not change since their last successful build keep their outputs
+    (:mod:`pipeline.buildcache`; ``--no-cache`` rebuilds them): they are neither gated nor built,
+    and cost no worker process.
+    """
     debug = bool(getattr(args, "debug", False))
     mode = getattr(args, "mode", None) or "final"
     show = not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    keys, kept = _cache_lookup(spec, studies, raw, out, mode, reuse=not getattr(args, "no_cache", False))
+    todo = [s for s in studies if s.studyid not in kept]
     total = 1 + len(REGISTRY) + len(AFTER_VISITS) + 3 + len(POST_EXPORT_HOOKS) + 1
-    progress_of = {s.studyid: Progress(s.studyid, total, enabled=show) for s in studies}
-    jobs = getattr(args, "jobs", None) or parallel.default_jobs(len(studies))
-    if jobs > 1 and len(studies) > 1:
+    progress_of = {s.studyid: Progress(s.studyid, total, enabled=show) for s in todo}
+    jobs = getattr(args, "jobs", None) or parallel.default_jobs(len(todo))
+    if jobs > 1 and len(todo) > 1:
         # imported once here, so that forked workers inherit the modules (pipeline.parallel)
         parallel.preload([GATE_MODULE, "pipeline.intake.report", *(f"{DOMAIN_PACKAGE}.{m}" for m in REGISTRY + AFTER_VISITS),
                           *(h.module for h in POST_EXPORT_HOOKS)])
+    detail: dict = {}
     try:
-        gated = _gate(raw, studies, spec, out, progress_of, debug, jobs)
+        gated = _gate(raw, studies, spec, out, progress_of, debug, jobs,
+                      {sid: KeptGate.of(next(s for s in studies if s.studyid == sid), e) for sid, e in kept.items()},
+                      detail)
     except OSError as exc:
         raise output_error(exc, "write the gate reports to") from None
+    position = {s.studyid: i for i, s in enumerate(studies)}
     codes = [0] * len(studies)
+    shown: set[str] = set()
+
+    def show_kept(before: int) -> None:
+        """The lines of the kept studies that come before study number ``before``, in order."""
+        for i, s in enumerate(studies[:before]):
+            if s.studyid in kept and s.studyid not in shown:
+                shown.add(s.studyid)
+                codes[i] = isolated_build(s, out, lambda s=s: _report_kept(s, kept[s.studyid], out), debug)
 
     def built(i: int, result) -> None:
-        study = studies[i]
+        study = todo[i]
+        show_kept(position[study.studyid])
+        j = position[study.studyid]
         if isinstance(result, parallel.WorkerDied):
-            codes[i] = isolated_build(study, out, lambda: _raise(result), debug)
+            codes[j] = isolated_build(study, out, lambda: _raise(result), debug)
         else:
             result.replay()
-            codes[i] = result.value
+            codes[j] = result.value
+        if codes[j] == 0 and study.studyid in keys:
+            _remember(out, study, keys[study.studyid], detail.get(study.studyid))
 
     tasks = [(study, spec, *gated[study.studyid], raw, out, debug,
-              progress_of[study.studyid] if jobs <= 1 else (total, show), mode) for study in studies]
+              progress_of[study.studyid] if jobs <= 1 else (total, show), mode) for study in todo]
     parallel.run_ordered(_build_one, tasks, jobs, built)
+    show_kept(len(studies))
     if jobs > 1:
         writer.remove_stale_staging(out)  # the staging folder of a worker that died, if any
     return max(codes, default=0)
+
+
+def _cache_config() -> tuple[str, list[str]]:
+    """The build configuration that changes outputs without changing a file (the domain
+    registry, hooks and gate module; tests replace them), and the modules it names."""
+    modules = [DOMAIN_PACKAGE, GATE_MODULE, *(h.module for h in POST_EXPORT_HOOKS)]
+    text = repr((DOMAIN_PACKAGE, list(REGISTRY), list(AFTER_VISITS), GATE_MODULE, LENIENT_MISSING_MODULES,
+                 [(h.name, h.module, h.function, h.args) for h in POST_EXPORT_HOOKS]))
+    return text, modules
+
+
+def _cache_lookup(spec: Spec, studies: list[Study], raw: Path, out: Path, mode: str,
+                  reuse: bool) -> tuple[dict[str, str], dict[str, buildcache.Entry]]:
+    """(key of every study, entries of the studies whose outputs are kept). The entry of every
+    other study is removed before it is gated: only a build that then succeeds writes a new one."""
+    config, modules = _cache_config()
+    inputs = buildcache.Inputs.of(Path(spec.root), mode, config, modules)
+    if inputs is None:
+        print("build cache off: the installed pipeline's metadata is missing, so the versions of its "
+              "dependencies are unknown (reinstall with `make install`); every study is built", file=sys.stderr)
+    keys = {s.studyid: buildcache.study_key(inputs, raw, s) for s in studies} if inputs else {}
+    with_detail = hasattr(importlib.import_module(GATE_MODULE), "gate_detail")
+    kept = {}
+    for s in studies:  # a few studies
+        entry = buildcache.reusable(out, s, keys[s.studyid]) if reuse and s.studyid in keys else None
+        if entry is not None and (entry.gate_executed is not None) == with_detail:
+            kept[s.studyid] = entry
+        else:
+            buildcache.forget(out, s.studyid)
+    return keys, kept
+
+
+def _report_kept(study: Study, entry: buildcache.Entry, out: Path) -> int:
+    """A kept study: its build findings file as the last build wrote it, its outcome lines."""
+    sid = study.studyid
+    path = findings_report_path(out, sid)
+    data = entry.build_findings_csv.encode("utf-8")
+    if not path.is_file() or path.read_bytes() != data:
+        writer.write_bytes_atomic(path, data)
+    print(f"{sid}: unchanged since the last build (inputs sha256 {entry.key[:12]}...), outputs kept in {out / sid}",
+          file=sys.stderr)
+    print(built_line(out, sid, entry.datasets, entry.warnings))
+    return 0
+
+
+def _remember(out: Path, study: Study, key: str, gate: tuple | None) -> None:
+    """Write the cache entry of a study just built without errors (its folder is swapped in)."""
+    if gate is None:
+        return
+    sid = study.studyid
+    findings, executed, forms, records = gate
+    try:
+        data = findings_report_path(out, sid).read_bytes()
+        warnings = len(pd.read_csv(findings_report_path(out, sid), dtype=str, keep_default_na=False))
+        entry = buildcache.Entry(
+            studyid=sid, key=key, manifest_sha256=manifest.sha256_file(out / sid / manifest.MANIFEST),
+            gate_findings=buildcache.findings_records(findings),
+            gate_executed=None if executed is None else executed[["study", "file", "check"]].astype(str).values.tolist(),
+            gate_forms=list(forms), gate_records=int(records), build_findings_csv=data.decode("utf-8"),
+            datasets=_dataset_count(out / sid), warnings=warnings)
+        buildcache.remember(out, entry)
+    except (OSError, ValueError) as exc:  # the outputs are fine; the next run rebuilds this study
+        buildcache.forget(out, sid)
+        print(f"{sid}: note: the build cache entry was not written ({exc}); the next run rebuilds it", file=sys.stderr)
 
 
 def _raise(exc: Exception):

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final (default): an uncoded verbatim AE term is an error; draft: a warning. "
                         "The mode is recorded in build.log and define.xml")
     p.add_argument("--draft", dest="mode", action="store_const", const="draft", help="same as --mode draft")
+    p.add_argument("--no-cache", "--rebuild", dest="no_cache", action="store_true",
+                   help="build every study, even one whose inputs did not change since its last successful "
+                        "build (by default its outputs are kept; the cache is OUT/.cache/)")
     p = sub.add_parser("simulate", help="regenerate the synthetic raw extracts")
     _common(p)
     p.add_argument("--subjects", type=int, default=None, help="override the number of subjects (benchmarks)")

@@ -49,7 +49,7 @@ def test_build_writes_every_output(fake, tmp_path):
     assert files == ["ae.json", "ae.xpt", "build.log", "dm.json", "dm.xpt", "lb.json", "lb.xpt", "manifest.csv",
                      "reports/ae_terms.csv", "reports/findings.csv", "reports/reconciliation.csv",
                      "reports/rejections.csv"]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")], "staging/trash left behind"
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".cache"], "staging/trash left behind"
     assert manifest.verify_manifest(study) == []
     ae, meta = pyreadstat.read_xport(str(study / "ae.xpt"))
     # sorted by keys STUDYID|USUBJID|AETERM|AESTDTC; AESEQ by date within subject
@@ -118,7 +118,7 @@ def test_rebuild_is_byte_identical(fake, tmp_path):
     raw = kit.write_raw(tmp_path / "raw")
     assert build.run_build(kit.args(raw, tmp_path / "a")) == 0
     first = tree_hashes(tmp_path / "a" / SID)
-    assert build.run_build(kit.args(raw, tmp_path / "a")) == 0
+    assert build.run_build(kit.args(raw, tmp_path / "a", no_cache=True)) == 0  # a real rebuild, not the cache
     assert tree_hashes(tmp_path / "a" / SID) == first
     assert build.run_build(kit.args(raw, tmp_path / "b")) == 0
     assert tree_hashes(tmp_path / "b" / SID) == first
@@ -162,7 +162,8 @@ def test_failing_build_leaves_previous_outputs_untouched(fake, tmp_path):
     kit.write_raw(raw.parent / "raw", ae=bad_ae)
     assert build.run_build(kit.args(raw, out)) == 1
     assert tree_hashes(out / SID) == before
-    assert sorted(p.name for p in out.iterdir()) == sorted(["gate", SID])
+    assert sorted(p.name for p in out.iterdir() if p.name != ".cache") == sorted(["gate", SID])
+    assert not (out / ".cache" / f"{SID}.json").exists()  # a failed build is never reused (pipeline.buildcache)
     f = read_csv(out / "gate" / f"{SID}_build_findings.csv")
     err = f[f["severity"] == "error"]
     assert err[["file", "column", "check", "value"]].values.tolist() == [["AE", "AETERM", "ascii", "Fi\u00e8vre"]]
@@ -178,9 +179,10 @@ def test_export_failure_removes_staging(fake, tmp_path):
         raise build.DataError("disk full (planted)")
 
     fake.setattr(build.datasetjson, "write_dataset_json", boom)
-    assert build.run_build(kit.args(raw, out)) == 1
+    assert build.run_build(kit.args(raw, out, no_cache=True)) == 1  # the inputs did not change: force the rebuild
     assert tree_hashes(out / SID) == before
-    assert sorted(p.name for p in out.iterdir()) == sorted(["gate", SID])
+    assert sorted(p.name for p in out.iterdir() if p.name != ".cache") == sorted(["gate", SID])
+    assert not (out / ".cache" / f"{SID}.json").exists()
     f = read_csv(out / "gate" / f"{SID}_build_findings.csv")
     assert f["message"].tolist() == ["disk full (planted)"]
 

@@ -23,8 +23,9 @@ MANIFEST = "manifest.csv"
 #: files never listed (the manifest itself; timings, which change from run to run)
 EXCLUDED = {MANIFEST, "timings.csv"}
 #: files written into a built folder later, by other commands (``python -m pipeline conformance``
-#: writes reports/core_*), which the build's manifest therefore cannot list
-LATER_PREFIXES = ("reports/core_",)
+#: writes reports/core_*, ``python -m pipeline package`` the guides' drafts in guides/), which the
+#: build's manifest therefore cannot list
+LATER_PREFIXES = ("reports/core_", "guides/")
 COLUMNS = ["file", "rows", "columns", "sha256"]
 
 
