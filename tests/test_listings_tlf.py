@@ -193,7 +193,14 @@ def test_fast_rtflite_path_writes_the_same_bytes(out, monkeypatch):
     doc = tlf.Doc(studyid="X", type="Listing", number="9", title="Long", headers=["Subject", "Outcome", "Text", "N"],
                   rows=rows, align=["l", "l", "l", "r"], orientation="landscape", footnotes=["f"], source="AE",
                   cutoff="2025-01-01", program="p", run="r")
-    fast = tlf.rtf_text(doc)
+    import rtflite.row
+    built = []
+    real_row = rtflite.row.Row._as_rtf
+    with monkeypatch.context() as m:
+        m.setattr(rtflite.row.Row, "_as_rtf", lambda self: built.append(1) or real_row(self))
+        fast = tlf.rtf_text(doc)
+    # rows encoded once per distinct attributes (page's first, middle, last row), not per row
+    assert 0 < len(built) < 40
     monkeypatch.setattr(tlf, "RTFLITE_FAST", False)
     assert tlf.rtf_text(doc) == fast
     import rtflite.attributes

@@ -362,13 +362,123 @@ class _Broadcast:
         self.dimension = dimension
 
 
+#: the attributes of rtflite's ``TableAttributes`` that its ``_encode`` reads per table cell
+#: (broadcast at the cell's row + the segment's row offset), in the order it passes them on
+_TEXT_ATTRS = {"font": "text_font", "size": "text_font_size", "format": "text_format", "color": "text_color",
+               "background_color": "text_background_color", "justification": "text_justification",
+               "indent_first": "text_indent_first", "indent_left": "text_indent_left",
+               "indent_right": "text_indent_right", "space": "text_space", "space_before": "text_space_before",
+               "space_after": "text_space_after", "convert": "text_convert", "hyphenation": "text_hyphenation"}
+_CELL_ATTRS = {"border_left": "border_left", "border_top": "border_top", "border_bottom": "border_bottom",
+               "vertical_justification": "cell_vertical_justification"}
+_ROW_ATTRS = {"justification": "cell_justification", "height": "cell_height"}
+
+
+def _grid(value) -> list:
+    """An attribute as rtflite's ``BroadcastValue`` holds it (a list of rows; ``[[None]]`` for
+    None, whose every cell rtflite reads as None)."""
+    got = _Broadcast(value).value
+    return [[None]] if got is None else got
+
+
+def _row_ids(grid: list) -> list[int]:
+    """Per row of an attribute grid, the index of its first equal row: rows with the same
+    attribute values encode alike."""
+    seen: dict[tuple, int] = {}
+    return [seen.setdefault(tuple(r), len(seen)) for r in grid]
+
+
+def _memoised_encode(original):
+    """rtflite's ``TableAttributes._encode`` (a table segment as RTF rows) with each row's
+    cell definitions and each cell's text encoded once per distinct attributes and text.
+
+    rtflite builds a pydantic ``Cell``/``TextContent``/``Border`` and about twenty broadcast
+    look-ups for every cell of every row; its output for a cell is a pure function of the
+    text and the attribute values at that cell (colours, which go through rtflite's colour
+    table, are not memoised: such a table is encoded by ``original``). The rows, their cell
+    definitions and cell texts come out as ``Row._as_rtf`` returns them: the same strings in
+    the same order. Anything unexpected (no line counts yet, an attribute rtflite would
+    refuse) is left to ``original``, which then does what it always did."""
+    from rtflite.row import Border, Cell, Row, TextContent
+
+    #: the rows' encodings by attribute values (shared by the pages of one document)
+    memo: dict[tuple, tuple] = {}
+
+    def encode(self, df, col_widths, row_offset=0):
+        colours = [v for a in ("text_color", "text_background_color") for r in _grid(getattr(self, a)) for v in r]
+        if self.cell_nrow is None or any(v is not None for v in colours):
+            return original(self, df, col_widths, row_offset)
+        try:
+            return _encode_rows(self, df, col_widths, row_offset)
+        except Exception:  # noqa: BLE001 - rtflite's own encoder raises (or not) as it always did
+            return original(self, df, col_widths, row_offset)
+
+    def _encode_rows(self, df, col_widths, row_offset):
+        nrow, ncol = df.shape
+        text_g = {k: _grid(getattr(self, a)) for k, a in _TEXT_ATTRS.items()}
+        cell_g = {k: _grid(getattr(self, a)) for k, a in _CELL_ATTRS.items()}
+        row_g = {k: _grid(getattr(self, a)) for k, a in _ROW_ATTRS.items()}
+        right_g = _grid(self.border_right)
+        offset_ids = [_row_ids(g) for g in (*text_g.values(), *cell_g.values(), *row_g.values())]
+        right_ids = _row_ids(right_g)
+        widths = tuple(col_widths[j] for j in range(ncol))
+
+        def at(grid, r, j):  # BroadcastValue.iloc
+            return grid[r % len(grid)][j % len(grid[0])]
+
+        def attributes(r: int, i: int) -> tuple:
+            """Every attribute value rtflite reads for the cells of row ``i`` (``r`` with the
+            segment's offset): what the row's encoding is a function of, with its texts."""
+            text_kw = tuple(tuple((k, at(g, r, j)) for k, g in text_g.items()) for j in range(ncol))
+            cell_kw = tuple(tuple((k, at(g, r, j)) for k, g in cell_g.items()) for j in range(ncol))
+            row_kw = tuple((k, at(g, r, 0)) for k, g in row_g.items())
+            return widths, text_kw, cell_kw, row_kw, at(right_g, i, ncol - 1)
+
+        rows: list[str] = []
+        by_ids: dict[tuple, tuple] = {}
+        for i, values in enumerate(df.rows()):  # the rows of one page segment
+            r = i + row_offset
+            ids = tuple(x[r % len(x)] for x in offset_ids) + (right_ids[i % len(right_ids)],)
+            texts = ["" if v is None else str(v) for v in values]
+            got = by_ids.get(ids)
+            if got is None:
+                key = attributes(r, i)
+                got = memo.get(key)
+                if got is None:
+                    _, text_kw, cell_kw, row_kw, right = key
+                    text_kw = [dict(t) for t in text_kw]
+                    cells = [Cell(text=TextContent(text=texts[j], **text_kw[j]), width=widths[j],
+                                  border_left=Border(style=dict(cell_kw[j])["border_left"]),
+                                  border_right=Border(style=right) if j == ncol - 1 else None,
+                                  border_top=Border(style=dict(cell_kw[j])["border_top"]),
+                                  border_bottom=Border(style=dict(cell_kw[j])["border_bottom"]),
+                                  vertical_justification=dict(cell_kw[j])["vertical_justification"])
+                             for j in range(ncol)]
+                    parts = Row(row_cells=cells, **dict(row_kw))._as_rtf()
+                    known = [{texts[j]: parts[1 + ncol + j]} for j in range(ncol)]
+                    got = memo[key] = (parts[:1 + ncol], text_kw, known)
+                by_ids[ids] = got
+            head, text_kw, known = got
+            rows.extend(head)
+            for j, t in enumerate(texts):
+                cell = known[j].get(t)
+                if cell is None:
+                    cell = known[j][t] = TextContent(text=t, **text_kw[j])._as_rtf(method="cell")
+                rows.append(cell)
+            rows.append("\\intbl\\row\\pard")
+        return rows
+
+    return encode
+
+
 @contextmanager
 def _rtflite_fast():
     """rtflite with :class:`_Broadcast`, string widths memoised (a pure function of text,
-    font and size) and a cell text's character conversion memoised (a pure function of the
+    font and size), a cell text's character conversion memoised (a pure function of the
     text and its ``convert`` flag: rtflite walks every character of every cell, and listings
-    repeat their values), restored afterwards. ``tests/test_listings_tlf.py`` checks that
-    the RTF is byte-identical with and without it."""
+    repeat their values) and table rows encoded once per distinct attributes and text
+    (:func:`_memoised_encode`), restored afterwards. ``tests/test_listings_tlf.py`` checks
+    that the RTF is byte-identical with and without it."""
     from rtflite import attributes, row, strwidth
     from rtflite.pagination import core, processor
     original = attributes.BroadcastValue
@@ -389,8 +499,10 @@ def _rtflite_fast():
     saved = [(attributes, "BroadcastValue", original), (processor, "BroadcastValue", processor.BroadcastValue),
              (attributes, "get_string_width", attributes.get_string_width),
              (core, "get_string_width", core.get_string_width),
-             (row.TextContent, "_convert_special_chars", convert_chars)]
+             (row.TextContent, "_convert_special_chars", convert_chars),
+             (attributes.TableAttributes, "_encode", attributes.TableAttributes._encode)]
     attributes.BroadcastValue = processor.BroadcastValue = _Broadcast
+    attributes.TableAttributes._encode = _memoised_encode(attributes.TableAttributes._encode)
     attributes.get_string_width = core.get_string_width = width
     row.TextContent._convert_special_chars = convert_once
     try:
