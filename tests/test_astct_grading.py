@@ -59,6 +59,8 @@ def test_fever_threshold_37_9_vs_38_0(temp, expected):
     ("LOW-FLOW NASAL CANNULA", "7", 3),     # > 6 L/min is high flow whatever the device name
     ("HIGH-FLOW NASAL CANNULA", "6", 2),
     ("HIGH-FLOW NASAL CANNULA", "7", 3),
+    ("LOW-FLOW NASAL CANNULA", "6.5", 3),   # > 6 L/min is high flow, whatever the device is called
+    ("HIGH-FLOW NASAL CANNULA", "6.5", 3),
     ("LOW-FLOW NASAL CANNULA", "1", 2),
     ("HIGH-FLOW NASAL CANNULA", "40", 3),
     ("LOW-FLOW NASAL CANNULA", None, 2),    # no flow recorded: the device as recorded
@@ -177,6 +179,20 @@ def test_icans_takes_the_worst_domain():
 @pytest.mark.parametrize("capd, expected", [(None, 0), ("0", 0), ("1", 1), ("8", 1), ("9", 3), ("20", 3)])
 def test_capd_under_12(capd, expected):
     assert icans_grade(AGE=8, ICESCORE=None, CAPDSCR=capd) == expected
+
+
+@pytest.mark.parametrize("ice, grade", [("9", 1), ("7", 1), ("6", 2), ("3", 2), ("2", 3), ("0", 3)])
+def test_ice_applies_from_the_12th_birthday(ice, grade):
+    # ASTCT 2019: the ICE score grades from age 12, CAPD below; no CAPD recorded here
+    assert icans_grade(AGE=12, ICESCORE=ice, CAPDSCR=None) == grade
+    assert icans_grade(AGE=11, ICESCORE=ice, CAPDSCR=None) == 0
+
+
+@pytest.mark.parametrize("capd, grade", [("1", 1), ("8", 1), ("9", 3), ("32", 3)])
+def test_capd_applies_until_the_12th_birthday(capd, grade):
+    # ASTCT 2019: CAPD grades children under 12; from 12 a CAPD score alone (no ICE) grades nothing
+    assert icans_grade(AGE=11, ICESCORE=None, CAPDSCR=capd) == grade
+    assert icans_grade(AGE=12, ICESCORE=None, CAPDSCR=capd) == 0
 
 
 def test_children_are_graded_by_capd_not_ice():

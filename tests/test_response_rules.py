@@ -316,6 +316,15 @@ def test_sle_doris_remission_and_lldas():
     assert sle(DASCORE=np.nan, CSLEDAI=np.nan) == "NE"
 
 
+def test_sle_cut_offs_between_the_recorded_steps():
+    # DORIS "PGA < 0.5": 0.49 (a 0-3 line read to two decimals) is remission; 0.5 is LLDAS (above)
+    assert sle(DASCORE=2.0, CSLEDAI=0.0, PGA=0.49, GCDOSE=5.0) == "CR"
+    # an SLEDAI-2K of 0 on more than 7.5 mg/day is neither remission nor LLDAS: NR, not NE
+    # (NR holds every measured SLEDAI-2K, 0 included)
+    assert sle(DASCORE=0.0, CSLEDAI=0.0, PGA=0.4, GCDOSE=10.0) == "NR"
+    assert sle(DASCORE=0.0, CSLEDAI=0.0, PGA=0.4, GCDOSE=10.0, DASCORE_BL=0.0) == "NR"
+
+
 def test_aav_eular_remission_and_response():
     aav = lambda **v: aid("AAV", **{"BVAS_BL": 10.0, "GCDOSE": 7.5, **v})  # noqa: E731
     assert aav(BVAS=0.0) == "CR"                      # BVAS 0 and prednisolone <= 7.5 mg/day
@@ -327,6 +336,9 @@ def test_aav_eular_remission_and_response():
     assert aav(BVAS=np.nan) == "NE"
     # the SLE instrument does not decide an AAV subject: a SLEDAI of 0 with BVAS 6 is NR
     assert aav(BVAS=6.0, GCDOSE=20.0, DASCORE=0.0, CSLEDAI=0.0, PGA=0.0) == "NR"
+    # EULAR response is a >= 50% fall: from 20, 10 is -50% (PR) and 11 is -45% (NR)
+    assert aav(BVAS=10.0, BVAS_BL=20.0, GCDOSE=20.0) == "PR"
+    assert aav(BVAS=11.0, BVAS_BL=20.0, GCDOSE=20.0) == "NR"
 
 
 def test_myositis_total_improvement_score_levels():
@@ -352,6 +364,9 @@ def test_ssc_criss_and_skin_progression():
     # both clauses: from 10, 14 is +40% but +4 units (NR); 15 is +50% and +5 units (PD)
     assert ssc(CRISS=0.0, MRSS=14.0, MRSS_BL=10.0) == "NR"
     assert ssc(CRISS=0.0, MRSS=15.0, MRSS_BL=10.0) == "PD"
+    # the percentage clause just above its cut-off: from 19, 24 is +26.3% and +5 units (PD);
+    # from 20, 25 is +25% and +5 units (NR, above)
+    assert ssc(CRISS=0.0, MRSS=24.0, MRSS_BL=19.0) == "PD"
     assert ssc(CRISS=np.nan) == "NE"
 
 
