@@ -7,6 +7,10 @@ grade / count cells +1 and -1; a zero +0.1 and -0.1), run the rule tests of that
 ``tests/conftest.py``), and record whether some test failed (killed) or all passed (survived).
 The survivors go to ``bench/mutation_results.md``.
 
+Two controls run first: the tests must pass on the unmutated copy, and, for each table, fail
+with the table's rows removed from the copy. The second catches test files that read the
+repository's ``specs/`` instead of the scratch copy, whose mutants would all survive unseen.
+
 Not part of ``make test`` (one pytest run per mutant): ``make mutate``, or
 
     .venv/bin/python bench/mutate_rules.py [--only ctcae_lab NEUT PLAT] [--limit N]
@@ -97,8 +101,9 @@ TESTS: dict[str, list[str]] = {
     "dose_escalation": ["tests/test_dose_escalation_rules.py"],
     "cm_drug_classes": ["tests/test_response_rules.py", "tests/test_adam_adrs.py"],
     "cm_frequency": ["tests/test_response_rules.py", "tests/test_adam_adrs.py"],
-    "vs_ranges": ["tests/test_intake_checks.py"],
-    "lab_plausibility": ["tests/test_intake_checks.py"],
+    # the fast edge tests first: pytest -x stops at their failure before the slower gate battery
+    "vs_ranges": ["tests/test_gate_limit_edges.py", "tests/test_intake_checks.py"],
+    "lab_plausibility": ["tests/test_gate_limit_edges.py", "tests/test_intake_checks.py"],
 }
 # row columns whose value, quoted in a test's source, marks the tests of that row (and --only)
 NAME_COLUMNS = ["lbtestcd", "feature", "paramcd", "cmdecod", "cmdosfrq", "vstestcd"]
@@ -199,6 +204,20 @@ def run_one(m: dict, scratch: Path) -> tuple[bool, str]:
         if named and run_tests(named, scratch) != 0:
             return True, "named"
         return run_tests(TESTS[m["table"]], scratch, deselect=named) != 0, "all"
+    finally:
+        path.write_text(original, encoding="utf-8")
+
+
+def sees_table(table: str, scratch: Path) -> bool:
+    """The second control: with the table's rows removed in the scratch copy (header kept), some
+    test of its files must fail. When all pass, those tests are blind to the scratch specs (they
+    read the repository's ``specs/`` directly) and every mutant of the table would survive."""
+    path = scratch / "rules" / f"{table}.csv"
+    original = path.read_text(encoding="utf-8")
+    header, _ = read_rows(path)
+    write_rows(path, header, [])
+    try:
+        return run_tests(TESTS[table], scratch) != 0
     finally:
         path.write_text(original, encoding="utf-8")
 
@@ -307,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run again only the mutants that survived in --runs (after tests were added)")
     ap.add_argument("--resume", action="store_true", help="skip the mutants already killed in --runs")
     ap.add_argument("--skip-control", action="store_true",
-                    help="do not first run the tests on the unmutated copy (only when they were just seen to pass)")
+                    help="do not first run the controls (the tests pass on the unmutated copy; they fail on each "
+                         "table emptied); only when they were just seen to hold")
     ap.add_argument("--reasons", default=str(ROOT / "bench" / "mutation_equivalent.csv"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "mutation_results.md"))
     args = ap.parse_args(argv)
@@ -344,6 +364,14 @@ def main(argv: list[str] | None = None) -> int:
         if files and not args.skip_control and run_tests(files, scratch) != 0:
             print(f"control failed: the unmutated specs fail some of {', '.join(files)}", file=sys.stderr)
             return 1
+        if not args.skip_control:
+            blind = [table for table in sorted({m["table"] for m in mutants}) if not sees_table(table, scratch)]
+            if blind:
+                print(f"control failed: with specs/rules/{blind[0]}.csv emptied in the scratch copy every test of "
+                      f"{', '.join(TESTS[blind[0]])} still passes: they do not read the scratch specs "
+                      f"(PIPELINE_TEST_SPECS, conftest.SPECS) or do not test the table; no kill would mean anything",
+                      file=sys.stderr)
+                return 1
         n_surv = 0
         for i, m in enumerate(mutants, 1):  # one pytest run per mutant (the point of the tool)
             m["killed"], m["stage"] = run_one(m, scratch)

@@ -4,7 +4,6 @@ hand from the rule tables), and the ADaM stage over one real built study."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +14,7 @@ from pipeline.adam.common import from_sas_date, sas_date
 from pipeline.config import load_study
 from pipeline.spec import load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "specs"
+from conftest import ROOT, SPECS  # SPECS: the repo's specs, or the mutation check's scratch copy
 
 
 @pytest.fixture(scope="module")

@@ -125,6 +125,25 @@ def test_recovery_with_a_dip_of_fewer_than_3_days(spec):
     assert r10.loc["P", "RECDT"] == T0 + 28 and bool(r10.loc["R", "CYTOPENIC"])
 
 
+# the four recovery parameters at their own cut-off and at the 3-day sustain rule; the cut-offs
+# are written here by hand (ANC 0.5 / 1.0, platelets 20 / 50 x10^9/L), not read from the table
+@pytest.mark.parametrize("paramcd,test,thr", [("ANC05RT", "NEUT", 0.5), ("ANC10RT", "NEUT", 1.0),
+                                               ("PLT20RT", "PLAT", 20.0), ("PLT50RT", "PLAT", 50.0)])
+def test_each_recovery_at_its_cut_off_and_sustain_days(spec, paramcd, test, thr):
+    lo, hi = thr * 0.5, thr * 2.0
+    lab = labs(test, {
+        # A: 95% of the cut-off on day 5 is still low; exactly the cut-off on day 10 is a rise, and the
+        # next low result 3 days later (day 13) leaves it sustained -> day 10
+        "A": [(1, lo), (5, thr * 0.95), (10, thr), (13, lo), (14, hi), (21, hi)],
+        # B: a rise on day 10 with a low result 2 days later is not sustained; day 15 is -> day 15
+        "B": [(1, lo), (10, hi), (12, lo), (15, hi), (30, hi)],
+    })
+    rec = adlb.recovery(lab, adsl_of("AB"), spec)
+    r = rec[rec["PARAMCD"] == paramcd].set_index("USUBJID")
+    assert r.loc["A", "RECDT"] == T0 + 10 and r.loc["A", "RECSEQ"] == 3.0
+    assert r.loc["B", "RECDT"] == T0 + 15 and r.loc["B", "RECSEQ"] == 4.0
+
+
 # ---------------------------------------------------------------------------------------
 # ICAHT at every duration boundary
 # ---------------------------------------------------------------------------------------
@@ -156,6 +175,60 @@ def test_early_icaht_deep_but_short_grades_by_duration_at_500(spec):
     assert out.set_index("PARAMCD").loc["ICAHTE", "AVAL"] == 3
 
 
+class _with_rule:
+    """``spec`` with the rule table ``name`` replaced by ``table`` (what icaht() reads of it)."""
+
+    def __init__(self, spec, name, table):
+        self._spec, self._name, self._table = spec, name, table
+
+    def rule(self, name):
+        return self._table if name == self._name else self._spec.rule(name)
+
+
+def early_grade(spec, vals) -> float:
+    out = adlb.icaht(labs("NEUT", {"X": vals}), adsl_of("X"), pd.Series(dtype="float64"), spec)
+    return out.set_index("PARAMCD").loc["ICAHTE", "AVAL"]
+
+
+# the ANC cut-offs themselves, in every duration band: "<= 500/uL" counts 0.50 and not 0.52;
+# "< 100/uL" counts 0.095 and not 0.10 (which is still <= 500/uL: grade by the days there)
+@pytest.mark.parametrize("n_low,value,grade", [
+    (3, 0.5, 1), (3, 0.52, 0), (10, 0.5, 2), (10, 0.52, 0), (14, 0.5, 3), (14, 0.52, 0),
+    (7, 0.1, 2), (7, 0.095, 4), (31, 0.095, 4), (31, 0.1, 3)])
+def test_early_icaht_at_the_anc_cut_offs(spec, n_low, value, grade):
+    assert early_grade(spec, anc_days_below(n_low, low=value)) == grade
+
+
+def test_icaht_table_bands_must_follow_each_other(spec):
+    rules = spec.rule("icaht")
+    assert adlb.icaht_table_problems(rules, 30) == []
+    early = rules["phase"] == "EARLY"
+
+    def broken(row: int, column: str, value: str) -> list[str]:
+        r = rules.copy()
+        r.loc[r.index[early][row], column] = value
+        return adlb.icaht_table_problems(r, 30)
+
+    # grade 1 band to 7 days overlaps grade 2 (from 7); to 5 leaves day 6 ungraded
+    assert broken(0, "max_days", "7") == ["icaht.csv EARLY le 0.5: a band ends at 7 days and the next starts at 7 "
+                                          "(must be 8)"]
+    assert broken(0, "max_days", "5") == ["icaht.csv EARLY le 0.5: a band ends at 5 days and the next starts at 7 "
+                                          "(must be 6)"]
+    # days 0-30 are 31 days: a last band ending at 30 or 32 is a table error
+    assert broken(3, "max_days", "30") == ["icaht.csv EARLY lt 0.1: the last band ends at 30 days; days 0-30 are "
+                                           "31 days"]
+    assert broken(2, "max_days", "32") == ["icaht.csv EARLY le 0.5: the last band ends at 32 days; days 0-30 are "
+                                           "31 days"]
+    assert broken(0, "min_days", "0") == ["icaht.csv EARLY le 0.5: the first band starts at 0 days (at least 1)"]
+    assert broken(1, "grade", "0")[-1] == "icaht.csv EARLY le 0.5: the grade must rise with the days"
+    from pipeline.errors import ConfigError
+    r = rules.copy()
+    r.loc[r.index[early][0], "max_days"] = "7"
+    with pytest.raises(ConfigError, match="must be 8"):
+        adlb.icaht(labs("NEUT", {"X": anc_days_below(3)}), adsl_of("X"), pd.Series(dtype="float64"),
+                   _with_rule(spec, "icaht", r))
+
+
 def test_non_stable_recovery_is_counted_and_progression_censors(spec):
     # days 0-5 low, days 6-7 above (2 days < 3: not a stable recovery), days 8-12 low, then high:
     # 6 + 2 + 5 = 13 days counted -> grade 2; with a 3-day recovery (days 6-8) only 6 + 4 = 10 -> grade 2,
@@ -173,6 +246,25 @@ def test_non_stable_recovery_is_counted_and_progression_censors(spec):
     # carry forward: results on days 0 and 10 only -> days 0-9 take 0.3
     sparse = adlb.daily_values(labs("NEUT", {"X": [(0, 0.3), (10, 2.0)]}), pd.Series({"X": T0}), 30)
     assert adlb.below_days(sparse, "le", 0.5, 3, none).loc["X"] == 10.0
+
+
+def late_grade(spec, values) -> float:
+    """Late ICAHT of a subject with normal counts on days 0-30 and ``values`` on days 45, 60, ..."""
+    early = [(d, 2.0) for d in range(0, 31)]
+    lab = labs("NEUT", {"X": early + [(45 + 15 * i, v) for i, v in enumerate(values)]})
+    out = adlb.icaht(lab, adsl_of("X"), pd.Series(dtype="float64"), spec)
+    return out.set_index("PARAMCD").loc["ICAHTL", "AVAL"]
+
+
+# Rejeski 2023 late ICAHT: ANC <= 1500 -> 1, <= 1000 -> 2, <= 500 -> 3, < 100/uL -> 4, each on at
+# least two occasions: two results at the cut-off grade, two just above grade one lower, and a
+# single result (with one normal) grades nothing
+@pytest.mark.parametrize("value,above,grade", [(1.5, 1.52, 1), (1.0, 1.02, 2), (0.5, 0.52, 3), (0.095, 0.1, 4)])
+def test_late_icaht_at_each_cut_off_and_occasion_count(spec, value, above, grade):
+    assert late_grade(spec, [value, value]) == grade
+    assert late_grade(spec, [above, above]) == grade - 1
+    assert late_grade(spec, [value, 2.0]) == 0
+    assert late_grade(spec, [value, value, value]) == grade
 
 
 def test_late_icaht_needs_two_occasions(spec):

@@ -193,6 +193,43 @@ def below_days(daily: pd.DataFrame, op: str, threshold: float, stable_days: int,
     return counted.groupby(runs["USUBJID"]).sum().astype("float64")
 
 
+def icaht_table_problems(rules: pd.DataFrame, window: int) -> list[str]:
+    """What is wrong with the EARLY rows of ``icaht.csv`` as a grading table (Rejeski et al. 2023,
+    Table 2: the cumulative days of one ANC cut-off are graded in bands that follow each other).
+
+    Per ANC cut-off (operator and threshold), the day bands ``min_days``-``max_days`` sorted by
+    ``min_days`` must start at 1 day or more, each begin the day after the previous one ends
+    (no gap, no overlap), end at ``window`` + 1 days (every day 0..window counted) and rise in
+    grade. An overlapping, gapped or truncated band would silently change the grade of the days
+    at its edge, so it is a table error, not a rule."""
+    problems = []
+    early = rules[rules["phase"] == "EARLY"].copy()
+    early["_min"] = pd.to_numeric(early["min_days"], errors="coerce")
+    early["_max"] = pd.to_numeric(early["max_days"], errors="coerce")
+    early["_grade"] = pd.to_numeric(early["grade"], errors="coerce")
+    for (op, thr), g in early.groupby(["operator", "threshold"], sort=True):  # a few cut-offs (metadata)
+        g = g.sort_values("_min")
+        where = f"icaht.csv EARLY {op} {thr}"
+        if g[["_min", "_max", "_grade"]].isna().any().any():
+            problems.append(f"{where}: min_days, max_days and grade must be numbers")
+            continue
+        if g["_min"].iloc[0] < 1:
+            problems.append(f"{where}: the first band starts at {g['_min'].iloc[0]:g} days (at least 1)")
+        ends, starts = g["_max"].to_numpy()[:-1], g["_min"].to_numpy()[1:]
+        for end, start in zip(ends, starts):  # adjacent bands of one cut-off (metadata)
+            if start != end + 1:
+                problems.append(f"{where}: a band ends at {end:g} days and the next starts at {start:g} "
+                                f"(must be {end + 1:g})")
+        if (g["_max"] < g["_min"]).any():
+            problems.append(f"{where}: a band ends before it starts")
+        if g["_max"].iloc[-1] != window + 1:
+            problems.append(f"{where}: the last band ends at {g['_max'].iloc[-1]:g} days; days 0-{window} "
+                            f"are {window + 1} days")
+        if not g["_grade"].is_monotonic_increasing:
+            problems.append(f"{where}: the grade must rise with the days")
+    return problems
+
+
 def icaht(lab: pd.DataFrame, adsl: pd.DataFrame, stop: pd.Series, spec: Spec) -> pd.DataFrame:
     """ICAHTE and ICAHTL records (AVAL = grade 0-4) for safety-population subjects with ANC
     results: early = the highest grade of ``icaht.csv`` EARLY rows met by the cumulative days
@@ -202,6 +239,9 @@ def icaht(lab: pd.DataFrame, adsl: pd.DataFrame, stop: pd.Series, spec: Spec) ->
     conv = dict(zip(spec.rule("icaht_counting")["convention"], spec.rule("icaht_counting")["value"]))
     window = int(conv["early_window_days"])
     stable = int(conv["stable_recovery_days"])
+    problems = icaht_table_problems(rules, window)
+    if problems:
+        raise ConfigError("; ".join(problems))
     test = rules["lbtestcd"].iloc[0]
     anc = lab[lab["PARAMCD"] == test]
     safety = adsl[text(adsl["SAFFL"]) == "Y"]
