@@ -354,3 +354,25 @@ def test_cm_daily_dose_by_hand():
     # D: partial end 2024-02 covers up to 29 Feb 2024 (leap year); E: another category = 0
     assert d.tolist()[:2] == [5.0, 5.0] and d.iloc[2] == 0.0 and d.iloc[3] == 5.0 and np.isnan(d.iloc[4])
     assert d.iloc[5] == 10.0 and d.iloc[6] == 0.0 and d.iloc[7] == 0.0
+
+
+def test_shipped_glucocorticoid_equivalents_and_frequencies_by_hand(spec):
+    """The shipped cm_drug_classes.csv and cm_frequency.csv against their sources, by hand:
+    prednisone 5 mg = prednisolone 5 mg = methylprednisolone 4 mg = dexamethasone 0.75 mg =
+    hydrocortisone 20 mg (the table's source), so each of those once daily is 5 mg/day prednisone;
+    CDISC FREQ: ONCE and QD 1, BID 2, TID 3, Q6H 4, Q8H 3, Q12H 2 administrations a day."""
+    classes, freq = spec.rule("cm_drug_classes"), spec.rule("cm_frequency")
+    equal_to_5_mg = {"PREDNISONE": 5.0, "PREDNISOLONE": 5.0, "METHYLPREDNISOLONE": 4.0, "DEXAMETHASONE": 0.75,
+                     "HYDROCORTISONE": 20.0}
+    per_day = {"ONCE": 1, "QD": 1, "BID": 2, "TID": 3, "Q6H": 4, "Q8H": 3, "Q12H": 2}
+    rows = [(f"E-{d}", d, mg, "QD") for d, mg in equal_to_5_mg.items()]
+    rows += [(f"F-{f}", "PREDNISONE", 1.0, f) for f in per_day]
+    cm = pd.DataFrame({"USUBJID": [r[0] for r in rows], "CMCAT": "BACKGROUND GLUCOCORTICOID",
+                       "CMDECOD": [r[1] for r in rows], "CMDOSE": [r[2] for r in rows], "CMDOSFRQ": [r[3] for r in rows],
+                       "CMSTDTC": "2024-01-01", "CMENDTC": ""})
+    pts = pd.DataFrame({"USUBJID": cm["USUBJID"], "_date": pd.Timestamp("2024-02-01")})
+    d = R.cm_daily_dose(pts, cm, "BACKGROUND GLUCOCORTICOID", "CORTICOSTEROID", classes, freq)
+    got = dict(zip(pts["USUBJID"], d))
+    for drug in equal_to_5_mg:  # five drugs (fixture)
+        assert got[f"E-{drug}"] == pytest.approx(5.0, abs=1e-3), drug
+    assert {f: got[f"F-{f}"] for f in per_day} == {f: float(n) for f, n in per_day.items()}

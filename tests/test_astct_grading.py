@@ -195,6 +195,12 @@ def test_capd_applies_until_the_12th_birthday(capd, grade):
     assert icans_grade(AGE=12, ICESCORE=None, CAPDSCR=capd) == 0
 
 
+def test_unarousable_is_grade_4_on_both_sides_of_the_12th_birthday():
+    # ICE-4 from 12 (ICE score 0, unarousable) and CAPD-4 under 12 (unable to perform CAPD)
+    assert icans_grade(AGE=12, ICESCORE=None, CAPDSCR=None, UNAROUS="Y") == 4
+    assert icans_grade(AGE=11, ICESCORE=None, CAPDSCR=None, UNAROUS="Y") == 4
+
+
 def test_children_are_graded_by_capd_not_ice():
     assert icans_grade(AGE=11, ICESCORE="2", CAPDSCR="0") == 0     # an ICE score under 12 is ignored
     assert icans_grade(AGE=11, ICESCORE=None, CAPDSCR="5", LOC="AWAKENS TO VOICE") == 2

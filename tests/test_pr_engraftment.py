@@ -84,10 +84,12 @@ def test_platelet_engraftment_transfusion_and_missing_day(spec):
         "P3": [(0, 10.0)] + run7[:6] + after,
         # P4: six days only: not engrafted
         "P4": [(0, 10.0)] + run7[:6],
+        # P5: 19 on day 1 is below 20, so the seven days >= 20 run from day 2
+        "P5": [(0, 10.0), (1, 19.0)] + [(d, 25.0) for d in range(2, 9)],
     }, tx=pd.DataFrame({"USUBJID": ["P2", "P1"], "dt": [H + 5, H + 0]}))
     day = e["ENGDT"] - H
     assert day["P1"] == 1        # a transfusion on the nadir day (day 0) is before the run
-    assert day["P2"] == 6 and day["P3"] == 8
+    assert day["P2"] == 6 and day["P3"] == 8 and day["P5"] == 2
     assert np.isnan(e.loc["P4", "ENGDT"])
 
 
