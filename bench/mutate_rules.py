@@ -96,7 +96,10 @@ TESTS: dict[str, list[str]] = {
     "icaht_counting": ["tests/test_adam_adtte_adlb.py"],
     "cytopenia_recovery": ["tests/test_adam_adtte_adlb.py"],
     "crcl_cockcroft_gault": ["tests/test_lb_domain.py", "tests/test_eligibility_labs.py"],
-    "dlt_definition": ["tests/test_adam_adsl_adae.py"],
+    # the DLT tests only: the file's other tests build a whole study (minutes per mutant)
+    "dlt_definition": [f"tests/test_adam_adsl_adae.py::{t}" for t in (
+        "test_dlt_window_edges_28_and_21_days", "test_dlt_rules_grade_relatedness_soc_and_astct",
+        "test_dlt_evaluable_population")],
     "engraftment": ["tests/test_pr_engraftment.py"],
     "dose_escalation": ["tests/test_dose_escalation_rules.py"],
     "cm_drug_classes": ["tests/test_response_rules.py", "tests/test_adam_adrs.py"],

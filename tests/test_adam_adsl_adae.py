@@ -93,21 +93,23 @@ def test_dlt_window_edges_28_and_21_days(spec):
 
 def test_dlt_rules_grade_relatedness_soc_and_astct(spec):
     t0 = d("2024-01-01")
-    ae = _ae(ASTDT=[t0 + 3] * 7,
+    ae = _ae(ASTDT=[t0 + 3] * 9,
              AEDECOD=["Pneumonia", "Pneumonia", "Neutrophil count decreased", "Cytokine release syndrome",
-                      "Cytokine release syndrome", "Immune effector cell-associated neurotoxicity syndrome", "Sepsis"],
+                      "Cytokine release syndrome", "Immune effector cell-associated neurotoxicity syndrome", "Sepsis",
+                      "Immune effector cell-associated neurotoxicity syndrome", "Pneumonia"],
              AEBODSYS=["Infections and infestations", "Infections and infestations", "Investigations",
                        "Immune system disorders", "Immune system disorders", "Nervous system disorders",
-                       "Infections and infestations"],
+                       "Infections and infestations", "Nervous system disorders", "Infections and infestations"],
              AEREL=["POSSIBLY RELATED", "UNLIKELY RELATED", "RELATED", "RELATED", "RELATED", "NOT RELATED",
-                    "NOT RELATED"],
-             ATOXGRN=[3.0, 3.0, 4.0, 3.0, 3.0, 2.0, 5.0],
-             ASTCTGRN=[np.nan, np.nan, np.nan, 3.0, 4.0, 3.0, np.nan])
+                    "NOT RELATED", "RELATED", "RELATED"],
+             ATOXGRN=[3.0, 3.0, 4.0, 3.0, 3.0, 2.0, 5.0, 2.0, 2.0],
+             ASTCTGRN=[np.nan, np.nan, np.nan, 3.0, 4.0, 3.0, np.nan, 2.0, np.nan])
     f = adae.dlt_flags(ae, spec, 28)
     # related grade 3: DLT; unlikely related: not; expected hematologic (Investigations): not;
     # CRS grade 3 (both grades): not (CRS needs >= 4, and CRS is not a NONHEM event); CRS with
-    # ASTCT grade 4: DLT; ICANS investigator 2 but ASTCT 3: DLT (worst); grade 5: DLT
-    assert f["DLTRULE"].tolist() == ["NONHEM", "", "", "", "CRS", "ICANS", "DEATH"]
+    # ASTCT grade 4: DLT; ICANS investigator 2 but ASTCT 3: DLT (worst); grade 5: DLT;
+    # ICANS grade 2 by both: not (needs >= 3); a related grade 2 pneumonia: not (needs >= 3)
+    assert f["DLTRULE"].tolist() == ["NONHEM", "", "", "", "CRS", "ICANS", "DEATH", "", ""]
 
 
 # ---------------------------------------------------------------------------------------
