@@ -7,6 +7,7 @@ fixture data, and byte-identical reruns."""
 from __future__ import annotations
 
 import io
+from datetime import datetime
 import re
 
 import pandas as pd
@@ -205,6 +206,26 @@ def test_fast_rtflite_path_writes_the_same_bytes(out, monkeypatch):
     assert tlf.rtf_text(doc) == fast
     import rtflite.attributes
     assert rtflite.attributes.BroadcastValue.__module__ == "rtflite.attributes"  # restored
+
+
+def test_memoised_pdf_text_writes_the_same_bytes(monkeypatch):
+    """The PDF's table text drawn through the memoised text object (tlf.PDF_MEMO) is the PDF
+    reportlab's own text object writes: repeated values and positions over several pages,
+    right-aligned numbers, and more than 256 distinct characters, so that the embedded font
+    needs several subsets and the text switches between them (the state the memo keeps)."""
+    letters = [chr(c) for c in range(0x100, 0x17F)] + [chr(c) for c in range(0x391, 0x3C9)] + \
+        [chr(c) for c in range(0x410, 0x44F)]
+    rows = [[f"S-{i % 7:03d}", "".join(letters[(i * 5) % len(letters):(i * 5) % len(letters) + 6]) + " x",
+             "word " * (i % 4 + 1), str(i % 11)] for i in range(400)]
+    doc = tlf.Doc(studyid="X", type="Listing", number="9", title="Long", headers=["Subject", "Text", "Words", "N"],
+                  rows=rows, align=["l", "l", "l", "r"], orientation="landscape", footnotes=["f"], source="AE",
+                  cutoff="2025-01-01", program="p", run="r")
+    stamp = datetime(2025, 1, 1)
+    lay = tlf.layout(doc)
+    assert lay.total > 3
+    memo = tlf.pdf_bytes(doc, stamp, lay=lay)
+    monkeypatch.setattr(tlf, "PDF_MEMO", False)
+    assert tlf.pdf_bytes(doc, stamp, lay=lay) == memo
 
 
 def test_wrapper_breaks_words_wider_than_the_column():

@@ -739,6 +739,46 @@ class _WidthCache(dict):
         return got
 
 
+def _memo_text_object(canvas, memo: dict):
+    """A reportlab text object for ``canvas`` (what ``canvas.beginText()`` returns) whose
+    ``textOut`` and ``setTextOrigin`` reuse what they wrote before for the same text and
+    position: a listing prints the same values and line positions on page after page, and
+    reportlab formats each (font subsets, string width, pure-Python number formatting) anew.
+    The operators are a pure function of the text, font, size, leading, rise and current font
+    subset (:meth:`_formatText` assigns a character its subset when it first sees it, so a
+    text seen before only switches subsets as it did then); ``memo`` is one document's."""
+    from reportlab.lib.rl_accel import fp_str
+    from reportlab.pdfgen.textobject import PDFTextObject
+
+    formats, origins, widths = memo.setdefault("formats", {}), memo.setdefault("origins", {}), memo.setdefault("widths", {})
+
+    class MemoText(PDFTextObject):
+        def setTextOrigin(self, x, y):
+            xy = origins.get((x, y))
+            if xy is None:
+                xy = origins[(x, y)] = fp_str(x, y)
+            self._code.append(("1 0 0 1 %s Tm" if self._canvas.bottomup else "1 0 0 -1 %s Tm") % xy)
+            self._x0 = self._x = x
+            self._y0 = self._y = y
+
+        def textOut(self, text):
+            if type(text) is not str:
+                return super().textOut(text)
+            wkey = (text, self._fontname, self._fontsize)
+            w = widths.get(wkey)
+            if w is None:
+                w = widths[wkey] = self._canvas.stringWidth(text, self._fontname, self._fontsize)
+            self._x = self._x + w
+            key = (self._fontname, self._fontsize, self._leading, self._rise, self._curSubset, text)
+            got = formats.get(key)
+            if got is None:
+                got = formats[key] = (self._formatText(text), self._curSubset)
+            self._curSubset = got[1]
+            self._code.append(got[0])
+
+    return MemoText(canvas)
+
+
 @contextmanager
 def _binary_streams():
     """reportlab writes its compressed streams (pages, fonts, images) without the ASCII85
@@ -751,6 +791,10 @@ def _binary_streams():
         yield
     finally:
         rl_config.useA85 = saved
+
+
+#: set False to draw the table text with reportlab's own text object (slower; same bytes)
+PDF_MEMO = True
 
 
 def pdf_bytes(doc: Doc, stamp: datetime, font_size: float = 7.0, margin_in: float = 0.6,
@@ -776,6 +820,7 @@ def _pdf_bytes(doc: Doc, stamp: datetime, font_size: float, margin_in: float, la
 
     buf = io.BytesIO()
     c = Canvas(buf, pagesize=(W, H), invariant=1, pageCompression=1)
+    memo: dict = {}
     date = pdf_date(stamp)
     c.setDateFormatter(lambda *_: date)
     c.setTitle(pdf_text(f"{doc.heading} {doc.title}"))
@@ -805,7 +850,7 @@ def _pdf_bytes(doc: Doc, stamp: datetime, font_size: float, margin_in: float, la
             c.setLineWidth(0.8)
             c.line(m, y, W - m, y)
             # the header and the rows as one text object (one per page, not one per line)
-            text = c.beginText()
+            text = _memo_text_object(c, memo) if PDF_MEMO else c.beginText()
             text.setFont(bold, size)
             x = m
             for lines, w in zip(lay.head, cw):
