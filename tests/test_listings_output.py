@@ -91,6 +91,46 @@ def test_set_text_on_every_formula_prefix():
     assert got == [("s", True)] * 6 + [("s", False), ("s", False)]
 
 
+def _sheet_xml(ws) -> bytes:
+    from openpyxl.worksheet._writer import WorksheetWriter
+    writer = WorksheetWriter(ws)
+    writer.write()
+    writer.xf.close()
+    with open(writer.out, "rb") as fh:
+        return fh.read()
+
+
+@pytest.mark.parametrize("numeric,values", [
+    (True, [1, 2.5, None, 0, -3, 1e20, None]),
+    (False, ["=1+1", "+1", "", "-1", "@A1", "\tx", "plain", "a=b", "#N/A", " padded ", "plain"]),
+    (False, ["=1", "x" * 40_000, "y"]),  # beyond the 32,767 characters of a cell: truncated
+    (False, ["ok", "bell\x07", ""]),  # a character a worksheet cannot hold: openpyxl refuses it
+])
+def test_put_column_makes_the_cells_openpyxl_makes(numeric, values):
+    """excel.put_column writes the cells that ws.cell() + the value setter (set_text for texts)
+    write, cell for cell in the sheet's XML: types, quote prefixes, truncation of a text
+    beyond 32,767 characters, empty values left out; a text openpyxl refuses is refused."""
+    from openpyxl.utils.exceptions import IllegalCharacterError
+
+    ref_wb, new_wb = openpyxl.Workbook(), openpyxl.Workbook()
+    ref, new = ref_wb.active, new_wb.active
+    try:
+        for i, v in enumerate(values, start=3):
+            if v is None or v == "":
+                continue
+            if numeric:
+                ref.cell(row=i, column=2).value = v
+            else:
+                excel.set_text(ref.cell(row=i, column=2), v)
+    except IllegalCharacterError:
+        with pytest.raises(IllegalCharacterError):
+            excel.put_column(new, 2, 3, values, numeric)
+        return
+    excel.put_column(new, 2, 3, values, numeric)
+    assert new._current_row == ref._current_row
+    assert _sheet_xml(new) == _sheet_xml(ref)
+
+
 def test_sheet_names_are_valid_and_unique():
     taken = set()
     assert excel.sheet_name("a/b:c*d?[e]", taken) == "a-b-c-d--e-"

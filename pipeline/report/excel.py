@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.xml.functions import tostring
@@ -84,6 +85,38 @@ def _cell_values(s: pd.Series, numeric: bool) -> list:
     return t.tolist()
 
 
+def put_column(ws, column: int, first_row: int, values: list, numeric: bool) -> None:
+    """The non-empty ``values`` of one column into ``ws`` from ``first_row`` down: numbers as
+    number cells, texts as text cells (:func:`set_text`).
+
+    The cells are made directly, as ``ws.cell(...)`` and the value setter would make them:
+    a number cell holds an ``int``/``float`` (type ``n``), a text cell the text (type ``s``,
+    the quote prefix when it looks like a formula). The setter's per-value checks of a text
+    (characters a worksheet cannot hold, the 32,767-character limit) are made once over the
+    column's distinct texts; a column that fails them goes through :func:`set_text` cell by
+    cell, which raises or truncates exactly as openpyxl does."""
+    texts = [] if numeric else {v for v in values if v}
+    if not numeric and (any(len(v) > 32767 for v in texts) or ILLEGAL_CHARACTERS_RE.search("".join(texts))):
+        for i, v in enumerate(values, start=first_row):  # the rows of a column openpyxl must check
+            if v:
+                set_text(ws.cell(row=i, column=column), v)
+        return
+    cells = ws._cells
+    last = 0
+    for i, v in enumerate(values, start=first_row):  # the rows of one column
+        if v is None or v == "":
+            continue
+        cell = Cell(ws, row=i, column=column)
+        cell._value = v
+        if not numeric:
+            cell.data_type = "s"
+            if is_formula_like(v):
+                cell.quotePrefix = True
+        cells[(i, column)] = cell
+        last = i
+    ws._current_row = max(ws._current_row, last)
+
+
 def _width(header: str, values: list) -> float:
     lens = [len(str(v)) for v in values if v is not None]
     longest = max([len(header)] + lens[:5000]) if lens else len(header)
@@ -120,14 +153,7 @@ def workbook_bytes(sheets: list[Sheet], study_line: str, stamp_line: str, stamp:
         for j, col in enumerate(columns, start=1):
             numeric = col in sh.numeric
             values = _cell_values(sh.frame[col], numeric)
-            for i, v in enumerate(values, start=header_row + 1):
-                if v is None or v == "":
-                    continue
-                cell = ws.cell(row=i, column=j)
-                if numeric:
-                    cell.value = v
-                else:
-                    set_text(cell, v)
+            put_column(ws, j, header_row + 1, values, numeric)
             ws.column_dimensions[get_column_letter(j)].width = _width(sh.headers[j - 1], values)
         last = header_row + len(sh.frame)
         ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
