@@ -90,7 +90,8 @@ def _hash_tree(h, label: str, root: Path) -> None:
         h.update(f"{label} absent\n".encode())
         return
     files = []
-    for dirpath, dirnames, filenames in os.walk(root):  # a few hundred files, not records
+    # a few hundred files, not records; linked folders are followed (a specs/ part may be a link)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
         files += [Path(dirpath) / f for f in filenames if not f.endswith(".pyc")]
     rel = sorted((p.relative_to(root).as_posix(), p) for p in files)

@@ -291,3 +291,18 @@ def test_real_study_warm_rerun_is_byte_identical(built_study, tmp_path, capsys, 
     assert files(out) == before
     assert {"gate/gate_report.html", "gate/junit.xml"} <= set(before)
     assert os.environ["SOURCE_DATE_EPOCH"] == BUILT_EPOCH
+
+
+def test_key_follows_a_linked_spec_folder(env, tmp_path):
+    """A part of --specs may be a link to another folder: its files are inputs too."""
+    from pipeline.config import load_study
+
+    specs, elsewhere = tmp_path / "specs", tmp_path / "elsewhere"
+    shutil.copytree(kit.SPECS, specs)
+    shutil.move(str(specs / "sdtm"), elsewhere)
+    (specs / "sdtm").symlink_to(elsewhere, target_is_directory=True)
+    study = load_study(specs, SID)
+    key = buildcache.study_key(buildcache.Inputs.of(specs, "final", "config", []), env, study)
+    first = next(p for p in sorted(elsewhere.rglob("*.csv")))
+    first.write_bytes(first.read_bytes() + b"\n")
+    assert buildcache.study_key(buildcache.Inputs.of(specs, "final", "config", []), env, study) != key
