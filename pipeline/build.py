@@ -77,8 +77,8 @@ import pandas as pd
 import pipeline
 from pipeline import buildcache, parallel
 from pipeline.config import Study, raw_folder, selected_studies
-from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext,
-                              empty)
+from pipeline.context import (CONSUMED_COLUMNS, FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, FindingCounts,
+                              StudyContext, empty)
 from pipeline.derive import visits
 from pipeline.domains import AFTER_VISITS, REGISTRY
 from pipeline.errors import ConfigError, DataError, PipelineError, output_error
@@ -491,7 +491,7 @@ def _gate_one(raw: Path, study: Study, spec: Spec, debug: bool):
 
 
 @dataclass
-class KeptGate:
+class KeptGate(FindingCounts):
     """The gate result of a study whose outputs are kept (:mod:`pipeline.buildcache`), as its
     cache entry recorded it: what :func:`_gate` and the gate reports read of a ``GateResult``."""
 
@@ -500,14 +500,6 @@ class KeptGate:
     findings: pd.DataFrame
     executed: pd.DataFrame
     records: int
-
-    @property
-    def errors(self) -> int:
-        return int((self.findings["severity"] == "error").sum())
-
-    @property
-    def warnings(self) -> int:
-        return int((self.findings["severity"] != "error").sum())
 
     @classmethod
     def of(cls, study: Study, entry: buildcache.Entry) -> KeptGate:

@@ -98,3 +98,18 @@ class StudyContext:
     def consumed_rows(self, form: str, rows: pd.Series, dataset: str) -> pd.DataFrame:
         """Provenance frame for :attr:`DomainResult.consumed`."""
         return pd.DataFrame({"form": form, "row": rows.to_numpy(), "dataset": dataset})
+
+
+class FindingCounts:
+    """``errors`` and ``warnings`` of a gate result's ``findings`` frame (the gate's own result
+    and the one a kept study's cache entry recorded)."""
+
+    findings: pd.DataFrame
+
+    @property
+    def errors(self) -> int:
+        return int((self.findings["severity"] == "error").sum())
+
+    @property
+    def warnings(self) -> int:
+        return int((self.findings["severity"] != "error").sum())

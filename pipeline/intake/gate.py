@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import Study, raw_folder, selected_studies
-from pipeline.context import FINDING_COLUMNS, empty
+from pipeline.context import FINDING_COLUMNS, FindingCounts, empty
 from pipeline.errors import ConfigError
 from pipeline.intake import checks as ck
 from pipeline.intake import report
@@ -29,7 +29,7 @@ EXECUTED_COLUMNS = ["study", "file", "check"]
 
 
 @dataclass
-class GateResult:
+class GateResult(FindingCounts):
     """Everything the gate learned about one study."""
 
     study: Study
@@ -37,14 +37,6 @@ class GateResult:
     findings: pd.DataFrame
     #: study, file, check: every check that ran on a file (passing ones included)
     executed: pd.DataFrame
-
-    @property
-    def errors(self) -> int:
-        return int((self.findings["severity"] == "error").sum())
-
-    @property
-    def warnings(self) -> int:
-        return int((self.findings["severity"] != "error").sum())
 
     @property
     def records(self) -> int:
