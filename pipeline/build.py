@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import platform
 import re
 import sys
@@ -785,7 +786,7 @@ def _remember(out: Path, study: Study, key: str, gate: tuple | None) -> None:
     findings, executed, forms, records = gate
     try:
         data = findings_report_path(out, sid).read_bytes()
-        warnings = len(pd.read_csv(findings_report_path(out, sid), dtype=str, keep_default_na=False))
+        warnings = len(pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False))
         entry = buildcache.Entry(
             studyid=sid, key=key, manifest_sha256=manifest.sha256_file(out / sid / manifest.MANIFEST),
             gate_findings=buildcache.findings_records(findings),

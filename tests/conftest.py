@@ -1,5 +1,7 @@
 """Shared test helpers: project paths and the optional ../shared reference material."""
 
+import csv
+import io
 import os
 from pathlib import Path
 
@@ -77,3 +79,13 @@ def built_study(tmp_path_factory) -> Path:
     if code != 0 or not (out / sid / "define.xml").is_file():
         pytest.skip(f"{sid} did not build (exit {code}); see {out / 'gate'}")
     return out / sid
+
+
+def plant_cell(path: Path, row: int, column: str, value: str, encoding: str = "utf-8") -> None:
+    """Set the cell of spreadsheet row ``row`` (1 = the header, 2 = the first record) and
+    ``column`` of the raw CSV ``path`` to ``value`` (a planted defect of a copied extract)."""
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding=encoding))))
+    rows[row - 1][rows[0].index(column)] = value
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    path.write_text(buf.getvalue(), encoding=encoding)

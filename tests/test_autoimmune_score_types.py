@@ -19,7 +19,7 @@ from pipeline.config import load_study
 from pipeline.intake.gate import gate_detail
 from pipeline.spec import load_spec
 
-from conftest import RAW, SPECS
+from conftest import RAW, SPECS, plant_cell
 
 SID = "ZJU-CD7-AID"
 
@@ -32,17 +32,12 @@ def planted(tmp_path_factory):
     shutil.copytree(RAW / SID, raw / SID)
     path = raw / SID / "rs.csv"
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
-    head = rows[0]
     planted_rows = {}
     for col, value in (("DASCORE", "7.5"), ("CSLEDAI", "3.5"), ("BVAS", "2.5"), ("MRSS", "19.5"),
                        ("PGA", "0.45"), ("TIS", "27.5"), ("CRISS", "0.39")):
-        i = head.index(col)
-        n = next(k for k, r in enumerate(rows[1:], start=2) if r[i] and k not in planted_rows.values())
-        rows[n - 1][i] = value
-        planted_rows[col] = n
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    path.write_text(buf.getvalue(), encoding="utf-8")
+        i = rows[0].index(col)   # a row holding a score of this column, one row per column
+        planted_rows[col] = next(k for k, r in enumerate(rows[1:], start=2) if r[i] and k not in planted_rows.values())
+        plant_cell(path, planted_rows[col], col, value)
     spec = load_spec(SPECS)
     result = gate_detail(raw, load_study(SPECS, SID), spec)
     return result.findings, planted_rows

@@ -3,8 +3,6 @@ exits 1 and its machine report names exactly the planted rows (issue 2, Done whe
 
 from __future__ import annotations
 
-import csv
-import io
 import shutil
 import subprocess
 import sys
@@ -12,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import RAW, ROOT, SPECS
+from conftest import RAW, ROOT, SPECS, plant_cell
 
 STUDY = "NCT05164042"
 
@@ -26,15 +24,6 @@ PLANTS = [
 ]
 
 
-def _plant(path, row, column, value):
-    text = path.read_text(encoding="utf-8")
-    rows = list(csv.reader(io.StringIO(text)))
-    rows[row - 1][rows[0].index(column)] = value
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    path.write_text(buf.getvalue(), encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def corrupted(tmp_path_factory):
     if not (RAW / STUDY).is_dir():
@@ -42,7 +31,7 @@ def corrupted(tmp_path_factory):
     raw = tmp_path_factory.mktemp("raw")
     shutil.copytree(RAW / STUDY, raw / STUDY)
     for file, row, column, value in PLANTS:
-        _plant(raw / STUDY / file, row, column, value)
+        plant_cell(raw / STUDY / file, row, column, value)
     out = tmp_path_factory.mktemp("out")
     proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", "--study", STUDY, "--raw", str(raw),
                            "--specs", str(SPECS), "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
