@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.xml.functions import tostring
+
+from pipeline.report.tables import text_values
 
 #: first characters that make a spreadsheet read text as a formula (OWASP CSV injection)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -77,12 +80,27 @@ def set_text(cell, value: str) -> None:
         cell.quotePrefix = True
 
 
-def _cell_values(s: pd.Series, numeric: bool) -> list:
-    if numeric:
-        num = pd.to_numeric(s, errors="coerce")
-        return [None if pd.isna(v) else (int(v) if float(v).is_integer() else float(v)) for v in num.to_numpy()]
-    t = s.astype("object").where(s.notna(), "").astype(str)
-    return t.tolist()
+def _cell_values(s: pd.Series, numeric: bool) -> tuple[list, np.ndarray]:
+    """The cell values of one column, and the length of each non-empty one as text (for the
+    column width). Numbers: an ``int`` when whole, else a ``float``, ``None`` when missing;
+    converted once per distinct value. Texts: :func:`pipeline.report.tables.text_values`."""
+    if not numeric:
+        values = text_values(s)
+        return values.tolist(), np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    num = s if s.dtype.kind in "fiu" else pd.to_numeric(s, errors="coerce")
+    if num.dtype.kind in "iu":  # whole numbers as they are (exact beyond 2**53), None where missing
+        missing = num.isna().to_numpy()
+        out = np.array(num.to_numpy(dtype="int64", na_value=0).tolist(), dtype=object)
+        out[missing] = None
+        present = ~missing
+    else:
+        values = num.to_numpy(dtype=float, na_value=np.nan)
+        present = ~np.isnan(values)
+        distinct, at = np.unique(values[present], return_inverse=True)
+        cells = [int(v) if v.is_integer() else v for v in distinct.tolist()]  # distinct values of one column
+        out = np.full(len(values), None, dtype=object)
+        out[present] = np.array(cells, dtype=object)[at.reshape(-1)] if cells else []
+    return out.tolist(), np.fromiter(map(len, map(str, out[present])), dtype=np.int64, count=int(present.sum()))
 
 
 def put_column(ws, column: int, first_row: int, values: list, numeric: bool) -> None:
@@ -117,9 +135,9 @@ def put_column(ws, column: int, first_row: int, values: list, numeric: bool) -> 
     ws._current_row = max(ws._current_row, last)
 
 
-def _width(header: str, values: list) -> float:
-    lens = [len(str(v)) for v in values if v is not None]
-    longest = max([len(header)] + lens[:5000]) if lens else len(header)
+def _width(header: str, lengths: np.ndarray) -> float:
+    """A column's width: its longest text (header, or one of its first 5,000 values) + 2, capped."""
+    longest = max(len(header), int(lengths[:5000].max())) if len(lengths) else len(header)
     return float(min(MAX_WIDTH, max(MIN_WIDTH, longest + 2)))
 
 
@@ -152,9 +170,9 @@ def workbook_bytes(sheets: list[Sheet], study_line: str, stamp_line: str, stamp:
         columns = list(sh.frame.columns)
         for j, col in enumerate(columns, start=1):
             numeric = col in sh.numeric
-            values = _cell_values(sh.frame[col], numeric)
+            values, lengths = _cell_values(sh.frame[col], numeric)
             put_column(ws, j, header_row + 1, values, numeric)
-            ws.column_dimensions[get_column_letter(j)].width = _width(sh.headers[j - 1], values)
+            ws.column_dimensions[get_column_letter(j)].width = _width(sh.headers[j - 1], lengths)
         last = header_row + len(sh.frame)
         ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
         ws.auto_filter.ref = f"A{header_row}:{get_column_letter(ncol)}{max(last, header_row)}"

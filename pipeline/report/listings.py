@@ -556,26 +556,28 @@ def _env() -> jinja2.Environment:
                               lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-def number_texts(num: pd.Series) -> pd.Series:
+def number_texts(num: pd.Series) -> np.ndarray:
     """Numbers as text: whole numbers without a ``.0``, others positional without trailing
-    zeros, missing as ``""``. Formatted once per distinct value (a listing repeats them)."""
-    texts = {v: str(int(v)) if v == np.round(v) else np.format_float_positional(v, trim="-")
-             for v in num.dropna().unique()}  # distinct values of one column
-    return num.map(texts).astype(object).where(num.notna(), "")
-
-
-def display_values(frame: pd.DataFrame, numeric: set[str]) -> pd.DataFrame:
-    """Cell texts for HTML, RTF and PDF: numbers without a spurious ``.0``, missing as ``""``."""
-    out = pd.DataFrame(index=frame.index)
-    for c in frame.columns:
-        if c in numeric:
-            out[c] = number_texts(pd.to_numeric(frame[c], errors="coerce"))
-        else:
-            out[c] = tables.text(frame[c])
+    zeros, missing as ``""`` (an object array). Formatted once per distinct value (a listing
+    repeats them)."""
+    values = num.to_numpy(dtype=float, na_value=np.nan)
+    present = ~np.isnan(values)
+    distinct, at = np.unique(values[present], return_inverse=True)
+    texts = [str(int(v)) if v == np.round(v) else np.format_float_positional(v, trim="-")
+             for v in distinct.tolist()]  # distinct values of one column
+    out = np.full(len(values), "", dtype=object)
+    out[present] = np.array(texts, dtype=object)[at.reshape(-1)] if texts else []
     return out
 
 
-def render_listing(lst: Listing, head: dict, cells: pd.DataFrame | None = None) -> str:
+def display_values(frame: pd.DataFrame, numeric: set[str]) -> dict[str, np.ndarray]:
+    """Cell texts for HTML, RTF and PDF, per column an object array of ``str``: numbers
+    without a spurious ``.0``, missing as ``""``."""
+    return {c: number_texts(frame[c] if frame[c].dtype.kind in "fiu" else pd.to_numeric(frame[c], errors="coerce"))
+            if c in numeric else tables.text_values(frame[c]) for c in frame.columns}
+
+
+def render_listing(lst: Listing, head: dict, cells: dict[str, np.ndarray] | None = None) -> str:
     """One listing as HTML; per-subject listings are grouped with a subject header row.
     ``cells``: :func:`display_values` of the listing, when the caller has them already."""
     cells = display_values(lst.frame, lst.numeric) if cells is None else cells
@@ -585,11 +587,11 @@ def render_listing(lst: Listing, head: dict, cells: pd.DataFrame | None = None) 
         keep = [i for i, c in enumerate(names) if c not in ("USUBJID", "COHORT")]
         names, headers = [names[i] for i in keep], [headers[i] for i in keep]
     numeric_idx = [i for i, c in enumerate(names) if c in lst.numeric]
-    rows = row_html(cells, names, numeric_idx)
+    rows = row_html(cells, names, numeric_idx, len(lst.frame))
     groups = []
     if lst.per_subject and len(rows):
-        subj = cells["USUBJID"].tolist()
-        cohort = cells["COHORT"].tolist() if "COHORT" in cells else [""] * len(rows)
+        subj = list(cells["USUBJID"])
+        cohort = list(cells["COHORT"]) if "COHORT" in cells else [""] * len(rows)
         start = 0
         for i in range(1, len(rows) + 1):
             if i == len(rows) or subj[i] != subj[start]:
@@ -601,12 +603,12 @@ def render_listing(lst: Listing, head: dict, cells: pd.DataFrame | None = None) 
         listing=lst, headers=headers, names=names, groups=groups, n=len(rows), **head)
 
 
-def row_html(cells: pd.DataFrame, names: list[str], numeric_idx: list[int]) -> list[Markup]:
+def row_html(cells: dict[str, np.ndarray], names: list[str], numeric_idx: list[int], n: int) -> list[Markup]:
     """The ``<tr>`` of every row, built column by column (each distinct text escaped once,
     as jinja2's autoescaping escapes it) rather than cell by cell in the template."""
-    out = np.full(len(cells), "<tr>", dtype=object)
+    out = np.full(n, "<tr>", dtype=object)
     for j, c in enumerate(names):  # columns of the listing
-        distinct, at = np.unique(cells[c].to_numpy(dtype=str), return_inverse=True)
+        distinct, at = np.unique(np.asarray(cells[c], dtype=str), return_inverse=True)
         escaped = np.array([str(escape(v)) for v in distinct.tolist()] or [""], dtype=object)  # distinct texts
         out = out + ('<td class="num">' if j in numeric_idx else "<td>") + escaped[at.reshape(-1)] + "</td>"
     return [Markup(x) for x in (out + "</tr>").tolist()]
@@ -707,25 +709,26 @@ def _source_text(entry: dict) -> str:
     return f"{text} ({entry['source_note']})" if entry.get("source_note") else text
 
 
-def listing_doc(lst: Listing, head: dict, program: str, texts: pd.DataFrame | None = None) -> tlf.Doc:
+def listing_doc(lst: Listing, head: dict, program: str, texts: dict[str, np.ndarray] | None = None) -> tlf.Doc:
     """A listing or table as a :class:`pipeline.report.tlf.Doc`; ``texts``: the listing's
     :func:`display_values`, when the caller has them already."""
     e = lst.entry
     keep = set(e.get("tlf_columns") or lst.frame.columns)
     idx = [j for j, c in enumerate(lst.frame.columns) if c in keep]
     frame = lst.frame.iloc[:, idx]
-    cells = display_values(frame, lst.numeric) if texts is None else texts.iloc[:, idx]
+    texts = display_values(frame, lst.numeric) if texts is None else texts
+    cells = [texts[c] for c in frame.columns]
     return tlf.Doc(
         studyid=head["studyid"], type=e.get("type", "Table"), number=e.get("number", ""), title=lst.title,
         subtitle=e.get("subtitle", ""), population=e.get("population", ""), headers=[lst.headers[j] for j in idx],
-        rows=cells.to_numpy(dtype=object).tolist(), align=["r" if c in lst.numeric else "l" for c in frame.columns],
+        rows=np.column_stack(cells).tolist() if cells else [[] for _ in range(len(frame))], align=["r" if c in lst.numeric else "l" for c in frame.columns],
         orientation=e.get("orientation", "portrait"),
         footnotes=list(e.get("footnotes", [])), source=_source_text(e), cutoff=head["data_cutoff"],
         program=program, run=head["generated"])
 
 
 def write_tlf(out: Path, listings: list[Listing], figs: list[FigureOut], head: dict, stamp,
-              page: dict, texts: dict[str, pd.DataFrame] | None = None) -> dict[str, list[str]]:
+              page: dict, texts: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, list[str]]:
     """RTF and PDF of every output whose spec formats include them, into ``out/tlf/``;
     returns output id -> the files written (relative to ``out``)."""
     folder = out / TLF_DIR

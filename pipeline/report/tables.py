@@ -19,14 +19,27 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 from pipeline.derive.baseline import before_exposure
 from pipeline.derive.dates import dtc_date
 
 
+def text_values(s: pd.Series) -> np.ndarray:
+    """Values as text, missing as ``""``: an object array of ``str``, as
+    ``s.astype(object).where(s.notna(), "").astype(str)`` makes them. Done on the column's
+    numpy array (a few pandas calls per column cost more than the texts of a small study);
+    a column holding other things than texts (numbers, dates) is turned into text by pandas."""
+    values = s.to_numpy(dtype=object)
+    out = np.where(pd.isna(values), "", values)
+    if infer_dtype(out, skipna=False) != "string":
+        out = pd.Series(out, dtype=object).astype(str).to_numpy(dtype=object)
+    return out
+
+
 def text(s: pd.Series) -> pd.Series:
-    """Values as text, missing as ``""``."""
-    return s.astype("object").where(s.notna(), "").astype(str)
+    """Values as text (``str`` dtype), missing as ``""`` (:func:`text_values`)."""
+    return pd.Series(text_values(s), index=s.index, name=s.name, dtype=str)
 
 
 def column(frame: pd.DataFrame, name: str) -> pd.Series:
