@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.adam.common import analysis_day, dtc_to_sas_date, dtc_to_sas_datetime, merge_adsl, num, text
+from pipeline.adam.common import (analysis_day, before_exposure, dtc_to_sas_date, dtc_to_sas_datetime, merge_adsl,
+                                  num, text)
 from pipeline.config import Study
-from pipeline.derive.baseline import before_exposure
 from pipeline.errors import ConfigError
 from pipeline.rules import response as R
 from pipeline.spec import Spec

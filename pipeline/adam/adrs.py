@@ -36,13 +36,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.adam.common import analysis_day, dtc_to_sas_date, merge_adsl, num, supp_value, text
+from pipeline.adam.common import (analysis_day, before_exposure, dtc_to_sas_date, merge_adsl, num, sdtm_spec_of,
+                                  supp_value, text)
 from pipeline.config import Study
-from pipeline.derive.baseline import before_exposure
 from pipeline.derive.dates import dtc_date
 from pipeline.errors import ConfigError
 from pipeline.rules import response as R
-from pipeline.spec import Spec, load_spec
+from pipeline.spec import Spec
 
 INVESTIGATOR = "INVESTIGATOR"
 DERIVED = "SPONSOR"
@@ -655,8 +655,7 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
     adsl = adam["ADSL"]
     if "RS" not in sdtm or sdtm["RS"].empty:
         return {}
-    sdtm_spec = load_spec(spec.root, "sdtm")
-    a = assessments(sdtm, feature_sources(sdtm_spec))
+    a = assessments(sdtm, feature_sources(sdtm_spec_of(spec)))
     derived, feats = derived_responses(a, sdtm, spec, study)
     order = R.response_order(spec)
     cfg = study["response"]

@@ -38,6 +38,7 @@ def adam_spec(sdtm_spec: Spec) -> Spec:
     spec = load_spec(sdtm_spec.root, "adam")
     if "ctcae_version" in sdtm_spec.standards:
         spec = replace(spec, standards={**spec.standards, "ctcae_version": sdtm_spec.standards["ctcae_version"]})
+    spec._memo("sdtm spec", "", lambda _name: sdtm_spec)  # for the modules that read SDTM metadata (ADRS)
     return spec
 
 
