@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,13 @@ class Study:
         """Visit schedule with VISITNUM, VISIT, protocol day, window and planned VISITDY.
 
         VISITDY = day + 1 for day >= 0 (infusion = protocol day 0 = study day 1), else day,
-        because SDTM has no day 0 (SDTMIG 3.4 section 4.4.4).
+        because SDTM has no day 0 (SDTMIG 3.4 section 4.4.4). A copy of the schedule built once
+        per Study (the domains ask ~30 times a study).
         """
+        return self._visit_schedule.copy()
+
+    @cached_property
+    def _visit_schedule(self) -> pd.DataFrame:
         v = self.table("visits")
         if v.empty:
             return v

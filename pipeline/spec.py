@@ -156,7 +156,11 @@ class Spec:
 
     # ---- raw contract -----------------------------------------------------------
     def form_columns(self, form: str) -> pd.DataFrame:
-        """Raw spec rows of one CRF form, in file order."""
+        """Raw spec rows of one CRF form, in file order (a copy: the gate and the domains ask ~70
+        times a study)."""
+        return self._memo("form_columns", form, self._form_columns).copy()
+
+    def _form_columns(self, form: str) -> pd.DataFrame:
         c = self.raw_columns[self.raw_columns["form"] == form]
         if c.empty:
             raise ConfigError(f"raw form {form} is not in specs/raw/columns.csv")

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Study
+from pipeline.derive.text import stripped_text
 from pipeline.errors import DataError
 
 UNSCHEDULED = "UNSCHEDULED"
@@ -36,7 +37,7 @@ _DATE = r"^\d{4}-\d{2}-\d{2}"
 
 
 def _names(visit: pd.Series) -> pd.Series:
-    return visit.astype("object").where(visit.notna(), "").astype(str).str.strip().str.upper()
+    return stripped_text(visit).str.upper()
 
 
 def _planned_base(dy: np.ndarray, study: Study) -> np.ndarray:

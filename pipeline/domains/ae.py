@@ -40,6 +40,7 @@ from pipeline.derive.identifiers import usubjid as make_usubjid
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.suppqual import build_supp
+from pipeline.derive.text import stripped_text
 from pipeline.derive.visits import UNSCHEDULED, visit_numbers
 from pipeline.errors import ConfigError, DataError
 from pipeline.rules import astct, meddra
@@ -80,7 +81,7 @@ class _CT:
 # small helpers
 # ---------------------------------------------------------------------------------------
 def _text(s: pd.Series) -> pd.Series:
-    return s.astype("object").where(s.notna(), "").astype(str).str.strip()
+    return stripped_text(s)
 
 
 def _finding(frame: pd.DataFrame, mask: pd.Series, study: str, column: str, value: pd.Series,

@@ -37,6 +37,7 @@ from pipeline.derive.epoch import derive_epoch, subject_elements
 from pipeline.derive.studyday import study_day, study_day_by_subject
 from pipeline.derive.visits import visit_numbers
 from pipeline.derive.suppqual import build_supp
+from pipeline.derive.text import stripped_text
 from pipeline.errors import ConfigError
 from pipeline.spec import Spec
 
@@ -65,7 +66,7 @@ def ct_term(spec: Spec, codelist: str, ncit_code: str) -> str:
 
 def text(s: pd.Series) -> pd.Series:
     """Raw text column as str with ``""`` for missing, stripped."""
-    return s.astype("object").where(s.notna(), "").astype(str).str.strip()
+    return stripped_text(s)
 
 
 def raw_dtc(frame: pd.DataFrame, date_col: str, time_col: str | None = None) -> tuple[pd.Series, pd.Series]:

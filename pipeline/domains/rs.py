@@ -33,6 +33,7 @@ from pipeline.context import FINDING_COLUMNS, DomainResult, StudyContext, empty
 from pipeline.derive.baseline import before_exposure, last_obs_before_exposure
 from pipeline.derive.dates import dtc_date
 from pipeline.derive.seq import assign_seq
+from pipeline.derive.text import stripped_text
 from pipeline.domains.dm import complete_dated_rows, place_in_study
 from pipeline.errors import ConfigError
 from pipeline.rules import response as R
@@ -48,7 +49,7 @@ BEST = "BESTRESP"
 # small helpers
 # ---------------------------------------------------------------------------------------
 def _text(s: pd.Series) -> pd.Series:
-    return s.astype("object").where(s.notna(), "").astype(str).str.strip()
+    return stripped_text(s)
 
 
 def _finding(studyid: str, file: str, row, column: str, value, check: str, severity: str, message: str) -> dict:

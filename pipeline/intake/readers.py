@@ -382,11 +382,10 @@ def strip_text(values: pd.Series) -> pd.Series:
 
     Works on the distinct values (a raw column repeats a few thousand values a million times).
     """
-    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
-    u = pd.Series(np.asarray(uniques, dtype=object)).map(str).str.strip()
-    u = u.where(u != "", None).astype(object)
-    table = np.append(u.to_numpy(dtype=object), None)
-    return pd.Series(table[codes], index=values.index, dtype="str")
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    table = [str(u).strip() or None for u in uniques]  # distinct values, not records
+    table.append(None)  # missing
+    return pd.Series(np.array(table, dtype=object)[codes], index=values.index, dtype="str")
 
 
 def _trim_blank_columns(header: list[str], df: pd.DataFrame) -> list[str]:

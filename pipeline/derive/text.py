@@ -1,0 +1,24 @@
+"""Text of raw and derived columns: ``""`` for a missing cell, surrounding blanks removed.
+
+Called a few hundred times per study on small columns (every raw text field a domain reads),
+so it works on the column's distinct values: a raw column repeats a few values many times.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def stripped_text(s: pd.Series) -> pd.Series:
+    """``s`` as text (``str`` dtype, same index and name): ``""`` where missing, else
+    ``str(value).strip()``. Text columns are stripped once per distinct value; a column holding
+    numbers or mixed values goes the generic pandas way (distinct-value hashing would equate
+    ``1``, ``1.0`` and ``True``)."""
+    values = s.to_numpy(dtype=object)
+    if not (isinstance(s.dtype, pd.StringDtype) or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")):
+        return s.astype("object").where(s.notna(), "").astype(str).str.strip()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = [u.strip() for u in uniques]  # distinct values, not records
+    table.append("")  # missing
+    return pd.Series(np.array(table, dtype=object)[codes], index=s.index, name=s.name, dtype="str")
