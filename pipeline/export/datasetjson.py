@@ -49,13 +49,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import pipeline
-from pipeline.export.xpt import compact_codes, observed_lengths, xpt_frame
+from pipeline.export.xpt import compact_codes, observed_lengths, spec_types, xpt_frame
 from pipeline.spec import Spec
 
 VERSION = "1.1.0"
@@ -97,13 +98,13 @@ def iso_stamp(ts: datetime) -> str:
 def columns_metadata(frame: pd.DataFrame, spec: Spec, name: str, lengths: dict[str, int] | None = None) -> list[dict]:
     """The ``columns`` array for a frame already in export form (:func:`xpt_frame`).
     ``lengths`` (variable -> exported length) saves recomputing :func:`observed_lengths`."""
-    v = spec.vars(name).set_index("variable")
+    types, labels = spec_types(spec, name), spec.labels(name)
     keys = spec.keys(name)
     lengths = lengths if lengths is not None else observed_lengths(frame, spec, name)
     cols = []
     for c in frame.columns:
-        dtype = DATA_TYPES[v.loc[c, "type"]]
-        col = {"itemOID": item_oid(name, c), "name": c, "label": v.loc[c, "label"], "dataType": dtype}
+        dtype = DATA_TYPES[types[c]]
+        col = {"itemOID": item_oid(name, c), "name": c, "label": labels[c], "dataType": dtype}
         if dtype not in ("integer", "double"):
             col["length"] = lengths[c]
         if c in keys:
@@ -115,20 +116,30 @@ def columns_metadata(frame: pd.DataFrame, spec: Spec, name: str, lengths: dict[s
 def _column_cells(s: pd.Series, dtype: str) -> tuple[np.ndarray, np.ndarray, int]:
     """(index, table, length) of one column: ``table[index]`` is the JSON text of every value
     (each distinct value encoded once); ``length`` is the longest distinct text value (at least
-    1, the exported length of a character variable; 8 for numbers)."""
+    1, the exported length of a character variable; 8 for numbers).
+
+    Each distinct value is encoded as ``json.dumps`` does it (a loop over distinct values, not
+    records): a finite float by ``float.__repr__``, an integer by ``int.__repr__``, a string by
+    ``json.encoder.encode_basestring_ascii`` (what ``json.dumps(text, ensure_ascii=True)``
+    calls), without ``json.dumps``' per-call set-up."""
     if dtype in ("integer", "double"):
-        num = pd.to_numeric(s, errors="raise").astype("float64")
-        codes, uniques = pd.factorize(num, use_na_sentinel=True)
+        num = s if s.dtype == np.float64 else pd.to_numeric(s, errors="raise").astype("float64")
+        codes, uniques = pd.factorize(num.to_numpy(), use_na_sentinel=True)
         if dtype == "integer":
-            enc = [json.dumps(int(u)) for u in uniques]
+            enc = [repr(int(u)) for u in uniques]  # int() refuses +-inf, as json.dumps(int(u)) did
         else:
-            enc = [json.dumps(float(u), allow_nan=False) for u in uniques]
+            if not np.isfinite(uniques).all():  # json.dumps(allow_nan=False) refused them
+                bad = float(uniques[~np.isfinite(uniques)][0])
+                raise ValueError(f"Out of range float values are not JSON compliant: {bad!r}")
+            enc = [float.__repr__(float(u)) for u in uniques]
         length = 8
     else:
-        codes, uniques = pd.factorize(s.astype("object"), use_na_sentinel=True)
+        values = s.to_numpy() if s.dtype == object else s.astype("object").to_numpy()
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
         null_empty = dtype in _NULL_WHEN_EMPTY
-        enc = ["null" if (u == "" and null_empty) else json.dumps(str(u), ensure_ascii=True) for u in uniques]
-        length = max([1, *(len(str(u)) for u in uniques)])  # a loop over distinct values
+        text = [u if isinstance(u, str) else str(u) for u in uniques]
+        enc = ["null" if (u == "" and null_empty) else encode_basestring_ascii(t) for u, t in zip(uniques, text)]
+        length = max([1, *map(len, text)])
     table = np.array(enc + ["null"], dtype=object)
     return compact_codes(np.where(codes >= 0, codes, len(enc)), len(table)), table, length
 

@@ -44,11 +44,13 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 
 from pipeline.errors import DataError
+from pipeline.export.memo import per_object
 from pipeline.spec import NUMERIC_TYPES, Spec
 
 MAX_NAME = 8
@@ -57,6 +59,9 @@ MAX_VALUE = 200
 _STAMP_RE = re.compile(rb"^\d{2}[A-Z]{3}\d{2}:\d{2}:\d{2}:\d{2}$")
 _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 RECORD = 80
+_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
+#: a text value made only of printable ASCII (0x20-0x7E): ``printable_ascii(text)`` is a match or None
+printable_ascii = re.compile(r"[\x20-\x7e]*").fullmatch
 
 
 def source_date_epoch() -> datetime | None:
@@ -114,6 +119,16 @@ def export_text(s: pd.Series) -> np.ndarray:
     return s.astype("object").where(s.notna(), "").astype(str).to_numpy(dtype=object)
 
 
+def spec_types(spec: Spec, name: str) -> MappingProxyType:
+    """Variable -> spec ``type`` of one dataset (read-only), made once per spec and dataset:
+    the writers and define.xml ask for it for every dataset (``spec.vars`` copies its frame)."""
+    made = per_object(spec, "variable_types", lambda _spec: {})
+    if name not in made:
+        v = spec.vars(name)
+        made[name] = MappingProxyType(dict(zip(v["variable"], v["type"])))
+    return made[name]
+
+
 def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     """The frame as written: spec variables in spec order (those present), character columns
     as object with ``""`` for missing, numerics float64, a 0..n-1 index. Idempotent and cheap on
@@ -122,14 +137,13 @@ def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     Columns already in export form are not copied: they are taken as pandas Series into a frame
     built with ``copy=False``, which pandas' copy-on-write tracks (a later change to either
     frame copies the column then), and the frame is not consolidated into one 2-D block."""
-    v = spec.vars(name)
-    cols = [c for c in v["variable"] if c in frame.columns]
-    types = dict(zip(v["variable"], v["type"]))
+    types = spec_types(spec, name)
+    cols = [c for c in types if c in frame.columns]
     out = {}
     for c in cols:  # loop over variables
         s = frame[c]
         if types[c] in NUMERIC_TYPES:
-            out[c] = pd.to_numeric(s, errors="raise").astype("float64")
+            out[c] = s if s.dtype == np.float64 else pd.to_numeric(s, errors="raise").astype("float64")
         elif _is_export_text(s):
             out[c] = s
         else:
@@ -150,7 +164,7 @@ def _longest(distinct) -> int:
 def observed_lengths(frame: pd.DataFrame, spec: Spec, name: str) -> dict[str, int]:
     """Length of each variable as exported: character = longest value present (min 1);
     numeric = 8 (XPT storage). The define.xml writer uses the same numbers."""
-    types = dict(zip(spec.vars(name)["variable"], spec.vars(name)["type"]))
+    types = spec_types(spec, name)
     out = {}
     for c in frame.columns:
         if types.get(c) in NUMERIC_TYPES:
@@ -171,20 +185,39 @@ def xpt_problems(frame: pd.DataFrame, spec: Spec, name: str, distinct: dict | No
         problems.append(f"{name}: dataset label {ds_label!r} over {MAX_LABEL} characters or not ASCII")
     labels = spec.labels(name)
     for c in frame.columns:
-        if len(c) > MAX_NAME or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", c):
+        if len(c) > MAX_NAME or not _NAME_RE.fullmatch(c):
             problems.append(f"{name}.{c}: variable name must be upper case, at most {MAX_NAME} characters")
         lab = labels.get(c, "")
         if len(lab) > MAX_LABEL or not lab.isascii():
             problems.append(f"{name}.{c}: label {lab!r} over {MAX_LABEL} characters or not ASCII")
         s = frame[c]
         if not pd.api.types.is_numeric_dtype(s.dtype):
-            uniq = pd.Series(distinct[c] if distinct and c in distinct else pd.unique(s), dtype=object).astype(str)
-            long = uniq[uniq.str.len() > MAX_VALUE]
-            if len(long):
-                problems.append(f"{name}.{c}: value longer than {MAX_VALUE} characters: {long.iloc[0][:40]!r}...")
-            bad = uniq[uniq.str.contains(r"[^\x20-\x7e]", regex=True)]
-            if len(bad):
-                problems.append(f"{name}.{c}: value with a non-ASCII or control character: {bad.iloc[0][:60]!r}")
+            problems += _value_problems(name, c, distinct[c] if distinct and c in distinct else pd.unique(s))
+    return problems
+
+
+def _value_problems(name: str, c: str, uniq) -> list[str]:
+    """The length and ASCII problems of one character variable, from its distinct values: the
+    first value over 200 characters and the first with a non-ASCII or control character."""
+    uniq = np.asarray(uniq, dtype=object)
+    problems = []
+    if pd.api.types.infer_dtype(uniq, skipna=False) in ("string", "empty"):
+        # every distinct value a str (export form): C-level map over the distinct values
+        n = len(uniq)
+        long = np.flatnonzero(np.fromiter(map(len, uniq), dtype=np.int64, count=n) > MAX_VALUE)
+        bad = np.flatnonzero(~np.fromiter(map(printable_ascii, uniq), dtype=bool, count=n))
+        first_long = uniq[long[0]] if len(long) else None
+        first_bad = uniq[bad[0]] if len(bad) else None
+    else:
+        text = pd.Series(uniq, dtype=object).astype(str)
+        long_values = text[text.str.len() > MAX_VALUE]
+        bad_values = text[text.str.contains(r"[^\x20-\x7e]", regex=True)]
+        first_long = long_values.iloc[0] if len(long_values) else None
+        first_bad = bad_values.iloc[0] if len(bad_values) else None
+    if first_long is not None:
+        problems.append(f"{name}.{c}: value longer than {MAX_VALUE} characters: {first_long[:40]!r}...")
+    if first_bad is not None:
+        problems.append(f"{name}.{c}: value with a non-ASCII or control character: {first_bad[:60]!r}")
     return problems
 
 
