@@ -68,6 +68,7 @@ from lxml import etree
 
 import pipeline
 from pipeline.export import datasetjson, xpt
+from pipeline.export.memo import per_object
 from pipeline.errors import ConfigError, DataError
 from pipeline.spec import NUMERIC_TYPES, Spec
 
@@ -111,7 +112,9 @@ def xml_text(value) -> str:
 
 
 def _text(s: pd.Series) -> pd.Series:
-    return s.astype("object").where(s.notna(), "").astype(str)
+    """Values as text, null as ``""`` (:func:`pipeline.export.xpt.export_text`: an exported
+    character column, already so, is not converted again)."""
+    return pd.Series(xpt.export_text(s), index=s.index, dtype=object)
 
 
 def _unique_oid(oid: str, taken: set[str]) -> str:
@@ -319,38 +322,50 @@ def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
     # the text of the where and unit columns once (not once per result variable)
     text = {c: _text(frame[c]) for c in dict.fromkeys([testcd, test, *extra, f"{prefix}ORRESU", f"{prefix}STRESU"])
             if c in frame.columns}
-    rows = []
-    for suffix in _VLM_RESULT:
+    where = text[testcd].to_numpy(dtype=object)
+    label = text[test].to_numpy(dtype=object) if test in text else np.full(len(frame), "", dtype=object)
+    # the where clause of each record: the test, and the category/specimen only for the tests
+    # it distinguishes
+    clause = {"where_value": where}
+    for k, c in enumerate(extra, start=2):
+        keep = pd.Series(where, dtype=object).isin(varies[c]).to_numpy()
+        clause[f"where{k}_variable"] = np.where(keep, c, "")
+        clause[f"where{k}_value"] = np.where(keep, text[c].to_numpy(dtype=object), "")
+    # one frame of the records of every result variable (``order``: its place in _VLM_RESULT),
+    # grouped once for all of them
+    parts = []
+    for order, suffix in enumerate(_VLM_RESULT):
         var = f"{prefix}{suffix}"
         if var not in frame.columns:
             continue
-        has = (frame[var].notna() & (_text(frame[var]) != "")).to_numpy()
+        has = (frame[var].notna() & (_text(frame[var]) != "")).to_numpy() & (where != "")
         if not has.any():
             continue
-        g = pd.DataFrame({"where_value": text[testcd][has],
-                          "label": text[test][has] if test in text else ""})
-        for k, c in enumerate(extra, start=2):
-            # the category/specimen joins the where clause only for the tests it distinguishes
-            keep = g["where_value"].isin(varies[c])
-            g[f"where{k}_variable"] = np.where(keep, c, "")
-            g[f"where{k}_value"] = np.where(keep, text[c][has], "")
         unit_var = f"{prefix}ORRESU" if suffix == "ORRES" else f"{prefix}STRESU"
-        g["unit"] = text[unit_var][has] if suffix in ("ORRES", "STRESC", "STRESN") and unit_var in text else ""
-        g["whole"] = (pd.to_numeric(frame[var][has], errors="coerce").pipe(lambda x: x == np.round(x))
-                      if suffix == "STRESN" else False)
-        g = g[g["where_value"] != ""]
-        if g.empty:
-            continue
-        keys = ["where_value"] + [c for k in range(2, 2 + len(extra)) for c in (f"where{k}_variable", f"where{k}_value")]
-        agg = g.groupby(keys, sort=True).agg(
-            label=("label", "first"), whole=("whole", "all"),
-            unit=("unit", lambda u: ", ".join(sorted(set(u) - {""})))).reset_index()
-        agg["type"] = np.where(agg["whole"], "integer", "float") if suffix == "STRESN" else "text"
-        agg = agg.drop(columns="whole").assign(
-            dataset=ds, variable=var, where_variable=testcd, length="", significant_digits="",
-            codelist=codelists.get(var, "") if suffix.endswith("U") else "", origin="", source="", method="", comment="")
-        rows.append(agg)
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+        unit = text[unit_var].to_numpy(dtype=object)[has] \
+            if suffix in ("ORRES", "STRESC", "STRESN") and unit_var in text else ""
+        whole = (pd.to_numeric(frame[var][has], errors="coerce").pipe(lambda x: x == np.round(x)).to_numpy()
+                 if suffix == "STRESN" else False)
+        parts.append(pd.DataFrame({"order": order, **{c: v[has] for c, v in clause.items()},
+                                   "label": label[has], "unit": unit, "whole": whole}))
+    if not parts:
+        return pd.DataFrame()
+    records = pd.concat(parts, ignore_index=True)
+    keys = ["order", *clause]
+    agg = records.groupby(keys, sort=True).agg(label=("label", "first"), whole=("whole", "all")).reset_index()
+    # the units of each group, sorted: from the distinct (group, unit) pairs (a few per test)
+    pairs = records.loc[records["unit"] != "", [*keys, "unit"]].drop_duplicates()
+    units: dict[tuple, list[str]] = {}
+    for *key, unit in zip(*(pairs[c] for c in keys), pairs["unit"]):  # distinct (test, unit) pairs
+        units.setdefault(tuple(key), []).append(unit)
+    agg["unit"] = [", ".join(sorted(units.get(key, ()))) for key in zip(*(agg[c] for c in keys))]
+    suffixes = [_VLM_RESULT[i] for i in agg["order"]]  # one per value-level row
+    agg["type"] = [("integer" if w else "float") if sfx == "STRESN" else "text"
+                   for sfx, w in zip(suffixes, agg["whole"])]
+    return agg.drop(columns=["order", "whole"]).assign(
+        dataset=ds, variable=[f"{prefix}{sfx}" for sfx in suffixes], where_variable=testcd, length="",
+        significant_digits="", origin="", source="", method="", comment="",
+        codelist=[codelists.get(f"{prefix}{sfx}", "") if sfx.endswith("U") else "" for sfx in suffixes])
 
 
 def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
@@ -450,32 +465,48 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
     return vlists, wheres, items
 
 
+def _codelist_rows(spec: Spec) -> dict[str, list[dict]]:
+    """codelist id -> its rows of the codelist tables as dicts, in file order (what
+    :meth:`Spec.codelist` returns), once per codelist table: every study's define.xml reads the
+    same table (the study's spec copies share it, :func:`pipeline.rules.ctcae_lab.with_study_version`)."""
+    def group(cl: pd.DataFrame) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for r in cl.to_dict("records"):  # codelist rows (metadata)
+            out.setdefault(r["codelist"], []).append(r)
+        return out
+    return per_object(spec.codelists, "codelist_rows", group)
+
+
 def codelists(reg: _Registry, spec: Spec) -> list[dict]:
     """CodeLists with only the terms used (spec order, then values outside the codelist)."""
     out = []
     oids = reg.codelist_oids()
+    table = _codelist_rows(spec)
     for (codelist, dtype) in sorted(reg.codelist_values):
         used = reg.codelist_values[(codelist, dtype)]
-        c = spec.codelist(codelist)
-        first = c.iloc[0]
+        rows = table.get(codelist)
+        if not rows:
+            raise ConfigError(f"codelist {codelist} is not in specs/sdtm/codelists/")
+        first = rows[0]
         oid = oids[(codelist, dtype)]
         cdisc = bool(str(first["ncit_code"]).strip())
         entry = {"oid": oid, "name": first["name"] or codelist, "datatype": dtype, "code": first["ncit_code"],
                  "standard_oid": STD_CT if cdisc else "", "external": None, "terms": [], "decoded": False}
-        dictionary = c.loc[c["dictionary"].astype(str).str.strip() != "", "dictionary"]
-        if len(dictionary):
+        dictionary = [r for r in rows if str(r["dictionary"]).strip() != ""]
+        if dictionary:
             # the one declared version of a dictionary (standards.toml <dictionary>_version, e.g.
             # meddra_version) wins over the codelist row, so that AE, define.xml, TS and build.log agree
-            version = str(spec.standards.get(f"{str(dictionary.iloc[0]).strip().lower()}_version",
-                                             c.loc[dictionary.index[0], "version"]))
-            entry["external"] = {"dictionary": dictionary.iloc[0], "version": version}
+            version = str(spec.standards.get(f"{str(dictionary[0]['dictionary']).strip().lower()}_version",
+                                             dictionary[0]["version"]))
+            entry["external"] = {"dictionary": dictionary[0]["dictionary"], "version": version}
             entry["standard_oid"] = ""
             out.append(entry)
             continue
-        terms = c[c["term"].isin(used)]
-        extra = sorted(used - set(c["term"]), key=lambda t: (len(t), t) if dtype in NUMERIC_TYPES else (0, t))
+        terms = [t for t in rows if t["term"] in used]
+        extra = sorted(used - {t["term"] for t in rows},
+                       key=lambda t: (len(t), t) if dtype in NUMERIC_TYPES else (0, t))
         items = []
-        for t in terms.to_dict("records"):
+        for t in terms:
             sponsor = cdisc and not str(t["term_ncit_code"]).strip() and "sponsor" in str(t["version"]).lower()
             items.append({"value": t["term"], "decode": t["decode"] or t["term"], "code": t["term_ncit_code"],
                           "extended": sponsor})

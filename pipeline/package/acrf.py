@@ -58,6 +58,7 @@ import pandas as pd
 
 from pipeline.config import Study
 from pipeline.errors import ConfigError
+from pipeline.export.memo import per_object
 from pipeline.spec import Spec, read_table
 
 ACRF_PDF = "acrf.pdf"
@@ -472,7 +473,19 @@ COVER_FIRST_TOP = 300.0
 
 
 def crf_layout(study: Study, spec: Spec) -> Layout:
-    """Every page of the study's annotated CRF, with the position of every field."""
+    """Every page of the study's annotated CRF, with the position of every field.
+
+    Made once per (study, spec) pair: the aCRF hook and define.xml's page references
+    (:func:`pipeline.export.define.crf_page_refs`) read the same layout, which nobody changes
+    once made. The entry holds the study, so its ``id`` is not reused while it is remembered."""
+    made = per_object(spec, "crf_layouts", lambda _spec: {})
+    hit = made.get(id(study))
+    if hit is None or hit[0] is not study:
+        hit = made[id(study)] = (study, _crf_layout(study, spec))
+    return hit[1]
+
+
+def _crf_layout(study: Study, spec: Spec) -> Layout:
     forms = crf_forms(study, spec)
     meta = spec.raw_forms.set_index("form")
     annotations = field_annotations(spec)
