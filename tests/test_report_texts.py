@@ -1,14 +1,21 @@
 """The cell texts and Excel values of the listings, computed on numpy arrays
 (``tables.text_values``, ``listings.number_texts``, ``excel._cell_values``), against the
-per-value pandas expressions they replace (the oracles below), on hypothesis-drawn columns."""
+per-value pandas expressions they replace (the oracles below), on hypothesis-drawn columns;
+the workbook's data rows written directly (``excel.data_rows``) against openpyxl's cells."""
 
 from __future__ import annotations
 
+import io
 import math
+from datetime import datetime
 
 import numpy as np
+import openpyxl
 import pandas as pd
+import pytest
 from hypothesis import given, settings, strategies as st
+
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from pipeline.report import excel, listings, tables
 
@@ -85,20 +92,92 @@ def test_excel_number_cells(values):
     s = pd.Series(values, dtype=float)
     got, lengths = excel._cell_values(s, True)
     want = _oracle_cells(s, True)
+    got = got.tolist()
     assert got == want and [type(v) for v in got] == [type(v) for v in want]
     assert lengths.tolist() == [len(str(v)) for v in want if v is not None]
 
 
 def test_excel_cells_by_hand():
     got, lengths = excel._cell_values(pd.Series([1.0, 2.5, np.nan, 3e20]), True)
+    got = got.tolist()
     assert got == [1, 2.5, None, 300000000000000000000] and type(got[0]) is int
     assert lengths.tolist() == [1, 3, 21]
     got, lengths = excel._cell_values(pd.Series([2**60 + 1, 5], dtype="int64"), True)
-    assert got == [2**60 + 1, 5]  # exact beyond 2**53
+    assert got.tolist() == [2**60 + 1, 5]  # exact beyond 2**53
     got, _ = excel._cell_values(pd.Series([7, None], dtype="Int64"), True)
-    assert got == [7, None]
+    assert got.tolist() == [7, None]
     got, _ = excel._cell_values(pd.Series(["12", "x", ""], dtype=object), True)
-    assert got == [12, None, None]
+    assert got.tolist() == [12, None, None]
     got, lengths = excel._cell_values(pd.Series(["ab", None, "=x"], dtype=object), False)
-    assert got == ["ab", "", "=x"] and lengths.tolist() == [2, 0, 2]
+    assert got.tolist() == ["ab", "", "=x"] and lengths.tolist() == [2, 0, 2]
     assert excel._width("Head", lengths) == 6.0 and excel._width("A header", np.array([70])) == 60.0
+
+
+def _workbooks(sheets, monkeypatch):
+    stamp = datetime(2025, 1, 2, 3, 4, 5)
+    fast = excel.workbook_bytes(sheets, "Study T", "cut-off", stamp)
+    monkeypatch.setattr(excel, "DIRECT_ROWS", False)
+    slow = excel.workbook_bytes(sheets, "Study T", "cut-off", stamp)
+    return fast, slow
+
+
+def _tricky_sheets():
+    a = pd.DataFrame({"USUBJID": ["S-1", "S-1", "", "S-2"], "AETERM": ["=HYPERLINK(1)", " padded", "", "µ ≥ 5\r\nx"],
+                      "AESEQ": [1.0, np.nan, np.nan, 2.5], "N": pd.array([3, None, None, 2**60], dtype="Int64"),
+                      "EMPTY": ["", "", "", ""]})
+    b = pd.DataFrame({"X": ["", "y", "-1", "<&>\"'"], "V": [np.nan, 1e20, -0.0, 7.0]})
+    return [excel.Sheet("first", "Title & <one>", a, ["Subject", "=Term", "Seq", "N", "Empty"], "a note",
+                        {"AESEQ", "N"}),
+            excel.Sheet("second", "Two", b, ["@x", "V"], "", {"V"}),
+            excel.Sheet("empty", "Nothing", a.iloc[:0], ["Subject", "=Term", "Seq", "N", "Empty"], "", {"AESEQ"}),
+            excel.Sheet("first", "Again", b.iloc[2:], ["X", "V"], "+note", {"V"})]
+
+
+def test_direct_rows_write_the_bytes_openpyxl_writes(monkeypatch):
+    """The data rows written as XML (excel.data_rows) make the same workbook, byte for byte,
+    as every cell made and written by openpyxl: formula-like texts with the quote prefix (in
+    data, headers and notes of several sheets: the style numbers follow openpyxl's order),
+    texts lxml escapes, outer spaces, empty cells, rows and sheets, whole and fractional
+    numbers, a number beyond 2**53."""
+    made = []
+    real = excel.data_rows
+    monkeypatch.setattr(excel, "data_rows", lambda *a: made.append(real(*a)) or made[-1])
+    fast, slow = _workbooks(_tricky_sheets(), monkeypatch)
+    assert fast == slow
+    assert [m is not None for m in made[:4]] == [True, True, False, True]  # the empty sheet: openpyxl's cells
+    wb = openpyxl.load_workbook(io.BytesIO(fast))
+    ws = wb["first"]
+    assert ws["B6"].value == "=HYPERLINK(1)" and ws["B6"].data_type == "s" and ws["B6"].quotePrefix
+    assert ws["B9"].value == "µ ≥ 5\r\nx" and ws["D9"].value == 2**60 and ws["C9"].value == 2.5
+    assert ws["A8"].value is None and ws.max_row == 9
+    assert wb["second"]["B6"].value == 100000000000000000000 and wb["second"]["C6"].value is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_texts.filter(lambda t: not ILLEGAL_CHARACTERS_RE.search(t)),
+                          st.one_of(_floats, st.none())), min_size=1, max_size=6))
+def test_direct_rows_on_drawn_columns(rows):
+    """Texts a worksheet can hold (the others: the test below) and numbers, drawn."""
+    frame = pd.DataFrame({"T": [t for t, _ in rows], "V": [v for _, v in rows]}, dtype=object)
+    sheets = [excel.Sheet("s", "t", frame, ["T", "V"], "", {"V"})]
+    stamp = datetime(2025, 1, 2)
+    fast = excel.workbook_bytes(sheets, "S", "c", stamp)
+    excel.DIRECT_ROWS = False
+    try:
+        slow = excel.workbook_bytes(sheets, "S", "c", stamp)
+    finally:
+        excel.DIRECT_ROWS = True
+    assert fast == slow
+
+
+def test_a_column_openpyxl_must_check_goes_through_its_cells(monkeypatch):
+    """A text beyond 32,767 characters is truncated, and a character a worksheet cannot hold
+    refused, exactly as openpyxl does (the sheet is written through openpyxl's cells)."""
+    from openpyxl.utils.exceptions import IllegalCharacterError
+    long = pd.DataFrame({"T": ["x" * 40_000, "=y"]})
+    fast, slow = _workbooks([excel.Sheet("s", "t", long, ["T"], "", set())], monkeypatch)
+    assert fast == slow
+    monkeypatch.setattr(excel, "DIRECT_ROWS", True)
+    with pytest.raises(IllegalCharacterError):
+        excel.workbook_bytes([excel.Sheet("s", "t", pd.DataFrame({"T": ["bell\x07"]}), ["T"], "", set())],
+                             "S", "c", datetime(2025, 1, 2))

@@ -18,6 +18,7 @@ byte-identical.
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,10 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from openpyxl import Workbook
+from lxml import etree
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
+from openpyxl.compat import safe_string
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
-from openpyxl.xml.functions import tostring
+from openpyxl.xml.functions import XML_NS, tostring
 
 from pipeline.report.tables import text_values
 
@@ -80,13 +83,13 @@ def set_text(cell, value: str) -> None:
         cell.quotePrefix = True
 
 
-def _cell_values(s: pd.Series, numeric: bool) -> tuple[list, np.ndarray]:
-    """The cell values of one column, and the length of each non-empty one as text (for the
+def _cell_values(s: pd.Series, numeric: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The cell values of one column (an object array), and the length of each non-empty one as text (for the
     column width). Numbers: an ``int`` when whole, else a ``float``, ``None`` when missing;
     converted once per distinct value. Texts: :func:`pipeline.report.tables.text_values`."""
     if not numeric:
         values = text_values(s)
-        return values.tolist(), np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        return values, np.fromiter(map(len, values), dtype=np.int64, count=len(values))
     num = s if s.dtype.kind in "fiu" else pd.to_numeric(s, errors="coerce")
     if num.dtype.kind in "iu":  # whole numbers as they are (exact beyond 2**53), None where missing
         missing = num.isna().to_numpy()
@@ -100,7 +103,7 @@ def _cell_values(s: pd.Series, numeric: bool) -> tuple[list, np.ndarray]:
         cells = [int(v) if v.is_integer() else v for v in distinct.tolist()]  # distinct values of one column
         out = np.full(len(values), None, dtype=object)
         out[present] = np.array(cells, dtype=object)[at.reshape(-1)] if cells else []
-    return out.tolist(), np.fromiter(map(len, map(str, out[present])), dtype=np.int64, count=int(present.sum()))
+    return out, np.fromiter(map(len, map(str, out[present])), dtype=np.int64, count=int(present.sum()))
 
 
 def put_column(ws, column: int, first_row: int, values: list, numeric: bool) -> None:
@@ -135,6 +138,115 @@ def put_column(ws, column: int, first_row: int, values: list, numeric: bool) -> 
     ws._current_row = max(ws._current_row, last)
 
 
+#: set False to write every data cell through openpyxl's cells (slower; same bytes)
+DIRECT_ROWS = True
+_SHEET_DATA_END = b"</sheetData>"
+
+
+@dataclass
+class DataRows:
+    """A sheet's data rows as the XML openpyxl writes for them, and the sheet's dimension
+    before (header rows only, as openpyxl saved it) and after (with the data rows)."""
+
+    xml: bytes
+    saved_ref: str
+    ref: str
+
+    def splice(self, sheet_xml: bytes) -> bytes:
+        """openpyxl's XML of the sheet (its header rows) with the data rows and dimension."""
+        old = b'<dimension ref="%s"/>' % self.saved_ref.encode("ascii")
+        if sheet_xml.count(old) != 1 or sheet_xml.count(_SHEET_DATA_END) != 1:
+            raise AssertionError("worksheet XML not as openpyxl writes it")  # a defect, never data
+        sheet_xml = sheet_xml.replace(old, b'<dimension ref="%s"/>' % self.ref.encode("ascii"))
+        return sheet_xml.replace(_SHEET_DATA_END, self.xml + _SHEET_DATA_END)
+
+
+def _text_cells(values: np.ndarray, quote_style) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per non-empty text, the end of its ``<c>`` element after the coordinate, as openpyxl's
+    ``lxml_write_cell`` writes it (``t="inlineStr"``, the text as lxml escapes it, ``xml:space``
+    when it has outer spaces, the quote prefix's style when it looks like a formula); and
+    which values are empty. None when a text needs openpyxl's own checks (characters a
+    worksheet cannot hold, longer than a cell holds)."""
+    present = values != ""
+    codes, distinct = pd.factorize(values[present])
+    tails = []
+    for v in distinct.tolist():  # the distinct texts of one column
+        if len(v) > 32767 or ILLEGAL_CHARACTERS_RE.search(v):
+            return None
+        el = etree.Element("t", {f"{{{XML_NS}}}space": "preserve"} if v != v.strip() else {})
+        el.text = v
+        style = f' s="{quote_style()}"' if is_formula_like(v) else ""
+        tails.append(f'"{style} t="inlineStr"><is>{etree.tostring(el).decode("ascii")}</is></c>')
+    return np.array(tails, dtype=object)[codes] if tails else np.array([], dtype=object), present
+
+
+def _number_cells(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """As :func:`_text_cells` for numbers (``t="n"``, openpyxl's ``safe_string``); None for a
+    number that is not finite."""
+    present = ~pd.isna(values)
+    codes, distinct = pd.factorize(values[present])
+    tails = []
+    for v in distinct.tolist():  # the distinct numbers of one column
+        if not math.isfinite(v):
+            return None
+        tails.append(f'" t="n"><v>{safe_string(v)}</v></c>')
+    return np.array(tails, dtype=object)[codes] if tails else np.array([], dtype=object), present
+
+
+def _register_styles(ws) -> None:
+    """The cell styles of ``ws``'s cells registered in the workbook in the order openpyxl
+    writes the cells (row by row), as saving would: a style's number is its first use."""
+    for _, cell in sorted(ws._cells.items()):  # the cells of a sheet without its direct rows
+        if cell.has_style:
+            _ = cell.style_id
+
+
+def data_rows(ws, first_row: int, n: int, columns: list[tuple[np.ndarray, bool]]) -> DataRows | None:
+    """The ``n`` data rows of ``ws`` from ``first_row`` on (``columns``: per column its
+    :func:`_cell_values` and whether it is numeric), as the XML openpyxl would write for the
+    cells :func:`put_column` makes, plus the empty cell of the frozen pane at column A of the
+    first data row: built column by column on arrays instead of one ``Cell`` per value. Empty
+    values make no cell, a row without cells is left out (but the pane's row). A text that
+    looks like a formula gets the style of the quote prefix, registered in the workbook's
+    cell styles when openpyxl would first write it (its header rows' styles come first). None
+    when a column needs openpyxl's own checks of a value (:func:`_text_cells`)."""
+    if not n:
+        return None  # nothing to gain: openpyxl writes the frozen pane's empty row
+    _register_styles(ws)  # the header rows' styles, before the data rows' quote prefix
+    quote: list[int] = []
+
+    def quote_style() -> int:
+        if not quote:
+            cell = Cell(ws)  # a cell outside the sheet: only its style is used
+            cell.quotePrefix = True
+            quote.append(cell.style_id)
+        return quote[0]
+
+    numbers = np.arange(first_row, first_row + n).astype(str).astype(object)
+    content = np.full(n, "", dtype=object)
+    written = np.zeros(n, dtype=bool)
+    written[0] = True  # the frozen pane's (empty) cell
+    last_col = 0
+    for j, (values, numeric) in enumerate(columns, start=1):  # the columns of one sheet
+        got = _number_cells(values) if numeric else _text_cells(values, quote_style)
+        if got is None:
+            return None
+        tails, present = got
+        if present.any():
+            content[present] = content[present] + (f'<c r="{get_column_letter(j)}' + numbers[present] + tails)
+            written |= present
+            last_col = j
+    rows = np.where(written, '<row r="' + numbers + '">' + content + "</row>", "")
+    keys = list(ws._cells)
+    saved = ws.calculate_dimension()
+    max_row = max([r for r, _ in keys] + [first_row + int(np.flatnonzero(written)[-1])])
+    max_col = max([c for _, c in keys] + [last_col, 1])
+    min_row = min([r for r, _ in keys] + [first_row])
+    min_col = min([c for _, c in keys] + [1])
+    ref = f"{get_column_letter(min_col)}{min_row}:{get_column_letter(max_col)}{max_row}"
+    return DataRows("".join(rows.tolist()).encode("ascii"), saved, ref)
+
+
 def _width(header: str, lengths: np.ndarray) -> float:
     """A column's width: its longest text (header, or one of its first 5,000 values) + 2, capped."""
     longest = max(len(header), int(lengths[:5000].max())) if len(lengths) else len(header)
@@ -150,6 +262,7 @@ def workbook_bytes(sheets: list[Sheet], study_line: str, stamp_line: str, stamp:
     title_font = Font(bold=True, size=12)
     head_fill = PatternFill("solid", fgColor="DDE4EE")
     wrap = Alignment(wrap_text=True, vertical="top")
+    direct: dict = {}  # worksheet -> its data rows as XML (data_rows)
     for sh in sheets:
         ws = wb.create_sheet(sheet_name(sh.name, taken))
         set_text(ws.cell(row=1, column=1), f"{study_line}: {sh.title}")
@@ -168,13 +281,22 @@ def workbook_bytes(sheets: list[Sheet], study_line: str, stamp_line: str, stamp:
             c.fill = head_fill
             c.alignment = wrap
         columns = list(sh.frame.columns)
+        cells = []
         for j, col in enumerate(columns, start=1):
             numeric = col in sh.numeric
             values, lengths = _cell_values(sh.frame[col], numeric)
-            put_column(ws, j, header_row + 1, values, numeric)
+            cells.append((values, numeric))
             ws.column_dimensions[get_column_letter(j)].width = _width(sh.headers[j - 1], lengths)
+        rows = data_rows(ws, header_row + 1, len(sh.frame), cells) if DIRECT_ROWS else None
+        if rows is None:  # every data cell through openpyxl
+            for j, (values, numeric) in enumerate(cells, start=1):
+                put_column(ws, j, header_row + 1, values, numeric)
+            ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+            _register_styles(ws)
+        else:
+            ws.freeze_panes = f"A{header_row + 1}"  # the pane's cell is in the rows written directly
+            direct[ws] = rows
         last = header_row + len(sh.frame)
-        ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
         ws.auto_filter.ref = f"A{header_row}:{get_column_letter(ncol)}{max(last, header_row)}"
         ws.print_title_rows = f"{header_row}:{header_row}"
     if not sheets:
@@ -191,7 +313,13 @@ def workbook_bytes(sheets: list[Sheet], study_line: str, stamp_line: str, stamp:
     # openpyxl stamps "modified" with the clock when saving: write the core properties again
     props.modified = stamp
     core = tostring(props.to_tree())
-    return normalise_zip(buf.getvalue(), {CORE_PROPERTIES: core})
+    replace = {CORE_PROPERTIES: core}
+    if direct:
+        src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+        for ws, rows in direct.items():  # the sheets (a few dozen)
+            name = ws.path[1:]
+            replace[name] = rows.splice(src.read(name))
+    return normalise_zip(buf.getvalue(), replace)
 
 
 def normalise_zip(data: bytes, replace: dict[str, bytes] | None = None) -> bytes:
