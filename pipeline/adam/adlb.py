@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.adam.common import (analysis_day, before_exposure, dtc_to_sas_date, dtc_to_sas_datetime, merge_adsl,
-                                  num, text)
+                                  num, per_distinct, text, text_values)
 from pipeline.config import Study
 from pipeline.errors import ConfigError
 from pipeline.rules import response as R
@@ -42,19 +42,24 @@ def _iso_of(days: pd.Series) -> pd.Series:
     return ts.dt.strftime("%Y-%m-%d").astype("object").where(ts.notna(), "")
 
 
+def _param_label(test: pd.Series, unit: pd.Series) -> pd.Series:
+    """PARAM of a lab parameter: the test name and its standard unit, ``Test (unit)``."""
+    return test + np.where(unit != "", " (" + unit + ")", "")
+
+
 def lab_records(lb: pd.DataFrame) -> pd.DataFrame:
     """LB results with a numeric standard result, as BDS records (PARAMCD, PARAM, AVAL, ADT, ...)."""
     lb = lb[num(lb["LBSTRESN"]).notna()]
-    unit = text(lb["LBSTRESU"])
+    dtc = text(lb["LBDTC"])
     return pd.DataFrame({
-        "USUBJID": text(lb["USUBJID"]).to_numpy(), "PARAMCD": text(lb["LBTESTCD"]).to_numpy(),
-        "PARAM": (text(lb["LBTEST"]) + np.where(unit != "", " (" + unit + ")", "")).to_numpy(),
-        "PARCAT1": text(lb["LBCAT"]).to_numpy(), "AVAL": num(lb["LBSTRESN"]).to_numpy(), "AVALU": unit.to_numpy(),
+        "USUBJID": text_values(lb["USUBJID"]), "PARAMCD": text_values(lb["LBTESTCD"]),
+        "PARAM": per_distinct(_param_label, lb["LBTEST"], lb["LBSTRESU"]).to_numpy(),
+        "PARCAT1": text_values(lb["LBCAT"]), "AVAL": num(lb["LBSTRESN"]).to_numpy(), "AVALU": text_values(lb["LBSTRESU"]),
         "ANRLO": num(lb["LBSTNRLO"]).to_numpy(), "ANRHI": num(lb["LBSTNRHI"]).to_numpy(),
-        "ANRIND": text(lb["LBNRIND"]).to_numpy(), "ATOXGR": text(lb["LBTOXGR"]).to_numpy(),
-        "_TOX": text(lb["LBTOX"]).to_numpy(),
-        "ADT": dtc_to_sas_date(lb["LBDTC"]).to_numpy(), "ADTM": dtc_to_sas_datetime(lb["LBDTC"]).to_numpy(),
-        "LBDTC": text(lb["LBDTC"]).to_numpy(), "AVISIT": text(lb["VISIT"]).to_numpy(),
+        "ANRIND": text_values(lb["LBNRIND"]), "ATOXGR": text_values(lb["LBTOXGR"]),
+        "_TOX": text_values(lb["LBTOX"]),
+        "ADT": dtc_to_sas_date(dtc).to_numpy(), "ADTM": dtc_to_sas_datetime(dtc).to_numpy(),
+        "LBDTC": dtc.to_numpy(), "AVISIT": text_values(lb["VISIT"]),
         "AVISITN": num(lb["VISITNUM"]).to_numpy(),
         "SRCDOM": "LB", "SRCVAR": "LBSTRESN", "SRCSEQ": num(lb["LBSEQ"]).to_numpy(),
     })
@@ -67,9 +72,10 @@ def baseline(adlb: pd.DataFrame, ld_dtc: pd.Series) -> pd.DataFrame:
     highest SRCSEQ) is the baseline record."""
     ref = text(adlb["USUBJID"].map(ld_dtc))
     pre = before_exposure(adlb["LBDTC"], ref) & ref.ne("")
-    cand = adlb[pre].sort_values(["USUBJID", "PARAMCD", "ADT", "ADTM", "SRCSEQ"], kind="mergesort", na_position="first")
+    cand = adlb.loc[pre, ["USUBJID", "PARAMCD", "ADT", "ADTM", "SRCSEQ", "AVAL", "ATOXGR"]]
+    cand = cand.sort_values(["USUBJID", "PARAMCD", "ADT", "ADTM", "SRCSEQ"], kind="mergesort", na_position="first")
     last = cand.drop_duplicates(["USUBJID", "PARAMCD"], keep="last")
-    out = adlb.copy()
+    out = adlb.copy(deep=False)  # copy-on-write: the new columns do not reach the caller's frame
     out["ABLFL"] = np.where(out.index.isin(last.index), "Y", "")
     key = pd.MultiIndex.from_arrays([out["USUBJID"], out["PARAMCD"]])
     lk = last.set_index(["USUBJID", "PARAMCD"])
@@ -112,7 +118,7 @@ def toxicity_directions(adlb: pd.DataFrame, terms: pd.DataFrame) -> pd.DataFrame
     (:mod:`pipeline.rules.ctcae_lab` rule 5). So a graded record has its grade in LBTOX's
     direction and grade 0 in the other direction of a two-direction test; an ungraded record
     (LBTOXGR empty) has neither. A direction the parameter has no term for stays empty."""
-    out = adlb.copy()
+    out = adlb.copy(deep=False)
     code = text(out["PARAMCD"])
     graded = text(out["ATOXGR"]) != ""
     tox = text(out["_TOX"])
@@ -130,23 +136,28 @@ def toxicity_shift(adlb: pd.DataFrame) -> pd.DataFrame:
     ``<BTOXGRL> to <ATOXGRL>``, SHIFT2 high, ``Missing`` for no baseline grade) and the worst
     post-baseline record flag (ANL01FL low, ANL02FL high: the highest grade per subject and
     parameter, the earliest on ties). Shift tables count subjects by these flags."""
-    out = adlb.copy()
+    out = adlb.copy(deep=False)
     out["ATOXGRN"] = num(out["ATOXGR"])
     out["BTOXGRN"] = num(out["BTOXGR"])
     key = pd.MultiIndex.from_arrays([out["USUBJID"], out["PARAMCD"]])
-    base = out[out["ABLFL"] == "Y"].set_index(["USUBJID", "PARAMCD"])
+    base = out.loc[out["ABLFL"] == "Y", ["USUBJID", "PARAMCD", "ATOXGRL", "ATOXGRH"]].set_index(["USUBJID", "PARAMCD"])
     for d, shift, flag in (("L", "SHIFT1", "ANL01FL"), ("H", "SHIFT2", "ANL02FL")):  # two directions
         gr, bgr = f"ATOXGR{d}", f"BTOXGR{d}"
         out[bgr] = text(pd.Series(base[gr].reindex(key).to_numpy(), index=out.index))
         grade = num(out[gr])
         graded = out["_post"] & grade.notna()
         b = out[bgr].where(out[bgr] != "", "Missing")
-        out[shift] = np.where(graded, b + " to " + text(out[gr]), "")
-        g = out[graded].assign(_g=grade[graded])
+        out[shift] = np.where(graded, per_distinct(_shift_text, b, out[gr]), "")
+        g = out.loc[graded, ["USUBJID", "PARAMCD", "ADT"]].assign(_g=grade[graded])
         g = g.sort_values(["USUBJID", "PARAMCD", "_g", "ADT"], ascending=[True, True, False, True], kind="mergesort")
         worst = g.drop_duplicates(["USUBJID", "PARAMCD"])
         out[flag] = np.where(out.index.isin(worst.index), "Y", "")
     return out
+
+
+def _shift_text(baseline_grade: pd.Series, grade: pd.Series) -> pd.Series:
+    """A shift category: ``<baseline grade> to <grade>``."""
+    return baseline_grade + " to " + grade
 
 
 def daily_values(lab: pd.DataFrame, start: pd.Series, last_day: int) -> pd.DataFrame:

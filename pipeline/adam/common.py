@@ -40,10 +40,25 @@ def text(s: pd.Series) -> pd.Series:
     return pd.Series(values, index=s.index, name=s.name, dtype=STR)
 
 
+def text_values(s: pd.Series) -> np.ndarray:
+    """``text(s).to_numpy()`` (an object array of str, ``""`` for missing) without making the
+    str Series when the values are text already (the SDTM columns)."""
+    values = s.to_numpy(dtype=object, copy=True)
+    values[pd.isna(values)] = ""
+    if len(values) and pd.api.types.infer_dtype(values, skipna=False) != "string":
+        return text(s).to_numpy()
+    return values
+
+
 def num(s: pd.Series) -> pd.Series:
-    """Values as float64, NaN where not a number."""
+    """Values as float64, NaN where not a number (``pd.to_numeric(errors="coerce")``). Text is
+    parsed once per distinct value: a text column holds few (grades, flags, codes)."""
     if s.dtype == FLOAT:  # already numeric (the exported SDTM numerics, ADaM dates)
         return s.copy(deep=False)
+    if s.dtype == object or s.dtype == STR:
+        codes, distinct = pd.factorize(s)  # missing values: code -1, the NaN appended below
+        parsed = pd.to_numeric(distinct.to_numpy(dtype=object), errors="coerce").astype("float64")
+        return pd.Series(np.append(parsed, np.nan)[codes], index=s.index, name=s.name)
     return pd.to_numeric(s, errors="coerce").astype("float64")
 
 
