@@ -66,19 +66,27 @@ def subject_elements(dm: pd.DataFrame, ex: pd.DataFrame, study: Study) -> pd.Dat
 
 
 def derive_epoch(usubjid: pd.Series, dtc: pd.Series, se: pd.DataFrame) -> pd.Series:
-    """EPOCH of each record from the subject's elements (see module docstring)."""
-    rec_date = dtc_date(dtc)
-    rec_dt = dtc_datetime(dtc)
-    rec_has_time = dtc.astype(str).str.contains("T", regex=False)
-    epoch = pd.Series("", index=dtc.index, dtype="object")
-    for _, grp in se.groupby("TAETORD", sort=True):  # few elements; vectorised over records
-        starts = grp.set_index("USUBJID")
-        s_txt = usubjid.map(starts["SESTDTC"])
-        s_date = dtc_date(s_txt.fillna(""))
-        s_dt = dtc_datetime(s_txt.fillna(""))
-        s_has_time = s_txt.fillna("").astype(str).str.contains("T", regex=False)
+    """EPOCH of each record from the subject's elements (see module docstring).
+
+    The element starts are parsed once on SE (a few rows per subject) and looked up per record
+    by the subject's position in each element's rows.
+    """
+    rec_date = dtc_date(dtc).to_numpy()
+    rec_dt = dtc_datetime(dtc).to_numpy()
+    rec_has_time = dtc.astype(str).str.contains("T", regex=False).to_numpy(dtype=bool)
+    ids = usubjid.to_numpy(dtype=object)
+    start = se["SESTDTC"].fillna("")
+    se_date, se_dt = dtc_date(start).to_numpy(), dtc_datetime(start).to_numpy()
+    se_has_time = start.astype(str).str.contains("T", regex=False).to_numpy(dtype=bool)
+    epoch = np.full(len(dtc), "", dtype=object)
+    for _, rows in sorted(se.groupby("TAETORD").indices.items()):  # few elements; vectorised over records
+        at = pd.Index(se["USUBJID"].to_numpy(dtype=object)[rows]).get_indexer(ids)
+        has = at >= 0  # the subject entered this element
+        pick = rows[np.where(has, at, 0)]
+        s_date = np.where(has, se_date[pick], np.datetime64("NaT"))
+        s_dt = np.where(has, se_dt[pick], np.datetime64("NaT"))
         same_day = rec_date == s_date
-        use_time = same_day & rec_has_time & s_has_time
+        use_time = same_day & rec_has_time & has & se_has_time[pick]
         entered = (rec_date > s_date) | (same_day & ~use_time) | (use_time & (rec_dt >= s_dt))
-        epoch = epoch.where(~entered.fillna(False), usubjid.map(starts["EPOCH"]))
-    return epoch.where(rec_date.notna(), "")
+        epoch = np.where(entered, se["EPOCH"].to_numpy(dtype=object)[pick], epoch)
+    return pd.Series(np.where(np.isnat(rec_date), "", epoch), index=dtc.index, dtype="object")

@@ -6,6 +6,8 @@ so it works on the column's distinct values: a raw column repeats a few values m
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -22,3 +24,24 @@ def stripped_text(s: pd.Series) -> pd.Series:
     table = [u.strip() for u in uniques]  # distinct values, not records
     table.append("")  # missing
     return pd.Series(np.array(table, dtype=object)[codes], index=s.index, name=s.name, dtype="str")
+
+
+def _texts(s: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """``(codes, texts)``: the distinct texts of ``s`` (``""`` for missing, last) and each cell's
+    position among them. Non-text columns are first written as text the generic pandas way."""
+    values = s.to_numpy(dtype=object)
+    if not (isinstance(s.dtype, pd.StringDtype) or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")):
+        values = s.astype("object").where(s.notna(), "").astype(str).to_numpy(dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    texts = list(uniques)
+    texts.append("")  # missing
+    return codes, texts
+
+
+def date_part(dtc: pd.Series, pattern: re.Pattern) -> tuple[pd.Series, np.ndarray]:
+    """The first 10 characters of each ISO date/time text (``str`` dtype, ``""`` when missing) and
+    whether they match ``pattern`` (a complete date); computed once per distinct text."""
+    codes, texts = _texts(dtc)
+    heads = [t[:10] for t in texts]  # distinct texts, not records
+    dated = np.array([pattern.match(h) is not None for h in heads], dtype=bool)[codes]
+    return pd.Series(np.array(heads, dtype=object)[codes], index=dtc.index, name=dtc.name, dtype="str"), dated

@@ -21,11 +21,13 @@ cannot be placed and keep a null VISITNUM (the build reports them).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 from pipeline.config import Study
-from pipeline.derive.text import stripped_text
+from pipeline.derive.text import date_part, stripped_text
 from pipeline.errors import DataError
 
 UNSCHEDULED = "UNSCHEDULED"
@@ -34,6 +36,7 @@ STEP = 0.01
 #: most unscheduled visits after one planned visit before the numbers would reach the next integer
 MAX_PER_BASE = 99
 _DATE = r"^\d{4}-\d{2}-\d{2}"
+_DATE_RE = re.compile(_DATE)
 
 
 def _names(visit: pd.Series) -> pd.Series:
@@ -111,18 +114,26 @@ def visit_numbers(visit: pd.Series, study: Study, dy: pd.Series | None = None,
     if unsched.any():
         d = dy.to_numpy(dtype=float) if dy is not None else np.full(len(visit), np.nan)
         if usubjid is not None and dtc is not None:
-            date = dtc.astype("object").where(dtc.notna(), "").astype(str).str[:10]
-            dated = date.str.match(_DATE)
+            date, dated = date_part(dtc, _DATE_RE)
+            dated = pd.Series(dated, index=visit.index)
             frame = pd.DataFrame({"USUBJID": usubjid.to_numpy(), "date": date.to_numpy(), "dy": d,
                                   "VISITNUM": num.to_numpy()}, index=visit.index)
             nums = unscheduled_numbers(frame[unsched & dated], frame[~unsched & dated & num.notna()], study)
-            key = pd.MultiIndex.from_arrays([frame["USUBJID"].astype(str).to_numpy(dtype=object), frame["date"].to_numpy()])
             lookup = pd.Series(nums["VISITNUM"].to_numpy(), index=pd.MultiIndex.from_frame(nums[["USUBJID", "date"]]))
-            got = pd.Series(lookup.reindex(key).to_numpy(), index=visit.index)
-            num = num.where(~unsched, got.where(dated))
+            num = num.where(~unsched, _unscheduled_lookup(lookup, frame["USUBJID"], frame["date"], unsched & dated))
         else:
             num = num.where(~unsched, pd.Series(_planned_base(d, study) + STEP, index=visit.index))
     return pd.DataFrame({"VISITNUM": num.astype("float64"), "VISIT": name.where(name.ne(""), "")}, index=visit.index)
+
+
+def _unscheduled_lookup(lookup: pd.Series, usubjid: pd.Series, date: pd.Series, rows: pd.Series) -> np.ndarray:
+    """VISITNUM from ``lookup`` (by USUBJID and date) for ``rows`` (the dated unscheduled
+    records), NaN elsewhere: only those few rows are looked up."""
+    at = np.flatnonzero(rows.to_numpy(dtype=bool))
+    out = np.full(len(rows), np.nan)
+    key = pd.MultiIndex.from_arrays([usubjid.iloc[at].astype(str).to_numpy(dtype=object), date.iloc[at].to_numpy()])
+    out[at] = lookup.reindex(key).to_numpy(dtype="float64")
+    return out
 
 
 def _dtc_column(name: str, frame: pd.DataFrame) -> str | None:
@@ -152,8 +163,8 @@ def renumber_unscheduled(datasets: dict[str, pd.DataFrame], study: Study) -> dic
         if dtc is None:
             continue
         visit = _names(frame["VISIT"])
-        date = frame[dtc].astype("object").where(frame[dtc].notna(), "").astype(str).str[:10]
-        dated = date.str.match(_DATE)
+        date, dated = date_part(frame[dtc], _DATE_RE)
+        dated = pd.Series(dated, index=frame.index)
         unsched = visit.eq(UNSCHEDULED)
         if not unsched.any():
             sched_mask = dated & visit.isin(list(planned))
@@ -176,9 +187,8 @@ def renumber_unscheduled(datasets: dict[str, pd.DataFrame], study: Study) -> dic
     lookup = pd.Series(nums["VISITNUM"].to_numpy(), index=pd.MultiIndex.from_frame(nums[["USUBJID", "date"]]))
     out = dict(datasets)
     for name, (unsched, dated, date) in where.items():
-        frame = datasets[name].copy()
-        key = pd.MultiIndex.from_arrays([frame["USUBJID"].astype(str).to_numpy(dtype=object), date.to_numpy()])
-        got = pd.Series(lookup.reindex(key).to_numpy(), index=frame.index).where(dated)
+        frame = datasets[name].copy(deep=False)  # copy-on-write: the input frame is not changed
+        got = _unscheduled_lookup(lookup, frame["USUBJID"], date, unsched & dated)
         frame["VISITNUM"] = frame["VISITNUM"].astype("float64").where(~unsched, got)
         out[name] = frame
     return out

@@ -74,9 +74,11 @@ def visit_records(datasets: dict[str, pd.DataFrame]) -> pd.DataFrame:
             continue
         if not {"USUBJID", "VISITNUM", "VISIT"} <= set(frame.columns):
             continue
+        col = _timing_column(name, frame)
+        # one row per distinct record comes out: only the distinct raw combinations are normalised
+        frame = frame[["USUBJID", "VISITNUM", "VISIT"] + ([col] if col is not None else [])].drop_duplicates()
         num = pd.to_numeric(frame["VISITNUM"], errors="coerce")
         has = num.notna()
-        col = _timing_column(name, frame)
         if col is not None:
             dtc = frame[col].astype("object").where(frame[col].notna(), "").astype(str)
             date = dtc.where(dtc.str.match(_DATE), "")   # complete date, with its time when collected
@@ -103,12 +105,36 @@ def occurred_visits(records: pd.DataFrame) -> pd.DataFrame:
     dated = dated.sort_values(key + ["_t", "date"], kind="mergesort")
     first = dated.drop_duplicates(key, keep="first").set_index(key)["date"].rename("SVSTDTC")
     last = dated.drop_duplicates(key, keep="last").set_index(key)["date"].rename("SVENDTC")
-    names = r.drop_duplicates(key + ["VISIT"]).groupby(key)["VISIT"].agg(lambda s: "|".join(sorted(s))).rename("VISIT")
-    where = (r.drop_duplicates(key + ["dataset"]).sort_values("dataset", kind="mergesort")
-             .groupby(key)["dataset"].agg(", ".join).rename("datasets"))
-    out = base.join(names, on=key).join(first, on=key).join(last, on=key).join(where, on=key)
+    out = base.join(visit_names(r, key), on=key).join(first, on=key).join(last, on=key).join(holding_datasets(r, key), on=key)
     out[["SVSTDTC", "SVENDTC"]] = out[["SVSTDTC", "SVENDTC"]].fillna("")
     return out
+
+
+def visit_names(records: pd.DataFrame, key: list[str]) -> pd.Series:
+    """Per ``key``: the VISIT name, or the distinct names sorted and joined by ``|`` when the
+    records disagree (reported as ``sv_visit_name_conflict``). Only the few disagreeing visits
+    are joined group by group."""
+    d = records.drop_duplicates(key + ["VISIT"])
+    if d.empty:
+        return d.groupby(key)["VISIT"].agg(lambda s: "|".join(sorted(s))).rename("VISIT")
+    several = d.duplicated(key, keep=False)
+    single = d.loc[~several & d[key].notna().all(axis=1)].set_index(key)["VISIT"]
+    if several.any():
+        single = pd.concat([single, d.loc[several].groupby(key)["VISIT"].agg(lambda s: "|".join(sorted(s)))])
+    return single.astype("str").rename("VISIT")  # text, as pandas infers for joined names
+
+
+def holding_datasets(records: pd.DataFrame, key: list[str]) -> pd.Series:
+    """Per ``key``: the datasets holding records of it, sorted, comma separated. Each dataset is
+    one bit of an integer, summed per visit; the text is made once per distinct set of datasets."""
+    d = records.drop_duplicates(key + ["dataset"])
+    names = sorted(d["dataset"].unique())
+    if d.empty or len(names) > 62:  # nothing, or more datasets than bits: join group by group
+        return d.sort_values("dataset", kind="mergesort").groupby(key)["dataset"].agg(", ".join).rename("datasets")
+    bit = d["dataset"].map({n: 1 << i for i, n in enumerate(names)}).astype("int64")
+    sets = bit.groupby([d[k] for k in key]).sum()
+    text = {m: ", ".join(n for i, n in enumerate(names) if m >> i & 1) for m in sets.unique()}  # few distinct sets
+    return sets.map(text).rename("datasets")
 
 
 def missed_planned_visits(occurred: pd.DataFrame, dm: pd.DataFrame, study: Study) -> pd.DataFrame:
