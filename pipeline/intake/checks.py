@@ -212,16 +212,25 @@ def censored_number_valid(series: pd.Series) -> pd.Series:
     return _broadcast_bool(series, lambda u: _finite_match(u, f"[<>]?{_FLOAT_RE}", "<>"))
 
 
+def _broadcast_float(series: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    codes, res = _per_distinct(series, func)
+    res = np.append(np.asarray(res, dtype="float64"), np.nan)  # code -1 (missing) -> NaN
+    return pd.Series(res[codes], index=series.index, name=series.name, dtype=float)
+
+
 def censored_number_value(series: pd.Series) -> pd.Series:
-    """Float value of numbers and of the limit of censored ``<x``/``>x`` results; NaN otherwise."""
-    ok = censored_number_valid(series)
-    return pd.to_numeric(series.where(ok).str.lstrip("<>"), errors="coerce").astype(float)
+    """Float value of numbers and of the limit of censored ``<x``/``>x`` results; NaN otherwise
+    (parsed once per distinct text)."""
+    pattern = f"[<>]?{_FLOAT_RE}"
+    return _broadcast_float(series, lambda u: pd.to_numeric(u.where(_finite_match(u, pattern, "<>")).str.lstrip("<>"),
+                                                            errors="coerce").astype(float))
 
 
 def number_value(series: pd.Series, integer: bool = False) -> pd.Series:
-    """Float value of well-formed numbers (per :func:`number_valid`), NaN otherwise."""
-    ok = number_valid(series, integer=integer)
-    return pd.to_numeric(series.where(ok), errors="coerce").astype(float)
+    """Float value of well-formed numbers (per :func:`number_valid`), NaN otherwise (parsed once
+    per distinct text)."""
+    pattern = _INT_RE if integer else _FLOAT_RE
+    return _broadcast_float(series, lambda u: pd.to_numeric(u.where(_finite_match(u, pattern)), errors="coerce").astype(float))
 
 
 def in_range(series: pd.Series, low: float | None, high: float | None, integer: bool = False) -> pd.Series:
@@ -873,12 +882,21 @@ def _plausibility_limits(lb: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     tab_f = factor.reindex(pd.MultiIndex.from_arrays([t.index, t["unit"]]))
     tab_f = pd.Series(tab_f.to_numpy(), index=t.index)
     value = censored_number_value(lb["LBORRES"])
-    same_unit = unit.eq(code.map(t["unit"]).fillna("\x00"))
-    converted = value * rec_f / code.map(tab_f)
-    out = pd.DataFrame({"value": value.where(same_unit, converted),
-                        "table_unit": code.map(t["unit"])}, index=lb.index)
+    table_unit = _map_distinct(code, t["unit"])
+    same_unit = unit.eq(table_unit.fillna("\x00"))
+    converted = value * rec_f / _map_distinct(code, tab_f)
+    out = pd.DataFrame({"value": value.where(same_unit, converted), "table_unit": table_unit}, index=lb.index)
     for lim in ("error_min", "error_max", "warn_min", "warn_max"):  # four limit columns
-        out[lim] = code.map(pd.to_numeric(t[lim], errors="coerce"))
+        out[lim] = _map_distinct(code, pd.to_numeric(t[lim], errors="coerce"))
+    return out
+
+
+def _map_distinct(keys: pd.Series, table: pd.Series) -> pd.Series:
+    """``keys.map(table)``, looked up once per distinct key (a lab column repeats a few dozen
+    tests a million times)."""
+    codes, uniques = pd.factorize(keys, use_na_sentinel=False)
+    out = pd.Series(uniques).map(table).take(codes)
+    out.index, out.name = keys.index, keys.name
     return out
 
 
