@@ -116,14 +116,14 @@ def _word_widths(headers: list[str], columns: list[list[str]], fonts: tuple[str,
 
 
 def fit_font_size(headers: list[str], columns: list[list[str]], avail: float, size: float, min_size: float,
-                  pad: float = 2.0, fonts: tuple[str, str] | None = None) -> float:
+                  pad: float = 2.0, fonts: tuple[str, str] | None = None, words: list[float] | None = None) -> float:
     """The largest body font size, from ``size`` down to ``min_size`` in whole points (the
     font sizes rtflite writes in table cells), at which
     every column is at least as wide as its longest word (so that no word, date or identifier
     is broken between characters); ``min_size`` when even that does not fit (the words then
     break, :func:`column_widths`)."""
     fonts = fonts or pdf_fonts()[:2]
-    words = _word_widths(headers, columns, fonts)
+    words = _word_widths(headers, columns, fonts) if words is None else words
     s = float(size)
     while s > min_size:
         if sum(min(w * s, 0.25 * avail) + 2 * pad for w in words) <= avail:
@@ -133,14 +133,16 @@ def fit_font_size(headers: list[str], columns: list[list[str]], avail: float, si
 
 
 def column_widths(headers: list[str], columns: list[list[str]], avail: float, size: float,
-                  pad: float = 2.0, fonts: tuple[str, str] = (FONT, FONT_BOLD)) -> list[float]:
+                  pad: float = 2.0, fonts: tuple[str, str] = (FONT, FONT_BOLD),
+                  words: list[float] | None = None) -> list[float]:
     """Column widths in points that fill ``avail``: at least the longest word of the column
     (header or value; a word longer than a quarter of the page wraps inside), then the rest
-    shared by the 90th percentile of the value widths. Measured on the distinct values."""
+    shared by the 90th percentile of the value widths. Measured on the distinct values.
+    ``words``: :func:`_word_widths` of the same texts, when the caller has them."""
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
     mins, wants = [], []
-    for word, values in zip(_word_widths(headers, columns, fonts), columns):
+    for word, values in zip(_word_widths(headers, columns, fonts) if words is None else words, columns):
         distinct = sorted(set(values))
         widths = [stringWidth(pdf_text(v), fonts[0], size) for v in distinct] or [0.0]
         lo = min(word * size, 0.25 * avail) + 2 * pad
@@ -243,9 +245,11 @@ def layout(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6, min_font_si
     ncol = len(doc.headers)
     rows = doc.rows or ([[NO_RECORDS] + [""] * (ncol - 1)] if ncol else [])
     size = float(font_size)
+    # the texts of each column and their longest words, measured once for the font size and the widths
+    columns = [[r[j] for r in doc.rows] for j in range(ncol)] if doc.png is None else []
+    words = _word_widths(doc.headers, columns, (font, bold)) if doc.png is None and doc.rows else None
     if doc.png is None and ncol and min_font_size is not None and min_font_size < size:
-        size = fit_font_size(doc.headers, [[r[j] for r in doc.rows] for j in range(ncol)], avail, size,
-                             float(min_font_size), PAD, (font, bold))
+        size = fit_font_size(doc.headers, columns, avail, size, float(min_font_size), PAD, (font, bold), words)
     note_size = size
     wrap_t = _Wrapper(bold, TITLE_SIZE)
     wrap_note = _Wrapper(font, note_size)
@@ -262,8 +266,7 @@ def layout(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6, min_font_si
         lay.pages = [(0, 0)]
         return lay
     if doc.rows:
-        lay.col_widths = column_widths(doc.headers, [[r[j] for r in doc.rows] for j in range(ncol)], avail, size,
-                                       PAD, (font, bold))
+        lay.col_widths = column_widths(doc.headers, columns, avail, size, PAD, (font, bold), words)
     else:
         lay.col_widths = [avail / ncol] * ncol
     wrap, wrap_b = _Wrapper(font, size), _Wrapper(bold, size)
@@ -337,7 +340,10 @@ def rtf_cell(text: str) -> str:
     return _SHORT_COMPOUND.sub(_nb_hyphen, rtf_escape(text))
 
 
-_PAGE_BREAK = re.compile(r"(?<!\\)\\page(?![A-Za-z])")
+#: RTF's page-break control word \page (not \pagebb, not an escaped backslash followed by
+#: the text "page"); the look-behind comes after the literal, so that the search is a fast
+#: scan for the literal (the same matches as (?<!\\)\\page(?![A-Za-z]))
+_PAGE_BREAK = re.compile(r"\\page(?![A-Za-z])(?<!\\\\page)")
 
 
 class _Broadcast:
@@ -471,16 +477,56 @@ def _memoised_encode(original):
     return encode
 
 
+def _page_parts_once(service, page_renderer) -> None:
+    """rtflite's title, footnote and column-header encoders (called for every page) memoised
+    for the time of one document: each is a pure function of the document's title, footnote
+    or column-header objects (which do not change while it is encoded) and of what the page
+    passes: the footnote's border override and width (not its page number), whether the page
+    is the first (the column header's top border). Column headers without a text of their
+    own (rtflite then takes the page's column names) are left to rtflite."""
+    title, footnote, headers = service.encode_title, service.encode_footnote, page_renderer._render_column_headers
+    memo: dict[tuple, object] = {}
+
+    def encode_title(self, title_config, method: str = "line"):
+        key = ("title", id(title_config), method)
+        if key not in memo:
+            memo[key] = (title_config, title(self, title_config, method=method))
+        return memo[key][1]
+
+    def encode_footnote(self, footnote_config, page_number=None, page_col_width=None, border_style=None):
+        key = ("footnote", id(footnote_config), page_col_width, border_style)
+        if key not in memo:
+            memo[key] = (footnote_config, footnote(self, footnote_config, page_number, page_col_width, border_style))
+        return list(memo[key][1])
+
+    def render_column_headers(self, document, page):
+        heads = document.rtf_column_header
+        heads = [h for part in heads for h in (part if isinstance(part, list) else [part])] \
+            if isinstance(heads, list) else [heads]
+        if any(h is not None and h.text is None for h in heads):
+            return headers(self, document, page)
+        key = ("headers", id(document), bool(page.is_first_page))
+        if key not in memo:
+            memo[key] = (document, headers(self, document, page))
+        return list(memo[key][1])
+
+    service.encode_title, service.encode_footnote = encode_title, encode_footnote
+    page_renderer._render_column_headers = render_column_headers
+
+
 @contextmanager
 def _rtflite_fast():
-    """rtflite with :class:`_Broadcast`, string widths memoised (a pure function of text,
+    """rtflite with :class:`_Broadcast`, the parts every page repeats encoded once
+    (:func:`_page_parts_once`), string widths memoised (a pure function of text,
     font and size), a cell text's character conversion memoised (a pure function of the
     text and its ``convert`` flag: rtflite walks every character of every cell, and listings
     repeat their values) and table rows encoded once per distinct attributes and text
     (:func:`_memoised_encode`), restored afterwards. ``tests/test_listings_tlf.py`` checks
     that the RTF is byte-identical with and without it."""
     from rtflite import attributes, row, strwidth
+    from rtflite.encoding import renderer
     from rtflite.pagination import core, processor
+    from rtflite.services import encoding_service
     original = attributes.BroadcastValue
     for name in ("iloc", "to_list", "update_row", "update_column", "update_cell"):
         setattr(_Broadcast, name, getattr(original, name))
@@ -496,11 +542,16 @@ def _rtflite_fast():
             got = converted[key] = convert_chars(self)
         return got
 
-    saved = [(attributes, "BroadcastValue", original), (processor, "BroadcastValue", processor.BroadcastValue),
+    saved = [(encoding_service.RTFEncodingService, "encode_title", encoding_service.RTFEncodingService.encode_title),
+             (encoding_service.RTFEncodingService, "encode_footnote",
+              encoding_service.RTFEncodingService.encode_footnote),
+             (renderer.PageRenderer, "_render_column_headers", renderer.PageRenderer._render_column_headers),
+             (attributes, "BroadcastValue", original), (processor, "BroadcastValue", processor.BroadcastValue),
              (attributes, "get_string_width", attributes.get_string_width),
              (core, "get_string_width", core.get_string_width),
              (row.TextContent, "_convert_special_chars", convert_chars),
              (attributes.TableAttributes, "_encode", attributes.TableAttributes._encode)]
+    _page_parts_once(encoding_service.RTFEncodingService, renderer.PageRenderer)
     attributes.BroadcastValue = processor.BroadcastValue = _Broadcast
     attributes.TableAttributes._encode = _memoised_encode(attributes.TableAttributes._encode)
     attributes.get_string_width = core.get_string_width = width
