@@ -56,6 +56,8 @@ from __future__ import annotations
 
 import re
 from collections import namedtuple
+from functools import lru_cache
+from itertools import repeat
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -110,16 +112,34 @@ def order_dataset(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     return out[cols].reset_index(drop=True)
 
 
+def _distinct(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct non-null values as an object array) of a column; code -1 = null."""
+    values = series.to_numpy(dtype=object) if not pd.api.types.is_numeric_dtype(series.dtype) else series.to_numpy()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, np.asarray(uniques, dtype=object)
+
+
+def _broadcast(codes: np.ndarray, result: np.ndarray, missing: bool, index: pd.Index) -> pd.Series:
+    """Per-record booleans from the result of each distinct value (``missing`` for nulls)."""
+    return pd.Series(np.where(codes >= 0, result[np.clip(codes, 0, None)], missing), index=index, dtype=bool)
+
+
 def by_distinct(series: pd.Series, func: Callable[[pd.Series], pd.Series], missing: bool = True) -> pd.Series:
     """Evaluate a boolean ``func`` once per distinct non-null value and broadcast back.
     Null values get ``missing``."""
-    values = series.to_numpy(dtype=object) if not pd.api.types.is_numeric_dtype(series.dtype) else series.to_numpy()
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes, uniques = _distinct(series)
     if len(uniques) == 0:
         return pd.Series(missing, index=series.index, dtype=bool)
-    res = np.asarray(func(pd.Series(np.asarray(uniques, dtype=object))), dtype=bool)
-    out = np.where(codes >= 0, res[np.clip(codes, 0, None)], missing)
-    return pd.Series(out, index=series.index, dtype=bool)
+    return _broadcast(codes, np.asarray(func(pd.Series(uniques)), dtype=bool), missing, series.index)
+
+
+def _value_rules_ok(series: pd.Series, rules, cl_info) -> pd.Series:
+    """The ``value_rules`` check of one variable: every rule (:func:`_rule_results`) over its
+    distinct values, broadcast back; nulls pass."""
+    codes, uniques = _distinct(series)
+    if len(uniques) == 0:
+        return pd.Series(True, index=series.index, dtype=bool)
+    return _broadcast(codes, np.logical_and.reduce(_rule_results(uniques, rules, cl_info)), True, series.index)
 
 
 def _text(s: pd.Series) -> pd.Series:
@@ -131,18 +151,61 @@ def _blank(s: pd.Series) -> pd.Series:
     """True where a value is null or an empty/blank string."""
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         return s.isna()
-    return s.isna() | s.eq("")
+    values = s.to_numpy(dtype=object)
+    blank = pd.isna(values)
+    blank[~blank] = values[~blank] == ""
+    return pd.Series(blank, index=s.index)
 
 
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _DATETIME_RE = re.compile(
     r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:\.\d+)?)?)?)?)?)?$")
+#: days in each month of a common year
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def iso8601_valid(values: pd.Series, with_time: bool = True) -> pd.Series:
     """True where a text value is a right-truncated ISO 8601 date (or datetime) that exists on
     the calendar (month 01-12, day within its month, 29 February only in leap years, hour
     00-23, minute and second 00-59). Empty text is valid (missing is checked elsewhere)."""
+    return pd.Series(_iso8601_ok(_text(values).to_numpy(dtype=object), with_time), index=values.index)
+
+
+def _iso8601_ok(text: np.ndarray, with_time: bool) -> np.ndarray:
+    """:func:`iso8601_valid` of text values (object array of str): each distinct ASCII text is
+    judged once by :func:`_iso8601_text_ok` (memoised: dates repeat across the datasets and
+    studies of a build); text with other characters by :func:`_iso8601_valid_pandas`."""
+    ok = np.fromiter(map(_iso8601_text_ok, text, repeat(with_time, len(text))), dtype=bool, count=len(text))
+    other = np.flatnonzero(~np.fromiter(map(str.isascii, text), dtype=bool, count=len(text)))
+    if len(other):  # e.g. digits of another script, which \d matches
+        ok[other] = _iso8601_valid_pandas(pd.Series(text[other], dtype=object), with_time).to_numpy(dtype=bool)
+    return ok
+
+
+@lru_cache(maxsize=1 << 16)
+def _iso8601_text_ok(text: str, with_time: bool) -> bool:
+    """One ASCII text value: empty, or a right-truncated ISO 8601 date/datetime whose month,
+    day, hour, minute and second exist. The calendar is the proleptic Gregorian one of pandas'
+    date parser (every year 0000-9999; 0000 is a leap year)."""
+    if text == "":
+        return True
+    m = (_DATETIME_RE if with_time else _DATE_RE).search(text)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = (*m.groups(), None, None, None)[:6]
+    if month is not None and not 1 <= int(month) <= 12:
+        return False
+    if day is not None:
+        y, mo = int(year), int(month)
+        leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+        if not 1 <= int(day) <= _MONTH_DAYS[mo - 1] + (mo == 2 and leap):
+            return False
+    return all(v is None or int(v) <= top for v, top in ((hour, 23), (minute, 59), (second, 59)))
+
+
+def _iso8601_valid_pandas(values: pd.Series, with_time: bool = True) -> pd.Series:
+    """:func:`iso8601_valid` with pandas' string and date functions (the text values that are not
+    ASCII; the tests compare it with :func:`_iso8601_text_ok` on ASCII text)."""
     s = _text(values)
     parts = s.str.extract(_DATETIME_RE if with_time else _DATE_RE)
     parts.columns = ["y", "m", "d", "h", "mi", "se"][: parts.shape[1]]
@@ -156,10 +219,6 @@ def iso8601_valid(values: pd.Series, with_time: bool = True) -> pd.Series:
         ok &= (num["h"].isna() | num["h"].between(0, 23)) & (num["mi"].isna() | num["mi"].between(0, 59)) \
             & (num["se"].isna() | num["se"].between(0, 59))
     return s.eq("") | ok
-
-
-def _ascii_ok(values: pd.Series) -> pd.Series:
-    return ~_text(values).str.contains(r"[^\x20-\x7e]", regex=True)
 
 
 def _check(fn, check: str, col: str, detail: str = "") -> pa.Check:
@@ -273,10 +332,10 @@ def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) 
         err_rules = [r for r in rules if r[0] != "ct_value" or not cl_info[r[1]][1]]
         warn_rules = [r for r in rules if r[0] == "ct_value" and cl_info[r[1]][1]]
         if err_rules:
-            checks.append(_check(lambda s, r=tuple(err_rules), c=cl_info: by_distinct(s, lambda u: _rules_ok(u, r, c)),
+            checks.append(_check(lambda s, r=tuple(err_rules), c=cl_info: _value_rules_ok(s, r, c),
                                  "value_rules", col, _rules_text(err_rules)))
         if warn_rules:
-            wchecks.append(_check(lambda s, r=tuple(warn_rules), c=cl_info: by_distinct(s, lambda u: _rules_ok(u, r, c)),
+            wchecks.append(_check(lambda s, r=tuple(warn_rules), c=cl_info: _value_rules_ok(s, r, c),
                                   "value_rules", col, _rules_text(warn_rules)))
         if col == "STUDYID" and studyid:
             checks.append(_check(lambda s, sid=studyid: s.eq(sid), "studyid", col, studyid))
@@ -325,8 +384,8 @@ def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) 
 
 def value_rules(var, cl_info) -> list[tuple[str, str]]:
     """The per-value rules of one spec variable: ``(check id, detail)`` pairs. They are run as one
-    pandera check over the column's distinct values (:func:`_rules_ok`); a failing value is then
-    attributed to the rule(s) it breaks (:func:`_rule_failures`)."""
+    pandera check over the column's distinct values (:func:`_value_rules_ok`); a failing value is then
+    attributed to the rule(s) it breaks (:func:`_value_rule_findings`)."""
     rules: list[tuple[str, str]] = []
     numeric = var.type in NUMERIC_TYPES
     if not numeric:
@@ -389,7 +448,7 @@ def _rule_results(values: np.ndarray, rules, cl_info) -> list[np.ndarray]:
         elif rule == "ascii":
             out.append(np.fromiter(map(_PRINTABLE_ASCII, text), dtype=bool, count=n))
         elif rule == "iso8601":
-            out.append(iso8601_valid(pd.Series(text, dtype=object), with_time=detail != "date").to_numpy(dtype=bool))
+            out.append(_iso8601_ok(text, with_time=detail != "date"))
         elif rule == "ct_value":
             out.append(_ct_ok(values, text, cl_info[detail][0]))
         else:
@@ -400,11 +459,6 @@ def _rule_results(values: np.ndarray, rules, cl_info) -> list[np.ndarray]:
 def _rule_ok(values: pd.Series, rule: str, detail: str, cl_info) -> pd.Series:
     """True where distinct ``values`` (object, no nulls) pass one rule."""
     return pd.Series(_rule_results(values.to_numpy(dtype=object), [(rule, detail)], cl_info)[0], index=values.index)
-
-
-def _rules_ok(values: pd.Series, rules, cl_info) -> np.ndarray:
-    """True where distinct ``values`` (object, no nulls) pass every rule."""
-    return np.logical_and.reduce(_rule_results(values.to_numpy(dtype=object), rules, cl_info))
 
 
 def _guard(frame: pd.DataFrame, needed: list[str], fn: Callable[[], pd.Series]) -> pd.Series:
@@ -429,14 +483,10 @@ def _integer_ok(s: pd.Series) -> pd.Series:
 
 
 def _study_day_ok(frame: pd.DataFrame, dy: str, dtc: str, ref: pd.Series) -> pd.Series:
-    """Recompute --DY with :func:`study_day` once per distinct (USUBJID, --DTC) pair."""
-    pairs = frame[["USUBJID", dtc]]
-    codes = pairs.groupby(["USUBJID", dtc], sort=False, dropna=False).ngroup().to_numpy()
-    first = pd.Series(np.arange(len(pairs))).groupby(codes).first().to_numpy()
-    uniq = pairs.iloc[first].reset_index(drop=True)
-    rfstdtc = uniq["USUBJID"].map(ref).fillna("")
-    expected_u = study_day(_text(uniq[dtc]), rfstdtc).to_numpy()
-    expected = pd.Series(expected_u[codes], index=frame.index)
+    """Recompute --DY with :func:`study_day` (which parses each distinct date text once) from
+    --DTC and the subject's DM.RFSTDTC (``ref``: RFSTDTC by USUBJID)."""
+    rfstdtc = frame["USUBJID"].map(ref).fillna("")
+    expected = study_day(_text(frame[dtc]), rfstdtc)
     actual = pd.to_numeric(frame[dy], errors="coerce")
     return (expected.isna() & actual.isna()) | (expected == actual)
 
