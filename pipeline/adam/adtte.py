@@ -91,21 +91,32 @@ def time_to_event(rules: pd.DataFrame, subjects: pd.Series, start: pd.DataFrame,
     base = base.merge(start[["USUBJID", "dt"]].drop_duplicates("USUBJID").rename(columns={"dt": "STARTDT"}),
                       on="USUBJID", how="left")
     base = base[base["STARTDT"].notna()]
-    cands = []
-    for r in rules.to_dict("records"):  # a few rule rows (metadata), vectorised over subjects
-        src = r["source_date"]
-        if src not in sources:
-            raise ConfigError(f"adtte_censoring.csv: {r['paramcd']} names unknown date {src!r} (one of {', '.join(SOURCES)})")
-        d = sources[src].merge(base[["USUBJID", "STARTDT"]], on="USUBJID")
-        if r["kind"] == "event":
-            d = d[d["dt"] >= d["STARTDT"]]
-        elif src == "LASTASMT":
-            d = d[d["dt"] >= d["STARTDT"]]
-        elif r["kind"] == "truncate":
-            d = d[d["dt"] >= d["STARTDT"]].sort_values("dt", kind="mergesort").drop_duplicates("USUBJID")
-        d = d.assign(kind=r["kind"], priority=int(r["priority"]), EVNTDESC=r["evntdesc"], CNSDTDSC=r["cnsdtdsc"])
-        cands.append(d)
-    c = pd.concat(cands, ignore_index=True) if cands else pd.DataFrame()
+    rows = rules.reset_index(drop=True)
+    for r in rows.to_dict("records"):  # a few rule rows (metadata)
+        if r["source_date"] not in sources:
+            raise ConfigError(f"adtte_censoring.csv: {r['paramcd']} names unknown date {r['source_date']!r} "
+                              f"(one of {', '.join(SOURCES)})")
+    c = pd.DataFrame()
+    if len(rows):
+        # the candidate dates of every rule row at once: the rows' date sources one after
+        # another (rule row k's records tagged _k = k), each with the subject's origin
+        frames = [sources[name] for name in rows["source_date"]]
+        c = pd.concat(frames, ignore_index=True).assign(_k=np.repeat(rows.index.to_numpy(), [len(f) for f in frames]))
+        c = c.merge(base[["USUBJID", "STARTDT"]], on="USUBJID")
+
+        def rule(column: str) -> np.ndarray:
+            """The rule row's ``column`` for each candidate of ``c``."""
+            return rows[column].to_numpy()[c["_k"].to_numpy()]
+
+        # events, the last assessment and a truncation count from the origin on
+        from_origin = (rule("kind") == "event") | (rule("source_date") == "LASTASMT") | (rule("kind") == "truncate")
+        c = c[~from_origin | (c["dt"] >= c["STARTDT"]).to_numpy()]
+        # a truncation: its first date per subject
+        cut = (rule("kind") == "truncate") & (rule("source_date") != "LASTASMT")
+        firsts = c[cut].sort_values("dt", kind="mergesort").drop_duplicates(["_k", "USUBJID"]).index
+        c = c[~cut | c.index.isin(firsts)]
+        c = c.assign(kind=rule("kind"), priority=rule("priority").astype("int64"), EVNTDESC=rule("evntdesc"),
+                     CNSDTDSC=rule("cnsdtdsc")).drop(columns="_k")
     trunc = c[c["kind"] == "truncate"] if len(c) else c
     if len(trunc):
         stop = c["USUBJID"].map(trunc.set_index("USUBJID")["dt"])
