@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.adam.common import dtc_to_sas_date, dtc_to_sas_datetime, num, sas_date, supp_value, text, yn_full
+from pipeline.adam.common import (dtc_to_sas_date, dtc_to_sas_datetime, num, sas_date, supp_value, text, text_values,
+                                  yn_full)
 from pipeline.config import Study
 from pipeline.errors import ConfigError
 from pipeline.rules import response as R
@@ -87,19 +88,23 @@ def last_known_alive(sdtm: dict[str, pd.DataFrame], subjects: pd.Series) -> pd.S
     (every ``--DTC`` of the subject-level datasets except DM, DS, SE, trial design and
     relationships; the SUPPDS last-known-alive date LKADTC; DM.RFICDTC), and the death date
     for subjects who died (ADaMIG 1.3 ADSL; FDA oncology convention for OS censoring)."""
-    parts = []
+    subj, dtc = [], []  # every (subject, ISO date text) of the evidence, converted at once below
     for name, ds in sorted(sdtm.items()):  # a few datasets and their date columns: metadata loop
         if name in _NOT_ALIVE_EVIDENCE or name.startswith("SUPP") or "USUBJID" not in ds:
             continue
         for col in [c for c in ds.columns if c.endswith("DTC") and c not in ("DTHDTC",)]:
-            parts.append(pd.DataFrame({"USUBJID": text(ds["USUBJID"]), "dt": dtc_to_sas_date(ds[col])}))
+            subj.append(text_values(ds["USUBJID"]))
+            dtc.append(text_values(ds[col]))
     lka = supp_value(sdtm.get("SUPPDS"), "LKADTC")
-    parts.append(pd.DataFrame({"USUBJID": lka.index, "dt": dtc_to_sas_date(pd.Series(lka.to_numpy()))}))
+    subj.append(np.asarray(lka.index, dtype=object))
+    dtc.append(lka.to_numpy(dtype=object))
     dm = sdtm["DM"]
-    parts.append(pd.DataFrame({"USUBJID": text(dm["USUBJID"]), "dt": dtc_to_sas_date(dm["RFICDTC"])}))
-    parts.append(pd.DataFrame({"USUBJID": text(dm["USUBJID"]), "dt": dtc_to_sas_date(dm["DTHDTC"])}))
-    allp = pd.concat(parts, ignore_index=True).dropna(subset=["dt"])
-    latest = allp.groupby("USUBJID")["dt"].max()
+    for col in ("RFICDTC", "DTHDTC"):
+        subj.append(text_values(dm["USUBJID"]))
+        dtc.append(text_values(dm[col]))
+    allp = pd.DataFrame({"USUBJID": np.concatenate(subj),
+                         "dt": dtc_to_sas_date(pd.Series(np.concatenate(dtc), dtype=object)).to_numpy()})
+    latest = allp.dropna(subset=["dt"]).groupby("USUBJID")["dt"].max()
     return subjects.map(latest).astype("float64")
 
 

@@ -152,13 +152,20 @@ def finish(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     """Columns exactly the ADaM spec's variables of ``name`` (missing ones empty), text as str
     with ``""``, numerics float64."""
     v = spec.vars(name)
-    out = frame.reindex(columns=v["variable"].tolist())
-    for col, typ in zip(v["variable"], v["type"]):
+    names = v["variable"].tolist()
+    missing = pd.Series(np.nan, index=frame.index, dtype="float64")
+    numeric, character = {}, {}
+    for col, typ in zip(names, v["type"]):  # the dataset's variables (metadata)
+        s = frame[col] if col in frame.columns else missing
         if typ in NUMERIC_TYPES:
-            out[col] = num(out[col])
+            numeric[col] = num(s).to_numpy()
         else:
-            out[col] = text(out[col]).astype("object")
-    return out.reset_index(drop=True)
+            character[col] = text_values(s)
+    # one float64 and one object block, then the spec order (not one column insert per variable)
+    blocks = [pd.DataFrame(np.column_stack(list(cols.values())) if len(frame) else np.empty((0, len(cols))),
+                           columns=list(cols), dtype=dtype)
+              for cols, dtype in ((numeric, "float64"), (character, object)) if cols]
+    return pd.concat(blocks, axis=1)[names] if blocks else pd.DataFrame(index=pd.RangeIndex(len(frame)))
 
 
 def merge_adsl(frame: pd.DataFrame, adsl: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
