@@ -297,37 +297,43 @@ def recovery(lab: pd.DataFrame, adsl: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     (the next low result is at least ``sustain_days`` later, or there is none); a dip within that
     span makes the rise not sustained and the next rise is tried. RECSEQ = its LBSEQ;
     LASTDT/LASTSEQ = the subject's last result of the test."""
-    rules = spec.rule("cytopenia_recovery")
+    rules = spec.rule("cytopenia_recovery").reset_index(drop=True)
     start = adsl[text(adsl["SAFFL"]) == "Y"].set_index("USUBJID")["TRTSDT"]
-    parts = []
-    for r in rules.to_dict("records"):  # four parameters (metadata)
-        thr, sustain = float(r["threshold"]), int(r["sustain_days"])
-        x = lab[(lab["PARAMCD"] == r["lbtestcd"]) & lab["USUBJID"].isin(start.index)].copy()
-        x["day"] = x["ADT"] - x["USUBJID"].map(start)
-        x = x[x["day"] >= 0].sort_values(["USUBJID", "ADT", "ADTM", "SRCSEQ"], kind="mergesort", na_position="first")
-        if x.empty:
-            continue
-        x["low"] = x["AVAL"] < thr
-        x["seen_low"] = x.groupby("USUBJID")["low"].cummax()
-        # date of the next low result after each record
-        x["_lowdt"] = x["ADT"].where(x["low"])
-        rev = x.iloc[::-1].copy()
-        rev["next_low"] = rev.groupby("USUBJID")["_lowdt"].ffill()
-        x["next_low"] = rev["next_low"].iloc[::-1].to_numpy()
-        x["next_low"] = x["next_low"].where(~x["low"])  # for a high record: the next low result's date
-        prev_low = x.groupby("USUBJID")["low"].shift(fill_value=False)
-        rise = ~x["low"] & x["seen_low"] & prev_low
-        sustained = rise & (x["next_low"].isna() | (x["next_low"] - x["ADT"] >= sustain))
-        rec = x[sustained].drop_duplicates("USUBJID")
-        last = x.drop_duplicates("USUBJID", keep="last").set_index("USUBJID")
-        cyt = x.groupby("USUBJID")["low"].any()
-        out = pd.DataFrame({"USUBJID": cyt.index, "PARAMCD": r["paramcd"], "CYTOPENIC": cyt.to_numpy()})
-        out["RECDT"] = out["USUBJID"].map(rec.set_index("USUBJID")["ADT"])
-        out["RECSEQ"] = out["USUBJID"].map(rec.set_index("USUBJID")["SRCSEQ"])
-        out["LASTDT"] = out["USUBJID"].map(last["ADT"])
-        out["LASTSEQ"] = out["USUBJID"].map(last["SRCSEQ"])
-        parts.append(out)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    # every parameter at once: each result of a parameter's test, tagged with the rule row _k
+    # (a test feeds several parameters: ANC >= 0.5 and >= 1.0), grouped by (_k, USUBJID)
+    tests = pd.DataFrame({"PARAMCD": rules["lbtestcd"].to_numpy(), "_k": rules.index.to_numpy()})
+    x = lab.loc[lab["USUBJID"].isin(start.index), ["USUBJID", "PARAMCD", "ADT", "ADTM", "SRCSEQ", "AVAL"]]
+    x = x.merge(tests, on="PARAMCD")
+    x["day"] = x["ADT"] - x["USUBJID"].map(start)
+    x = x[x["day"] >= 0].sort_values(["_k", "USUBJID", "ADT", "ADTM", "SRCSEQ"], kind="mergesort", na_position="first")
+    if x.empty:
+        return pd.DataFrame()
+    k = x["_k"].to_numpy()
+    thr = rules["threshold"].astype(float).to_numpy()[k]
+    sustain = rules["sustain_days"].astype(int).to_numpy()[k]
+    x["low"] = x["AVAL"].to_numpy() < thr
+    by = [x["_k"], x["USUBJID"]]
+    x["seen_low"] = x.groupby(by)["low"].cummax()
+    # date of the next low result after each record
+    x["_lowdt"] = x["ADT"].where(x["low"])
+    rev = x.iloc[::-1]
+    x["next_low"] = rev.groupby([rev["_k"], rev["USUBJID"]])["_lowdt"].ffill().iloc[::-1].to_numpy()
+    x["next_low"] = x["next_low"].where(~x["low"])  # for a high record: the next low result's date
+    prev_low = x.groupby(by)["low"].shift(fill_value=False)
+    rise = ~x["low"] & x["seen_low"] & prev_low
+    sustained = rise & (x["next_low"].isna() | (x["next_low"] - x["ADT"] >= sustain))
+    keys = ["_k", "USUBJID"]
+    rec = x[sustained].drop_duplicates(keys).set_index(keys)
+    last = x.drop_duplicates(keys, keep="last").set_index(keys)
+    cyt = x.groupby(keys)["low"].any()
+    out = pd.DataFrame({"USUBJID": cyt.index.get_level_values("USUBJID"),
+                        "PARAMCD": rules["paramcd"].to_numpy()[cyt.index.get_level_values("_k")],
+                        "CYTOPENIC": cyt.to_numpy()})
+    out["RECDT"] = rec["ADT"].reindex(cyt.index).to_numpy()
+    out["RECSEQ"] = rec["SRCSEQ"].reindex(cyt.index).to_numpy()
+    out["LASTDT"] = last["ADT"].reindex(cyt.index).to_numpy()
+    out["LASTSEQ"] = last["SRCSEQ"].reindex(cyt.index).to_numpy()
+    return out
 
 
 def stop_days(adam: dict[str, pd.DataFrame], adsl: pd.DataFrame, spec: Spec) -> pd.Series:
