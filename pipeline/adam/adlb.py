@@ -264,8 +264,12 @@ def icaht(lab: pd.DataFrame, adsl: pd.DataFrame, stop: pd.Series, spec: Spec) ->
     daily = daily_values(anc, start, window)
     early = pd.Series(0.0, index=subjects)
     er = rules[rules["phase"] == "EARLY"]
+    counted: dict[tuple[str, float], pd.Series] = {}  # days below, per ANC cut-off (several grades share one)
     for r in er.to_dict("records"):  # a few rule rows (metadata), vectorised over subjects
-        n = below_days(daily, r["operator"], float(r["threshold"]), stable, stop).reindex(subjects).fillna(0)
+        cut = (r["operator"], float(r["threshold"]))
+        if cut not in counted:
+            counted[cut] = below_days(daily, *cut, stable, stop).reindex(subjects).fillna(0)
+        n = counted[cut]
         hit = (n >= float(r["min_days"])) & (n <= float(r["max_days"]))
         early = early.where(~hit | (early >= float(r["grade"])), float(r["grade"]))
     late = pd.Series(0.0, index=subjects)
