@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.adam.common import (analysis_day, before_exposure, dtc_to_sas_date, merge_adsl, num, sdtm_spec_of,
-                                  supp_value, text)
+                                  supp_value, text, text_values)
 from pipeline.config import Study
 from pipeline.derive.dates import dtc_date
 from pipeline.errors import ConfigError
@@ -82,12 +82,15 @@ def assessments(sdtm: dict[str, pd.DataFrame], sources: pd.DataFrame) -> pd.Data
     for ds_name, test_var, dtc_var in (("RS", "RSTESTCD", "RSDTC"), ("LBDA", "LBTESTCD", "LBDTC")):
         ds = sdtm.get(ds_name)
         src = sources[sources["dataset"] == ds_name]
+        if ds is None or src.empty:
+            continue
+        tests = text_values(ds[test_var])
+        keys = (text(ds["USUBJID"]) + "|" + text(ds[dtc_var]).str.slice(0, 10)).to_numpy()  # subject and date
         for s in src.itertuples(index=False):  # a few criteria inputs (metadata loop)
-            if s.column == "RSORRES" or ds is None or s.variable not in ds.columns:
+            if s.column == "RSORRES" or s.variable not in ds.columns:
                 continue
-            sub = ds[text(ds[test_var]) == s.testcd]
-            vals = pd.Series(text(sub[s.variable]).to_numpy(),
-                             index=(text(sub["USUBJID"]) + "|" + text(sub[dtc_var]).str.slice(0, 10)).to_numpy())
+            rows = tests == s.testcd
+            vals = pd.Series(text_values(ds.loc[rows, s.variable]), index=keys[rows])
             vals = vals[~vals.index.duplicated(keep="last")]
             got = text(key.map(vals))
             # a qualifier several tests share (the CSF specimen condition): the first non-empty
