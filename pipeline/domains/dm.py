@@ -242,21 +242,21 @@ def last_dated_record(forms: dict[str, pd.DataFrame], spec: Spec, studyid: str) 
     and impossible dates are ignored.
     """
     cols = spec.raw_columns
-    parts = []
+    dated_cols = cols[cols["type"].isin(RAW_DATE_TYPES)]
+    subjects, dates = [], []  # numpy pieces of every complete date (~50 columns a study)
     for form, frame in sorted(forms.items()):  # a handful of forms, vectorised over rows
         if frame.empty or not {"SITEID", "SUBJID"} <= set(frame.columns):
             continue
-        dated = cols.loc[(cols["form"] == form) & cols["type"].isin(RAW_DATE_TYPES), "column"]
-        ids = subject_ids(frame, studyid)
-        for col in dated:
+        ids = subject_ids(frame, studyid).to_numpy(dtype=object)
+        for col in dated_cols.loc[dated_cols["form"] == form, "column"]:
             if col in frame:
                 p = parse_cdash_date(frame[col])
-                keep = p["complete"]
-                parts.append(pd.DataFrame({"USUBJID": ids[keep], "DTC": p["iso"][keep]}))
-    if not parts:
+                keep = p["complete"].to_numpy(dtype=bool)
+                subjects.append(ids[keep])
+                dates.append(p["iso"].to_numpy(dtype=object)[keep])
+    if not subjects:
         return pd.Series(dtype="object")
-    allp = pd.concat(parts, ignore_index=True)
-    return max_dtc(allp["DTC"], allp["USUBJID"])
+    return max_dtc(pd.Series(np.concatenate(dates), dtype="object"), pd.Series(np.concatenate(subjects), dtype="object"))
 
 
 def end_of_participation(forms: dict[str, pd.DataFrame], spec: Spec, studyid: str, index: pd.Index) -> pd.Series:

@@ -40,6 +40,11 @@ from pipeline.spec import Spec
 RAW_TYPES = ("char", "int", "float", "date", "pdate", "time")
 RULE_COLUMNS = ["column", "check", "severity", "message"]
 
+# pandera registers its pandas backends (importing its hypothesis strategies, ~0.1 s) on the first
+# validation of a process; done here, at import, the build's forked workers inherit it instead
+# of each paying for it (the build imports this module before forking, pipeline.parallel)
+pa.DataFrameSchema({}).validate(pd.DataFrame())
+
 
 @dataclass(frozen=True)
 class FormSchema:
