@@ -65,7 +65,10 @@ def num(s: pd.Series) -> pd.Series:
 def sas_date(ts: pd.Series) -> pd.Series:
     """SAS date number (days since 1960-01-01) of datetime64 values; NaN for NaT."""
     ts = pd.to_datetime(ts, errors="coerce")
-    return ((ts.dt.normalize() - SAS_EPOCH).dt.days).astype("float64")
+    days = ts.to_numpy().astype("datetime64[D]")  # numpy floors to the day, as normalize() does
+    out = (days - np.datetime64("1960-01-01", "D")).astype("float64")
+    out[np.isnat(days)] = np.nan
+    return pd.Series(out, index=ts.index, name=ts.name)
 
 
 def sas_datetime(ts: pd.Series) -> pd.Series:
