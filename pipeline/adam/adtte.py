@@ -86,11 +86,13 @@ def time_to_event(rules: pd.DataFrame, subjects: pd.Series, start: pd.DataFrame,
     """One parameter's records (rules = its rows of adtte_censoring.csv), by the module rules 1-4.
 
     ``start``: USUBJID, dt (+ SRC*) of the origin; ``sources``: name -> date frame
-    (USUBJID, dt, SRCDOM, SRCVAR, SRCSEQ), several rows per subject allowed."""
-    base = pd.DataFrame({"USUBJID": subjects.to_numpy()})
-    base = base.merge(start[["USUBJID", "dt"]].drop_duplicates("USUBJID").rename(columns={"dt": "STARTDT"}),
-                      on="USUBJID", how="left")
+    (USUBJID, dt, SRCDOM, SRCVAR, SRCSEQ), several rows per subject allowed; ``subjects``: the
+    population's USUBJIDs (unique)."""
+    first = start.drop_duplicates("USUBJID")
+    origin = pd.Series(first["dt"].to_numpy(), index=first["USUBJID"].to_numpy())
+    base = pd.DataFrame({"USUBJID": subjects.to_numpy(), "STARTDT": subjects.map(origin).to_numpy()})
     base = base[base["STARTDT"].notna()]
+    base_start = pd.Series(base["STARTDT"].to_numpy(), index=base["USUBJID"].to_numpy())
     rows = rules.reset_index(drop=True)
     for r in rows.to_dict("records"):  # a few rule rows (metadata)
         if r["source_date"] not in sources:
@@ -102,7 +104,8 @@ def time_to_event(rules: pd.DataFrame, subjects: pd.Series, start: pd.DataFrame,
         # another (rule row k's records tagged _k = k), each with the subject's origin
         frames = [sources[name] for name in rows["source_date"]]
         c = pd.concat(frames, ignore_index=True).assign(_k=np.repeat(rows.index.to_numpy(), [len(f) for f in frames]))
-        c = c.merge(base[["USUBJID", "STARTDT"]], on="USUBJID")
+        c = c.assign(STARTDT=c["USUBJID"].map(base_start))
+        c = c[c["STARTDT"].notna()]  # the population's subjects with an origin
 
         def rule(column: str) -> np.ndarray:
             """The rule row's ``column`` for each candidate of ``c``."""
@@ -131,7 +134,9 @@ def time_to_event(rules: pd.DataFrame, subjects: pd.Series, start: pd.DataFrame,
     cens = cens.assign(dt=np.maximum(cens["dt"], cens["STARTDT"]), EVNTDESC="")
     events = events.assign(CNSDTDSC="")
     chosen = pd.concat([events.assign(CNSR=0.0), cens.assign(CNSR=1.0)], ignore_index=True)
-    out = base.merge(chosen.drop(columns=["STARTDT"]), on="USUBJID", how="inner")
+    # in the population's order (each subject has one chosen date at most)
+    order = pd.Index(base["USUBJID"]).get_indexer(chosen["USUBJID"])
+    out = chosen.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
     out["ADT"] = out["dt"]
     out["AVAL"] = out["ADT"] - out["STARTDT"] + 1
     first = rules.iloc[0]
