@@ -56,6 +56,7 @@ rebuild is byte-identical.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import datetime
 from functools import lru_cache
@@ -115,6 +116,23 @@ def _text(s: pd.Series) -> pd.Series:
     """Values as text, null as ``""`` (:func:`pipeline.export.xpt.export_text`: an exported
     character column, already so, is not converted again)."""
     return pd.Series(xpt.export_text(s), index=s.index, dtype=object)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """``frame.to_dict("records")`` of a small metadata frame (the same Python values), without
+    its per-cell boxing: one ``tolist`` per column."""
+    cols = list(frame.columns)
+    return [dict(zip(cols, row)) for row in zip(*(frame[c].tolist() for c in cols))] if cols else \
+        [{} for _ in range(len(frame))]
+
+
+def _positions(text: pd.Series) -> dict[str, np.ndarray]:
+    """Value -> the row positions (ascending) holding it, of a text column (no nulls): what
+    ``groupby(...).indices`` gives, from one factorisation and one stable sort."""
+    codes, uniques = pd.factorize(text.to_numpy(dtype=object))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
+    return dict(zip(uniques.tolist(), np.split(order, bounds)))
 
 
 def _unique_oid(oid: str, taken: set[str]) -> str:
@@ -270,7 +288,7 @@ def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry) -> t
     lengths = xpt.observed_lengths(frame[v["variable"].tolist()], spec, ds)
     keys = [k for k in spec.keys(ds) if k in set(v["variable"])]
     refs, defs = [], []
-    for i, r in enumerate(v.to_dict("records"), start=1):
+    for i, r in enumerate(_records(v), start=1):
         name, where = r["variable"], f"{ds}.{r['variable']}"
         oid = datasetjson.item_oid(ds, name)
         reg.taken.add(oid)
@@ -368,25 +386,36 @@ def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
         codelist=[codelists.get(f"{prefix}{sfx}", "") if sfx.endswith("U") else "" for sfx in suffixes])
 
 
+_VLM_COLUMNS = ["dataset", "variable", "where_variable", "where_value", "label", "type", "length",
+                "significant_digits", "codelist", "origin", "source", "method", "comment", "unit",
+                *(f"where{k}_{p}" for k in _WHERE_EXTRA for p in ("variable", "value"))]
+
+
+def _spec_valuelevel(spec: Spec, ds: str) -> pd.DataFrame:
+    """The spec's value-level rows of one dataset, with every column of :data:`_VLM_COLUMNS`
+    (missing ones empty); once per value-level table and dataset (not changed by the callers)."""
+    made = per_object(spec.valuelevel, "define_rows", lambda _vl: {})
+    if ds not in made:
+        vl = spec.valuelevel
+        rows = vl[vl["dataset"] == ds].copy() if len(vl) and "dataset" in vl else pd.DataFrame(columns=_VLM_COLUMNS)
+        for c in _VLM_COLUMNS:
+            if c not in rows:
+                rows[c] = ""
+        made[ds] = rows[_VLM_COLUMNS].fillna("")
+    return made[ds]
+
+
 def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
     """The value-level rows of one dataset whose variable and where variable are in the data and
     whose where value occurs; spec rows first, then data-derived Findings rows (see
     :func:`_findings_vlm`) for result variables the spec gives no value-level rows for."""
-    vl = spec.valuelevel
-    cols = ["dataset", "variable", "where_variable", "where_value", "label", "type", "length", "significant_digits",
-            "codelist", "origin", "source", "method", "comment", "unit"]
-    cols += [f"where{k}_{p}" for k in _WHERE_EXTRA for p in ("variable", "value")]
-    rows = vl[vl["dataset"] == ds].copy() if len(vl) and "dataset" in vl else pd.DataFrame(columns=cols)
-    for c in cols:
-        if c not in rows:
-            rows[c] = ""
-    rows = rows[cols].fillna("")
+    rows, cols = _spec_valuelevel(spec, ds), _VLM_COLUMNS
     derived = _findings_vlm(frame, spec, ds)
     if len(derived):
         derived = derived[~derived["variable"].isin(set(rows["variable"]))]
         rows = pd.concat([rows, derived.reindex(columns=cols, fill_value="")], ignore_index=True)
     if rows.empty:
-        return rows
+        return rows.copy()
     rows = rows[rows["variable"].isin(frame.columns) & rows["where_variable"].isin(frame.columns)]
     # the values of each where variable once (not once per value-level row: ~600 rows a study)
     values = {w: set(_text(frame[w]).unique()) for w in rows["where_variable"].unique()}
@@ -407,7 +436,7 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
     # row positions of each where value, from the column text computed once per where variable
     # (not once per value-level row)
     wvars = set(rows["where_variable"]) | {w for k in _WHERE_EXTRA for w in rows[f"where{k}_variable"] if w}
-    groups = {w: _text(frame[w]).groupby(_text(frame[w]), sort=False).indices for w in sorted(wvars)}
+    groups = {w: _positions(_text(frame[w])) for w in sorted(wvars)}
     for var, group in rows.groupby("variable", sort=False):
         vl_oid = f"VL.{ds}.{var}"
         refs = []
@@ -417,7 +446,7 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
         texts = _text(frame[var])
         lengths = texts.str.len().to_numpy()
         texts = texts.to_numpy(dtype=object)
-        for order, r in enumerate(group.to_dict("records"), start=1):
+        for order, r in enumerate(_records(group), start=1):
             conds = [(r["where_variable"], r["where_value"])] + [
                 (r[f"where{k}_variable"], r[f"where{k}_value"]) for k in _WHERE_EXTRA if r[f"where{k}_variable"]]
             wkey = tuple(conds)
@@ -888,3 +917,18 @@ def write_define(study_dir: Path, datasets: dict[str, pd.DataFrame], ctx) -> Non
     Path(study_dir, DEFINE_HTML).write_bytes(define_html(data))
     # the stylesheet the xml-stylesheet instruction names, so that define.xml renders in a browser
     Path(study_dir, STYLESHEET_HREF).write_bytes(stylesheet_path().read_bytes())
+
+
+def _prepare() -> None:
+    """Parse the Define-XML schema and compile the stylesheet and the template now, at import
+    (~0.2 s of CPU). The build imports this module in its parent process before it forks the
+    study workers (:func:`pipeline.parallel.preload`), which then inherit them instead of each
+    paying it again. A problem (defineutils missing) is left to the first use to report: the
+    caches keep no failure."""
+    with contextlib.suppress(ConfigError, OSError, etree.LxmlError, jinja2.TemplateError):
+        _schema()
+        _transform()
+        _environment().get_template(TEMPLATE)
+
+
+_prepare()

@@ -69,9 +69,10 @@ def numeric_findings(datasets: dict[str, pd.DataFrame], spec: Spec | None, study
         frame = datasets[name]
         if frame is None or not len(frame):
             continue
-        subject = frame["USUBJID"].astype(object) if "USUBJID" in frame.columns else None
         for col in _numeric_columns(frame, _spec_types(spec, name)):
-            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64")
+            s = frame[col]
+            values = s.to_numpy() if s.dtype == np.float64 else \
+                pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")
             with np.errstate(invalid="ignore"):
                 magnitude = np.abs(values)
                 bad = np.isinf(values) | (magnitude >= XPT_MAX) | ((magnitude < IBM_MIN) & (values != 0))
@@ -79,6 +80,7 @@ def numeric_findings(datasets: dict[str, pd.DataFrame], spec: Spec | None, study
                 continue
             pos = np.flatnonzero(bad)
             vals = values[pos]
+            subject = frame["USUBJID"].astype(object) if "USUBJID" in frame.columns else None
             subj = (subject.iloc[pos].fillna("").astype(str).to_numpy() if subject is not None
                     else np.full(len(pos), "", dtype=object))
             value_text = pd.Series(vals).map(repr).to_numpy()  # over the few offending values
