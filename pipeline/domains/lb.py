@@ -417,7 +417,7 @@ def sdtm_test_codes(lb: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
     ren = tests[tests["sdtm_lbtestcd"].astype(str).str.strip() != ""]
     if ren.empty:
         return lb
-    out = lb.copy()
+    out = lb.copy(deep=False)  # copy-on-write: only the two renamed columns are copied
     hit = out["LBTESTCD"].isin(ren["lbtestcd"])
     names = dict(zip(ren["lbtestcd"], ren["sdtm_lbtest"]))
     out.loc[hit, "LBTEST"] = out.loc[hit, "LBTESTCD"].map(names).where(lambda s: s.astype(str).ne(""),
