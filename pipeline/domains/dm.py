@@ -121,10 +121,16 @@ def concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 
 
 def subject_ids(frame: pd.DataFrame, studyid: str) -> pd.Series:
-    """USUBJID of raw rows: STUDYID (the study being built) - SITEID - SUBJID."""
-    keys = pd.DataFrame({"STUDYID": studyid, "SITEID": text(frame["SITEID"]), "SUBJID": text(frame["SUBJID"])},
-                        index=frame.index)
-    return usubjid(keys)
+    """USUBJID of raw rows: STUDYID (the study being built) - SITEID - SUBJID, made by
+    :func:`pipeline.derive.identifiers.usubjid` once per distinct (SITEID, SUBJID): a form
+    repeats its subjects on every row."""
+    site_code, sites = pd.factorize(text(frame["SITEID"]))
+    subj_code, subjects = pd.factorize(text(frame["SUBJID"]))
+    width = max(len(subjects), 1)
+    pair_code, pairs = pd.factorize(site_code.astype(np.int64) * width + subj_code)
+    keys = pd.DataFrame({"STUDYID": studyid, "SITEID": np.asarray(sites, dtype=object)[pairs // width],
+                         "SUBJID": np.asarray(subjects, dtype=object)[pairs % width]})
+    return pd.Series(usubjid(keys).to_numpy(dtype=object)[pair_code], index=frame.index, dtype="object")
 
 
 def known_subject(ctx: StudyContext, form: str, frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.Series, pd.DataFrame]:
