@@ -235,9 +235,13 @@ def _band_gaps_and_overlaps(c: pd.DataFrame) -> list[str]:
     keys = ["ctcae_version", "lbtestcd", "term", "baseline", "clause", "threshold_unit"]
     n_rows = c[c["lab_gradable"] != "Y"]
     undefined = n_rows.groupby(["ctcae_version", "lbtestcd", "term"])["grade"].agg(set).to_dict()
-    for (_, _, term, base, clause, tu), g in c.groupby(keys, sort=False):  # metadata rows
-        g = g.sort_values("grade")
-        rows = list(g.to_dict("records"))
+    groups: dict[tuple, list[dict]] = {}
+    for r in c.to_dict("records"):  # metadata rows, grouped in order of first appearance
+        key = tuple(r[k] for k in keys)
+        if not any(pd.isna(v) for v in key):  # as groupby, which drops missing keys
+            groups.setdefault(key, []).append(r)
+    for (_, _, term, base, clause, tu), rows in groups.items():
+        rows = sorted(rows, key=lambda r: r["grade"])
         gradable = {r["grade"] for r in rows if r["lab_gradable"] == "Y"}
         # a grade no value defines is so for the term in every unit and baseline condition
         skipped = undefined.get((rows[0]["ctcae_version"], rows[0]["lbtestcd"], term), set()) if rows else set()
