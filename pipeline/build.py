@@ -677,24 +677,6 @@ def run_build(args) -> int:
         return build_studies(args, spec, studies, raw, out)
 
 
-#: the peak memory of one study's gate and build, estimated from its raw folder's size on disk:
-#: a fixed part (the forked process, the specification, the libraries' working memory) and MiB per
-#: MiB of raw files. Measured in ``bench/results.md``: about 300 MiB peak for the shipped studies
-#: (1-3 MiB of raw files), 3,180 MiB at 2,000 simulated subjects (about 90 MiB of CSV); the
-#: factor errs on the high side, so that an estimate rather keeps tasks apart than crowds them.
-PEAK_BASE_MIB, PEAK_PER_RAW_MIB = 256.0, 40.0
-
-
-def estimated_peak_mib(raw: Path, study: Study) -> float:
-    """Estimated peak memory (MiB) of building ``study`` from ``raw/<STUDYID>/`` (for ``--jobs``)."""
-    folder = Path(raw) / study.studyid
-    try:
-        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-    except OSError:
-        size = 0
-    return PEAK_BASE_MIB + PEAK_PER_RAW_MIB * size / 2 ** 20
-
-
 def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) -> int:
     """Gate all studies, then build each one in isolation (see :func:`isolated_build`).
 
@@ -709,7 +691,7 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
     todo = [s for s in studies if s.studyid not in kept]
     total = 1 + len(REGISTRY) + len(AFTER_VISITS) + 3 + len(POST_EXPORT_HOOKS) + 1
     progress_of = {s.studyid: Progress(s.studyid, total, enabled=show) for s in todo}
-    jobs = getattr(args, "jobs", None) or parallel.default_jobs(len(todo), [estimated_peak_mib(raw, s) for s in todo])
+    jobs = getattr(args, "jobs", None) or parallel.default_jobs(len(todo))
     if jobs > 1 and len(todo) > 1:
         # imported once here, so that forked workers inherit the modules (pipeline.parallel)
         parallel.preload([GATE_MODULE, "pipeline.intake.report", *(f"{DOMAIN_PACKAGE}.{m}" for m in REGISTRY + AFTER_VISITS),

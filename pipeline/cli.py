@@ -46,10 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
-                   help="studies gated and built at once, one process each (default: every study at once "
-                        "while their estimated memory fits in half the available memory, and at least "
-                        "the CPU cores available; 1 = in this process). Outputs and messages do not "
-                        "depend on N")
+                   help="studies gated and built at once, one process each (default: the CPU cores "
+                        "available, at most one per study; 1 = in this process). Outputs and messages "
+                        "do not depend on N")
     p.add_argument("--mode", choices=BUILD_MODES, default=BUILD_MODES[0],
                    help="final (default): an uncoded verbatim AE term is an error; draft: a warning. "
                         "The mode is recorded in build.log and define.xml")

@@ -43,52 +43,9 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-#: share of the available memory that the tasks run at once may take by estimate (the rest is
-#: the margin for the estimate's error, the parent process and everything else on the machine)
-MEMORY_SHARE = 0.5
-#: never more processes at once than this many per core, whatever the memory
-MAX_PER_CORE = 4
-
-
-def available_memory_mib() -> float | None:
-    """``MemAvailable`` of ``/proc/meminfo`` in MiB (None where the platform has no such file)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def default_jobs(n_tasks: int, peak_mib: Sequence[float] | None = None, *, cores: int | None = None,
-                 memory_mib: float | None = None) -> int:
-    """The default ``--jobs``: one process per available core at least, and every task at once
-    when their memory allows it.
-
-    Why more processes than cores: the tasks (studies) take about the same time each, so with one
-    process per core the last round leaves cores idle (five studies on two cores take three
-    study-times, not two and a half). Started together, the operating system shares the cores
-    among them and the run takes its CPU time divided by the cores. That costs memory: every
-    task's peak at once. So the tasks are run together only as far as their estimated peaks
-    (``peak_mib``, one per task; largest first) fit in :data:`MEMORY_SHARE` of the available
-    memory, and never more than :data:`MAX_PER_CORE` per core. Without estimates, or where the
-    available memory is unknown, one process per core.
-    """
-    cores = cores or available_cores()
-    per_core = max(1, min(cores, n_tasks))
-    if memory_mib is None:
-        memory_mib = available_memory_mib()
-    if not peak_mib or memory_mib is None:
-        return per_core
-    budget, together = MEMORY_SHARE * memory_mib, 0
-    for peak in sorted(peak_mib, reverse=True):
-        if budget < peak:
-            break
-        budget -= peak
-        together += 1
-    return max(per_core, min(together, n_tasks, MAX_PER_CORE * cores))
+def default_jobs(n_tasks: int) -> int:
+    """The default ``--jobs``: one process per available core, never more than the tasks."""
+    return max(1, min(available_cores(), n_tasks))
 
 
 def preload(modules: Iterable[str]) -> None:

@@ -104,31 +104,3 @@ def test_jobs_option_and_default():
         build_parser().parse_args(["build", "--jobs", "0"])
     assert parallel.default_jobs(1) == 1
     assert 1 <= parallel.default_jobs(50) == min(parallel.available_cores(), 50)
-
-
-def test_default_jobs_runs_the_studies_together_while_their_memory_fits(monkeypatch):
-    # one process per core, at most one per task, without estimates or memory information
-    monkeypatch.setattr(parallel, "available_memory_mib", lambda: None)
-    assert parallel.default_jobs(5, [300.0] * 5, cores=2) == 2
-    assert parallel.default_jobs(5, None, cores=2, memory_mib=24_000) == 2
-    assert parallel.default_jobs(1, [300.0], cores=2, memory_mib=24_000) == 1
-    # five shipped-size studies (about 340 MiB each) fit in half of 24 GB: all five at once
-    assert parallel.default_jobs(5, [340.0] * 5, cores=2, memory_mib=24_000) == 5
-    # half of 1,000 MiB holds one 340 MiB study only: still one per core
-    assert parallel.default_jobs(5, [340.0] * 5, cores=2, memory_mib=1_000) == 2
-    # 2,000-subject studies (5,256 MiB by estimate): 12,000 MiB of 24,000 holds two, not three
-    assert parallel.default_jobs(3, [5_256.0] * 3, cores=2, memory_mib=24_000) == 2
-    assert parallel.default_jobs(3, [5_256.0] * 3, cores=1, memory_mib=24_000) == 2
-    # the largest are counted first: 4,000 + 1,000 + 1,000 = 6,000 = half of 12,000, the 4th is out
-    assert parallel.default_jobs(4, [1_000.0, 4_000.0, 1_000.0, 1_000.0], cores=1, memory_mib=12_000) == 3
-    # never more than four per core
-    assert parallel.default_jobs(50, [300.0] * 50, cores=2, memory_mib=1_000_000) == 8
-
-
-def test_estimated_peak_memory_of_a_study_from_its_raw_folder(tmp_path):
-    study = type("S", (), {"studyid": "S1"})()
-    assert build.estimated_peak_mib(tmp_path, study) == 256.0  # no folder: the fixed part
-    (tmp_path / "S1").mkdir()
-    (tmp_path / "S1" / "lb.csv").write_bytes(b"x" * 2 ** 20)  # 1 MiB -> 256 + 40
-    (tmp_path / "S1" / "dm.csv").write_bytes(b"x" * 2 ** 19)  # 0.5 MiB -> 20
-    assert build.estimated_peak_mib(tmp_path, study) == 316.0
