@@ -3,6 +3,7 @@
 import csv
 import io
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,16 @@ def built_study(tmp_path_factory) -> Path:
     if code != 0 or not (out / sid / "define.xml").is_file():
         pytest.skip(f"{sid} did not build (exit {code}); see {out / 'gate'}")
     return out / sid
+
+
+def copied_raw(tmp_path_factory, sid: str) -> Path:
+    """A scratch raw folder holding a copy of the shipped ``raw/<sid>/`` (skips when it is absent),
+    for tests that plant defects into a real extract."""
+    if not (RAW / sid).is_dir():
+        pytest.skip(f"raw/{sid} is not present (run `make raw`)")
+    raw = tmp_path_factory.mktemp("raw")
+    shutil.copytree(RAW / sid, raw / sid)
+    return raw
 
 
 def plant_cell(path: Path, row: int, column: str, value: str, encoding: str = "utf-8") -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 
 import pytest
 
@@ -19,17 +18,14 @@ from pipeline.config import load_study
 from pipeline.intake.gate import gate_detail
 from pipeline.spec import load_spec
 
-from conftest import RAW, SPECS, plant_cell
+from conftest import SPECS, copied_raw, plant_cell
 
 SID = "ZJU-CD7-AID"
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    if not (RAW / SID).is_dir():
-        pytest.skip(f"raw/{SID} is not present (run `make raw`)")
-    raw = tmp_path_factory.mktemp("raw")
-    shutil.copytree(RAW / SID, raw / SID)
+    raw = copied_raw(tmp_path_factory, SID)
     path = raw / SID / "rs.csv"
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     planted_rows = {}

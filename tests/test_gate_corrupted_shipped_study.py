@@ -3,14 +3,13 @@ exits 1 and its machine report names exactly the planted rows (issue 2, Done whe
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from conftest import RAW, ROOT, SPECS, plant_cell
+from conftest import ROOT, SPECS, copied_raw, plant_cell
 
 STUDY = "NCT05164042"
 
@@ -26,10 +25,7 @@ PLANTS = [
 
 @pytest.fixture(scope="module")
 def corrupted(tmp_path_factory):
-    if not (RAW / STUDY).is_dir():
-        pytest.skip(f"raw/{STUDY} is not present (run `make raw`)")
-    raw = tmp_path_factory.mktemp("raw")
-    shutil.copytree(RAW / STUDY, raw / STUDY)
+    raw = copied_raw(tmp_path_factory, STUDY)
     for file, row, column, value in PLANTS:
         plant_cell(raw / STUDY / file, row, column, value)
     out = tmp_path_factory.mktemp("out")

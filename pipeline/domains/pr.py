@@ -31,7 +31,6 @@ its procedure (warning).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext, empty
