@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections import Counter
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -126,13 +127,80 @@ def _records(frame: pd.DataFrame) -> list[dict]:
         [{} for _ in range(len(frame))]
 
 
-def _positions(text: pd.Series) -> dict[str, np.ndarray]:
-    """Value -> the row positions (ascending) holding it, of a text column (no nulls): what
-    ``groupby(...).indices`` gives, from one factorisation and one stable sort."""
-    codes, uniques = pd.factorize(text.to_numpy(dtype=object))
-    order = np.argsort(codes, kind="stable")
-    bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
-    return dict(zip(uniques.tolist(), np.split(order, bounds)))
+class _Columns:
+    """The columns of one dataset as define.xml reads them, each worked out once.
+
+    define.xml reads a column many times: for its length, data type and codelist terms
+    (:func:`dataset_items`), for the where values present (:func:`valuelevel_rows`), for the
+    records of each value-level row (:func:`value_lists`) and for the value-level rows derived
+    from a Findings dataset (:func:`_findings_vlm`). Here a column's text is made once and
+    factorised once, into one integer code per record and the distinct texts; the callers then
+    work on the codes and on the few distinct values instead of on the records' text (at 2,000
+    subjects LB has ~920k records and a few hundred distinct values in most columns).
+
+    ``frame`` is an :func:`pipeline.export.xpt.xpt_frame`: its character columns are object
+    columns of ``str`` already, its numeric columns float64."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self._text: dict[str, np.ndarray] = {}
+        self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._lengths: dict[str, np.ndarray] = {}
+
+    def numeric(self, c: str) -> bool:
+        """True for a numeric column."""
+        return pd.api.types.is_numeric_dtype(self.frame[c])
+
+    def text(self, c: str) -> np.ndarray:
+        """The column as exported text (:func:`_text`), an object array (``""`` for null)."""
+        if c not in self._text:
+            s = self.frame[c]
+            # an object column of an xpt_frame is export text already (not checked again)
+            self._text[c] = s.to_numpy() if s.dtype == object else xpt.export_text(s)
+        return self._text[c]
+
+    def codes(self, c: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, distinct)``: the column's text factorised, ``distinct[codes]`` is
+        :meth:`text` (distinct texts in order of first appearance)."""
+        if c not in self._codes:
+            codes, distinct = pd.factorize(self.text(c))
+            self._codes[c] = (codes, np.asarray(distinct, dtype=object))
+        return self._codes[c]
+
+    def distinct(self, c: str, pos: np.ndarray | None = None) -> np.ndarray:
+        """The distinct texts of the column, of the records at positions ``pos`` only when given."""
+        codes, distinct = self.codes(c)
+        return distinct if pos is None else distinct[pd.unique(codes[pos])]
+
+    def present(self, c: str) -> np.ndarray:
+        """Per record: the column has a value (not null, text not ``""``)."""
+        if self.numeric(c):  # the text of a number is "" exactly when it is null
+            return self.frame[c].notna().to_numpy()
+        codes, distinct = self.codes(c)
+        return (distinct != "")[codes]
+
+    def longest(self, c: str, pos: np.ndarray | None = None) -> int:
+        """Length of the longest text of the column (of the records at ``pos`` when given), at
+        least 1: the XPT width (:func:`pipeline.export.xpt.observed_lengths`)."""
+        codes, distinct = self.codes(c)
+        if c not in self._lengths:
+            self._lengths[c] = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
+        lengths = self._lengths[c] if pos is None else self._lengths[c][codes[pos]]
+        return max(1, int(lengths.max())) if len(lengths) else 1
+
+    def positions(self, c: str) -> dict[str, np.ndarray]:
+        """Text value -> the positions (ascending) of the records holding it: what
+        ``groupby(...).indices`` gives, from the codes and one stable sort."""
+        codes, distinct = self.codes(c)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.cumsum(np.bincount(codes, minlength=len(distinct)))[:-1]
+        return dict(zip(distinct.tolist(), np.split(order, bounds)))
+
+    def date_type(self, spec_type: str, c: str, pos: np.ndarray | None = None) -> str:
+        """:func:`date_datatype` of the column (of the records at ``pos`` when given)."""
+        if spec_type not in _FULL or self.numeric(c):
+            return spec_type
+        return _date_type_of_texts(spec_type, self.distinct(c, pos))
 
 
 def _unique_oid(oid: str, taken: set[str]) -> str:
@@ -155,10 +223,10 @@ def significant_digits(values: pd.Series) -> int | None:
     num = pd.to_numeric(values, errors="coerce").dropna()
     if num.empty:
         return None
-    uniq = pd.Series(np.unique(num.to_numpy(dtype="float64")))
-    text = uniq.map(lambda v: np.format_float_positional(v, trim="-"))
-    dec = text.str.partition(".")[2].str.len()
-    return int(min(dec.max(), 15))
+    # the decimals of each distinct value (a loop over distinct values, not records)
+    uniq = np.unique(pd.unique(num.to_numpy(dtype="float64")))
+    dec = max(len(np.format_float_positional(v, trim="-").partition(".")[2]) for v in uniq)
+    return min(dec, 15)
 
 
 def char_length(values: pd.Series) -> int:
@@ -264,7 +332,12 @@ def date_datatype(spec_type: str, values: pd.Series) -> str:
     ``2024-07``."""
     if spec_type not in _FULL or pd.api.types.is_numeric_dtype(values):
         return spec_type  # a numeric date (ADaM *DT, SAS date) is typed by the spec
-    t = pd.Series(_text(values).unique())
+    return _date_type_of_texts(spec_type, _text(values).unique())
+
+
+def _date_type_of_texts(spec_type: str, texts) -> str:
+    """:func:`date_datatype` of a date/time item from the distinct texts of its values."""
+    t = pd.Series(texts)
     t = t[t != ""]
     if t.empty or t.str.match(_FULL[spec_type]).all():
         return spec_type
@@ -280,24 +353,29 @@ def _codelist_datatype(item_type: str) -> str:
     return item_type if item_type in NUMERIC_TYPES else "text"
 
 
-def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry) -> tuple[list[dict], list[dict]]:
+def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry,
+                  cols: _Columns | None = None) -> tuple[list[dict], list[dict]]:
     """ItemRefs and ItemDefs of one dataset: the spec variables present in ``frame`` (in spec
-    order), lengths from the data."""
+    order), lengths from the data (``cols``: the frame's :class:`_Columns`, when the caller has it)."""
+    cols = cols or _Columns(frame)
     v = spec.vars(ds)
     v = v[v["variable"].isin(frame.columns)].reset_index(drop=True)
-    lengths = xpt.observed_lengths(frame[v["variable"].tolist()], spec, ds)
+    types = xpt.spec_types(spec, ds)
+    # the XPT width of each variable, as xpt.observed_lengths: 8 for a number, else the longest text
+    lengths = {c: 8 if types.get(c) in NUMERIC_TYPES else cols.longest(c) for c in v["variable"]}
     keys = [k for k in spec.keys(ds) if k in set(v["variable"])]
     refs, defs = [], []
     for i, r in enumerate(_records(v), start=1):
         name, where = r["variable"], f"{ds}.{r['variable']}"
         oid = datasetjson.item_oid(ds, name)
         reg.taken.add(oid)
-        dtype = date_datatype(r["type"], frame[name])
+        dtype = cols.date_type(r["type"], name)
         sig = significant_digits(frame[name]) if dtype == "float" else None
         defs.append({
             "oid": oid, "name": name, "datatype": dtype, "length": lengths[name], "significant_digits": sig,
             "label": r["label"], "display_format": str(r.get("display_format", "") or ""),
-            "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), frame[name], where),
+            "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), None, where,
+                                         texts=cols.distinct(name) if r["codelist"] else None),
             "origin": origin_entry(r["origin"], r["source"], where),
             "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{name}"),
             "valuelist_oid": "", "method_oid": str(r["method"]).strip(),
@@ -310,23 +388,47 @@ def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry) -> t
     return refs, defs
 
 
-def _distinguishing(frame: pd.DataFrame, key: str, cols: list[str]) -> dict[str, set[str]]:
-    """For each ``cols`` column: the values of ``key`` (test codes) that occur with more than one
-    value of it (e.g. a test measured in two specimens)."""
-    out = {}
-    for c in cols:
-        n = _text(frame[c]).groupby(_text(frame[key])).nunique()
-        out[c] = set(n.index[n > 1])
-    return out
+def _first_positions(codes: np.ndarray, n: int) -> np.ndarray:
+    """Position of the first occurrence of each code ``0 .. n-1`` in ``codes`` (``len(codes)``
+    for a code that does not occur): one pass, no sort."""
+    first = np.full(n, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    return first
 
 
-def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
+def _combinations(cols: _Columns, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct combinations of the texts of some columns (e.g. test code, category,
+    specimen): ``(combination, first)``, the combination of each record as an integer code
+    (``0 .. k-1``) and the position of the first record of each combination."""
+    code, k = np.zeros(len(cols.frame), dtype=np.int64), 1
+    for c in names:  # loop over the few key columns
+        codes, distinct = cols.codes(c)
+        code, uniques = pd.factorize(code * len(distinct) + codes)
+        k = len(uniques)
+    return code, _first_positions(code, k if len(code) else 0)
+
+
+def _distinguishing(tests: np.ndarray, values: np.ndarray) -> set[str]:
+    """The tests (test codes) that occur with more than one value of a column (e.g. a test
+    measured in two specimens), from the distinct (test, value) combinations."""
+    n = pd.Series(values, dtype=object).groupby(pd.Series(tests, dtype=object)).nunique()
+    return set(n.index[n > 1])
+
+
+def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | None = None) -> pd.DataFrame:
     """Value-level rows derived from the data for the result and unit variables of a Findings
     dataset (``--ORRES``, ``--ORRESU``, ``--STRESC``, ``--STRESN``, ``--STRESU``) that have no
     value-level rows in the spec: one per test (``--TESTCD``), with ``--CAT`` and ``--SPEC`` added
     to the where clause for a test that occurs in several categories or specimens. Label ``--TEST``
-    (with the test's units for ``--ORRES``/``--STRESC``/``--STRESN``); ``--STRESN`` integer when
-    every result is whole, else float; the others text; units with the variable's codelist."""
+    (of the test's first record with a result; with the test's units for
+    ``--ORRES``/``--STRESC``/``--STRESN``); ``--STRESN`` integer when every result is whole, else
+    float; the others text; units with the variable's codelist. Rows sorted by variable (in
+    :data:`_VLM_RESULT` order), then where clause.
+
+    The records are not grouped by their text: each record gets the integer code of its
+    (test, category, specimen) combination (:func:`_combinations`), the where clause is worked
+    out once per combination, and each result variable's records are then grouped by the code
+    of their where clause."""
     cls = str(spec.dataset(ds)["class"]).upper()
     if not cls.startswith("FINDINGS") or ds.startswith("SUPP"):
         return pd.DataFrame()
@@ -334,56 +436,61 @@ def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
     testcd, test = f"{prefix}TESTCD", f"{prefix}TEST"
     if testcd not in frame.columns:
         return pd.DataFrame()
+    cols = cols or _Columns(frame)
     extra = [c for c in (f"{prefix}CAT", f"{prefix}SPEC") if c in frame.columns]
-    varies = _distinguishing(frame, testcd, extra)
-    codelists = dict(zip(spec.vars(ds)["variable"], spec.vars(ds)["codelist"]))
-    # the text of the where and unit columns once (not once per result variable)
-    text = {c: _text(frame[c]) for c in dict.fromkeys([testcd, test, *extra, f"{prefix}ORRESU", f"{prefix}STRESU"])
-            if c in frame.columns}
-    where = text[testcd].to_numpy(dtype=object)
-    label = text[test].to_numpy(dtype=object) if test in text else np.full(len(frame), "", dtype=object)
-    # the where clause of each record: the test, and the category/specimen only for the tests
-    # it distinguishes
-    clause = {"where_value": where}
+    combination, first = _combinations(cols, [testcd, *extra])
+    # the where clause of each combination: the test, and the category/specimen only for the
+    # tests it distinguishes
+    tests = cols.text(testcd)[first]
+    clause = {"where_value": tests}
     for k, c in enumerate(extra, start=2):
-        keep = pd.Series(where, dtype=object).isin(varies[c]).to_numpy()
-        clause[f"where{k}_variable"] = np.where(keep, c, "")
-        clause[f"where{k}_value"] = np.where(keep, text[c].to_numpy(dtype=object), "")
-    # one frame of the records of every result variable (``order``: its place in _VLM_RESULT),
-    # grouped once for all of them
-    parts = []
-    for order, suffix in enumerate(_VLM_RESULT):
+        values = cols.text(c)[first]
+        keep = pd.Series(tests, dtype=object).isin(_distinguishing(tests, values)).to_numpy()
+        clause[f"where{k}_variable"] = np.where(keep, c, "").astype(object)
+        clause[f"where{k}_value"] = np.where(keep, values, "").astype(object)
+    # combinations with the same where clause (a test in one category only) share one value-level row
+    clause_keys: dict[tuple, int] = {}
+    clause_of = np.array([clause_keys.setdefault(key, len(clause_keys))  # loop over the combinations
+                          for key in zip(*(v.tolist() for v in clause.values()))], dtype=np.int64)
+    clauses = list(clause_keys)
+    label = cols.text(test) if test in frame.columns else np.full(len(frame), "", dtype=object)
+    tested = cols.present(testcd)
+    codelists = dict(zip(spec.vars(ds)["variable"], spec.vars(ds)["codelist"]))
+    rows = []
+    for suffix in _VLM_RESULT:  # loop over the five result variables
         var = f"{prefix}{suffix}"
         if var not in frame.columns:
             continue
-        has = (frame[var].notna() & (_text(frame[var]) != "")).to_numpy() & (where != "")
-        if not has.any():
+        at = np.flatnonzero(cols.present(var) & tested)  # the records with a result
+        if not len(at):
             continue
+        group = clause_of[combination[at]]  # the where clause of each record with a result
+        first_at = _first_positions(group, len(clauses))  # its first record with a result
+        whole = np.ones(len(clauses), dtype=bool)
+        if suffix == "STRESN":  # integer when every result of the test is whole
+            results = pd.to_numeric(frame[var].iloc[at], errors="coerce")
+            whole[group[~(results == np.round(results)).to_numpy()]] = False
+        units: dict[int, list[str]] = {}
         unit_var = f"{prefix}ORRESU" if suffix == "ORRES" else f"{prefix}STRESU"
-        unit = text[unit_var].to_numpy(dtype=object)[has] \
-            if suffix in ("ORRES", "STRESC", "STRESN") and unit_var in text else ""
-        whole = (pd.to_numeric(frame[var][has], errors="coerce").pipe(lambda x: x == np.round(x)).to_numpy()
-                 if suffix == "STRESN" else False)
-        parts.append(pd.DataFrame({"order": order, **{c: v[has] for c, v in clause.items()},
-                                   "label": label[has], "unit": unit, "whole": whole}))
-    if not parts:
+        if suffix in ("ORRES", "STRESC", "STRESN") and unit_var in frame.columns:
+            # the distinct (where clause, unit) pairs: a few per test
+            codes, distinct = cols.codes(unit_var)
+            unit = codes[at]
+            has_unit = (distinct != "")[unit]
+            pairs = pd.unique(group[has_unit] * len(distinct) + unit[has_unit])
+            for g, u in zip((pairs // len(distinct)).tolist(), distinct[pairs % len(distinct)].tolist()):
+                units.setdefault(g, []).append(u)
+        var_type = "text" if suffix != "STRESN" else None
+        present = [g for g in range(len(clauses)) if first_at[g] < len(at)]
+        for g in sorted(present, key=clauses.__getitem__):  # loop over value-level rows
+            rows.append({**dict(zip(clause, clauses[g])), "label": label[at[first_at[g]]],
+                         "unit": ", ".join(sorted(units.get(g, ()))),
+                         "type": var_type or ("integer" if whole[g] else "float"), "variable": var,
+                         "codelist": codelists.get(var, "") if suffix.endswith("U") else ""})
+    if not rows:
         return pd.DataFrame()
-    records = pd.concat(parts, ignore_index=True)
-    keys = ["order", *clause]
-    agg = records.groupby(keys, sort=True).agg(label=("label", "first"), whole=("whole", "all")).reset_index()
-    # the units of each group, sorted: from the distinct (group, unit) pairs (a few per test)
-    pairs = records.loc[records["unit"] != "", [*keys, "unit"]].drop_duplicates()
-    units: dict[tuple, list[str]] = {}
-    for *key, unit in zip(*(pairs[c] for c in keys), pairs["unit"]):  # distinct (test, unit) pairs
-        units.setdefault(tuple(key), []).append(unit)
-    agg["unit"] = [", ".join(sorted(units.get(key, ()))) for key in zip(*(agg[c] for c in keys))]
-    suffixes = [_VLM_RESULT[i] for i in agg["order"]]  # one per value-level row
-    agg["type"] = [("integer" if w else "float") if sfx == "STRESN" else "text"
-                   for sfx, w in zip(suffixes, agg["whole"])]
-    return agg.drop(columns=["order", "whole"]).assign(
-        dataset=ds, variable=[f"{prefix}{sfx}" for sfx in suffixes], where_variable=testcd, length="",
-        significant_digits="", origin="", source="", method="", comment="",
-        codelist=[codelists.get(f"{prefix}{sfx}", "") if sfx.endswith("U") else "" for sfx in suffixes])
+    return pd.DataFrame(rows).assign(dataset=ds, where_variable=testcd, length="", significant_digits="",
+                                     origin="", source="", method="", comment="")
 
 
 _VLM_COLUMNS = ["dataset", "variable", "where_variable", "where_value", "label", "type", "length",
@@ -405,47 +512,44 @@ def _spec_valuelevel(spec: Spec, ds: str) -> pd.DataFrame:
     return made[ds]
 
 
-def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str) -> pd.DataFrame:
+def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | None = None) -> pd.DataFrame:
     """The value-level rows of one dataset whose variable and where variable are in the data and
     whose where value occurs; spec rows first, then data-derived Findings rows (see
-    :func:`_findings_vlm`) for result variables the spec gives no value-level rows for."""
-    rows, cols = _spec_valuelevel(spec, ds), _VLM_COLUMNS
-    derived = _findings_vlm(frame, spec, ds)
+    :func:`_findings_vlm`) for result variables the spec gives no value-level rows for.
+    ``cols``: the frame's :class:`_Columns`, when the caller has it."""
+    cols = cols or _Columns(frame)
+    rows = _spec_valuelevel(spec, ds)
+    derived = _findings_vlm(frame, spec, ds, cols)
     if len(derived):
         derived = derived[~derived["variable"].isin(set(rows["variable"]))]
-        rows = pd.concat([rows, derived.reindex(columns=cols, fill_value="")], ignore_index=True)
+        rows = pd.concat([rows, derived.reindex(columns=_VLM_COLUMNS, fill_value="")], ignore_index=True)
     if rows.empty:
         return rows.copy()
     rows = rows[rows["variable"].isin(frame.columns) & rows["where_variable"].isin(frame.columns)]
     # the values of each where variable once (not once per value-level row: ~600 rows a study)
-    values = {w: set(_text(frame[w]).unique()) for w in rows["where_variable"].unique()}
+    values = {w: set(cols.distinct(w)) for w in rows["where_variable"].unique()}
     present = [val in values[w] for w, val in zip(rows["where_variable"], rows["where_value"])]
     return rows[np.asarray(present, dtype=bool)].reset_index(drop=True) if len(rows) else rows
 
 
-def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dict], reg: _Registry
-                ) -> tuple[list[dict], list[dict], list[dict]]:
+def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dict], reg: _Registry,
+                cols: _Columns | None = None) -> tuple[list[dict], list[dict], list[dict]]:
     """ValueListDefs, WhereClauseDefs and value-level ItemDefs of one dataset; sets the parent
-    ItemDefs' ``valuelist_oid``."""
-    rows = valuelevel_rows(frame, spec, ds)
+    ItemDefs' ``valuelist_oid``. ``cols``: the frame's :class:`_Columns`, when the caller has it."""
+    cols = cols or _Columns(frame)
+    rows = valuelevel_rows(frame, spec, ds, cols)
     vlists, wheres, items = [], [], []
     if rows.empty:
         return vlists, wheres, items
     vtypes = dict(zip(spec.vars(ds)["variable"], spec.vars(ds)["type"]))
     where_oids: dict[tuple, str] = {}
-    # row positions of each where value, from the column text computed once per where variable
-    # (not once per value-level row)
+    # row positions of each where value, from the column's codes (not once per value-level row)
     wvars = set(rows["where_variable"]) | {w for k in _WHERE_EXTRA for w in rows[f"where{k}_variable"] if w}
-    groups = {w: _positions(_text(frame[w])) for w in sorted(wvars)}
+    groups = {w: cols.positions(w) for w in sorted(wvars)}
     for var, group in rows.groupby("variable", sort=False):
         vl_oid = f"VL.{ds}.{var}"
         refs = []
         parent = parents[datasetjson.item_oid(ds, var)]
-        # the variable's values as text and their lengths, once per variable (not per value-level
-        # row: :func:`char_length` and the codelist terms of each row read them at its positions)
-        texts = _text(frame[var])
-        lengths = texts.str.len().to_numpy()
-        texts = texts.to_numpy(dtype=object)
         for order, r in enumerate(_records(group), start=1):
             conds = [(r["where_variable"], r["where_value"])] + [
                 (r[f"where{k}_variable"], r[f"where{k}_value"]) for k in _WHERE_EXTRA if r[f"where{k}_variable"]]
@@ -460,16 +564,15 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
             pos = groups[conds[0][0]].get(conds[0][1], np.zeros(0, dtype=np.int64))
             for w, v in conds[1:]:
                 pos = np.intersect1d(pos, groups[w].get(v, np.zeros(0, dtype=np.int64)))
-            subset = frame[var].iloc[pos]
             where = f"{ds}.{var} where " + " and ".join(f"{w} = {v}" for w, v in conds)
-            dtype = date_datatype(r["type"], subset) if r["type"] else parent["datatype"]
-            if vtypes.get(var) in NUMERIC_TYPES:
-                length = 8
-            else:  # = char_length(subset)
-                length = max(1, int(lengths[pos].max())) if len(pos) else 1
+            # the data type, length and codelist terms of the records at ``pos``, from the
+            # variable's codes (cols)
+            dtype = cols.date_type(r["type"], var, pos) if r["type"] else parent["datatype"]
+            length = 8 if vtypes.get(var) in NUMERIC_TYPES else cols.longest(var, pos)  # = char_length
             sig = None
             if dtype == "float":
-                sig = int(r["significant_digits"]) if str(r["significant_digits"]).strip() else significant_digits(subset)
+                sig = int(r["significant_digits"]) if str(r["significant_digits"]).strip() else \
+                    significant_digits(frame[var].iloc[pos])
             label = r["label"] or parent["label"]
             if r["unit"]:
                 label = f"{label} ({r['unit']})"
@@ -479,7 +582,8 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
             items.append({
                 "oid": item_oid, "name": var, "datatype": dtype, "length": length, "significant_digits": sig,
                 "label": label,
-                "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), None, where, texts=texts[pos]),
+                "codelist_key": reg.codelist(r["codelist"], _codelist_datatype(dtype), None, where,
+                                             texts=cols.distinct(var, pos) if r["codelist"] else None),
                 "origin": origin_entry(origin, source, where),
                 "comment_oid": reg.comment(r["comment"], f"COM.{ds}.{var}.{suffix}"),
                 "valuelist_oid": "", "display_format": parent.get("display_format", ""),
@@ -643,9 +747,10 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
     for ds in sorted(d for d in datasets if d in known):
         frame = xpt.xpt_frame(datasets[ds], spec, ds)
         row = spec.dataset(ds)
-        refs, defs = dataset_items(frame, spec, ds, reg)
+        cols = _Columns(frame)  # each column's text and codes, made once for all that follows
+        refs, defs = dataset_items(frame, spec, ds, reg, cols)
         parents = {d["oid"]: d for d in defs}
-        vl, wc, vi = value_lists(frame, spec, ds, parents, reg)
+        vl, wc, vi = value_lists(frame, spec, ds, parents, reg, cols)
         vlists += vl
         wheres += wc
         vl_items += vi
@@ -727,11 +832,12 @@ def render_define(model: dict) -> str:
     return _environment().get_template(TEMPLATE).render(**model)
 
 
-def integrity_problems(xml: bytes) -> list[str]:
-    """Referential integrity of a define.xml: every ItemRef/@ItemOID, CodeListRef,
-    MethodOID, def:CommentOID, def:ValueListRef, def:WhereClauseRef, RangeCheck/@def:ItemOID,
-    def:StandardOID and def:leaf reference resolves; OIDs are unique; every def is used."""
-    root = etree.fromstring(xml)
+def integrity_problems(xml: bytes | etree._Element) -> list[str]:
+    """Referential integrity of a define.xml (its bytes, or its parsed root element): every
+    ItemRef/@ItemOID, CodeListRef, MethodOID, def:CommentOID, def:ValueListRef,
+    def:WhereClauseRef, RangeCheck/@def:ItemOID, def:StandardOID and def:leaf reference
+    resolves; OIDs are unique; every def is used."""
+    root = etree.fromstring(xml) if isinstance(xml, bytes) else xml
     mdv = root.find(".//odm:MetaDataVersion", NS)
     if mdv is None:
         return ["no MetaDataVersion"]
@@ -748,7 +854,7 @@ def integrity_problems(xml: bytes) -> list[str]:
         "Standard": oids("def:Standards/def:Standard/@OID"),
     }
     for kind, values in defined.items():
-        dup = sorted({v for v in values if values.count(v) > 1})
+        dup = sorted(v for v, n in Counter(values).items() if n > 1)
         problems += [f"{kind} {v} defined more than once" for v in dup]
     refs = {
         "ItemDef": oids(".//odm:ItemRef/@ItemOID") + oids(".//odm:RangeCheck/@def:ItemOID"),
@@ -786,11 +892,12 @@ def _schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(schema_path())))
 
 
-def schema_problems(xml: bytes, limit: int = 5) -> list[str]:
-    """Define-XML 2.1 XSD violations (at most ``limit``), validated with lxml against the schema
-    defineutils ships (the tests validate again with defineutils' own validator)."""
+def schema_problems(xml: bytes | etree._Element, limit: int = 5) -> list[str]:
+    """Define-XML 2.1 XSD violations (at most ``limit``) of a define.xml (its bytes, or its parsed
+    root element), validated with lxml against the schema defineutils ships (the tests validate
+    again with defineutils' own validator)."""
     schema = _schema()
-    if schema.validate(etree.fromstring(xml)):
+    if schema.validate(etree.fromstring(xml) if isinstance(xml, bytes) else xml):
         return []
     return [f"line {e.line}: {e.message}" for e in list(schema.error_log)[:limit]]
 
@@ -897,12 +1004,12 @@ def define_xml(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: 
     text = render_define(define_model(datasets, spec, study, timestamp, build_mode))
     data = text.encode("utf-8")
     try:
-        etree.fromstring(data)
+        root = etree.fromstring(data)  # parsed once for both checks
     except etree.XMLSyntaxError as exc:
         raise DataError(f"define.xml is not well-formed: {exc}") from None
-    problems = integrity_problems(data)
+    problems = integrity_problems(root)
     if validate:
-        problems += schema_problems(data)
+        problems += schema_problems(root)
     if problems:
         raise DataError("define.xml: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
     return data
