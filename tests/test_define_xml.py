@@ -185,6 +185,20 @@ def test_lengths_come_from_the_data(root):
     assert _item(root, "IT.LB.LBSTRESN").get("SignificantDigits") == "2"  # 0.25
 
 
+def test_frames_returned_by_the_xpt_writer_give_the_same_define(tmp_path, spec, data, xml):
+    """In the build define.xml gets the frames write_xpt returned and reads the distinct values
+    the writer found (xpt.written_distinct) instead of the records: the same bytes as from
+    frames never written, and the lengths of the hand-checked items are those of the XPT files."""
+    written = {ds: xpt.write_xpt(frame, spec, ds, tmp_path / xpt.xpt_name(ds), STAMP) for ds, frame in data.items()}
+    assert set(xpt.written_distinct(written["AE"])["AETERM"]) == set(data["AE"]["AETERM"])
+    assert xpt.written_distinct(data["AE"]) == {}  # never written: nothing remembered
+    assert define.define_xml(written, spec, kit.study(), STAMP) == xml
+    root = etree.fromstring(xml)
+    for ds, var in (("AE", "AETERM"), ("AE", "AESPID"), ("DM", "USUBJID")):
+        _, meta = xpt.read_xpt(tmp_path / xpt.xpt_name(ds))
+        assert _item(root, f"IT.{ds}.{var}").get("Length") == str(meta.variable_storage_width[var])
+
+
 def test_oids_match_dataset_json(tmp_path, root, data, spec):
     frame = data["AE"]
     path = tmp_path / "ae.json"

@@ -139,10 +139,14 @@ class _Columns:
     subjects LB has ~920k records and a few hundred distinct values in most columns).
 
     ``frame`` is an :func:`pipeline.export.xpt.xpt_frame`: its character columns are object
-    columns of ``str`` already, its numeric columns float64."""
+    columns of ``str`` already, its numeric columns float64. ``written``: the distinct values of
+    its character columns as the XPT writer found them
+    (:func:`pipeline.export.xpt.written_distinct`), when the frame was written; the columns that
+    only need their distinct values (most of them) are then not read again."""
 
-    def __init__(self, frame: pd.DataFrame):
+    def __init__(self, frame: pd.DataFrame, written: dict[str, np.ndarray] | None = None):
         self.frame = frame
+        self._written = written or {}
         self._text: dict[str, np.ndarray] = {}
         self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lengths: dict[str, np.ndarray] = {}
@@ -169,6 +173,8 @@ class _Columns:
 
     def distinct(self, c: str, pos: np.ndarray | None = None) -> np.ndarray:
         """The distinct texts of the column, of the records at positions ``pos`` only when given."""
+        if pos is None and c in self._written:
+            return self._written[c]
         codes, distinct = self.codes(c)
         return distinct if pos is None else distinct[pd.unique(codes[pos])]
 
@@ -182,10 +188,12 @@ class _Columns:
     def longest(self, c: str, pos: np.ndarray | None = None) -> int:
         """Length of the longest text of the column (of the records at ``pos`` when given), at
         least 1: the XPT width (:func:`pipeline.export.xpt.observed_lengths`)."""
+        if pos is None:
+            return max([1, *map(len, self.distinct(c))])
         codes, distinct = self.codes(c)
         if c not in self._lengths:
             self._lengths[c] = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
-        lengths = self._lengths[c] if pos is None else self._lengths[c][codes[pos]]
+        lengths = self._lengths[c][codes[pos]]
         return max(1, int(lengths.max())) if len(lengths) else 1
 
     def positions(self, c: str) -> dict[str, np.ndarray]:
@@ -415,15 +423,15 @@ def _distinguishing(tests: np.ndarray, values: np.ndarray) -> set[str]:
     return set(n.index[n > 1])
 
 
-def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | None = None) -> pd.DataFrame:
+def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | None = None) -> list[dict]:
     """Value-level rows derived from the data for the result and unit variables of a Findings
     dataset (``--ORRES``, ``--ORRESU``, ``--STRESC``, ``--STRESN``, ``--STRESU``) that have no
     value-level rows in the spec: one per test (``--TESTCD``), with ``--CAT`` and ``--SPEC`` added
     to the where clause for a test that occurs in several categories or specimens. Label ``--TEST``
     (of the test's first record with a result; with the test's units for
     ``--ORRES``/``--STRESC``/``--STRESN``); ``--STRESN`` integer when every result is whole, else
-    float; the others text; units with the variable's codelist. Rows sorted by variable (in
-    :data:`_VLM_RESULT` order), then where clause.
+    float; the others text; units with the variable's codelist. Rows (dicts with every key of
+    :data:`_VLM_COLUMNS`) sorted by variable (in :data:`_VLM_RESULT` order), then where clause.
 
     The records are not grouped by their text: each record gets the integer code of its
     (test, category, specimen) combination (:func:`_combinations`), the where clause is worked
@@ -431,11 +439,11 @@ def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | Non
     of their where clause."""
     cls = str(spec.dataset(ds)["class"]).upper()
     if not cls.startswith("FINDINGS") or ds.startswith("SUPP"):
-        return pd.DataFrame()
+        return []
     prefix = ds[:2]
     testcd, test = f"{prefix}TESTCD", f"{prefix}TEST"
     if testcd not in frame.columns:
-        return pd.DataFrame()
+        return []
     cols = cols or _Columns(frame)
     extra = [c for c in (f"{prefix}CAT", f"{prefix}SPEC") if c in frame.columns]
     combination, first = _combinations(cols, [testcd, *extra])
@@ -456,6 +464,7 @@ def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | Non
     label = cols.text(test) if test in frame.columns else np.full(len(frame), "", dtype=object)
     tested = cols.present(testcd)
     codelists = dict(zip(spec.vars(ds)["variable"], spec.vars(ds)["codelist"]))
+    blank = dict.fromkeys(_VLM_COLUMNS, "") | {"dataset": ds, "where_variable": testcd}
     rows = []
     for suffix in _VLM_RESULT:  # loop over the five result variables
         var = f"{prefix}{suffix}"
@@ -483,14 +492,11 @@ def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | Non
         var_type = "text" if suffix != "STRESN" else None
         present = [g for g in range(len(clauses)) if first_at[g] < len(at)]
         for g in sorted(present, key=clauses.__getitem__):  # loop over value-level rows
-            rows.append({**dict(zip(clause, clauses[g])), "label": label[at[first_at[g]]],
+            rows.append({**blank, **dict(zip(clause, clauses[g])), "label": label[at[first_at[g]]],
                          "unit": ", ".join(sorted(units.get(g, ()))),
                          "type": var_type or ("integer" if whole[g] else "float"), "variable": var,
                          "codelist": codelists.get(var, "") if suffix.endswith("U") else ""})
-    if not rows:
-        return pd.DataFrame()
-    return pd.DataFrame(rows).assign(dataset=ds, where_variable=testcd, length="", significant_digits="",
-                                     origin="", source="", method="", comment="")
+    return rows
 
 
 _VLM_COLUMNS = ["dataset", "variable", "where_variable", "where_value", "label", "type", "length",
@@ -498,38 +504,36 @@ _VLM_COLUMNS = ["dataset", "variable", "where_variable", "where_value", "label",
                 *(f"where{k}_{p}" for k in _WHERE_EXTRA for p in ("variable", "value"))]
 
 
-def _spec_valuelevel(spec: Spec, ds: str) -> pd.DataFrame:
-    """The spec's value-level rows of one dataset, with every column of :data:`_VLM_COLUMNS`
-    (missing ones empty); once per value-level table and dataset (not changed by the callers)."""
-    made = per_object(spec.valuelevel, "define_rows", lambda _vl: {})
+def _spec_valuelevel(spec: Spec, ds: str) -> tuple[dict, ...]:
+    """The spec's value-level rows of one dataset as dicts with every key of
+    :data:`_VLM_COLUMNS` (missing ones empty); once per value-level table and dataset (not
+    changed by the callers)."""
+    made = per_object(spec.valuelevel, "define_valuelevel_records", lambda _vl: {})
     if ds not in made:
         vl = spec.valuelevel
         rows = vl[vl["dataset"] == ds].copy() if len(vl) and "dataset" in vl else pd.DataFrame(columns=_VLM_COLUMNS)
         for c in _VLM_COLUMNS:
             if c not in rows:
                 rows[c] = ""
-        made[ds] = rows[_VLM_COLUMNS].fillna("")
+        made[ds] = tuple(_records(rows[_VLM_COLUMNS].fillna("")))
     return made[ds]
 
 
-def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | None = None) -> pd.DataFrame:
-    """The value-level rows of one dataset whose variable and where variable are in the data and
-    whose where value occurs; spec rows first, then data-derived Findings rows (see
-    :func:`_findings_vlm`) for result variables the spec gives no value-level rows for.
-    ``cols``: the frame's :class:`_Columns`, when the caller has it."""
+def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | None = None) -> list[dict]:
+    """The value-level rows (dicts with the keys of :data:`_VLM_COLUMNS`) of one dataset whose
+    variable and where variable are in the data and whose where value occurs; spec rows first,
+    then data-derived Findings rows (see :func:`_findings_vlm`) for result variables the spec
+    gives no value-level rows for. ``cols``: the frame's :class:`_Columns`, when the caller has it.
+    Value-level rows are metadata (a few hundred a study): plain dicts, not frames."""
     cols = cols or _Columns(frame)
-    rows = _spec_valuelevel(spec, ds)
-    derived = _findings_vlm(frame, spec, ds, cols)
-    if len(derived):
-        derived = derived[~derived["variable"].isin(set(rows["variable"]))]
-        rows = pd.concat([rows, derived.reindex(columns=_VLM_COLUMNS, fill_value="")], ignore_index=True)
-    if rows.empty:
-        return rows.copy()
-    rows = rows[rows["variable"].isin(frame.columns) & rows["where_variable"].isin(frame.columns)]
+    rows = list(_spec_valuelevel(spec, ds))
+    in_spec = {r["variable"] for r in rows}
+    rows += [r for r in _findings_vlm(frame, spec, ds, cols) if r["variable"] not in in_spec]
+    columns = set(frame.columns)
+    rows = [r for r in rows if r["variable"] in columns and r["where_variable"] in columns]
     # the values of each where variable once (not once per value-level row: ~600 rows a study)
-    values = {w: set(cols.distinct(w)) for w in rows["where_variable"].unique()}
-    present = [val in values[w] for w, val in zip(rows["where_variable"], rows["where_value"])]
-    return rows[np.asarray(present, dtype=bool)].reset_index(drop=True) if len(rows) else rows
+    values = {w: set(cols.distinct(w)) for w in {r["where_variable"] for r in rows}}
+    return [r for r in rows if r["where_value"] in values[r["where_variable"]]]
 
 
 def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dict], reg: _Registry,
@@ -539,18 +543,22 @@ def value_lists(frame: pd.DataFrame, spec: Spec, ds: str, parents: dict[str, dic
     cols = cols or _Columns(frame)
     rows = valuelevel_rows(frame, spec, ds, cols)
     vlists, wheres, items = [], [], []
-    if rows.empty:
+    if not rows:
         return vlists, wheres, items
     vtypes = dict(zip(spec.vars(ds)["variable"], spec.vars(ds)["type"]))
     where_oids: dict[tuple, str] = {}
     # row positions of each where value, from the column's codes (not once per value-level row)
-    wvars = set(rows["where_variable"]) | {w for k in _WHERE_EXTRA for w in rows[f"where{k}_variable"] if w}
+    wvars = {r["where_variable"] for r in rows} | {r[f"where{k}_variable"] for k in _WHERE_EXTRA for r in rows
+                                                   if r[f"where{k}_variable"]}
     groups = {w: cols.positions(w) for w in sorted(wvars)}
-    for var, group in rows.groupby("variable", sort=False):
+    by_variable: dict[str, list[dict]] = {}  # the rows of each variable, variables in order of first row
+    for r in rows:
+        by_variable.setdefault(r["variable"], []).append(r)
+    for var, group in by_variable.items():
         vl_oid = f"VL.{ds}.{var}"
         refs = []
         parent = parents[datasetjson.item_oid(ds, var)]
-        for order, r in enumerate(_records(group), start=1):
+        for order, r in enumerate(group, start=1):
             conds = [(r["where_variable"], r["where_value"])] + [
                 (r[f"where{k}_variable"], r[f"where{k}_value"]) for k in _WHERE_EXTRA if r[f"where{k}_variable"]]
             wkey = tuple(conds)
@@ -747,7 +755,8 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
     for ds in sorted(d for d in datasets if d in known):
         frame = xpt.xpt_frame(datasets[ds], spec, ds)
         row = spec.dataset(ds)
-        cols = _Columns(frame)  # each column's text and codes, made once for all that follows
+        # each column's text and codes, made once for all that follows
+        cols = _Columns(frame, xpt.written_distinct(datasets[ds]))
         refs, defs = dataset_items(frame, spec, ds, reg, cols)
         parents = {d["oid"]: d for d in defs}
         vl, wc, vi = value_lists(frame, spec, ds, parents, reg, cols)

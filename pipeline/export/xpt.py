@@ -493,7 +493,17 @@ def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp:
         fh.write(head)
         for chunk in chunks:
             fh.write(chunk)
+    written_distinct(out).update(distinct)
     return out
+
+
+def written_distinct(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Variable -> the distinct values of each character column of ``frame`` as
+    :func:`write_xpt` wrote them, when ``frame`` is the frame it returned (empty for any other
+    frame). define.xml takes the lengths, codelist terms and date types of such a frame from
+    these instead of hashing every record again (:class:`pipeline.export.define._Columns`);
+    the widths are then the XPT file's by construction."""
+    return per_object(frame, "written_distinct", lambda _frame: {})
 
 
 def write_xpt_pyreadstat(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp: datetime) -> pd.DataFrame:
