@@ -194,14 +194,22 @@ def test_fast_rtflite_path_writes_the_same_bytes(out, monkeypatch):
     doc = tlf.Doc(studyid="X", type="Listing", number="9", title="Long", headers=["Subject", "Outcome", "Text", "N"],
                   rows=rows, align=["l", "l", "l", "r"], orientation="landscape", footnotes=["f"], source="AE",
                   cutoff="2025-01-01", program="p", run="r")
+    import rtflite.pagination.processor
     import rtflite.row
-    built = []
+    built, borders = [], []
     real_row = rtflite.row.Row._as_rtf
+    real_borders = rtflite.pagination.processor.PageFeatureProcessor._apply_pagination_borders
     with monkeypatch.context() as m:
         m.setattr(rtflite.row.Row, "_as_rtf", lambda self: built.append(1) or real_row(self))
+        m.setattr(rtflite.pagination.processor.PageFeatureProcessor, "_apply_pagination_borders",
+                  lambda self, d, page: borders.append(page.page_number) or real_borders(self, d, page))
         fast = tlf.rtf_text(doc)
-    # rows encoded once per distinct attributes (page's first, middle, last row), not per row
+    lay = tlf.layout(doc)
+    shapes = {(b - a, k == 0, k == lay.total - 1) for k, (a, b) in enumerate(lay.pages)}
+    # rows encoded once per distinct attributes (page's first, middle, last row), not per row;
+    # the page borders once per page shape (rows, first, last), not per page
     assert 0 < len(built) < 40
+    assert lay.total > len(shapes) and len(borders) == len(shapes)
     monkeypatch.setattr(tlf, "RTFLITE_FAST", False)
     assert tlf.rtf_text(doc) == fast
     import rtflite.attributes

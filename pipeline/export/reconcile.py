@@ -53,16 +53,20 @@ def reconcile(forms: dict[str, pd.DataFrame], consumed: pd.DataFrame, rejected: 
     rejected = rejected if len(rejected) else empty(REJECTED_COLUMNS)
     cons = _rows(consumed, ("dataset",))
     rej = _rows(rejected)
+    # each form's provenance rows, split once (a boolean mask per form costs a pass over all of
+    # them per form: about 1 s at 2,000 subjects)
+    cons_of = dict(tuple(cons.groupby("form", sort=False)))
+    rej_rows_of = {form: grp["row"] for form, grp in rej.groupby("form", sort=False)}
+    no_cons, no_rows = cons.iloc[:0], pd.Series([], dtype="int64")
     lines, findings = [], []
     for form in sorted(forms):
         raw = forms[form]
         raw_rows = pd.Series(pd.to_numeric(raw["_ROW"], errors="coerce"), dtype="float64")
-        files = sorted(set(raw["_FILE"].astype(str))) if "_FILE" in raw else []
-        file_of_row = dict(zip(raw_rows, raw["_FILE"].astype(str))) if "_FILE" in raw else {}
+        files = sorted(str(f) for f in raw["_FILE"].astype(str).unique()) if "_FILE" in raw else []
         raw_set = pd.Index(raw_rows.dropna().astype("int64").unique())
-        c_form = cons[cons["form"] == form]
+        c_form = cons_of.get(form, no_cons)
         c_rows = pd.Index(c_form["row"].unique())
-        r_rows = pd.Index(rej.loc[rej["form"] == form, "row"].unique())
+        r_rows = pd.Index(rej_rows_of.get(form, no_rows).unique())
         unknown = c_rows.difference(raw_set).union(r_rows.difference(raw_set))
         for row in unknown[:MAX_ROWS_LISTED]:
             findings.append(_finding(studyid, form, "", int(row), "provenance_unknown_row", "error",
@@ -82,6 +86,7 @@ def reconcile(forms: dict[str, pd.DataFrame], consumed: pd.DataFrame, rejected: 
             else:
                 status = "unaccounted"
                 listed = missing_rows.sort_values()
+                file_of_row = _file_of_row(raw, raw_rows)
                 for row in listed[:MAX_ROWS_LISTED]:
                     findings.append(_finding(studyid, form, file_of_row.get(float(row), ""), int(row), "unaccounted_row",
                                              "error", f"form {form} row {int(row)}: neither mapped to SDTM nor rejected"))
@@ -98,7 +103,7 @@ def reconcile(forms: dict[str, pd.DataFrame], consumed: pd.DataFrame, rejected: 
                           "rejected_rows": "", "unaccounted_rows": "",
                           "dataset_records": len(datasets[ds]) if ds in datasets else "", "status": ""})
     # provenance for forms that were never delivered
-    for form in sorted(set(cons["form"]).union(rej["form"]) - set(forms)):
+    for form in sorted(set(cons_of).union(rej_rows_of) - set(forms)):
         findings.append(_finding(studyid, form, "", "", "provenance_unknown_form", "error",
                                  f"a domain module reports rows of form {form}, which was not delivered"))
     table = pd.DataFrame(lines, columns=COLUMNS)
@@ -111,6 +116,14 @@ def reconcile(forms: dict[str, pd.DataFrame], consumed: pd.DataFrame, rejected: 
         rejections["row"] = rejections["row"].map(_int_text)
     f = pd.DataFrame(findings, columns=FINDING_COLUMNS) if findings else empty(FINDING_COLUMNS)
     return table, rejections, f
+
+
+def _file_of_row(raw: pd.DataFrame, raw_rows: pd.Series) -> dict[float, str]:
+    """Raw row number -> the file it came from (the last one, if two files give the same row
+    number); only made for a form with unaccounted rows, which are listed with their file."""
+    if "_FILE" not in raw:
+        return {}
+    return dict(zip(raw_rows, raw["_FILE"].astype(str)))
 
 
 def _int_text(v) -> str:

@@ -404,11 +404,17 @@ def _memoised_encode(original):
     table, are not memoised: such a table is encoded by ``original``). The rows, their cell
     definitions and cell texts come out as ``Row._as_rtf`` returns them: the same strings in
     the same order. Anything unexpected (no line counts yet, an attribute rtflite would
-    refuse) is left to ``original``, which then does what it always did."""
+    refuse) is left to ``original``, which then does what it always did.
+
+    Which attributes each row of a segment has is worked out once per attributes object,
+    widths, row offset and row count: the pages of one shape share their attributes object
+    (:func:`_page_parts_once`), so a listing of thousands of pages does it a few dozen times."""
     from rtflite.row import Border, Cell, Row, TextContent
 
     #: the rows' encodings by attribute values (shared by the pages of one document)
     memo: dict[tuple, tuple] = {}
+    #: (id of the attributes object, widths, row offset, rows) -> (the object, per row its encoding)
+    segments: dict[tuple, tuple] = {}
 
     def encode(self, df, col_widths, row_offset=0):
         colours = [v for a in ("text_color", "text_background_color") for r in _grid(getattr(self, a)) for v in r]
@@ -419,33 +425,32 @@ def _memoised_encode(original):
         except Exception:  # noqa: BLE001 - rtflite's own encoder raises (or not) as it always did
             return original(self, df, col_widths, row_offset)
 
-    def _encode_rows(self, df, col_widths, row_offset):
-        nrow, ncol = df.shape
+    def _row_encodings(self, ncol: int, widths: tuple, nrow: int, row_offset: int) -> list[tuple]:
+        """Per row of a segment: its cell definitions (``Row._as_rtf`` up to the texts), its
+        cells' text attributes and the encodings of the cell texts seen so far (by column)."""
         text_g = {k: _grid(getattr(self, a)) for k, a in _TEXT_ATTRS.items()}
         cell_g = {k: _grid(getattr(self, a)) for k, a in _CELL_ATTRS.items()}
         row_g = {k: _grid(getattr(self, a)) for k, a in _ROW_ATTRS.items()}
         right_g = _grid(self.border_right)
         offset_ids = [_row_ids(g) for g in (*text_g.values(), *cell_g.values(), *row_g.values())]
         right_ids = _row_ids(right_g)
-        widths = tuple(col_widths[j] for j in range(ncol))
 
         def at(grid, r, j):  # BroadcastValue.iloc
             return grid[r % len(grid)][j % len(grid[0])]
 
         def attributes(r: int, i: int) -> tuple:
             """Every attribute value rtflite reads for the cells of row ``i`` (``r`` with the
-            segment's offset): what the row's encoding is a function of, with its texts."""
+            segment's offset): what the row's encoding is a function of."""
             text_kw = tuple(tuple((k, at(g, r, j)) for k, g in text_g.items()) for j in range(ncol))
             cell_kw = tuple(tuple((k, at(g, r, j)) for k, g in cell_g.items()) for j in range(ncol))
             row_kw = tuple((k, at(g, r, 0)) for k, g in row_g.items())
             return widths, text_kw, cell_kw, row_kw, at(right_g, i, ncol - 1)
 
-        rows: list[str] = []
+        out: list[tuple] = []
         by_ids: dict[tuple, tuple] = {}
-        for i, values in enumerate(df.rows()):  # the rows of one page segment
+        for i in range(nrow):  # the rows of one segment shape (once per shape, not per page)
             r = i + row_offset
             ids = tuple(x[r % len(x)] for x in offset_ids) + (right_ids[i % len(right_ids)],)
-            texts = ["" if v is None else str(v) for v in values]
             got = by_ids.get(ids)
             if got is None:
                 key = attributes(r, i)
@@ -453,7 +458,7 @@ def _memoised_encode(original):
                 if got is None:
                     _, text_kw, cell_kw, row_kw, right = key
                     text_kw = [dict(t) for t in text_kw]
-                    cells = [Cell(text=TextContent(text=texts[j], **text_kw[j]), width=widths[j],
+                    cells = [Cell(text=TextContent(text="", **text_kw[j]), width=widths[j],
                                   border_left=Border(style=dict(cell_kw[j])["border_left"]),
                                   border_right=Border(style=right) if j == ncol - 1 else None,
                                   border_top=Border(style=dict(cell_kw[j])["border_top"]),
@@ -461,12 +466,25 @@ def _memoised_encode(original):
                                   vertical_justification=dict(cell_kw[j])["vertical_justification"])
                              for j in range(ncol)]
                     parts = Row(row_cells=cells, **dict(row_kw))._as_rtf()
-                    known = [{texts[j]: parts[1 + ncol + j]} for j in range(ncol)]
-                    got = memo[key] = (parts[:1 + ncol], text_kw, known)
+                    # Row._as_rtf: the row definition, one definition per cell, then each cell's
+                    # text as TextContent._as_rtf(method="cell") writes it, then the row's end
+                    got = memo[key] = (parts[:1 + ncol], text_kw, [{"": parts[1 + ncol + j]} for j in range(ncol)])
                 by_ids[ids] = got
-            head, text_kw, known = got
+            out.append(got)
+        return out
+
+    def _encode_rows(self, df, col_widths, row_offset):
+        nrow, ncol = df.shape
+        widths = tuple(col_widths[j] for j in range(ncol))
+        key = (id(self), widths, row_offset, nrow)
+        seg = segments.get(key)
+        if seg is None:  # the object is kept in the value, so its id is not reused meanwhile
+            seg = segments[key] = (self, _row_encodings(self, ncol, widths, nrow, row_offset))
+        rows: list[str] = []
+        for (head, text_kw, known), values in zip(seg[1], df.rows()):  # the rows of one page segment
             rows.extend(head)
-            for j, t in enumerate(texts):
+            for j, v in enumerate(values):
+                t = "" if v is None else str(v)
                 cell = known[j].get(t)
                 if cell is None:
                     cell = known[j][t] = TextContent(text=t, **text_kw[j])._as_rtf(method="cell")
@@ -477,14 +495,22 @@ def _memoised_encode(original):
     return encode
 
 
-def _page_parts_once(service, page_renderer) -> None:
-    """rtflite's title, footnote and column-header encoders (called for every page) memoised
-    for the time of one document: each is a pure function of the document's title, footnote
-    or column-header objects (which do not change while it is encoded) and of what the page
-    passes: the footnote's border override and width (not its page number), whether the page
-    is the first (the column header's top border). Column headers without a text of their
-    own (rtflite then takes the page's column names) are left to rtflite."""
+def _page_parts_once(service, page_renderer, page_processor) -> None:
+    """rtflite's title, footnote and column-header encoders and its page processor (called
+    for every page) memoised for the time of one document: each is a pure function of the
+    document's title, footnote, column-header and body attribute objects (which do not change
+    while it is encoded) and of what the page passes: the footnote's border override and
+    width (not its page number), whether the page is the first (the column header's top
+    border); for the processor (the body's borders on the page), the page's number of rows
+    and columns and whether it is the first or the last page, not its rows' texts. Column
+    headers without a text of their own (rtflite then takes the page's column names) are left
+    to rtflite.
+
+    The processor deep-copies the body's attributes and sets the page's borders cell by cell,
+    on every page; memoised, the pages of one shape share one such object (nothing after the
+    processor changes it), which also lets :func:`_memoised_encode` work out its rows once."""
     title, footnote, headers = service.encode_title, service.encode_footnote, page_renderer._render_column_headers
+    process = page_processor.process
     memo: dict[tuple, object] = {}
 
     def encode_title(self, title_config, method: str = "line"):
@@ -510,8 +536,21 @@ def _page_parts_once(service, page_renderer) -> None:
             memo[key] = (document, headers(self, document, page))
         return list(memo[key][1])
 
+    def process_page(self, document, page):
+        key = ("page", id(document), id(page.table_attrs), page.data.height, page.data.width,
+               bool(page.is_first_page), bool(page.is_last_page))
+        if key not in memo:
+            done = process(self, document, page)
+            memo[key] = ((document, page.table_attrs), done.final_body_attrs, dict(done.component_borders))
+            return done
+        _, attrs, borders = memo[key]
+        page.final_body_attrs = attrs
+        page.component_borders.update(borders)
+        return page
+
     service.encode_title, service.encode_footnote = encode_title, encode_footnote
     page_renderer._render_column_headers = render_column_headers
+    page_processor.process = process_page
 
 
 @contextmanager
@@ -546,12 +585,13 @@ def _rtflite_fast():
              (encoding_service.RTFEncodingService, "encode_footnote",
               encoding_service.RTFEncodingService.encode_footnote),
              (renderer.PageRenderer, "_render_column_headers", renderer.PageRenderer._render_column_headers),
+             (processor.PageFeatureProcessor, "process", processor.PageFeatureProcessor.process),
              (attributes, "BroadcastValue", original), (processor, "BroadcastValue", processor.BroadcastValue),
              (attributes, "get_string_width", attributes.get_string_width),
              (core, "get_string_width", core.get_string_width),
              (row.TextContent, "_convert_special_chars", convert_chars),
              (attributes.TableAttributes, "_encode", attributes.TableAttributes._encode)]
-    _page_parts_once(encoding_service.RTFEncodingService, renderer.PageRenderer)
+    _page_parts_once(encoding_service.RTFEncodingService, renderer.PageRenderer, processor.PageFeatureProcessor)
     attributes.BroadcastValue = processor.BroadcastValue = _Broadcast
     attributes.TableAttributes._encode = _memoised_encode(attributes.TableAttributes._encode)
     attributes.get_string_width = core.get_string_width = width
@@ -658,7 +698,8 @@ def _rtf_text(doc: Doc, lay: Layout, margin_in: float) -> str:
     ncol = len(doc.headers)
     rows = (lay.rows or doc.rows) if doc.rows else [[NO_RECORDS] + [""] * (ncol - 1)]
     names = [f"c{j}" for j in range(ncol)]
-    df = pl.DataFrame({n: [rtf_cell(r[j]) for r in rows] for j, n in enumerate(names)},
+    cell = {v: rtf_cell(v) for v in {v for r in rows for v in r}}  # once per distinct text: listings repeat them
+    df = pl.DataFrame({n: [cell[r[j]] for r in rows] for j, n in enumerate(names)},
                       schema={n: pl.Utf8 for n in names})
     just = [a if a in ("l", "r", "c") else "l" for a in (doc.align or ["l"] * ncol)]
     kw["rtf_column_header"] = [rl.RTFColumnHeader(text=_esc(doc.headers), col_rel_width=lay.col_widths,
@@ -830,6 +871,27 @@ def _memo_text_object(canvas, memo: dict):
     return MemoText(canvas)
 
 
+def _replay(canvas, memo: dict, method: str, *args) -> None:
+    """``canvas.<method>(*args)`` for ``drawString``, ``drawRightString``, ``drawCentredString``
+    and ``line``, writing the operators the same call wrote before in this document: every
+    page repeats its header, titles, footnotes, footer and rules, and reportlab measures and
+    formats each anew (string widths, font subsets, pure-Python number formatting).
+
+    What these methods write is a pure function of their arguments and the canvas's font,
+    size and leading (a string starts a text object of its own, in the subset of its first
+    character); their only other effect is on the document's font subsets, which the first
+    call made (a character keeps its subset once it has one), so a repeated call only appends
+    the same operators. ``memo`` is one document's."""
+    key = (method, canvas._fontname, canvas._fontsize, canvas._leading, *args)
+    got = memo.get(key)
+    if got is None:
+        before = len(canvas._code)
+        getattr(canvas, method)(*args)
+        memo[key] = canvas._code[before:]
+    else:
+        canvas._code.extend(got)
+
+
 @contextmanager
 def _binary_streams():
     """reportlab writes its compressed streams (pages, fonts, images) without the ASCII85
@@ -872,6 +934,9 @@ def _pdf_bytes(doc: Doc, stamp: datetime, font_size: float, margin_in: float, la
     buf = io.BytesIO()
     c = Canvas(buf, pagesize=(W, H), invariant=1, pageCompression=1)
     memo: dict = {}
+    # the furniture every page repeats through _replay (reportlab's own calls when PDF_MEMO is off)
+    page_memo: dict = {}
+    draw = _replay if PDF_MEMO else (lambda canvas, _memo, method, *args: getattr(canvas, method)(*args))
     date = pdf_date(stamp)
     c.setDateFormatter(lambda *_: date)
     c.setTitle(pdf_text(f"{doc.heading} {doc.title}"))
@@ -882,14 +947,14 @@ def _pdf_bytes(doc: Doc, stamp: datetime, font_size: float, margin_in: float, la
     for i, (first, stop) in enumerate(lay.pages, start=1):
         top = H - m
         c.setFont(font, 7)
-        c.drawString(m, top - 7, pdf_text(f"Study {doc.studyid}"))
+        draw(c, page_memo, "drawString", m, top - 7, pdf_text(f"Study {doc.studyid}"))
         c.drawRightString(W - m, top - 7, f"Page {i} of {total}")
         y = top - 14
         for k, lines in enumerate(lay.titles):
             c.setFont(bold if k < 2 else font, TITLE_SIZE if k < 2 else TITLE_SIZE - 1)
             for t in lines:
                 y -= TITLE_LEAD
-                c.drawCentredString(W / 2, y, t)
+                draw(c, page_memo, "drawCentredString", W / 2, y, t)
         y -= 8
         if doc.png is not None:
             img = ImageReader(io.BytesIO(doc.png))
@@ -899,7 +964,7 @@ def _pdf_bytes(doc: Doc, stamp: datetime, font_size: float, margin_in: float, la
             c.drawImage(img, (W - iw * scale) / 2, y - ih * scale, iw * scale, ih * scale)
         else:
             c.setLineWidth(0.8)
-            c.line(m, y, W - m, y)
+            draw(c, page_memo, "line", m, y, W - m, y)
             # the header and the rows as one text object (one per page, not one per line)
             text = _memo_text_object(c, memo) if PDF_MEMO else c.beginText()
             text.setFont(bold, size)
@@ -923,19 +988,19 @@ def _pdf_bytes(doc: Doc, stamp: datetime, font_size: float, margin_in: float, la
                     x += w
                 y -= lay.row_height(cells)
             c.drawText(text)
-            c.line(m, line_y, W - m, line_y)
+            draw(c, page_memo, "line", m, line_y, W - m, line_y)
             c.setLineWidth(0.8)
-            c.line(m, y, W - m, y)
+            draw(c, page_memo, "line", m, y, W - m, y)
         yb = m + bottom_h - 6
         c.setFont(font, lay.note_size)
         for ln in notes:
             yb -= size + 1.5
-            c.drawString(m + pad, yb, ln)
+            draw(c, page_memo, "drawString", m + pad, yb, ln)
         c.setFont(font, 6.5)
         c.setLineWidth(0.4)
-        c.line(m, m + len(foot) * (size + 1.5) + 2, W - m, m + len(foot) * (size + 1.5) + 2)
+        draw(c, page_memo, "line", m, m + len(foot) * (size + 1.5) + 2, W - m, m + len(foot) * (size + 1.5) + 2)
         for k, ln in enumerate(foot):
-            c.drawString(m, m + (len(foot) - 1 - k) * (size + 1.5), pdf_text(ln))
+            draw(c, page_memo, "drawString", m, m + (len(foot) - 1 - k) * (size + 1.5), pdf_text(ln))
         c.showPage()
     c.save()
     return buf.getvalue()

@@ -452,21 +452,29 @@ def worst_grades(lb: pd.DataFrame, criteria: pd.DataFrame) -> pd.DataFrame:
     terms = criteria[criteria["lab_gradable"] == "Y"].drop_duplicates(["lbtestcd", "term"])[
         ["lbtestcd", "term", "direction"]].rename(
         columns={"lbtestcd": "LBTESTCD", "term": "LBTOX"})
-    graded = lb[lb["LBTOXGR"].astype(str).ne("")]
+    # only the columns read here are taken from the graded records (LB may hold a million
+    # records of some forty columns)
+    used = ["USUBJID", "LBTESTCD", "LBTOX", "LBTOXGR", "LBLOBXFL", "post",
+            *(c for c in DIRECTION_COLUMNS.values() if c in lb.columns)]
+    graded = lb.loc[lb["LBTOXGR"].astype(str).ne(""), used]
     cols = ["USUBJID", "LBTESTCD", "LBTOX", "baseline_grade", "worst_post_grade", "n_post_graded"]
     if graded.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    # integer codes for the text keys (LB may hold a million records)
+    # integer codes for the text keys: one per column, then one per (test, term) pair of codes
     scode, suniq = pd.factorize(graded["USUBJID"])
-    kcode, kuniq = pd.factorize(pd.MultiIndex.from_arrays([graded["LBTESTCD"], graded["LBTOX"]]))
-    g = pd.DataFrame({"s": scode, "k": kcode, "grade": pd.to_numeric(graded["LBTOXGR"]).to_numpy(dtype="float64"),
+    tcode, tuniq = pd.factorize(graded["LBTESTCD"], use_na_sentinel=False)
+    xcode, xuniq = pd.factorize(graded["LBTOX"], use_na_sentinel=False)
+    kcode, kpair = pd.factorize(tcode.astype(np.int64) * len(xuniq) + xcode)
+    gcode, guniq = pd.factorize(graded["LBTOXGR"], use_na_sentinel=False)  # "0" to "4": converted once each
+    grade = pd.to_numeric(pd.Series(np.asarray(guniq, dtype=object))).to_numpy(dtype="float64")[gcode]
+    g = pd.DataFrame({"s": scode, "k": kcode, "grade": grade,
                       "base": graded["LBLOBXFL"].eq("Y").to_numpy(), "post": graded["post"].to_numpy(dtype=bool)})
     has_dirs = all(c in graded.columns for c in DIRECTION_COLUMNS.values())
     for d, col in DIRECTION_COLUMNS.items():  # two directions
         g[f"g_{d}"] = (pd.to_numeric(graded[col], errors="coerce").to_numpy(dtype="float64") if has_dirs
                        else np.zeros(len(g)))
-    keys = pd.DataFrame({"k": np.arange(len(kuniq)), "LBTESTCD": kuniq.get_level_values(0),
-                         "LBTOX_rec": kuniq.get_level_values(1)})
+    keys = pd.DataFrame({"k": np.arange(len(kpair)), "LBTESTCD": np.asarray(tuniq, dtype=object)[kpair // len(xuniq)],
+                         "LBTOX_rec": np.asarray(xuniq, dtype=object)[kpair % len(xuniq)]})
     terms = terms.reset_index(drop=True).assign(term_id=lambda t: np.arange(len(t)))
     pairs = keys.merge(terms, on="LBTESTCD")  # each (test, graded term) x each term of the test (small)
     pairs["same"] = pairs["LBTOX_rec"] == pairs["LBTOX"]
