@@ -355,9 +355,10 @@ def export_study(staging: Path, ctx: StudyContext, ordered: dict[str, pd.DataFra
     exported: dict[str, pd.DataFrame] = {}
     log.section("datasets")
     for name in sorted(ordered):
-        out = xpt.write_xpt(ordered[name], spec, name, staging / xpt.xpt_name(name), stamp)
+        codes: dict = {}  # the character columns factorised once for both files
+        out = xpt.write_xpt(ordered[name], spec, name, staging / xpt.xpt_name(name), stamp, factorized=codes)
         datasetjson.write_dataset_json(out, spec, name, staging / datasetjson.json_name(name), sid, originator,
-                                       created, db_modified, exported=True)
+                                       created, db_modified, exported=True, factorized=codes)
         exported[name] = out
         shapes[xpt.xpt_name(name)] = shapes[datasetjson.json_name(name)] = out.shape
         log.add(f"{name}: {len(out)} records, {len(out.columns)} variables (module {merged.origin.get(name, '?')})")

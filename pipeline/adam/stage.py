@@ -108,9 +108,10 @@ def write(folder: Path, adam: dict[str, pd.DataFrame], spec: Spec, study: Study)
     originator = str(study.get("sponsor", "")) or study.studyid
     exported = {}
     for name in sorted(adam):
-        out = xpt.write_xpt(adam[name], spec, name, folder / xpt.xpt_name(name), stamp)
+        codes: dict = {}  # the character columns factorised once for both files
+        out = xpt.write_xpt(adam[name], spec, name, folder / xpt.xpt_name(name), stamp, factorized=codes)
         datasetjson.write_dataset_json(out, spec, name, folder / datasetjson.json_name(name), study.studyid,
-                                       originator, stamp, exported=True)
+                                       originator, stamp, exported=True, factorized=codes)
         exported[name] = out
     data = define.define_xml(exported, spec, study, stamp)
     (folder / define.DEFINE_XML).write_bytes(data)

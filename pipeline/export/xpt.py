@@ -476,11 +476,19 @@ def _chunks(n: int, row_len: int, layout, prepared):
         yield b" " * (RECORD - total % RECORD)
 
 
-def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp: datetime) -> pd.DataFrame:
+def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp: datetime,
+              factorized: dict | None = None) -> pd.DataFrame:
     """Write one dataset as ``path`` (XPT v5, see the module docstring). ``frame`` is already in
-    key order (:func:`pipeline.export.checks.order_dataset`). Returns the frame as written."""
+    key order (:func:`pipeline.export.checks.order_dataset`). Returns the frame as written.
+
+    ``factorized``: an empty dict to receive :func:`factorize_text` of the frame as written
+    (the Dataset-JSON writer takes it, so that the character columns of a large dataset are
+    factorised once for both files: ~1.2 s of CPU for ADLB at 2,000 subjects)."""
     out = xpt_frame(frame, spec, name)
-    factorized = factorize_text(out)
+    codes = factorize_text(out)
+    if factorized is not None:
+        factorized.update(codes)
+    factorized = codes
     distinct = {c: u for c, (_, u) in factorized.items()}
     problems = xpt_problems(out, spec, name, distinct)
     if problems:
