@@ -45,7 +45,10 @@ def text_values(s: pd.Series) -> np.ndarray:
     str Series when the values are text already (the SDTM columns)."""
     if s.dtype == STR:  # text already: every value a str or missing (a copy: the caller owns it)
         return np.array(s.to_numpy(dtype=object, na_value=""), dtype=object)
-    values = s.to_numpy(dtype=object, copy=True)
+    values = s.to_numpy(dtype=object)
+    if len(values) and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return np.array(values, dtype=object)  # every value a str (the exported SDTM columns): a copy
+    values = np.array(values, dtype=object)
     values[pd.isna(values)] = ""
     if len(values) and pd.api.types.infer_dtype(values, skipna=False) != "string":
         return text(s).to_numpy()
@@ -88,16 +91,21 @@ def per_distinct(convert, *columns: pd.Series) -> pd.Series:
     """``convert(text(a), text(b), ...)`` for a record-by-record ``convert``, computed once per
     distinct combination of the texts and spread back to the records (index and name of the
     first column). Dates repeat over the records of one collection (LB: every test of a blood
-    draw), so at 2,000 subjects LBDTC has ~30 records per distinct value."""
-    texts = [text(c) for c in columns]
-    codes = np.zeros(len(texts[0]), dtype="int64")
-    for t in texts:  # one to two columns: combine their codes into one key
-        c, distinct = pd.factorize(t)
-        codes = codes * max(len(distinct), 1) + c
+    draw), so at 2,000 subjects LBDTC has ~30 records per distinct value.
+
+    The columns are factorised as they are (missing values one more code) and only a record
+    of each combination is made text: the same texts, without a text copy of every column."""
+    codes = np.zeros(len(columns[0]), dtype="int64")
+    for column in columns:  # one to two columns: combine their codes into one key
+        values = column.to_numpy()
+        if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+            values = text_values(column)  # not all text (1 and 1.0 are equal values but different texts)
+        c, distinct = pd.factorize(values, use_na_sentinel=True)
+        codes = codes * (len(distinct) + 1) + (c + 1)
     codes, distinct = pd.factorize(codes)
     first = np.empty(len(distinct), dtype="int64")
     first[codes] = np.arange(len(codes))  # a record of each combination (all give the same value)
-    values = convert(*[pd.Series(t.to_numpy()[first], dtype=STR) for t in texts]).to_numpy()
+    values = convert(*[pd.Series(text_values(c.iloc[first]), dtype=STR) for c in columns]).to_numpy()
     return pd.Series(values[codes], index=columns[0].index, name=columns[0].name)
 
 
