@@ -439,8 +439,8 @@ def _char_table(codes: np.ndarray, uniques: np.ndarray, width: int) -> tuple[np.
 
 def observation_bytes(frame: pd.DataFrame, layout: list[tuple[str, bool, int, int]], name: str = "dataset",
                       factorized: dict | None = None):
-    """The observation section of a v5 file, as an iterator over chunks of :data:`CHUNK_ROWS`
-    records. Every numeric is converted (and range-checked) before the first chunk is returned.
+    """The observation section of a v5 file, as an iterator over bytes-like chunks of
+    :data:`CHUNK_ROWS` records (uint8 arrays; the last one blank padding). Every numeric is converted (and range-checked) before the first chunk is returned.
 
     ``layout`` is ``(variable, is_character, width, position)`` per variable in record order
     (:func:`layout_of`); ``factorized`` is :func:`factorize_text` of ``frame`` when the caller
@@ -449,29 +449,54 @@ def observation_bytes(frame: pd.DataFrame, layout: list[tuple[str, bool, int, in
     n = len(frame)
     row_len = sum(w for _, _, w, _ in layout)
     factorized = factorized if factorized is not None else factorize_text(frame)
-    prepared = []  # per variable: ("c", codes, table) or ("n", IBM bytes)
-    for var, is_char, width, _ in layout:  # loop over variables
+    prepared = []  # per variable: ("c", position, width, codes, table) or ("n", position, 8, IBM bytes)
+    for var, is_char, width, pos in layout:  # loop over variables
         if is_char:
-            prepared.append(("c", *_char_table(*factorized[var], width)))
+            prepared.append(("c", pos, width, *_char_table(*factorized[var], width)))
         else:
-            prepared.append(("n", ibm_doubles(frame[var].to_numpy(dtype=np.float64), f"{name}.{var}")))
-    return _chunks(n, row_len, layout, prepared)
+            prepared.append(("n", pos, width, ibm_doubles(frame[var].to_numpy(dtype=np.float64), f"{name}.{var}")))
+    return _chunks(n, row_len, merged_char_tables(prepared, n))
 
 
-def _chunks(n: int, row_len: int, layout, prepared):
+#: the most distinct byte strings a merged run of adjacent character variables may have
+MERGED_TABLE_MAX = 4096
+
+
+def merged_char_tables(prepared: list[tuple], n: int) -> list[tuple]:
+    """The prepared variables of :func:`observation_bytes` with every run of adjacent character
+    variables merged into one wherever the product of their table sizes stays within
+    :data:`MERGED_TABLE_MAX` (and ``n``, the record count): the merged table holds every pair
+    of padded values ``a + b`` (``S<w1 + w2>``, the two fields side by side as in the record)
+    and the merged codes are ``i * len(table_b) + j``. The record bytes are the same; each
+    chunk is only filled in fewer, wider copies (most character variables have few distinct
+    values: ADLB's 29 become about 10)."""
+    limit = max(1, min(MERGED_TABLE_MAX, n))
+    out: list[tuple] = []
+    for part in prepared:  # loop over variables
+        if out and part[0] == "c" and out[-1][0] == "c" and len(out[-1][4]) * len(part[4]) <= limit:
+            _, pos, width, codes, table = out[-1]
+            _, _, width_b, codes_b, table_b = part
+            # a loop over the distinct pairs (at most MERGED_TABLE_MAX), not over records
+            pairs = np.array([a + b for a in table.tolist() for b in table_b.tolist()], dtype=f"S{width + width_b}")
+            merged = codes.astype(np.int64) * len(table_b) + codes_b
+            out[-1] = ("c", pos, width + width_b, compact_codes(merged, len(pairs)), pairs)
+        else:
+            out.append(part)
+    return out
+
+
+def _chunks(n: int, row_len: int, parts: list[tuple]):
+    """The records ``CHUNK_ROWS`` at a time, each chunk one array of record bytes (written as
+    it is: no bytes copy), then the blank padding to a whole 80-byte record."""
     total = 0
     for start in range(0, n, CHUNK_ROWS):
         stop = min(n, start + CHUNK_ROWS)
         buf = np.empty((stop - start, row_len), dtype=np.uint8)
-        for (var, _, width, pos), prep in zip(layout, prepared):
-            if prep[0] == "c":
-                cells = prep[2][prep[1][start:stop]]
-            else:
-                cells = prep[1][start:stop]
+        for kind, pos, width, *data in parts:  # loop over (merged) variables
+            cells = data[1][data[0][start:stop]] if kind == "c" else data[0][start:stop]
             buf[:, pos:pos + width] = cells.view(np.uint8).reshape(stop - start, width)
-        chunk = buf.tobytes()
-        total += len(chunk)
-        yield chunk
+        total += buf.nbytes
+        yield buf
     if total % RECORD:
         yield b" " * (RECORD - total % RECORD)
 
