@@ -126,6 +126,50 @@ def test_pngs_are_deterministic_and_real(inp, data):
         assert b"Software" not in a.png and b"matplotlib" not in a.png.lower()
 
 
+def _png(fig) -> bytes:
+    return figures.png_bytes(fig)
+
+
+def test_subject_lines_draw_what_one_line_per_subject_draws():
+    """figures.subject_lines (one LineCollection) gives the PNG of one ax.plot per subject,
+    in (cohort, subject) order, on a log axis, with a one-point subject (drawn as nothing by
+    both) and rows of a subject out of cohort order in the frame."""
+    from matplotlib.figure import Figure
+
+    d = pd.DataFrame({"COHORT": ["B", "A", "A", "B", "A", "A", "C"],
+                      "USUBJID": ["S3", "S1", "S1", "S3", "S2", "S2", "S4"],
+                      "day": [0.0, 0.0, 7.0, 14.0, 1.0, 28.0, 3.0],
+                      "value": [5.0, 10.0, 900.0, 40.0, 3.0, 70000.0, 8.0]})
+    colors = figures.cohort_colors(["A", "B", "C"])
+
+    def draw(lines_of):
+        fig = Figure(figsize=(4, 3), dpi=figures.DPI)
+        ax = fig.add_subplot()
+        lines_of(ax)
+        ax.set_yscale("log")
+        return _png(fig)
+
+    def per_subject(ax):
+        for (c, _s), ds in d.groupby(["COHORT", "USUBJID"], sort=True):
+            ax.plot(ds["day"], ds["value"], lw=0.6, alpha=0.35, color=colors[c])
+
+    assert draw(lambda ax: figures.subject_lines(ax, d, colors)) == draw(per_subject)
+    assert draw(lambda ax: figures.subject_lines(ax, d.iloc[0:0], colors)) == draw(lambda ax: None)
+
+
+def test_swimmer_title_and_axis_label_where_automatic_placement_puts_them(inp, data, order):
+    """The swimmer's title at y = 1 and its (empty) lanes' axis label at a fixed position give
+    the PNG matplotlib's automatic placement gives."""
+    lanes, markers, shown = figures.swimmer_data(inp.subjects, data["RS"], order, "OVRLRESP",
+                                                 ["INVESTIGATOR", "SPONSOR"], "2025-06-30")
+    fig = figures.swimmer_figure(lanes, markers, order, "Swimmer", shown)
+    fixed = _png(fig)
+    ax = fig.axes[0]
+    assert ax.yaxis.get_label_text() == ""
+    ax._autotitlepos, ax.yaxis._autolabelpos = True, True  # matplotlib's own placement
+    assert _png(fig) == fixed
+
+
 def test_figures_without_inputs_are_skipped(inp, data):
     empty_lb = data["LB"].iloc[0:0]
     assert figures.recovery_figure(figures.recovery_data(empty_lb, inp.subjects, ["NEUT"], {}), ["NEUT"], "t") is None

@@ -20,6 +20,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -199,7 +200,13 @@ def swimmer_figure(lanes: pd.DataFrame, markers: pd.DataFrame, order: pd.DataFra
     ax.set_ylim(-0.8, len(lanes) - 0.2)
     ax.set_xlim(left=0)
     ax.set_xlabel("Days after CAR-T infusion (day 0 = infusion)")
-    ax.set_title(title + (f" (responses: {evaluator})" if evaluator else ""), fontsize=10)
+    # Placed where matplotlib's automatic placement puts them, without it measuring every
+    # lane's label (thousands at a large study) two more times to find out: the title at y =
+    # 1 (the lanes' labels are fixed texts, so the y axis has no offset text that could push
+    # it up, and the x axis is at the bottom); the y axis has no label, so where it would go
+    # does not matter. tests/test_figures_data.py checks the PNG against automatic placement
+    ax.set_title(title + (f" (responses: {evaluator})" if evaluator else ""), fontsize=10, y=1.0)
+    ax.yaxis.set_label_coords(-0.1, 0.5)
     ax.grid(axis="x", color="#dddddd", lw=0.5)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     return fig
@@ -339,6 +346,25 @@ def _n_rows(ax, counts: pd.DataFrame, cohorts: list[str], colors: dict, xcol: st
     ax.xaxis.labelpad = 4 + N_ROW_PT * len(cohorts) + 8
 
 
+def subject_lines(ax, d: pd.DataFrame, colors: dict, lw: float = 0.6, alpha: float = 0.35) -> None:
+    """Each subject's results (``day``, ``value``) as a thin line in the cohort's colour, in
+    (cohort, subject) order: one ``LineCollection``, which draws them exactly as one
+    ``ax.plot`` per subject would (the same pixels: width, alpha, antialiasing, and the caps
+    and joins of matplotlib's solid lines), without thousands of Line2D artists at a large
+    study. Each subject's rows stay in their order (by day)."""
+    group = d.groupby(["COHORT", "USUBJID"], sort=True).ngroup().to_numpy()
+    order = np.argsort(group, kind="stable")
+    order = order[group[order] >= 0]  # rows without a cohort or subject are in no group, as in groupby
+    if not len(order):
+        return
+    starts = np.flatnonzero(np.diff(group[order], prepend=-1))  # the first row of each subject
+    xy = d[["day", "value"]].to_numpy(dtype="float64")[order]
+    cohorts = d["COHORT"].to_numpy()[order][starts]
+    ax.add_collection(LineCollection(np.split(xy, starts[1:]), colors=[colors[c] for c in cohorts], linewidths=lw,
+                                     alpha=alpha, capstyle=matplotlib.rcParams["lines.solid_capstyle"],
+                                     joinstyle=matplotlib.rcParams["lines.solid_joinstyle"]))
+
+
 def expansion_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure | None:
     """One panel per test, log scale: each subject (thin line, cohort colour, actual days) and
     the cohort median of all results per planned visit day (bold), n per time point under the
@@ -353,8 +379,7 @@ def expansion_figure(data: pd.DataFrame, tests: list[str], title: str) -> Figure
     axes = fig.subplots(len(present), 1, squeeze=False)[:, 0]
     for ax, test in zip(axes, present):
         d = data[data["PCTESTCD"] == test]
-        for (c, _s), ds in d.groupby(["COHORT", "USUBJID"], sort=True):
-            ax.plot(ds["day"], ds["value"], lw=0.6, alpha=0.35, color=colors[c])
+        subject_lines(ax, d, colors)
         meds = expansion_medians(d)
         for c in cohorts:
             mc = meds[meds["COHORT"] == c]
