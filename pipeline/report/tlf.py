@@ -838,11 +838,13 @@ def _memo_text_object(canvas, memo: dict):
     reportlab formats each (font subsets, string width, pure-Python number formatting) anew.
     The operators are a pure function of the text, font, size, leading, rise and current font
     subset (:meth:`_formatText` assigns a character its subset when it first sees it, so a
-    text seen before only switches subsets as it did then); ``memo`` is one document's."""
+    text seen before only switches subsets as it did then); ``memo`` is one document's.
+    ``lines_at`` does both calls for a whole page of lines (:func:`_show_lines`)."""
     from reportlab.lib.rl_accel import fp_str
     from reportlab.pdfgen.textobject import PDFTextObject
 
     formats, origins, widths = memo.setdefault("formats", {}), memo.setdefault("origins", {}), memo.setdefault("widths", {})
+    placed = memo.setdefault("placed", {})  # (x, y) -> the text matrix operator
 
     class MemoText(PDFTextObject):
         def setTextOrigin(self, x, y):
@@ -868,7 +870,44 @@ def _memo_text_object(canvas, memo: dict):
             self._curSubset = got[1]
             self._code.append(got[0])
 
+        def lines_at(self, items):
+            """``setTextOrigin(x, y)`` then ``textOut(text)`` for each ``(x, y, text)`` of
+            ``items`` (the lines of a page's cells): the same operators and the same state
+            afterwards, without two method calls and their look-ups per line."""
+            code, tm = self._code, ("1 0 0 1 %s Tm" if self._canvas.bottomup else "1 0 0 -1 %s Tm")
+            state = (self._fontname, self._fontsize, self._leading, self._rise)
+            sub = self._curSubset
+            for x, y, text in items:  # the lines of one page
+                op = placed.get((x, y))
+                if op is None:
+                    op = placed[(x, y)] = tm % fp_str(x, y)
+                code.append(op)
+                key = (*state, sub, text)
+                got = formats.get(key)
+                if got is None:
+                    self._curSubset = sub
+                    got = formats[key] = (self._formatText(text), self._curSubset)
+                sub = got[1]
+                code.append(got[0])
+            self._curSubset = sub
+            if items:
+                x, y, text = items[-1]
+                self._x0, self._y0, self._y = x, y, y
+                self._x = x + self._canvas.stringWidth(text, self._fontname, self._fontsize)
+
     return MemoText(canvas)
+
+
+def _show_lines(text, items: list[tuple[float, float, str]]) -> None:
+    """Each ``(x, y, line)`` of ``items`` drawn on the text object ``text``: ``setTextOrigin``
+    then ``textOut``, all at once through :func:`_memo_text_object`'s ``lines_at`` when
+    ``text`` is one (reportlab's own text object otherwise, ``PDF_MEMO`` off)."""
+    if hasattr(text, "lines_at"):
+        text.lines_at(items)
+        return
+    for x, y, line in items:  # the lines of one page
+        text.setTextOrigin(x, y)
+        text.textOut(line)
 
 
 def _replay(canvas, memo: dict, method: str, *args) -> None:
@@ -968,25 +1007,25 @@ def _pdf_bytes(doc: Doc, stamp: datetime, font_size: float, margin_in: float, la
             # the header and the rows as one text object (one per page, not one per line)
             text = _memo_text_object(c, memo) if PDF_MEMO else c.beginText()
             text.setFont(bold, size)
-            x = m
+            x, items = m, []
             for lines, w in zip(lay.head, cw):
                 for n, ln in enumerate(lines):
-                    text.setTextOrigin(x + pad, y - pad - (n + 1) * lead + 2)
-                    text.textOut(ln)
+                    items.append((x + pad, y - pad - (n + 1) * lead + 2, ln))
                 x += w
+            _show_lines(text, items)
             y -= lay.head_height
             line_y = y
             text.setFont(font, size)
+            items = []  # (x, y, text) of every line of every cell of the page, in drawing order
             for cells in lay.cells[first:stop]:  # the rows of one page
                 x = m
                 for j, (lines, w) in enumerate(zip(cells, cw)):
                     right = right_cols[j]
                     for n, ln in enumerate(lines):
-                        yy = y - pad - (n + 1) * lead + 2
-                        text.setTextOrigin(x + w - pad - width(ln) if right else x + pad, yy)
-                        text.textOut(ln)
+                        items.append((x + w - pad - width(ln) if right else x + pad, y - pad - (n + 1) * lead + 2, ln))
                     x += w
                 y -= lay.row_height(cells)
+            _show_lines(text, items)
             c.drawText(text)
             draw(c, page_memo, "line", m, line_y, W - m, line_y)
             c.setLineWidth(0.8)
