@@ -344,15 +344,16 @@ def date_datatype(spec_type: str, values: pd.Series) -> str:
 
 
 def _date_type_of_texts(spec_type: str, texts) -> str:
-    """:func:`date_datatype` of a date/time item from the distinct texts of its values."""
-    t = pd.Series(texts)
-    t = t[t != ""]
-    if t.empty or t.str.match(_FULL[spec_type]).all():
+    """:func:`date_datatype` of a date/time item from the distinct texts of its values (a loop
+    over distinct values, not records)."""
+    t = [x for x in texts if x != ""]
+    full = _FULL[spec_type]
+    if all(full.match(x) for x in t):
         return spec_type
     if spec_type == "time":
         return "partialTime"
-    if t.str.match(_TRUNCATED).all():
-        return "partialDate" if spec_type == "date" and not t.str.contains("T", regex=False).any() else "partialDatetime"
+    if all(_TRUNCATED.match(x) for x in t):
+        return "partialDate" if spec_type == "date" and not any("T" in x for x in t) else "partialDatetime"
     return "incompleteDatetime"
 
 
@@ -504,19 +505,22 @@ _VLM_COLUMNS = ["dataset", "variable", "where_variable", "where_value", "label",
                 *(f"where{k}_{p}" for k in _WHERE_EXTRA for p in ("variable", "value"))]
 
 
+def _valuelevel_records(vl: pd.DataFrame) -> dict[str, tuple[dict, ...]]:
+    """Dataset -> the rows of a value-level table as dicts with every key of
+    :data:`_VLM_COLUMNS` (missing ones empty), in file order."""
+    if not len(vl) or "dataset" not in vl:
+        return {}
+    rows = vl.reindex(columns=_VLM_COLUMNS, fill_value="").fillna("")
+    out: dict[str, list[dict]] = {}
+    for r in _records(rows):  # value-level rows (metadata)
+        out.setdefault(r["dataset"], []).append(r)
+    return {ds: tuple(rs) for ds, rs in out.items()}
+
+
 def _spec_valuelevel(spec: Spec, ds: str) -> tuple[dict, ...]:
-    """The spec's value-level rows of one dataset as dicts with every key of
-    :data:`_VLM_COLUMNS` (missing ones empty); once per value-level table and dataset (not
-    changed by the callers)."""
-    made = per_object(spec.valuelevel, "define_valuelevel_records", lambda _vl: {})
-    if ds not in made:
-        vl = spec.valuelevel
-        rows = vl[vl["dataset"] == ds].copy() if len(vl) and "dataset" in vl else pd.DataFrame(columns=_VLM_COLUMNS)
-        for c in _VLM_COLUMNS:
-            if c not in rows:
-                rows[c] = ""
-        made[ds] = tuple(_records(rows[_VLM_COLUMNS].fillna("")))
-    return made[ds]
+    """The spec's value-level rows of one dataset (:func:`_valuelevel_records`), made once per
+    value-level table for all its datasets (not changed by the callers)."""
+    return per_object(spec.valuelevel, "define_valuelevel_by_dataset", _valuelevel_records).get(ds, ())
 
 
 def valuelevel_rows(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | None = None) -> list[dict]:
