@@ -59,8 +59,8 @@ i.e. before lymphodepletion, so depleted counts are never the baseline). Rules o
    comparing in the reported unit. Without ``ORIG_UNIT`` every record is taken as reported in
    its standard unit.
 
-Vectorised: a loop over the criteria rows (about a hundred), each evaluated over all records
-of its test at once.
+Vectorised: a loop over the criteria rows (about a hundred), grouped by test, each evaluated
+over all records of its test at once (the test's records are gathered once for all its rows).
 """
 
 from __future__ import annotations
@@ -362,49 +362,57 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
         grading_unit[d][pos] = np.where(own, orig_unit[pos], g["si_unit"].iloc[0])
 
     rows = criteria[criteria["lab_gradable"] == "Y"]
-    for r in rows.itertuples(index=False):  # criteria rows (metadata), each vectorised over records
-        pos = positions.get(r.lbtestcd)
+    for test, test_rows in rows.groupby("lbtestcd", sort=False):  # tests (metadata)
+        pos = positions.get(test)
         if pos is None:
             continue
         pos = pos[gradable[pos]]
         if not len(pos):
             continue
-        has_dir[r.direction][pos] = True
-        in_unit = grading_unit[r.direction][pos] == r.threshold_unit
-        # absolute thresholds and offsets of a row in a non-standard unit, in standard units (rule 8)
-        f = np.ones(len(pos)) if r.threshold_unit == r.si_unit else orig_factor[pos]
-        p, ab = post[pos], base_abn[r.direction][pos]
-        if r.baseline == "normal":
-            applies = ~(p & ab)
-        elif r.baseline == "abnormal":
-            applies = p & ab
-        else:
-            applies = np.ones(len(pos), dtype=bool)
-        applies &= in_unit
-        uses_base = "BASELINE" in (r.lower_basis, r.upper_basis)
-        if uses_base:
-            applies &= p & np.isfinite(rec["BASE"][pos])
-        v, cz = rec["value"][pos], rec["censor"][pos]
-        sub = {k: rec[k][pos] for k in ("ULN", "LLN", "BASE")}
-        ok = np.ones(len(pos), dtype=bool)
-        evaluable = np.ones(len(pos), dtype=bool)
-        for side in ("lower", "upper"):
-            mult = getattr(r, side)
-            if np.isnan(mult):
-                continue
-            basis, incl = getattr(r, f"{side}_basis"), getattr(r, f"{side}_incl") == "Y"
-            ref = _reference(basis, sub, len(pos)) * (f if basis == "SI" else 1.0)
-            thr = mult * ref + getattr(r, f"{side}_offset") * f
-            evaluable &= np.isfinite(thr)
-            s = _sign(v, cz, thr)
-            if side == "lower":
-                ok &= (s >= 0) if incl else (s > 0)
+        # the test's records gathered once for all its rows; its grades kept locally and
+        # written back once (a row's result does not depend on the order of the rows)
+        own = {k: rec[k][pos] for k in ("value", "censor", "ULN", "LLN", "BASE")}
+        p, f_orig = post[pos], orig_factor[pos]
+        has_base = np.isfinite(own["BASE"])
+        local = {d: (sat[d][pos], unev[d][pos], grading_unit[d][pos], base_abn[d][pos])
+                 for d in set(test_rows["direction"])}
+        for r in test_rows.itertuples(index=False):  # the test's criteria rows, each over its records
+            t_sat, t_unev, t_unit, ab = local[r.direction]
+            has_dir[r.direction][pos] = True
+            in_unit = t_unit == r.threshold_unit
+            # absolute thresholds and offsets of a row in a non-standard unit, in standard units (rule 8)
+            f = np.ones(len(pos)) if r.threshold_unit == r.si_unit else f_orig
+            if r.baseline == "normal":
+                applies = ~(p & ab)
+            elif r.baseline == "abnormal":
+                applies = p & ab
             else:
-                ok &= (s <= 0) if incl else (s < 0)
-        met = applies & evaluable & ok
-        blocked = applies & ~evaluable
-        sat[r.direction][pos[met]] = np.maximum(sat[r.direction][pos[met]], r.grade)
-        unev[r.direction][pos[blocked]] = np.maximum(unev[r.direction][pos[blocked]], r.grade)
+                applies = np.ones(len(pos), dtype=bool)
+            applies &= in_unit
+            if "BASELINE" in (r.lower_basis, r.upper_basis):
+                applies &= p & has_base
+            v, cz = own["value"], own["censor"]
+            ok = np.ones(len(pos), dtype=bool)
+            evaluable = np.ones(len(pos), dtype=bool)
+            for side in ("lower", "upper"):
+                mult = getattr(r, side)
+                if np.isnan(mult):
+                    continue
+                basis, incl = getattr(r, f"{side}_basis"), getattr(r, f"{side}_incl") == "Y"
+                ref = _reference(basis, own, len(pos)) * (f if basis == "SI" else 1.0)
+                thr = mult * ref + getattr(r, f"{side}_offset") * f
+                evaluable &= np.isfinite(thr)
+                sg = _sign(v, cz, thr)
+                if side == "lower":
+                    ok &= (sg >= 0) if incl else (sg > 0)
+                else:
+                    ok &= (sg <= 0) if incl else (sg < 0)
+            met = applies & evaluable & ok
+            blocked = applies & ~evaluable
+            t_sat[met] = np.maximum(t_sat[met], r.grade)
+            t_unev[blocked] = np.maximum(t_unev[blocked], r.grade)
+        for d, (t_sat, t_unev, _, _) in local.items():
+            sat[d][pos], unev[d][pos] = t_sat, t_unev
 
     grade = {}
     for d in DIRECTIONS:
