@@ -328,17 +328,23 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
     post = frame["post"].to_numpy(dtype=bool)
     has_value = np.isfinite(rec["value"])
     if all(c in frame.columns for c in UNIT_COLUMNS):
-        orig_unit = frame["ORIG_UNIT"].astype(object).fillna("").astype(str).to_numpy()
+        ocode, ouniq = pd.factorize(frame["ORIG_UNIT"].astype(object).fillna(""), use_na_sentinel=False)
         orig_factor = frame["ORIG_FACTOR"].to_numpy(dtype="float64")
     else:
-        orig_unit = frame["LBSTRESU"].astype(object).fillna("").astype(str).to_numpy()
+        ocode, ouniq = ucode, uuniq
         orig_factor = np.ones(n)
+    ouniq = np.array([str(u) for u in ouniq], dtype=object)  # the reported units (a few)
+    orig_unit = ouniq[ocode]
 
     expected = dict(zip(criteria["lbtestcd"], criteria["si_unit"]))
     exp_u = tuniq.map(expected)
     has_criteria = exp_u.notna().to_numpy()[tcode]
-    expected_unit = pd.Series(exp_u.fillna("").to_numpy(dtype=object)[tcode], index=idx, dtype=object)
-    mismatch = has_criteria & has_value & (uuniq[ucode] != expected_unit.to_numpy(dtype=str))
+    exp_of_test = exp_u.fillna("").to_numpy(dtype=object)
+    expected_unit = pd.Series(exp_of_test[tcode], index=idx, dtype=object)
+    # rule 6 per distinct (test, unit): a few dozen tests by a few dozen units
+    differs = np.array([[str(u) != str(e) for u in uuniq] for e in exp_of_test], dtype=bool).reshape(
+        len(exp_of_test), len(uuniq))
+    mismatch = has_criteria & has_value & differs[tcode, ucode]
     gradable = has_criteria & has_value & ~mismatch
 
     by_code = pd.Series(np.arange(n)).groupby(tcode).indices if n else {}
@@ -358,7 +364,7 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
         pos = positions.get(test)
         if pos is None:
             continue
-        own = np.isin(orig_unit[pos], g["threshold_unit"].unique())
+        own = np.isin(ocode[pos], np.flatnonzero(np.isin(ouniq, g["threshold_unit"].unique())))
         grading_unit[d][pos] = np.where(own, orig_unit[pos], g["si_unit"].iloc[0])
 
     rows = criteria[criteria["lab_gradable"] == "Y"]
