@@ -608,9 +608,10 @@ def row_html(cells: dict[str, np.ndarray], names: list[str], numeric_idx: list[i
     as jinja2's autoescaping escapes it) rather than cell by cell in the template."""
     out = np.full(n, "<tr>", dtype=object)
     for j, c in enumerate(names):  # columns of the listing
-        distinct, at = np.unique(np.asarray(cells[c], dtype=str), return_inverse=True)
+        # hashed (pandas.factorize), not sorted as numpy.unique does with the texts
+        at, distinct = pd.factorize(np.asarray(cells[c], dtype=object), use_na_sentinel=False)
         escaped = np.array([str(escape(v)) for v in distinct.tolist()] or [""], dtype=object)  # distinct texts
-        out = out + ('<td class="num">' if j in numeric_idx else "<td>") + escaped[at.reshape(-1)] + "</td>"
+        out = out + ('<td class="num">' if j in numeric_idx else "<td>") + escaped[at] + "</td>"
     return [Markup(x) for x in (out + "</tr>").tolist()]
 
 

@@ -272,8 +272,9 @@ def layout(doc: Doc, font_size: float = 7.0, margin_in: float = 0.6, min_font_si
     wrap, wrap_b = _Wrapper(font, size), _Wrapper(bold, size)
     lay.head = [wrap_b(h, w - 2 * PAD) for h, w in zip(doc.headers, lay.col_widths)]
     if doc.rows:
-        # the rows are text already, few per page: a loop over rows to wrap them
-        lay.cells = [[wrap(v, w - 2 * PAD) for v, w in zip(r, lay.col_widths)] for r in rows]
+        # each column's distinct texts wrapped once (listings repeat them), then looked up row by row
+        wrapped = [{v: wrap(v, w - 2 * PAD) for v in set(col)} for col, w in zip(columns, lay.col_widths)]
+        lay.cells = [[lines[v] for lines, v in zip(wrapped, r)] for r in rows]
     else:
         lay.cells = [[[NO_RECORDS]] + [[""]] * (ncol - 1)]
     pdf_body = H - 2 * m - lay.title_height - lay.bottom_height() - lay.head_height
