@@ -445,7 +445,8 @@ def _char_table(codes: np.ndarray, uniques: np.ndarray, width: int) -> tuple[np.
 def observation_bytes(frame: pd.DataFrame, layout: list[tuple[str, bool, int, int]], name: str = "dataset",
                       factorized: dict | None = None):
     """The observation section of a v5 file, as an iterator over bytes-like chunks of
-    :data:`CHUNK_ROWS` records (uint8 arrays; the last one blank padding). Every numeric is converted (and range-checked) before the first chunk is returned.
+    :data:`CHUNK_ROWS` records (uint8 arrays; the last one blank padding). Every numeric is
+    converted (and range-checked) before the first chunk is returned.
 
     ``layout`` is ``(variable, is_character, width, position)`` per variable in record order
     (:func:`layout_of`); ``factorized`` is :func:`factorize_text` of ``frame`` when the caller
