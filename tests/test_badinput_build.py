@@ -155,7 +155,7 @@ def test_disk_full_writing_gate_report_exit_2(fake, tmp_path, capsys):
 def test_disk_full_in_xpt_writer_exit_2(built, fake, capsys):
     raw, out, before = built
 
-    def full(frame, spec, name, path, stamp):
+    def full(frame, spec, name, path, stamp, **options):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     fake.setattr(build.xpt, "write_xpt", full)
