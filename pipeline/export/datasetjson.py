@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 import pipeline
-from pipeline.export.xpt import compact_codes, observed_lengths, spec_types, xpt_frame
+from pipeline.export.xpt import compact_codes, merge_limit, merge_tables, observed_lengths, spec_types, xpt_frame
 from pipeline.spec import Spec
 
 VERSION = "1.1.0"
@@ -153,30 +153,26 @@ def _column_cells(s: pd.Series, dtype: str, factorized: tuple[np.ndarray, np.nda
     return compact_codes(codes, len(enc)), np.array(enc, dtype=object), length
 
 
-#: the most distinct cell texts a merged run of adjacent columns may have (:func:`merged_cells`)
-MERGED_TABLE_MAX = 4096
-
-
 def merged_cells(cells: list[tuple[np.ndarray, np.ndarray]], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The (index, table) pairs of adjacent columns merged into one wherever the product of
-    their table sizes stays within :data:`MERGED_TABLE_MAX` (and ``n``, the record count):
-    the merged table holds the text of every pair, ``a + "," + b``, and the merged index is
-    ``i * len(table_b) + j``. A record's row text is the same; it is only joined from fewer,
-    longer cells. Most columns have few distinct values (study, site, treatment, flags,
-    units), so a record of ~50 columns becomes ~15 cells and the final join has a third of
-    the pieces (ADLB at 2,000 subjects: ~1M records)."""
-    limit = max(1, min(MERGED_TABLE_MAX, n))
+    """The (index, table) pairs of adjacent columns merged into one (:func:`merge_tables`)
+    wherever the product of their table sizes stays within :func:`merge_limit`: the merged
+    table holds the text of every pair, ``a + "," + b``. A record's row text is the same; it is
+    only joined from fewer, longer cells. Most columns have few distinct values (study, site,
+    treatment, flags, units), so a record of ~50 columns becomes ~15 cells and the final join
+    has a third of the pieces (ADLB at 2,000 subjects: ~1M records)."""
+    limit = merge_limit(n)
     out = [cells[0]]
     for index, table in cells[1:]:  # loop over columns
-        run_index, run_table = out[-1]
-        if len(run_table) * len(table) <= limit:
-            # a loop over the distinct pairs (at most MERGED_TABLE_MAX), not over records
-            pairs = np.array([a + "," + b for a in run_table.tolist() for b in table.tolist()], dtype=object)
-            merged = run_index.astype(np.int64) * len(table) + index
-            out[-1] = (compact_codes(merged, len(pairs)), pairs)
+        if len(out[-1][1]) * len(table) <= limit:
+            out[-1] = merge_tables(out[-1], (index, table), _comma_joined, object)
         else:
             out.append((index, table))
     return out
+
+
+def _comma_joined(a: str, b: str) -> str:
+    """Two adjacent cells of a row array."""
+    return a + "," + b
 
 
 def _encode_column(s: pd.Series, dtype: str) -> np.ndarray:

@@ -464,28 +464,42 @@ def observation_bytes(frame: pd.DataFrame, layout: list[tuple[str, bool, int, in
     return _chunks(n, row_len, merged_char_tables(prepared, n))
 
 
-#: the most distinct byte strings a merged run of adjacent character variables may have
+#: the most distinct values a merged run of adjacent columns may have (:func:`merge_limit`);
+#: shared by this writer and the Dataset-JSON writer
 MERGED_TABLE_MAX = 4096
+
+
+def merge_limit(n: int) -> int:
+    """The largest merged table for ``n`` records: :data:`MERGED_TABLE_MAX`, never more
+    entries than records."""
+    return max(1, min(MERGED_TABLE_MAX, n))
+
+
+def merge_tables(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], join, dtype
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Two coded columns, ``(codes, table)`` each, side by side as one: the table holds
+    ``join(x, y)`` for every pair of entries and a record's code is ``i * len(table_b) + j``.
+    A loop over the distinct pairs (at most :data:`MERGED_TABLE_MAX`), not over records."""
+    (codes_a, table_a), (codes_b, table_b) = a, b
+    pairs = np.array([join(x, y) for x in table_a.tolist() for y in table_b.tolist()], dtype=dtype)
+    return compact_codes(codes_a.astype(np.int64) * len(table_b) + codes_b, len(pairs)), pairs
 
 
 def merged_char_tables(prepared: list[tuple], n: int) -> list[tuple]:
     """The prepared variables of :func:`observation_bytes` with every run of adjacent character
-    variables merged into one wherever the product of their table sizes stays within
-    :data:`MERGED_TABLE_MAX` (and ``n``, the record count): the merged table holds every pair
-    of padded values ``a + b`` (``S<w1 + w2>``, the two fields side by side as in the record)
-    and the merged codes are ``i * len(table_b) + j``. The record bytes are the same; each
-    chunk is only filled in fewer, wider copies (most character variables have few distinct
-    values: ADLB's 29 become about 10)."""
-    limit = max(1, min(MERGED_TABLE_MAX, n))
+    variables merged into one (:func:`merge_tables`) wherever the product of their table sizes
+    stays within :func:`merge_limit`: the merged table holds every pair of padded values
+    ``a + b`` (``S<w1 + w2>``, the two fields side by side as in the record). The record bytes
+    are the same; each chunk is only filled in fewer, wider copies (most character variables
+    have few distinct values: ADLB's 29 become about 10)."""
+    limit = merge_limit(n)
     out: list[tuple] = []
     for part in prepared:  # loop over variables
         if out and part[0] == "c" and out[-1][0] == "c" and len(out[-1][4]) * len(part[4]) <= limit:
             _, pos, width, codes, table = out[-1]
             _, _, width_b, codes_b, table_b = part
-            # a loop over the distinct pairs (at most MERGED_TABLE_MAX), not over records
-            pairs = np.array([a + b for a in table.tolist() for b in table_b.tolist()], dtype=f"S{width + width_b}")
-            merged = codes.astype(np.int64) * len(table_b) + codes_b
-            out[-1] = ("c", pos, width + width_b, compact_codes(merged, len(pairs)), pairs)
+            merged = merge_tables((codes, table), (codes_b, table_b), bytes.__add__, f"S{width + width_b}")
+            out[-1] = ("c", pos, width + width_b, *merged)
         else:
             out.append(part)
     return out
