@@ -448,3 +448,23 @@ def test_other_encodings_parse_the_decoded_text():
 @given(text=st.text(alphabet=st.sampled_from(list('a,"\r\n\u00e9')), max_size=30))
 def test_header_lines_are_those_of_a_text_buffer(text):
     assert list(readers._lines(text)) == list(io.StringIO(text))
+
+
+@pytest.mark.parametrize("xml, unsafe", [
+    (b'<c r="A1" t="inlineStr"><is><t>x</t></is></c>', False),
+    (b'<c r="A1" t="e"><v>#N/A</v></c>', True),          # error cell
+    (b'<c r="A1" t="d"><v>2024-03-05</v></c>', True),     # ISO date cell
+    (b'<c r="A1"><v>123456789012345</v></c>', False),     # 15 digits: exact as a double
+    (b'<c r="A1"><v>1234567890123456</v></c>', True),     # 16 digits
+    (b'<c r="A1"><v>-1234567890123456</v></c>', True),
+    (b'<c r="A1"><v>-123456789012345.5</v></c>', False),
+    (b'<c r="A1" t="s"><v>12</v></c>', False),
+    (b'<c r="A1" t="str"><v>t="e" as text</v></c>', True),  # as the single pattern: literal text counts
+])
+def test_calamine_unsafe_is_the_single_pattern(xml, unsafe):
+    """The split search of the reader (two literals and one prefixed regex) finds exactly what
+    the one alternation pattern finds."""
+    from pipeline.intake.readers import _CALAMINE_UNSAFE, _calamine_unsafe
+
+    assert _calamine_unsafe(xml) is unsafe
+    assert (_CALAMINE_UNSAFE.search(xml) is not None) is unsafe

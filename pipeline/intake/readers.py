@@ -300,6 +300,15 @@ def read_csv_file(path: Path, encoding: str) -> tuple[list[str], pd.DataFrame]:
 #: sheet XML that python-calamine reads differently from openpyxl: error cells (``t="e"``, which
 #: calamine reads as empty), ISO date cells (``t="d"``) and integers too long for a double
 _CALAMINE_UNSAFE = re.compile(rb't="[ed]"|<v>-?\d{16}')
+#: :data:`_CALAMINE_UNSAFE` as two literal searches and one regex with a literal prefix, which
+#: find the same pieces about 6x faster than the alternation (0.1 s a 13 MB sheet; issue 14)
+_CALAMINE_UNSAFE_TEXT = (b't="e"', b't="d"')
+_CALAMINE_LONG_NUMBER = re.compile(rb"<v>-?\d{16}")
+
+
+def _calamine_unsafe(xml: bytes) -> bool:
+    """True when ``xml`` holds a match of :data:`_CALAMINE_UNSAFE`."""
+    return any(t in xml for t in _CALAMINE_UNSAFE_TEXT) or _CALAMINE_LONG_NUMBER.search(xml) is not None
 
 
 def _calamine_safe(path: Path) -> bool:
@@ -312,7 +321,7 @@ def _calamine_safe(path: Path) -> bool:
             with z.open(name) as f:
                 tail = b""
                 while chunk := f.read(1 << 20):
-                    if _CALAMINE_UNSAFE.search(tail + chunk):
+                    if _calamine_unsafe(tail + chunk):
                         return False
                     tail = chunk[-32:]
     return True
@@ -333,7 +342,7 @@ def _xlsx_rows_calamine(path: Path) -> list | None:
         cells = wb.get_sheet_by_index(0).to_python(skip_empty_area=False)
     except Exception:  # noqa: BLE001 - whatever calamine cannot read, openpyxl reads or reports
         return None
-    return [tuple(None if v == "" else v for v in row) for row in cells]
+    return [[None if v == "" else v for v in row] for row in cells]
 
 
 def _xlsx_rows_openpyxl(path: Path) -> list:
@@ -366,9 +375,13 @@ def read_xlsx_file(path: Path) -> tuple[list[str], pd.DataFrame]:
         raise UnreadableFile("file.empty", f"{path.name} is empty (the first sheet has no header)")
     width = max(len(r) for r in rows)
     header = [cell_text(v) or "" for v in rows[0]] + [""] * (width - len(rows[0]))
-    body = [tuple(r) + (None,) * (width - len(r)) for r in rows[1:]]
+    body = rows[1:]
+    if any(len(r) != width for r in body):  # ragged rows (openpyxl): padded with empty cells
+        body = [tuple(r) + (None,) * (width - len(r)) for r in body]
     cols = list(zip(*body)) if body else [()] * width
-    df = pd.DataFrame({i: [cell_text(v) for v in col] for i, col in enumerate(cols)}, dtype=object)
+    # text cells (most of them) are their own text: cell_text is called for the others only
+    df = pd.DataFrame({i: [v if type(v) is str else cell_text(v) for v in col] for i, col in enumerate(cols)},
+                      dtype=object)
     df = df.reindex(columns=range(width))
     df["_ROW"] = np.arange(2, len(body) + 2, dtype="int64")
     header = _trim_blank_columns(header, df)

@@ -34,6 +34,7 @@ from pandera.errors import SchemaErrors
 
 from pipeline.config import Study
 from pipeline.context import FINDING_COLUMNS, empty
+from pipeline.export.memo import per_object
 from pipeline.intake import checks as ck
 from pipeline.spec import Spec
 
@@ -98,8 +99,17 @@ def form_schema(spec: Spec, form: str, max_year: int) -> FormSchema:
 
     ``max_year`` is the latest year accepted in dates (the study's data cutoff year + 1).
     Unknown types in the spec are a configuration error of the spec, reported by
-    :func:`spec_problems`; such columns get no type check here.
+    :func:`spec_problems`; such columns get no type check here. Generated once per loaded
+    spec, form and ``max_year`` (the studies of a build share them; issue 14).
     """
+    made = per_object(spec, "raw_form_schemas", lambda _spec: {})
+    if (form, max_year) not in made:
+        made[form, max_year] = _generate_form_schema(spec, form, max_year)
+    return made[form, max_year]
+
+
+def _generate_form_schema(spec: Spec, form: str, max_year: int) -> FormSchema:
+    """:func:`form_schema` without the memo."""
     columns: dict[str, pa.Column] = {}
     rules: list[tuple[str, str, str, str]] = []
     for r in spec.form_columns(form).itertuples(index=False):  # spec rows, not records
@@ -181,12 +191,53 @@ def schema_findings(df: pd.DataFrame, form: str, study: Study, spec: Spec,
     ``df`` must have a default index and the ``_FILE``/``_ROW`` bookkeeping columns.
     """
     fs = fs or form_schema(spec, form, int(study.data_cutoff[:4]) + 1)
+    if passes(fs.schema, df):
+        return empty(FINDING_COLUMNS)  # pandera would find nothing: its bookkeeping is spared (issue 14)
     try:
         fs.schema.validate(df, lazy=True)
         return empty(FINDING_COLUMNS)
     except SchemaErrors as exc:
         fc = exc.failure_cases
     return failure_cases_to_findings(fc, df, form, study, fs)
+
+
+def _passed(result) -> bool:
+    """A check function's result is a pass: a boolean Series that is all True."""
+    return isinstance(result, pd.Series) and result.dtype == bool and bool(result.all())
+
+
+def passes(schema: pa.DataFrameSchema, df: pd.DataFrame) -> bool:
+    """True when ``schema.validate(df, lazy=True)`` would raise nothing, decided by calling the
+    generated schema's check functions directly the way pandera calls them (on the column's
+    non-null values: ``ignore_na``): every required column present, no null in a required
+    column, every check all True. False whenever in doubt (a check raising or returning
+    something else, a schema feature :func:`form_schema` does not use): pandera then
+    validates and reports as before, so the findings do not change. A clean form (the usual
+    case) skips pandera's per-check bookkeeping: ~0.13 s CPU per shipped study."""
+    if (df.columns.has_duplicates or schema.strict or schema.checks or schema.coerce or schema.unique
+            or schema.index is not None or schema.ordered or schema.add_missing_columns):
+        return False
+    try:
+        for name, col in schema.columns.items():  # loop over the form's spec columns
+            if col.dtype is not None or col.unique or col.regex or col.coerce:
+                return False
+            if name not in df.columns:
+                if col.required:
+                    return False
+                continue
+            values = df[name]
+            nulls = values.hasnans
+            if nulls and not col.nullable:
+                return False
+            present = values.dropna() if nulls else values
+            for chk in col.checks:
+                if chk.ignore_na is not True or chk.groupby is not None or chk.element_wise:
+                    return False
+                if not _passed(chk._check_fn(present)):
+                    return False
+    except Exception:  # noqa: BLE001 - pandera reports a failing check function as before
+        return False
+    return True
 
 
 def failure_cases_to_findings(fc: pd.DataFrame, df: pd.DataFrame, form: str, study: Study,
