@@ -513,7 +513,7 @@ class KeptGate(FindingCounts):
 def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
           progress: dict[str, Progress] | None = None,
           debug: bool = False, jobs: int = 1, kept: dict[str, KeptGate] | None = None,
-          detail: dict | None = None) -> dict[str, tuple[dict, pd.DataFrame]]:
+          detail: dict | None = None, meanwhile: Callable[[], None] | None = None) -> dict[str, tuple[dict, pd.DataFrame]]:
     """Gate every study and write the gate reports to ``out/gate`` (same writer as ``validate``).
 
     A study whose gate raises anything but a :class:`PipelineError` gets one ``gate_failure``
@@ -522,7 +522,8 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
     ``kept``: studies whose outputs are reused (not gated again; their recorded gate result goes
     into the reports in its place, so the reports are those of a full run). ``detail``: filled
     with ``STUDYID -> (findings, executed or None, form names, records)`` of the studies gated,
-    for their cache entries. Returns ``STUDYID -> (forms, findings)`` of the studies gated.
+    for their cache entries. ``meanwhile``: the parent's own work, done while the workers gate
+    (:func:`pipeline.parallel.run_ordered`). Returns ``STUDYID -> (forms, findings)`` of the studies gated.
     """
     gate_mod = importlib.import_module(GATE_MODULE)
     results = {}
@@ -547,7 +548,7 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
                 details.append(result.value)
             done(s.studyid)
 
-        parallel.run_ordered(_gate_one, [(raw, s, spec, debug) for s in to_gate], jobs, gated)
+        parallel.run_ordered(_gate_one, [(raw, s, spec, debug) for s in to_gate], jobs, gated, meanwhile)
         for d in details:
             results[d.study.studyid] = (d.forms, d.findings)
             detail[d.study.studyid] = (d.findings, d.executed, list(d.forms), d.records)
@@ -562,6 +563,8 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
         except (ImportError, AttributeError):
             writer.write_csv_atomic(checks.sort_findings(findings), out / "gate" / "gate_report.csv")
     else:
+        if meanwhile:
+            meanwhile()
         for s in to_gate:
             try:
                 results[s.studyid] = gate_mod.gate_study(raw, s, spec)
@@ -693,15 +696,20 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
     total = 1 + len(REGISTRY) + len(AFTER_VISITS) + 3 + len(POST_EXPORT_HOOKS) + 1
     progress_of = {s.studyid: Progress(s.studyid, total, enabled=show) for s in todo}
     jobs = getattr(args, "jobs", None) or parallel.default_jobs(len(todo))
+    preload_build = None
     if jobs > 1 and len(todo) > 1:
-        # imported once here, so that forked workers inherit the modules (pipeline.parallel)
-        parallel.preload([GATE_MODULE, "pipeline.intake.report", *(f"{DOMAIN_PACKAGE}.{m}" for m in REGISTRY + AFTER_VISITS),
-                          *(h.module for h in POST_EXPORT_HOOKS)])
+        # imported once here, so that forked workers inherit the modules (pipeline.parallel): what
+        # the gate needs before its workers start; what the build needs while they gate
+        parallel.preload([GATE_MODULE, "pipeline.intake.report"])
+
+        def preload_build() -> None:
+            parallel.preload([*(f"{DOMAIN_PACKAGE}.{m}" for m in REGISTRY + AFTER_VISITS),
+                              *(h.module for h in POST_EXPORT_HOOKS)])
     detail: dict = {}
     try:
         gated = _gate(raw, studies, spec, out, progress_of, debug, jobs,
                       {sid: KeptGate.of(next(s for s in studies if s.studyid == sid), e) for sid, e in kept.items()},
-                      detail)
+                      detail, meanwhile=preload_build)
     except OSError as exc:
         raise output_error(exc, "write the gate reports to") from None
     position = {s.studyid: i for i, s in enumerate(studies)}

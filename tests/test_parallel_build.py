@@ -104,3 +104,44 @@ def test_jobs_option_and_default():
         build_parser().parse_args(["build", "--jobs", "0"])
     assert parallel.default_jobs(1) == 1
     assert 1 <= parallel.default_jobs(50) == min(parallel.available_cores(), 50)
+
+
+def _worker_state(_):
+    """What a worker sees of the collector: its thresholds and how many objects it inherited frozen."""
+    import gc
+    return gc.get_threshold(), gc.get_freeze_count(), os.getpid()
+
+
+def test_workers_start_with_the_parents_heap_frozen_and_their_own_thresholds():
+    before = gc_state()
+    results = []
+    parallel.run_ordered(_worker_state, [(1,), (2,)], 2, lambda i, r: results.append(r.value))
+    (threshold, frozen, pid), _ = results
+    assert threshold == parallel.WORKER_GC_THRESHOLD == (10_000, 10, 10)
+    assert frozen > 1000 and pid != os.getpid()          # the imported modules, out of the collector's reach
+    assert gc_state() == before                           # the parent: default thresholds, nothing left frozen
+
+
+def gc_state():
+    import gc
+    return gc.get_threshold(), gc.get_freeze_count()
+
+
+def test_heap_frozen_only_inside():
+    import gc
+    with parallel.heap_frozen():
+        assert gc.get_freeze_count() > 1000
+    assert gc.get_freeze_count() == 0
+
+
+def test_meanwhile_runs_in_the_parent_while_the_workers_work():
+    """The parent's own work is done once, after the tasks were handed out and before any result
+    is taken; without workers it comes first."""
+    events = []
+    parallel.run_ordered(_worker_state, [(1,), (2,)], 2, lambda i, r: events.append(("result", i)),
+                         meanwhile=lambda: events.append(("meanwhile", os.getpid())))
+    assert events == [("meanwhile", os.getpid()), ("result", 0), ("result", 1)]
+    events.clear()
+    parallel.run_ordered(_worker_state, [(1,), (2,)], 1, lambda i, r: events.append(("result", r.value[2])),
+                         meanwhile=lambda: events.append(("meanwhile", os.getpid())))
+    assert events == [("meanwhile", os.getpid()), ("result", os.getpid()), ("result", os.getpid())]
