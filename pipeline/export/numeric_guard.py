@@ -29,6 +29,7 @@ import pandas as pd
 
 from pipeline.context import FINDING_COLUMNS, empty
 from pipeline.export import xpt
+from pipeline.export.memo import per_object
 from pipeline.spec import Spec
 
 #: largest magnitude an IBM double (XPT v5) can hold: 16**63 x (1 - 16**-14)
@@ -43,23 +44,30 @@ NUMERIC_TYPES = {"integer", "float"}
 
 def _numeric_columns(frame: pd.DataFrame, spec_types: dict[str, str]) -> list[str]:
     cols = []
-    for c in frame.columns:  # loop over variables (metadata), each checked vectorised
-        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
+    for c, dtype in zip(frame.columns, frame.dtypes):  # loop over variables (metadata), each checked vectorised
+        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
             cols.append(c)
         elif spec_types.get(c) in NUMERIC_TYPES:
             cols.append(c)
     return cols
 
 
+def _types_by_dataset(variables: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """dataset -> {variable: spec type}, in the rows' order (a later row of the same variable wins)."""
+    return {ds: dict(zip(sub["variable"], sub["type"]))
+            for ds, sub in variables.groupby("dataset", sort=False)}  # loop over datasets
+
+
 def _spec_types(spec: Spec | None, dataset: str) -> dict[str, str]:
+    """Variable -> spec type of one dataset ({} without a spec); made once per variables table
+    for all the datasets (issue 14)."""
     if spec is None:
         return {}
     try:
         v = spec.variables
     except AttributeError:
         return {}
-    sub = v[v["dataset"] == dataset]
-    return dict(zip(sub["variable"], sub["type"]))
+    return per_object(v, "numeric_guard_types", _types_by_dataset).get(dataset, {})
 
 
 def numeric_findings(datasets: dict[str, pd.DataFrame], spec: Spec | None, studyid: str) -> pd.DataFrame:

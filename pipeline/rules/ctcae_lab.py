@@ -73,6 +73,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError
+from pipeline.export.memo import per_object
 from pipeline.spec import Spec
 
 CRITERIA_COLUMNS = ["ctcae_version", "term", "meddra_code", "lbtestcd", "direction", "grade", "baseline", "clause",
@@ -140,7 +141,13 @@ def with_study_version(spec: Spec, study) -> Spec:
     if named and named[0] != v:
         raise ConfigError(f"study {study.studyid}: [safety] ae_grading {grading!r} names CTCAE {named[0]} but "
                           f"ctcae_version is {v!r}")
-    return replace(spec, standards={**spec.standards, "ctcae_version": v})
+    # one spec object per (loaded spec, version): the studies of a build that grade by the same
+    # version share it, and with it everything remembered per spec (variables by dataset,
+    # codelist terms, value-level groups, the output checks' plans; issue 14)
+    made = per_object(spec, "with_ctcae_version", lambda _spec: {})
+    if v not in made:
+        made[v] = replace(spec, standards={**spec.standards, "ctcae_version": v})
+    return made[v]
 
 
 def load_criteria(spec: Spec, version: str) -> pd.DataFrame:
