@@ -87,61 +87,84 @@ def time_to_event(rules: pd.DataFrame, subjects: pd.Series, start: pd.DataFrame,
 
     ``start``: USUBJID, dt (+ SRC*) of the origin; ``sources``: name -> date frame
     (USUBJID, dt, SRCDOM, SRCVAR, SRCSEQ), several rows per subject allowed; ``subjects``: the
-    population's USUBJIDs (unique)."""
-    first = start.drop_duplicates("USUBJID")
-    origin = pd.Series(first["dt"].to_numpy(), index=first["USUBJID"].to_numpy())
-    base = pd.DataFrame({"USUBJID": subjects.to_numpy(), "STARTDT": subjects.map(origin).to_numpy()})
-    base = base[base["STARTDT"].notna()]
-    base_start = pd.Series(base["STARTDT"].to_numpy(), index=base["USUBJID"].to_numpy())
+    population's USUBJIDs (unique). The records are in the population's order."""
+    paramcd = rules["paramcd"].iloc[0]
+    out = times_to_event(rules, {paramcd: subjects}, {paramcd: start}, {paramcd: sources})
+    order = pd.Index(subjects.to_numpy()).get_indexer(out["USUBJID"])
+    return out.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+
+
+def _subject_keys(paramcd, usubjid) -> np.ndarray:
+    """(parameter, subject) as one text key per record."""
+    return (pd.Series(np.asarray(paramcd, dtype=object)) + "\x1f"
+            + pd.Series(np.asarray(usubjid, dtype=object))).to_numpy(dtype=object)
+
+
+def times_to_event(rules: pd.DataFrame, populations: dict[str, pd.Series], starts: dict[str, pd.DataFrame],
+                   sources: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
+    """The records of every parameter at once (rules = the rows of adtte_censoring.csv of the
+    parameters), by the module rules 1-4, each parameter's subjects apart from the others'.
+
+    Per parameter (PARAMCD): ``populations`` its subjects' USUBJIDs (unique), ``starts`` the
+    origin frame (USUBJID, dt), ``sources`` its date sources, name -> frame (USUBJID, dt,
+    SRCDOM, SRCVAR, SRCSEQ; several rows per subject allowed). One record per parameter and
+    subject with an origin and a chosen date; the order of the records is not defined."""
     rows = rules.reset_index(drop=True)
+    params = list(dict.fromkeys(rows["paramcd"]))  # the parameters in rule order (metadata)
     for r in rows.to_dict("records"):  # a few rule rows (metadata)
-        if r["source_date"] not in sources:
+        if r["source_date"] not in sources[r["paramcd"]]:
             raise ConfigError(f"adtte_censoring.csv: {r['paramcd']} names unknown date {r['source_date']!r} "
                               f"(one of {', '.join(SOURCES)})")
-    c = pd.DataFrame()
-    if len(rows):
-        # the candidate dates of every rule row at once: the rows' date sources one after
-        # another (rule row k's records tagged _k = k), each with the subject's origin
-        frames = [sources[name] for name in rows["source_date"]]
-        c = pd.concat(frames, ignore_index=True).assign(_k=np.repeat(rows.index.to_numpy(), [len(f) for f in frames]))
-        c = c.assign(STARTDT=c["USUBJID"].map(base_start))
-        c = c[c["STARTDT"].notna()]  # the population's subjects with an origin
+    # the origin STARTDT of every (parameter, subject) of the populations
+    origins = []
+    for p in params:  # one origin per parameter (metadata loop, vectorised over subjects)
+        first = starts[p].drop_duplicates("USUBJID")
+        subjects = populations[p]
+        origins.append(pd.Series(subjects.map(pd.Series(first["dt"].to_numpy(), index=first["USUBJID"].to_numpy())
+                                              ).to_numpy(), index=_subject_keys(np.full(len(subjects), p, dtype=object),
+                                                                                 subjects.to_numpy())))
+    base_start = pd.concat(origins).dropna()
+    # the candidate dates of every rule row at once: the rows' date sources one after
+    # another (rule row k's records tagged _k = k), each with its (parameter, subject) origin
+    frames = [sources[p][name] for p, name in zip(rows["paramcd"], rows["source_date"])]
+    c = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    c = c.assign(_k=np.repeat(rows.index.to_numpy(), [len(f) for f in frames]))
+    c = c.assign(_key=_subject_keys(rows["paramcd"].to_numpy()[c["_k"].to_numpy()], c["USUBJID"].to_numpy()))
+    c = c.assign(STARTDT=c["_key"].map(base_start))
+    c = c[c["STARTDT"].notna()]  # the population's subjects with an origin
 
-        def rule(column: str) -> np.ndarray:
-            """The rule row's ``column`` for each candidate of ``c``."""
-            return rows[column].to_numpy()[c["_k"].to_numpy()]
+    def rule(column: str) -> np.ndarray:
+        """The rule row's ``column`` for each candidate of ``c``."""
+        return rows[column].to_numpy()[c["_k"].to_numpy()]
 
-        # events, the last assessment and a truncation count from the origin on
-        from_origin = (rule("kind") == "event") | (rule("source_date") == "LASTASMT") | (rule("kind") == "truncate")
-        c = c[~from_origin | (c["dt"] >= c["STARTDT"]).to_numpy()]
-        # a truncation: its first date per subject
-        cut = (rule("kind") == "truncate") & (rule("source_date") != "LASTASMT")
-        firsts = c[cut].sort_values("dt", kind="mergesort").drop_duplicates(["_k", "USUBJID"]).index
-        c = c[~cut | c.index.isin(firsts)]
-        c = c.assign(kind=rule("kind"), priority=rule("priority").astype("int64"), EVNTDESC=rule("evntdesc"),
-                     CNSDTDSC=rule("cnsdtdsc")).drop(columns="_k")
-    trunc = c[c["kind"] == "truncate"] if len(c) else c
+    # events, the last assessment and a truncation count from the origin on
+    from_origin = (rule("kind") == "event") | (rule("source_date") == "LASTASMT") | (rule("kind") == "truncate")
+    c = c[~from_origin | (c["dt"] >= c["STARTDT"]).to_numpy()]
+    # a truncation: its first date per subject
+    cut = (rule("kind") == "truncate") & (rule("source_date") != "LASTASMT")
+    firsts = c[cut].sort_values("dt", kind="mergesort").drop_duplicates(["_k", "USUBJID"]).index
+    c = c[~cut | c.index.isin(firsts)]
+    c = c.assign(kind=rule("kind"), priority=rule("priority").astype("int64"), EVNTDESC=rule("evntdesc"),
+                 CNSDTDSC=rule("cnsdtdsc"), PARAMCD=rule("paramcd")).drop(columns="_k")
+    trunc = c[c["kind"] == "truncate"]
     if len(trunc):
-        stop = c["USUBJID"].map(trunc.set_index("USUBJID")["dt"])
+        stop = c["_key"].map(trunc.set_index("_key")["dt"])
         c = c[stop.isna() | (c["kind"] == "truncate") | (c["dt"] <= stop)]
         # the truncation date itself is the last-resort censoring date
         c = c.assign(kind=c["kind"].replace("truncate", "censor"))
-    events = c[c["kind"] == "event"].sort_values(["USUBJID", "dt", "priority"], kind="mergesort").drop_duplicates("USUBJID")
-    cens = c[(c["kind"] == "censor") & ~c["USUBJID"].isin(set(events["USUBJID"]))]
+    events = c[c["kind"] == "event"].sort_values(["_key", "dt", "priority"], kind="mergesort").drop_duplicates("_key")
+    cens = c[(c["kind"] == "censor") & ~c["_key"].isin(set(events["_key"]))]
     # the first priority; within it the latest date (LASTASMT: the last evaluable assessment)
-    cens = cens.sort_values(["USUBJID", "priority", "dt"], ascending=[True, True, False],
-                            kind="mergesort").drop_duplicates("USUBJID")
+    cens = cens.sort_values(["_key", "priority", "dt"], ascending=[True, True, False],
+                            kind="mergesort").drop_duplicates("_key")
     cens = cens.assign(dt=np.maximum(cens["dt"], cens["STARTDT"]), EVNTDESC="")
     events = events.assign(CNSDTDSC="")
-    chosen = pd.concat([events.assign(CNSR=0.0), cens.assign(CNSR=1.0)], ignore_index=True)
-    # in the population's order (each subject has one chosen date at most)
-    order = pd.Index(base["USUBJID"]).get_indexer(chosen["USUBJID"])
-    out = chosen.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+    out = pd.concat([events.assign(CNSR=0.0), cens.assign(CNSR=1.0)], ignore_index=True)
     out["ADT"] = out["dt"]
     out["AVAL"] = out["ADT"] - out["STARTDT"] + 1
-    first = rules.iloc[0]
-    out["PARAMCD"], out["PARAM"] = first["paramcd"], first["param"]
-    return out.drop(columns=["dt", "kind", "priority"])
+    first = rows.drop_duplicates("paramcd")
+    out["PARAM"] = out["PARAMCD"].map(pd.Series(first["param"].to_numpy(), index=first["paramcd"].to_numpy()))
+    return out.drop(columns=["dt", "kind", "priority", "_key"])
 
 
 def engraftment_dates(eng: pd.DataFrame | None, paramcd: str) -> dict[str, pd.DataFrame]:
@@ -171,8 +194,8 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
     }
     eng_frame = adam.get("_engraftment")
     hsct = set(text(adsl.loc[text(adsl["HSCTFL"]) == "Y", "USUBJID"]))
-    parts = []
-    for paramcd, r in rules.groupby("paramcd", sort=False):  # one pass per parameter (metadata)
+    populations, starts, sources_of = {}, {}, {}
+    for paramcd, r in rules.groupby("paramcd", sort=False):  # each parameter's sources (metadata)
         sources = dict(fixed)
         rec = recovery_dates(rec_frame, paramcd)
         sources["RECOVERY"], sources["LASTLAB"] = rec["RECOVERY"], rec["LASTLAB"]
@@ -189,13 +212,12 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
             subjects = safety[safety.isin(hsct)]
         else:
             raise ConfigError(f"adtte_censoring.csv: {paramcd} has unknown population {pop!r}")
-        start = sources[r["start"].iloc[0]]
         if subjects.empty:
             continue
-        parts.append(time_to_event(r, subjects, start, sources))
-    if not parts:
+        populations[paramcd], starts[paramcd], sources_of[paramcd] = subjects, sources[r["start"].iloc[0]], sources
+    if not populations:
         return {}
-    adtte = pd.concat(parts, ignore_index=True)
+    adtte = times_to_event(rules[rules["paramcd"].isin(set(populations))], populations, starts, sources_of)
     adtte = merge_adsl(adtte, adsl, ADSL_VARS)
     adtte["AVALU"] = "DAYS"
     adtte = adtte.sort_values(["USUBJID", "PARAMCD"], kind="mergesort")

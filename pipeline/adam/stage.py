@@ -16,14 +16,16 @@ the staging folder is discarded). The frames are left on ``ctx.adam`` for the li
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from dataclasses import fields, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.adam import REGISTRY
-from pipeline.adam.common import finish, text
+from pipeline.adam.common import finish, sdtm_spec_of, text
 from pipeline.config import Study
 from pipeline.errors import DataError
 from pipeline.export import checks, datasetjson, writer, xpt
@@ -41,9 +43,44 @@ class AdamSpec(Spec):
         return self._memo("rule", name, super().rule).copy()
 
 
+#: the ADaM specs loaded by :func:`adam_spec`: (specs folder, CTCAE version, digest of the
+#: folder's files) -> the spec; a build worker builds several studies of the same spec folder
+_LOADED: dict[tuple, Spec] = {}
+
+
+def _folder_digest(root: Path) -> str:
+    """SHA-256 over the names and bytes of every file under the specs folder (~1.4 MB, ~2 ms):
+    an ADaM spec loaded from the same bytes is the same spec."""
+    h = hashlib.sha256()
+    for path in sorted(Path(root).rglob("*")):  # the spec files (metadata)
+        if path.is_file():
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def adam_spec(sdtm_spec: Spec) -> Spec:
     """The ADaM spec beside the SDTM spec (``specs/adam``), with the study's CTCAE version when
-    the SDTM spec carries one (:func:`pipeline.rules.ctcae_lab.with_study_version`)."""
+    the SDTM spec carries one (:func:`pipeline.rules.ctcae_lab.with_study_version`).
+
+    Loaded once per content of the specs folder and CTCAE version (:data:`_LOADED`), so that
+    the next study of a build worker keeps its tables and what was computed from them (its rule
+    tables, the output checks' schemas). The ADaM spec also hands out the SDTM spec it was made
+    beside (:func:`pipeline.adam.common.sdtm_spec_of`, its value-level table): a cached spec
+    whose SDTM value-level table differs from ``sdtm_spec``'s is not reused."""
+    key = (str(sdtm_spec.root), sdtm_spec.standards.get("ctcae_version"), _folder_digest(sdtm_spec.root))
+    cached = _LOADED.get(key)
+    if cached is not None:
+        seen = sdtm_spec_of(cached)
+        if seen is sdtm_spec or seen.valuelevel.equals(sdtm_spec.valuelevel):
+            return cached
+    spec = _load_adam_spec(sdtm_spec)
+    _LOADED.clear()  # one spec folder a build: the last one only
+    _LOADED[key] = spec
+    return spec
+
+
+def _load_adam_spec(sdtm_spec: Spec) -> Spec:
+    """:func:`adam_spec`, read from the files."""
     loaded = load_spec(sdtm_spec.root, "adam")
     spec = AdamSpec(**{f.name: getattr(loaded, f.name) for f in fields(Spec)})
     if "ctcae_version" in sdtm_spec.standards:
@@ -155,8 +192,24 @@ def sorted_report(frame: pd.DataFrame) -> pd.DataFrame:
     """A report's rows in a stable order (all columns, left to right), as the build sorts them."""
     if frame.empty or not len(frame.columns):
         return frame.reset_index(drop=True)
-    keys = frame.astype(str)
-    return frame.loc[keys.sort_values(list(keys.columns), kind="mergesort").index].reset_index(drop=True)
+    if not frame.index.is_unique:  # (not a report of ours) as the build sorts it, by index label
+        keys = frame.astype(str)
+        return frame.loc[keys.sort_values(list(keys.columns), kind="mergesort").index].reset_index(drop=True)
+    # the same order as a stable sort of ``frame.astype(str)`` by all columns: each column's
+    # texts ranked once (its distinct texts sorted), then one stable lexicographic sort of the
+    # ranks; missing values last (a few columns: a loop over metadata)
+    ranks = [_text_ranks(frame.iloc[:, i]) for i in range(len(frame.columns))]
+    return frame.iloc[np.lexsort(ranks[::-1])].reset_index(drop=True)
+
+
+def _text_ranks(column: pd.Series) -> np.ndarray:
+    """Per record, the rank of its text (``astype(str)``) among the column's distinct texts in
+    sorted order; missing values rank after every text."""
+    codes, distinct = pd.factorize(column.astype(str))
+    rank = np.empty(len(distinct) + 1, dtype=np.int64)
+    rank[np.argsort(np.asarray(distinct, dtype=object), kind="stable")] = np.arange(len(distinct))
+    rank[-1] = len(distinct)  # code -1: missing
+    return rank[codes]
 
 
 __all__ = ["build_adam", "derive", "check", "text"]

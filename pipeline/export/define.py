@@ -231,10 +231,22 @@ def significant_digits(values: pd.Series) -> int | None:
     num = pd.to_numeric(values, errors="coerce").dropna()
     if num.empty:
         return None
-    # the decimals of each distinct value (a loop over distinct values, not records)
-    uniq = np.unique(pd.unique(num.to_numpy(dtype="float64")))
-    dec = max(len(np.format_float_positional(v, trim="-").partition(".")[2]) for v in uniq)
-    return min(dec, 15)
+    uniq = pd.unique(num.to_numpy(dtype="float64"))
+    # a whole number (and an infinity) shows no decimals; the others: the decimals of each
+    # distinct value (a loop over distinct values, not records)
+    fractions = uniq[uniq != np.floor(uniq)]
+    return min(max(map(_decimals, fractions.tolist()), default=0), 15)
+
+
+def _decimals(value: float) -> int:
+    """Decimal places of the shortest round-trip positional form of a non-whole ``value``
+    (``np.format_float_positional(value, trim="-")``). Python's ``repr`` is the same shortest
+    round-trip form (the same digits) and ~10x cheaper; it is used unless it is in exponent
+    notation (below 1e-4 or from 1e16 on)."""
+    text = repr(value)
+    if "e" in text:
+        text = np.format_float_positional(value, trim="-")
+    return len(text.partition(".")[2])
 
 
 def char_length(values: pd.Series) -> int:

@@ -140,6 +140,7 @@ def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     types = spec_types(spec, name)
     cols = [c for c in types if c in frame.columns]
     out = {}
+    converted = False  # a column not yet as written
     for c in cols:  # loop over variables
         s = frame[c]
         if types[c] in NUMERIC_TYPES:
@@ -148,8 +149,14 @@ def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
             out[c] = s
         else:
             out[c] = pd.Series(export_text(s), dtype=object, index=s.index)
+        converted = converted or out[c] is not s
     if not cols:
         return pd.DataFrame(index=range(len(frame)))
+    if not converted and cols == list(frame.columns) and isinstance(frame.index, pd.RangeIndex) and \
+            frame.index.equals(pd.RangeIndex(len(frame))):
+        # already as written (an exported frame, read again by define.xml): a shallow copy, not
+        # a new frame assembled from its columns (~2.5 ms a dataset, ~80 times a study)
+        return frame.copy(deep=False)
     result = pd.DataFrame(out, columns=cols, copy=False)
     if not result.index.equals(pd.RangeIndex(len(result))):
         result = result.reset_index(drop=True)
