@@ -171,12 +171,16 @@ class Spec:
         return self.raw_forms["form"].tolist()
 
     # ---- rule tables --------------------------------------------------------------
-    def rule(self, name: str) -> pd.DataFrame:
-        """A clinical rule table ``specs/rules/<name>.csv`` (all cells str)."""
+    def _read_rule(self, name: str) -> pd.DataFrame:
         path = self.root / "rules" / f"{name}.csv"
         if not path.is_file():
             raise ConfigError(f"rule table {path} is missing")
         return read_table(path)
+
+    def rule(self, name: str) -> pd.DataFrame:
+        """A clinical rule table ``specs/rules/<name>.csv`` (all cells str); read once per loaded
+        spec (a study's domains ask for ~30 tables, some several times) and handed out as a copy."""
+        return self._memo("rule", name, self._read_rule).copy()
 
     def mapping(self, name: str) -> pd.DataFrame:
         """A mapping table ``specs/<standard>/mapping/<name>.csv`` (all cells str): which raw

@@ -154,7 +154,16 @@ def load_criteria(spec: Spec, version: str) -> pd.DataFrame:
     """Read and check the rows of one CTCAE ``version`` of ``specs/rules/ctcae_lab.csv``;
     bounds and offsets become floats, ``grade`` int. A version without rows is a ConfigError.
     A row in a threshold unit other than the standard unit must name a unit that
-    ``lab_units.csv`` lists for the test (else no result could ever use it)."""
+    ``lab_units.csv`` lists for the test (else no result could ever use it). Read and checked
+    once per loaded spec and version; a copy is handed out."""
+    made = per_object(spec, "ctcae_lab_criteria", lambda _spec: {})
+    if version not in made:
+        made[version] = _load_criteria(spec, version)
+    return made[version].copy()
+
+
+def _load_criteria(spec: Spec, version: str) -> pd.DataFrame:
+    """:func:`load_criteria` without the memo."""
     c = spec.rule("ctcae_lab")
     missing = [k for k in CRITERIA_COLUMNS if k not in c.columns]
     if missing:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError
+from pipeline.export.memo import per_object
 from pipeline.spec import Spec
 
 GRADES = (1, 2, 3, 4, 5)
@@ -43,10 +44,14 @@ def normalise_term(verbatim: pd.Series) -> pd.Series:
     (so ``Rash maculo-papular`` and ``RASH MACULO PAPULAR`` agree), runs of spaces collapse.
     Missing -> ``""``.
     """
-    s = verbatim.astype("object").where(verbatim.notna(), "").astype(str)
+    text = verbatim.astype("object").where(verbatim.notna(), "").astype(str)
+    # normalised once per distinct text (a term repeats across records; the dictionary is
+    # normalised for every study), then spread back onto the records
+    codes, uniques = pd.factorize(text.to_numpy(dtype=object), use_na_sentinel=True)
+    s = pd.Series(uniques, dtype=object).astype(str)
     s = s.str.normalize("NFKD").str.encode("ascii", errors="ignore").str.decode("ascii")
     s = s.str.upper().str.replace(r"[^A-Z0-9]+", " ", regex=True).str.strip()
-    return s.astype("object")
+    return pd.Series(s.to_numpy(dtype=object)[codes], index=verbatim.index, name=verbatim.name, dtype=object)
 
 
 def _grades_to_flags(grades: pd.Series) -> pd.DataFrame:
@@ -61,7 +66,13 @@ def coding_dictionary(spec: Spec) -> pd.DataFrame:
 
     Columns ``term, meddra_code, soc, soc_code, grade1..grade5, source, key`` (``key`` = the
     normalised term). Raises :class:`ConfigError` if two terms normalise to the same key.
+    Made once per loaded spec (every study codes against it) and handed out as a copy.
     """
+    return per_object(spec, "coding_dictionary", _coding_dictionary).copy()
+
+
+def _coding_dictionary(spec: Spec) -> pd.DataFrame:
+    """:func:`coding_dictionary` without the memo."""
     ctcae = spec.rule("ctcae_terms")
     missing = [c for c in ["term", "meddra_code", "soc", "soc_code", *GRADE_COLUMNS, "source"] if c not in ctcae]
     if missing:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError
+from pipeline.export.memo import per_object
 from pipeline.spec import Spec
 
 #: a number, or a number with a leading < or > (censored); e.g. 12.5, <0.5, > 1000, 1e3
@@ -57,8 +58,15 @@ def load_unit_table(spec: Spec) -> UnitTable:
     """Read and check ``lab_units.csv`` and ``lab_tests.csv`` (ConfigError on a bad table).
 
     Checks: factors are positive numbers; a (test, raw unit) pair is listed once; every unit
-    row's test exists; every test's standard unit is listed for it with factor 1.
+    row's test exists; every test's standard unit is listed for it with factor 1. Read and
+    checked once per loaded spec (LB and PC of every study ask); the frames handed out are copies.
     """
+    table = per_object(spec, "unit_table", _load_unit_table)
+    return UnitTable(units=table.units.copy(), tests=table.tests.copy())
+
+
+def _load_unit_table(spec: Spec) -> UnitTable:
+    """:func:`load_unit_table` without the memo."""
     units = spec.rule("lab_units")
     tests = spec.rule("lab_tests")
     need_u = {"lbtestcd", "raw_unit", "ct_unit", "to_si_factor"}
