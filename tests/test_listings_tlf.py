@@ -147,6 +147,28 @@ def test_figure_outputs_embed_the_png(out):
     assert reader.pages[0].images  # the figure is drawn as an image
 
 
+def test_figure_pdf_from_the_canvas_pixels_is_the_pdf_of_the_png(data):
+    """The PDF of a figure embeds the pixels matplotlib drew (figures.png_and_pixels) and is the
+    PDF reportlab makes from the PNG itself, byte for byte; the pixels are the PNG's."""
+    from PIL import Image
+
+    from pipeline.report import figures
+
+    inp = listings.prepare(data, {}, kit.context(data))
+    order = listings._response_order(inp.spec)
+    lanes, markers, shown = figures.swimmer_data(inp.subjects, data["RS"], order, "OVRLRESP",
+                                                 ["INVESTIGATOR", "SPONSOR"], "2025-06-30")
+    png, pixels = figures.png_and_pixels(figures.swimmer_figure(lanes, markers, order, "Swimmer", shown))
+    decoded = Image.open(io.BytesIO(png))
+    assert (pixels.mode, pixels.size) == (decoded.mode, decoded.size) == ("RGBA", decoded.size)
+    assert pixels.tobytes() == decoded.tobytes()
+    stamp = datetime(2025, 6, 30)
+    doc = tlf.Doc(studyid=kit.STUDY, type="Figure", number="14.2.2.1", title="Swimmer", png=png,
+                  orientation="landscape")
+    with_pixels = tlf.Doc(**{**doc.__dict__, "image": pixels})
+    assert tlf.pdf_bytes(with_pixels, stamp, lay=tlf.layout(with_pixels)) == tlf.pdf_bytes(doc, stamp, lay=tlf.layout(doc))
+
+
 def test_no_records_output_says_so():
     doc = tlf.Doc(studyid="X", type="Listing", number="1", title="Empty", headers=["A", "B"], rows=[],
                   align=["l", "l"], source="AE", cutoff="2025-01-01", program="p", run="r")

@@ -85,6 +85,8 @@ class FigureOut:
     png: bytes
     file: str
     entry: dict = field(default_factory=dict)
+    #: the PNG's pixels (a PIL RGBA image, :func:`pipeline.report.figures.png_and_pixels`), for the PDF
+    pixels: object = None
 
 
 class Skip(Exception):
@@ -537,7 +539,8 @@ def _add(out: list, skipped: list, fid: str, title: str, fig, why: str, entry: d
     if fig is None:
         skipped.append(Skipped(fid, title, why))
     else:
-        out.append(FigureOut(fid, title, figures.png_bytes(fig), f"figures/{fid}.png", entry or {}))
+        png, pixels = figures.png_and_pixels(fig)
+        out.append(FigureOut(fid, title, png, f"figures/{fid}.png", entry or {}, pixels))
 
 
 def _response_order(spec: Spec) -> pd.DataFrame:
@@ -753,7 +756,7 @@ def write_tlf(out: Path, listings: list[Listing], figs: list[FigureOut], head: d
                           source=_source_text(e), cutoff=head["data_cutoff"],
                           program=f"pipeline.report.figures.{FIGURE_FUNCTIONS.get(e.get('kind', f.id), e.get('kind', f.id) + '_figure')} "
                                   f"({tlf.PROGRAM_PACKAGE} {version})",
-                          run=head["generated"], png=f.png, png_path=out / f.file)
+                          run=head["generated"], png=f.png, png_path=out / f.file, image=f.pixels)
             docs.append((e, formats, doc))
     size = float(page.get("font_size", 7))
     margin = float(page.get("margin", 0.6))

@@ -77,6 +77,9 @@ class Doc:
     run: str = ""
     png: bytes | None = None
     png_path: Path | None = None
+    #: the PNG's pixels as a PIL image, when the caller has them: the PDF embeds them instead
+    #: of decoding ``png`` (the same image, :func:`pipeline.report.figures.png_and_pixels`)
+    image: object | None = None
 
     @property
     def heading(self) -> str:
@@ -997,7 +1000,7 @@ def _pdf_bytes(doc: Doc, stamp: datetime, font_size: float, margin_in: float, la
                 draw(c, page_memo, "drawCentredString", W / 2, y, t)
         y -= 8
         if doc.png is not None:
-            img = ImageReader(io.BytesIO(doc.png))
+            img = ImageReader(doc.image if doc.image is not None else io.BytesIO(doc.png))
             iw, ih = img.getSize()
             box_h = y - (m + bottom_h)
             scale = min(lay.avail / iw, box_h / ih)
