@@ -379,14 +379,15 @@ def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry,
     """ItemRefs and ItemDefs of one dataset: the spec variables present in ``frame`` (in spec
     order), lengths from the data (``cols``: the frame's :class:`_Columns`, when the caller has it)."""
     cols = cols or _Columns(frame)
-    v = spec.vars(ds)
-    v = v[v["variable"].isin(frame.columns)].reset_index(drop=True)
+    present = set(frame.columns)
+    variables = [r for r in _spec_variables(spec, ds) if r["variable"] in present]
     types = xpt.spec_types(spec, ds)
     # the XPT width of each variable, as xpt.observed_lengths: 8 for a number, else the longest text
-    lengths = {c: 8 if types.get(c) in NUMERIC_TYPES else cols.longest(c) for c in v["variable"]}
-    keys = [k for k in spec.keys(ds) if k in set(v["variable"])]
+    lengths = {r["variable"]: 8 if types.get(r["variable"]) in NUMERIC_TYPES else cols.longest(r["variable"])
+               for r in variables}
+    keys = [k for k in spec.keys(ds) if k in lengths]
     refs, defs = [], []
-    for i, r in enumerate(_records(v), start=1):
+    for i, r in enumerate(variables, start=1):
         name, where = r["variable"], f"{ds}.{r['variable']}"
         oid = datasetjson.item_oid(ds, name)
         reg.taken.add(oid)
@@ -407,6 +408,15 @@ def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry,
             "method_oid": reg.method(r["method"], where),
         })
     return refs, defs
+
+
+def _spec_variables(spec: Spec, ds: str) -> tuple[dict, ...]:
+    """The spec's variables of one dataset (``spec.vars``) as dicts, in spec order, made once
+    per spec and dataset (not changed by the callers)."""
+    made = per_object(spec, "define_variables", lambda _spec: {})
+    if ds not in made:
+        made[ds] = tuple(_records(spec.vars(ds)))
+    return made[ds]
 
 
 def _first_positions(codes: np.ndarray, n: int) -> np.ndarray:
@@ -432,8 +442,10 @@ def _combinations(cols: _Columns, names: list[str]) -> tuple[np.ndarray, np.ndar
 def _distinguishing(tests: np.ndarray, values: np.ndarray) -> set[str]:
     """The tests (test codes) that occur with more than one value of a column (e.g. a test
     measured in two specimens), from the distinct (test, value) combinations."""
-    n = pd.Series(values, dtype=object).groupby(pd.Series(tests, dtype=object)).nunique()
-    return set(n.index[n > 1])
+    seen: dict[str, set] = {}
+    for test, value in zip(tests.tolist(), values.tolist()):  # the distinct combinations (a few hundred)
+        seen.setdefault(test, set()).add(value)
+    return {test for test, vals in seen.items() if len(vals) > 1}
 
 
 def _findings_vlm(frame: pd.DataFrame, spec: Spec, ds: str, cols: _Columns | None = None) -> list[dict]:
@@ -954,6 +966,7 @@ _XSL_KEYS = {
     "Standard": ("def:Standards/def:Standard", "@OID"),
     "ItemGroupItemRefs": ("odm:ItemGroupDef/odm:ItemRef", "@ItemOID"),
     "ValueListRefs": ("odm:ItemDef/def:ValueListRef", "@ValueListOID"),
+    "ItemDefNames": ("odm:ItemDef", "@Name"),
 }
 _XSL_ARG = r"(\$[A-Za-z_][\w.:/@-]*)"  # a variable, possibly with a path: $ItemOID, $ItemDef/def:ValueListRef/@ValueListOID
 #: (expression of the stylesheet, the same look-up through a key). Each scan selects, in a
@@ -971,6 +984,12 @@ _XSL_LOOKUPS = [
     (re.compile(r"//odm:ItemGroupDef\[@OID ?= ?" + _XSL_ARG + r"\]"), r"key('define.ItemGroupDefs', \1)"),
     (re.compile(r"/odm:ODM/odm:Study/odm:MetaDataVersion/odm:(ItemDef|ItemGroupDef)\[@OID ?= ?" + _XSL_ARG + r"\]"),
      r"key('define.\1s', \2)"),
+    # the ItemDefs of one name (the QVAL of every SUPP-- dataset, once per dataset's keys)
+    (re.compile(r"\$g_seqItemDefs\[@Name ?= ?('[A-Za-z0-9_]*')\]"), r"key('define.ItemDefNames', \1)"),
+    # the ItemRefs of a dataset whose ItemDef has value-level metadata: the ItemDef of each
+    # ref through the key, instead of comparing each ref with the OID of every such ItemDef
+    (re.compile(r"odm:ItemRef\[@ItemOID ?= ?\$g_seqItemDefsValueListRef/\.\./@OID\]"),
+     r"odm:ItemRef[key('define.ItemDefs', @ItemOID)/def:ValueListRef]"),
 ]
 
 
