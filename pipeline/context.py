@@ -54,10 +54,18 @@ BUILD_MODES = ("final", "draft")
 FINDING_COLUMNS = ["study", "file", "row", "column", "value", "check", "severity", "message"]
 
 
+#: the empty frame of each column list :func:`empty` was asked for (copied for every caller)
+_EMPTY: dict[tuple, pd.DataFrame] = {}
+
+
 def empty(columns: list[str]) -> pd.DataFrame:
-    """A frame with ``columns`` (object dtype) and no rows (called ~300 times a study: built in
-    one constructor call rather than one Series per column)."""
-    return pd.DataFrame(columns=list(columns), dtype="object")
+    """A frame with ``columns`` (object dtype) and no rows. Called ~300 times a study, mostly
+    with the same few column lists: the frame of a column list is built once and each caller
+    gets a copy of it (a tenth of the constructor's ~0.5 ms)."""
+    key = tuple(columns)
+    if key not in _EMPTY:
+        _EMPTY[key] = pd.DataFrame(columns=list(key), dtype="object")
+    return _EMPTY[key].copy()
 
 
 @dataclass

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.derive.dates import dtc_date
+from pipeline.derive.identifiers import by_subject
 
 
 def study_day(dtc: pd.Series, rfstdtc: pd.Series) -> pd.Series:
@@ -23,7 +24,7 @@ def study_day(dtc: pd.Series, rfstdtc: pd.Series) -> pd.Series:
 
 def study_day_by_subject(dtc: pd.Series, usubjid: pd.Series, dm: pd.DataFrame) -> pd.Series:
     """``--DY`` looking RFSTDTC up in DM by USUBJID."""
-    ref = usubjid.map(dm.set_index("USUBJID")["RFSTDTC"]).fillna("")
+    ref = usubjid.map(by_subject(dm, "RFSTDTC")).fillna("")
     return study_day(dtc, ref)
 
 

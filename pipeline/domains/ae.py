@@ -36,7 +36,7 @@ from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, St
 from pipeline.config import Study
 from pipeline.derive.dates import cdash_to_iso, dtc_date, iso_from_timestamp
 from pipeline.derive.epoch import derive_epoch, subject_elements
-from pipeline.derive.identifiers import usubjid as make_usubjid
+from pipeline.derive.identifiers import by_subject, usubjid as make_usubjid
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.suppqual import build_supp
@@ -147,8 +147,8 @@ def subject_deaths(dm: pd.DataFrame, ds: pd.DataFrame | None, raw_ds: pd.DataFra
     """Per USUBJID in DM: ``died`` (DM.DTHFL = Y, DM.DTHDTC present, or a DS death record),
     ``DTHDTC`` (DM, else the raw DS death date) and ``DTHCAUS`` (raw ds.DTHCAUS, upper case)."""
     out = dm[["USUBJID"]].drop_duplicates().set_index("USUBJID")
-    dthfl = _text(dm.set_index("USUBJID")["DTHFL"]) if "DTHFL" in dm else pd.Series("", index=dm["USUBJID"])
-    dthdtc = _text(dm.set_index("USUBJID")["DTHDTC"]) if "DTHDTC" in dm else pd.Series("", index=dm["USUBJID"])
+    dthfl = _text(by_subject(dm, "DTHFL")) if "DTHFL" in dm else pd.Series("", index=dm["USUBJID"])
+    dthdtc = _text(by_subject(dm, "DTHDTC")) if "DTHDTC" in dm else pd.Series("", index=dm["USUBJID"])
     died = dthfl.eq(ct.Y) | dthdtc.ne("")
     if ds is not None and len(ds) and "DSDECOD" in ds:
         died = died | pd.Series(dm["USUBJID"].isin(set(ds.loc[_text(ds["DSDECOD"]).eq(ct.DEATH), "USUBJID"])).to_numpy(),

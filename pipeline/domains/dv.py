@@ -41,6 +41,7 @@ from pipeline.derive.dates import dtc_date, iso_from_timestamp
 from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
+from pipeline.derive.identifiers import by_subject
 from pipeline.errors import ConfigError
 
 KINDS = ("ie_not_met", "assessment_out_of_window", "planned_visit_missed")
@@ -151,7 +152,7 @@ def planned_visit_missed(rule: pd.Series, datasets: dict[str, pd.DataFrame], stu
     pday = missed["VISITNUM"].map(sched["day"].astype(float))
     missed, pday = missed[pday.between(lo, hi)], pday[pday.between(lo, hi)]
     close = missed["VISITNUM"].map(sched["window_hi"].astype(float)).fillna(pday)
-    start = dtc_date(missed["USUBJID"].map(dm.set_index("USUBJID")["RFSTDTC"]).fillna(""))
+    start = dtc_date(missed["USUBJID"].map(by_subject(dm, "RFSTDTC")).fillna(""))
     closed = iso_from_timestamp(start + pd.to_timedelta(close, unit="D"))
     return _hits(rule, missed["USUBJID"], closed, {"VISIT": missed["VISIT"], "DAY": pday.astype(int)})
 

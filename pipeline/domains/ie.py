@@ -25,6 +25,7 @@ from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.visits import visit_numbers
+from pipeline.derive.identifiers import by_subject
 from pipeline.domains.dm import C_NO, C_YES, concat, ct_term, dated_form, make_findings, make_rejected, text
 
 C_INCLUSION = "C25532"          # IECAT INCLUSION
@@ -113,7 +114,7 @@ def build(ctx: StudyContext) -> DomainResult:
     res.datasets["IE"] = ie[spec.var_names("IE")].reset_index(drop=True)
 
     # enrolled although a criterion was not met: a protocol deviation to review
-    enrolled = dm.set_index("USUBJID")["ARMCD"].ne("")
+    enrolled = by_subject(dm, "ARMCD").ne("")
     dev = sub[ids[rows].map(enrolled).fillna(False).astype(bool)]
     findings.append(make_findings(sid, dev, "IETESTCD", "ie_enrolled_not_eligible", "warning",
                                   "subject " + text(raw["SUBJID"]) + " enrolled although criterion " + testcd + " was not met"))

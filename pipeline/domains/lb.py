@@ -43,6 +43,7 @@ from pipeline.derive.epoch import derive_epoch, subject_elements
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.visits import visit_numbers
+from pipeline.derive.identifiers import by_subject
 from pipeline.domains.dm import C_YES, concat, ct_term, make_findings, make_rejected, raw_dtc, subject_ids, text
 from pipeline.errors import ConfigError, DataError
 from pipeline.rules import ctcae_lab, eligibility
@@ -97,7 +98,7 @@ def sample_level(ctx: StudyContext, raw: pd.DataFrame, form: str) -> tuple[pd.Da
     vis = visit_numbers(smp["VISIT"], ctx.study, out["LBDY"], out["USUBJID"], out["LBDTC"])
     out["VISITNUM"], out["VISIT"] = vis["VISITNUM"].to_numpy(), vis["VISIT"].to_numpy()
     out["EPOCH"] = record_epoch(ctx, out["USUBJID"], out["LBDTC"]).to_numpy()
-    rfx = out["USUBJID"].map(dm.set_index("USUBJID")["RFXSTDTC"]).fillna("").astype(str)
+    rfx = out["USUBJID"].map(by_subject(dm, "RFXSTDTC")).fillna("").astype(str)
     dated = dtc_date(out["LBDTC"]).notna()
     before = before_exposure(out["LBDTC"], rfx)
     out["pre"] = (rfx.ne("") & before) | (rfx.eq("") & dated)
@@ -437,7 +438,7 @@ def baseline_flag(lb: pd.DataFrame, dm: pd.DataFrame, spec: Spec) -> pd.Series:
     key = cand["_dt"].astype("int64").where(cand["_dt"].notna(), np.iinfo("int64").min)
     grp = [cand["USUBJID"], cand["LBTESTCD"]]
     cand = cand[key.eq(key.groupby(grp, sort=False).transform("max"))]
-    rfx = cand["USUBJID"].map(dm.set_index("USUBJID")["RFXSTDTC"]).fillna("").astype(str)
+    rfx = cand["USUBJID"].map(by_subject(dm, "RFXSTDTC")).fillna("").astype(str)
     flag = last_obs_before_exposure(cand, ["USUBJID", "LBTESTCD"], "LBDTC", pd.Series(True, index=cand.index), rfx)
     out = pd.Series("", index=lb.index, dtype=object)
     out[flag.index[flag.eq("Y")]] = ct_term(spec, "NY", C_YES)

@@ -26,6 +26,7 @@ from pipeline.domains.lb import NOT_DONE, is_expansion, map_lab_records
 from pipeline.errors import DataError
 from pipeline.rules.kinetics import WINDOW_END_DAYS, elapsed_days, nca_parameters
 from pipeline.rules.units import format_number, load_unit_table
+from pipeline.derive.identifiers import by_subject
 
 TIME_POINT_REFERENCE = "FIRST CAR-T INFUSION"
 #: PP parameters: PPTESTCD (CDISC CT PKPARMCD) -> column of nca_parameters; PPTEST is the CT
@@ -138,7 +139,7 @@ def build(ctx: StudyContext) -> DomainResult:
     raw_all = ctx.form("lb")
     raw = raw_all[is_expansion(raw_all, table)]
     rec, findings, rejected = map_lab_records(ctx, raw, table)
-    rfstdtc = dm.set_index("USUBJID")["RFSTDTC"]
+    rfstdtc = by_subject(dm, "RFSTDTC")
     pc = pd.DataFrame({
         "STUDYID": sid, "DOMAIN": "PC", "USUBJID": rec["USUBJID"], "PCTESTCD": rec["LBTESTCD"], "PCTEST": rec["LBTEST"],
         "PCCAT": rec["LBCAT"], "PCORRES": rec["LBORRES"], "PCORRESU": rec["LBORRESU"], "PCSTRESC": rec["LBSTRESC"],

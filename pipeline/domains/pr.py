@@ -38,6 +38,7 @@ from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.suppqual import build_supp, supp_qualifiers
+from pipeline.derive.identifiers import by_subject
 from pipeline.domains.dm import C_YES, concat, ct_term, dated_form, make_findings, make_rejected, raw_dtc, text
 from pipeline.domains.vs import standard_text
 from pipeline.errors import ConfigError
@@ -233,7 +234,7 @@ def build(ctx: StudyContext) -> DomainResult:
     pr["EPOCH"] = derive_epoch(pr["USUBJID"], pr["PRSTDTC"], se) if se is not None else ""
     pr["PRSTDY"] = study_day_by_subject(pr["PRSTDTC"], pr["USUBJID"], dm)
     pr["PRSEQ"] = assign_seq(pr, ["PRCAT", "PRSTDTC", "PRSPID"]).astype("float64")
-    rf = pr["USUBJID"].map(dm.set_index("USUBJID")["RFSTDTC"]).fillna("")
+    rf = pr["USUBJID"].map(by_subject(dm, "RFSTDTC")).fillna("")
     early = pr["PRCAT"].eq(AFTER_CART) & (rf.eq("") | (pr["PRSTDTC"].str[:10] < rf.str[:10]))
     findings.append(pd.DataFrame({
         "study": sid, "file": pr.loc[early, "_form"], "row": pr.loc[early, "_row"], "column": "PRSTDAT",

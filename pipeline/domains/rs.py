@@ -38,6 +38,7 @@ from pipeline.domains.dm import complete_dated_rows, place_in_study
 from pipeline.errors import ConfigError
 from pipeline.rules import response as R
 from pipeline.spec import NUMERIC_TYPES, Spec
+from pipeline.derive.identifiers import by_subject
 
 FORM = "rs"
 INVESTIGATOR = "INVESTIGATOR"
@@ -133,7 +134,7 @@ def assessments(ctx: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     a = place_in_study(ctx, a, "RSDTC", "RSDY")
     a["_date"] = dtc_date(a["RSDTC"])
     a["_post"] = R.protocol_day(a["RSDY"]) >= 1
-    rfx = a["USUBJID"].map(dm.set_index("USUBJID")["RFXSTDTC"]).fillna("")
+    rfx = a["USUBJID"].map(by_subject(dm, "RFXSTDTC")).fillna("")
     a["_pre"] = before_exposure(a["RSDTC"], rfx) & rfx.ne("")
     a["_grp"] = "RS-" + a["RSDTC"].astype(str)
     a = a.sort_values(["USUBJID", "_date", "_ROW"], kind="mergesort")
@@ -333,7 +334,7 @@ def build(ctx: StudyContext) -> DomainResult:
     lab = lab_records(a, ctx)
     if len(lab):
         lab["LBSEQ"] = assign_seq(lab, ["LBDTC", "LBTESTCD"]) + lb_seq_offset(ctx, lab["USUBJID"])
-        rfx = lab["USUBJID"].map(dm.set_index("USUBJID")["RFXSTDTC"]).fillna("")
+        rfx = lab["USUBJID"].map(by_subject(dm, "RFXSTDTC")).fillna("")
         lab["LBLOBXFL"] = last_obs_before_exposure(lab, ["USUBJID", "LBTESTCD"], "LBDTC", lab["LBSTRESN"].notna(), rfx)
     if len(lab):
         linked = pd.MultiIndex.from_arrays([a["USUBJID"], a["_grp"]]).isin(
@@ -350,7 +351,7 @@ def build(ctx: StudyContext) -> DomainResult:
         rs["RSTEST"] = rs["RSTESTCD"].map(spec.decode_map(spec.vars("RS").set_index("variable").at["RSTESTCD", "codelist"]))
         rs["_testorder"] = np.where(rs["RSTESTCD"].eq(OVERALL), 0, 1)
         rs["RSSEQ"] = assign_seq(rs, ["RSDTC", "_testorder", "RSTESTCD"])
-        rfx = rs["USUBJID"].map(dm.set_index("USUBJID")["RFXSTDTC"]).fillna("")
+        rfx = rs["USUBJID"].map(by_subject(dm, "RFXSTDTC")).fillna("")
         rs["RSLOBXFL"] = last_obs_before_exposure(rs, ["USUBJID", "RSTESTCD", "RSEVAL"], "RSDTC",
                                                   _text(rs["RSSTRESC"]).ne(""), rfx)
     result.datasets["RS"] = _finish(rs, spec, "RS")

@@ -30,6 +30,7 @@ from pipeline.derive.seq import assign_seq
 from pipeline.domains.dm import complete_dated_rows, place_in_study
 from pipeline.domains.rs import _finish, _format_number, _text, single_term
 from pipeline.spec import NUMERIC_TYPES
+from pipeline.derive.identifiers import by_subject
 
 FORM = "emd"
 EVALUATOR = "INVESTIGATOR"
@@ -104,7 +105,7 @@ def build(ctx: StudyContext) -> DomainResult:
     if a.empty:
         return result
     dm = ctx.datasets["DM"]
-    rfx = dm.set_index("USUBJID")["RFXSTDTC"]
+    rfx = by_subject(dm, "RFXSTDTC")
     tu = lesions(a, ctx)
     tu["TUSEQ"] = assign_seq(tu, ["TUDTC", "TULNKID"])
     tr = measurements(a, ctx)

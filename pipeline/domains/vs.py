@@ -17,6 +17,7 @@ from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.seq import assign_seq
 from pipeline.derive.studyday import study_day_by_subject
 from pipeline.derive.visits import visit_numbers
+from pipeline.derive.identifiers import by_subject
 from pipeline.domains.dm import C_YES, concat, ct_term, dated_form, make_findings, make_rejected, text
 from pipeline.errors import ConfigError
 from pipeline.spec import Spec
@@ -69,7 +70,7 @@ def build(ctx: StudyContext) -> DomainResult:
     vs["VISITNUM"], vs["VISIT"] = vis["VISITNUM"], vis["VISIT"]
     se = ctx.datasets.get("SE")
     vs["EPOCH"] = derive_epoch(vs["USUBJID"], vs["VSDTC"], se) if se is not None else ""
-    rfx = vs["USUBJID"].map(dm.set_index("USUBJID")["RFXSTDTC"]).fillna("")
+    rfx = vs["USUBJID"].map(by_subject(dm, "RFXSTDTC")).fillna("")
     flag = last_obs_before_exposure(vs, ["USUBJID", "VSTESTCD"], "VSDTC", vs["VSSTRESN"].notna(), rfx)
     vs["VSLOBXFL"] = flag.where(flag.eq(""), ct_term(spec, "NY", C_YES))
     vs["VSSEQ"] = assign_seq(vs, ["VISITNUM", "VSTESTCD", "VSDTC"])

@@ -27,6 +27,7 @@ import pandas as pd
 
 from pipeline.config import Study
 from pipeline.context import FINDING_COLUMNS, empty
+from pipeline.export.memo import per_object
 from pipeline.spec import Spec
 
 #: CDASH month abbreviations (DD-MMM-YYYY), upper case
@@ -190,11 +191,27 @@ def time_valid(series: pd.Series) -> pd.Series:
     return _broadcast_bool(series, _time_valid_distinct)
 
 
-def _finite_match(u: pd.Series, pattern: str, strip: str = "") -> pd.Series:
+def _matched_numbers(u: pd.Series, pattern: str, strip: str = "") -> np.ndarray:
+    """The value of each distinct text that matches ``pattern`` (read after removing leading
+    ``strip`` characters), NaN for the others. The texts are handed to ``pd.to_numeric`` as an
+    object array with NaN for the non-matching ones (what ``u.where(ok)`` gave it, without the
+    str-Series round trips: the gate asks for a few hundred columns a study)."""
+    ok = u.str.fullmatch(pattern, na=False).to_numpy(dtype=bool)
+    values = u.to_numpy(dtype=object)
+    if strip:
+        values = np.array([v.lstrip(strip) for v in values], dtype=object)  # distinct texts
+    return pd.to_numeric(np.where(ok, values, np.nan), errors="coerce").astype("float64")
+
+
+def _finite_match(u: pd.Series, pattern: str, strip: str = "") -> np.ndarray:
     """Distinct texts matching ``pattern`` whose value is a finite double (``1e999`` is not)."""
-    ok = u.str.fullmatch(pattern, na=False)
-    num = pd.to_numeric(u.where(ok).str.lstrip(strip) if strip else u.where(ok), errors="coerce")
-    return ok & np.isfinite(num.to_numpy(dtype="float64"))
+    return np.isfinite(_matched_numbers(u, pattern, strip))
+
+
+def _finite_value(u: pd.Series, pattern: str, strip: str = "") -> np.ndarray:
+    """The value of the distinct texts of :func:`_finite_match`, NaN for the others."""
+    num = _matched_numbers(u, pattern, strip)
+    return np.where(np.isfinite(num), num, np.nan)
 
 
 def number_valid(series: pd.Series, integer: bool = False) -> pd.Series:
@@ -222,26 +239,25 @@ def censored_number_value(series: pd.Series) -> pd.Series:
     """Float value of numbers and of the limit of censored ``<x``/``>x`` results; NaN otherwise
     (parsed once per distinct text)."""
     pattern = f"[<>]?{_FLOAT_RE}"
-    return _broadcast_float(series, lambda u: pd.to_numeric(u.where(_finite_match(u, pattern, "<>")).str.lstrip("<>"),
-                                                            errors="coerce").astype(float))
+    return _broadcast_float(series, lambda u: _finite_value(u, pattern, "<>"))
 
 
 def number_value(series: pd.Series, integer: bool = False) -> pd.Series:
     """Float value of well-formed numbers (per :func:`number_valid`), NaN otherwise (parsed once
     per distinct text)."""
     pattern = _INT_RE if integer else _FLOAT_RE
-    return _broadcast_float(series, lambda u: pd.to_numeric(u.where(_finite_match(u, pattern)), errors="coerce").astype(float))
+    return _broadcast_float(series, lambda u: _finite_value(u, pattern))
 
 
 def in_range(series: pd.Series, low: float | None, high: float | None, integer: bool = False) -> pd.Series:
     """True where the value is not a well-formed number (the type check reports it) or lies in [low, high]."""
-    v = number_value(series, integer=integer)
-    ok = pd.Series(True, index=series.index)
+    v = number_value(series, integer=integer).to_numpy()
+    ok = np.ones(len(v), dtype=bool)
     if low is not None:
         ok &= ~(v < low)
     if high is not None:
         ok &= ~(v > high)
-    return ok
+    return pd.Series(ok, index=series.index)
 
 
 def definitely_before(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
@@ -504,8 +520,23 @@ def check_visits(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd
 
 
 def _date_columns(spec: Spec, form: str) -> list[tuple[str, bool]]:
-    cols = spec.raw_columns[(spec.raw_columns["form"] == form) & spec.raw_columns["type"].isin(["date", "pdate"])]
-    return list(zip(cols["column"], cols["type"] == "pdate"))
+    """(column, partial allowed) of the form's date and partial-date columns, in spec order;
+    made once per raw spec table for every form."""
+    def by_form(raw: pd.DataFrame) -> dict[str, list[tuple[str, bool]]]:
+        cols = raw[raw["type"].isin(["date", "pdate"])]
+        out: dict[str, list[tuple[str, bool]]] = {}
+        for f, column, typ in zip(cols["form"], cols["column"], cols["type"]):  # spec rows
+            out.setdefault(f, []).append((column, typ == "pdate"))
+        return out
+    return list(per_object(spec.raw_columns, "gate_date_columns", by_form).get(form, ()))
+
+
+def _form_date_parts(df: pd.DataFrame, column: str, partial_ok: bool, max_year: int) -> pd.DataFrame:
+    """:func:`cdash_date_parts` of one date column of a prepared form, once per form frame: the
+    date cross checks each compare every date column of every form, and the prepared forms do
+    not change while the checks run (the result is shared: read it, do not change it)."""
+    return per_object(df, ("cdash_date_parts", column, partial_ok, max_year),
+                      lambda d: cdash_date_parts(d[column], partial_ok=partial_ok, max_year=max_year))
 
 
 @cross_check("date.before_consent")
@@ -532,7 +563,7 @@ def check_dates_after_consent(forms: dict[str, pd.DataFrame], study: Study, spec
         for column, partial in _date_columns(spec, form):
             if (form, column) in DATES_BEFORE_CONSENT_ALLOWED:
                 continue
-            parts = cdash_date_parts(df[column], partial_ok=partial, max_year=cap)
+            parts = _form_date_parts(df, column, partial, cap)
             ref = ic_by_subject.reindex(subj.to_numpy())
             ref.index = df.index
             bad = known.to_numpy() & definitely_before(parts, ref)
@@ -986,7 +1017,7 @@ def check_dates_before_cutoff(forms: dict[str, pd.DataFrame], study: Study, spec
         for column, partial in _date_columns(spec, form):
             if (form, column) in DATES_AFTER_CUTOFF_EXEMPT:
                 continue
-            parts = cdash_date_parts(df[column], partial_ok=partial, max_year=_max_year(study))
+            parts = _form_date_parts(df, column, partial, _max_year(study))
             bad = parts["valid"].to_numpy() & definitely_before(cut, parts)
             out.append(make_findings(study.studyid, df, bad, column, "date.after_cutoff", "error",
                                      f"{column} is after the data cut-off {study.data_cutoff} of {study.studyid}: "
@@ -1016,7 +1047,7 @@ def check_nothing_after_death(forms: dict[str, pd.DataFrame], study: Study, spec
         for column, partial in _date_columns(spec, form):
             if (form, column) in DATES_AFTER_DEATH_EXEMPT:
                 continue
-            parts = cdash_date_parts(df[column], partial_ok=partial, max_year=_max_year(study))
+            parts = _form_date_parts(df, column, partial, _max_year(study))
             bad = known & parts["valid"].to_numpy() & definitely_before(ref, parts)
             out.append(make_findings(
                 study.studyid, df, bad, column, "date.after_death", "error",
@@ -1073,7 +1104,7 @@ def check_history_before_consent(forms: dict[str, pd.DataFrame], study: Study, s
         df = forms.get(form)
         if df is None or column not in df:
             continue
-        parts = cdash_date_parts(df[column], partial_ok=True, max_year=cap)
+        parts = _form_date_parts(df, column, True, cap)
         ref = ic.reindex(df["SUBJID"].to_numpy())
         ref.index = df.index
         bad = df["SUBJID"].isin(ic.index).to_numpy() & definitely_before(ref, parts)

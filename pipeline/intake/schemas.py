@@ -225,11 +225,15 @@ def passes(schema: pa.DataFrameSchema, df: pd.DataFrame) -> bool:
                 if col.required:
                     return False
                 continue
+            if col.nullable and not col.checks:
+                continue  # free text: nothing to check
             values = df[name]
-            nulls = values.hasnans
-            if nulls and not col.nullable:
-                return False
-            present = values.dropna() if nulls else values
+            nulls = values.array.isna()
+            if nulls.any():
+                if not col.nullable:
+                    return False
+                values = values[~nulls]  # pandera's dropna (ignore_na)
+            present = values
             for chk in col.checks:
                 if chk.ignore_na is not True or chk.groupby is not None or chk.element_wise:
                     return False

@@ -66,6 +66,7 @@ over all records of its test at once (the test's records are gathered once for a
 from __future__ import annotations
 
 import re
+from collections import namedtuple
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -323,6 +324,34 @@ def _baseline_abnormal(rec: dict[str, np.ndarray], direction: str) -> np.ndarray
     return np.isfinite(rec["BASE"]) & np.isfinite(rec["BASE_LLN"]) & (s < 0)
 
 
+#: the columns of a criteria row that :func:`grade_labs` reads
+_Criterion = namedtuple("_Criterion", ["direction", "grade", "baseline", "lower", "lower_basis", "lower_incl",
+                                       "lower_offset", "upper", "upper_basis", "upper_incl", "upper_offset",
+                                       "si_unit", "threshold_unit"])
+
+
+def _gradable_rows(criteria: pd.DataFrame) -> dict[str, list[_Criterion]]:
+    """The ``lab_gradable`` rows of each test, tests in order of first appearance and rows in
+    table order (what ``groupby("lbtestcd", sort=False)`` gives, without a namedtuple class
+    made per test by ``itertuples``)."""
+    rows = criteria[(criteria["lab_gradable"] == "Y") & criteria["lbtestcd"].notna()]
+    by_test: dict[str, list[_Criterion]] = {}
+    for test, *values in zip(rows["lbtestcd"], *(rows[f] for f in _Criterion._fields)):  # criteria rows
+        by_test.setdefault(test, []).append(_Criterion(*values))
+    return by_test
+
+
+def _threshold_units(by_test: dict[str, list[_Criterion]]) -> dict[tuple[str, str], tuple[list[str], str]]:
+    """(test, direction) -> (the threshold units of its rows, the standard unit of its first row)."""
+    out: dict[tuple[str, str], tuple[list[str], str]] = {}
+    for test, rows in by_test.items():  # criteria rows
+        for r in rows:
+            units, _si = out.setdefault((test, r.direction), ([], r.si_unit))
+            if r.threshold_unit not in units:
+                units.append(r.threshold_unit)
+    return out
+
+
 def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
     """CTCAE grade of each record (rules in the module docstring).
 
@@ -375,16 +404,15 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
     base_abn = {d: _baseline_abnormal(rec, d) for d in DIRECTIONS}
     # rule 8: the threshold unit each record is graded in, per test and direction (one term each)
     grading_unit = {d: np.full(n, "", dtype=object) for d in DIRECTIONS}
-    gr = criteria[criteria["lab_gradable"] == "Y"]
-    for (test, d), g in gr.groupby(["lbtestcd", "direction"], sort=False):  # tests x directions (metadata)
+    by_test = _gradable_rows(criteria)
+    for (test, d), (threshold_units, si_unit) in _threshold_units(by_test).items():  # tests x directions (metadata)
         pos = positions.get(test)
         if pos is None:
             continue
-        own = np.isin(ocode[pos], np.flatnonzero(np.isin(ouniq, g["threshold_unit"].unique())))
-        grading_unit[d][pos] = np.where(own, orig_unit[pos], g["si_unit"].iloc[0])
+        own = np.isin(ocode[pos], np.flatnonzero(np.isin(ouniq, threshold_units)))
+        grading_unit[d][pos] = np.where(own, orig_unit[pos], si_unit)
 
-    rows = criteria[criteria["lab_gradable"] == "Y"]
-    for test, test_rows in rows.groupby("lbtestcd", sort=False):  # tests (metadata)
+    for test, test_rows in by_test.items():  # tests (metadata)
         pos = positions.get(test)
         if pos is None:
             continue
@@ -397,8 +425,8 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
         p, f_orig = post[pos], orig_factor[pos]
         has_base = np.isfinite(own["BASE"])
         local = {d: (sat[d][pos], unev[d][pos], grading_unit[d][pos], base_abn[d][pos])
-                 for d in set(test_rows["direction"])}
-        for r in test_rows.itertuples(index=False):  # the test's criteria rows, each over its records
+                 for d in {r.direction for r in test_rows}}
+        for r in test_rows:  # the test's criteria rows, each over its records
             t_sat, t_unev, t_unit, ab = local[r.direction]
             has_dir[r.direction][pos] = True
             in_unit = t_unit == r.threshold_unit
