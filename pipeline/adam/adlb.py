@@ -191,20 +191,22 @@ def below_days(daily: pd.DataFrame, op: str, threshold: float, stable_days: int,
     run of days not below that is shorter than ``stable_days`` and lies between days below counts
     as below (non-stable recovery), and days on or after ``stop`` (USUBJID -> protocol day of
     progression or death) are not counted (censoring)."""
-    d = daily.copy()
-    d = d[d["day"] < d["USUBJID"].map(stop).fillna(np.inf)]
+    d = daily[daily["day"] < daily["USUBJID"].map(stop).fillna(np.inf)]
+    if d.empty:
+        return pd.Series(dtype="float64")
     below = OPS[op](d["value"].to_numpy(dtype="float64"), threshold) & d["value"].notna().to_numpy()
-    d["below"] = below
-    # runs of equal state per subject
-    new_run = (d["below"] != d.groupby("USUBJID")["below"].shift()) | (d["USUBJID"] != d["USUBJID"].shift())
-    d["run"] = new_run.cumsum()
-    runs = d.groupby("run").agg(USUBJID=("USUBJID", "first"), below=("below", "first"), n=("day", "size"),
-                                first=("day", "min"))
-    runs["prev_below"] = runs.groupby("USUBJID")["below"].shift(fill_value=False)
-    runs["next_below"] = runs.groupby("USUBJID")["below"].shift(-1, fill_value=False)
-    gap = ~runs["below"] & runs["prev_below"] & runs["next_below"] & (runs["n"] < stable_days)
-    counted = runs["n"].where(runs["below"] | gap, 0)
-    return counted.groupby(runs["USUBJID"]).sum().astype("float64")
+    subject = d["USUBJID"].to_numpy()  # the days of a subject are contiguous (daily_values' order)
+    # runs of equal state per subject: where each starts, its state, subject and length
+    starts = np.flatnonzero(np.r_[True, (subject[1:] != subject[:-1]) | (below[1:] != below[:-1])])
+    run_below, run_subject = below[starts], subject[starts]
+    n = np.diff(np.r_[starts, len(d)])
+    same_prev = np.r_[False, run_subject[1:] == run_subject[:-1]]
+    same_next = np.r_[run_subject[:-1] == run_subject[1:], False]
+    prev_below = np.r_[False, run_below[:-1]] & same_prev
+    next_below = np.r_[run_below[1:], False] & same_next
+    gap = ~run_below & prev_below & next_below & (n < stable_days)
+    counted = np.where(run_below | gap, n, 0)
+    return pd.Series(counted).groupby(run_subject).sum().astype("float64")
 
 
 def icaht_table_problems(rules: pd.DataFrame, window: int) -> list[str]:

@@ -95,6 +95,6 @@ def by_dose_level(adpp: pd.DataFrame) -> pd.DataFrame:
     s = num_p.groupby(["TRT01AN", "TRT01A", "PARCAT1", "PARAMCD"], dropna=False)["AVAL"].agg(
         n="count", median="median", min="min", max="max").reset_index()
     det = adpp[adpp["PARAMCD"].str.startswith("DET")]
-    d = det.groupby(["TRT01AN", "TRT01A", "PARCAT1", "PARAMCD"], dropna=False)["AVALC"].agg(
-        n="size", n_detectable=lambda x: int((x == "Y").sum())).reset_index()
+    by = det.assign(_detected=det["AVALC"] == "Y").groupby(["TRT01AN", "TRT01A", "PARCAT1", "PARAMCD"], dropna=False)
+    d = pd.DataFrame({"n": by.size(), "n_detectable": by["_detected"].sum()}).reset_index()
     return pd.concat([s, d], ignore_index=True).sort_values(["TRT01AN", "PARCAT1", "PARAMCD"], kind="mergesort")

@@ -515,12 +515,14 @@ def emd_features(sdtm: dict[str, pd.DataFrame]) -> pd.DataFrame:
     les["kind"] = text((les["USUBJID"] + "|" + les["TRLNKID"]).map(kind))
     les["ppd"] = les["LDIAM"] * les["LPERP"]
     tgt = les[les["kind"] == "TARGET"]
-    img = t.groupby(["USUBJID", "TRDTC"], sort=True).agg(TRSEQ=("TRSEQ", "min"), TRDY=("TRDY", "first"),
-                                                        VISIT=("VISIT", "first"), VISITNUM=("VISITNUM", "first"))
+    by = t.groupby(["USUBJID", "TRDTC"], sort=True)
+    img = pd.DataFrame({"TRSEQ": by["TRSEQ"].min(), "TRDY": by["TRDY"].first(), "VISIT": by["VISIT"].first(),
+                        "VISITNUM": by["VISITNUM"].first()})
     img["SPD"] = tgt.groupby(["USUBJID", "TRDTC"])["ppd"].sum(min_count=1)
     new = les[(les["kind"] == "NEW") & (les["LDIAM"] > 0)].groupby(["USUBJID", "TRDTC"]).size()
     img["NEWLES"] = np.where(img.index.isin(new.index), "Y", "N")
-    pet = t[t["TRTESTCD"] == "PETPOS"].groupby(["USUBJID", "TRDTC"])["c"].agg(lambda x: "Y" if (x == "Y").any() else "N")
+    petpos = t[t["TRTESTCD"] == "PETPOS"]
+    pet = (petpos["c"] == "Y").groupby([petpos["USUBJID"], petpos["TRDTC"]]).any().map({True: "Y", False: "N"})
     img["PETANY"] = text(pet.reindex(img.index))
     img = img.reset_index()
     img["_date"] = dtc_date(img["TRDTC"])

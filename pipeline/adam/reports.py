@@ -159,8 +159,8 @@ def dlt_by_dose_level(adsl: pd.DataFrame, spec: Spec, study: Study) -> pd.DataFr
     s = adsl[text(adsl["SAFFL"]) == "Y"]
     ev = s[text(s["DLTEVLFL"]) == "Y"]
     g = s.groupby(["TRT01AN", "TRT01A"], dropna=False).size().rename("n_safety").reset_index()
-    e = ev.groupby(["TRT01AN", "TRT01A"], dropna=False).agg(
-        n_dlt_evaluable=("USUBJID", "size"), n_with_dlt=("DLTFL", lambda x: int((x == "Y").sum()))).reset_index()
+    by = ev.assign(_dlt=ev["DLTFL"] == "Y").groupby(["TRT01AN", "TRT01A"], dropna=False)
+    e = pd.DataFrame({"n_dlt_evaluable": by.size(), "n_with_dlt": by["_dlt"].sum()}).reset_index()
     out = g.merge(e, on=["TRT01AN", "TRT01A"], how="left").fillna({"n_dlt_evaluable": 0, "n_with_dlt": 0})
     out["decision"], out["rule"] = "", ""
     for r in rules.sort_values("rule", key=lambda c: c.astype(int)).to_dict("records"):  # a few rule rows

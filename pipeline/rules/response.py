@@ -383,8 +383,8 @@ def best_overall_response(resp: pd.DataFrame, order: pd.DataFrame, window_days: 
     inwin["_rank"] = inwin["response"].map(rank).where(inwin["response"].isin(evaluable))
     inwin["_date"] = pd.to_datetime(inwin["RSDTC"].astype(str).str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
     keys = ["USUBJID", "RSEVAL"]
-    counts = inwin.groupby(keys, sort=True).agg(n_assessments=("response", "size"),
-                                               n_evaluable=("_rank", "count")).reset_index()
+    by = inwin.groupby(keys, sort=True)  # (size and count, not a named agg: ~3x less per call)
+    counts = pd.DataFrame({"n_assessments": by.size(), "n_evaluable": by["_rank"].count()}).reset_index()
     ev = inwin[inwin["_rank"].notna()].sort_values(keys + ["_rank", "_date", "RSDTC"], kind="mergesort")
     best = ev.drop_duplicates(keys, keep="first")[keys + ["response", "RSDTC", "RSDY"]].rename(columns={"response": "BOR"})
     out = counts.merge(best, on=keys, how="left")
