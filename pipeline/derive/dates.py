@@ -53,7 +53,7 @@ def _per_distinct(values: pd.Series, rule, empty) -> tuple[np.ndarray, list]:
     """``(codes, table)``: ``table[codes]`` is ``rule`` of each cell's text, ``rule`` computed once
     per distinct value; a missing cell has code -1, the last entry of ``table`` (``empty``)."""
     codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
-    table = [rule(_text(u)) for u in uniques]  # distinct texts, not records
+    table = [rule(u if type(u) is str else _text(u)) for u in uniques]  # distinct texts, not records
     table.append(empty)
     return codes, table
 

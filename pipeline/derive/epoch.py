@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipeline.config import Study
 from pipeline.derive.dates import dtc_date, dtc_datetime, iso_from_timestamp, min_dtc
+from pipeline.export.memo import per_object
 
 
 def reference_starts(dm: pd.DataFrame, ex: pd.DataFrame) -> pd.DataFrame:
@@ -75,12 +76,10 @@ def derive_epoch(usubjid: pd.Series, dtc: pd.Series, se: pd.DataFrame) -> pd.Ser
     rec_dt = dtc_datetime(dtc).to_numpy()
     rec_has_time = dtc.astype(str).str.contains("T", regex=False).to_numpy(dtype=bool)
     ids = usubjid.to_numpy(dtype=object)
-    start = se["SESTDTC"].fillna("")
-    se_date, se_dt = dtc_date(start).to_numpy(), dtc_datetime(start).to_numpy()
-    se_has_time = start.astype(str).str.contains("T", regex=False).to_numpy(dtype=bool)
+    se_date, se_dt, se_has_time, se_epoch, elements = per_object(se, "epoch_elements", _element_starts)
     epoch = np.full(len(dtc), "", dtype=object)
-    for _, rows in sorted(se.groupby("TAETORD").indices.items()):  # few elements; vectorised over records
-        at = pd.Index(se["USUBJID"].to_numpy(dtype=object)[rows]).get_indexer(ids)
+    for rows, subjects in elements:  # few elements; vectorised over records
+        at = subjects.get_indexer(ids)
         has = at >= 0  # the subject entered this element
         pick = rows[np.where(has, at, 0)]
         s_date = np.where(has, se_date[pick], np.datetime64("NaT"))
@@ -88,5 +87,19 @@ def derive_epoch(usubjid: pd.Series, dtc: pd.Series, se: pd.DataFrame) -> pd.Ser
         same_day = rec_date == s_date
         use_time = same_day & rec_has_time & has & se_has_time[pick]
         entered = (rec_date > s_date) | (same_day & ~use_time) | (use_time & (rec_dt >= s_dt))
-        epoch = np.where(entered, se["EPOCH"].to_numpy(dtype=object)[pick], epoch)
+        epoch = np.where(entered, se_epoch[pick], epoch)
     return pd.Series(np.where(np.isnat(rec_date), "", epoch), index=dtc.index, dtype="object")
+
+
+def _element_starts(se: pd.DataFrame) -> tuple:
+    """What :func:`derive_epoch` needs of an SE frame, made once per frame (a dataset is not
+    changed once built, and every domain dates its records against the same SE): the element
+    starts (date, date and time, whether a time is given), EPOCH, and per element in TAETORD
+    order its rows and the subjects of those rows."""
+    start = se["SESTDTC"].fillna("")
+    subjects = se["USUBJID"].to_numpy(dtype=object)
+    elements = [(rows, pd.Index(subjects[rows]))
+                for _, rows in sorted(se.groupby("TAETORD").indices.items())]  # few elements
+    return (dtc_date(start).to_numpy(), dtc_datetime(start).to_numpy(),
+            start.astype(str).str.contains("T", regex=False).to_numpy(dtype=bool),
+            se["EPOCH"].to_numpy(dtype=object), elements)

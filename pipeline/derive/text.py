@@ -23,7 +23,8 @@ def stripped_text(s: pd.Series) -> pd.Series:
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     table = [u.strip() for u in uniques]  # distinct values, not records
     table.append("")  # missing
-    return pd.Series(np.array(table, dtype=object)[codes], index=s.index, name=s.name, dtype="str")
+    # the str array is made (and its values checked) over the distinct values, then taken
+    return pd.Series(pd.array(table, dtype="str").take(codes), index=s.index, name=s.name)
 
 
 def _texts(s: pd.Series) -> tuple[np.ndarray, list[str]]:

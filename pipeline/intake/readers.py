@@ -427,7 +427,8 @@ def strip_text(values: pd.Series) -> pd.Series:
     codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
     table = [str(u).strip() or None for u in uniques]  # distinct values, not records
     table.append(None)  # missing
-    return pd.Series(np.array(table, dtype=object)[codes], index=values.index, dtype="str")
+    # the str array is made (and its values checked) over the distinct values, then taken
+    return pd.Series(pd.array(table, dtype="str").take(codes), index=values.index)
 
 
 def _trim_blank_columns(header: list[str], df: pd.DataFrame) -> list[str]:
