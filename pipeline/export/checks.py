@@ -107,7 +107,9 @@ def order_dataset(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     order, then any others (so the checks can still report them)."""
     names = spec.var_names(name)
     keys = [k for k in spec.keys(name) if k in frame.columns]
-    out = frame.take(key_order(frame, keys)) if keys else frame
+    order = key_order(frame, keys) if keys else None
+    # a frame already in key order (most are: the domains sort their records) is not taken again
+    out = frame.take(order) if order is not None and (order != np.arange(len(order))).any() else frame
     cols = [c for c in names if c in out.columns] + sorted(c for c in out.columns if c not in names)
     return out[cols].reset_index(drop=True)
 
@@ -133,8 +135,9 @@ def _distinct(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _broadcast(codes: np.ndarray, result: np.ndarray, missing: bool, index: pd.Index) -> pd.Series:
-    """Per-record booleans from the result of each distinct value (``missing`` for nulls)."""
-    return pd.Series(np.where(codes >= 0, result[np.clip(codes, 0, None)], missing), index=index, dtype=bool)
+    """Per-record booleans from the result of each distinct value (``missing`` for nulls: code
+    -1 takes the appended last entry)."""
+    return pd.Series(np.append(np.asarray(result, dtype=bool), missing)[codes], index=index, dtype=bool)
 
 
 def by_distinct(series: pd.Series, func: Callable[[pd.Series], pd.Series], missing: bool = True) -> pd.Series:
