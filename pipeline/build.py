@@ -548,7 +548,7 @@ def _gate(raw: Path, studies: list[Study], spec: Spec, out: Path,
                 details.append(result.value)
             done(s.studyid)
 
-        parallel.run_ordered(_gate_one, [(raw, s, spec, debug) for s in to_gate], jobs, gated, meanwhile)
+        parallel.run_ordered(_gate_one, [(raw, s, spec, debug) for s in to_gate], jobs, gated, meanwhile, shared=(spec,))
         for d in details:
             results[d.study.studyid] = (d.forms, d.findings)
             detail[d.study.studyid] = (d.findings, d.executed, list(d.forms), d.records)
@@ -737,7 +737,7 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
 
     tasks = [(study, spec, *gated[study.studyid], raw, out, debug,
               progress_of[study.studyid] if jobs <= 1 else (total, show), mode) for study in todo]
-    parallel.run_ordered(_build_one, tasks, jobs, built)
+    parallel.run_ordered(_build_one, tasks, jobs, built, shared=(spec,))
     show_kept(len(studies))
     if jobs > 1:
         writer.remove_stale_staging(out)  # the staging folder of a worker that died, if any

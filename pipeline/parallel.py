@@ -78,8 +78,32 @@ class WorkerDied(Exception):
     """The worker process running a task stopped without returning (killed, out of memory)."""
 
 
+#: the parent's objects that the forked workers of the running pool already have (id -> object)
+_INHERITED: dict[int, object] = {}
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """A task argument sent by name: the worker uses its own copy of the parent's object, which
+    it inherited when it was forked, instead of an unpickled copy made for each task.
+
+    This matters for objects that memos are keyed on (:func:`pipeline.export.memo.per_object`):
+    a specification unpickled per task would be a new object every time, so each study in a
+    worker would compute again what the one before it had already computed for that spec.
+    """
+
+    key: int
+
+
+def _by_inheritance(tasks: Sequence[tuple], shared: Sequence[object]) -> list[tuple]:
+    """``tasks`` with every argument that is one of ``shared`` replaced by its :class:`Inherited`."""
+    keys = {id(o) for o in shared}
+    return [tuple(Inherited(id(a)) if id(a) in keys else a for a in task) for task in tasks]
+
+
 def _captured_call(func: Callable, args: tuple) -> Captured:
     """Run ``func(*args)`` in a worker, capturing what it prints."""
+    args = tuple(_INHERITED[a.key] if isinstance(a, Inherited) else a for a in args)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         value = func(*args)
@@ -125,7 +149,7 @@ def _context():
 
 def run_ordered(func: Callable, tasks: Sequence[tuple], jobs: int,
                 on_result: Callable[[int, Captured | WorkerDied], None],
-                meanwhile: Callable[[], None] | None = None) -> None:
+                meanwhile: Callable[[], None] | None = None, shared: Sequence[object] = ()) -> None:
     """Call ``func(*task)`` for every task with up to ``jobs`` processes.
 
     ``on_result(i, result)`` is called in the parent, in task order, as soon as task ``i`` and
@@ -135,6 +159,10 @@ def run_ordered(func: Callable, tasks: Sequence[tuple], jobs: int,
 
     ``meanwhile``: work of the parent's own (e.g. :func:`preload` for a later pool), done while
     the workers run instead of before them; without workers it is done first.
+
+    ``shared``: task arguments (by identity) that forked workers take from what they inherited
+    (:class:`Inherited`) rather than from a pickled copy; the parent must not change them while
+    the pool runs. With another start method they are pickled as usual.
     """
     if jobs <= 1 or len(tasks) <= 1:
         if meanwhile:
@@ -142,19 +170,26 @@ def run_ordered(func: Callable, tasks: Sequence[tuple], jobs: int,
         for i, task in enumerate(tasks):
             on_result(i, Captured(func(*task)))
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=_context(), initializer=worker_start) as pool:
-        with heap_frozen():  # the first submit forks every worker
-            futures = [pool.submit(_captured_call, func, task) for task in tasks]
-        if meanwhile:
-            meanwhile()
-        for i, fut in enumerate(futures):
-            try:
-                result = fut.result()
-            except BrokenProcessPool:
-                # a dead worker breaks the whole pool, so the tasks it took down are run again,
-                # each alone in a fresh process: only the task that kills its process fails
-                result = _alone(func, tasks[i])
-            on_result(i, result)
+    context = _context()
+    if shared and context.get_start_method() == "fork":
+        tasks = _by_inheritance(tasks, shared)
+        _INHERITED.update({id(o): o for o in shared})
+    try:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context, initializer=worker_start) as pool:
+            with heap_frozen():  # the first submit forks every worker
+                futures = [pool.submit(_captured_call, func, task) for task in tasks]
+            if meanwhile:
+                meanwhile()
+            for i, fut in enumerate(futures):
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    # a dead worker breaks the whole pool, so the tasks it took down are run again,
+                    # each alone in a fresh process: only the task that kills its process fails
+                    result = _alone(func, tasks[i])
+                on_result(i, result)
+    finally:
+        _INHERITED.clear()
 
 
 def _alone(func: Callable, task: tuple) -> Captured | WorkerDied:

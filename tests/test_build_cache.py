@@ -244,9 +244,9 @@ def test_parallel_run_dispatches_only_the_changed_study(env, run, tmp_path, monk
     calls = []
     real = parallel.run_ordered
     monkeypatch.setattr(parallel, "run_ordered",
-                        lambda func, tasks, jobs, cb, *more: calls.append(
+                        lambda func, tasks, jobs, cb, *more, **kw: calls.append(
                             (func.__name__, [next(a.studyid for a in t if hasattr(a, "studyid")) for t in tasks]))
-                        or real(func, tasks, jobs, cb, *more))
+                        or real(func, tasks, jobs, cb, *more, **kw))
     code, stdout, err = run(env, out, "--jobs", "2")
     assert code == 0 and kept(err, OTHER) and not kept(err, SID)
     assert calls == [("_gate_one", [SID]), ("_build_one", [SID])]

@@ -145,3 +145,27 @@ def test_meanwhile_runs_in_the_parent_while_the_workers_work():
     parallel.run_ordered(_worker_state, [(1,), (2,)], 1, lambda i, r: events.append(("result", r.value[2])),
                          meanwhile=lambda: events.append(("meanwhile", os.getpid())))
     assert events == [("meanwhile", os.getpid()), ("result", os.getpid()), ("result", os.getpid())]
+
+
+class Unpicklable:
+    """Refuses to be pickled: it can reach a worker only by inheritance."""
+
+    def __reduce__(self):
+        raise TypeError("Unpicklable cannot be pickled")
+
+
+def _identity(obj, other):
+    return id(obj), type(obj).__name__, id(other)
+
+
+def test_shared_arguments_reach_forked_workers_by_inheritance_not_by_pickle():
+    """The spec is such an argument: its per-object memos then live on in the worker from one
+    study to the next (a pickled copy would be a new object for every task)."""
+    spec_like, plain = Unpicklable(), {"a": 1}
+    results = []
+    parallel.run_ordered(_identity, [(spec_like, plain), (spec_like, plain)], 2, lambda i, r: results.append(r.value),
+                         shared=(spec_like,))
+    assert [(i == id(spec_like), name, o != id(plain)) for i, name, o in results] == [(True, "Unpicklable", True)] * 2
+    assert parallel._INHERITED == {}                     # nothing left registered after the pool
+    with pytest.raises(TypeError, match="cannot be pickled"):   # without shared= it would be pickled
+        parallel.run_ordered(_identity, [(spec_like, plain), (spec_like, plain)], 2, lambda i, r: None)
