@@ -21,7 +21,9 @@ def per_object(obj, name: str, compute: Callable):
     """``compute(obj)``, evaluated once per live ``obj`` and remembered under ``name``."""
     entry = _ANSWERS.get(id(obj))
     if entry is None or entry[0]() is not obj:
-        entry = (weakref.ref(obj, lambda _ref, key=id(obj): _ANSWERS.pop(key, None)), {})
+        # the table is bound to the callback: at interpreter exit the module's globals may be gone
+        # before the last objects are (otherwise an "Exception ignored" message on stderr)
+        entry = (weakref.ref(obj, lambda _ref, key=id(obj), table=_ANSWERS: table.pop(key, None)), {})
         _ANSWERS[id(obj)] = entry
     answers = entry[1]
     if name not in answers:
