@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +32,6 @@ from pipeline.export import checks, datasetjson, writer, xpt
 from pipeline.spec import Spec, load_spec
 
 FOLDER = "adam"
-
-
-class AdamSpec(Spec):
-    """The ADaM spec of one build: a :class:`~pipeline.spec.Spec` whose rule tables
-    (``specs/rules/*.csv``) are each read once and then handed out as copies. The derivations
-    ask for ~30 tables a study, several of them more than once (~1.5 ms of CPU per read)."""
-
-    def rule(self, name: str) -> pd.DataFrame:
-        return self._memo("rule", name, super().rule).copy()
 
 
 #: the ADaM specs loaded by :func:`adam_spec`: (specs folder, CTCAE version, digest of the
@@ -81,8 +72,7 @@ def adam_spec(sdtm_spec: Spec) -> Spec:
 
 def _load_adam_spec(sdtm_spec: Spec) -> Spec:
     """:func:`adam_spec`, read from the files."""
-    loaded = load_spec(sdtm_spec.root, "adam")
-    spec = AdamSpec(**{f.name: getattr(loaded, f.name) for f in fields(Spec)})
+    spec = load_spec(sdtm_spec.root, "adam")  # its rule tables read once, handed out as copies (Spec.rule)
     if "ctcae_version" in sdtm_spec.standards:
         spec = replace(spec, standards={**spec.standards, "ctcae_version": sdtm_spec.standards["ctcae_version"]})
     spec._memo("sdtm spec", "", lambda _name: sdtm_spec)  # for the modules that read SDTM metadata (ADRS)
