@@ -426,3 +426,18 @@ def test_adlb_carries_the_new_grades_and_shifts():
     assert out["SHIFT1"].tolist() == ["", "0 to 3", "0 to 1", "0 to 0"]
     assert out["SHIFT2"].tolist() == ["", "0 to 0", "0 to 0", "0 to 3"]
     assert out["ANL01FL"].tolist() == ["", "Y", "", ""] and out["ANL02FL"].tolist() == ["", "", "", "Y"]
+
+
+def test_one_spec_object_per_loaded_spec_and_version():
+    """The studies of a build that grade by the same version share one spec object (and with it
+    every per-spec memo); another version gets its own, and its criteria are its own rows."""
+    v6 = _version_spec(load_spec(SPECS), "6.0")
+    five = ctcae_lab.with_study_version(v6, _study({"ctcae_version": "5.0"}))
+    assert ctcae_lab.with_study_version(v6, _study({"ctcae_version": "5.0"})) is five
+    six = ctcae_lab.with_study_version(v6, _study({"ctcae_version": "6.0"}))
+    assert six is not five and (five.standards["ctcae_version"], six.standards["ctcae_version"]) == ("5.0", "6.0")
+    assert set(ctcae_lab.load_criteria(v6, "6.0")["ctcae_version"]) == {"6.0"}
+    assert set(ctcae_lab.load_criteria(v6, "5.0")["ctcae_version"]) == {"5.0"}
+    a = ctcae_lab.load_criteria(v6, "5.0")
+    a.loc[:, "grade"] = 9                                  # a caller's copy: the memo is untouched
+    assert 9 not in set(ctcae_lab.load_criteria(v6, "5.0")["grade"])

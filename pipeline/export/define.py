@@ -413,10 +413,7 @@ def dataset_items(frame: pd.DataFrame, spec: Spec, ds: str, reg: _Registry,
 def _spec_variables(spec: Spec, ds: str) -> tuple[dict, ...]:
     """The spec's variables of one dataset (``spec.vars``) as dicts, in spec order, made once
     per spec and dataset (not changed by the callers)."""
-    made = per_object(spec, "define_variables", lambda _spec: {})
-    if ds not in made:
-        made[ds] = tuple(_records(spec.vars(ds)))
-    return made[ds]
+    return per_object(spec, ("define_variables", ds), lambda s: tuple(_records(s.vars(ds))))
 
 
 def _first_positions(codes: np.ndarray, n: int) -> np.ndarray:

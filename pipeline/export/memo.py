@@ -18,7 +18,8 @@ _ANSWERS: dict[int, tuple[weakref.ref, dict]] = {}
 
 
 def per_object(obj, name: str, compute: Callable):
-    """``compute(obj)``, evaluated once per live ``obj`` and remembered under ``name``."""
+    """``compute(obj)``, evaluated once per live ``obj`` and remembered under ``name`` (a tuple
+    such as ``("define_variables", dataset)`` keeps one answer per dataset, version, ...)."""
     entry = _ANSWERS.get(id(obj))
     if entry is None or entry[0]() is not obj:
         # the table is bound to the callback: at interpreter exit the module's globals may be gone

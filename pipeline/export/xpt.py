@@ -127,11 +127,10 @@ def _as_export_text(s: pd.Series) -> np.ndarray:
 def spec_types(spec: Spec, name: str) -> MappingProxyType:
     """Variable -> spec ``type`` of one dataset (read-only), made once per spec and dataset:
     the writers and define.xml ask for it for every dataset (``spec.vars`` copies its frame)."""
-    made = per_object(spec, "variable_types", lambda _spec: {})
-    if name not in made:
-        v = spec.vars(name)
-        made[name] = MappingProxyType(dict(zip(v["variable"], v["type"])))
-    return made[name]
+    def types(s: Spec) -> MappingProxyType:
+        v = s.vars(name)
+        return MappingProxyType(dict(zip(v["variable"], v["type"])))
+    return per_object(spec, ("variable_types", name), types)
 
 
 def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:

@@ -102,10 +102,7 @@ def form_schema(spec: Spec, form: str, max_year: int) -> FormSchema:
     :func:`spec_problems`; such columns get no type check here. Generated once per loaded
     spec, form and ``max_year`` (the studies of a build share them; issue 14).
     """
-    made = per_object(spec, "raw_form_schemas", lambda _spec: {})
-    if (form, max_year) not in made:
-        made[form, max_year] = _generate_form_schema(spec, form, max_year)
-    return made[form, max_year]
+    return per_object(spec, ("raw_form_schema", form, max_year), lambda s: _generate_form_schema(s, form, max_year))
 
 
 def _generate_form_schema(spec: Spec, form: str, max_year: int) -> FormSchema:

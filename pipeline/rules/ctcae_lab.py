@@ -145,10 +145,7 @@ def with_study_version(spec: Spec, study) -> Spec:
     # one spec object per (loaded spec, version): the studies of a build that grade by the same
     # version share it, and with it everything remembered per spec (variables by dataset,
     # codelist terms, value-level groups, the output checks' plans; issue 14)
-    made = per_object(spec, "with_ctcae_version", lambda _spec: {})
-    if v not in made:
-        made[v] = replace(spec, standards={**spec.standards, "ctcae_version": v})
-    return made[v]
+    return per_object(spec, ("with_ctcae_version", v), lambda s: replace(s, standards={**s.standards, "ctcae_version": v}))
 
 
 def load_criteria(spec: Spec, version: str) -> pd.DataFrame:
@@ -157,10 +154,7 @@ def load_criteria(spec: Spec, version: str) -> pd.DataFrame:
     A row in a threshold unit other than the standard unit must name a unit that
     ``lab_units.csv`` lists for the test (else no result could ever use it). Read and checked
     once per loaded spec and version; a copy is handed out."""
-    made = per_object(spec, "ctcae_lab_criteria", lambda _spec: {})
-    if version not in made:
-        made[version] = _load_criteria(spec, version)
-    return made[version].copy()
+    return per_object(spec, ("ctcae_lab_criteria", version), lambda s: _load_criteria(s, version)).copy()
 
 
 def _load_criteria(spec: Spec, version: str) -> pd.DataFrame:
