@@ -376,3 +376,14 @@ def test_shipped_glucocorticoid_equivalents_and_frequencies_by_hand(spec):
     for drug in equal_to_5_mg:  # five drugs (fixture)
         assert got[f"E-{drug}"] == pytest.approx(5.0, abs=1e-3), drug
     assert {f: got[f"F-{f}"] for f in per_day} == {f: float(n) for f, n in per_day.items()}
+
+
+def test_reports_sort_by_text_of_every_column_missing_last():
+    """ADaM reports are ordered as a stable sort of their columns' texts: "10" before "9",
+    a missing value after every text."""
+    from pipeline.adam.stage import sorted_report
+    frame = pd.DataFrame({"a": ["b", "a", None, "a", "a"], "n": [2, 9, 0, 10, 9]}, index=[10, 11, 12, 13, 14])
+    out = sorted_report(frame)
+    assert out["a"].tolist()[:4] == ["a", "a", "a", "b"] and pd.isna(out["a"].iloc[4])
+    assert out["n"].tolist() == [10, 9, 9, 2, 0]
+    assert out.index.tolist() == [0, 1, 2, 3, 4]

@@ -21,12 +21,12 @@ import importlib
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pipeline.adam import REGISTRY
 from pipeline.adam.common import finish, sdtm_spec_of, text
 from pipeline.config import Study
+from pipeline.derive.seq import key_order
 from pipeline.errors import DataError
 from pipeline.export import checks, datasetjson, writer, xpt
 from pipeline.spec import Spec, load_spec
@@ -185,21 +185,10 @@ def sorted_report(frame: pd.DataFrame) -> pd.DataFrame:
     if not frame.index.is_unique:  # (not a report of ours) as the build sorts it, by index label
         keys = frame.astype(str)
         return frame.loc[keys.sort_values(list(keys.columns), kind="mergesort").index].reset_index(drop=True)
-    # the same order as a stable sort of ``frame.astype(str)`` by all columns: each column's
-    # texts ranked once (its distinct texts sorted), then one stable lexicographic sort of the
-    # ranks; missing values last (a few columns: a loop over metadata)
-    ranks = [_text_ranks(frame.iloc[:, i]) for i in range(len(frame.columns))]
-    return frame.iloc[np.lexsort(ranks[::-1])].reset_index(drop=True)
-
-
-def _text_ranks(column: pd.Series) -> np.ndarray:
-    """Per record, the rank of its text (``astype(str)``) among the column's distinct texts in
-    sorted order; missing values rank after every text."""
-    codes, distinct = pd.factorize(column.astype(str))
-    rank = np.empty(len(distinct) + 1, dtype=np.int64)
-    rank[np.argsort(np.asarray(distinct, dtype=object), kind="stable")] = np.arange(len(distinct))
-    rank[-1] = len(distinct)  # code -1: missing
-    return rank[codes]
+    # the same order as a stable sort of ``frame.astype(str)`` by all columns, missing last:
+    # each column ranked once and one lexicographic sort of the ranks (derive.seq.key_order)
+    keys = frame.astype(str)
+    return frame.iloc[key_order(keys, list(keys.columns))].reset_index(drop=True)
 
 
 __all__ = ["build_adam", "derive", "check", "text"]
