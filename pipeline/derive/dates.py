@@ -195,6 +195,15 @@ def dtc_date(dtc: pd.Series) -> pd.Series:
     return _datetimes(dtc, _iso_date)
 
 
+def dtc_day_numbers(dtc: pd.Series) -> np.ndarray:
+    """The date part of complete ISO ``--DTC`` values as day numbers (days since 1970-01-01,
+    float64; NaN for partial or missing): :func:`dtc_date` without a datetime Series, for
+    arithmetic in days (study days). Each distinct text is read once."""
+    codes, table = _per_distinct(dtc, _iso_date, _NAT)
+    days = np.array(table, dtype="datetime64[D]")  # midnight values: exact in days
+    return np.where(np.isnat(days), np.nan, days.astype(np.int64))[codes]
+
+
 def dtc_datetime(dtc: pd.Series) -> pd.Series:
     """Datetime64 of complete ISO values (time used when present, else midnight); NaT otherwise."""
     return _datetimes(dtc, _iso_datetime)

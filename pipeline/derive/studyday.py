@@ -10,16 +10,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.derive.dates import dtc_date
+from pipeline.derive.dates import dtc_day_numbers
 from pipeline.derive.identifiers import by_subject
 
 
 def study_day(dtc: pd.Series, rfstdtc: pd.Series) -> pd.Series:
     """``--DY`` of each ``dtc`` against the subject's ``rfstdtc`` (aligned Series). Float with NaN."""
-    d = dtc_date(dtc)
-    r = dtc_date(pd.Series(rfstdtc.to_numpy(), index=dtc.index))
-    delta = (d - r).dt.days.astype("float64")
-    return pd.Series(np.where(delta >= 0, delta + 1, delta), index=dtc.index, dtype="float64")
+    delta = dtc_day_numbers(dtc) - dtc_day_numbers(rfstdtc)  # aligned by position
+    return pd.Series(study_day_of_difference(delta), index=dtc.index, dtype="float64")
+
+
+def study_day_of_difference(delta: np.ndarray) -> np.ndarray:
+    """``--DY`` from the days between the date and RFSTDTC (date - RFSTDTC): one more on or
+    after RFSTDTC, so that there is no day 0; NaN (a partial or missing date) stays NaN."""
+    return np.where(delta >= 0, delta + 1, delta)
 
 
 def study_day_by_subject(dtc: pd.Series, usubjid: pd.Series, dm: pd.DataFrame) -> pd.Series:

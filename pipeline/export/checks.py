@@ -68,7 +68,8 @@ from pandas.api.types import infer_dtype
 
 from pipeline.context import FINDING_COLUMNS, empty
 from pipeline.derive.seq import key_order
-from pipeline.derive.studyday import study_day
+from pipeline.derive.dates import dtc_day_numbers
+from pipeline.derive.studyday import study_day_of_difference
 from pipeline.export.memo import per_object
 from pipeline.spec import NUMERIC_TYPES, Spec
 
@@ -275,10 +276,16 @@ def _dm_subjects(dm: pd.DataFrame) -> frozenset[str]:
     return per_spec(dm, "subjects", lambda d: frozenset(_text(d["USUBJID"])))
 
 
-def _dm_rfstdtc(dm: pd.DataFrame) -> pd.Series | None:
-    """DM.RFSTDTC by USUBJID (None without RFSTDTC), once per DM frame."""
-    return per_spec(dm, "rfstdtc", lambda d: d.drop_duplicates("USUBJID").set_index("USUBJID")["RFSTDTC"]
-                    if "RFSTDTC" in d else None)
+def _dm_reference_days(dm: pd.DataFrame) -> tuple[pd.Index, np.ndarray] | None:
+    """DM's subjects (USUBJID, the first record of each) and the day number of their RFSTDTC
+    (:func:`~pipeline.derive.dates.dtc_day_numbers`; NaN when partial or missing); None
+    without RFSTDTC. Once per DM frame: every --DY variable of the study is checked with it."""
+    def compute(d: pd.DataFrame):
+        if "RFSTDTC" not in d:
+            return None
+        first = d.drop_duplicates("USUBJID")
+        return pd.Index(first["USUBJID"]), dtc_day_numbers(first["RFSTDTC"])
+    return per_spec(dm, "rfstdtc_days", compute)
 
 
 @dataclass
@@ -365,7 +372,7 @@ def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) 
             "seq_unique", seq))
     # --DY against --DTC and DM.RFSTDTC
     if dm is not None and "USUBJID" in names:
-        ref = _dm_rfstdtc(dm)
+        ref = _dm_reference_days(dm)
         for dy in sorted(n for n in names if n.endswith("DY") and n != "VISITDY"):
             dtc = dy[:-2] + "DTC"
             if dtc in names and ref is not None:
@@ -486,13 +493,15 @@ def _integer_ok(s: pd.Series) -> pd.Series:
     return n.isna() | (n == np.round(n))
 
 
-def _study_day_ok(frame: pd.DataFrame, dy: str, dtc: str, ref: pd.Series) -> pd.Series:
-    """Recompute --DY with :func:`study_day` (which parses each distinct date text once) from
-    --DTC and the subject's DM.RFSTDTC (``ref``: RFSTDTC by USUBJID)."""
-    rfstdtc = frame["USUBJID"].map(ref).fillna("")
-    expected = study_day(_text(frame[dtc]), rfstdtc)
-    actual = pd.to_numeric(frame[dy], errors="coerce")
-    return (expected.isna() & actual.isna()) | (expected == actual)
+def _study_day_ok(frame: pd.DataFrame, dy: str, dtc: str, ref: tuple[pd.Index, np.ndarray]) -> pd.Series:
+    """Recompute --DY as :func:`~pipeline.derive.studyday.study_day` does from --DTC (each
+    distinct date text read once) and the subject's DM.RFSTDTC (``ref``:
+    :func:`_dm_reference_days`; a subject not in DM has none)."""
+    subjects, reference_days = ref
+    rfstdtc_days = np.append(reference_days, np.nan)[subjects.get_indexer(frame["USUBJID"])]
+    expected = study_day_of_difference(dtc_day_numbers(frame[dtc]) - rfstdtc_days)
+    actual = pd.to_numeric(frame[dy], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.Series((np.isnan(expected) & np.isnan(actual)) | (expected == actual), index=frame.index)
 
 
 def _compute_valuelevel_groups(spec: Spec) -> dict[str, list[tuple[str, str, str, pd.MultiIndex, frozenset]]]:
