@@ -66,6 +66,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
+import pickle
 import platform
 import re
 import sys
@@ -108,12 +109,18 @@ class Hook:
     folder; write only inside it), ``datasets`` (name -> frame as exported: spec variables in
     spec order, rows in key order), ``reports`` (name -> frame) and ``ctx`` (the study's
     :class:`StudyContext`, ``ctx.datasets`` = the exported frames).
+
+    ``separate``: the hook and those after it may run as the study's second part, in another
+    worker process (:class:`Unfinished`). Such a hook reads only its arguments, the staging
+    folder and, of ``ctx``, the study, the spec, ``datasets``, ``reports`` and ``adam``: never
+    the raw forms, nor anything an earlier hook left elsewhere.
     """
 
     name: str
     module: str
     function: str
     args: tuple[str, ...]
+    separate: bool = False
 
 
 #: post-export hooks, in order. To add one, add a line here and put the module in the tree.
@@ -123,7 +130,10 @@ POST_EXPORT_HOOKS: list[Hook] = [
     # annotated CRF (acrf.pdf, acrf.html); define.xml points into it from the same layout
     Hook("acrf", "pipeline.package.acrf", "write_acrf", ("study_dir", "ctx")),
     Hook("define", "pipeline.export.define", "write_define", ("study_dir", "datasets", "ctx")),
-    Hook("listings", "pipeline.report.listings", "write_listings", ("study_dir", "datasets", "reports", "ctx")),
+    # tables, listings and figures: the longest hook; in a parallel build the last studies run it as
+    # their second part, in whichever worker is free (split_tasks), so that no core waits at the end
+    Hook("listings", "pipeline.report.listings", "write_listings", ("study_dir", "datasets", "reports", "ctx"),
+         separate=True),
 ]
 
 
@@ -341,10 +351,65 @@ def _call_hook(hook: Hook, values: dict) -> None:
     func(*[values[a] for a in hook.args])
 
 
+@dataclass
+class Unfinished:
+    """A study written into its staging folder but for its last hooks (from the first
+    :attr:`Hook.separate` one on), which :func:`finish_study` runs, maybe in another worker
+    process: what those hooks read (see :class:`Hook`) and what the end of the build needs (its
+    log so far, the dataset shapes for the manifest, the findings and the progress steps done)."""
+
+    study: Study
+    mode: str
+    staging: Path
+    hooks: list[Hook]
+    datasets: dict[str, pd.DataFrame]
+    reports: dict[str, pd.DataFrame]
+    ctx_reports: dict[str, pd.DataFrame]
+    adam: dict[str, pd.DataFrame]
+    log: BuildLog
+    shapes: dict[str, tuple[int, int]]
+    findings: pd.DataFrame
+    steps_done: int = 0
+
+    def values(self, spec: Spec) -> dict:
+        """The hooks' arguments (:class:`Hook`), with the worker's own ``spec`` on ``ctx``."""
+        ctx = StudyContext(study=self.study, spec=spec, forms={}, datasets=dict(self.datasets),
+                           reports=self.ctx_reports, adam=self.adam, mode=self.mode)
+        return {"study_dir": self.staging, "datasets": self.datasets, "reports": self.reports, "ctx": ctx}
+
+
+def run_hooks(hooks: list[Hook], values: dict, log: BuildLog, progress: Progress | None = None) -> None:
+    """Call each post-export hook whose module is in the tree, in order, and log it."""
+    for hook in hooks:
+        if not module_available(hook.module):
+            log.add(f"{hook.name}: skipped ({hook.module} not in the tree yet)")
+            if progress:
+                progress.step(hook.name, "skipped")
+            continue
+        _call_hook(hook, values)
+        log.add(f"{hook.name}: {hook.module}.{hook.function} done")
+        if progress:
+            progress.step(hook.name)
+
+
+def finish_export(staging: Path, values: dict, hooks: list[Hook], log: BuildLog, shapes: dict[str, tuple[int, int]],
+                  progress: Progress | None = None) -> None:
+    """The last ``hooks``, then ``build.log`` and ``manifest.csv``: the end of a study's outputs."""
+    run_hooks(hooks, values, log, progress)
+    writer.write_text(staging / "build.log", log.text())
+    manifest.write_manifest(staging, shapes)
+    if progress:
+        progress.step("manifest")
+
+
 def export_study(staging: Path, ctx: StudyContext, ordered: dict[str, pd.DataFrame], merged: Merged,
                  recon: pd.DataFrame, rejections: pd.DataFrame, warnings: pd.DataFrame, log: BuildLog,
-                 progress: Progress | None = None, hooks: list[Hook] | None = None) -> None:
-    """Write every output of one study into ``staging`` (which becomes ``<out>/<STUDYID>/``)."""
+                 progress: Progress | None = None, hooks: list[Hook] | None = None,
+                 split: bool = False) -> Unfinished | None:
+    """Write every output of one study into ``staging`` (which becomes ``<out>/<STUDYID>/``).
+
+    ``split``: stop before the first :attr:`Hook.separate` hook and return the rest as an
+    :class:`Unfinished` (``findings`` left empty for the caller); otherwise finish and return None."""
     study, spec = ctx.study, ctx.spec
     sid = study.studyid
     stamp = xpt.build_timestamp(study.data_cutoff)
@@ -378,20 +443,15 @@ def export_study(staging: Path, ctx: StudyContext, ordered: dict[str, pd.DataFra
     ctx.datasets = dict(exported)
     values = {"study_dir": staging, "datasets": exported, "reports": dict(merged.reports), "ctx": ctx}
     log.section("post-export hooks")
-    for hook in (hooks if hooks is not None else POST_EXPORT_HOOKS):
-        if not module_available(hook.module):
-            log.add(f"{hook.name}: skipped ({hook.module} not in the tree yet)")
-            if progress:
-                progress.step(hook.name, "skipped")
-            continue
-        _call_hook(hook, values)
-        log.add(f"{hook.name}: {hook.module}.{hook.function} done")
-        if progress:
-            progress.step(hook.name)
-    writer.write_text(staging / "build.log", log.text())
-    manifest.write_manifest(staging, shapes)
-    if progress:
-        progress.step("manifest")
+    hooks = list(hooks if hooks is not None else POST_EXPORT_HOOKS)
+    cut = next((k for k, h in enumerate(hooks) if h.separate), len(hooks)) if split else len(hooks)
+    run_hooks(hooks[:cut], values, log, progress)
+    if cut < len(hooks):
+        return Unfinished(study=ctx.study, mode=ctx.mode, staging=staging, hooks=hooks[cut:], datasets=exported,
+                          reports=values["reports"], ctx_reports=ctx.reports, adam=ctx.adam, log=log, shapes=shapes,
+                          findings=empty(FINDING_COLUMNS), steps_done=progress.done if progress else 0)
+    finish_export(staging, values, [], log, shapes, progress)
+    return None
 
 
 @dataclass
@@ -402,13 +462,18 @@ class StudyBuild:
     ok: bool
     findings: pd.DataFrame
     message: str = ""
+    #: the study's last part, still to run (:func:`finish_study`), when it was built with ``split``
+    unfinished: Unfinished | None = None
 
 
 def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_dir: Path, out: Path,
                 progress: Progress | None = None, registry: list[str] | None = None,
-                package: str | None = None, hooks: list[Hook] | None = None, mode: str = "final") -> StudyBuild:
+                package: str | None = None, hooks: list[Hook] | None = None, mode: str = "final",
+                split: bool = False) -> StudyBuild:
     """Domains, checks, reconciliation and export of one gated study, into ``out/<STUDYID>``.
-    ``mode``: ``final`` or ``draft`` (:data:`pipeline.context.BUILD_MODES`).
+    ``mode``: ``final`` or ``draft`` (:data:`pipeline.context.BUILD_MODES`). ``split``: the
+    :attr:`Hook.separate` hooks are left to :func:`finish_study` (``StudyBuild.unfinished``), and
+    the study stays in its staging folder until then.
 
     Never leaves a half-written study folder: on any failure the staging folder is removed.
     """
@@ -450,10 +515,39 @@ def build_study(study: Study, spec: Spec, forms: dict[str, pd.DataFrame], raw_di
     if len(errors):
         return StudyBuild(sid, False, findings, f"{len(errors)} error(s) in domains, output checks or reconciliation")
     staging = writer.staging_dir(out, sid)
+
+    def export() -> Unfinished | None:
+        return export_study(staging, ctx, ordered, merged, recon, rejections,
+                            findings[findings["severity"] != "error"].reset_index(drop=True), log, progress, hooks,
+                            split)
+    return _staged(staging, out / sid, findings, export)
+
+
+def finish_study(unfinished: Unfinished, spec: Spec, out: Path, progress: Progress | None = None) -> StudyBuild:
+    """The last part of a study built with ``split`` (:func:`build_study`): its remaining hooks,
+    ``build.log`` and the manifest, then the staging folder swapped in; on any failure it is
+    removed, as in :func:`build_study`. ``spec``: the run's specification (the study's CTCAE
+    version is applied here again, from the same memo)."""
+    u = unfinished
+    spec = ctcae_lab.with_study_version(spec, u.study)
+    if progress:
+        progress.done = u.steps_done
+    return _staged(u.staging, Path(out) / u.study.studyid, u.findings,
+                   lambda: finish_export(u.staging, u.values(spec), u.hooks, u.log, u.shapes, progress))
+
+
+def _staged(staging: Path, target: Path, findings: pd.DataFrame, work: Callable[[], Unfinished | None]) -> StudyBuild:
+    """Run ``work`` (which writes into ``staging``); swap the folder in when it is finished, keep it
+    for the study's next part when ``work`` returns an :class:`Unfinished` (which then carries
+    ``findings``), and remove it on any failure: a :class:`PipelineError` becomes a failed
+    :class:`StudyBuild`; an OS error (disk full, permission lost) exit 2 naming the path."""
+    sid = target.name
     try:
-        export_study(staging, ctx, ordered, merged, recon, rejections,
-                     findings[findings["severity"] != "error"].reset_index(drop=True), log, progress, hooks)
-        writer.swap_in(staging, out / sid)
+        unfinished = work()
+        if unfinished is not None:
+            unfinished.findings = findings
+            return StudyBuild(sid, True, findings, unfinished=unfinished)
+        writer.swap_in(staging, target)
     except PipelineError as exc:
         writer.discard(staging)
         f = checks.concat_findings([findings, _finding(sid, "export", "export", str(exc))])
@@ -598,8 +692,10 @@ def built_line(out: Path, sid: str, n_datasets: int, warnings: int) -> str:
 
 
 def build_and_report(study: Study, spec: Spec, forms: dict, gate_findings: pd.DataFrame, raw: Path, out: Path,
-                     progress: Progress | None, mode: str = "final") -> int:
-    """Build one gated study and print its one-line outcome; returns its exit code (0 or 1)."""
+                     progress: Progress | None, mode: str = "final", split: bool = False) -> int | Unfinished:
+    """Build one gated study and print its one-line outcome; returns its exit code (0 or 1).
+    With ``split``, a study whose last part is still to run returns its :class:`Unfinished`
+    instead (:func:`finish_and_report` reports it)."""
     sid = study.studyid
     n_gate_errors = int((gate_findings["severity"] == "error").sum()) if len(gate_findings) else 0
     if n_gate_errors:
@@ -607,7 +703,20 @@ def build_and_report(study: Study, spec: Spec, forms: dict, gate_findings: pd.Da
         print(f"{sid}: not built: {n_gate_errors} gate error(s), see {out / 'gate' / 'gate_report.csv'} "
               f"(previous {out / sid} left untouched)", file=sys.stderr)
         return 1
-    result = build_study(study, spec, forms, raw, out, progress, mode=mode)
+    result = build_study(study, spec, forms, raw, out, progress, mode=mode, split=split)
+    if result.unfinished is not None:
+        return result.unfinished
+    return report_build(result, out)
+
+
+def finish_and_report(unfinished: Unfinished, spec: Spec, out: Path, progress: Progress | None) -> int:
+    """The last part of a study (:func:`finish_study`) and its one-line outcome; its exit code."""
+    return report_build(finish_study(unfinished, spec, out, progress), out)
+
+
+def report_build(result: StudyBuild, out: Path) -> int:
+    """Write a finished build's findings report and print its one-line outcome; its exit code."""
+    sid = result.studyid
     from pipeline.intake.report import truncate_findings
 
     writer.write_csv_atomic(truncate_findings(result.findings), findings_report_path(out, sid))
@@ -629,7 +738,7 @@ def build_and_report(study: Study, spec: Spec, forms: dict, gate_findings: pd.Da
 UNEXPECTED_EXIT = 3
 
 
-def isolated_build(study: Study, out: Path, func: Callable[[], int], debug: bool = False) -> int:
+def isolated_build(study: Study, out: Path, func: Callable[[], int | Unfinished], debug: bool = False) -> int | Unfinished:
     """Run one study's build; its failure is reported on one line and never stops the others.
 
     :class:`PipelineError` (data, input, output problems) -> its exit code; an OS error while
@@ -681,6 +790,14 @@ def run_build(args) -> int:
         return build_studies(args, spec, studies, raw, out)
 
 
+#: libraries that the build's modules import only where they use them, imported by the parent of
+#: a parallel build with those modules, so that each worker does not import them again: pyreadstat
+#: (the build log's versions; SAS extracts) and scipy.special (Kaplan-Meier and exact binomial
+#: confidence limits). Not rtflite: it imports polars, whose thread pool a forked worker must not
+#: inherit (polars warns that it may deadlock), so each worker imports it for its own RTF.
+BUILD_LIBRARIES = ("pyreadstat", "scipy.special")
+
+
 def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) -> int:
     """Gate all studies, then build each one in isolation (see :func:`isolated_build`).
 
@@ -704,7 +821,7 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
 
         def preload_build() -> None:
             parallel.preload([*(f"{DOMAIN_PACKAGE}.{m}" for m in REGISTRY + AFTER_VISITS),
-                              *(h.module for h in POST_EXPORT_HOOKS)])
+                              *(h.module for h in POST_EXPORT_HOOKS), *BUILD_LIBRARIES])
     detail: dict = {}
     try:
         gated = _gate(raw, studies, spec, out, progress_of, debug, jobs,
@@ -735,8 +852,9 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
         if codes[j] == 0 and study.studyid in keys:
             _remember(out, study, keys[study.studyid], detail.get(study.studyid))
 
+    split = split_tasks(len(todo), jobs)
     tasks = [(study, spec, *gated[study.studyid], raw, out, debug,
-              progress_of[study.studyid] if jobs <= 1 else (total, show), mode) for study in todo]
+              progress_of[study.studyid] if jobs <= 1 else (total, show), mode, split[i]) for i, study in enumerate(todo)]
     parallel.run_ordered(_build_one, tasks, jobs, built, shared=(spec,))
     show_kept(len(studies))
     if jobs > 1:
@@ -812,14 +930,49 @@ def _raise(exc: Exception):
     raise exc
 
 
+def _worker_progress(study: Study, progress: Progress | tuple[int, bool]) -> Progress:
+    """The study's :class:`Progress`, or one made in the worker from ``(total steps, shown)``: it
+    writes to the real stderr, live, while the worker's one-line outcome is captured."""
+    if not isinstance(progress, tuple):
+        return progress
+    total, show = progress
+    return Progress(study.studyid, total, enabled=show, stream=sys.__stderr__)
+
+
 def _build_one(study: Study, spec: Spec, forms: dict, gate_findings: pd.DataFrame, raw: Path, out: Path,
-               debug: bool, progress: Progress | tuple[int, bool], mode: str = "final") -> int:
-    """One study's isolated build (in a worker process when ``--jobs`` > 1). ``progress`` is the
-    study's :class:`Progress`, or ``(total steps, shown)`` to make one in the worker: it writes to
-    the real stderr, live, while the worker's one-line outcome is captured and printed in order."""
+               debug: bool, progress: Progress | tuple[int, bool], mode: str = "final",
+               split: bool = False) -> int | parallel.Continue:
+    """One study's isolated build (in a worker process when ``--jobs`` > 1). ``progress``: see
+    :func:`_worker_progress`; the gate step is counted in the parent. Its printed outcome is
+    captured and printed in order.
+
+    ``split``: the build stops before its :attr:`Hook.separate` hooks, which come back as the
+    task's next part (:func:`_finish_one`, :class:`pipeline.parallel.Continue`), their inputs
+    pickled once, here (the parent passes the bytes on without reading them)."""
+    shown = _worker_progress(study, progress)
     if isinstance(progress, tuple):
-        total, show = progress
-        progress = Progress(study.studyid, total, enabled=show, stream=sys.__stderr__)
-        progress.done = 1  # the gate step, counted in the parent
-    return isolated_build(study, out, lambda: build_and_report(study, spec, forms, gate_findings, raw, out, progress,
-                                                                mode), debug)
+        shown.done = 1  # the gate step, counted in the parent
+    result = isolated_build(study, out, lambda: build_and_report(study, spec, forms, gate_findings, raw, out, shown,
+                                                                 mode, split=split), debug)
+    if isinstance(result, Unfinished):
+        return parallel.Continue(_finish_one, (study, pickle.dumps(result, pickle.HIGHEST_PROTOCOL), spec, out, debug,
+                                               progress))
+    return result
+
+
+def _finish_one(study: Study, unfinished: bytes, spec: Spec, out: Path, debug: bool,
+                progress: Progress | tuple[int, bool]) -> int:
+    """The last part of :func:`_build_one` (``unfinished``: its pickled :class:`Unfinished`),
+    isolated the same way, in whichever worker is free."""
+    return isolated_build(study, out, lambda: finish_and_report(pickle.loads(unfinished), spec, out,
+                                                                _worker_progress(study, progress)), debug)
+
+
+def split_tasks(n_tasks: int, jobs: int) -> list[bool]:
+    """Which studies of a parallel build are built in two parts (``split`` of :func:`_build_one`):
+    the last ``jobs``, those that start when no other study is left waiting (none when the
+    studies run in the caller: one study, or ``jobs`` 1). Splitting lets the
+    workers share their last hooks instead of one study building alone while the other cores
+    wait; it costs pickling the hooks' inputs (about 0.3 s of CPU for a 30-subject study), which
+    only the end of the run wins back."""
+    return [jobs > 1 and n_tasks > 1 and i >= n_tasks - jobs for i in range(n_tasks)]

@@ -13,6 +13,10 @@ sequential one, except in wall-clock time:
   e.g. :func:`pipeline.build.isolated_build`). A worker process that dies (killed, out of
   memory) breaks the pool; the tasks it took down are run again one by one, each in a process
   of its own, so only the task that kills its process is reported (:class:`WorkerDied`).
+- **Parts.** A task may answer :class:`Continue`: its next part, which the parent hands to the
+  next free worker, behind the tasks already waiting. The long first parts of all tasks then
+  keep every worker busy, and their short last parts fill the end of the run instead of one
+  study building alone while the other cores wait. What each part prints is kept, in order.
 - **Start-up.** On Linux the workers are forked from the parent after the caller has imported
   what the tasks need (:func:`preload`), so no worker pays the import time again (about 1 s of
   CPU per process for pandas, pandera, matplotlib and friends), and with the parent's objects
@@ -31,7 +35,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -74,6 +78,17 @@ class Captured:
             sys.stderr.flush()
 
 
+@dataclass
+class Continue:
+    """A task's answer that is not its end: ``func(*args)`` is the task's next part (whose answer
+    may be another :class:`Continue`). In a pool it runs in whichever worker is free next, so its
+    arguments travel by pickle, except the ``shared`` objects of :func:`run_ordered`, which each
+    worker takes from what it inherited (:class:`Inherited`); without workers it runs at once."""
+
+    func: Callable
+    args: tuple
+
+
 class WorkerDied(Exception):
     """The worker process running a task stopped without returning (killed, out of memory)."""
 
@@ -101,13 +116,41 @@ def _by_inheritance(tasks: Sequence[tuple], shared: Sequence[object]) -> list[tu
     return [tuple(Inherited(id(a)) if id(a) in keys else a for a in task) for task in tasks]
 
 
-def _captured_call(func: Callable, args: tuple) -> Captured:
-    """Run ``func(*args)`` in a worker, capturing what it prints."""
+def _inherited_args(args: tuple) -> tuple:
+    """``args`` with every object the workers inherited (:data:`_INHERITED`) sent by name."""
+    return tuple(Inherited(id(a)) if id(a) in _INHERITED and _INHERITED[id(a)] is a else a for a in args)
+
+
+def _captured_call(func: Callable, args: tuple, through: bool = False) -> Captured:
+    """Run ``func(*args)`` in a worker, capturing what it prints. A :class:`Continue` answer goes
+    back to the parent (its inherited arguments by name), or with ``through`` is run here too."""
     args = tuple(_INHERITED[a.key] if isinstance(a, Inherited) else a for a in args)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        value = func(*args)
+        value = run_through(func, args) if through else func(*args)
+    if isinstance(value, Continue):
+        value = Continue(value.func, _inherited_args(value.args))
     return Captured(value, out.getvalue(), err.getvalue())
+
+
+def run_through(func: Callable, args: tuple):
+    """``func(*args)``, then every :class:`Continue` part it answers, here and in order: the final answer."""
+    value = func(*args)
+    while isinstance(value, Continue):
+        value = value.func(*value.args)
+    return value
+
+
+def _joined(first: Captured, then: Captured) -> Captured:
+    """The answer of a task's later part, with what its earlier parts printed before its own."""
+    return Captured(then.value, first.stdout + then.stdout, first.stderr + then.stderr)
+
+
+@dataclass
+class _Raised:
+    """An exception of a task in a worker, kept to be raised in task order."""
+
+    exc: BaseException
 
 
 @contextlib.contextmanager
@@ -155,7 +198,9 @@ def run_ordered(func: Callable, tasks: Sequence[tuple], jobs: int,
     ``on_result(i, result)`` is called in the parent, in task order, as soon as task ``i`` and
     every task before it are done; ``result`` is a :class:`Captured` (whose output the callback
     replays) or a :class:`WorkerDied`. An exception raised by ``func`` in a worker is re-raised
-    here, in task order (callers isolate ordinary failures inside ``func``).
+    here, in task order (callers isolate ordinary failures inside ``func``). A task that answers
+    :class:`Continue` is done when its last part is; ``on_result`` sees only that last answer,
+    with what all its parts printed.
 
     ``meanwhile``: work of the parent's own (e.g. :func:`preload` for a later pool), done while
     the workers run instead of before them; without workers it is done first.
@@ -168,7 +213,7 @@ def run_ordered(func: Callable, tasks: Sequence[tuple], jobs: int,
         if meanwhile:
             meanwhile()
         for i, task in enumerate(tasks):
-            on_result(i, Captured(func(*task)))
+            on_result(i, Captured(run_through(func, task)))
         return
     context = _context()
     if shared and context.get_start_method() == "fork":
@@ -177,27 +222,59 @@ def run_ordered(func: Callable, tasks: Sequence[tuple], jobs: int,
     try:
         with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context, initializer=worker_start) as pool:
             with heap_frozen():  # the first submit forks every worker
-                futures = [pool.submit(_captured_call, func, task) for task in tasks]
+                running = {pool.submit(_captured_call, func, task): (i, func, task, None)
+                           for i, task in enumerate(tasks)}
             if meanwhile:
                 meanwhile()
-            for i, fut in enumerate(futures):
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:
-                    # a dead worker breaks the whole pool, so the tasks it took down are run again,
-                    # each alone in a fresh process: only the task that kills its process fails
-                    result = _alone(func, tasks[i])
-                on_result(i, result)
+            _collect(pool, running, on_result)
     finally:
         _INHERITED.clear()
 
 
+def _collect(pool: ProcessPoolExecutor, running: dict[Future, tuple], on_result: Callable) -> None:
+    """Wait for the ``running`` parts (future -> (task number, func, args, what earlier parts
+    printed)); hand each :class:`Continue` to the pool as its next part; give the final answers
+    to ``on_result`` in task order, as soon as every task before is done (see :func:`run_ordered`)."""
+    final: dict[int, Captured | WorkerDied | _Raised] = {}
+    reported = 0
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in sorted(finished, key=lambda f: running[f][0]):
+            i, func, args, before = running.pop(fut)
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                # a dead worker breaks the whole pool, so the parts it took down are run again,
+                # each alone in a fresh process (with its later parts): only the task that kills
+                # its process fails
+                result = _alone(func, args)
+            except BaseException as exc:  # noqa: BLE001 - raised in task order below
+                result = _Raised(exc)
+            if before is not None and isinstance(result, Captured):
+                result = _joined(before, result)
+            if isinstance(result, Captured) and isinstance(result.value, Continue):
+                part = result.value
+                try:
+                    running[pool.submit(_captured_call, part.func, part.args)] = (i, part.func, part.args, result)
+                    continue
+                except (BrokenProcessPool, RuntimeError):  # the pool broke meanwhile: alone, as above
+                    result = _joined(result, _alone(part.func, part.args))
+            final[i] = result
+        while reported in final:
+            result = final.pop(reported)
+            if isinstance(result, _Raised):
+                raise result.exc
+            on_result(reported, result)
+            reported += 1
+
+
 def _alone(func: Callable, task: tuple) -> Captured | WorkerDied:
-    """Run one task in a process of its own; :class:`WorkerDied` if that process dies."""
+    """Run one task (with all its later parts) in a process of its own; :class:`WorkerDied` if
+    that process dies."""
     with ProcessPoolExecutor(max_workers=1, mp_context=_context(), initializer=worker_start) as pool:
         try:
             with heap_frozen():
-                future = pool.submit(_captured_call, func, task)
+                future = pool.submit(_captured_call, func, task, True)
             return future.result()
         except BrokenProcessPool as exc:
             return WorkerDied(f"its worker process stopped unexpectedly ({exc or 'no detail'})")
