@@ -157,6 +157,31 @@ def test_subject_lines_draw_what_one_line_per_subject_draws():
     assert draw(lambda ax: figures.subject_lines(ax, d.iloc[0:0], colors)) == draw(lambda ax: None)
 
 
+def test_shared_mathtext_parser_draws_what_a_renderer_of_its_own_draws(inp):
+    """png_bytes lays out the log axes' tick labels (mathtext, 10^k) with one parser for all
+    figures: the expansion figure's PNG is the one matplotlib's own savefig gives (a new
+    renderer with a parser of its own), the first time and when the parser already holds
+    the expressions."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    def own(fig) -> bytes:
+        FigureCanvasAgg(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=figures.DPI, metadata={"Software": None})
+        return buf.getvalue()
+
+    data = figures.expansion_data(inp.datasets["PC"], inp.subjects, ["CARTCOPY", "CARTCELL"], {})
+    figures.MATHTEXT._parse_cached.cache_clear()
+    fig = figures.expansion_figure(data, ["CARTCOPY", "CARTCELL"], "Expansion")
+    first = _png(fig)
+    assert figures.MATHTEXT._parse_cached.cache_info().currsize > 0  # the log axis' labels
+    assert first == own(fig)
+    assert _png(figures.expansion_figure(data, ["CARTCOPY", "CARTCELL"], "Expansion")) == first
+    assert figures.MATHTEXT._parse_cached.cache_info().hits > 0
+
+
 def test_swimmer_title_and_axis_label_where_automatic_placement_puts_them(inp, data, order):
     """The swimmer's title at y = 1 and its (empty) lanes' axis label at a fixed position give
     the PNG matplotlib's automatic placement gives."""
