@@ -116,11 +116,22 @@ def order_dataset(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     return out[cols].reset_index(drop=True)
 
 
+def _values(series: pd.Series) -> np.ndarray:
+    """A column's values as :func:`_distinct` hashes them (object unless numeric)."""
+    return series.to_numpy(dtype=object) if not pd.api.types.is_numeric_dtype(series.dtype) else series.to_numpy()
+
+
 def _distinct(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(codes, distinct non-null values as an object array) of a column; code -1 = null."""
-    values = series.to_numpy(dtype=object) if not pd.api.types.is_numeric_dtype(series.dtype) else series.to_numpy()
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes, uniques = pd.factorize(_values(series), use_na_sentinel=True)
     return codes, np.asarray(uniques, dtype=object)
+
+
+def _distinct_values(series: pd.Series) -> np.ndarray:
+    """The distinct non-null values of :func:`_distinct` (object array, same order), without
+    the per-record codes."""
+    uniques = pd.unique(_values(series))
+    return np.asarray(uniques[~pd.isna(uniques)], dtype=object)
 
 
 def _broadcast(codes: np.ndarray, result: np.ndarray, missing: bool, index: pd.Index) -> pd.Series:
@@ -147,6 +158,13 @@ def _value_rules_ok(series: pd.Series, rules, cl_info) -> pd.Series:
     return _broadcast(codes, np.logical_and.reduce(_rule_results(uniques, rules, cl_info)), True, series.index)
 
 
+def _value_rules_pass(series: pd.Series, rules, cl_info) -> bool:
+    """:func:`_value_rules_ok` is all True: every distinct non-null value passes every rule
+    (the clean case, decided without a per-record result)."""
+    uniques = _distinct_values(series)
+    return all(ok.all() for ok in _rule_results(uniques, rules, cl_info)) if len(uniques) else True
+
+
 def _text(s: pd.Series) -> pd.Series:
     """Values as text, null as ''."""
     return s.astype("object").where(s.notna(), "").astype(str)
@@ -156,10 +174,22 @@ def _blank(s: pd.Series) -> pd.Series:
     """True where a value is null or an empty/blank string."""
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         return s.isna()
+    return pd.Series(_blank_text(s), index=s.index)
+
+
+def _blank_text(s: pd.Series) -> np.ndarray:
+    """:func:`_blank` of a column that is not numeric, as a numpy array."""
     values = s.to_numpy(dtype=object)
     blank = pd.isna(values)
     blank[~blank] = values[~blank] == ""
-    return pd.Series(blank, index=s.index)
+    return blank
+
+
+def _none_blank(s: pd.Series) -> bool:
+    """``~_blank(s)`` is all True (the clean case of ``required_value``)."""
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        return not s.isna().any()
+    return not _blank_text(s).any()
 
 
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
@@ -226,9 +256,14 @@ def _iso8601_valid_pandas(values: pd.Series, with_time: bool = True) -> pd.Serie
     return s.eq("") | ok
 
 
-def _check(fn, check: str, col: str, detail: str = "") -> pa.Check:
-    """A pandera check whose name carries (check id, target variable, detail)."""
-    return pa.Check(fn, name=_SEP.join([check, col, detail]), ignore_na=False)
+def _check(fn, check: str, col: str, detail: str = "", all_pass: Callable[[pd.Series], bool] | None = None
+           ) -> pa.Check:
+    """A pandera check whose name carries (check id, target variable, detail). ``all_pass``: a
+    cheaper test that ``fn`` is all True (over distinct values, without a per-record Series),
+    which :func:`_clean` asks instead of ``fn``; pandera always runs ``fn``."""
+    chk = pa.Check(fn, name=_SEP.join([check, col, detail]), ignore_na=False)
+    chk.all_pass = all_pass
+    return chk
 
 
 # ---------------------------------------------------------------------------------------
@@ -334,20 +369,23 @@ def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) 
         if core == "Req":
             # a dictionary-coded Req variable (AEDECOD) may be empty while its coding query is open
             coded = bool(var.codelist) and var.codelist in cl_info and cl_info[var.codelist][2]
-            (wchecks if coded else checks).append(_check(lambda s: ~_blank(s), "required_value", col))
+            (wchecks if coded else checks).append(_check(lambda s: ~_blank(s), "required_value", col,
+                                                         all_pass=_none_blank))
         if numeric:
-            checks.append(_check(_numeric_ok, "numeric_type", col))
+            checks.append(_check(_numeric_ok, "numeric_type", col, all_pass=_numeric_pass))
             if typ == "integer":
-                checks.append(_check(_integer_ok, "integer_value", col))
+                checks.append(_check(_integer_ok, "integer_value", col, all_pass=_integer_pass))
         rules = value_rules(var, cl_info)
         err_rules = [r for r in rules if r[0] != "ct_value" or not cl_info[r[1]][1]]
         warn_rules = [r for r in rules if r[0] == "ct_value" and cl_info[r[1]][1]]
         if err_rules:
             checks.append(_check(lambda s, r=tuple(err_rules), c=cl_info: _value_rules_ok(s, r, c),
-                                 "value_rules", col, _rules_text(err_rules)))
+                                 "value_rules", col, _rules_text(err_rules),
+                                 all_pass=lambda s, r=tuple(err_rules), c=cl_info: _value_rules_pass(s, r, c)))
         if warn_rules:
             wchecks.append(_check(lambda s, r=tuple(warn_rules), c=cl_info: _value_rules_ok(s, r, c),
-                                  "value_rules", col, _rules_text(warn_rules)))
+                                  "value_rules", col, _rules_text(warn_rules),
+                                  all_pass=lambda s, r=tuple(warn_rules), c=cl_info: _value_rules_pass(s, r, c)))
         if col == "STUDYID" and studyid:
             checks.append(_check(lambda s, sid=studyid: s.eq(sid), "studyid", col, studyid))
         if col == "DOMAIN":
@@ -488,9 +526,24 @@ def _numeric_ok(s: pd.Series) -> pd.Series:
     return s.isna() | ~is_text
 
 
+def _numeric_pass(s: pd.Series) -> bool:
+    """``_numeric_ok(s)`` is all True (a numeric column always is)."""
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        return True
+    return bool(_numeric_ok(s).all())
+
+
 def _integer_ok(s: pd.Series) -> pd.Series:
     n = pd.to_numeric(s, errors="coerce")
     return n.isna() | (n == np.round(n))
+
+
+def _integer_pass(s: pd.Series) -> bool:
+    """``_integer_ok(s)`` is all True, on the float64 values of a numpy float or integer column."""
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiu":
+        n = s.to_numpy(dtype=np.float64)
+        return bool((np.isnan(n) | (n == np.round(n))).all())
+    return bool(_integer_ok(s).all())
 
 
 def _study_day_ok(frame: pd.DataFrame, dy: str, dtc: str, ref: tuple[pd.Index, np.ndarray]) -> pd.Series:
@@ -651,6 +704,13 @@ def _all_true(result) -> bool:
     return False  # anything else is judged by pandera itself
 
 
+def _passes_check(chk: pa.Check, obj) -> bool:
+    """One check of :func:`_clean` on a column or frame: its ``all_pass`` test when it has one
+    (:func:`_check`), else its function's result judged by :func:`_all_true`."""
+    all_pass = getattr(chk, "all_pass", None)
+    return bool(all_pass(obj)) if all_pass is not None else _all_true(chk._check_fn(obj))
+
+
 def passes(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> bool:
     """True when ``schema.validate(frame, lazy=True)`` raises nothing, decided by calling the
     schema's check functions (all ours, :func:`output_schemas`) directly: required columns
@@ -677,9 +737,9 @@ def _clean(columns: dict[str, tuple], frame_checks: list[pa.Check], strict: bool
                     return False
                 continue
             values = frame[name]
-            if not all(_all_true(chk._check_fn(values)) for chk in col_checks):
+            if not all(_passes_check(chk, values) for chk in col_checks):
                 return False
-        return all(_all_true(chk._check_fn(frame)) for chk in frame_checks)
+        return all(_passes_check(chk, frame) for chk in frame_checks)
     except Exception:  # noqa: BLE001 - pandera reports a failing check function as before
         return False
 
