@@ -10,6 +10,8 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixtures.report import reportkit as kit
 from pipeline.report import listings, tables
@@ -125,6 +127,57 @@ def test_ae_summary_table_layout(built):
     fever = f[f["AEDECOD"] == "Fever"].iloc[0]
     assert (fever["Grade 2"], fever["Grade 3"], fever["Any Grade"]) == ("1 (33.3%)", "1 (33.3%)", "2 (66.7%)")
     assert "N = 3 subjects." in t.note
+
+
+def _summary_table_by_class(counts, n_treated, grades, labels):
+    """tables.ae_summary_table as it was before tables.summary_rows: a filter and a sort of
+    the terms per system organ class, the pieces concatenated."""
+    wide = counts.pivot_table(index=["level", "soc", "term"], columns="grade", values="n", aggfunc="sum",
+                              fill_value=0)
+    show = list(grades) + (["missing"] if "missing" in wide.columns else []) + ["any"]
+    for g in show:
+        if g not in wide.columns:
+            wide[g] = 0
+    wide = wide[show].reset_index()
+    anyrow = wide[wide["level"] == "any"]
+    socs = wide[wide["level"] == "soc"].sort_values(["any", "soc"], ascending=[False, True], kind="mergesort")
+    terms = wide[wide["level"] == "term"]
+    parts = [anyrow.assign(soc=labels.get("any_event", "Any adverse event"), term="")]
+    for soc in socs["soc"]:
+        parts.append(socs[socs["soc"] == soc].assign(term=""))
+        t = terms[terms["soc"] == soc].sort_values(["any", "term"], ascending=[False, True], kind="mergesort")
+        parts.append(t.assign(soc=""))
+    table = pd.concat(parts, ignore_index=True)
+    out = pd.DataFrame({"soc": table["soc"].to_numpy(), "term": table["term"].to_numpy()})
+    for g in show:
+        head = labels["any_grade"] if g == "any" else labels["missing_grade"] if g == "missing" else f"{labels['grade']} {g}"
+        out[head] = tables.percent(table[g].reset_index(drop=True), n_treated).to_numpy()
+    return out
+
+
+_NAMES = st.sampled_from(["", "A", "B", "b", "Blood", "Cardiac", "Not coded"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.dictionaries(st.tuples(_NAMES, _NAMES), st.dictionaries(
+           st.sampled_from(["1", "2", "3", "missing"]), st.integers(1, 4), min_size=1), min_size=1),
+       soc_rows=st.sets(_NAMES), n_treated=st.integers(0, 9))
+def test_summary_rows_order_what_a_sort_per_class_ordered(rows, soc_rows, n_treated):
+    """tables.ae_summary_table (one sort, tables.summary_rows) gives the table the filter and
+    sort per system organ class gave, on random counts: ties of the subject counts, names
+    differing by case, an empty class name, terms of a class without its own row (left
+    out), classes without terms."""
+    records = [("any", "", "", g, n) for g, n in next(iter(rows.values())).items()]
+    records += [("term", soc, term, g, n) for (soc, term), by in rows.items() for g, n in by.items()]
+    records += [("soc", soc, "", g, n) for soc in sorted(soc_rows) for g, n in
+                rows.get((soc, soc), {"2": 1}).items()]
+    counts = pd.DataFrame(records, columns=["level", "soc", "term", "grade", "n"])
+    anyn = counts.groupby(["level", "soc", "term"], as_index=False)["n"].sum().assign(grade="any")
+    counts = pd.concat([counts, anyn], ignore_index=True)
+    labels = {"any_grade": "Any Grade", "missing_grade": "Grade Missing", "grade": "Grade"}
+    got = tables.ae_summary_table(counts, n_treated, ["1", "2", "3", "4"], labels)
+    want = _summary_table_by_class(counts, n_treated, ["1", "2", "3", "4"], labels)
+    pd.testing.assert_frame_equal(got, want)
 
 
 def test_percent_text():

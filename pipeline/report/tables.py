@@ -205,21 +205,36 @@ def ae_summary_table(counts: pd.DataFrame, n_treated: int, grades: list[str], la
     for g in show:
         if g not in wide.columns:
             wide[g] = 0
-    wide = wide[show].reset_index()
-    anyrow = wide[wide["level"] == "any"]
-    socs = wide[wide["level"] == "soc"].sort_values(["any", "soc"], ascending=[False, True], kind="mergesort")
-    terms = wide[wide["level"] == "term"]
-    parts = [anyrow.assign(soc=labels.get("any_event", "Any adverse event"), term="")]
-    for soc in socs["soc"]:
-        parts.append(socs[socs["soc"] == soc].assign(term=""))
-        t = terms[terms["soc"] == soc].sort_values(["any", "term"], ascending=[False, True], kind="mergesort")
-        parts.append(t.assign(soc=""))
-    table = pd.concat(parts, ignore_index=True)
+    table = summary_rows(wide[show].reset_index(), labels.get("any_event", "Any adverse event"))
     out = pd.DataFrame({"soc": table["soc"].to_numpy(), "term": table["term"].to_numpy()})
     for g in show:
         head = labels["any_grade"] if g == "any" else labels["missing_grade"] if g == "missing" else f"{labels['grade']} {g}"
         out[head] = percent(table[g].reset_index(drop=True), n_treated).to_numpy()
     return out
+
+
+def summary_rows(wide: pd.DataFrame, any_event: str) -> pd.DataFrame:
+    """The rows of the AE summary in display order: the ``any`` row (soc = ``any_event``),
+    then each system organ class (``soc`` rows, by descending ``any`` then name), each
+    followed by its terms (``term`` rows, by descending ``any`` then name); soc rows show no
+    term, term rows no soc. ``wide``: one row per (level, soc, term) with its ``any`` count.
+    Terms of a class without its own row are left out (there are none: both are counted from
+    the same records). One sort on (class rank, soc row first, -any, term) instead of a
+    filter and a sort per class."""
+    level = wide["level"].to_numpy()
+    socs = wide[level == "soc"].sort_values(["any", "soc"], ascending=[False, True], kind="mergesort")
+    rank = pd.Series(np.arange(1, len(socs) + 1, dtype="float64"), index=socs["soc"].to_numpy())
+    group = np.where(level == "any", 0.0, wide["soc"].map(rank).to_numpy(dtype="float64", na_value=np.nan))
+    keys = pd.DataFrame({"group": group, "is_term": level == "term", "any": wide["any"].to_numpy(),
+                         "term": wide["term"].to_numpy()})
+    keys = keys[~np.isnan(group) & np.isin(level, ["any", "soc", "term"])]
+    order = keys.sort_values(["group", "is_term", "any", "term"], ascending=[True, True, False, True],
+                             kind="mergesort").index
+    table = wide.loc[order].reset_index(drop=True)
+    lev = table["level"].to_numpy()
+    table["soc"] = np.where(lev == "any", any_event, np.where(lev == "term", "", table["soc"].to_numpy(dtype=object)))
+    table["term"] = np.where(lev == "term", table["term"].to_numpy(dtype=object), "")
+    return table
 
 
 def crs_icans_listing(ae: pd.DataFrame, subj: pd.DataFrame, terms: list[str]) -> pd.DataFrame:
