@@ -195,6 +195,22 @@ def test_swimmer_title_and_axis_label_where_automatic_placement_puts_them(inp, d
     assert _png(fig) == fixed
 
 
+def test_expansion_and_km_titles_where_automatic_placement_puts_them(inp):
+    """The expansion and Kaplan-Meier titles at y = 1 give the PNG matplotlib's automatic
+    placement gives (their y axes, log and 0 to 1.04, have no offset text)."""
+    data = figures.expansion_data(inp.datasets["PC"], inp.subjects, ["CARTCOPY", "CARTCELL"], {})
+    adtte = pd.DataFrame({"USUBJID": [_u("001"), _u("002"), _u("003")], "PARAMCD": "OS",
+                          "AVAL": [90.0, 40.0, 89.0], "AVALU": "DAYS", "CNSR": [1, 0, 1],
+                          "TRT01A": ["Dose level 1", "Dose level 1", "Dose level 2"]})
+    for fig in (figures.expansion_figure(data, ["CARTCOPY", "CARTCELL"], "Expansion"),
+                figures.km_figure(figures.km_data(adtte, "OS", inp.subjects), "Overall survival", "DAYS")):
+        fixed = _png(fig)
+        ax = fig.axes[0]
+        assert ax.get_title() and not ax._autotitlepos
+        ax._autotitlepos = True  # matplotlib's own placement
+        assert _png(fig) == fixed
+
+
 def test_figures_without_inputs_are_skipped(inp, data):
     empty_lb = data["LB"].iloc[0:0]
     assert figures.recovery_figure(figures.recovery_data(empty_lb, inp.subjects, ["NEUT"], {}), ["NEUT"], "t") is None
