@@ -222,3 +222,16 @@ def test_rfendtc_of_a_subject_still_waiting_for_the_infusion_is_null():
     forms["ds"] = forms["ds"][forms["ds"]["SUBJID"] != "103"]       # no end-of-study disposition yet
     dm = dm_mod.build(context(forms)).datasets["DM"].set_index("SUBJID")
     assert (dm.loc["103", "ARMNRS"], dm.loc["103", "RFENDTC"]) == ("ASSIGNED, NOT TREATED", "")
+
+
+def test_subject_ids_once_per_frame_and_study():
+    """USUBJID = STUDYID-SITEID-SUBJID of the stripped raw texts; asked again for the same frame
+    (several domains read one raw form) the memo answers, and a change to an answer does not
+    reach the next one."""
+    from pipeline.domains.dm import subject_ids
+    raw = pd.DataFrame({"SITEID": [" 01", "01", "02"], "SUBJID": ["001 ", "002", "001"]})
+    first = subject_ids(raw, "S1")
+    assert first.tolist() == ["S1-01-001", "S1-01-002", "S1-02-001"]
+    first.iloc[0] = "changed"
+    assert subject_ids(raw, "S1").tolist() == ["S1-01-001", "S1-01-002", "S1-02-001"]
+    assert subject_ids(raw, "S2").tolist() == ["S2-01-001", "S2-01-002", "S2-02-001"]

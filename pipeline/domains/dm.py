@@ -39,6 +39,7 @@ from pipeline.derive.visits import visit_numbers
 from pipeline.derive.suppqual import build_supp
 from pipeline.derive.text import stripped_text
 from pipeline.errors import ConfigError
+from pipeline.export.memo import per_object
 from pipeline.spec import Spec
 
 #: raw-contract value of ex.EXCAT for the CAR-T product (specs/raw/columns.csv)
@@ -125,7 +126,18 @@ def concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 def subject_ids(frame: pd.DataFrame, studyid: str) -> pd.Series:
     """USUBJID of raw rows: STUDYID (the study being built) - SITEID - SUBJID, made by
     :func:`pipeline.derive.identifiers.usubjid` once per distinct (SITEID, SUBJID): a form
-    repeats its subjects on every row."""
+    repeats its subjects on every row.
+
+    Made once per frame and study (:func:`~pipeline.export.memo.per_object`: a raw form is not
+    changed once read, and several domains ask for the subjects of the same form: ds five
+    times a study, dm and ex three times) and handed out as a shallow copy, which pandas'
+    copy-on-write keeps separate."""
+    made = per_object(frame, ("subject_ids", studyid), lambda f: _subject_ids(f, studyid))
+    return made.copy(deep=False)
+
+
+def _subject_ids(frame: pd.DataFrame, studyid: str) -> pd.Series:
+    """:func:`subject_ids` without the memo."""
     site_code, sites = pd.factorize(text(frame["SITEID"]))
     subj_code, subjects = pd.factorize(text(frame["SUBJID"]))
     width = max(len(subjects), 1)
