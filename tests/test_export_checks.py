@@ -227,3 +227,18 @@ def test_schema_is_generated_from_the_spec(spec):
 def test_dataset_not_in_spec_is_an_error(spec):
     f = check_datasets({"XX": pd.DataFrame({"A": [1]})}, spec, SID)
     assert f[["file", "check", "severity"]].values.tolist()[-1] == ["XX", "dataset_not_in_spec", "error"]
+
+
+def test_order_dataset_rows_by_keys_columns_in_spec_order(spec):
+    """Keys STUDYID, USUBJID, AETERM, AESTDTC (datasets.csv of the kit); spec variables first in
+    spec order, then the others by name; index 0..n-1 whether or not anything moved, and the
+    input frame is left as it was."""
+    frame = ae_frame().iloc[[2, 1, 0]].set_axis([7, 8, 9])
+    ordered = order_dataset(frame, spec, "AE")
+    assert ordered["AETERM"].tolist() == ["Fever", "Headache", "Rash"]
+    assert list(ordered.index) == [0, 1, 2]
+    assert list(frame.index) == [7, 8, 9] and frame["AETERM"].tolist() == ["Rash", "Headache", "Fever"]
+    in_place = order_dataset(ae_frame(), spec, "AE")  # rows and columns already in order
+    pd.testing.assert_frame_equal(in_place, ae_frame())
+    shuffled = ae_frame()[list(reversed(ae_frame().columns))].assign(ZZ=1, AA=2)
+    assert list(order_dataset(shuffled, spec, "AE").columns) == list(ae_frame().columns) + ["AA", "ZZ"]

@@ -113,7 +113,8 @@ def order_dataset(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
     # a frame already in key order (most are: the domains sort their records) is not taken again
     out = frame.take(order) if order is not None and (order != np.arange(len(order))).any() else frame
     cols = [c for c in names if c in out.columns] + sorted(c for c in out.columns if c not in names)
-    return out[cols].reset_index(drop=True)
+    # nor are its columns selected again when already in this order (every dataset a domain builds)
+    return (out if cols == list(out.columns) else out[cols]).reset_index(drop=True)
 
 
 def _values(series: pd.Series) -> np.ndarray:
