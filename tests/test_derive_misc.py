@@ -140,3 +140,29 @@ def test_lobxfl_is_the_pre_lymphodepletion_value():
     rfx = pd.Series(["2024-01-15T09:00"] * 4)   # RFXSTDTC = first fludarabine dose
     flag = last_obs_before_exposure(f, ["USUBJID", "LBTESTCD"], "LBDTC", pd.Series([True] * 4), rfx)
     assert flag.tolist() == ["", "Y", "", ""]
+
+
+def test_stripped_upper_text_by_hand():
+    from pipeline.derive.text import stripped_upper_text
+    s = pd.Series([" Day 1", None, "unscheduled ", "Day 1", np.nan, 3], index=[5, 6, 7, 8, 9, 10], name="VISIT",
+                  dtype=object)
+    out = stripped_upper_text(s)
+    assert out.tolist() == ["DAY 1", "", "UNSCHEDULED", "DAY 1", "", "3"]
+    assert list(out.index) == [5, 6, 7, 8, 9, 10] and out.name == "VISIT" and out.dtype == "str"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=6), st.none(), st.just(np.nan), st.integers(-3, 3),
+                          st.sampled_from([" screening ", "Day 28", "UNSCHEDULED", "\u00df", "\u0130"])),
+                max_size=15), st.booleans())
+def test_stripped_upper_text_equals_stripped_text_upper(values, as_str):
+    """Per distinct value equals the whole-column ``stripped_text(s).str.upper()`` it replaced,
+    on object and ``str`` columns (missing values, numbers, non-ASCII letters)."""
+    from pipeline.derive.text import stripped_text, stripped_upper_text
+    s = pd.Series(values, dtype=object)
+    if as_str:
+        s = s.where(s.map(lambda v: isinstance(v, str)), None).astype("str")
+    pd.testing.assert_series_equal(stripped_upper_text(s), stripped_text(s).str.upper())

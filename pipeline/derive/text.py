@@ -27,6 +27,14 @@ def stripped_text(s: pd.Series) -> pd.Series:
     return pd.Series(pd.array(table, dtype="str").take(codes), index=s.index, name=s.name)
 
 
+def stripped_upper_text(s: pd.Series) -> pd.Series:
+    """``stripped_text(s).str.upper()``, each distinct value stripped and upper-cased once
+    (``str`` dtype, same index and name; ``""`` where missing)."""
+    codes, texts = _texts(s)
+    table = pd.array([t.strip().upper() for t in texts], dtype="str")  # distinct texts, not records
+    return pd.Series(table.take(codes), index=s.index, name=s.name)
+
+
 def _texts(s: pd.Series) -> tuple[np.ndarray, list[str]]:
     """``(codes, texts)``: the distinct texts of ``s`` (``""`` for missing, last) and each cell's
     position among them. Non-text columns are first written as text the generic pandas way."""

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Study
-from pipeline.derive.text import date_part, stripped_text
+from pipeline.derive.text import date_part, stripped_upper_text
 from pipeline.errors import DataError
 
 UNSCHEDULED = "UNSCHEDULED"
@@ -40,7 +40,8 @@ _DATE_RE = re.compile(_DATE)
 
 
 def _names(visit: pd.Series) -> pd.Series:
-    return stripped_text(visit).str.upper()
+    """Visit names as matched with the schedule (stripped, upper case, ``""`` when missing)."""
+    return stripped_upper_text(visit)
 
 
 def _planned_base(dy: np.ndarray, study: Study) -> np.ndarray:
