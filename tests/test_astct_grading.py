@@ -333,3 +333,36 @@ def test_crs_grade_is_monotone_in_support(subjects):
     g0 = astct.crs_daily(pd.concat(base, ignore_index=True), CRS)["grade"].to_numpy()
     g1 = astct.crs_daily(pd.concat(more, ignore_index=True), CRS)["grade"].to_numpy()
     assert (g1 >= g0).all(), (g0, g1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=5), st.none(), st.floats(allow_nan=True), st.integers(-5, 5),
+                          st.sampled_from([" yes ", "No", "high flow", "38.5", "\u00df"])), max_size=15),
+       st.sampled_from(["object", "str", "float"]))
+def test_views_text_equals_the_whole_column_expression(values, kind):
+    """The text view of a rule field, made per distinct value, equals the expression over every
+    record it replaced: astype(object).fillna("").astype(str).str.strip().str.upper()."""
+    import numpy as np
+    col = pd.Series(values, dtype=object)
+    if kind == "str":
+        col = col.where(col.map(lambda v: isinstance(v, str)), None).astype("str")
+    elif kind == "float":
+        col = pd.to_numeric(col, errors="coerce").astype("float64")
+    text, _ = astct._views(pd.DataFrame({"F": col}), "F")
+    expected = col.astype("object").fillna("").astype(str).str.strip().str.upper().to_numpy(dtype=object)
+    assert text.dtype == object and text.tolist() == expected.tolist()
+    assert np.array_equal(text, expected)
+
+
+def test_rules_checked_once_per_spec_and_handed_out_as_copies():
+    """load_rules checks a table once per loaded spec; each caller gets its own copy, equal to
+    checking the spec's table again; the FA tests made once per spec equal fa_tests of them."""
+    from pipeline.domains.ae import EVENTS, fa_tests, spec_fa_tests
+    first = astct.load_rules(SPEC, "CRS")
+    pd.testing.assert_frame_equal(first, astct.check_rules(SPEC.rule("astct_crs")))
+    first.loc[:, "grade"] = 99
+    again = astct.load_rules(SPEC, "CRS")
+    assert again is not first and not again["grade"].eq(99).any()
+    expected = fa_tests(SPEC, {e: astct.check_rules(SPEC.rule(astct.TABLES[e])) for e in EVENTS})
+    pd.testing.assert_frame_equal(spec_fa_tests(SPEC), expected)
+    assert spec_fa_tests(SPEC) is not spec_fa_tests(SPEC)

@@ -43,6 +43,7 @@ from pipeline.derive.suppqual import build_supp
 from pipeline.derive.text import stripped_text
 from pipeline.derive.visits import UNSCHEDULED, visit_numbers
 from pipeline.errors import ConfigError, DataError
+from pipeline.export.memo import per_object
 from pipeline.rules import astct, meddra
 from pipeline.rules.ctcae_terms import (check_decisions, code_terms, coding_dictionary, decisions_path, defined_grades,
                                         grade_exists, load_coding_decisions, synonyms)
@@ -530,6 +531,13 @@ def reconcile(ae: pd.DataFrame, episodes: pd.DataFrame) -> tuple[pd.DataFrame, p
 # ---------------------------------------------------------------------------------------
 # FA and RELREC
 # ---------------------------------------------------------------------------------------
+def spec_fa_tests(spec: Spec) -> pd.DataFrame:
+    """:func:`fa_tests` of the spec's own ASTCT rule tables, made once per loaded spec
+    (:func:`~pipeline.export.memo.per_object`) and handed out as a copy."""
+    made = per_object(spec, "fa_tests", lambda s: fa_tests(s, {e: astct.load_rules(s, e) for e in EVENTS}))
+    return made.copy()
+
+
 def fa_tests(spec: Spec, rules: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """FA tests: one row per raw field graded by the ASTCT tables (FATESTCD = the raw column),
     with its event, FATEST (decode of codelist FATESTCD), type and unit (value-level metadata
@@ -712,7 +720,7 @@ def build(ctx: StudyContext) -> DomainResult:
     matched, discrepancies = reconcile(ae, episodes)
     ae["TOXGRSCL"] = toxicity_scale(ae["event"], events, study)
 
-    tests = fa_tests(spec, rules)
+    tests = spec_fa_tests(spec)
     fa = findings_about(daily, tests, events, dm, se, study)
     rel = relrec(ae, matched, episodes, fa, study.studyid)
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.derive.text import stripped_upper_text
 from pipeline.errors import ConfigError
+from pipeline.export.memo import per_object
 from pipeline.spec import Spec
 
 RULE_COLUMNS = ["event", "rule", "component", "role", "field", "operator", "value", "grade", "source"]
@@ -38,11 +40,14 @@ TABLES = {"CRS": "astct_crs", "ICANS": "astct_icans"}
 
 
 def load_rules(spec: Spec, event: str) -> pd.DataFrame:
-    """The rule table of ``event`` (``CRS`` or ``ICANS``), checked; ``grade`` as int."""
+    """The rule table of ``event`` (``CRS`` or ``ICANS``), checked; ``grade`` as int. Checked
+    once per loaded spec (:func:`~pipeline.export.memo.per_object`; every study of a build asks)
+    and handed out as a copy."""
     if event not in TABLES:
         raise ConfigError(f"ASTCT: unknown event {event!r} (known: {', '.join(TABLES)})")
-    rules = spec.rule(TABLES[event])
-    return check_rules(rules, f"specs/rules/{TABLES[event]}.csv")
+    table = TABLES[event]
+    checked = per_object(spec, ("astct_rules", event), lambda s: check_rules(s.rule(table), f"specs/rules/{table}.csv"))
+    return checked.copy()
 
 
 def check_rules(rules: pd.DataFrame, where: str = "ASTCT rule table") -> pd.DataFrame:
@@ -82,7 +87,7 @@ def _views(frame: pd.DataFrame, field: str) -> tuple[np.ndarray, np.ndarray]:
         n = len(frame)
         return np.full(n, "", dtype=object), np.full(n, np.nan)
     col = frame[field]
-    text = col.astype("object").fillna("").astype(str).str.strip().str.upper().to_numpy(dtype=object)
+    text = stripped_upper_text(col).to_numpy(dtype=object)  # once per distinct value
     num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
     return text, num
 
