@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.adam.common import (analysis_day, before_exposure, dtc_to_sas_date, dtc_to_sas_datetime, merge_adsl,
-                                  num, per_distinct, text, text_values)
+                                  num, per_distinct, response_order, spec_table, text, text_values)
 from pipeline.config import Study
 from pipeline.errors import ConfigError
-from pipeline.rules import response as R
+from pipeline.export.memo import per_object
 from pipeline.spec import Spec
 
 ADSL_VARS = ["STUDYID", "SITEID", "TRT01P", "TRT01PN", "TRT01A", "TRT01AN", "TRTSDT", "LDSTDT", "SAFFL"]
@@ -255,7 +255,8 @@ def icaht(lab: pd.DataFrame, adsl: pd.DataFrame, stop: pd.Series, spec: Spec) ->
     conv = dict(zip(spec.rule("icaht_counting")["convention"], spec.rule("icaht_counting")["value"]))
     window = int(conv["early_window_days"])
     stable = int(conv["stable_recovery_days"])
-    problems = icaht_table_problems(rules, window)
+    # the table is checked once per loaded spec (its rule tables do not change)
+    problems = per_object(spec, ("icaht table problems", window), lambda _spec: icaht_table_problems(rules, window))
     if problems:
         raise ConfigError("; ".join(problems))
     test = rules["lbtestcd"].iloc[0]
@@ -352,7 +353,7 @@ def stop_days(adam: dict[str, pd.DataFrame], adsl: pd.DataFrame, spec: Spec) -> 
     days = [(adsl.set_index("USUBJID")["DTHDT"] - start)]
     adrs = adam.get("ADRS")
     if adrs is not None and len(adrs):
-        order = R.response_order(spec)
+        order = response_order(spec)
         prog = set(order.loc[order["progression"], "category"])
         p = adrs[(adrs["PARAMCD"] == "OVRLRESP") & adrs["AVALC"].isin(prog)]
         days.append((p.groupby("USUBJID")["ADT"].min() - start).dropna())
@@ -391,7 +392,7 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
         ld = pd.Series(text(e["EXSTDTC"]).to_numpy(), index=text(e["USUBJID"]).to_numpy())
     infusion = pd.Series(_iso_of(adsl["TRTSDT"]).to_numpy(), index=adsl["USUBJID"].to_numpy())
     ref = ld.reindex(infusion.index).fillna(infusion)
-    recs = toxicity_directions(recs, toxicity_terms(spec))
+    recs = toxicity_directions(recs, spec_table(spec, "toxicity_terms", toxicity_terms))
     recs = baseline(recs, ref)
     recs = toxicity_shift(recs)
     recs["BASETYPE"] = "LAST BEFORE LYMPHODEPLETION"

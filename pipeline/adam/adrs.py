@@ -36,8 +36,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.adam.common import (analysis_day, before_exposure, dtc_to_sas_date, merge_adsl, num, sdtm_spec_of,
-                                  supp_value, text, text_values)
+from pipeline.adam.common import (analysis_day, before_exposure, dtc_to_sas_date, merge_adsl, num, response_order,
+                                  response_rules, sdtm_spec_of, spec_table, supp_value, text, text_values,
+                                  validated_rules)
 from pipeline.config import Study
 from pipeline.derive.dates import dtc_date
 from pipeline.errors import ConfigError
@@ -172,8 +173,8 @@ def derived_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec
     """Criteria-derived response (``response``, ``basis``) of each post-infusion assessment and
     the features used (indexed like ``a``'s post-infusion rows)."""
     cfg = study["response"]
-    rules = R.response_rules(spec, cfg["family"], cfg["criteria"])
-    order = R.response_order(spec)
+    rules = response_rules(spec, cfg["family"], cfg["criteria"])
+    order = response_order(spec)
     lab_tests = set(spec.rule("lab_tests")["lbtestcd"])
     counts = blood_counts(sdtm, sorted(set(rules["feature"]) & lab_tests))
     primdiag = supp_value(sdtm.get("SUPPDM"), "PRIMDIAG")
@@ -430,9 +431,9 @@ def cns_statuses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec, stu
     status that is not NE). Columns ``CNS``, ``CNS_basis``, ``CNSRESP``, ``CNSRESP_basis``
     aligned to ``a`` (empty text where no CSF was examined)."""
     cfg = study["response"]["cns"]
-    st_rules = R.validate_rules(spec.rule("cns_status"), "cns_status")
+    st_rules = validated_rules(spec, "cns_status")
     st_rules = st_rules[st_rules["criteria"] == cfg["criteria"]]
-    rp_rules = R.validate_rules(spec.rule("cns_response"), "cns_response")
+    rp_rules = validated_rules(spec, "cns_response")
     rp_rules = rp_rules[rp_rules["criteria"] == cfg["criteria"]]
     if st_rules.empty or rp_rules.empty:
         raise ConfigError(f"[response.cns].criteria {cfg['criteria']!r} has no rows in specs/rules/cns_status.csv "
@@ -543,7 +544,7 @@ def emd_responses(sdtm: dict[str, pd.DataFrame], spec: Spec, study: Study) -> pd
     of ``specs/rules/emd_response.csv`` of ``[response.emd].criteria``, in time order (a
     regrowth after an EMD CR is a RELAPSE); only subjects with lesions at baseline."""
     crit = study["response"]["emd"]["criteria"]
-    rules = R.validate_rules(spec.rule("emd_response"), "emd_response")
+    rules = validated_rules(spec, "emd_response")
     rules = rules[rules["criteria"] == crit]
     if rules.empty:
         raise ConfigError(f"[response.emd].criteria {crit!r} has no rows in specs/rules/emd_response.csv")
@@ -612,7 +613,7 @@ def combined_responses(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spe
                                   int(study["response"]["count_window_days"]))
     else:
         f["EMDR"] = ""
-    rules = R.validate_rules(spec.rule("response_combined"), "response_combined")
+    rules = validated_rules(spec, "response_combined")
     rules = rules[rules["criteria"] == cfg["criteria"]]
     if rules.empty:
         raise ConfigError(f"[response.combined].criteria {cfg['criteria']!r} has no rows in "
@@ -660,9 +661,9 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
     adsl = adam["ADSL"]
     if "RS" not in sdtm or sdtm["RS"].empty:
         return {}
-    a = assessments(sdtm, feature_sources(sdtm_spec_of(spec)))
+    a = assessments(sdtm, spec_table(sdtm_spec_of(spec), "feature_sources", feature_sources))
     derived, feats = derived_responses(a, sdtm, spec, study)
-    order = R.response_order(spec)
+    order = response_order(spec)
     cfg = study["response"]
     resp = assessment_records(a, derived, sdtm, study)
     cns = cns_statuses(a, sdtm, spec, study) if cfg.get("cns") else None

@@ -32,10 +32,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.adam.common import merge_adsl, num, text
+from pipeline.adam.common import merge_adsl, num, response_order, text
 from pipeline.config import Study
 from pipeline.errors import ConfigError
-from pipeline.rules import response as R
 from pipeline.spec import Spec
 
 ADSL_VARS = ["STUDYID", "SITEID", "TRT01P", "TRT01PN", "TRT01A", "TRT01AN", "SAFFL", "EFFFL"]
@@ -56,7 +55,7 @@ def response_dates(adrs: pd.DataFrame | None, spec: Spec, study: Study) -> dict[
     empty = pd.DataFrame(columns=["USUBJID", "dt", "SRCDOM", "SRCVAR", "SRCSEQ"])
     if adrs is None or adrs.empty:
         return {"FIRSTRSP": empty, "PROGRESSION": empty, "ASSESSMENTS": empty}
-    order = R.response_order(spec)
+    order = response_order(spec)
     prog = set(order.loc[order["progression"], "category"])
     evaluable = set(order.loc[order["evaluable"], "category"])
     r = adrs[(adrs["PARAMCD"] == "OVRLRESP") & adrs["ADT"].notna()].sort_values(["USUBJID", "ADT"], kind="mergesort")

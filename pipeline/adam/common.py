@@ -17,6 +17,8 @@ import pandas as pd
 
 from pipeline.derive.baseline import before_exposure as _before_exposure
 from pipeline.derive.dates import dtc_date, dtc_datetime
+from pipeline.export.memo import per_object
+from pipeline.rules import response as R
 from pipeline.spec import NUMERIC_TYPES, Spec, load_spec
 
 SAS_EPOCH = pd.Timestamp("1960-01-01")
@@ -150,6 +152,31 @@ def sdtm_spec_of(spec: Spec) -> Spec:
     """The SDTM spec beside the ADaM ``spec``: the build's own (the ADaM stage registers it,
     :func:`pipeline.adam.stage.adam_spec`), else loaded from ``spec.root`` (~0.1 s of CPU)."""
     return spec._memo("sdtm spec", "", lambda _name: load_spec(spec.root, "sdtm"))
+
+
+def spec_table(spec: Spec, name: str, compute) -> pd.DataFrame:
+    """``compute(spec)``, a table worked out from the spec's rule tables alone (checked and
+    typed, e.g. :func:`pipeline.rules.response.response_order`), made once per loaded spec and
+    handed out as a copy, as :meth:`pipeline.spec.Spec.rule` hands out its tables. A build
+    worker keeps one ADaM spec for all the studies of its spec folder
+    (:func:`pipeline.adam.stage.adam_spec`), whose modules asked for these ~15 times a study."""
+    return per_object(spec, ("adam spec table", name), compute).copy()
+
+
+def response_order(spec: Spec) -> pd.DataFrame:
+    """:func:`pipeline.rules.response.response_order` of the spec (:func:`spec_table`)."""
+    return spec_table(spec, "response_order", R.response_order)
+
+
+def response_rules(spec: Spec, family: str, criteria: str) -> pd.DataFrame:
+    """:func:`pipeline.rules.response.response_rules` of one criteria set (:func:`spec_table`)."""
+    return spec_table(spec, f"response_rules {family} {criteria}", lambda s: R.response_rules(s, family, criteria))
+
+
+def validated_rules(spec: Spec, name: str) -> pd.DataFrame:
+    """The rule table ``name`` checked by :func:`pipeline.rules.response.validate_rules`
+    (:func:`spec_table`)."""
+    return spec_table(spec, f"validated {name}", lambda s: R.validate_rules(s.rule(name), name))
 
 
 def supp_value(supp: pd.DataFrame | None, qnam: str) -> pd.Series:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.adam.adrs import DERIVED, INVESTIGATOR, analysed_parameter, timepoint_days
-from pipeline.adam.common import from_sas_date, text
+from pipeline.adam.common import from_sas_date, response_order, text
 from pipeline.config import Study
 from pipeline.rules import response as R
 from pipeline.spec import Spec
@@ -104,7 +104,7 @@ def event_dates(adrs: pd.DataFrame, adsl: pd.DataFrame, spec: Spec, study: Study
     subjects = pd.DataFrame({"USUBJID": t["USUBJID"].to_numpy(), "RFSTDTC": _iso(t["TRTSDT"]).to_numpy(),
                              "DTHDTC": _iso(t["DTHDT"]).to_numpy()})
     alive = pd.Series(_iso(t["LSTALVDT"]).to_numpy(), index=t["USUBJID"].to_numpy())
-    return R.event_dates(_resp(adrs, study), subjects, study["orr"]["categories"], R.response_order(spec), alive, EVALUATORS)
+    return R.event_dates(_resp(adrs, study), subjects, study["orr"]["categories"], response_order(spec), alive, EVALUATORS)
 
 
 def response_reports(adam: dict[str, pd.DataFrame], extras: dict, spec: Spec, study: Study) -> dict[str, pd.DataFrame]:
