@@ -51,3 +51,14 @@ def test_provenance_errors():
     ae_all = pd.DataFrame({"form": "ae", "row": range(2, 8), "dataset": "AE"})
     _, _, findings = reconcile(forms(), pd.concat([consumed, ae_all]), pd.DataFrame(), {}, "S1")
     assert sorted(findings["check"]) == ["provenance_unknown_form", "provenance_unknown_row"]
+
+
+def test_rows_per_dataset_count_each_raw_row_once():
+    """A dataset's consumed rows of a form: each raw row once however often it is reported,
+    rows the form does not have left out (they are provenance errors)."""
+    consumed = pd.DataFrame({"form": ["ae"] * 6 + ["dm"], "row": [2, 2, 3, 99, 3, 3, 2],
+                             "dataset": ["AE", "AE", "AE", "AE", "FA", "FA", "DM"]})
+    table, _, findings = reconcile(forms(), consumed, pd.DataFrame(), {"AE": pd.DataFrame({"A": range(2)})}, "S1")
+    per = table[table["dataset"] != ""].set_index(["form", "dataset"])["consumed_rows"]
+    assert per.to_dict() == {("ae", "AE"): 2, ("ae", "FA"): 1, ("dm", "DM"): 1}
+    assert findings.loc[findings["check"] == "provenance_unknown_row", "row"].tolist() == [99]

@@ -56,6 +56,8 @@ def reconcile(forms: dict[str, pd.DataFrame], consumed: pd.DataFrame, rejected: 
     # each form's provenance rows, split once (a boolean mask per form costs a pass over all of
     # them per form: about 1 s at 2,000 subjects)
     cons_of = dict(tuple(cons.groupby("form", sort=False)))
+    # each (form, dataset, row) once, for the counts per dataset: one pass over all of them, not one per form
+    unique_cons_of = dict(tuple(cons.drop_duplicates(["form", "dataset", "row"]).groupby("form", sort=False)))
     rej_rows_of = {form: grp["row"] for form, grp in rej.groupby("form", sort=False)}
     no_cons, no_rows = cons.iloc[:0], pd.Series([], dtype="int64")
     lines, findings = [], []
@@ -97,7 +99,8 @@ def reconcile(forms: dict[str, pd.DataFrame], consumed: pd.DataFrame, rejected: 
         lines.append({"form": form, "file": "|".join(files), "dataset": "", "raw_records": len(raw_set),
                       "consumed_rows": consumed_n, "rejected_rows": len(rejected_only), "unaccounted_rows": n_unacc,
                       "dataset_records": "", "status": status})
-        per_ds = c_form[c_form["row"].isin(raw_set)].drop_duplicates(["dataset", "row"]).groupby("dataset").size()
+        u_form = unique_cons_of.get(form, no_cons)
+        per_ds = u_form[u_form["row"].isin(raw_set)].groupby("dataset").size()
         for ds, n in per_ds.sort_index().items():
             lines.append({"form": form, "file": "|".join(files), "dataset": ds, "raw_records": "", "consumed_rows": int(n),
                           "rejected_rows": "", "unaccounted_rows": "",
