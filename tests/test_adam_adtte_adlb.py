@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.adam import adlb, adtte
 from pipeline.spec import load_spec
@@ -378,3 +380,42 @@ def test_km_summary_by_dose_level_and_overall():
     s = km.km_summary(adtte).set_index("TRT01A")
     # DL1: S(10) = 2/3, S(20) = 1/3: median 20; ALL: 5 subjects, 3 deaths, 2 censored
     assert s.loc["DL1", "median"] == 20.0 and s.loc["ALL", ["n", "events", "censored"]].tolist() == [5, 3, 2]
+
+
+def _recovery_frame(rows):
+    """A frame of adlb.recovery's columns from (paramcd, subject, cytopenic, recdt, lastdt) rows."""
+    return pd.DataFrame({
+        "USUBJID": [r[1] for r in rows], "PARAMCD": [r[0] for r in rows], "CYTOPENIC": [r[2] for r in rows],
+        "RECDT": [r[3] for r in rows], "RECSEQ": [float(i) for i in range(len(rows))],
+        "LASTDT": [r[4] for r in rows], "LASTSEQ": [float(100 + i) for i in range(len(rows))]})
+
+
+def test_recovery_dates_by_parameter_by_hand():
+    nan = np.nan
+    rec = _recovery_frame([("ANC05", "B", True, 10.0, 20.0), ("ANC05", "A", False, nan, 15.0),
+                           ("PLT20", "A", True, nan, nan), ("ANC05", "C", True, 12.0, 30.0)])
+    got = adtte.recovery_dates_by_parameter(rec, ["ANC05", "PLT20", "PLT50"])
+    # ANC05: B and C recovered (in the frame's order), A, B and C have a last result
+    assert got["ANC05"]["RECOVERY"][["USUBJID", "dt", "SRCSEQ"]].values.tolist() == [["B", 10.0, 0.0], ["C", 12.0, 3.0]]
+    assert got["ANC05"]["LASTLAB"]["USUBJID"].tolist() == ["B", "A", "C"]
+    assert got["ANC05"]["CYTOPENIC"] == {"B", "C"}
+    assert got["PLT20"]["RECOVERY"].empty and got["PLT20"]["LASTLAB"].empty and got["PLT20"]["CYTOPENIC"] == {"A"}
+    assert got["PLT50"]["CYTOPENIC"] == set() and got["PLT50"]["RECOVERY"].empty
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["ANC05", "ANC10", "PLT20"]), st.sampled_from(["A", "B", "C", "D"]),
+                          st.booleans(), st.one_of(st.none(), st.integers(0, 60)),
+                          st.one_of(st.none(), st.integers(0, 60))), max_size=12))
+def test_recovery_dates_by_parameter_equals_recovery_dates(rows):
+    rec = _recovery_frame([(p, u, c, np.nan if r is None else float(r), np.nan if last is None else float(last))
+                           for p, u, c, r, last in rows])
+    if rec.empty:
+        rec = pd.DataFrame()
+    params = ["ANC05", "ANC10", "PLT20", "PLT50"]
+    got = adtte.recovery_dates_by_parameter(rec, params)
+    for p in params:  # the same frames as recovery_dates, parameter by parameter
+        want = adtte.recovery_dates(rec, p)
+        assert got[p]["CYTOPENIC"] == want["CYTOPENIC"]
+        for name in ("RECOVERY", "LASTLAB"):
+            pd.testing.assert_frame_equal(got[p][name], want[name])

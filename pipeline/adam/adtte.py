@@ -80,6 +80,27 @@ def recovery_dates(adlb_rec: pd.DataFrame | None, paramcd: str) -> dict[str, pd.
             "CYTOPENIC": set(r.loc[r["CYTOPENIC"], "USUBJID"])}
 
 
+def recovery_dates_by_parameter(adlb_rec: pd.DataFrame | None, paramcds: list[str]) -> dict[str, dict]:
+    """:func:`recovery_dates` of each of ``paramcds`` (the same frames), with each date source
+    made once for all the parameters and then split by PARAMCD: a parameter's records keep the
+    frame's order, as :func:`recovery_dates` filters them (ADTTE has ~10 parameters a study)."""
+    if adlb_rec is None or adlb_rec.empty:
+        return {p: recovery_dates(adlb_rec, p) for p in paramcds}
+    out: dict[str, dict] = {p: {} for p in paramcds}
+    for name, date, seq in (("RECOVERY", "RECDT", "RECSEQ"), ("LASTLAB", "LASTDT", "LASTSEQ")):  # two sources
+        has = adlb_rec[adlb_rec[date].notna()]
+        dates = _dates(has, date, "LB", "LBSEQ", seq)
+        rows = pd.Series(np.arange(len(has))).groupby(has["PARAMCD"].to_numpy()).indices  # PARAMCD -> positions
+        none = _dates(adlb_rec.iloc[:0], date, "LB", "LBSEQ", seq)  # a parameter without such a date
+        for p in paramcds:
+            out[p][name] = dates.iloc[rows[p]].reset_index(drop=True) if p in rows else none.copy()
+    low = adlb_rec[adlb_rec["CYTOPENIC"]]
+    cytopenic = pd.Series(low["USUBJID"].to_numpy()).groupby(low["PARAMCD"].to_numpy()).unique()
+    for p in paramcds:
+        out[p]["CYTOPENIC"] = set(cytopenic[p]) if p in cytopenic.index else set()
+    return out
+
+
 def time_to_event(rules: pd.DataFrame, subjects: pd.Series, start: pd.DataFrame, sources: dict[str, pd.DataFrame]
                   ) -> pd.DataFrame:
     """One parameter's records (rules = its rows of adtte_censoring.csv), by the module rules 1-4.
@@ -194,9 +215,10 @@ def build(sdtm: dict[str, pd.DataFrame], adam: dict[str, pd.DataFrame], spec: Sp
     eng_frame = adam.get("_engraftment")
     hsct = set(text(adsl.loc[text(adsl["HSCTFL"]) == "Y", "USUBJID"]))
     populations, starts, sources_of = {}, {}, {}
+    recovered = recovery_dates_by_parameter(rec_frame, list(dict.fromkeys(rules["paramcd"])))
     for paramcd, r in rules.groupby("paramcd", sort=False):  # each parameter's sources (metadata)
         sources = dict(fixed)
-        rec = recovery_dates(rec_frame, paramcd)
+        rec = recovered[paramcd]
         sources["RECOVERY"], sources["LASTLAB"] = rec["RECOVERY"], rec["LASTLAB"]
         if (r["source_date"] == "ENGRAFT").any():
             sources.update(engraftment_dates(eng_frame, paramcd))
