@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.adam import adrs as adrs_mod
 from pipeline.adam import adsl as adsl_mod
@@ -387,3 +389,41 @@ def test_reports_sort_by_text_of_every_column_missing_last():
     assert out["a"].tolist()[:4] == ["a", "a", "a", "b"] and pd.isna(out["a"].iloc[4])
     assert out["n"].tolist() == [10, 9, 9, 2, 0]
     assert out.index.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_nearest_counts_by_hand():
+    d = pd.Timestamp
+    anchors = pd.DataFrame({"USUBJID": ["A", "A", "B"], "_date": [d("2024-01-10"), d("2024-02-01"), d("2024-01-10")]},
+                           index=[5, 6, 7])
+    counts = pd.DataFrame({"USUBJID": ["A", "A", "A", "B"], "LBTESTCD": ["ANC", "PLAT", "ANC", "PLAT"],
+                           "_date": [d("2024-01-08"), d("2024-01-12"), d("2024-01-12"), d("2024-01-20")],
+                           "value": [1.0, 50.0, 2.0, 80.0]})
+    got = adrs_mod.nearest_counts(anchors, counts, ["ANC", "PLAT", "WBC"], 3)
+    # A on 10 Jan: ANC 2 days before and 2 days after -> the earlier (1.0); PLAT 2 days after;
+    # A on 1 Feb: nothing within 3 days; B: its PLAT is 10 days away; no WBC at all
+    assert got["ANC"]["value"].tolist()[0] == 1.0 and got["ANC"]["days"].tolist()[0] == -2.0
+    assert got["PLAT"]["value"].tolist()[0] == 50.0 and got["PLAT"]["days"].tolist()[0] == 2.0
+    assert got["ANC"]["value"].isna().tolist() == [False, True, True]
+    assert got["PLAT"]["value"].isna().tolist() == [False, True, True]
+    assert got["WBC"]["value"].isna().all() and list(got["WBC"].index) == [5, 6, 7]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), st.one_of(st.none(), st.integers(0, 20))), max_size=8),
+       st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), st.sampled_from(["ANC", "PLAT", "HGB"]),
+                          st.integers(0, 20), st.floats(0, 10, allow_nan=False)), max_size=15),
+       st.integers(0, 5))
+def test_nearest_counts_equals_one_call_per_test(anchor_rows, count_rows, window):
+    day = pd.Timestamp("2024-01-01")
+    anchors = pd.DataFrame({"USUBJID": [u for u, _ in anchor_rows],
+                            "_date": pd.to_datetime([None if k is None else day + pd.Timedelta(days=k)
+                                                     for _, k in anchor_rows])},
+                           index=np.arange(len(anchor_rows)) * 2 + 1)
+    counts = pd.DataFrame({"USUBJID": [r[0] for r in count_rows], "LBTESTCD": [r[1] for r in count_rows],
+                           "_date": pd.to_datetime([day + pd.Timedelta(days=r[2]) for r in count_rows]),
+                           "value": [r[3] for r in count_rows]})
+    tests = ["ANC", "HGB", "PLAT", "WBC"]
+    got = adrs_mod.nearest_counts(anchors, counts, tests, window)
+    for t in tests:
+        want = R.nearest_in_window(anchors, counts[counts["LBTESTCD"] == t], window)
+        pd.testing.assert_frame_equal(got[t], want)

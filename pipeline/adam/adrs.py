@@ -117,6 +117,32 @@ def blood_counts(sdtm: dict[str, pd.DataFrame], tests: list[str]) -> pd.DataFram
     return out.dropna(subset=["value", "_date"])[cols]
 
 
+def nearest_counts(anchors: pd.DataFrame, counts: pd.DataFrame, tests: list[str], window_days: int
+                   ) -> dict[str, pd.DataFrame]:
+    """Test -> :func:`pipeline.rules.response.nearest_in_window` of the ``counts`` of that test
+    (:func:`blood_counts`) for each anchor (USUBJID, _date), the same frames as one call per
+    test, from one call for all of them: each anchor once per test, the subject key made of the
+    subject and the test, so that an anchor only meets the results of its own subject and test
+    (its nearest result, the same-date rule and the ties are those of the test's results alone).
+    A test without results is a call of its own (its frame is that of no result)."""
+    found = [t for t in tests if (counts["LBTESTCD"] == t).any()]
+    out = {t: R.nearest_in_window(anchors, counts[counts["LBTESTCD"] == t], window_days)
+           for t in tests if t not in found}  # a test without results (rare: metadata loop)
+    if not found:
+        return out
+    n = len(anchors)
+    subject = anchors["USUBJID"].astype(str).to_numpy(dtype=object)  # as nearest_in_window keys them
+    stacked = pd.DataFrame({"USUBJID": np.concatenate([subject + f"\x1f{t}" for t in found]),
+                            "_date": np.tile(anchors["_date"].to_numpy(), len(found))})
+    c = counts[counts["LBTESTCD"].isin(found)]
+    results = pd.DataFrame({"USUBJID": (c["USUBJID"].astype(str) + "\x1f" + c["LBTESTCD"].astype(str)).to_numpy(),
+                            "_date": c["_date"].to_numpy(), "value": c["value"].to_numpy()})
+    near = R.nearest_in_window(stacked, results, window_days)
+    for k, t in enumerate(found):  # split back, one block of anchors per test
+        out[t] = near.iloc[k * n:(k + 1) * n].set_axis(anchors.index)
+    return out
+
+
 def criteria_features(a: pd.DataFrame, rules: pd.DataFrame, counts: pd.DataFrame, window_days: int,
                       lab_tests: set[str], primdiag: pd.Series, subtype: pd.Series | None = None) -> pd.DataFrame:
     """The features the rules name, one row per assessment: criteria inputs, their baseline
@@ -139,8 +165,10 @@ def criteria_features(a: pd.DataFrame, rules: pd.DataFrame, counts: pd.DataFrame
         f[f"{col}_BL"] = a["USUBJID"].map(pre.set_index("USUBJID")[col])
         ch = R.change_from_baseline(a[col], f[f"{col}_BL"])
         f[f"{col}_ACHG"], f[f"{col}_RCHG"] = ch["achg"], ch["rchg"]
-    for test in sorted(set(needed) & lab_tests):
-        near = R.nearest_in_window(f[["USUBJID", "_date"]], counts[counts["LBTESTCD"] == test], window_days)
+    tests = sorted(set(needed) & lab_tests)
+    nearest = nearest_counts(f[["USUBJID", "_date"]], counts, tests, window_days)
+    for test in tests:
+        near = nearest[test]
         f[test], f[f"{test}_date"], f[f"{test}_days"] = near["value"], near["date"], near["days"]
     if "PRIMDIAG" in needed:
         f["PRIMDIAG"] = text(a["USUBJID"].map(primdiag))
@@ -413,9 +441,8 @@ def csf_blood_ratio(a: pd.DataFrame, sdtm: dict[str, pd.DataFrame], window_days:
     10^9/L and RBC in 10^12/L: the blood ratio is WBC / RBC / 1000. Missing (NaN) when a count
     is missing or a divisor is 0."""
     counts = blood_counts(sdtm, ["WBC", "RBC"])
-    anchors = a[["USUBJID", "_date"]]
-    wbc = R.nearest_in_window(anchors, counts[counts["LBTESTCD"] == "WBC"], window_days)["value"]
-    rbc = R.nearest_in_window(anchors, counts[counts["LBTESTCD"] == "RBC"], window_days)["value"]
+    nearest = nearest_counts(a[["USUBJID", "_date"]], counts, ["WBC", "RBC"], window_days)
+    wbc, rbc = nearest["WBC"]["value"], nearest["RBC"]["value"]
     csf_w = num(a["CSFWBC"]) if "CSFWBC" in a else pd.Series(np.nan, index=a.index)
     csf_r = num(a["CSFRBC"]) if "CSFRBC" in a else pd.Series(np.nan, index=a.index)
     blood = (wbc / rbc.where(rbc > 0)) / 1000.0
