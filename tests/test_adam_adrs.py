@@ -427,3 +427,48 @@ def test_nearest_counts_equals_one_call_per_test(anchor_rows, count_rows, window
     for t in tests:
         want = R.nearest_in_window(anchors, counts[counts["LBTESTCD"] == t], window)
         pd.testing.assert_frame_equal(got[t], want)
+
+
+def _criteria_inputs_by_hand(a: pd.DataFrame, sdtm: dict, sources: pd.DataFrame) -> dict[str, list[str]]:
+    """Per raw column: for each assessment (row of ``a``), the value of the last record of the
+    source's test on the assessment's subject and date, the first non-empty over the sources
+    that share the column (a loop over records: the reference)."""
+    out: dict[str, list[str]] = {}
+    for s in sources.itertuples(index=False):
+        ds = sdtm[s.dataset]
+        test_var, dtc_var = ("RSTESTCD", "RSDTC") if s.dataset == "RS" else ("LBTESTCD", "LBDTC")
+        got = []
+        for u, dtc in zip(a["USUBJID"], a["RSDTC"]):
+            hits = [v for t, uu, d, v in zip(ds[test_var], ds["USUBJID"], ds[dtc_var], ds[s.variable])
+                    if t == s.testcd and uu == u and d[:10] == dtc[:10]]
+            got.append(hits[-1] if hits else "")
+        prev = out.get(s.column, [""] * len(a))
+        out[s.column] = [p if p != "" else g for p, g in zip(prev, got)]
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B"]), st.sampled_from(["G1", "G2", "G3"]),
+                          st.sampled_from(["OVRLRESP", "BMBLAST", "EMD"]), st.integers(1, 3),
+                          st.sampled_from(["", "5", "CR", "NO"])), min_size=1, max_size=10),
+       st.lists(st.tuples(st.sampled_from(["A", "B"]), st.sampled_from(["CSFWBC", "CSFRBC"]), st.integers(1, 3),
+                          st.sampled_from(["", "3", "12"]), st.sampled_from(["", "TRAUMATIC"])), max_size=10))
+def test_assessment_criteria_inputs_are_the_last_record_of_the_day(rs_rows, lb_rows):
+    rs = pd.DataFrame({"USUBJID": [r[0] for r in rs_rows], "RSGRPID": [r[1] for r in rs_rows],
+                       "RSTESTCD": [r[2] for r in rs_rows], "RSEVAL": "INVESTIGATOR",
+                       "RSSEQ": [float(i + 1) for i in range(len(rs_rows))],
+                       "RSDTC": [f"2024-01-0{r[3]}T10:00" for r in rs_rows], "RSDY": [float(r[3]) for r in rs_rows],
+                       "VISIT": "V", "VISITNUM": 1.0, "RSORRES": [r[4] for r in rs_rows]})
+    lbda = pd.DataFrame({"USUBJID": [r[0] for r in lb_rows], "LBTESTCD": [r[1] for r in lb_rows],
+                         "LBDTC": [f"2024-01-0{r[2]}" for r in lb_rows], "LBORRES": [r[3] for r in lb_rows],
+                         "LBSPCCND": [r[4] for r in lb_rows]}, dtype=object)
+    dm = pd.DataFrame({"USUBJID": ["A", "B"], "RFXSTDTC": ["2024-01-02", "2024-01-01"]})
+    sdtm = {"RS": rs, "LBDA": lbda, "DM": dm}
+    sources = pd.DataFrame([("RS", "RSORRES", "BMBLAST", "BMBLAST"), ("RS", "RSORRES", "EMD", "EMD"),
+                            ("LBDA", "LBORRES", "CSFWBC", "CSFWBC"), ("LBDA", "LBSPCCND", "CSFWBC", "CSFCOND"),
+                            ("LBDA", "LBSPCCND", "CSFRBC", "CSFCOND")],
+                           columns=["dataset", "variable", "testcd", "column"])
+    a = adrs_mod.assessments(sdtm, sources)
+    want = _criteria_inputs_by_hand(a, sdtm, sources)
+    for column, values in want.items():
+        assert a[column].tolist() == values, column

@@ -79,24 +79,31 @@ def assessments(sdtm: dict[str, pd.DataFrame], sources: pd.DataFrame) -> pd.Data
                       "VISIT": text(first["VISIT"]).to_numpy(), "VISITNUM": num(first["VISITNUM"]).to_numpy(),
                       "SRCSEQ": first["_seq"].to_numpy()})
     a["_date"] = dtc_date(a["RSDTC"])
-    key = a["USUBJID"] + "|" + a["RSDTC"].str.slice(0, 10)
+    assessment_keys = (a["USUBJID"] + "|" + a["RSDTC"].str.slice(0, 10)).to_numpy(dtype=object)
     for ds_name, test_var, dtc_var in (("RS", "RSTESTCD", "RSDTC"), ("LBDA", "LBTESTCD", "LBDTC")):
         ds = sdtm.get(ds_name)
         src = sources[sources["dataset"] == ds_name]
         if ds is None or src.empty:
             continue
+        # each (test, subject, date) of the dataset once: its last record (as a look-up of the
+        # test's records by subject and date keeps the last of a key), indexed once for all inputs
         tests = text_values(ds[test_var])
         keys = (text(ds["USUBJID"]) + "|" + text(ds[dtc_var]).str.slice(0, 10)).to_numpy()  # subject and date
+        test_keys = pd.Index(tests + "\x1f" + keys)
+        last = np.flatnonzero(~test_keys.duplicated(keep="last"))
+        lookup = test_keys[last]
+        values: dict[str, np.ndarray] = {}
         for s in src.itertuples(index=False):  # a few criteria inputs (metadata loop)
             if s.column == "RSORRES" or s.variable not in ds.columns:
                 continue
-            rows = tests == s.testcd
-            vals = pd.Series(text_values(ds.loc[rows, s.variable]), index=keys[rows])
-            vals = vals[~vals.index.duplicated(keep="last")]
-            got = text(key.map(vals))
+            if s.variable not in values:
+                values[s.variable] = text_values(ds[s.variable])
+            at = lookup.get_indexer(s.testcd + "\x1f" + assessment_keys)  # -1: no record of the test
+            got = np.full(len(a), "", dtype=object)
+            got[at >= 0] = values[s.variable][last[at[at >= 0]]]
             # a qualifier several tests share (the CSF specimen condition): the first non-empty
-            prev = text(a[s.column]) if s.column in a.columns else pd.Series("", index=a.index)
-            a[s.column] = prev.where(prev.ne(""), got).to_numpy()
+            prev = text_values(a[s.column]) if s.column in a.columns else np.full(len(a), "", dtype=object)
+            a[s.column] = np.where(prev != "", prev, got).astype(object)
     dm = sdtm["DM"].drop_duplicates("USUBJID").set_index("USUBJID")
     rfx = text(a["USUBJID"].map(text(dm["RFXSTDTC"])))
     a["_pre"] = before_exposure(a["RSDTC"], rfx) & rfx.ne("")
