@@ -76,3 +76,20 @@ def test_min_max_dtc_by_group_keep_time_and_skip_partials():
     by = pd.Series(["A", "A", "A", "B"])
     assert min_dtc(dtc, by).to_dict() == {"A": "2024-03-05T14:00", "B": "2024-04-01"}
     assert max_dtc(dtc, by).to_dict() == {"A": "2024-03-06T09:00", "B": "2024-04-01"}
+
+
+from hypothesis import settings  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["05-MAR-2024", "UN-MAR-2024", "UN-UNK-2024", "31-FEB-2024", "29-FEB-2023",
+                                           "29-FEB-2024", " 01-jan-2020 ", "05-UNK-2024", "", "1899"]),
+                          st.text(max_size=11), st.none(), st.just(float("nan"))), max_size=20))
+def test_complete_cdash_dates_equals_parse_cdash_date(values):
+    """The (iso, complete) arrays equal parse_cdash_date's columns of the same values."""
+    from pipeline.derive.dates import complete_cdash_dates
+    s = pd.Series(values, dtype=object)
+    iso, complete = complete_cdash_dates(s)
+    parsed = parse_cdash_date(s)
+    assert iso.dtype == object and complete.dtype == bool
+    assert iso.tolist() == parsed["iso"].tolist() and complete.tolist() == parsed["complete"].tolist()

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.context import FINDING_COLUMNS, REJECTED_COLUMNS, DomainResult, StudyContext, empty
-from pipeline.derive.dates import dtc_date, max_dtc, min_dtc, parse_cdash_date, parse_time
+from pipeline.derive.dates import complete_cdash_dates, dtc_date, max_dtc, min_dtc, parse_cdash_date, parse_time
 from pipeline.derive.identifiers import usubjid
 from pipeline.derive.epoch import derive_epoch, subject_elements
 from pipeline.derive.studyday import study_day, study_day_by_subject
@@ -263,17 +263,19 @@ def last_dated_record(forms: dict[str, pd.DataFrame], spec: Spec, studyid: str) 
     """
     cols = spec.raw_columns
     dated_cols = cols[cols["type"].isin(RAW_DATE_TYPES)]
+    columns_of: dict[str, list[str]] = {}  # form -> its dated columns, in spec order
+    for form, col in zip(dated_cols["form"], dated_cols["column"]):  # spec rows
+        columns_of.setdefault(form, []).append(col)
     subjects, dates = [], []  # numpy pieces of every complete date (~50 columns a study)
     for form, frame in sorted(forms.items()):  # a handful of forms, vectorised over rows
         if frame.empty or not {"SITEID", "SUBJID"} <= set(frame.columns):
             continue
         ids = subject_ids(frame, studyid).to_numpy(dtype=object)
-        for col in dated_cols.loc[dated_cols["form"] == form, "column"]:
+        for col in columns_of.get(form, []):
             if col in frame:
-                p = parse_cdash_date(frame[col])
-                keep = p["complete"].to_numpy(dtype=bool)
+                iso, keep = complete_cdash_dates(frame[col])
                 subjects.append(ids[keep])
-                dates.append(p["iso"].to_numpy(dtype=object)[keep])
+                dates.append(iso[keep])
     if not subjects:
         return pd.Series(dtype="object")
     return max_dtc(pd.Series(np.concatenate(dates), dtype="object"), pd.Series(np.concatenate(subjects), dtype="object"))
