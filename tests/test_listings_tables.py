@@ -115,6 +115,61 @@ def test_ae_summary_counts_hand_computed_and_recomputed(data, inp):
     assert not any(k[2] == "Rash maculo-papular" for k in got)  # subject never treated
 
 
+def _ae_summary_counts_by_row(ae, treated, not_coded):
+    """tables.ae_summary_counts as it was before tables.grade_text: the worst grade turned
+    into text one value at a time."""
+    a = ae[tables.text(ae["USUBJID"]).isin(set(treated))]
+    decod = tables.column(a, "AEDECOD")
+    coded = decod != ""
+    d = pd.DataFrame({
+        "USUBJID": tables.text(a["USUBJID"]),
+        "soc": tables.column(a, "AEBODSYS").where(coded, not_coded),
+        "term": decod.where(coded, tables.column(a, "AETERM")),
+        "g": tables.grade_number(tables.column(a, "AETOXGR")),
+    })
+    frames = []
+    for level, keys in [("any", []), ("soc", ["soc"]), ("term", ["soc", "term"])]:
+        per = d.groupby(["USUBJID", *keys], sort=False)["g"].max().reset_index()
+        per["grade"] = per["g"].map(lambda v: "missing" if pd.isna(v) else str(int(v)))
+        for k in ("soc", "term"):
+            if k not in per:
+                per[k] = ""
+        by_grade = per.groupby(["soc", "term", "grade"]).size().rename("n").reset_index()
+        anyg = per.groupby(["soc", "term"]).size().rename("n").reset_index().assign(grade="any")
+        frames.append(pd.concat([by_grade, anyg], ignore_index=True).assign(level=level))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["level", "soc", "term", "grade", "n"]].sort_values(
+        ["level", "soc", "term", "grade"], kind="mergesort").reset_index(drop=True)
+
+
+_AE_RECORD = st.tuples(st.sampled_from(["S1", "S2", "S3", "S4"]), st.sampled_from(["", "Blood", "Cardiac"]),
+                       st.sampled_from(["", "Fever", "Anaemia", "fever"]), st.sampled_from(["Rash", "Fever"]),
+                       st.sampled_from(["0", "1", "2", "3", "4", "5", "", "2.0", "NA", "x"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(_AE_RECORD, max_size=25), treated=st.sets(st.sampled_from(["S1", "S2", "S3", "S5"])))
+def test_ae_summary_counts_what_the_row_wise_grade_text_gave(records, treated):
+    """tables.ae_summary_counts (grades turned into text at once, tables.grade_text) equals
+    the grade-by-grade version on random AEs: several records per subject and row, grades
+    missing, not numeric or written 2.0, uncoded terms, untreated subjects, no AEs at all.
+    Without any counted AE the frames differ only in the dtype of the empty grade column
+    (text now, object before), which nothing reads: ae_summary_table returns early."""
+    ae = pd.DataFrame(records, columns=["USUBJID", "AEBODSYS", "AEDECOD", "AETERM", "AETOXGR"], dtype="str")
+    treated = pd.Series(sorted(treated), dtype="str")
+    got = tables.ae_summary_counts(ae, treated, "Not coded")
+    want = _ae_summary_counts_by_row(ae, treated, "Not coded")
+    if want.empty:
+        assert got.empty and list(got.columns) == list(want.columns)
+    else:
+        pd.testing.assert_frame_equal(got, want)
+
+
+def test_grade_text():
+    got = tables.grade_text(pd.Series([1.0, np.nan, 3.0, 0.0, 2.0]), "missing").tolist()
+    assert got == ["1", "missing", "3", "0", "2"]
+
+
 def test_ae_summary_table_layout(built):
     t = built[0]["ae_summary"]
     f = t.frame

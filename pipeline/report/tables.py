@@ -105,6 +105,13 @@ def grade_number(grade: pd.Series) -> pd.Series:
     return pd.to_numeric(text(grade), errors="coerce")
 
 
+def grade_text(grade: pd.Series, missing: str) -> pd.Series:
+    """A numeric toxicity grade as displayed: the whole number as text (``2.0`` -> ``"2"``,
+    truncated like ``int``), or ``missing`` when there is none."""
+    whole = grade.fillna(0).astype("int64").astype(str)
+    return whole.where(grade.notna(), missing)
+
+
 def with_cohort(frame: pd.DataFrame, subj: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with the subject's COHORT."""
     out = frame.copy()
@@ -173,7 +180,7 @@ def ae_summary_counts(ae: pd.DataFrame, treated: pd.Series, not_coded: str) -> p
     frames = []
     for level, keys in levels:
         per = d.groupby(["USUBJID", *keys], sort=False)["g"].max().reset_index()
-        per["grade"] = per["g"].map(lambda v: "missing" if pd.isna(v) else str(int(v)))
+        per["grade"] = grade_text(per["g"], "missing")
         for k in ("soc", "term"):
             if k not in per:
                 per[k] = ""
