@@ -319,6 +319,63 @@ def test_lab_shift_table(built):
                              "Baseline Grade"]
 
 
+def _lab_shift_table_by_row(worst: pd.DataFrame, grades: list[str], labels: dict[str, str],
+                            keys: tuple[str, str, str] = ("LBTESTCD", "LBTEST", "LBTOX")) -> pd.DataFrame:
+    """tables.lab_shift_table as it was before tables.grade_text: the baseline and worst
+    grades turned into text one value at a time."""
+    cols = list(keys) + ["baseline_grade"] + [f"{labels['grade']} {g}" for g in grades] + ["total"]
+    if worst.empty:
+        return pd.DataFrame(columns=cols)
+    w = worst.rename(columns=dict(zip(keys, ("LBTESTCD", "LBTEST", "LBTOX"))))
+    w["b"] = w["baseline"].map(lambda v: labels["missing_grade"] if pd.isna(v) else str(int(v)))
+    w["p"] = w["worst"].map(lambda v: str(int(v)))
+    counts = w.groupby(["LBTESTCD", "LBTEST", "LBTOX", "b", "p"]).size().rename("n").reset_index()
+    tests = w.drop_duplicates(["LBTESTCD", "LBTOX"])[["LBTESTCD", "LBTEST", "LBTOX"]]
+    rows = [str(g) for g in grades]
+    has_missing = set(w.loc[w["b"] == labels["missing_grade"], "LBTESTCD"] + "\0" + w.loc[w["b"] == labels["missing_grade"], "LBTOX"])
+    grid = tests.merge(pd.DataFrame({"b": rows + [labels["missing_grade"]]}), how="cross")
+    grid = grid[(grid["b"] != labels["missing_grade"]) | (grid["LBTESTCD"] + "\0" + grid["LBTOX"]).isin(has_missing)]
+    wide = counts.pivot_table(index=["LBTESTCD", "LBTOX", "b"], columns="p", values="n", aggfunc="sum", fill_value=0)
+    for g in rows:
+        if g not in wide.columns:
+            wide[g] = 0
+    wide = wide[rows].reset_index()
+    out = grid.merge(wide, on=["LBTESTCD", "LBTOX", "b"], how="left").fillna({g: 0 for g in rows})
+    order = {b: i for i, b in enumerate(rows + [labels["missing_grade"]])}
+    out["_o"] = out["b"].map(order)
+    out = out.sort_values(["LBTESTCD", "LBTOX", "_o"], kind="mergesort").reset_index(drop=True)
+    table = pd.DataFrame({"LBTESTCD": out["LBTESTCD"], "LBTEST": out["LBTEST"], "LBTOX": out["LBTOX"],
+                          "baseline_grade": out["b"]})
+    for g in rows:
+        table[f"{labels['grade']} {g}"] = out[g].astype(int)
+    table["total"] = table[[f"{labels['grade']} {g}" for g in rows]].sum(axis=1)
+    return table.rename(columns=dict(zip(("LBTESTCD", "LBTEST", "LBTOX"), keys)))[cols]
+
+
+_WORST_ROW = st.tuples(st.sampled_from(["ALT", "K", "HGB"]), st.sampled_from(["Low", "High"]),
+                       st.one_of(st.none(), st.integers(0, 4)), st.integers(0, 5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(_WORST_ROW, min_size=1, max_size=20), integer_worst=st.booleans())
+def test_lab_shift_table_what_the_row_wise_grade_text_gave(rows, integer_worst):
+    """tables.lab_shift_table (grades turned into text at once, tables.grade_text) equals
+    the value-by-value version on random worst grades: missing baselines, grades outside
+    the displayed ones (5), terms without a missing baseline, worst grades as integers or
+    floats."""
+    worst = pd.DataFrame({
+        "LBTESTCD": pd.Series([r[0] for r in rows], dtype="str"),
+        "LBTEST": pd.Series([r[0].lower() for r in rows], dtype="str"),
+        "LBTOX": pd.Series([r[0] + " " + r[1] for r in rows], dtype="str"),
+        "baseline": pd.Series([np.nan if r[2] is None else float(r[2]) for r in rows], dtype="float64"),
+        "worst": pd.Series([r[3] for r in rows], dtype="int64" if integer_worst else "float64"),
+    })
+    labels = {"missing_grade": "Grade Missing", "grade": "Grade"}
+    got = tables.lab_shift_table(worst, ["0", "1", "2", "3", "4"], labels)
+    want = _lab_shift_table_by_row(worst, ["0", "1", "2", "3", "4"], labels)
+    pd.testing.assert_frame_equal(got, want)
+
+
 # ---------------------------------------------------------------------------------------
 # eligibility, response, reports, skipped
 # ---------------------------------------------------------------------------------------

@@ -347,8 +347,8 @@ def lab_shift_table(worst: pd.DataFrame, grades: list[str], labels: dict[str, st
     if worst.empty:
         return pd.DataFrame(columns=cols)
     w = worst.rename(columns=dict(zip(keys, ("LBTESTCD", "LBTEST", "LBTOX"))))
-    w["b"] = w["baseline"].map(lambda v: labels["missing_grade"] if pd.isna(v) else str(int(v)))
-    w["p"] = w["worst"].map(lambda v: str(int(v)))
+    w["b"] = grade_text(w["baseline"], labels["missing_grade"])
+    w["p"] = w["worst"].astype("int64").astype(str)  # a worst grade is never missing
     counts = w.groupby(["LBTESTCD", "LBTEST", "LBTOX", "b", "p"]).size().rename("n").reset_index()
     tests = w.drop_duplicates(["LBTESTCD", "LBTOX"])[["LBTESTCD", "LBTEST", "LBTOX"]]
     rows = [str(g) for g in grades]
