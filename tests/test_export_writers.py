@@ -101,6 +101,26 @@ def test_xpt_writes_only_spec_variables_in_spec_order(spec):
     assert out["AETERM"].dtype == object and out["AESEQ"].dtype == np.float64
 
 
+def test_xpt_frame_of_a_written_frame_is_its_shallow_copy(spec, tmp_path):
+    """xpt_frame of what write_xpt returned (define.xml asks for it) skips the column checks and
+    equals the frame xpt_frame makes by looking at every column; another dataset name, another
+    spec or a frame with a column more is looked at as before."""
+    written = xpt.write_xpt(order_dataset(ae_frame(), spec, "AE"), spec, "AE", tmp_path / "ae.xpt", STAMP)
+    assert xpt._written_for(written, spec, "AE")
+    fast = xpt.xpt_frame(written, spec, "AE")
+    assert fast is not written and not xpt._written_for(fast, spec, "AE")  # a copy, never marked itself
+    slow = xpt.xpt_frame(fast, spec, "AE")  # the column-by-column path
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    pd.testing.assert_frame_equal(fast, written, check_exact=True)
+    assert fast["AETERM"].tolist() == ["Fever", "Headache", "Cytokine release syndrome"]  # key order
+    assert fast["EPOCH"].tolist() == ["", "", ""] and fast["AESEQ"].dtype == np.float64
+    assert not xpt._written_for(written, spec, "CM")
+    assert not xpt._written_for(written, load_spec(exportkit.SPECS), "AE")
+    wider = written.assign(EXTRA=1)
+    assert not xpt._written_for(wider, spec, "AE")
+    assert list(xpt.xpt_frame(wider, spec, "AE").columns) == spec.var_names("AE")
+
+
 def test_dataset_json_round_trip_and_schema(spec, tmp_path, shared_dir):
     jsonschema = pytest.importorskip("jsonschema")
     frame = order_dataset(ae_frame(), spec, "AE")

@@ -140,7 +140,13 @@ def xpt_frame(frame: pd.DataFrame, spec: Spec, name: str) -> pd.DataFrame:
 
     Columns already in export form are not copied: they are taken as pandas Series into a frame
     built with ``copy=False``, which pandas' copy-on-write tracks (a later change to either
-    frame copies the column then), and the frame is not consolidated into one 2-D block."""
+    frame copies the column then), and the frame is not consolidated into one 2-D block.
+
+    A frame :func:`write_xpt` returned for this spec and dataset (:func:`_written_for`) is in
+    this form by construction: its shallow copy is returned without its columns being looked at
+    again (define.xml asks for every exported dataset, ~40 a study)."""
+    if _written_for(frame, spec, name):
+        return frame.copy(deep=False)
     types = spec_types(spec, name)
     cols = [c for c in types if c in frame.columns]
     out = {}
@@ -563,7 +569,21 @@ def write_xpt(frame: pd.DataFrame, spec: Spec, name: str, path: Path, timestamp:
         for chunk in chunks:
             fh.write(chunk)
     written_distinct(out).update(distinct)
+    _written_as(out).append((spec, name, tuple(out.columns)))
     return out
+
+
+def _written_as(frame: pd.DataFrame) -> list[tuple[Spec, str, tuple]]:
+    """``[(spec, dataset, columns)]`` when ``frame`` is the frame :func:`write_xpt` returned
+    (:func:`xpt_frame` of that spec and dataset, with those columns), else empty."""
+    return per_object(frame, "xpt_written_as", lambda _frame: [])
+
+
+def _written_for(frame: pd.DataFrame, spec: Spec, name: str) -> bool:
+    """``frame`` is what :func:`write_xpt` returned for ``spec`` and dataset ``name``, and still
+    has its columns (a frame is not changed once written, :mod:`pipeline.export.memo`; the
+    columns are compared all the same)."""
+    return any(s is spec and n == name and cols == tuple(frame.columns) for s, n, cols in _written_as(frame))
 
 
 def written_distinct(frame: pd.DataFrame) -> dict[str, np.ndarray]:
