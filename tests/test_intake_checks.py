@@ -380,3 +380,20 @@ def test_every_registered_check_has_a_failing_case():
                 "prtx.end_before_start", "prtx.line_gap", "prtx.line_overlap", "phsct.date_missing",
                 "phsct.date_without_transplant", "phsct.question_missing"}
     assert emitted <= covered, sorted(emitted - covered)
+
+
+def test_form_rows_are_the_spec_rows_of_the_form():
+    """The rows the schema is generated from (schemas._form_rows, a zip of the spec columns)
+    are the form's rows of specs/raw/columns.csv, field for field as ``itertuples`` gives them."""
+    from pipeline.intake.schemas import _form_rows
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs")
+    rows = _form_rows(spec, "dm")
+    age = next(r for r in rows if r.column == "AGE")
+    assert tuple(age) == ("AGE", "int", "Y", "", "0", "100", "1", "75", "YEARS")
+    assert next(r for r in rows if r.column == "SEX").allowed == "M|F|U"
+    for form in sorted(set(spec.raw_columns["form"])):
+        c = spec.form_columns(form)
+        expected = [(r.column, r.type, r.required, r.allowed, r.min, r.max, r.warn_min, r.warn_max, r.unit)
+                    for r in c.itertuples(index=False)]
+        assert [tuple(r) for r in _form_rows(spec, form)] == expected
