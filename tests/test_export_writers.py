@@ -121,6 +121,20 @@ def test_xpt_frame_of_a_written_frame_is_its_shallow_copy(spec, tmp_path):
     assert list(xpt.xpt_frame(wider, spec, "AE").columns) == spec.var_names("AE")
 
 
+def test_xpt_problems_name_each_bad_character_variable_with_or_without_distinct_values(spec):
+    """xpt_problems reads the character variables' distinct values when given (write_xpt) and
+    takes the column otherwise (write_xpt_pyreadstat): the same lines; numerics are not read."""
+    frame = xpt.xpt_frame(order_dataset(ae_frame(), spec, "AE"), spec, "AE")
+    frame.loc[0, "AETERM"] = "na\u00efve"
+    frame.loc[1, "AESER"] = "x" * 201
+    expected = ["AE.AESER: value longer than 200 characters: " + repr("x" * 40) + "...",
+                "AE.AETERM: value with a non-ASCII or control character: 'na\u00efve'"]
+    assert sorted(xpt.xpt_problems(frame, spec, "AE")) == expected
+    distinct = {c: u for c, (_, u) in xpt.factorize_text(frame).items()}
+    assert sorted(xpt.xpt_problems(frame, spec, "AE", distinct)) == expected
+    assert xpt.xpt_problems(xpt.xpt_frame(ae_frame(), spec, "AE"), spec, "AE") == []
+
+
 def test_dataset_json_round_trip_and_schema(spec, tmp_path, shared_dir):
     jsonschema = pytest.importorskip("jsonschema")
     frame = order_dataset(ae_frame(), spec, "AE")

@@ -206,15 +206,14 @@ def xpt_problems(frame: pd.DataFrame, spec: Spec, name: str, distinct: dict | No
     if len(ds_label) > MAX_LABEL or not ds_label.isascii():
         problems.append(f"{name}: dataset label {ds_label!r} over {MAX_LABEL} characters or not ASCII")
     labels = spec.labels(name)
-    for c in frame.columns:
+    for c, dtype in zip(frame.columns, frame.dtypes):  # loop over variables; a column is taken only without its distinct values
         if len(c) > MAX_NAME or not _NAME_RE.fullmatch(c):
             problems.append(f"{name}.{c}: variable name must be upper case, at most {MAX_NAME} characters")
         lab = labels.get(c, "")
         if len(lab) > MAX_LABEL or not lab.isascii():
             problems.append(f"{name}.{c}: label {lab!r} over {MAX_LABEL} characters or not ASCII")
-        s = frame[c]
-        if not pd.api.types.is_numeric_dtype(s.dtype):
-            problems += _value_problems(name, c, distinct[c] if distinct and c in distinct else pd.unique(s))
+        if not pd.api.types.is_numeric_dtype(dtype):
+            problems += _value_problems(name, c, distinct[c] if distinct and c in distinct else pd.unique(frame[c]))
     return problems
 
 
