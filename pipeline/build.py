@@ -368,8 +368,9 @@ class Unfinished:
     adam: dict[str, pd.DataFrame]
     log: BuildLog
     shapes: dict[str, tuple[int, int]]
-    findings: pd.DataFrame
     steps_done: int = 0
+    #: the build's findings so far, set by :func:`_staged` (export does not know them)
+    findings: pd.DataFrame | None = None
 
     def values(self, spec: Spec) -> dict:
         """The hooks' arguments (:class:`Hook`), with the worker's own ``spec`` on ``ctx``."""
@@ -409,7 +410,7 @@ def export_study(staging: Path, ctx: StudyContext, ordered: dict[str, pd.DataFra
     """Write every output of one study into ``staging`` (which becomes ``<out>/<STUDYID>/``).
 
     ``split``: stop before the first :attr:`Hook.separate` hook and return the rest as an
-    :class:`Unfinished` (``findings`` left empty for the caller); otherwise finish and return None."""
+    :class:`Unfinished` (its ``findings`` are the caller's to set); otherwise finish and return None."""
     study, spec = ctx.study, ctx.spec
     sid = study.studyid
     stamp = xpt.build_timestamp(study.data_cutoff)
@@ -449,7 +450,7 @@ def export_study(staging: Path, ctx: StudyContext, ordered: dict[str, pd.DataFra
     if cut < len(hooks):
         return Unfinished(study=ctx.study, mode=ctx.mode, staging=staging, hooks=hooks[cut:], datasets=exported,
                           reports=values["reports"], ctx_reports=ctx.reports, adam=ctx.adam, log=log, shapes=shapes,
-                          findings=empty(FINDING_COLUMNS), steps_done=progress.done if progress else 0)
+                          steps_done=progress.done if progress else 0)
     finish_export(staging, values, [], log, shapes, progress)
     return None
 
