@@ -799,6 +799,18 @@ def run_build(args) -> int:
 BUILD_LIBRARIES = ("pyreadstat", "scipy.special")
 
 
+def imports_on_use() -> list[str]:
+    """The modules that the loaded pipeline modules import only when they run, as each declares
+    them in its ``IMPORTS_ON_USE`` (e.g. the ADaM dataset modules, reportlab): the parent of a
+    parallel build imports them too, after the build's own modules, so that its forked workers
+    inherit them instead of each importing them for its first study."""
+    names = set()
+    for name, module in list(sys.modules.items()):  # the loaded modules, not records
+        if name.startswith("pipeline.") and module is not None:
+            names.update(getattr(module, "IMPORTS_ON_USE", ()))
+    return sorted(names)
+
+
 def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) -> int:
     """Gate all studies, then build each one in isolation (see :func:`isolated_build`).
 
@@ -823,6 +835,7 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
         def preload_build() -> None:
             parallel.preload([*(f"{DOMAIN_PACKAGE}.{m}" for m in REGISTRY + AFTER_VISITS),
                               *(h.module for h in POST_EXPORT_HOOKS), *BUILD_LIBRARIES])
+            parallel.preload(imports_on_use())
     detail: dict = {}
     try:
         gated = _gate(raw, studies, spec, out, progress_of, debug, jobs,

@@ -204,7 +204,33 @@ def test_the_parent_imports_the_builds_libraries_before_forking_but_not_polars(t
     real = parallel.preload
     monkeypatch.setattr(parallel, "preload", lambda modules: (asked.append(list(modules)), real(asked[-1]))[1])
     assert run(two_clean, tmp_path / "out", 2, capsys)[0] == 0
-    gate, later = asked
+    gate, later, on_use = asked
     assert gate == [build.GATE_MODULE, "pipeline.intake.report"]
     assert later[-2:] == ["pyreadstat", "scipy.special"] and {h.module for h in HOOKS} <= set(later)
-    assert not {m for m in later if m.split(".")[0] in ("rtflite", "polars")}
+    assert on_use == build.imports_on_use()
+    assert not {m for m in later + on_use if m.split(".")[0] in ("rtflite", "polars")}
+
+
+def test_imports_on_use_are_those_the_loaded_pipeline_modules_declare(monkeypatch):
+    """Each loaded ``pipeline.*`` module's ``IMPORTS_ON_USE``, once each, sorted; other packages'
+    attributes of that name are not read. The ADaM stage declares its dataset modules and the
+    TLF module reportlab; every declared module exists; none is rtflite or polars."""
+    import importlib.util
+    import types
+
+    import pipeline.adam.stage
+    import pipeline.report.tlf
+
+    fake = types.ModuleType("pipeline.fake_on_use")
+    fake.IMPORTS_ON_USE = ("zz.b", "zz.a", "pipeline.adam.adsl")
+    other = types.ModuleType("notpipeline")
+    other.IMPORTS_ON_USE = ("zz.never",)
+    monkeypatch.setitem(sys.modules, "pipeline.fake_on_use", fake)
+    monkeypatch.setitem(sys.modules, "notpipeline", other)
+    names = build.imports_on_use()
+    assert names == sorted(set(names)) and {"zz.a", "zz.b"} <= set(names) and "zz.never" not in names
+    assert {"pipeline.adam.adsl", "pipeline.adam.adrs", "pipeline.adam.reports", "reportlab.pdfgen.canvas"} <= set(names)
+    assert names.count("pipeline.adam.adsl") == 1
+    real = [n for n in names if not n.startswith("zz.")]
+    assert all(importlib.util.find_spec(n) is not None for n in real)
+    assert not {n for n in names if n.split(".")[0] in ("rtflite", "polars")}

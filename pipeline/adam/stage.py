@@ -32,6 +32,11 @@ from pipeline.export import checks, datasetjson, writer, xpt
 from pipeline.spec import Spec, load_spec
 
 FOLDER = "adam"
+#: modules this hook imports only when it runs (the dataset modules of :data:`REGISTRY` and the
+#: helpers of :func:`build_adam`): a parallel build imports them in its parent before it forks
+#: the workers (:func:`pipeline.build.imports_on_use`), so that no worker imports them again
+IMPORTS_ON_USE = (*(f"pipeline.adam.{name}" for name in REGISTRY), "pipeline.adam.reports",
+                  "pipeline.export.numeric_guard", "pipeline.export.define")
 
 
 #: the ADaM specs loaded by :func:`adam_spec`: (specs folder, CTCAE version, digest of the
