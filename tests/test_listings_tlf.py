@@ -556,3 +556,39 @@ def test_table_group_continued_on_the_next_page():
     assert tlf.layout(doc, 7, 0.6).rows[46][0] == ""  # no text given: nothing added
     listing = tlf.Doc(**{**doc.__dict__, "type": "Listing"})
     assert tlf.layout(listing, 7, 0.6, None, "(continued)").rows[46][0] == ""
+
+
+def test_font_subsets_made_once_write_the_same_bytes(monkeypatch):
+    """The embedded font subsets made and compressed once per process (tlf.PDF_SUBSETS_ONCE)
+    are the PDF reportlab writes making them for every document: an ASCII document (one subset
+    per font), documents with characters beyond ASCII (a second subset, different per
+    document), each rendered after another that filled the memo. A repeated document
+    compresses two streams fewer (the two fonts' files) than reportlab alone."""
+    from reportlab.pdfbase import pdfdoc
+
+    def doc(extra: str) -> tlf.Doc:
+        rows = [[f"S-{i:03d}", f"value {i} {extra}", str(i)] for i in range(30)]
+        return tlf.Doc(studyid="X", type="Listing", number="9", title="Subsets", headers=["Subject", "Text", "N"],
+                       rows=rows, align=["l", "l", "r"], orientation="landscape", footnotes=["f"], source="AE",
+                       cutoff="2025-01-01", program="p", run="r")
+
+    stamp = datetime(2025, 1, 1)
+    docs = [doc(""), doc("\u2265 \u00d7"), doc("\u03b2 \u03bc \u0416"), doc("")]
+    once = [tlf.pdf_bytes(d, stamp) for d in docs]
+    assert once[0] == once[3] and len({*once}) == 3
+    compressed = []
+    real = pdfdoc.PDFStreamFilterZCompress.encode
+
+    def counted(self, text):
+        compressed.append(len(text))
+        return real(self, text)
+
+    monkeypatch.setattr(pdfdoc.PDFStreamFilterZCompress, "encode", counted)
+    assert tlf.pdf_bytes(docs[0], stamp) == once[0]
+    n_once = len(compressed)
+    monkeypatch.setattr(tlf, "PDF_SUBSETS_ONCE", False)
+    compressed.clear()
+    assert [tlf.pdf_bytes(d, stamp) for d in docs] == once
+    compressed.clear()
+    tlf.pdf_bytes(docs[0], stamp)
+    assert len(compressed) == n_once + 2
