@@ -27,3 +27,17 @@ def test_clopper_pearson_equals_scipy_stats_beta_ppf_bit_for_bit():
             lo, hi = R.clopper_pearson(x, n)
             assert lo == (0.0 if x == 0 else float(beta.ppf(0.025, x, n - x + 1)))
             assert hi == (1.0 if x == n else float(beta.ppf(0.975, x + 1, n - x)))
+
+
+def test_the_build_parent_registers_the_pdf_fonts_before_the_workers_fork():
+    """Importing the post-export hooks, as the parent of a parallel build does before it forks
+    the study workers (pipeline.parallel.preload), parses and registers the PDF fonts and
+    imports reportlab's canvas, so that the workers inherit them: no PDF drawn yet."""
+    code = ("import importlib, sys, pipeline.build as b\n"
+            "for h in b.POST_EXPORT_HOOKS: importlib.import_module(h.module)\n"
+            "from reportlab.pdfbase import pdfmetrics\n"
+            "from pipeline.report import tlf\n"
+            "print(tlf.pdf_fonts.cache_info().currsize, 'reportlab.pdfgen.canvas' in sys.modules,\n"
+            "      sorted(n for n in pdfmetrics.getRegisteredFontNames() if n.startswith('DejaVu')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1 True ['DejaVuSans', 'DejaVuSans-Bold']"
