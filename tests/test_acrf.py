@@ -246,3 +246,31 @@ def test_html_view_has_every_form_page_and_annotation(spec):
         for row in page.rows:
             for b in row.annotations:
                 assert html_lib.escape(" ".join(b.lines)) in section, (page.number, row.column)
+
+
+def test_form_pages_laid_out_once_per_spec_are_each_studys_own_layout():
+    """The forms' pages made once per spec and renumbered per study (acrf._spec_form_pages) are
+    the pages laying out each form for the study at its own first page gives (what
+    _crf_layout did before): every shipped study, laid out one after the other with one spec,
+    as a build worker does, so that later studies reuse the forms of earlier ones. The PDFs
+    are the same bytes; a form's rows are shared, its pages are each layout's own."""
+    from pipeline.config import selected_studies
+
+    ids = ["ZJU-CD7-SAA", "NCT06316427", "CD7-RRAL-DE", "NCT05164042", "ZJU-CD7-AID"]
+    spec = load_spec(SPECS)
+    layouts = [acrf._crf_layout(s, spec) for s in selected_studies(SPECS, ids)]
+    meta = spec.raw_forms.set_index("form")
+    for layout in layouts:
+        fresh_spec = load_spec(SPECS)
+        annotations, codes = acrf.field_annotations(fresh_spec), acrf._Codes(fresh_spec)
+        want = [p for p in layout.pages if not p.form]
+        for form in layout.forms:
+            want += acrf._form_pages(fresh_spec, form, str(meta.loc[form, "label"]), str(meta.loc[form, "description"]),
+                                     len(want) + 1, annotations, codes)
+        assert [p.number for p in layout.pages] == list(range(1, len(want) + 1))
+        assert layout.pages == want, layout.studyid
+        fresh = acrf._crf_layout(load_study(SPECS, layout.studyid), fresh_spec)
+        assert acrf.render_pdf(layout) == acrf.render_pdf(fresh)
+    first, last = layouts[0], layouts[-1]
+    a, b = first.pages[first.form_pages("dm")[0] - 1], last.pages[last.form_pages("dm")[0] - 1]
+    assert a is not b and a.rows is b.rows

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -485,11 +485,31 @@ def crf_layout(study: Study, spec: Spec) -> Layout:
     return hit[1]
 
 
+def _spec_form_pages(spec: Spec, form: str) -> list[Page]:
+    """The pages of one form as :func:`_form_pages` lays them out, numbered from 0: made once
+    per spec and form. What is on a form's pages (its fields' rows, annotations, options and
+    decodes, domain boxes, where each page breaks) comes from the spec alone; a study only
+    chooses which forms it has, and so where each form's pages start. The build lays out the
+    aCRF of every study a worker builds with the same spec (the one it inherited), and laying
+    out the fields was most of a layout. Nobody changes a layout once made, so the pages'
+    rows are shared between the studies' layouts (:func:`_renumbered`)."""
+    def lay_out(spec: Spec) -> list[Page]:
+        meta = spec.raw_forms.set_index("form")
+        codes = per_object(spec, "acrf_codes", _Codes)
+        return _form_pages(spec, form, str(meta.loc[form, "label"]), str(meta.loc[form, "description"]), 0,
+                           per_object(spec, "acrf_annotations", field_annotations), codes)
+    return per_object(spec, ("acrf_form_pages", form), lay_out)
+
+
+def _renumbered(pages: list[Page], first: int) -> list[Page]:
+    """``pages`` (numbered from 0) as pages ``first``, ``first + 1``, ...: new page objects,
+    the same rows."""
+    return [replace(p, number=first + p.number) for p in pages]
+
+
 def _crf_layout(study: Study, spec: Spec) -> Layout:
     forms = crf_forms(study, spec)
     meta = spec.raw_forms.set_index("form")
-    annotations = field_annotations(spec)
-    codes = _Codes(spec)
     titles = {f: str(meta.loc[f, "label"]) for f in forms}
     # cover: contents entries on page 1 below the legend, then on further pages if needed
     per_first = int((PAGE_H - MARGIN_BOTTOM - COVER_FIRST_TOP) // COVER_ENTRY_H)
@@ -498,8 +518,7 @@ def _crf_layout(study: Study, spec: Spec) -> Layout:
     pages = [Page(i + 1, "", "Annotated Case Report Form") for i in range(n_cover)]
     number = n_cover + 1
     for form in forms:  # the study's forms
-        fp = _form_pages(spec, form, titles[form], str(meta.loc[form, "description"]), number, annotations,
-                         codes)
+        fp = _renumbered(_spec_form_pages(spec, form), number)
         pages += fp
         number += len(fp)
     entries = [(f, titles[f], next(p.number for p in pages if p.form == f)) for f in forms]
