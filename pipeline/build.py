@@ -794,8 +794,8 @@ def run_build(args) -> int:
 #: libraries that the build's modules import only where they use them, imported by the parent of
 #: a parallel build with those modules, so that each worker does not import them again: pyreadstat
 #: (the build log's versions; SAS extracts) and scipy.special (Kaplan-Meier and exact binomial
-#: confidence limits). Not rtflite: it imports polars, whose thread pool a forked worker must not
-#: inherit (polars warns that it may deadlock), so each worker imports it for its own RTF.
+#: confidence limits). (Never polars, whose thread pool a forked worker must not inherit: the build
+#: does not import it; rtflite, which imports it, is only the tests' oracle of the RTF composer.)
 BUILD_LIBRARIES = ("pyreadstat", "scipy.special")
 
 

@@ -135,7 +135,7 @@ def test_rtf_listing_first_rows_and_planted_text(out, data):
     ae = data["AE"].sort_values(["USUBJID", "AESTDTC", "AESEQ"], kind="mergesort")
     firsts = [(r[0], r[3]) for r in rows[1:4]]
     assert firsts == list(zip(ae["USUBJID"].head(3), ae["AETERM"].head(3)))
-    # data texts stay text: RTF control characters are escaped by the library
+    # data texts stay text: RTF control characters are escaped (tlf.rtf_escape)
     assert kit.INJECTION_HYPERLINK in text and kit.INJECTION_SCRIPT in text
 
 
@@ -198,8 +198,8 @@ def test_long_listing_paginates_with_repeated_headers():
 
 
 def test_rtf_keeps_data_text_verbatim():
-    """rtflite's conversions are off and RTF specials escaped: underscores, carets, >=, braces
-    and backslashes come back as written; a non-Latin character as itself."""
+    """No text conversions, RTF specials escaped: underscores, carets, >=, braces and
+    backslashes come back as written; a non-Latin character as itself."""
     planted = ["AE_1 x^2", ">= 3 {b} \\par \\", "CAR-T \u2265 1e6 \u7ec6\u80de"]
     doc = tlf.Doc(studyid="X_1", type="Listing", number="2", title="t_i {t}", headers=["A_B", "C"],
                   rows=[[planted[0], planted[1]], [planted[2], "x"]], align=["l", "l"], footnotes=["n_1 >= 2"],
@@ -207,35 +207,6 @@ def test_rtf_keeps_data_text_verbatim():
     text = striprtf.rtf_to_text(tlf.rtf_text(doc)).replace(NB_HYPHEN, "-")
     for p in planted + ["t_i {t}", "A_B", "n_1 >= 2"]:
         assert p in text, p
-
-
-def test_fast_rtflite_path_writes_the_same_bytes(out, monkeypatch):
-    """The memoised rtflite path (tlf._rtflite_fast) changes speed, not output: a wrapped,
-    paginated listing and a figure document encode identically with rtflite as shipped."""
-    rows = [[f"S-{i:03d}", "RECOVERED/RESOLVED", "word " * (i % 9 + 1), str(i)] for i in range(120)]
-    doc = tlf.Doc(studyid="X", type="Listing", number="9", title="Long", headers=["Subject", "Outcome", "Text", "N"],
-                  rows=rows, align=["l", "l", "l", "r"], orientation="landscape", footnotes=["f"], source="AE",
-                  cutoff="2025-01-01", program="p", run="r")
-    import rtflite.pagination.processor
-    import rtflite.row
-    built, borders = [], []
-    real_row = rtflite.row.Row._as_rtf
-    real_borders = rtflite.pagination.processor.PageFeatureProcessor._apply_pagination_borders
-    with monkeypatch.context() as m:
-        m.setattr(rtflite.row.Row, "_as_rtf", lambda self: built.append(1) or real_row(self))
-        m.setattr(rtflite.pagination.processor.PageFeatureProcessor, "_apply_pagination_borders",
-                  lambda self, d, page: borders.append(page.page_number) or real_borders(self, d, page))
-        fast = tlf.rtf_text(doc)
-    lay = tlf.layout(doc)
-    shapes = {(b - a, k == 0, k == lay.total - 1) for k, (a, b) in enumerate(lay.pages)}
-    # rows encoded once per distinct attributes (page's first, middle, last row), not per row;
-    # the page borders once per page shape (rows, first, last), not per page
-    assert 0 < len(built) < 40
-    assert lay.total > len(shapes) and len(borders) == len(shapes)
-    monkeypatch.setattr(tlf, "RTFLITE_FAST", False)
-    assert tlf.rtf_text(doc) == fast
-    import rtflite.attributes
-    assert rtflite.attributes.BroadcastValue.__module__ == "rtflite.attributes"  # restored
 
 
 def test_memoised_pdf_text_writes_the_same_bytes(monkeypatch):
