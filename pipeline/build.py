@@ -801,7 +801,7 @@ BUILD_LIBRARIES = ("pyreadstat", "scipy.special")
 
 def imports_on_use() -> list[str]:
     """The modules that the loaded pipeline modules import only when they run, as each declares
-    them in its ``IMPORTS_ON_USE`` (e.g. the ADaM dataset modules, reportlab): the parent of a
+    them in its ``IMPORTS_ON_USE`` (e.g. the ADaM dataset modules): the parent of a
     parallel build imports them too, after the build's own modules, so that its forked workers
     inherit them instead of each importing them for its first study."""
     names = set()

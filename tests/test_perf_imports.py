@@ -8,6 +8,11 @@ import pytest
 from pipeline.rules import response as R
 
 
+def printed_by_fresh_python(code: str) -> str:
+    """What ``code`` prints in a new interpreter (nothing imported yet), stripped."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_building_does_not_import_scipy_stats():
     """scipy.stats costs about a second of start-up; the build needs one beta quantile."""
     code = ("import importlib, sys, pipeline.build as b, pipeline.rules.response as r\n"
@@ -15,8 +20,7 @@ def test_building_does_not_import_scipy_stats():
             "for h in b.POST_EXPORT_HOOKS: importlib.import_module(h.module)\n"
             "r.clopper_pearson(3, 7)\n"
             "print('scipy.stats' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert printed_by_fresh_python(code) == "False"
 
 
 def test_clopper_pearson_equals_scipy_stats_beta_ppf_bit_for_bit():
@@ -39,5 +43,4 @@ def test_the_build_parent_registers_the_pdf_fonts_before_the_workers_fork():
             "from pipeline.report import tlf\n"
             "print(tlf.pdf_fonts.cache_info().currsize, 'reportlab.pdfgen.canvas' in sys.modules,\n"
             "      sorted(n for n in pdfmetrics.getRegisteredFontNames() if n.startswith('DejaVu')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "1 True ['DejaVuSans', 'DejaVuSans-Bold']"
+    assert printed_by_fresh_python(code) == "1 True ['DejaVuSans', 'DejaVuSans-Bold']"

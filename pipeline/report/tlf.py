@@ -54,10 +54,6 @@ NO_RECORDS = "No records meet the criteria of this output."
 #: points per inch
 PT = 72.0
 FONT = "Helvetica"
-#: reportlab, which this module imports only where it draws a PDF or measures text: a parallel
-#: build imports it in its parent before it forks the workers (:func:`pipeline.build.imports_on_use`).
-#: Not rtflite: it imports polars, whose thread pool a forked worker must not inherit.
-IMPORTS_ON_USE = ("reportlab.pdfgen.canvas", "reportlab.pdfbase.ttfonts", "reportlab.lib.utils")
 FONT_BOLD = "Helvetica-Bold"
 
 
