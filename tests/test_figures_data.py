@@ -262,3 +262,84 @@ def test_km_figures_from_adtte_and_skipped_without(inp, data):
     # at 0, 30, 60, 90: 2, 2, 1, 1 (at risk at t: time >= t)
     assert texts[:5] == ["At risk", "2", "2", "1", "1"]
     assert "Dose level 1 (n = 2; median 40)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def _stock_png(fig) -> bytes:
+    """The PNG matplotlib's own Agg canvas draws (a new renderer measuring and laying out every
+    text itself), with the shared mathtext parser of png_bytes."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).get_renderer().mathtext_parser = figures.MATHTEXT
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=figures.DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _all_figures(inp) -> list:
+    """Every figure kind of TESTR as matplotlib figures: swimmer, recovery, expansion (log axes,
+    mathtext) and Kaplan-Meier (at-risk rows)."""
+    order = listings._response_order(inp.spec)
+    lanes, markers, shown = figures.swimmer_data(inp.subjects, inp.datasets["RS"], order, "OVRLRESP",
+                                                 ["INVESTIGATOR", "SPONSOR"], "2025-06-30")
+    lb_tests = ["NEUT", "PLAT", "HGB"]
+    pc_tests = ["CARTCOPY", "CARTCELL"]
+    adtte = pd.DataFrame({"USUBJID": [_u("001"), _u("002"), _u("003")], "PARAMCD": "OS",
+                          "AVAL": [90.0, 40.0, 89.0], "AVALU": "DAYS", "CNSR": [1, 0, 1],
+                          "TRT01A": ["Dose level 1", "Dose level 1", "Dose level 2"]})
+    return [figures.swimmer_figure(lanes, markers, order, "Swimmer", shown),
+            figures.recovery_figure(figures.recovery_data(inp.datasets["LB"], inp.subjects, lb_tests, {}),
+                                    lb_tests, "Recovery"),
+            figures.expansion_figure(figures.expansion_data(inp.datasets["PC"], inp.subjects, pc_tests, {}),
+                                     pc_tests, "Expansion"),
+            figures.km_figure(figures.km_data(adtte, "OS", inp.subjects), "Overall survival", "DAYS")]
+
+
+def test_text_memo_draws_what_the_stock_canvas_draws(inp):
+    """png_bytes lays out each text once per process (figures.TextMemoRenderer): every figure
+    kind is the PNG matplotlib's own canvas draws, with empty memos and again with the memos
+    filled by the figures before it (the same tick labels, legend entries and counts), and the
+    memos are used (fewer layouts than texts drawn)."""
+    figures._TEXT_METRICS.clear()
+    figures._TEXT_LAYOUTS.clear()
+    for fig in _all_figures(inp):
+        assert fig is not None
+        assert figures.png_bytes(fig) == _stock_png(fig)
+    layouts = len(figures._TEXT_LAYOUTS)
+    assert layouts > 0 and len(figures._TEXT_METRICS) > 0
+    for fig in _all_figures(inp):  # every text of these figures is in the memos now
+        assert figures.png_bytes(fig) == _stock_png(fig)
+    assert len(figures._TEXT_LAYOUTS) == layouts
+
+
+def test_text_memo_keys_on_font_size_weight_and_angle():
+    """The same string in other font sizes, weights and angles in one figure is laid out for
+    each font (and drawn at each angle), as the stock canvas draws it: a memo keyed on the text
+    alone would draw the 7-point layout at 14 points."""
+    from matplotlib.figure import Figure
+
+    def fig_of():
+        fig = Figure(figsize=(4, 3), dpi=figures.DPI)
+        ax = fig.add_subplot()
+        for k, (size, weight, rot) in enumerate([(7, "normal", 0), (14, "normal", 0), (7, "bold", 0),
+                                                  (7, "normal", 90), (14, "bold", 30)]):
+            ax.text(0.1 + 0.15 * k, 0.5, "Dose level 1", fontsize=size, fontweight=weight, rotation=rot)
+        return fig
+
+    figures._TEXT_METRICS.clear()
+    figures._TEXT_LAYOUTS.clear()
+    assert figures.png_bytes(fig_of()) == _stock_png(fig_of())
+    fonts = {key[1].get_size_in_points() for key in figures._TEXT_LAYOUTS if key[0] == "Dose level 1"}
+    assert fonts == {7.0, 14.0}
+    assert sum(key[0] == "Dose level 1" for key in figures._TEXT_LAYOUTS) == 4  # (7|14) x (normal|bold)
+
+
+def test_text_memo_falls_back_to_the_stock_drawing(inp, monkeypatch):
+    """Where matplotlib has no glyph-list text drawing (before 3.11), the renderer draws with
+    the stock methods: the same PNG, nothing laid out in the memo."""
+    monkeypatch.setattr(figures.TextMemoRenderer, "LAYOUT_DRAWING", False)
+    figures._TEXT_LAYOUTS.clear()
+    fig = _all_figures(inp)[3]
+    assert figures.png_bytes(fig) == _stock_png(fig)
+    assert not figures._TEXT_LAYOUTS

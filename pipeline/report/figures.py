@@ -20,7 +20,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from PIL import Image
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -46,11 +46,80 @@ PROGRESSION_COLOR = "#7b3294"
 MATHTEXT = MathTextParser("path")
 
 
+#: text metrics (width, height, descent) and glyph layouts of the process's figures, by text,
+#: font properties, resolution and hinting (:class:`TextMemoRenderer`)
+_TEXT_METRICS: dict[tuple, tuple[float, float, float]] = {}
+_TEXT_LAYOUTS: dict[tuple, tuple[tuple, ...]] = {}
+
+
+class TextMemoRenderer(RendererAgg):
+    """matplotlib's Agg renderer, laying out each plain text once per process instead of once
+    per figure.
+
+    A figure's renderer measures and lays out every text it draws with FreeType (``set_text``,
+    ``_layout``: 0.3 to 1 ms a text); matplotlib keeps the measurements per renderer only, and
+    each figure has a renderer of its own, so the same tick labels, legend entries and counts
+    were laid out again in every figure of every study. The glyphs and their positions depend
+    only on the text, the font (its properties: family, style, weight, size, file), the
+    resolution and the hinting flag, which key the two memos; the glyphs are then drawn by the
+    stock renderer, at the text's own position and angle. Mathtext (log axis labels) keeps its
+    own path (:data:`MATHTEXT`). Where the installed matplotlib has no glyph-list text drawing
+    (before 3.11: no ``FT2Font._layout``), the stock methods run.
+    tests/test_figures_data.py checks that every shipped study's figures are the same PNG
+    bytes as with the stock renderer.
+    """
+
+    #: the renderer methods the memo of :meth:`draw_text` relies on (matplotlib >= 3.11)
+    LAYOUT_DRAWING = hasattr(RendererAgg, "_draw_text_glyphs_and_boxes") and hasattr(RendererAgg, "_prepare_font")
+
+    def get_text_width_height_descent(self, s, prop, ismath):
+        if ismath is not False:
+            return super().get_text_width_height_descent(s, prop, ismath)
+        key = (s, prop.copy(), self.dpi, get_hinting_flag())
+        metrics = _TEXT_METRICS.get(key)
+        if metrics is None:
+            metrics = _TEXT_METRICS[key] = super().get_text_width_height_descent(s, prop, ismath)
+        return metrics
+
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath or not self.LAYOUT_DRAWING:
+            return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+        features = mtext.get_fontfeatures() if mtext is not None else None
+        language = mtext.get_language() if mtext is not None else None
+        flags = get_hinting_flag()
+        key = (s, prop.copy(), self.dpi, flags, None if features is None else tuple(features), language)
+        glyphs = _TEXT_LAYOUTS.get(key)
+        if glyphs is None:
+            font = self._prepare_font(prop)
+            if not hasattr(font, "_layout"):
+                return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+            glyphs = _TEXT_LAYOUTS[key] = tuple((item.ft_object, item.glyph_index, item.x, item.y)
+                                                for item in font._layout(s, flags=flags, features=features,
+                                                                         language=language))
+        size = prop.get_size_in_points()
+        self._draw_text_glyphs_and_boxes(gc, x, y, angle, ((font, size, index, 0, 1, gx, gy)
+                                                          for font, index, gx, gy in glyphs), [])
+
+
+class MemoCanvas(FigureCanvasAgg):
+    """The Agg canvas of :func:`png_bytes`: its renderer is a :class:`TextMemoRenderer` with
+    the shared :data:`MATHTEXT` parser."""
+
+    def get_renderer(self):
+        w, h = self.get_width_height(physical=True)
+        key = w, h, self.figure.dpi
+        if self._lastKey != key:
+            self.renderer = TextMemoRenderer(w, h, self.figure.dpi)
+            self.renderer.mathtext_parser = MATHTEXT
+            self._lastKey = key
+        return self.renderer
+
+
 def png_bytes(fig: Figure) -> bytes:
-    """PNG of a figure, byte-identical on rerun (no software/time metadata); its mathtext is
-    laid out by the shared :data:`MATHTEXT` parser."""
-    # savefig draws with this renderer: the figure keeps its size and resolution (DPI)
-    FigureCanvasAgg(fig).get_renderer().mathtext_parser = MATHTEXT
+    """PNG of a figure, byte-identical on rerun (no software/time metadata), drawn on a
+    :class:`MemoCanvas`."""
+    # savefig draws with this canvas's renderer: the figure keeps its size and resolution (DPI)
+    MemoCanvas(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
