@@ -469,3 +469,27 @@ def test_define_xml_raises_when_the_result_is_not_schema_valid(spec, data, monke
     broken = type(spec)(**{**spec.__dict__, "datasets": ds})
     with pytest.raises(DataError, match="define.xml: .*NOT A CLASS"):
         define.define_xml(data, broken, kit.study(), STAMP)
+
+
+def _dict_keys(value) -> set[str]:
+    """Every key of every dict inside a define model (nested dicts and lists)."""
+    if isinstance(value, dict):
+        return set(value).union(*(_dict_keys(v) for v in value.values()))
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_dict_keys(v) for v in value))
+    return set()
+
+
+def test_template_looks_dict_keys_up_first(spec, data):
+    """The template environment finds ``x.name`` as the key of a dict before jinja's attribute
+    lookup (which raised and caught an AttributeError for every value of the dict-made model):
+    a key named like a dict method is the key's value, an attribute of a non-dict object is
+    still found, and a missing one is still an error. No key of the model is the name of a dict
+    attribute, so the define.xml is what jinja's own lookup made."""
+    env = define._environment()
+    assert env.from_string("{{ d.items }}|{{ d.oid }}").render(d={"items": "kept", "oid": "IT.X"}) == "kept|IT.X"
+    assert env.from_string("{{ p.name }}").render(p=Path("/a/b.xpt")) == "b.xpt"
+    with pytest.raises(Exception, match="has no attribute 'nope'"):
+        env.from_string("{{ d.nope }}").render(d={"oid": "IT.X"})
+    model = define.define_model(data, spec, kit.study(), STAMP)
+    assert not _dict_keys(model) & set(dir(dict))
