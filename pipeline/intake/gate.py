@@ -17,6 +17,7 @@ import pandas as pd
 from pipeline.config import Study, raw_folder, selected_studies
 from pipeline.context import FINDING_COLUMNS, FindingCounts, empty
 from pipeline.errors import ConfigError
+from pipeline.export.memo import per_object
 from pipeline.intake import checks as ck
 from pipeline.intake import report
 from pipeline.intake.readers import read_study
@@ -43,6 +44,12 @@ class GateResult(FindingCounts):
         return int(sum(len(df) for df in self.forms.values()))
 
 
+def _spec_columns(form: str, spec: Spec) -> tuple[str, ...]:
+    """The form's column names in ``specs/raw/columns.csv`` order, once per loaded spec
+    (:meth:`Spec.form_columns` copies its frame on every call; issue 14)."""
+    return per_object(spec, ("gate_form_columns", form), lambda s: tuple(s.form_columns(form)["column"]))
+
+
 def _file_name(form: str, study: Study) -> str:
     return f"{form}.{study.raw_formats.get(form, 'csv')}"
 
@@ -59,7 +66,7 @@ def prepare_form(df: pd.DataFrame, form: str, study: Study, spec: Spec) -> pd.Da
     if "_ROW" not in w.columns:
         w["_ROW"] = range(2, len(w) + 2)
     w["_ROW"] = pd.to_numeric(w["_ROW"], errors="coerce").fillna(0).astype("int64")
-    for c in spec.form_columns(form)["column"]:
+    for c in _spec_columns(form, spec):
         if c in w.columns and w[c].dtype != "str":
             w[c] = w[c].astype(object).where(w[c].notna(), None).astype("str")
     return w
@@ -67,7 +74,7 @@ def prepare_form(df: pd.DataFrame, form: str, study: Study, spec: Spec) -> pd.Da
 
 def _pad(w: pd.DataFrame, form: str, spec: Spec) -> pd.DataFrame:
     """Add absent spec columns (empty) so cross checks can address every column."""
-    for c in spec.form_columns(form)["column"]:
+    for c in _spec_columns(form, spec):
         if c not in w.columns:
             w[c] = pd.Series(float("nan"), index=w.index, dtype="str")
     return w

@@ -39,6 +39,7 @@ import pandas as pd
 from pipeline.config import Study
 from pipeline.context import FINDING_COLUMNS, empty
 from pipeline.errors import ConfigError
+from pipeline.export.memo import per_object
 from pipeline.intake.checks import MONTHS
 from pipeline.spec import Spec
 
@@ -453,6 +454,15 @@ def _check_header(header: list[str], name: str) -> None:
 # ---------------------------------------------------------------------------------------
 # one form
 # ---------------------------------------------------------------------------------------
+def _spec_layout(form: str, spec: Spec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The form's columns and its required columns in ``specs/raw/columns.csv`` order, once per
+    loaded spec (the reader asks for every form of every study; issue 14)."""
+    def layout(s: Spec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        c = s.form_columns(form)
+        return tuple(c["column"]), tuple(c.loc[c["required"] == "Y", "column"])
+    return per_object(spec, ("raw_form_layout", form), layout)
+
+
 def _normalise(header: list[str], df: pd.DataFrame, form: str, file_name: str, spec: Spec,
                studyid: str) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Name, strip and order the columns; drop blank records; check the spec's columns."""
@@ -466,16 +476,15 @@ def _normalise(header: list[str], df: pd.DataFrame, form: str, file_name: str, s
                                      f"{file_name}: header column {i + 1} has no name but holds data; "
                                      "every column needs its name in the first row")
     frame = pd.DataFrame({names[i]: strip_text(df[i]) for i in data_cols}, index=df.index)
-    spec_cols = spec.form_columns(form)
-    required = spec_cols.loc[spec_cols["required"] == "Y", "column"].tolist()
+    columns, required = _spec_layout(form, spec)
     missing_req = [c for c in required if c not in frame.columns]
     if missing_req:
         raise UnreadableFile("file.missing_column",
                              f"{file_name}: required column{'s' if len(missing_req) > 1 else ''} "
                              f"{', '.join(missing_req)} missing from the header (see specs/raw/columns.csv)")
     notes: list[pd.DataFrame] = []
-    absent = [c for c in spec_cols["column"] if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in set(spec_cols["column"])]
+    absent = [c for c in columns if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in set(columns)]
     if absent:
         notes.append(file_finding(studyid, file_name, "file.optional_column_absent", "warning",
                                   f"{file_name}: optional column{'s' if len(absent) > 1 else ''} "
@@ -486,7 +495,7 @@ def _normalise(header: list[str], df: pd.DataFrame, form: str, file_name: str, s
                                   f"not in specs/raw/columns.csv for form {form} (kept, not checked)"))
     for c in absent:
         frame[c] = pd.Series(np.nan, index=frame.index, dtype="str")
-    frame = frame[list(spec_cols["column"]) + extra]
+    frame = frame[list(columns) + extra]
     blank = frame.isna().all(axis=1) if len(frame.columns) else pd.Series(True, index=frame.index)
     frame["_FILE"] = file_name
     frame["_ROW"] = df["_ROW"].to_numpy()

@@ -159,7 +159,15 @@ def _generate_form_schema(spec: Spec, form: str, max_year: int) -> FormSchema:
 
 
 def spec_problems(spec: Spec) -> list[str]:
-    """Problems of ``specs/raw/columns.csv`` that make a schema impossible (unknown types, bad limits)."""
+    """Problems of ``specs/raw/columns.csv`` that make a schema impossible (unknown types, bad limits).
+
+    Found once per loaded spec (the gate asks before every study, and a build worker gates
+    several studies with one spec; issue 14). The list is shared: read it, do not change it."""
+    return per_object(spec, "raw_spec_problems", _spec_problems)
+
+
+def _spec_problems(spec: Spec) -> list[str]:
+    """:func:`spec_problems` without the memo."""
     c = spec.raw_columns
     problems = [f"specs/raw/columns.csv {f}.{col}: unknown type {t!r} (known: {', '.join(RAW_TYPES)})"
                 for f, col, t in zip(c["form"], c["column"], c["type"]) if t not in RAW_TYPES]
