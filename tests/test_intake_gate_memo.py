@@ -6,12 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "intake"))
 import intake_synth as synth  # noqa: E402
 
 from pipeline.config import load_study  # noqa: E402
+from pipeline.intake import checks as ck  # noqa: E402
 from pipeline.intake import gate  # noqa: E402
 from pipeline.intake import schemas  # noqa: E402
 from pipeline.spec import Spec, load_spec  # noqa: E402
@@ -48,3 +50,114 @@ def test_spec_problems_are_found_once_per_spec_and_still_block(env):
     assert schemas.spec_problems(spec) is problems
     with pytest.raises(Exception, match="dm.AGE: unknown type 'integer'"):
         gate.validate_forms(synth.valid_forms(spec), study, spec)
+
+
+# ---- parsed values: once per validate call, only on the call's own frames ------------------
+def _cutoff_rows(forms, env):
+    spec, study = env
+    f = ck.check_dates_before_cutoff(forms, study, spec)
+    return sorted(zip(f["file"], f["row"], f["column"]))
+
+
+def test_a_form_changed_in_place_between_two_cross_check_calls_is_judged_on_its_new_values(env):
+    forms = synth.valid_forms(env[0])  # a caller's own frames (not the gate's working copies)
+    assert _cutoff_rows(forms, env) == []
+    ae = forms["ae"]
+    ae.loc[ae["_ROW"] == 3, "AEENDAT"] = "15-JAN-2025"  # after the 2024-12-31 cutoff, same frame object
+    assert _cutoff_rows(forms, env) == [("ae.csv", 3, "AEENDAT")]
+    ae.loc[ae["_ROW"] == 3, "AEENDAT"] = "15-JAN-2024"
+    assert _cutoff_rows(forms, env) == []
+
+
+def test_each_number_and_date_column_is_parsed_once_per_validate_call(env, monkeypatch):
+    spec, study = env
+    parsed = []
+    real_number, real_dates = ck.number_value, ck.cdash_date_parts
+    monkeypatch.setattr(ck, "number_value", lambda s, integer=False: parsed.append(s.name) or real_number(s, integer))
+    monkeypatch.setattr(ck, "cdash_date_parts", lambda s, partial_ok=True, max_year=None:
+                        parsed.append(s.name) or real_dates(s, partial_ok, max_year))
+    forms = synth.valid_forms(spec)
+    assert gate.validate_forms(forms, study, spec).empty
+    # dm.AGE: type, range, plausibility (twice) and the age check read one parse (was 4 parses);
+    # dm.BRTHDAT: its type check, the age check and the date cross checks (was 3)
+    assert parsed.count("AGE") == 1 and parsed.count("BRTHDAT") == 1
+    # ex.EXCARTOT: type, range, plausibility and the cell product check (was 3 + 1)
+    assert parsed.count("EXCARTOT") == 1
+    parsed.clear()
+    assert gate.validate_forms(forms, study, spec).empty  # a new call parses afresh
+    assert parsed.count("AGE") == 1
+
+
+# ---- the all-pass test of a form against pandera ----------------------------------------------
+REAL = Path(__file__).resolve().parents[1] / "specs"
+
+
+@pytest.fixture(scope="module")
+def real_spec():
+    return load_spec(REAL)
+
+
+@pytest.mark.parametrize("form, column, values, expected", [
+    # type.int, range 0-100, plausibility 1-75 (dm.AGE)
+    ("dm", "AGE", ["43", "4x", "101", "80", "0", "1e999", "-0", " 7", "1.0"],
+     {"type.int": [1, 0, 1, 1, 1, 0, 1, 0, 0], "range": [1, 1, 0, 1, 1, 1, 1, 1, 1],
+      "plausibility": [1, 1, 1, 0, 0, 1, 0, 1, 1]}),
+    # type.float, range 0.5-250, plausibility 2-220 (vs.VSORRES)
+    ("vs", "VSORRES", ["36.6", "1,5", "0.4", "221", "1e999", ".5", "250"],
+     {"type.float": [1, 0, 1, 1, 0, 1, 1], "range": [1, 1, 0, 1, 1, 1, 1],
+      "plausibility": [1, 1, 1, 0, 1, 0, 0]}),
+    ("dm", "ICDAT", ["29-FEB-2024", "29-FEB-2023", "05-mar-2024", "UN-MAR-2024", "01-JAN-1899"],
+     {"type.date": [1, 0, 0, 0, 0]}),
+    ("dm", "BRTHDAT", ["UN-MAR-1980", "UN-UNK-1980", "05-UNK-1980", "31-APR-1980"], {"type.pdate": [1, 1, 0, 0]}),
+    ("ex", "EXSTTIM", ["23:59", "24:00", "9:30", "09:60"], {"type.time": [1, 0, 0, 0]}),
+    ("dm", "SEX", ["M", "F", "m", "X"], {"allowed": [1, 1, 0, 0]}),
+])
+def test_each_generated_check_gives_the_rule_s_verdict_on_real_values(real_spec, form, column, values, expected):
+    fs = schemas.form_schema(real_spec, form, 2026)
+    s = pd.Series(values, dtype="str")
+    by_pandera = {c.name: c._check_fn(s).astype(int).tolist() for c in fs.schema.columns[column].checks}
+    df = pd.DataFrame({column: s})
+    values_ = schemas.ColumnValues(ck.ParsedForms({form: df}), form, column)
+    by_test = {name: test(values_).astype(int).tolist() for name, test in fs.tests[column]}
+    assert by_pandera == expected and by_test == expected
+
+
+def _findings(df, form, spec, study):
+    f = schemas.schema_findings(df, form, study, spec)
+    return sorted(zip(f["row"], f["column"], f["value"], f["check"], f["severity"]))
+
+
+def test_a_form_with_bad_cells_gets_pandera_s_findings_and_a_clean_one_passes(real_spec):
+    from pipeline.config import load_study
+    study = load_study(REAL, "CD7-RRAL-DE")
+    spec = real_spec
+    fs = schemas.form_schema(spec, "dm", 2026)
+    forms = ck.ParsedForms()
+    cols = [c for c in fs.schema.columns]
+    good = {c: None for c in cols}
+    good.update(STUDYID="CD7-RRAL-DE", SITEID="01", SUBJID="001", ICDAT="02-JAN-2024", DMDAT="02-JAN-2024",
+                BRTHDAT="15-MAR-1980", AGE="43", AGEU="YEARS", SEX="M", ENRYN="Y")
+    dm = pd.DataFrame([good, dict(good, SUBJID="002")]).astype("str")
+    dm = dm.assign(_FILE="dm.csv", _ROW=[2, 3])
+    missing = [c for c in cols if fs.schema.columns[c].required and dm[c].isna().any()]
+    for c in missing:  # the spec's other required columns: any valid value
+        allowed = spec.form_columns("dm").set_index("column").loc[c, "allowed"]
+        dm[c] = pd.Series([allowed.split("|")[0] if allowed else "X"] * 2, dtype="str")
+    forms["dm"] = dm
+    assert schemas.passes(fs, dm, forms)
+    assert _findings(dm, "dm", spec, study) == []
+    bad = dm.copy()
+    bad.loc[0, "AGE"] = "4x"
+    bad.loc[1, "AGE"] = "101"
+    bad.loc[1, "SEX"] = "m"
+    bad.loc[0, "BRTHDAT"] = "05-UNK-1980"
+    bad.loc[1, "ICDAT"] = None
+    assert not schemas.passes(fs, bad, ck.ParsedForms({"dm": bad}))
+    assert _findings(bad, "dm", spec, study) == [
+        (2, "AGE", "4x", "type.int", "error"), (2, "BRTHDAT", "05-UNK-1980", "type.pdate", "error"),
+        (3, "AGE", "101", "range", "error"), (3, "ICDAT", "", "required", "error"),
+        (3, "SEX", "m", "allowed", "error")]
+    plausible = dm.copy()
+    plausible.loc[1, "AGE"] = "80"  # a warning only: still not a pass
+    assert not schemas.passes(fs, plausible, ck.ParsedForms({"dm": plausible}))
+    assert _findings(plausible, "dm", spec, study) == [(3, "AGE", "80", "plausibility", "warning")]

@@ -251,13 +251,17 @@ def number_value(series: pd.Series, integer: bool = False) -> pd.Series:
 
 def in_range(series: pd.Series, low: float | None, high: float | None, integer: bool = False) -> pd.Series:
     """True where the value is not a well-formed number (the type check reports it) or lies in [low, high]."""
-    v = number_value(series, integer=integer).to_numpy()
-    ok = np.ones(len(v), dtype=bool)
+    return pd.Series(within(number_value(series, integer=integer).to_numpy(), low, high), index=series.index)
+
+
+def within(values: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
+    """:func:`in_range` of :func:`number_value` ``values`` (NaN: not a number, True)."""
+    ok = np.ones(len(values), dtype=bool)
     if low is not None:
-        ok &= ~(v < low)
+        ok &= ~(values < low)
     if high is not None:
-        ok &= ~(v > high)
-    return pd.Series(ok, index=series.index)
+        ok &= ~(values > high)
+    return ok
 
 
 def definitely_before(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
@@ -273,6 +277,53 @@ def definitely_before(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
         same_y = ya == yb
         same_m = same_y & (ma == mb)
         return (ya < yb) | (same_y & (ma < mb)) | (same_m & (da < db))
+
+
+# ---------------------------------------------------------------------------------------
+# parsed values of the gate's own working forms
+# ---------------------------------------------------------------------------------------
+class ParsedForms(dict):
+    """The prepared forms of ONE validate call (form -> frame) and the parsed values of their
+    columns (number values, CDASH date parts, censored numbers), each parsed once for that call:
+    the schema's type, range and plausibility checks and several cross checks read the same
+    columns (issue 14). It holds only the working copies that call made itself
+    (:func:`pipeline.intake.gate.validate_detail`), which do not change while it runs, and goes
+    with the call. A plain dict of forms (a caller's own frames, which it may change between two
+    calls) gets no memo: every helper below then parses afresh. The memo is never keyed on a
+    frame's identity, so a frame changed in place is never judged on stale values."""
+
+    def __init__(self, forms=()):
+        super().__init__(forms)
+        self._parsed: dict[tuple, object] = {}
+
+    def parsed(self, key: tuple, compute: Callable[[], object]):
+        """``compute()``, once per ``key`` in this call (the result is shared: read it, do not change it)."""
+        if key not in self._parsed:
+            self._parsed[key] = compute()
+        return self._parsed[key]
+
+
+def _once(forms: dict[str, pd.DataFrame], key: tuple, compute: Callable[[], object]):
+    return forms.parsed(key, compute) if isinstance(forms, ParsedForms) else compute()
+
+
+def form_number_value(forms: dict[str, pd.DataFrame], form: str, column: str, integer: bool = False) -> pd.Series:
+    """:func:`number_value` of ``forms[form][column]``, once per validate call (see :class:`ParsedForms`)."""
+    return _once(forms, ("number", form, column, integer),
+                 lambda: number_value(forms[form][column], integer=integer))
+
+
+def form_censored_value(forms: dict[str, pd.DataFrame], form: str, column: str) -> pd.Series:
+    """:func:`censored_number_value` of ``forms[form][column]``, once per validate call."""
+    return _once(forms, ("censored", form, column), lambda: censored_number_value(forms[form][column]))
+
+
+def form_date_parts(forms: dict[str, pd.DataFrame], form: str, column: str, partial_ok: bool,
+                    max_year: int | None) -> pd.DataFrame:
+    """:func:`cdash_date_parts` of ``forms[form][column]``, once per validate call: the date
+    cross checks each compare every date column of every form, and the schema checks them too."""
+    return _once(forms, ("date", form, column, partial_ok, max_year),
+                 lambda: cdash_date_parts(forms[form][column], partial_ok=partial_ok, max_year=max_year))
 
 
 # ---------------------------------------------------------------------------------------
@@ -531,14 +582,6 @@ def _date_columns(spec: Spec, form: str) -> list[tuple[str, bool]]:
     return list(per_object(spec.raw_columns, "gate_date_columns", by_form).get(form, ()))
 
 
-def _form_date_parts(df: pd.DataFrame, column: str, partial_ok: bool, max_year: int) -> pd.DataFrame:
-    """:func:`cdash_date_parts` of one date column of a prepared form, once per form frame: the
-    date cross checks each compare every date column of every form, and the prepared forms do
-    not change while the checks run (the result is shared: read it, do not change it)."""
-    return per_object(df, ("cdash_date_parts", column, partial_ok, max_year),
-                      lambda d: cdash_date_parts(d[column], partial_ok=partial_ok, max_year=max_year))
-
-
 @cross_check("date.before_consent")
 def check_dates_after_consent(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.DataFrame:
     """No event or assessment date precedes the subject's informed consent (dm.ICDAT).
@@ -563,7 +606,7 @@ def check_dates_after_consent(forms: dict[str, pd.DataFrame], study: Study, spec
         for column, partial in _date_columns(spec, form):
             if (form, column) in DATES_BEFORE_CONSENT_ALLOWED:
                 continue
-            parts = _form_date_parts(df, column, partial, cap)
+            parts = form_date_parts(forms, form, column, partial, cap)
             ref = ic_by_subject.reindex(subj.to_numpy())
             ref.index = df.index
             bad = known.to_numpy() & definitely_before(parts, ref)
@@ -584,18 +627,19 @@ def check_ae_dates(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> 
     ae = forms.get("ae")
     if ae is None:
         return _NO_FINDINGS
-    return _concat(_start_end_ongoing(ae, "AE", study, "event", "resolved"))
+    return _concat(_start_end_ongoing(forms, "ae", study, "event", "resolved"))
 
 
-def _start_end_ongoing(frame: pd.DataFrame, prefix: str, study: Study, noun: str, stopped: str) -> list[pd.DataFrame]:
-    """The findings of an event/intervention form's start, end and ongoing fields (``prefix``
-    AE or CM): the end not before the start at the precision both are known to; <prefix>ONGO=Y
-    with an end date (an error); <prefix>ONGO=N without one (a warning: query the site)."""
-    p = prefix.lower()
+def _start_end_ongoing(forms: dict[str, pd.DataFrame], form: str, study: Study, noun: str,
+                       stopped: str) -> list[pd.DataFrame]:
+    """The findings of an event/intervention form's start, end and ongoing fields (``form`` ae
+    or cm, prefix AE or CM): the end not before the start at the precision both are known to;
+    <prefix>ONGO=Y with an end date (an error); <prefix>ONGO=N without one (a warning: query the site)."""
+    frame, p, prefix = forms[form], form, form.upper()
     start, end, ongo = f"{prefix}STDAT", f"{prefix}ENDAT", frame[f"{prefix}ONGO"]
     cap = _max_year(study)
-    st = cdash_date_parts(frame[start], partial_ok=True, max_year=cap)
-    en = cdash_date_parts(frame[end], partial_ok=True, max_year=cap)
+    st = form_date_parts(forms, form, start, True, cap)
+    en = form_date_parts(forms, form, end, True, cap)
     return [
         make_findings(study.studyid, frame, definitely_before(en, st), end, f"{p}.end_before_start", "error",
                       f"{end} is before {start} (" + _s(frame[start]) + "): the end must be on or after the start"),
@@ -620,7 +664,7 @@ def check_cm(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Dat
     cm = forms.get("cm")
     if cm is None or not len(cm):
         return _NO_FINDINGS
-    out = _start_end_ongoing(cm, "CM", study, "medication", "stopped") + [
+    out = _start_end_ongoing(forms, "cm", study, "medication", "stopped") + [
         make_findings(study.studyid, cm, cm["CMDOSE"].notna() & cm["CMDOSU"].isna(), "CMDOSU",
                       "cm.dose_unit_missing", "error",
                       "CMDOSE " + _s(cm["CMDOSE"]) + " has no unit (CMDOSU): a dose without its unit cannot be read"),
@@ -702,14 +746,14 @@ def check_lab(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Da
 
     res = lb["LBORRES"]
     not_done = lb["LBSTAT"] == "NOT DONE"
-    bad = res.notna() & ~censored_number_valid(res)
+    bad = res.notna() & form_censored_value(forms, "lb", "LBORRES").isna()  # censored_number_valid
     out.append(make_findings(sid, lb, bad, "LBORRES", "lb.result_invalid", "error",
                              "LBORRES must be a number or a censored value <x or >x (e.g. 12.5, <0.1, >1000)"))
     out.append(make_findings(sid, lb, res.isna() & ~not_done, "LBORRES", "lb.result_missing", "error",
                              "LBORRES is empty: give the result, or set LBSTAT=NOT DONE with LBREASND"))
     out.append(make_findings(sid, lb, res.notna() & not_done, "LBSTAT", "lb.result_not_done", "warning",
                              "LBSTAT=NOT DONE but LBORRES holds a result; clear one of them"))
-    lo, hi = number_value(lb["LBORNRLO"]), number_value(lb["LBORNRHI"])
+    lo, hi = form_number_value(forms, "lb", "LBORNRLO"), form_number_value(forms, "lb", "LBORNRHI")
     out.append(make_findings(sid, lb, (lo > hi).to_numpy(), "LBORNRLO", "lb.range_order", "error",
                              lambda rows: "reference range lower limit LBORNRLO is above the upper limit "
                              "LBORNRHI (" + _s(rows["LBORNRHI"]) + ")"))
@@ -734,9 +778,9 @@ def check_age(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Da
     if dm is None:
         return _NO_FINDINGS
     cap = _max_year(study)
-    ic = cdash_date_parts(dm["ICDAT"], partial_ok=False, max_year=cap)
-    b = cdash_date_parts(dm["BRTHDAT"], partial_ok=True, max_year=cap)
-    age = number_value(dm["AGE"], integer=True).to_numpy()
+    ic = form_date_parts(forms, "dm", "ICDAT", False, cap)
+    b = form_date_parts(forms, "dm", "BRTHDAT", True, cap)
+    age = form_number_value(forms, "dm", "AGE", integer=True).to_numpy()
     by, bm, bd = b["year"].to_numpy(), b["month"].to_numpy(), b["day"].to_numpy()
     # earliest and latest possible birth dates
     e_m = np.where(np.isnan(bm), 1, bm)
@@ -818,7 +862,7 @@ def check_vital_sign_ranges(forms: dict[str, pd.DataFrame], study: Study, spec: 
     test_known = vs["VSTESTCD"].isin(rules["vstestcd"])
     k = _s(vs["VSTESTCD"]) + "\x1f" + _s(vs["VSORRESU"])
     unit_ok = k.isin(key)
-    v = number_value(vs["VSORRES"])
+    v = form_number_value(forms, "vs", "VSORRES")
     vlo, vhi = k.map(lo), k.map(hi)
     outside = unit_ok & ((v < vlo) | (v > vhi))
     return _concat([
@@ -880,7 +924,7 @@ def check_death(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.
     cutoff = pd.Timestamp(study.data_cutoff)
     cut = pd.DataFrame({"year": float(cutoff.year), "month": float(cutoff.month), "day": float(cutoff.day)},
                        index=ds.index)
-    dth = cdash_date_parts(ds["DTHDAT"], partial_ok=True, max_year=_max_year(study))
+    dth = form_date_parts(forms, "ds", "DTHDAT", True, _max_year(study))
     return _concat([
         make_findings(study.studyid, ds, (ds["DSDECOD"] == "DEATH") & ds["DTHDAT"].isna(), "DTHDAT",
                       "ds.death_date_missing", "error", "DSDECOD=DEATH requires the date of death DTHDAT"),
@@ -895,12 +939,13 @@ def check_death(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.
 PLAUSIBILITY_COLUMNS = ["lbtestcd", "unit", "error_min", "error_max", "warn_min", "warn_max", "source"]
 
 
-def _plausibility_limits(lb: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+def _plausibility_limits(forms: dict[str, pd.DataFrame], spec: Spec) -> pd.DataFrame:
     """Per lab record: the result in the table's unit and the four limits (NaN when none).
 
     The table has one row per test in one unit; a result in another unit listed for the test in
     ``lab_units.csv`` is converted with the two ``to_si_factor`` values (raw -> SI -> table unit).
     """
+    lb = forms["lb"]
     table = (spec.rule("lab_plausibility") if (spec.root / "rules" / "lab_plausibility.csv").is_file()
              else pd.DataFrame(columns=PLAUSIBILITY_COLUMNS, dtype=str))
     units = spec.rule("lab_units")
@@ -912,7 +957,7 @@ def _plausibility_limits(lb: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     t = table.set_index("lbtestcd")
     tab_f = factor.reindex(pd.MultiIndex.from_arrays([t.index, t["unit"]]))
     tab_f = pd.Series(tab_f.to_numpy(), index=t.index)
-    value = censored_number_value(lb["LBORRES"])
+    value = form_censored_value(forms, "lb", "LBORRES")
     table_unit = _map_distinct(code, t["unit"])
     same_unit = unit.eq(table_unit.fillna("\x00"))
     converted = value * rec_f / _map_distinct(code, tab_f)
@@ -952,7 +997,7 @@ def check_lab_plausibility(forms: dict[str, pd.DataFrame], study: Study, spec: S
     lb = forms.get("lb")
     if lb is None or not len(lb):
         return _NO_FINDINGS
-    lim = _plausibility_limits(lb, spec)
+    lim = _plausibility_limits(forms, spec)
     v = lim["value"]
     no_row = lim["error_min"].isna() & lim["error_max"].isna()
     err_lo = lim["error_min"].where(~no_row, 0.0)
@@ -993,7 +1038,7 @@ def _death_dates(forms: dict[str, pd.DataFrame], study: Study) -> pd.DataFrame:
     cols = ["year", "month", "day", "text"]
     if ds is None or not len(ds):
         return pd.DataFrame(columns=cols)
-    d = cdash_date_parts(ds["DTHDAT"], partial_ok=True, max_year=_max_year(study))
+    d = form_date_parts(forms, "ds", "DTHDAT", True, _max_year(study))
     d = d[d["valid"] & ds["SUBJID"].notna()]
     d = d.assign(SUBJID=ds.loc[d.index, "SUBJID"].to_numpy(), text=ds.loc[d.index, "DTHDAT"].to_numpy())
     d = d.sort_values(["year", "month", "day"], na_position="last", kind="mergesort").drop_duplicates("SUBJID")
@@ -1017,7 +1062,7 @@ def check_dates_before_cutoff(forms: dict[str, pd.DataFrame], study: Study, spec
         for column, partial in _date_columns(spec, form):
             if (form, column) in DATES_AFTER_CUTOFF_EXEMPT:
                 continue
-            parts = _form_date_parts(df, column, partial, _max_year(study))
+            parts = form_date_parts(forms, form, column, partial, _max_year(study))
             bad = parts["valid"].to_numpy() & definitely_before(cut, parts)
             out.append(make_findings(study.studyid, df, bad, column, "date.after_cutoff", "error",
                                      f"{column} is after the data cut-off {study.data_cutoff} of {study.studyid}: "
@@ -1047,7 +1092,7 @@ def check_nothing_after_death(forms: dict[str, pd.DataFrame], study: Study, spec
         for column, partial in _date_columns(spec, form):
             if (form, column) in DATES_AFTER_DEATH_EXEMPT:
                 continue
-            parts = _form_date_parts(df, column, partial, _max_year(study))
+            parts = form_date_parts(forms, form, column, partial, _max_year(study))
             bad = known & parts["valid"].to_numpy() & definitely_before(ref, parts)
             out.append(make_findings(
                 study.studyid, df, bad, column, "date.after_death", "error",
@@ -1074,7 +1119,7 @@ def check_death_before_infusion(forms: dict[str, pd.DataFrame], study: Study, sp
     first = p.sort_values(["year", "month", "day"], kind="mergesort").drop_duplicates("SUBJID").set_index("SUBJID")
     if first.empty:
         return _NO_FINDINGS
-    dth = cdash_date_parts(ds["DTHDAT"], partial_ok=True, max_year=cap)
+    dth = form_date_parts(forms, "ds", "DTHDAT", True, cap)
     ref = first.reindex(ds["SUBJID"].to_numpy())
     ref.index = ds.index
     bad = dth["valid"].to_numpy() & ds["SUBJID"].isin(first.index).to_numpy() & definitely_before(dth, ref)
@@ -1104,7 +1149,7 @@ def check_history_before_consent(forms: dict[str, pd.DataFrame], study: Study, s
         df = forms.get(form)
         if df is None or column not in df:
             continue
-        parts = _form_date_parts(df, column, True, cap)
+        parts = form_date_parts(forms, form, column, True, cap)
         ref = ic.reindex(df["SUBJID"].to_numpy())
         ref.index = df.index
         bad = df["SUBJID"].isin(ic.index).to_numpy() & definitely_before(ref, parts)
@@ -1148,9 +1193,9 @@ def check_prior_lines(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) 
     if pt is None or pt.empty:
         return _NO_FINDINGS
     cap = _max_year(study)
-    st = cdash_date_parts(pt["CMSTDAT"], partial_ok=True, max_year=cap)
-    en = cdash_date_parts(pt["CMENDAT"], partial_ok=True, max_year=cap)
-    line = number_value(pt["LINENUM"], integer=True)
+    st = form_date_parts(forms, "prtx", "CMSTDAT", True, cap)
+    en = form_date_parts(forms, "prtx", "CMENDAT", True, cap)
+    line = form_number_value(forms, "prtx", "LINENUM", integer=True)
     n_lines = pt.groupby("SUBJID")["LINENUM"].transform("size")
     gap = line.notna() & (line > n_lines)
     order = pd.DataFrame({"s": pt["SUBJID"], "k": line}).sort_values(["s", "k"], kind="stable")
@@ -1255,8 +1300,8 @@ def check_cell_product(forms: dict[str, pd.DataFrame], study: Study, spec: Spec)
     weight = ex["SUBJID"].map(screening_weight(vs, study, spec))
     has_weight_row = ex["SUBJID"].isin(set(vs.loc[vs["VSTESTCD"] == "WEIGHT", "SUBJID"])) if vs is not None \
         else pd.Series(False, index=ex.index)
-    dose = number_value(ex["EXDOSE"])
-    recorded = number_value(ex["EXCARTOT"])
+    dose = form_number_value(forms, "ex", "EXDOSE")
+    recorded = form_number_value(forms, "ex", "EXCARTOT")
     expected = expected_total_cells(dose, weight)
     judged = car & recorded.notna() & dose.notna()
     out.append(make_findings(sid, ex, judged & ~has_weight_row, "EXCARTOT", "ex.total_cells_no_weight", "error",

@@ -86,19 +86,19 @@ def validate_detail(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) ->
     if problems:
         raise ConfigError("raw specification problems:\n  " + "\n  ".join(problems))
     max_year = int(study.data_cutoff[:4]) + 1
-    work: dict[str, pd.DataFrame] = {}
+    work = ck.ParsedForms()  # this call's working copies and their parsed values
     found: list[pd.DataFrame] = []
     executed: list[tuple[str, str, str]] = []
     files: dict[str, str] = {}
     for form in spec.forms:  # spec order; forms the spec does not know are ignored
         if form not in forms:
             continue
-        w = prepare_form(forms[form], form, study, spec)
+        w = work[form] = prepare_form(forms[form], form, study, spec)
         fs = form_schema(spec, form, max_year)
-        found.append(schema_findings(w, form, study, spec, fs))
+        found.append(schema_findings(w, form, study, spec, fs, work))
         files[form] = str(w["_FILE"].iloc[0]) if len(w) else _file_name(form, study)
         executed += [(study.studyid, files[form], c) for c in fs.checks]
-        work[form] = _pad(w, form, spec)
+        _pad(w, form, spec)  # adds columns in place: the values parsed so far stay those of w
     for cc in ck.CROSS_CHECKS:
         found.append(cc.func(work, study, spec))
         for form in (cc.forms or tuple(work)):

@@ -26,7 +26,8 @@ Check ids emitted (the ``check`` column of the gate report)
 from __future__ import annotations
 
 from collections import namedtuple
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -55,11 +56,52 @@ class FormSchema:
     form: str
     schema: pa.DataFrameSchema
     rules: pd.DataFrame  # RULE_COLUMNS
+    #: column -> (check name, test) in the order of the column's pandera checks: the test each
+    #: check applies (see :class:`ColumnValues`), for :func:`passes`
+    tests: dict[str, tuple[tuple[str, "ColumnTest"], ...]] = field(default_factory=dict)
 
     @property
     def checks(self) -> list[str]:
         """Check ids this schema can emit (for the JUnit report), in a stable order."""
         return sorted(set(self.rules["check"]) | {"column.missing"})
+
+
+class ColumnValues:
+    """The non-missing values of one column of a prepared form, as a schema check sees them
+    (pandera drops missing values first: ``ignore_na``), with their number values and CDASH date
+    parts taken from the validate call's :class:`~pipeline.intake.checks.ParsedForms`: the
+    column's type, range and plausibility checks, and cross checks reading it, parse it once."""
+
+    def __init__(self, forms: ck.ParsedForms, form: str, column: str, keep: np.ndarray | None = None):
+        self.forms, self.form, self.column, self.keep = forms, form, column, keep
+        values = forms[form][column]
+        self.text = values if keep is None else values[keep]
+
+    @classmethod
+    def of(cls, series: pd.Series) -> ColumnValues:
+        """The values pandera hands a check function (its own Series, no memo shared)."""
+        return cls(ck.ParsedForms({"": pd.DataFrame({"": series})}), "", "")
+
+    def _kept(self, values: np.ndarray) -> np.ndarray:
+        return values if self.keep is None else values[self.keep]
+
+    def number(self, integer: bool) -> np.ndarray:
+        """:func:`~pipeline.intake.checks.number_value` (NaN: not a finite number of that kind)."""
+        return self._kept(ck.form_number_value(self.forms, self.form, self.column, integer).to_numpy())
+
+    def date_valid(self, partial_ok: bool, max_year: int) -> np.ndarray:
+        """:func:`~pipeline.intake.checks.cdash_date_valid`."""
+        return self._kept(ck.form_date_parts(self.forms, self.form, self.column, partial_ok, max_year)["valid"]
+                          .to_numpy())
+
+
+#: what one schema check tests: True for each value that passes
+ColumnTest = Callable[[ColumnValues], np.ndarray]
+
+
+def _check(test: ColumnTest, name: str) -> pa.Check:
+    """The pandera check applying ``test`` to the values pandera gives it."""
+    return pa.Check(lambda s: pd.Series(test(ColumnValues.of(s)), index=s.index, dtype=bool), name=name)
 
 
 def _number(text: str) -> float | None:
@@ -73,24 +115,24 @@ def _limits_text(lo: str, hi: str) -> str:
     return f">= {lo}" if lo else f"<= {hi}"
 
 
-def _type_check(column: str, typ: str, max_year: int) -> tuple[pa.Check, str] | None:
-    """The pandera check and message for one column type (None for free text)."""
+def _type_check(column: str, typ: str, max_year: int) -> tuple[ColumnTest, str, str] | None:
+    """The test, check name and message for one column type (None for free text). A value is a
+    number when :func:`~pipeline.intake.checks.number_value` reads one (``number_valid``)."""
     if typ == "int":
-        return (pa.Check(lambda s: ck.number_valid(s, integer=True), name="type.int"),
-                f"{column} must be a whole number (digits only)")
+        return (lambda v: ~np.isnan(v.number(True)), "type.int", f"{column} must be a whole number (digits only)")
     if typ == "float":
-        return (pa.Check(lambda s: ck.number_valid(s), name="type.float"),
+        return (lambda v: ~np.isnan(v.number(False)), "type.float",
                 f"{column} must be a number with '.' as decimal separator (e.g. 12.5)")
     if typ == "date":
-        return (pa.Check(lambda s: ck.cdash_date_valid(s, partial_ok=False, max_year=max_year), name="type.date"),
+        return (lambda v: v.date_valid(False, max_year), "type.date",
                 f"{column} must be a complete date DD-MMM-YYYY (e.g. 05-MAR-2024): a day that exists in "
                 f"that month, month JAN-DEC in capitals, year {ck.MIN_YEAR}-{max_year}")
     if typ == "pdate":
-        return (pa.Check(lambda s: ck.cdash_date_valid(s, partial_ok=True, max_year=max_year), name="type.pdate"),
+        return (lambda v: v.date_valid(True, max_year), "type.pdate",
                 f"{column} must be a date DD-MMM-YYYY, or partial with unknown day UN-MAR-2024 or unknown "
                 f"day and month UN-UNK-2024 (a known day needs a known month); year {ck.MIN_YEAR}-{max_year}")
     if typ == "time":
-        return (pa.Check(ck.time_valid, name="type.time"),
+        return (lambda v: ck.time_valid(v.text).to_numpy(), "type.time",
                 f"{column} must be a time HH:MM from 00:00 to 23:59")
     return None
 
@@ -122,40 +164,41 @@ def _generate_form_schema(spec: Spec, form: str, max_year: int) -> FormSchema:
     """:func:`form_schema` without the memo."""
     columns: dict[str, pa.Column] = {}
     rules: list[tuple[str, str, str, str]] = []
+    tests: dict[str, tuple[tuple[str, ColumnTest], ...]] = {}
     for r in _form_rows(spec, form):  # spec rows, not records
         col, typ, required = r.column, r.type, r.required == "Y"
-        checks: list[pa.Check] = []
+        col_tests: list[tuple[str, ColumnTest]] = []
         tc = _type_check(col, typ, max_year)
         if tc:
-            checks.append(tc[0])
-            rules.append((col, tc[0].name, "error", tc[1]))
+            col_tests.append((tc[1], tc[0]))
+            rules.append((col, tc[1], "error", tc[2]))
         allowed = [a for a in str(r.allowed).split("|") if a != ""]
         if allowed:
-            checks.append(pa.Check(lambda s, a=tuple(allowed): s.isin(a), name="allowed"))
+            col_tests.append(("allowed", lambda v, a=tuple(allowed): v.text.isin(a).to_numpy()))
             rules.append((col, "allowed", "error", f"{col} must be one of: {', '.join(allowed)}"))
         integer = typ == "int"
         # allowed values already bound the value: no separate range finding for the same cell
         if (r.min or r.max) and not allowed:
             lo, hi = _number(r.min), _number(r.max)
-            checks.append(pa.Check(lambda s, lo=lo, hi=hi, i=integer: ck.in_range(s, lo, hi, i), name="range"))
+            col_tests.append(("range", lambda v, lo=lo, hi=hi, i=integer: ck.within(v.number(i), lo, hi)))
             rules.append((col, "range", "error", f"{col} must be {_limits_text(r.min, r.max)}"
                           + (f" {r.unit}" if r.unit else "")))
         if r.warn_min or r.warn_max:
             lo, hi = _number(r.warn_min), _number(r.warn_max)
             hard_lo, hard_hi = _number(r.min), _number(r.max)
             # a value outside the hard limits is already an error: no plausibility warning on top
-            checks.append(pa.Check(
-                lambda s, lo=lo, hi=hi, hlo=hard_lo, hhi=hard_hi, i=integer:
-                    ck.in_range(s, lo, hi, i) | ~ck.in_range(s, hlo, hhi, i),
-                name="plausibility"))
+            col_tests.append(("plausibility", lambda v, lo=lo, hi=hi, hlo=hard_lo, hhi=hard_hi, i=integer:
+                              ck.within(v.number(i), lo, hi) | ~ck.within(v.number(i), hlo, hhi)))
             rules.append((col, "plausibility", "warning",
                           f"{col} is outside the plausible range {_limits_text(r.warn_min, r.warn_max)}"
                           + (f" {r.unit}" if r.unit else "") + ": please confirm with the site"))
         if required:
             rules.append((col, "required", "error", f"{col} is required but empty"))
-        columns[col] = pa.Column(None, nullable=not required, required=required, checks=checks)
+        columns[col] = pa.Column(None, nullable=not required, required=required,
+                                 checks=[_check(test, name) for name, test in col_tests])
+        tests[col] = tuple(col_tests)
     schema = pa.DataFrameSchema(columns, strict=False, name=f"raw.{form}")
-    return FormSchema(form, schema, pd.DataFrame(rules, columns=RULE_COLUMNS))
+    return FormSchema(form, schema, pd.DataFrame(rules, columns=RULE_COLUMNS), tests)
 
 
 def spec_problems(spec: Spec) -> list[str]:
@@ -203,13 +246,17 @@ def plausibility_problems(spec: Spec) -> list[str]:
 
 
 def schema_findings(df: pd.DataFrame, form: str, study: Study, spec: Spec,
-                    fs: FormSchema | None = None) -> pd.DataFrame:
+                    fs: FormSchema | None = None, forms: ck.ParsedForms | None = None) -> pd.DataFrame:
     """Validate one form (lazily: all failures) and return them as gate findings.
 
-    ``df`` must have a default index and the ``_FILE``/``_ROW`` bookkeeping columns.
+    ``df`` must have a default index and the ``_FILE``/``_ROW`` bookkeeping columns. ``forms``:
+    the validate call's prepared forms with ``forms[form] is df`` (their parsed values are shared
+    with the cross checks); without it, ``df``'s values are parsed for this call only.
     """
     fs = fs or form_schema(spec, form, int(study.data_cutoff[:4]) + 1)
-    if passes(fs.schema, df):
+    if forms is None or forms.get(form) is not df:
+        forms = ck.ParsedForms({form: df})
+    if passes(fs, df, forms):
         return empty(FINDING_COLUMNS)  # pandera would find nothing: its bookkeeping is spared (issue 14)
     try:
         fs.schema.validate(df, lazy=True)
@@ -220,18 +267,20 @@ def schema_findings(df: pd.DataFrame, form: str, study: Study, spec: Spec,
 
 
 def _passed(result) -> bool:
-    """A check function's result is a pass: a boolean Series that is all True."""
-    return isinstance(result, pd.Series) and result.dtype == bool and bool(result.all())
+    """A test's result is a pass: a boolean array that is all True."""
+    return isinstance(result, np.ndarray) and result.dtype == bool and bool(result.all())
 
 
-def passes(schema: pa.DataFrameSchema, df: pd.DataFrame) -> bool:
-    """True when ``schema.validate(df, lazy=True)`` would raise nothing, decided by calling the
-    generated schema's check functions directly the way pandera calls them (on the column's
-    non-null values: ``ignore_na``): every required column present, no null in a required
-    column, every check all True. False whenever in doubt (a check raising or returning
-    something else, a schema feature :func:`form_schema` does not use): pandera then
-    validates and reports as before, so the findings do not change. A clean form (the usual
-    case) skips pandera's per-check bookkeeping: ~0.13 s CPU per shipped study."""
+def passes(fs: FormSchema, df: pd.DataFrame, forms: ck.ParsedForms) -> bool:
+    """True when ``fs.schema.validate(df, lazy=True)`` would raise nothing, decided by applying
+    the test of each generated check (:attr:`FormSchema.tests`, the ones its pandera checks
+    apply) to the column's non-null values (pandera's ``ignore_na``): every required column
+    present, no null in a required column, every test all True. The values are parsed once per
+    column for all its tests (``forms``, ``forms[fs.form] is df``). False whenever in doubt (a
+    test raising, a check without its test, a schema feature :func:`form_schema` does not use):
+    pandera then validates and reports as before, so the findings do not change. A clean form
+    (the usual case) skips pandera's per-check bookkeeping: ~0.13 s CPU per shipped study."""
+    schema = fs.schema
     if (df.columns.has_duplicates or schema.strict or schema.checks or schema.coerce or schema.unique
             or schema.index is not None or schema.ordered or schema.add_missing_columns):
         return False
@@ -245,17 +294,18 @@ def passes(schema: pa.DataFrameSchema, df: pd.DataFrame) -> bool:
                 continue
             if col.nullable and not col.checks:
                 continue  # free text: nothing to check
-            values = df[name]
-            nulls = values.array.isna()
-            if nulls.any():
-                if not col.nullable:
-                    return False
-                values = values[~nulls]  # pandera's dropna (ignore_na)
-            present = values
-            for chk in col.checks:
+            tests = fs.tests.get(name, ())
+            if [chk.name for chk in col.checks] != [t[0] for t in tests]:
+                return False
+            nulls = df[name].array.isna()
+            has_nulls = bool(nulls.any())
+            if has_nulls and not col.nullable:
+                return False
+            values = ColumnValues(forms, fs.form, name, ~nulls if has_nulls else None)  # pandera's dropna
+            for chk, (_name, test) in zip(col.checks, tests):
                 if chk.ignore_na is not True or chk.groupby is not None or chk.element_wise:
                     return False
-                if not _passed(chk._check_fn(present)):
+                if not _passed(test(values)):
                     return False
     except Exception:  # noqa: BLE001 - pandera reports a failing check function as before
         return False
