@@ -161,3 +161,53 @@ def test_a_form_with_bad_cells_gets_pandera_s_findings_and_a_clean_one_passes(re
     plausible.loc[1, "AGE"] = "80"  # a warning only: still not a pass
     assert not schemas.passes(fs, plausible, ck.ParsedForms({"dm": plausible}))
     assert _findings(plausible, "dm", spec, study) == [(3, "AGE", "80", "plausibility", "warning")]
+
+
+# ---- per-row message text only for the rows that fail ----------------------------------------
+def _planted(spec):
+    forms = synth.valid_forms(spec)
+
+    def setv(form, row, column, value):
+        df = forms[form]
+        df.loc[df["_ROW"] == row, column] = value
+    setv("ae", 2, "AEENDAT", "20-JAN-2024")          # before AESTDAT 21-JAN-2024
+    setv("cm", 3, "CMDOSU", None)                    # CMDOSE 10 without unit
+    setv("dm", 2, "AGE", "45")                       # 43 by BRTHDAT 15-MAR-1980 / ICDAT 02-JAN-2024
+    setv("ie", 4, "IECAT", "EXCLUSION")              # IN02 is an inclusion criterion
+    setv("vs", 3, "VSORRES", "300")                  # 001's WEIGHT 300 kg
+    setv("vs", 2, "VSORRESU", "in")                  # 001's HEIGHT in inches
+    setv("ex", 3, "EXDOSU", "mg")                    # CD7 CAR-T CELLS are dosed in cells/kg
+    setv("ex", 2, "EXLOT", "LOT-X")                  # a lot on a lymphodepletion row
+    return forms
+
+
+def test_failing_rows_get_their_own_text_in_the_message(env):
+    spec, study = env
+    f = gate.validate_forms(_planted(spec), study, spec)
+    got = {(r.file, r.row, r.check): r.message for r in f.itertuples()}
+    expected = {
+        ("ae.csv", 2, "ae.end_before_start"):
+            "AEENDAT is before AESTDAT (21-JAN-2024): the end must be on or after the start",
+        ("cm.csv", 3, "cm.dose_unit_missing"): "CMDOSE 10 has no unit (CMDOSU): a dose without its unit cannot be read",
+        ("dm.csv", 2, "dm.age_mismatch"):
+            "AGE disagrees with BRTHDAT 15-MAR-1980 and ICDAT 02-JAN-2024: completed years at consent = 43",
+        ("ie.csv", 4, "ie.category_mismatch"): "IECAT does not match the TI category of IN02 (INCLUSION)",
+        ("vs.csv", 2, "vs.unit_invalid"): "unit is not valid for VSTESTCD HEIGHT; allowed: cm",
+        ("vs.csv", 3, "vs.range"): "WEIGHT 300 kg is outside the possible range 2-250 kg",
+        ("ex.csv", 3, "ex.dose_unit"): "EXDOSU does not match the dose unit of CD7 CAR-T CELLS (cells/kg)",
+        ("ex.csv", 2, "ex.product_unexpected"): "EXLOT describes the CAR-T product; this row is LYMPHODEPLETION",
+    }
+    assert {k: got.get(k) for k in expected} == expected
+
+
+def test_a_clean_study_builds_no_per_row_message_text(env, monkeypatch):
+    spec, study = env
+    given = []
+    real = ck.make_findings
+
+    def recording(study_id, df, mask, column, check, severity, message, value=None):
+        given.append((check, type(message).__name__))
+        return real(study_id, df, mask, column, check, severity, message, value)
+    monkeypatch.setattr(ck, "make_findings", recording)
+    assert gate.validate_forms(synth.valid_forms(spec), study, spec).empty
+    assert given and [g for g in given if g[1] == "Series"] == []

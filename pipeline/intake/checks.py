@@ -642,7 +642,8 @@ def _start_end_ongoing(forms: dict[str, pd.DataFrame], form: str, study: Study, 
     en = form_date_parts(forms, form, end, True, cap)
     return [
         make_findings(study.studyid, frame, definitely_before(en, st), end, f"{p}.end_before_start", "error",
-                      f"{end} is before {start} (" + _s(frame[start]) + "): the end must be on or after the start"),
+                      lambda rows: f"{end} is before {start} (" + _s(rows[start]) + "): the end must be on or after "
+                      "the start"),
         make_findings(study.studyid, frame, (ongo == "Y") & frame[end].notna(), end, f"{p}.ongoing_with_end", "error",
                       f"{end} is given but {prefix}ONGO=Y: an ongoing {noun} has no end date; clear one of them"),
         make_findings(study.studyid, frame, (ongo == "N") & frame[end].isna(), end, f"{p}.end_missing", "warning",
@@ -667,7 +668,8 @@ def check_cm(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Dat
     out = _start_end_ongoing(forms, "cm", study, "medication", "stopped") + [
         make_findings(study.studyid, cm, cm["CMDOSE"].notna() & cm["CMDOSU"].isna(), "CMDOSU",
                       "cm.dose_unit_missing", "error",
-                      "CMDOSE " + _s(cm["CMDOSE"]) + " has no unit (CMDOSU): a dose without its unit cannot be read"),
+                      lambda rows: "CMDOSE " + _s(rows["CMDOSE"]) + " has no unit (CMDOSU): a dose without its unit "
+                      "cannot be read"),
     ]
     linked = cm["CMAENO"].notna() & cm["SUBJID"].notna()
     if linked.any():
@@ -801,12 +803,14 @@ def check_age(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -> pd.Da
     expect = np.where(oldest == youngest, pd.Series(oldest).astype("Int64").astype(str),
                       pd.Series(youngest).astype("Int64").astype(str) + "-" + pd.Series(oldest).astype("Int64").astype(str))
     expect = pd.Series(expect, index=dm.index)
-    msg = ("AGE disagrees with BRTHDAT " + _s(dm["BRTHDAT"]) + " and ICDAT " + _s(dm["ICDAT"])
-           + ": completed years at consent = " + expect)
+
+    def msg(rows: pd.DataFrame) -> pd.Series:
+        return ("AGE disagrees with BRTHDAT " + _s(rows["BRTHDAT"]) + " and ICDAT " + _s(rows["ICDAT"])
+                + ": completed years at consent = " + expect.loc[rows.index])
     return _concat([
         make_findings(study.studyid, dm, mismatch, "AGE", "dm.age_mismatch", "error", msg),
         make_findings(study.studyid, dm, uncertain, "AGE", "dm.age_uncertain", "warning",
-                      msg + " (partial birth date; please confirm)"),
+                      lambda rows: msg(rows) + " (partial birth date; please confirm)"),
     ])
 
 
@@ -843,7 +847,8 @@ def check_eligibility(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) 
         expected = code.map(cat_of)
         bad = known & ie["IECAT"].notna() & (ie["IECAT"] != expected)
         out.append(make_findings(sid, ie, bad, "IECAT", "ie.category_mismatch", "error",
-                                 "IECAT does not match the TI category of " + _s(code) + " (" + _s(expected) + ")"))
+                                 lambda rows: "IECAT does not match the TI category of " + _s(rows["IETESTCD"])
+                                 + " (" + _s(expected.loc[rows.index]) + ")"))
     return _concat(out)
 
 
@@ -868,11 +873,11 @@ def check_vital_sign_ranges(forms: dict[str, pd.DataFrame], study: Study, spec: 
     return _concat([
         make_findings(study.studyid, vs, test_known & vs["VSORRESU"].notna() & ~unit_ok, "VSORRESU",
                       "vs.unit_invalid", "error",
-                      "unit is not valid for VSTESTCD " + _s(vs["VSTESTCD"]) + "; allowed: "
-                      + _s(vs["VSTESTCD"].map(listed))),
+                      lambda rows: "unit is not valid for VSTESTCD " + _s(rows["VSTESTCD"]) + "; allowed: "
+                      + _s(rows["VSTESTCD"].map(listed))),
         make_findings(study.studyid, vs, outside, "VSORRES", "vs.range", "error",
-                      _s(vs["VSTESTCD"]) + " " + _s(vs["VSORRES"]) + " " + _s(vs["VSORRESU"])
-                      + " is outside the possible range " + _s(k.map(limits))),
+                      lambda rows: _s(rows["VSTESTCD"]) + " " + _s(rows["VSORRES"]) + " " + _s(rows["VSORRESU"])
+                      + " is outside the possible range " + _s(k.loc[rows.index].map(limits))),
     ])
 
 
@@ -908,10 +913,12 @@ def check_treatments(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) -
                       f"EXTRT is not a treatment of {study.studyid}; treatments: {', '.join(names)}"),
         make_findings(study.studyid, ex, known & ex["EXDOSU"].notna() & (ex["EXDOSU"] != exp_u), "EXDOSU",
                       "ex.dose_unit", "error",
-                      "EXDOSU does not match the dose unit of " + _s(ex["EXTRT"]) + " (" + _s(exp_u) + ")"),
+                      lambda rows: "EXDOSU does not match the dose unit of " + _s(rows["EXTRT"]) + " ("
+                      + _s(exp_u.loc[rows.index]) + ")"),
         make_findings(study.studyid, ex, known & ex["EXCAT"].notna() & (ex["EXCAT"] != exp_c), "EXCAT",
                       "ex.category_mismatch", "error",
-                      "EXCAT does not match the category of " + _s(ex["EXTRT"]) + " (" + _s(exp_c) + ")"),
+                      lambda rows: "EXCAT does not match the category of " + _s(rows["EXTRT"]) + " ("
+                      + _s(exp_c.loc[rows.index]) + ")"),
     ])
 
 
@@ -1206,7 +1213,7 @@ def check_prior_lines(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) 
     overlap = has_prev & definitely_before(st, prev_st)
     return _concat([
         make_findings(study.studyid, pt, definitely_before(en, st), "CMENDAT", "prtx.end_before_start", "error",
-                      "the line ends before it starts (" + _s(pt["CMSTDAT"]) + ")"),
+                      lambda rows: "the line ends before it starts (" + _s(rows["CMSTDAT"]) + ")"),
         make_findings(study.studyid, pt, gap.to_numpy(), "LINENUM", "prtx.line_gap", "warning",
                       "line numbers of this subject are not 1..n without gaps"),
         make_findings(study.studyid, pt, overlap, "CMSTDAT", "prtx.line_overlap", "warning",
@@ -1294,7 +1301,8 @@ def check_cell_product(forms: dict[str, pd.DataFrame], study: Study, spec: Spec)
                                  f"{col} is required on a {INFUSION_CATEGORY} row (the infused cell product)"))
     for col in PRODUCT_FIELDS:  # four columns
         out.append(make_findings(sid, ex, other & ex[col].notna(), col, "ex.product_unexpected",
-                                 "error", f"{col} describes the CAR-T product; this row is " + _s(ex["EXCAT"])))
+                                 "error", lambda rows, col=col: f"{col} describes the CAR-T product; this row is "
+                                 + _s(rows["EXCAT"])))
     tol = float((study.get("cell_product", {}) or {}).get("total_cells_rel_tolerance", 0.01))
     vs = forms.get("vs")
     weight = ex["SUBJID"].map(screening_weight(vs, study, spec))

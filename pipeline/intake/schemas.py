@@ -74,8 +74,12 @@ class ColumnValues:
 
     def __init__(self, forms: ck.ParsedForms, form: str, column: str, keep: np.ndarray | None = None):
         self.forms, self.form, self.column, self.keep = forms, form, column, keep
-        values = forms[form][column]
-        self.text = values if keep is None else values[keep]
+
+    @property
+    def text(self) -> pd.Series:
+        """The values themselves (taken when a test asks: most read numbers or dates)."""
+        values = self.forms[self.form][self.column]
+        return values if self.keep is None else values[self.keep]
 
     @classmethod
     def of(cls, series: pd.Series) -> ColumnValues:
