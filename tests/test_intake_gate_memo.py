@@ -211,3 +211,20 @@ def test_a_clean_study_builds_no_per_row_message_text(env, monkeypatch):
     monkeypatch.setattr(ck, "make_findings", recording)
     assert gate.validate_forms(synth.valid_forms(spec), study, spec).empty
     assert given and [g for g in given if g[1] == "Series"] == []
+
+
+# ---- the working copy of a form ----------------------------------------------------------------
+def test_the_working_copy_and_the_caller_s_frame_never_change_each_other(env):
+    spec, study = env
+    dm = synth.valid_forms(spec)["dm"]
+    dm.index = [10, 11, 12]
+    before = dm.copy()
+    w = gate.prepare_form(dm, "dm", study, spec)
+    assert w.index.tolist() == [0, 1, 2] and w["_ROW"].tolist() == [2, 3, 4] and w["_ROW"].dtype == "int64"
+    w.loc[0, "AGE"] = "99"
+    gate._pad(w, "dm", spec)
+    pd.testing.assert_frame_equal(dm, before)
+    dm.loc[10, "SEX"] = "F"
+    assert w.loc[0, "SEX"] == before.loc[10, "SEX"] and w.loc[0, "AGE"] == "99"
+    rows = dm.assign(_ROW=pd.array([7, 8, None], dtype="Int64"))  # a hand-made _ROW: converted as before
+    assert gate.prepare_form(rows, "dm", study, spec)["_ROW"].tolist() == [7, 8, 0]

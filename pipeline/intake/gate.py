@@ -59,15 +59,20 @@ def prepare_form(df: pd.DataFrame, form: str, study: Study, spec: Spec) -> pd.Da
 
     Frames from :func:`read_study` pass through unchanged in content; hand-made frames
     (tests, other callers) get ``_FILE`` = the expected file name and ``_ROW`` = position + 2.
+    The copy is the frame ``reset_index`` makes (copy-on-write: changing one never changes the
+    other), and what is already right (``_ROW`` int64, text columns) is not converted again
+    (issue 14).
     """
-    w = df.reset_index(drop=True).copy()
+    w = df.reset_index(drop=True)
     if "_FILE" not in w.columns:
         w["_FILE"] = _file_name(form, study)
     if "_ROW" not in w.columns:
         w["_ROW"] = range(2, len(w) + 2)
-    w["_ROW"] = pd.to_numeric(w["_ROW"], errors="coerce").fillna(0).astype("int64")
+    if w["_ROW"].dtype != "int64":
+        w["_ROW"] = pd.to_numeric(w["_ROW"], errors="coerce").fillna(0).astype("int64")
+    dtypes = w.dtypes
     for c in _spec_columns(form, spec):
-        if c in w.columns and w[c].dtype != "str":
+        if c in dtypes.index and dtypes[c] != "str":
             w[c] = w[c].astype(object).where(w[c].notna(), None).astype("str")
     return w
 
