@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -228,3 +229,46 @@ def test_the_working_copy_and_the_caller_s_frame_never_change_each_other(env):
     assert w.loc[0, "SEX"] == before.loc[10, "SEX"] and w.loc[0, "AGE"] == "99"
     rows = dm.assign(_ROW=pd.array([7, 8, None], dtype="Int64"))  # a hand-made _ROW: converted as before
     assert gate.prepare_form(rows, "dm", study, spec)["_ROW"].tolist() == [7, 8, 0]
+
+
+# ---- lookups once per distinct key ---------------------------------------------------------------
+def test_a_pair_lookup_gives_each_record_its_pair_s_value():
+    factor = pd.Series([1.0, 1000.0, 0.0555], index=pd.MultiIndex.from_arrays(
+        [["HGB", "HGB", "GLUC"], ["g/L", "g/dL", "mg/dL"]]))
+    code = pd.Series(["HGB", "GLUC", "HGB", "HGB", "PLAT", "GLUC"], dtype="str")
+    unit = pd.Series(["g/dL", "mg/dL", "g/L", "", "10^9/L", "mmol/L"], dtype="str")
+    got = ck._lookup_pairs(pd.factorize(code, use_na_sentinel=False), unit, factor)
+    np.testing.assert_array_equal(got, [1000.0, 0.0555, 1.0, np.nan, np.nan, np.nan])
+    table = pd.Series({"HGB": "g/L", "GLUC": "mmol/L"})
+    assert ck._map_distinct(code, table, pd.factorize(code, use_na_sentinel=False)).tolist()[:2] == ["g/L", "mmol/L"]
+
+
+def test_subjects_not_in_dm_and_site_mismatches_by_one_lookup(env):
+    spec, study = env
+    forms = synth.valid_forms(spec)
+    dm, ae, vs = forms["dm"], forms["ae"], forms["vs"]
+    dm.loc[dm["SUBJID"] == "003", "SITEID"] = np.nan    # no site in dm: nothing to compare with
+    ae.loc[ae["_ROW"] == 2, "SUBJID"] = "999"            # not in dm
+    ae.loc[ae["_ROW"] == 3, "SITEID"] = "01"             # 002 is at site 02
+    vs.loc[vs["_ROW"] == 6, "SITEID"] = "02"             # 003 has no dm site
+    vs.loc[vs["_ROW"] == 7, "SUBJID"] = np.nan           # no subject: the schema's business
+    f = ck.check_subjects_in_dm(forms, study, spec)
+    assert sorted(zip(f["file"], f["row"], f["check"], f["message"])) == [
+        ("ae.csv", 2, "subject.not_in_dm", "subject is not in dm: every subject in ae must have a dm record "
+                                           "(informed consent)"),
+        ("ae.csv", 3, "subject.site_mismatch", "SITEID differs from the subject's site in dm (02)")]
+
+
+def test_identifiers_judged_once_per_distinct_value(env):
+    spec, study = env
+    forms = synth.valid_forms(spec)
+    ae, vs = forms["ae"], forms["vs"]
+    ae.loc[ae["_ROW"] == 2, "STUDYID"] = "OTHER"
+    ae.loc[ae["_ROW"] == 3, "STUDYID"] = np.nan          # missing: the schema's business
+    vs.loc[vs["_ROW"] == 4, "SITEID"] = "07"
+    vs.loc[vs["_ROW"] == 5, "SITEID"] = np.nan
+    f = ck.check_identifiers(forms, study, spec)
+    assert sorted(zip(f["file"], f["row"], f["column"], f["value"], f["check"])) == [
+        ("ae.csv", 2, "STUDYID", "OTHER", "id.studyid"), ("vs.csv", 4, "SITEID", "07", "id.siteid")]
+    np.testing.assert_array_equal(ck._failing(pd.Series(["A", None, "B", "A"], dtype="str"), lambda u: u == "A"),
+                                  [False, False, True, False])

@@ -466,10 +466,10 @@ def check_identifiers(forms: dict[str, pd.DataFrame], study: Study, spec: Spec) 
     sites = [str(s) for s in study.sites.get("siteid", pd.Series(dtype=object)).tolist()]
     out = []
     for form, df in forms.items():
-        bad = df["STUDYID"].notna() & (df["STUDYID"] != study.studyid)
+        bad = _failing(df["STUDYID"], lambda u: u == study.studyid)
         out.append(make_findings(study.studyid, df, bad, "STUDYID", "id.studyid", "error",
                                  f"STUDYID must be {study.studyid} (the study this extract belongs to)"))
-        bad = df["SITEID"].notna() & ~df["SITEID"].isin(sites)
+        bad = _failing(df["SITEID"], lambda u: pd.Index(u).isin(sites))
         out.append(make_findings(study.studyid, df, bad, "SITEID", "id.siteid", "error",
                                  f"SITEID is not a site of {study.studyid}; sites: {', '.join(sites) or 'none declared'}"))
     return _concat(out)
@@ -485,20 +485,31 @@ def check_subjects_in_dm(forms: dict[str, pd.DataFrame], study: Study, spec: Spe
     if dm is None:
         return _NO_FINDINGS
     site_of = pd.Series(dm["SITEID"].to_numpy(), index=dm["SUBJID"].to_numpy())
+    dm_sites = np.append(dm["SITEID"].to_numpy(dtype=object), np.nan)  # position -1: not in dm
     out = []
     for form, df in forms.items():
         if form == "dm":
             continue
-        known = df["SUBJID"].isin(site_of.index)
-        bad = df["SUBJID"].notna() & ~known
+        # each record's dm row by one lookup (isin and map of the same keys were two)
+        pos = site_of.index.get_indexer(df["SUBJID"])
+        known = pos >= 0
+        bad = df["SUBJID"].notna().to_numpy() & ~known
         out.append(make_findings(study.studyid, df, bad, "SUBJID", "subject.not_in_dm", "error",
                                  f"subject is not in dm: every subject in {form} must have a dm record (informed consent)"))
-        dm_site = df["SUBJID"].map(site_of)
-        bad = known & df["SITEID"].notna() & dm_site.notna() & (df["SITEID"] != dm_site)
+        site, dm_site = df["SITEID"].to_numpy(dtype=object), dm_sites[pos]
+        bad = known & pd.notna(site) & pd.notna(dm_site) & (site != dm_site)
         out.append(make_findings(study.studyid, df, bad, "SITEID", "subject.site_mismatch", "error",
                                  lambda rows: "SITEID differs from the subject's site in dm ("
                                  + _s(rows["SUBJID"].map(site_of)) + ")"))
     return _concat(out)
+
+
+def _failing(values: pd.Series, passes: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """True where a value is present and fails ``passes``, judged once per distinct value
+    (``passes`` gets them as an object array; an identifier column holds a handful)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    judged = ~np.asarray(passes(np.asarray(uniques, dtype=object)), dtype=bool)
+    return np.append(judged, False)[codes]  # code -1 (missing) -> last slot -> not failing
 
 
 def _screening_visit(study: Study) -> str | None:
@@ -603,12 +614,12 @@ def check_dates_after_consent(forms: dict[str, pd.DataFrame], study: Study, spec
         known = subj.isin(ic_by_subject.index)
         if not known.any():
             continue
+        ref = ic_by_subject.reindex(subj.to_numpy())  # the form's consent dates, for all its date columns
+        ref.index = df.index
         for column, partial in _date_columns(spec, form):
             if (form, column) in DATES_BEFORE_CONSENT_ALLOWED:
                 continue
             parts = form_date_parts(forms, form, column, partial, cap)
-            ref = ic_by_subject.reindex(subj.to_numpy())
-            ref.index = df.index
             bad = known.to_numpy() & definitely_before(parts, ref)
             def msg(rows, column=column):
                 return (f"{column} is before informed consent (dm.ICDAT " + _s(rows["SUBJID"].map(ic_text))
@@ -960,27 +971,42 @@ def _plausibility_limits(forms: dict[str, pd.DataFrame], spec: Spec) -> pd.DataF
                        index=pd.MultiIndex.from_arrays([units["lbtestcd"], units["raw_unit"]]))
     code = _s(lb["LBTESTCD"])
     unit = _s(lb["LBORRESU"])
-    rec_f = pd.Series(factor.reindex(pd.MultiIndex.from_arrays([code, unit])).to_numpy(), index=lb.index)
+    tests = pd.factorize(code, use_na_sentinel=False)  # once for the pair and the six lookups below
+    rec_f = pd.Series(_lookup_pairs(tests, unit, factor), index=lb.index)
     t = table.set_index("lbtestcd")
     tab_f = factor.reindex(pd.MultiIndex.from_arrays([t.index, t["unit"]]))
     tab_f = pd.Series(tab_f.to_numpy(), index=t.index)
     value = form_censored_value(forms, "lb", "LBORRES")
-    table_unit = _map_distinct(code, t["unit"])
+    table_unit = _map_distinct(code, t["unit"], tests)
     same_unit = unit.eq(table_unit.fillna("\x00"))
-    converted = value * rec_f / _map_distinct(code, tab_f)
+    converted = value * rec_f / _map_distinct(code, tab_f, tests)
     out = pd.DataFrame({"value": value.where(same_unit, converted), "table_unit": table_unit}, index=lb.index)
     for lim in ("error_min", "error_max", "warn_min", "warn_max"):  # four limit columns
-        out[lim] = _map_distinct(code, pd.to_numeric(t[lim], errors="coerce"))
+        out[lim] = _map_distinct(code, pd.to_numeric(t[lim], errors="coerce"), tests)
     return out
 
 
-def _map_distinct(keys: pd.Series, table: pd.Series) -> pd.Series:
+def _map_distinct(keys: pd.Series, table: pd.Series, distinct: tuple | None = None) -> pd.Series:
     """``keys.map(table)``, looked up once per distinct key (a lab column repeats a few dozen
-    tests a million times)."""
-    codes, uniques = pd.factorize(keys, use_na_sentinel=False)
+    tests a million times). ``distinct``: ``pd.factorize(keys, use_na_sentinel=False)`` when
+    the caller has it already (several tables looked up by the same keys)."""
+    codes, uniques = distinct if distinct is not None else pd.factorize(keys, use_na_sentinel=False)
     out = pd.Series(uniques).map(table).take(codes)
     out.index, out.name = keys.index, keys.name
     return out
+
+
+def _lookup_pairs(first: tuple, second: pd.Series, table: pd.Series) -> np.ndarray:
+    """``table.reindex(pd.MultiIndex.from_arrays([keys, second])).to_numpy()``, looked up once per
+    distinct (key, second) pair; ``first`` is ``pd.factorize(keys, use_na_sentinel=False)`` (a lab
+    extract holds a few dozen test and unit pairs in thousands of records)."""
+    codes_a, uniques_a = first
+    codes_b, uniques_b = pd.factorize(second, use_na_sentinel=False)
+    width = max(len(uniques_b), 1)
+    pair_of_row, pairs = pd.factorize(codes_a.astype(np.int64) * width + codes_b)
+    keys = pd.MultiIndex.from_arrays([np.asarray(uniques_a, dtype=object)[pairs // width],
+                                      np.asarray(uniques_b, dtype=object)[pairs % width]])
+    return table.reindex(keys).to_numpy()[pair_of_row]
 
 
 def _limits(lo: pd.Series, hi: pd.Series, unit: pd.Series) -> pd.Series:
