@@ -129,7 +129,6 @@ def _findings(df, form, spec, study):
 
 
 def test_a_form_with_bad_cells_gets_pandera_s_findings_and_a_clean_one_passes(real_spec):
-    from pipeline.config import load_study
     study = load_study(REAL, "CD7-RRAL-DE")
     spec = real_spec
     fs = schemas.form_schema(spec, "dm", 2026)
@@ -272,3 +271,22 @@ def test_identifiers_judged_once_per_distinct_value(env):
         ("ae.csv", 2, "STUDYID", "OTHER", "id.studyid"), ("vs.csv", 4, "SITEID", "07", "id.siteid")]
     np.testing.assert_array_equal(ck._failing(pd.Series(["A", None, "B", "A"], dtype="str"), lambda u: u == "A"),
                                   [False, False, True, False])
+
+
+# ---- the reader strips a form's text in one pass ------------------------------------------------
+def test_a_form_s_columns_are_stripped_together_each_keeping_its_own_text(tmp_path, env, monkeypatch):
+    from pipeline.intake import readers
+    a = pd.Series([" X ", "", None, "Y", "\t"], dtype=object)
+    b = pd.Series(["X", " X ", "Z ", np.nan, "y"], dtype="str")
+    got = [list(t) for t in readers.strip_texts([a, b])]
+    assert [[None if pd.isna(v) else v for v in t] for t in got] == [["X", None, None, "Y", None],
+                                                                     ["X", "X", "Z", None, "y"]]
+    assert all(str(t.dtype) == "str" for t in readers.strip_texts([a, b]))
+    spec, study = env
+    raw = tmp_path / "raw"
+    synth.write_study(raw, spec)
+    calls = []
+    real = pd.factorize
+    monkeypatch.setattr(readers.pd, "factorize", lambda *x, **k: calls.append(1) or real(*x, **k))
+    df, notes = readers.read_form(raw / synth.STUDY / "dm.csv", "dm", study, spec)
+    assert len(calls) == 1 and df["SUBJID"].tolist() == ["001", "002", "003"]  # one per form (was one a column)
