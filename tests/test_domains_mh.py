@@ -233,3 +233,22 @@ def test_gate_remaining_history_checks():
     assert f[["row", "check"]].values.tolist() == [[5, "prtx.line_overlap"]]
     f = checks.check_prior_hsct(forms, ctx.study, ctx.spec)
     assert f[["row", "check"]].values.tolist() == [[2, "phsct.date_missing"], [4, "phsct.question_missing"]]
+
+
+def test_subject_summary_without_a_completed_hsct():
+    """No disease subtype and a prior HSCT recorded as not done (PROCCUR N) for the only
+    subject: DISSUBTP empty, PRIOR_HSCT N, its type and date empty text (str), and no pandas
+    warning about filling float64 with text (the mapped values are all missing then; pandas
+    says a later version will raise)."""
+    import warnings
+
+    mh = pd.DataFrame({"USUBJID": ["S-1"], "MHCAT": [mh_mod.PRIMARY], "MHTERM": ["T-ALL"],
+                       "MHDECOD": ["T-cell type acute leukaemia"], "MHSTDTC": ["2023-01-05"], "MHOCCUR": [""]})
+    supp = pd.DataFrame(columns=["USUBJID", "QNAM", "QVAL"])
+    pr = pd.DataFrame({"USUBJID": ["S-1"], "PROCCUR": ["N"], "PRTRT": ["ALLOGENEIC HSCT"], "PRSTDTC": [""]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = mh_mod.subject_summary(mh, supp, None, None, pr)
+    assert out[["DISSUBTP", "PRIOR_HSCT", "PRIOR_HSCT_TYPE", "PRIOR_HSCT_DATE"]].to_dict("records") == [
+        {"DISSUBTP": "", "PRIOR_HSCT": "N", "PRIOR_HSCT_TYPE": "", "PRIOR_HSCT_DATE": ""}]
+    assert out["PRIOR_HSCT_TYPE"].dtype == "str"

@@ -84,7 +84,7 @@ def subject_summary(mh: pd.DataFrame, supp: pd.DataFrame, cm: pd.DataFrame | Non
     seq_sub = pd.Series(sub["QVAL"].to_numpy(), index=sub["USUBJID"].to_numpy()) if len(sub) else pd.Series(dtype=str)
     out = pd.DataFrame({"USUBJID": p["USUBJID"].to_numpy(), "MHTERM": p["MHTERM"].to_numpy(),
                         "MHDECOD": p["MHDECOD"].to_numpy(), "MHSTDTC": p["MHSTDTC"].to_numpy()})
-    out["DISSUBTP"] = out["USUBJID"].map(seq_sub).fillna("")
+    out["DISSUBTP"] = out["USUBJID"].map(seq_sub).astype("str").fillna("")  # str first: no subtype maps to float64
     for cat, col in (("CNS DISEASE HISTORY", "CNS_HISTORY"), ("GVHD HISTORY", "GVHD_HISTORY")):  # two items
         r = mh[mh["MHCAT"].eq(cat)].drop_duplicates("USUBJID")
         out[col] = out["USUBJID"].map(pd.Series(r["MHOCCUR"].to_numpy(dtype=object), index=r["USUBJID"].to_numpy())).astype(object).fillna("")
@@ -98,8 +98,9 @@ def subject_summary(mh: pd.DataFrame, supp: pd.DataFrame, cm: pd.DataFrame | Non
         last = done.drop_duplicates("USUBJID", keep="last").set_index("USUBJID")
         out["PRIOR_HSCT"] = np.where(out["USUBJID"].isin(last.index), "Y",
                                      np.where(out["USUBJID"].isin(pr["USUBJID"]), "N", ""))
-        out["PRIOR_HSCT_TYPE"] = out["USUBJID"].map(last["PRTRT"]).fillna("")
-        out["PRIOR_HSCT_DATE"] = out["USUBJID"].map(last["PRSTDTC"]).fillna("")
+        # str before the fill: with no completed HSCT the mapped values are all-missing float64
+        out["PRIOR_HSCT_TYPE"] = out["USUBJID"].map(last["PRTRT"]).astype("str").fillna("")
+        out["PRIOR_HSCT_DATE"] = out["USUBJID"].map(last["PRSTDTC"]).astype("str").fillna("")
     return out.sort_values("USUBJID", kind="stable").reset_index(drop=True)
 
 
