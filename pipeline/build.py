@@ -530,24 +530,33 @@ def finish_study(unfinished: Unfinished, spec: Spec, out: Path, progress: Progre
     removed, as in :func:`build_study`. ``spec``: the run's specification (the study's CTCAE
     version is applied here again, from the same memo)."""
     u = unfinished
+    if not Path(u.staging).is_dir() and writer.swapped_mark(u.staging).is_dir():
+        # this part already ran to its end and swapped its folder in, in a worker whose answer
+        # was lost when another worker died and broke the pool (pipeline.parallel runs it again)
+        return StudyBuild(u.study.studyid, True, u.findings)
     spec = ctcae_lab.with_study_version(spec, u.study)
     if progress:
         progress.done = u.steps_done
     return _staged(u.staging, Path(out) / u.study.studyid, u.findings,
-                   lambda: finish_export(u.staging, u.values(spec), u.hooks, u.log, u.shapes, progress))
+                   lambda: finish_export(u.staging, u.values(spec), u.hooks, u.log, u.shapes, progress), mark=True)
 
 
-def _staged(staging: Path, target: Path, findings: pd.DataFrame, work: Callable[[], Unfinished | None]) -> StudyBuild:
+def _staged(staging: Path, target: Path, findings: pd.DataFrame, work: Callable[[], Unfinished | None],
+            mark: bool = False) -> StudyBuild:
     """Run ``work`` (which writes into ``staging``); swap the folder in when it is finished, keep it
     for the study's next part when ``work`` returns an :class:`Unfinished` (which then carries
     ``findings``), and remove it on any failure: a :class:`PipelineError` becomes a failed
-    :class:`StudyBuild`; an OS error (disk full, permission lost) exit 2 naming the path."""
+    :class:`StudyBuild`; an OS error (disk full, permission lost) exit 2 naming the path.
+    ``mark``: leave :func:`pipeline.export.writer.swapped_mark` just before the swap (a study's
+    last part, which a broken pool may run again after it finished)."""
     sid = target.name
     try:
         unfinished = work()
         if unfinished is not None:
             unfinished.findings = findings
             return StudyBuild(sid, True, findings, unfinished=unfinished)
+        if mark:  # a study's last part: see writer.swapped_mark
+            writer.swapped_mark(staging).mkdir(exist_ok=True)
         writer.swap_in(staging, target)
     except PipelineError as exc:
         writer.discard(staging)

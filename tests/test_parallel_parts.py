@@ -18,6 +18,7 @@ import exportkit as kit  # noqa: E402
 
 import pipeline.build as build  # noqa: E402
 from pipeline import parallel  # noqa: E402
+from pipeline.export import writer  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from pipeline.errors import DataError  # noqa: E402
 
@@ -165,6 +166,34 @@ def test_a_split_study_waits_in_staging_until_its_second_part(two_clean, tmp_pat
         "TEST01 True True\nAE 3\nDM 3\nLB 4\nreports ['ae_terms']\nfirst was written: True\n")  # kit's rows
     log = (out / kit.STUDY / "build.log").read_text()
     assert log.index("first: ") < log.index("last: ")
+
+
+def test_a_last_part_run_again_after_it_finished_reports_the_study_built(two_clean, tmp_path, capsys):
+    """A worker that dies breaks the pool, which then fails every part it has not answered yet,
+    including one that already swapped its study in; the parent runs that part again alone
+    (pipeline.parallel._alone). Run again, the part finds its staging folder gone and the mark
+    it left before the swap, and reports the study built, its outputs those of the first run
+    (before: 'cannot write .staging-.../last.txt: No such file or directory', exit 2)."""
+    out = tmp_path / "out"
+    study = build.selected_studies(kit.SPECS, [kit.STUDY])[0]
+    spec = build.load_spec(kit.SPECS)
+    import importlib
+    forms, findings = importlib.import_module(build.GATE_MODULE).gate_study(two_clean, study, spec)
+    out.mkdir()
+    part = build._build_one(study, spec, forms, findings, two_clean, out, False, None, "final", True)
+    staging = next(p for p in out.iterdir() if p.name.startswith(".staging"))
+    assert parallel.run_through(part.func, part.args) == 0
+    first = tree(out / kit.STUDY)
+    assert not staging.exists()
+    capsys.readouterr()
+    assert parallel.run_through(part.func, part.args) == 0        # the lost answer, asked again
+    cap = capsys.readouterr()
+    assert cap.out.replace(str(out), "OUT").splitlines() == [f"{kit.STUDY}: built 3 dataset(s) into OUT/{kit.STUDY}"]
+    assert "NOT built" not in cap.err
+    assert tree(out / kit.STUDY) == first
+    mark = out / f".swapped-{kit.STUDY}-{os.getpid()}"
+    assert mark.is_dir() and writer.swapped_mark(staging) == mark
+    assert writer._LEFTOVER.match(mark.name)  # removed with the stale staging folders once its process is gone
 
 
 def test_two_parts_in_workers_change_neither_files_nor_messages(two_clean, tmp_path, capsys):

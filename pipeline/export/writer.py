@@ -46,7 +46,7 @@ import pandas as pd
 from pipeline.errors import OutputError, output_error
 
 LOCK_NAME = ".build.lock"
-_LEFTOVER = re.compile(r"^\.(?:staging|trash)-.+-(\d+)$")
+_LEFTOVER = re.compile(r"^\.(?:staging|trash|swapped)-.+-(\d+)$")
 
 
 def prepare_out(out: Path) -> Path:
@@ -77,7 +77,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_staging(out: Path) -> list[str]:
-    """Delete ``.staging-*-<pid>``/``.trash-*-<pid>`` folders of processes that are gone.
+    """Delete ``.staging-*-<pid>``/``.trash-*-<pid>``/``.swapped-*-<pid>`` folders of processes that are gone.
 
     Returns the names removed. Folders of this process and of any live process stay.
     """
@@ -143,6 +143,17 @@ def staging_dir(out: Path, studyid: str) -> Path:
         shutil.rmtree(path)
     path.mkdir(parents=True)
     return path
+
+
+def swapped_mark(staging: Path) -> Path:
+    """``<out>/.swapped-<STUDYID>-<pid>``: the empty folder a study's last part makes just before
+    it swaps ``staging`` (``<out>/.staging-<STUDYID>-<pid>``) in. When a worker process dies,
+    the pool it belongs to fails every part it has not answered yet, including one that had
+    already swapped its folder in; run again, that part finds its staging folder gone and this
+    mark, and knows it is done (:func:`pipeline.build.finish_study`). Removed with the stale
+    staging folders once its process is gone (:func:`remove_stale_staging`)."""
+    staging = Path(staging)
+    return staging.parent / (".swapped-" + staging.name.removeprefix(".staging-"))
 
 
 def discard(path: Path) -> None:
