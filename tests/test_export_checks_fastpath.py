@@ -117,3 +117,44 @@ def test_all_pass_equals_the_check_function(s):
                 pass
             continue
         assert all_pass(s) == expected
+
+
+#: one remembered set per rule tuple, shared by every example of the test below (as in a build)
+_PASSING: dict[tuple, set] = {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_columns(), min_size=1, max_size=4))
+def test_remembered_passing_values_give_the_same_answer(columns):
+    """``_value_rules_pass`` with a set of values already seen to pass, shared across columns and
+    examples (:func:`checks._passing_text`), answers as the check function does on each column."""
+    cl_info = {"NY": (frozenset({"Y", "N"}), False, False)}
+    rules = (("max_length_200", ""), ("ascii", ""), ("spec_length", "3"), ("iso8601", "datetime"),
+             ("ct_value", "NY"))
+    for r in [rules[:1], rules[1:2], rules[2:3], rules[3:4], rules[4:], rules]:
+        passing = _PASSING.setdefault(r, set())
+        for s in columns:
+            expected = bool(checks._value_rules_ok(s, r, cl_info).all())
+            assert checks._value_rules_pass(s, r, cl_info, passing) == expected, (r, s.tolist())
+    assert all(type(v) is str for p in _PASSING.values() for v in p)
+
+
+def test_passing_values_are_judged_once_per_spec(spec, monkeypatch):
+    """The values of a clean column are remembered per spec and rule tuple; the same values in
+    another column (USUBJID of the next dataset) are not judged again."""
+    rules = (("max_length_200", ""), ("ascii", ""))
+    passing = checks._passing_text(spec, rules)
+    assert checks._passing_text(spec, rules) is passing and checks._passing_text(spec, rules[:1]) is not passing
+    col = pd.Series(["TEST01-01-001", "TEST01-01-002", "TEST01-01-001"], dtype=object)
+    assert checks._value_rules_pass(col, rules, {}, passing)
+    assert {"TEST01-01-001", "TEST01-01-002"} <= passing
+
+    def judged(*_args):
+        raise AssertionError("judged again")
+    monkeypatch.setattr(checks, "_rule_results", judged)
+    assert checks._value_rules_pass(col.iloc[::-1].reset_index(drop=True), rules, {}, passing)
+    # a value not yet seen is judged (and a failing one is not remembered)
+    monkeypatch.undo()
+    bad = pd.Series(["TEST01-01-001", "caf\u00e9"], dtype=object)
+    assert not checks._value_rules_pass(bad, rules, {}, passing)
+    assert "caf\u00e9" not in passing

@@ -159,9 +159,36 @@ def _value_rules_ok(series: pd.Series, rules, cl_info) -> pd.Series:
     return _broadcast(codes, np.logical_and.reduce(_rule_results(uniques, rules, cl_info)), True, series.index)
 
 
-def _value_rules_pass(series: pd.Series, rules, cl_info) -> bool:
+#: the most values one set of :func:`_passing_text` remembers (bounds its memory on large builds)
+PASSING_TEXT_MAX = 1 << 16
+
+
+def _passing_text(spec: Spec, rules: tuple) -> set[str]:
+    """The ``str`` values known to pass every one of ``rules`` (:func:`_value_rules_pass`), one
+    set per spec and rule tuple: the same values come back in many variables, datasets and
+    studies of a build (STUDYID, USUBJID, dates, codelist terms), each judged once."""
+    return per_spec(spec, ("passing_text", rules), lambda _spec: set())
+
+
+def _value_rules_pass(series: pd.Series, rules, cl_info, passing: set[str] | None = None) -> bool:
     """:func:`_value_rules_ok` is all True: every distinct non-null value passes every rule
-    (the clean case, decided without a per-record result)."""
+    (the clean case, decided without a per-record result).
+
+    ``passing`` (:func:`_passing_text`): values already known to pass. On an object column
+    whose values not in it are all ``str``, only those are judged (each rule is value by value
+    on text values, :func:`_rule_results`) and, when they pass, remembered; a ``set`` of a small
+    column costs less than pandas' ``unique`` (issue 14). Anything else (nulls, numbers, a
+    numeric column) is judged over the column's distinct values as before."""
+    if passing is not None and series.dtype == object:
+        new = set(series.to_numpy()).difference(passing)
+        if not new:
+            return True
+        if all(type(v) is str for v in new):
+            if not all(ok.all() for ok in _rule_results(np.array(list(new), dtype=object), rules, cl_info)):
+                return False
+            if len(passing) < PASSING_TEXT_MAX:
+                passing.update(new)
+            return True
     uniques = _distinct_values(series)
     return all(ok.all() for ok in _rule_results(uniques, rules, cl_info)) if len(uniques) else True
 
@@ -380,13 +407,15 @@ def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) 
         err_rules = [r for r in rules if r[0] != "ct_value" or not cl_info[r[1]][1]]
         warn_rules = [r for r in rules if r[0] == "ct_value" and cl_info[r[1]][1]]
         if err_rules:
-            checks.append(_check(lambda s, r=tuple(err_rules), c=cl_info: _value_rules_ok(s, r, c),
+            r = tuple(err_rules)
+            checks.append(_check(lambda s, r=r, c=cl_info: _value_rules_ok(s, r, c),
                                  "value_rules", col, _rules_text(err_rules),
-                                 all_pass=lambda s, r=tuple(err_rules), c=cl_info: _value_rules_pass(s, r, c)))
+                                 all_pass=lambda s, r=r, c=cl_info, p=_passing_text(spec, r): _value_rules_pass(s, r, c, p)))
         if warn_rules:
-            wchecks.append(_check(lambda s, r=tuple(warn_rules), c=cl_info: _value_rules_ok(s, r, c),
+            r = tuple(warn_rules)
+            wchecks.append(_check(lambda s, r=r, c=cl_info: _value_rules_ok(s, r, c),
                                   "value_rules", col, _rules_text(warn_rules),
-                                  all_pass=lambda s, r=tuple(warn_rules), c=cl_info: _value_rules_pass(s, r, c)))
+                                  all_pass=lambda s, r=r, c=cl_info, p=_passing_text(spec, r): _value_rules_pass(s, r, c, p)))
         if col == "STUDYID" and studyid:
             checks.append(_check(lambda s, sid=studyid: s.eq(sid), "studyid", col, studyid))
         if col == "DOMAIN":
