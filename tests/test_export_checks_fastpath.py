@@ -158,3 +158,35 @@ def test_passing_values_are_judged_once_per_spec(spec, monkeypatch):
     bad = pd.Series(["TEST01-01-001", "caf\u00e9"], dtype=object)
     assert not checks._value_rules_pass(bad, rules, {}, passing)
     assert "caf\u00e9" not in passing
+
+
+def test_spec_checks_made_once_per_spec_and_study_checks_in_place(spec):
+    """The checks that depend on the spec alone are made once per spec and dataset and shared by
+    the studies checked with it; the study's own checks (STUDYID, USUBJID in DM, study days) are
+    added in the places they had (the check names and order of the AE plans, as before)."""
+    dm = checks.order_dataset(dm_frame(), spec, "DM")
+    first = checks._plans(spec, "AE", SID, dm)
+    other = checks._plans(spec, "AE", "OTHER", dm.copy())
+    assert first["error"].columns["AESER"][0][0] is other["error"].columns["AESER"][0][0]
+    assert first["warning"].checks[0] is other["warning"].checks[0]
+    assert [c.name for c in other["error"].columns["STUDYID"][0]][-1] == "studyid|STUDYID|OTHER"
+    names = {sev: ({c: [k.name for k in v[0]] for c, v in plan.columns.items()}, [k.name for k in plan.checks])
+             for sev, plan in first.items()}
+    assert names["error"] == ({
+        "STUDYID": ["required_value|STUDYID|", "value_rules|STUDYID|max_length_200:,ascii:", "studyid|STUDYID|TEST01"],
+        "DOMAIN": ["required_value|DOMAIN|", "value_rules|DOMAIN|max_length_200:,ascii:", "domain|DOMAIN|AE"],
+        "USUBJID": ["required_value|USUBJID|", "value_rules|USUBJID|max_length_200:,ascii:",
+                    "usubjid_in_dm|USUBJID|"],
+        "AESEQ": ["required_value|AESEQ|", "numeric_type|AESEQ|", "integer_value|AESEQ|"],
+        "AETERM": ["required_value|AETERM|", "value_rules|AETERM|max_length_200:,ascii:"],
+        "AESER": ["value_rules|AESER|max_length_200:,ascii:,spec_length:1,ct_value:NY"],
+        "EPOCH": ["value_rules|EPOCH|max_length_200:,ascii:"],
+        "AESTDTC": ["value_rules|AESTDTC|max_length_200:,ascii:,iso8601:datetime"],
+        "AESTDY": ["numeric_type|AESTDY|", "integer_value|AESTDY|"]},
+        ["seq_unique|AESEQ|", "study_day|AESTDY|AESTDTC"])
+    assert names["warning"] == ({"EPOCH": ["value_rules|EPOCH|ct_value:EPOCH"]},
+                                ["duplicate_keys|AESTDTC|STUDYID, USUBJID, AETERM, AESTDTC"])
+    # without a study or DM: no STUDYID, USUBJID-in-DM or study-day check
+    bare = checks._plans(spec, "AE", None, None)["error"]
+    assert [c.name for c in bare.columns["STUDYID"][0]][-1] == "value_rules|STUDYID|max_length_200:,ascii:"
+    assert [c.name for c in bare.checks] == ["seq_unique|AESEQ|"]

@@ -379,16 +379,23 @@ def output_schemas(spec: Spec, name: str, studyid: str | None = None,
     return {severity: plan.schema() for severity, plan in _plans(spec, name, studyid, dm).items()}
 
 
-def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) -> dict[str, _Plan]:
-    """The two schemas of :func:`output_schemas`, as plans."""
+#: the checks of one dataset that depend on the spec alone (:func:`_spec_plan`): per variable
+#: (variable, core, error checks, warning checks), then the frame checks around the study-day ones
+_SpecPlan = namedtuple("_SpecPlan", "variables names seq_checks warn_frame_checks valuelevel")
+
+
+def _spec_plan(spec: Spec, name: str) -> _SpecPlan:
+    """The spec-only part of :func:`_plans`, built once per spec and dataset (a build worker
+    checks 2-3 studies with one spec; the ~30 pandera checks of a dataset were made again for
+    each, issue 14). The checks are only called, never changed, so the studies share them."""
+    return per_spec(spec, ("spec_plan", name), lambda sp: _compute_spec_plan(sp, name))
+
+
+def _compute_spec_plan(spec: Spec, name: str) -> _SpecPlan:
     variables = _spec_variables(spec, name)
     names = {var.variable for var in variables}
     cl_info = _codelist_info(spec)
-    err_cols: dict[str, tuple[list[pa.Check], bool, str | None]] = {}
-    warn_cols: dict[str, tuple[list[pa.Check], bool, str | None]] = {}
-    err_frame_checks: list[pa.Check] = []
-    warn_frame_checks: list[pa.Check] = []
-
+    out = []
     for var in variables:  # one pass per spec variable (metadata, not records)
         col, typ, core = var.variable, var.type, var.core
         checks: list[pa.Check] = []
@@ -416,13 +423,43 @@ def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) 
             wchecks.append(_check(lambda s, r=r, c=cl_info: _value_rules_ok(s, r, c),
                                   "value_rules", col, _rules_text(warn_rules),
                                   all_pass=lambda s, r=r, c=cl_info, p=_passing_text(spec, r): _value_rules_pass(s, r, c, p)))
-        if col == "STUDYID" and studyid:
-            checks.append(_check(lambda s, sid=studyid: s.eq(sid), "studyid", col, studyid))
         if col == "DOMAIN":
             # a split dataset (SDTMIG 3.4 4.1.7, e.g. LBDA) carries its 2-letter domain
             checks.append(_check(lambda s, d=name[:2]: s.eq(d), "domain", col, name[:2]))
         if col == "RDOMAIN" and name.startswith("SUPP") and len(name) > 4:
             checks.append(_check(lambda s, d=name[4:]: s.eq(d), "domain", col, name[4:]))
+        out.append((col, core, tuple(checks), tuple(wchecks)))
+
+    seq_checks: list[pa.Check] = []
+    # --SEQ unique within USUBJID (a split dataset such as LBDA keeps its domain's LBSEQ)
+    seq = f"{name}SEQ" if f"{name}SEQ" in names else f"{name[:2]}SEQ"
+    if seq in names and "USUBJID" in names:
+        seq_checks.append(_check(
+            lambda d, c=seq: _guard(d, ["USUBJID", c], lambda: ~d.duplicated(["USUBJID", c], keep=False)),
+            "seq_unique", seq))
+    warn_frame_checks: list[pa.Check] = []
+    # key uniqueness (warning)
+    keys = spec.keys(name)
+    if keys:
+        warn_frame_checks.append(_check(
+            lambda d, k=tuple(keys): _guard(d, list(k), lambda: ~d.duplicated(list(k), keep=False)),
+            "duplicate_keys", keys[-1], ", ".join(keys)))
+    return _SpecPlan(tuple(out), frozenset(names), tuple(seq_checks), tuple(warn_frame_checks),
+                     tuple(_valuelevel_checks(spec, name, names)))
+
+
+def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) -> dict[str, _Plan]:
+    """The two schemas of :func:`output_schemas`, as plans: the spec's checks of the dataset
+    (:func:`_spec_plan`) with those of the study (STUDYID, USUBJID in DM, study days) added in
+    the same places."""
+    plan = _spec_plan(spec, name)
+    names = plan.names
+    err_cols: dict[str, tuple[list[pa.Check], bool, str | None]] = {}
+    warn_cols: dict[str, tuple[list[pa.Check], bool, str | None]] = {}
+    for col, core, spec_checks, wchecks in plan.variables:  # the spec variables (metadata)
+        checks = list(spec_checks)
+        if col == "STUDYID" and studyid:
+            checks.append(_check(lambda s, sid=studyid: s.eq(sid), "studyid", col, studyid))
         if col == "USUBJID" and dm is not None and name != "DM":
             # e.g. RELREC dataset-level relationships have no USUBJID (SDTMIG 3.4 8.3)
             subjects = _dm_subjects(dm)
@@ -430,14 +467,10 @@ def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) 
             checks.append(_check(lambda s, subj=subj: s.isin(subj), "usubjid_in_dm", col))
         err_cols[col] = (checks, core in ("Req", "Exp"), f"core {core}")
         if wchecks:
-            warn_cols[col] = (wchecks, False, None)
+            warn_cols[col] = (list(wchecks), False, None)
 
-    # --SEQ unique within USUBJID (a split dataset such as LBDA keeps its domain's LBSEQ)
-    seq = f"{name}SEQ" if f"{name}SEQ" in names else f"{name[:2]}SEQ"
-    if seq in names and "USUBJID" in names:
-        err_frame_checks.append(_check(
-            lambda d, c=seq: _guard(d, ["USUBJID", c], lambda: ~d.duplicated(["USUBJID", c], keep=False)),
-            "seq_unique", seq))
+    err_frame_checks = list(plan.seq_checks)
+    warn_frame_checks = list(plan.warn_frame_checks)
     # --DY against --DTC and DM.RFSTDTC
     if dm is not None and "USUBJID" in names:
         ref = _dm_reference_days(dm)
@@ -447,14 +480,8 @@ def _plans(spec: Spec, name: str, studyid: str | None, dm: pd.DataFrame | None) 
                 err_frame_checks.append(_check(
                     lambda d, dy=dy, dtc=dtc, ref=ref: _guard(d, ["USUBJID", dy, dtc], lambda: _study_day_ok(d, dy, dtc, ref)),
                     "study_day", dy, dtc))
-    # key uniqueness (warning)
-    keys = spec.keys(name)
-    if keys:
-        warn_frame_checks.append(_check(
-            lambda d, k=tuple(keys): _guard(d, list(k), lambda: ~d.duplicated(list(k), keep=False)),
-            "duplicate_keys", keys[-1], ", ".join(keys)))
     # value-level codelists
-    for severity, chk in _valuelevel_checks(spec, name, names):
+    for severity, chk in plan.valuelevel:
         (err_frame_checks if severity == "error" else warn_frame_checks).append(chk)
 
     return {"error": _Plan(name, err_cols, err_frame_checks, strict=True),
