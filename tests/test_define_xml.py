@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import jinja2
 import pandas as pd
 import pyreadstat
 import pytest
@@ -487,6 +488,7 @@ def test_template_looks_dict_keys_up_first(spec, data):
     still found, and a missing one is still an error. No key of the model is the name of a dict
     attribute, so the define.xml is what jinja's own lookup made."""
     env = define._environment()
+    assert env is define._environment() and isinstance(env, jinja2.Environment)  # made once, its template compiled once
     assert env.from_string("{{ d.items }}|{{ d.oid }}").render(d={"items": "kept", "oid": "IT.X"}) == "kept|IT.X"
     assert env.from_string("{{ p.name }}").render(p=Path("/a/b.xpt")) == "b.xpt"
     with pytest.raises(Exception, match="has no attribute 'nope'"):

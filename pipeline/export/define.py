@@ -853,7 +853,6 @@ def define_model(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp
 # ---------------------------------------------------------------------------------------
 # rendering, checking, writing
 # ---------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
 class _ModelEnvironment(jinja2.Environment):
     """The templates' environment, which looks ``x.name`` up as a key first where ``x`` is a dict.
 
@@ -872,9 +871,10 @@ class _ModelEnvironment(jinja2.Environment):
         return super().getattr(obj, attribute)
 
 
+@lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = _ModelEnvironment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+                            lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters["x"] = xml_text
     return env
 
