@@ -65,8 +65,8 @@ class TextMemoRenderer(RendererAgg):
     stock renderer, at the text's own position and angle. Mathtext (log axis labels) keeps its
     own path (:data:`MATHTEXT`). Where the installed matplotlib has no glyph-list text drawing
     (before 3.11: no ``FT2Font._layout``), the stock methods run.
-    tests/test_figures_data.py checks that every shipped study's figures are the same PNG
-    bytes as with the stock renderer.
+    tests/test_figures_data.py checks that every figure kind (swimmer, recovery, expansion on
+    log axes, Kaplan-Meier), with empty and with filled memos, is the PNG the stock canvas draws.
     """
 
     #: the renderer methods the memo of :meth:`draw_text` relies on (matplotlib >= 3.11)
