@@ -797,7 +797,10 @@ def run_build(args) -> int:
     with writer.out_lock(out):
         for name in writer.remove_stale_staging(out):
             print(f"removed {out / name} (left by a build that is no longer running)", file=sys.stderr)
-        return build_studies(args, spec, studies, raw, out)
+        try:
+            return build_studies(args, spec, studies, raw, out)
+        finally:
+            writer.wait_removals()  # the previous study folders this process deletes in the background
 
 
 #: libraries that the build's modules import only where they use them, imported by the parent of
