@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
 from datetime import datetime
 
 import numpy as np
@@ -181,3 +182,54 @@ def test_a_column_openpyxl_must_check_goes_through_its_cells(monkeypatch):
     with pytest.raises(IllegalCharacterError):
         excel.workbook_bytes([excel.Sheet("s", "t", pd.DataFrame({"T": ["bell\x07"]}), ["T"], "", set())],
                              "S", "c", datetime(2025, 1, 2))
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("sheets", [_tricky_sheets, list], ids=["sheets", "no sheet"])
+def test_workbook_saved_in_memory_is_the_workbook_openpyxl_saves(monkeypatch, direct, sheets):
+    """excel.saved_workbook (sheets serialised in memory, entries stored uncompressed) makes the
+    same workbook, byte for byte, as openpyxl's Workbook.save (a temporary file per sheet,
+    entries deflated), through both ways of writing the data rows, and without sheets; no
+    temporary file is made."""
+    from openpyxl.worksheet import _writer as sheet_writer
+    monkeypatch.setattr(excel, "DIRECT_ROWS", direct)
+    stamp = datetime(2025, 1, 2, 3, 4, 5)
+    monkeypatch.setattr(excel, "SAVE_IN_MEMORY", False)
+    saved = excel.workbook_bytes(sheets(), "Study T", "cut-off", stamp)
+    monkeypatch.setattr(excel, "SAVE_IN_MEMORY", True)
+
+    def no_file(*_a, **_k):
+        raise AssertionError("a temporary file")
+    monkeypatch.setattr(sheet_writer, "create_temporary_file", no_file)
+    assert excel.workbook_bytes(sheets(), "Study T", "cut-off", stamp) == saved
+
+
+def test_saved_workbook_entries_are_those_of_workbook_save():
+    """The entries of excel.saved_workbook: the names, order and contents of Workbook.save's
+    (but docProps/core.xml, whose modified time Workbook.save sets to the clock), stored."""
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = "x"
+    wb.create_sheet("two")["B2"] = 2.5
+    ours = zipfile.ZipFile(io.BytesIO(excel.saved_workbook(wb)))
+    buf = io.BytesIO()
+    wb.save(buf)
+    theirs = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    assert ours.namelist() == theirs.namelist() and "xl/worksheets/sheet2.xml" in ours.namelist()
+    assert {i.compress_type for i in ours.infolist()} == {zipfile.ZIP_STORED}
+    for name in ours.namelist():
+        if name != excel.CORE_PROPERTIES:
+            assert ours.read(name) == theirs.read(name), name
+
+
+def test_column_headers_share_one_style():
+    """Every column header cell is bold, filled and wrapped (one style, set on the first and
+    copied), a formula-like header keeps its quote prefix on top of it."""
+    wb = openpyxl.load_workbook(io.BytesIO(excel.workbook_bytes(_tricky_sheets(), "S", "c", datetime(2025, 1, 2))))
+    for name, row, headers in (("first", 5, ["Subject", "=Term", "Seq", "N", "Empty"]), ("second", 4, ["@x", "V"]),
+                               ("empty", 4, ["Subject", "=Term", "Seq", "N", "Empty"]), ("first (2)", 5, ["X", "V"])):
+        cells = wb[name][row][:len(headers)]
+        assert [c.value for c in cells] == headers
+        for c in cells:
+            assert c.font.b and c.fill.fgColor.rgb == "00DDE4EE" and c.alignment.wrap_text and c.alignment.vertical == "top"
+            assert c.quotePrefix == c.value.startswith(("=", "@")), c.value
+        assert wb[name][1][0].font.sz == 12 and not wb[name][2][0].font.b
