@@ -56,3 +56,15 @@ def test_a_document_with_two_metadata_versions_uses_the_shipped_stylesheet(xml, 
     assert used == ["plain"]
     define.define_html(xml)
     assert used == ["plain", "keyed"]
+
+
+def test_html_of_the_checked_tree_is_the_html_of_the_bytes():
+    """define.checked_define: the define.xml bytes of define_xml and the tree its checks
+    (integrity, XSD validation) parsed; define.html of that tree is define.html of the bytes,
+    byte for byte (the checks leave the tree as parsed)."""
+    spec = kit.spec()
+    data, root = define.checked_define(kit.exported(spec), spec, kit.study(), datetime(2025, 6, 30))
+    assert data == define.define_xml(kit.exported(spec), spec, kit.study(), datetime(2025, 6, 30))
+    assert etree.tostring(root) == etree.tostring(etree.fromstring(data))
+    assert define.define_html(root) == define.define_html(data)
+    assert define.define_html(root, keyed=False) == define.define_html(data)

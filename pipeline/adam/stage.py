@@ -145,9 +145,9 @@ def write(folder: Path, adam: dict[str, pd.DataFrame], spec: Spec, study: Study)
         datasetjson.write_dataset_json(out, spec, name, folder / datasetjson.json_name(name), study.studyid,
                                        originator, stamp, exported=True, factorized=codes)
         exported[name] = out
-    data = define.define_xml(exported, spec, study, stamp)
+    data, root = define.checked_define(exported, spec, study, stamp)
     (folder / define.DEFINE_XML).write_bytes(data)
-    (folder / define.DEFINE_HTML).write_bytes(define.define_html(data))
+    (folder / define.DEFINE_HTML).write_bytes(define.define_html(root))
 
 
 def build_adam(study_dir: Path, datasets: dict[str, pd.DataFrame], reports: dict[str, pd.DataFrame], ctx) -> None:

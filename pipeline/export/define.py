@@ -1043,12 +1043,12 @@ def _transform() -> etree.XSLT:
     return etree.XSLT(etree.XML(text.encode("utf-8"), base_url=stylesheet_path().as_uri()))
 
 
-def define_html(xml: bytes, keyed: bool = True) -> bytes:
-    """define.html: the define.xml through the define 2.1 stylesheet (lxml XSLT), with the
-    comments table and the length/format columns shown. ``keyed`` (default) uses the keyed
-    look-ups of :func:`keyed_stylesheet` when the document has one Study and one
-    MetaDataVersion (always, for ours); the result is the same bytes."""
-    doc = etree.fromstring(xml)
+def define_html(xml: bytes | etree._Element, keyed: bool = True) -> bytes:
+    """define.html: the define.xml (its bytes, or its parsed root element: :func:`checked_define`)
+    through the define 2.1 stylesheet (lxml XSLT), with the comments table and the length/format
+    columns shown. ``keyed`` (default) uses the keyed look-ups of :func:`keyed_stylesheet` when the
+    document has one Study and one MetaDataVersion (always, for ours); the result is the same bytes."""
+    doc = etree.fromstring(xml) if isinstance(xml, bytes) else xml
     single = len(doc.xpath("/odm:ODM/odm:Study", namespaces=NS)) == 1 and \
         len(doc.xpath("/odm:ODM/odm:Study/odm:MetaDataVersion", namespaces=NS)) == 1
     transform = _transform() if keyed and single else _plain_transform()
@@ -1063,6 +1063,13 @@ def define_xml(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: 
                validate: bool = True, build_mode: str = "final") -> bytes:
     """define.xml bytes for ``datasets``; checked for integrity (and schema validity when
     ``validate``). Raises DataError on a problem."""
+    return checked_define(datasets, spec, study, timestamp, validate, build_mode)[0]
+
+
+def checked_define(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: datetime,
+                   validate: bool = True, build_mode: str = "final") -> tuple[bytes, etree._Element]:
+    """:func:`define_xml`, and the root element of those bytes as parsed for the checks (neither
+    check changes it), for :func:`define_html` to transform without parsing them again."""
     text = render_define(define_model(datasets, spec, study, timestamp, build_mode))
     data = text.encode("utf-8")
     try:
@@ -1074,16 +1081,16 @@ def define_xml(datasets: dict[str, pd.DataFrame], spec: Spec, study, timestamp: 
         problems += schema_problems(root)
     if problems:
         raise DataError("define.xml: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
-    return data
+    return data, root
 
 
 def write_define(study_dir: Path, datasets: dict[str, pd.DataFrame], ctx) -> None:
     """Post-export hook: ``define.xml`` and ``define.html`` into the study's output folder."""
     study, spec = ctx.study, ctx.spec
     stamp = xpt.build_timestamp(study.data_cutoff)
-    data = define_xml(datasets, spec, study, stamp, build_mode=getattr(ctx, "mode", "final"))
+    data, root = checked_define(datasets, spec, study, stamp, build_mode=getattr(ctx, "mode", "final"))
     Path(study_dir, DEFINE_XML).write_bytes(data)
-    Path(study_dir, DEFINE_HTML).write_bytes(define_html(data))
+    Path(study_dir, DEFINE_HTML).write_bytes(define_html(root))
     # the stylesheet the xml-stylesheet instruction names, so that define.xml renders in a browser
     Path(study_dir, STYLESHEET_HREF).write_bytes(stylesheet_path().read_bytes())
 
