@@ -563,3 +563,47 @@ def test_font_subsets_made_once_write_the_same_bytes(monkeypatch):
     compressed.clear()
     tlf.pdf_bytes(docs[0], stamp)
     assert len(compressed) == n_once + 2
+
+
+def test_font_objects_made_once_write_the_same_bytes(monkeypatch):
+    """The font subsets' widths arrays formatted and ToUnicode maps compressed once per process
+    (tlf.PDF_FONT_OBJECTS_ONCE) are the PDF reportlab writes making them for every document:
+    an ASCII document, documents with characters beyond ASCII (a second subset per font), one
+    with the bold font only in its header, each after another that filled the memos. A repeated
+    document compresses two streams fewer (the two fonts' maps) and formats no widths array."""
+    from reportlab.pdfbase import pdfdoc
+
+    def doc(extra: str, rows: int = 30) -> tlf.Doc:
+        body = [[f"S-{i:03d}", f"value {i} {extra}", str(i)] for i in range(rows)]
+        return tlf.Doc(studyid="X", type="Listing", number="9", title="Widths", headers=["Subject", "Text", "N"],
+                       rows=body, align=["l", "l", "r"], orientation="portrait", footnotes=["f \u00b5"],
+                       source="AE", cutoff="2025-01-01", program="p", run="r")
+
+    stamp = datetime(2025, 1, 1)
+    docs = [doc(""), doc("\u2265 \u00d7"), doc("\u03b2 \u0416", 3), doc("", 0), doc("")]
+    monkeypatch.setattr(tlf, "PDF_FONT_OBJECTS_ONCE", False)
+    plain = [tlf.pdf_bytes(d, stamp) for d in docs]
+    monkeypatch.setattr(tlf, "PDF_FONT_OBJECTS_ONCE", True)
+    assert [tlf.pdf_bytes(d, stamp) for d in docs] == plain
+    assert [tlf.pdf_bytes(d, stamp) for d in reversed(docs)] == plain[::-1]
+    assert plain[0] == plain[4] and len(set(plain)) == 4
+    compressed, arrays = [], []
+    real_encode, real_format = pdfdoc.PDFStreamFilterZCompress.encode, pdfdoc.PDFArray.format
+
+    def encode(self, text):
+        compressed.append(len(text))
+        return real_encode(self, text)
+
+    def array(self, document, IND=b"\n "):
+        arrays.append(len(self.sequence))
+        return real_format(self, document, IND)
+
+    monkeypatch.setattr(pdfdoc.PDFStreamFilterZCompress, "encode", encode)
+    monkeypatch.setattr(pdfdoc.PDFArray, "format", array)
+    assert tlf.pdf_bytes(docs[0], stamp) == plain[0]
+    n_once, widths_once = len(compressed), arrays.count(128)
+    monkeypatch.setattr(tlf, "PDF_FONT_OBJECTS_ONCE", False)
+    compressed.clear()
+    arrays.clear()
+    assert tlf.pdf_bytes(docs[0], stamp) == plain[0]
+    assert len(compressed) == n_once + 2 and arrays.count(128) == widths_once + 2

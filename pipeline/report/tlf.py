@@ -494,6 +494,7 @@ def pdf_fonts() -> tuple[str, str, frozenset | None]:
         for name in ("DejaVuSans", "DejaVuSans-Bold"):
             font = TTFont(name, str(folder / f"{name}.ttf"))
             _subsets_once(font.face)
+            _font_objects_once(font)
             pdfmetrics.registerFont(font)
         return "DejaVuSans", "DejaVuSans-Bold", frozenset(pdfmetrics.getFont("DejaVuSans").face.charToGlyph)
     except (ImportError, OSError):
@@ -562,6 +563,60 @@ def _subsets_once(face) -> None:
         return ref
 
     face.makeSubset, face.addSubsetObjects = make_subset, add_subset_objects
+
+
+#: set False to format every document's font widths and compress its ToUnicode maps anew
+#: (slower; same bytes)
+PDF_FONT_OBJECTS_ONCE = True
+
+
+def _font_objects_once(font) -> None:
+    """The ``/Widths`` array and the ToUnicode CMap stream of each font subset a document
+    embeds, formatted and compressed once per process instead of once per document.
+
+    reportlab's ``TTFont.addObjects`` makes, for every subset of the font a document used, a
+    font dictionary whose ``/Widths`` is an array of the subset's glyph widths (128 numbers for
+    the readable-ASCII subset, formatted one by one in pure Python: most of the time of a short
+    document's PDF) and whose ``/ToUnicode`` is a Flate-compressed CMap stream; both are pure
+    functions of the font and the subset's code points, and nearly every document has the same
+    subsets. ``addObjects`` of this font object (ours: :func:`pdf_fonts` makes it) is wrapped on
+    the instance: after reportlab's own call, each new subset's widths array becomes one that
+    answers its formatted bytes from a memo (keyed by its numbers and reportlab's line-break
+    setting), and its CMap stream is compressed by :data:`_FLATE_ONCE`. The objects and bytes
+    written are the same (``PDF_FONT_OBJECTS_ONCE`` off: reportlab's own objects)."""
+    from reportlab import rl_config
+    from reportlab.pdfbase import pdfdoc
+
+    formatted: dict[tuple, bytes] = {}
+
+    class WidthsOnce(pdfdoc.PDFArray):
+        """A PDF array of numbers, formatted once per content (numbers format without the document)."""
+
+        def format(self, document, IND=b"\n "):
+            key = (tuple(self.sequence), rl_config.pdfMultiLine, IND)
+            got = formatted.get(key)
+            if got is None:
+                got = formatted[key] = super().format(document, IND)
+            return got
+
+    add = font.addObjects
+
+    def add_objects(doc):
+        fonts = doc.idToObject["BasicFonts"].dict
+        before = set(fonts)
+        add(doc)
+        if not PDF_FONT_OBJECTS_ONCE:
+            return
+        for name in set(fonts) - before:  # the subsets of this font the document embeds
+            subset = fonts[name]
+            widths = getattr(subset, "Widths", None)
+            if type(widths) is pdfdoc.PDFArray and all(type(w) in (int, float) for w in widths.sequence):
+                subset.Widths = WidthsOnce(widths.sequence)
+            cmap = doc.idToObject.get(getattr(getattr(subset, "ToUnicode", None), "name", None))
+            if isinstance(cmap, pdfdoc.PDFStream) and cmap.filters:
+                cmap.filters = [_FLATE_ONCE if f is pdfdoc.PDFZCompress else f for f in cmap.filters]
+
+    font.addObjects = add_objects
 
 
 def pdf_text(s: str) -> str:
