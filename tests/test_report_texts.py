@@ -233,3 +233,29 @@ def test_column_headers_share_one_style():
             assert c.font.b and c.fill.fgColor.rgb == "00DDE4EE" and c.alignment.wrap_text and c.alignment.vertical == "top"
             assert c.quotePrefix == c.value.startswith(("=", "@")), c.value
         assert wb[name][1][0].font.sz == 12 and not wb[name][2][0].font.b
+
+
+def _lxml_text_element(v: str) -> str:
+    """The <t> element as lxml serialises it (what excel._text_cells wrote for every text before)."""
+    from lxml import etree
+    from openpyxl.xml.functions import XML_NS
+    el = etree.Element("t", {f"{{{XML_NS}}}space": "preserve"} if v != v.strip() else {})
+    el.text = v
+    return etree.tostring(el).decode("ascii")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_texts, st.text(alphabet="ab &<>\"'\t\n\r;#", max_size=12),
+                 st.text(alphabet=st.characters(max_codepoint=0x2fff), max_size=8))
+       .filter(lambda t: not ILLEGAL_CHARACTERS_RE.search(t)))
+def test_text_element_is_lxmls(v):
+    """excel.text_element: the <t> element lxml writes, for drawn texts: escapes, quotes, outer
+    spaces, tabs, newlines, carriage returns, beyond ASCII, empty."""
+    assert excel.text_element(v) == _lxml_text_element(v)
+
+
+def test_text_element_by_hand():
+    assert excel.text_element("a & <b> \"c\" 'd'") == "<t>a &amp; &lt;b&gt; \"c\" 'd'</t>"
+    assert excel.text_element(" padded") == '<t xml:space="preserve"> padded</t>'
+    assert excel.text_element("µ ≥ 5\r\nx") == "<t>&#181; &#8805; 5&#13;\nx</t>"
+    assert excel.text_element("") == "<t></t>" == _lxml_text_element("")

@@ -165,6 +165,21 @@ class DataRows:
         return sheet_xml.replace(_SHEET_DATA_END, self.xml + _SHEET_DATA_END)
 
 
+def text_element(v: str) -> str:
+    """The ``<t>`` element of an inline string cell holding ``v`` as openpyxl's writer makes it
+    (``xml:space="preserve"`` when ``v`` has outer spaces) and lxml serialises it in ASCII. A
+    non-empty ASCII text without a carriage return (almost every cell) is escaped here as lxml
+    escapes text (``& < >``; quotes stay); other texts (characters lxml writes as references)
+    go through lxml itself."""
+    preserve = v != v.strip()
+    if v and v.isascii() and "\r" not in v:
+        body = v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return f'<t xml:space="preserve">{body}</t>' if preserve else f"<t>{body}</t>"
+    el = etree.Element("t", {f"{{{XML_NS}}}space": "preserve"} if preserve else {})
+    el.text = v
+    return etree.tostring(el).decode("ascii")
+
+
 def _text_cells(values: np.ndarray, quote_style) -> tuple[np.ndarray, np.ndarray] | None:
     """Per non-empty text, the end of its ``<c>`` element after the coordinate, as openpyxl's
     ``lxml_write_cell`` writes it (``t="inlineStr"``, the text as lxml escapes it, ``xml:space``
@@ -177,10 +192,8 @@ def _text_cells(values: np.ndarray, quote_style) -> tuple[np.ndarray, np.ndarray
     for v in distinct.tolist():  # the distinct texts of one column
         if len(v) > 32767 or ILLEGAL_CHARACTERS_RE.search(v):
             return None
-        el = etree.Element("t", {f"{{{XML_NS}}}space": "preserve"} if v != v.strip() else {})
-        el.text = v
         style = f' s="{quote_style()}"' if is_formula_like(v) else ""
-        tails.append(f'"{style} t="inlineStr"><is>{etree.tostring(el).decode("ascii")}</is></c>')
+        tails.append(f'"{style} t="inlineStr"><is>{text_element(v)}</is></c>')
     return np.array(tails, dtype=object)[codes] if tails else np.array([], dtype=object), present
 
 
