@@ -259,3 +259,20 @@ def test_text_element_by_hand():
     assert excel.text_element(" padded") == '<t xml:space="preserve"> padded</t>'
     assert excel.text_element("µ ≥ 5\r\nx") == "<t>&#181; &#8805; 5&#13;\nx</t>"
     assert excel.text_element("") == "<t></t>" == _lxml_text_element("")
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_workbook_from_the_display_texts_is_the_same(monkeypatch, direct):
+    """A sheet given its frame's display texts (listings.display_values, as write_listings
+    passes them) makes the workbook it makes from the frame alone, byte for byte; the texts
+    are not changed by it."""
+    monkeypatch.setattr(excel, "DIRECT_ROWS", direct)
+    stamp = datetime(2025, 1, 2, 3, 4, 5)
+    sheets = _tricky_sheets()
+    alone = excel.workbook_bytes(sheets, "Study T", "cut-off", stamp)
+    given = [excel.Sheet(s.name, s.title, s.frame, s.headers, s.note, s.numeric, listings.display_values(s.frame, s.numeric))
+             for s in sheets]
+    before = [{c: v.copy() for c, v in s.texts.items()} for s in given]
+    assert excel.workbook_bytes(given, "Study T", "cut-off", stamp) == alone
+    assert all(all((s.texts[c] == v).all() for c, v in b.items()) for s, b in zip(given, before))
+    assert given[0].texts["AETERM"].tolist() == ["=HYPERLINK(1)", " padded", "", "µ ≥ 5\r\nx"]

@@ -61,6 +61,10 @@ class Sheet:
     headers: list[str]
     note: str = ""
     numeric: set[str] = field(default_factory=set)
+    #: the texts of the frame's columns as :func:`pipeline.report.tables.text_values` makes them
+    #: (:func:`pipeline.report.listings.display_values`), when the caller has them: the text
+    #: columns' cells are then not made again (the numeric columns' cells are numbers)
+    texts: dict[str, np.ndarray] | None = None
 
 
 def sheet_name(name: str, taken: set[str]) -> str:
@@ -87,12 +91,13 @@ def set_text(cell, value: str) -> None:
         cell.quotePrefix = True
 
 
-def _cell_values(s: pd.Series, numeric: bool) -> tuple[np.ndarray, np.ndarray]:
+def _cell_values(s: pd.Series, numeric: bool, texts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The cell values of one column (an object array), and the length of each non-empty one as text (for the
     column width). Numbers: an ``int`` when whole, else a ``float``, ``None`` when missing;
-    converted once per distinct value. Texts: :func:`pipeline.report.tables.text_values`."""
+    converted once per distinct value. Texts: :func:`pipeline.report.tables.text_values`
+    (``texts``, when the caller has them)."""
     if not numeric:
-        values = text_values(s)
+        values = text_values(s) if texts is None else texts
         return values, np.fromiter(map(len, values), dtype=np.int64, count=len(values))
     num = s if s.dtype.kind in "fiu" else pd.to_numeric(s, errors="coerce")
     if num.dtype.kind in "iu":  # whole numbers as they are (exact beyond 2**53), None where missing
@@ -351,7 +356,7 @@ def workbook_bytes(sheets: list[Sheet], study_line: str, stamp_line: str, stamp:
         cells = []
         for j, col in enumerate(columns, start=1):
             numeric = col in sh.numeric
-            values, lengths = _cell_values(sh.frame[col], numeric)
+            values, lengths = _cell_values(sh.frame[col], numeric, None if sh.texts is None else sh.texts.get(col))
             cells.append((values, numeric))
             ws.column_dimensions[get_column_letter(j)].width = _width(sh.headers[j - 1], lengths)
         rows = data_rows(ws, header_row + 1, len(sh.frame), cells) if DIRECT_ROWS else None

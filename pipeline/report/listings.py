@@ -670,10 +670,11 @@ def write_listings(study_dir: Path, datasets: dict[str, pd.DataFrame], reports: 
     figs, fig_skipped = build_figures(inp)
     head = head_values(ctx.study)
     stamp = xpt.build_timestamp(ctx.study.data_cutoff)
-    sheets = [excel.Sheet(lst.sheet, lst.title, lst.frame, lst.headers, lst.note, lst.numeric) for lst in listings]
+    texts = {lst.id: display_values(lst.frame, lst.numeric) for lst in listings}  # once, for XLSX, HTML, RTF, PDF
+    sheets = [excel.Sheet(lst.sheet, lst.title, lst.frame, lst.headers, lst.note, lst.numeric, texts[lst.id])
+              for lst in listings]
     excel.write_workbook(out / WORKBOOK, sheets, f"Study {head['studyid']}",
                          f"Data cut-off {head['data_cutoff']}; generated {head['generated']}", stamp)
-    texts = {lst.id: display_values(lst.frame, lst.numeric) for lst in listings}  # once, for HTML, RTF, PDF
     for lst in listings:
         (out / f"{lst.id}.html").write_bytes(render_listing(lst, head, texts[lst.id]).encode("utf-8"))
     for f in figs:
