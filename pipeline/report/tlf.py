@@ -662,11 +662,20 @@ class _Wrapper:
         return lines + [line]
 
     def __call__(self, text: str, width: float) -> list[str]:
+        """The lines of ``text`` in a column ``width`` wide: :meth:`_lines`, each line :meth:`_fit`.
+        A text whose words, one space apart, fit on one line (most cells) is that one line,
+        measured once: every line :meth:`_lines` tries is a prefix of it, so no narrower than
+        it (a string's width is the sum of its characters' non-negative widths)."""
         key = (text, width)
         got = self.cache.get(key)
         if got is None:
-            lines = self._lines(pdf_text(text), width) if text else [""]
-            got = [piece for ln in lines for piece in self._fit(ln, width)] or [""]
+            drawn = pdf_text(text) if text else ""
+            one = " ".join(drawn.split())  # the atoms of the text put together on one line
+            if text and self.width(one, self.font, self.size) <= width:
+                got = [one]
+            else:
+                lines = self._lines(drawn, width) if text else [""]
+                got = [piece for ln in lines for piece in self._fit(ln, width)] or [""]
             self.cache[key] = got
         return got
 
