@@ -382,6 +382,37 @@ def test_km_summary_by_dose_level_and_overall():
     assert s.loc["DL1", "median"] == 20.0 and s.loc["ALL", ["n", "events", "censored"]].tolist() == [5, 3, 2]
 
 
+def _km_summary_per_subframe(adtte, by=("PARAMCD", "PARAM", "TRT01AN", "TRT01A")):
+    """km_summary as it was: km_estimate of each group's sub-frame of the groupby."""
+    from pipeline.adam import km
+
+    rows = []
+    for frame in (adtte, adtte.assign(TRT01AN=np.nan, TRT01A="ALL")):
+        for key, g in frame.groupby(list(by), dropna=False, sort=True):
+            est = km.km_estimate(g["AVAL"], g["CNSR"])
+            rows.append({**dict(zip(by, key)), **est, "censored": est["n"] - est["events"], "ci_method": km.CI_LABEL})
+    return pd.DataFrame(rows, columns=list(by) + ["n", "events", "censored", "median", "lower", "upper", "ci_method"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["OS", "PFS", "DOR"]), st.sampled_from([1.0, 2.0, 3.0, np.nan]),
+                          st.one_of(st.none(), st.integers(0, 40).map(float)), st.sampled_from([0.0, 1.0, np.nan])),
+                max_size=40))
+def test_km_summary_same_as_per_group_subframes(rows):
+    """The positions of each group (km._group_positions) give the rows the per-group sub-frames
+    gave: the same groups in the same order (missing dose levels, empty frame, unsorted input)."""
+    from pipeline.adam import km
+
+    adtte = pd.DataFrame({"PARAMCD": [r[0] for r in rows], "PARAM": [r[0] + " (Days)" for r in rows],
+                          "TRT01AN": pd.Series([r[1] for r in rows], dtype="float64"),
+                          "TRT01A": ["" if np.isnan(r[1]) else f"DL{r[1]:g}" for r in rows],
+                          "AVAL": pd.Series([r[2] for r in rows], dtype="float64"),
+                          "CNSR": pd.Series([r[3] for r in rows], dtype="float64")})
+    pd.testing.assert_frame_equal(km.km_summary(adtte), _km_summary_per_subframe(adtte))
+    by = ("PARAMCD",)
+    pd.testing.assert_frame_equal(km.km_summary(adtte, by), _km_summary_per_subframe(adtte, by))
+
+
 def _recovery_frame(rows):
     """A frame of adlb.recovery's columns from (paramcd, subject, cytopenic, recdt, lastdt) rows."""
     return pd.DataFrame({

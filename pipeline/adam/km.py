@@ -32,6 +32,11 @@ def km_median(times: pd.Series, survival: pd.Series, tol: float = 1e-12) -> floa
     NaN when the curve never reaches 0.5 (not reached)."""
     t = pd.to_numeric(times, errors="coerce").to_numpy(dtype="float64")
     s = pd.to_numeric(survival, errors="coerce").to_numpy(dtype="float64")
+    return _median(t, s, tol)
+
+
+def _median(t: np.ndarray, s: np.ndarray, tol: float = 1e-12) -> float:
+    """:func:`km_median` of float64 arrays of the event times and the survival estimates."""
     at_half = np.flatnonzero(np.abs(s - 0.5) <= tol)
     below = np.flatnonzero(s < 0.5 - tol)
     if len(at_half):
@@ -87,6 +92,11 @@ def km_estimate(time: pd.Series, cnsr: pd.Series, alpha: float = 0.05) -> dict:
     """n, events, median and its 1-alpha CI of one group (``cnsr`` 1 = censored, ADaM CNSR)."""
     t = pd.to_numeric(time, errors="coerce").to_numpy(dtype="float64")
     status = 1.0 - pd.to_numeric(cnsr, errors="coerce").to_numpy(dtype="float64")
+    return _estimate(t, status, alpha)
+
+
+def _estimate(t: np.ndarray, status: np.ndarray, alpha: float = 0.05) -> dict:
+    """:func:`km_estimate` of float64 times and statuses (1 = event; NaN where not a number)."""
     ok = ~np.isnan(t) & ~np.isnan(status)
     t, status = t[ok], status[ok]
     out = {"n": int(len(t)), "events": int(status.sum()), "median": np.nan, "lower": np.nan, "upper": np.nan}
@@ -94,7 +104,7 @@ def km_estimate(time: pd.Series, cnsr: pd.Series, alpha: float = 0.05) -> dict:
         return out
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) at S = 0
         times, surv, se = product_limit(t, status)
-        med = km_median(pd.Series(times), pd.Series(surv))
+        med = _median(times, surv)
         lo, hi = median_ci(times, surv, se, alpha=alpha)
 
     def finite(x) -> float:
@@ -106,12 +116,31 @@ def km_estimate(time: pd.Series, cnsr: pd.Series, alpha: float = 0.05) -> dict:
 
 def km_summary(adtte: pd.DataFrame, by: tuple[str, ...] = ("PARAMCD", "PARAM", "TRT01AN", "TRT01A")) -> pd.DataFrame:
     """One row per ADTTE parameter and group (and per parameter over all subjects, TRT01A
-    ``ALL``): n, events, censored, median and 95% CI in days."""
+    ``ALL``): n, events, censored, median and 95% CI in days.
+
+    AVAL and CNSR are made numbers once; each group's estimate reads its records' positions
+    (the groups in the groupby's sorted order, :func:`_group_positions`), not a sub-frame per
+    group (~30 groups a study)."""
     rows = []
+    t = pd.to_numeric(adtte["AVAL"], errors="coerce").to_numpy(dtype="float64")
+    status = 1.0 - pd.to_numeric(adtte["CNSR"], errors="coerce").to_numpy(dtype="float64")
     overall = adtte.assign(TRT01AN=np.nan, TRT01A="ALL")
     for frame in (adtte, overall):  # by dose level, then all subjects
-        for key, g in frame.groupby(list(by), dropna=False, sort=True):  # a few groups
-            est = km_estimate(g["AVAL"], g["CNSR"])
+        for key, pos in _group_positions(frame, list(by)):  # a few groups
+            est = _estimate(t[pos], status[pos])
             rows.append({**dict(zip(by, key)), **est, "censored": est["n"] - est["events"], "ci_method": CI_LABEL})
     cols = list(by) + ["n", "events", "censored", "median", "lower", "upper", "ci_method"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _group_positions(frame: pd.DataFrame, by: list[str]) -> list[tuple[tuple, np.ndarray]]:
+    """``(key, positions)`` of each group of ``frame.groupby(by, dropna=False, sort=True)``, in
+    the order iterating the groupby gives them (a key is a tuple of the ``by`` values; the
+    positions ascending, as the group's rows)."""
+    gb = frame.groupby(by, dropna=False, sort=True)
+    codes = gb.ngroup().to_numpy()
+    index = gb.size().index
+    keys = list(index) if isinstance(index, pd.MultiIndex) else [(k,) for k in index]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(keys) + 1))
+    return [(key, order[bounds[k]:bounds[k + 1]]) for k, key in enumerate(keys)]
