@@ -391,6 +391,39 @@ def test_reports_sort_by_text_of_every_column_missing_last():
     assert out.index.tolist() == [0, 1, 2, 3, 4]
 
 
+_report_columns = st.sampled_from(["text", "float", "int", "object", "bool"])
+
+
+def _report_column(kind: str, picks: list[int]) -> pd.Series:
+    """A report column of ``kind`` from small integers (few distinct values: ties, missing)."""
+    if kind == "text":
+        return pd.Series([None if k == 0 else ["b", "a", "10", "9"][k % 4] for k in picks], dtype="str")
+    if kind == "float":
+        return pd.Series([np.nan if k == 0 else k / 2 for k in picks], dtype="float64")
+    if kind == "int":
+        return pd.Series([k - 2 for k in picks], dtype="int64")
+    if kind == "bool":
+        return pd.Series([k % 2 == 0 for k in picks], dtype="bool")
+    return pd.Series([None if k == 0 else (k if k % 2 else f"x{k}") for k in picks], dtype="object")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 30).flatmap(lambda n: st.lists(
+    st.tuples(_report_columns, st.lists(st.integers(0, 4), min_size=n, max_size=n)), min_size=1, max_size=6)))
+def test_report_text_order_same_as_sorting_every_column(columns):
+    """stage.text_order (columns ranked only until the rows are told apart) gives the order of
+    a stable sort of the texts of every column (derive.seq.key_order over frame.astype(str)):
+    ties, duplicate rows, missing values and mixed dtypes."""
+    from pipeline.adam.stage import sorted_report, text_order
+    from pipeline.derive.seq import key_order
+
+    frame = pd.DataFrame({f"c{i}": _report_column(kind, picks) for i, (kind, picks) in enumerate(columns)})
+    keys = frame.astype(str)
+    expected = key_order(keys, list(keys.columns))
+    assert text_order(frame).tolist() == expected.tolist()
+    pd.testing.assert_frame_equal(sorted_report(frame), frame.iloc[expected].reset_index(drop=True))
+
+
 def test_nearest_counts_by_hand():
     d = pd.Timestamp
     anchors = pd.DataFrame({"USUBJID": ["A", "A", "B"], "_date": [d("2024-01-10"), d("2024-02-01"), d("2024-01-10")]},

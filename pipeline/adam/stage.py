@@ -21,12 +21,12 @@ import importlib
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.adam import REGISTRY
 from pipeline.adam.common import finish, sdtm_spec_of, text
 from pipeline.config import Study
-from pipeline.derive.seq import key_order
 from pipeline.errors import DataError
 from pipeline.export import checks, datasetjson, writer, xpt
 from pipeline.spec import Spec, load_spec
@@ -190,10 +190,29 @@ def sorted_report(frame: pd.DataFrame) -> pd.DataFrame:
     if not frame.index.is_unique:  # (not a report of ours) as the build sorts it, by index label
         keys = frame.astype(str)
         return frame.loc[keys.sort_values(list(keys.columns), kind="mergesort").index].reset_index(drop=True)
-    # the same order as a stable sort of ``frame.astype(str)`` by all columns, missing last:
-    # each column ranked once and one lexicographic sort of the ranks (derive.seq.key_order)
-    keys = frame.astype(str)
-    return frame.iloc[key_order(keys, list(keys.columns))].reset_index(drop=True)
+    return frame.iloc[text_order(frame)].reset_index(drop=True)
+
+
+def text_order(frame: pd.DataFrame) -> np.ndarray:
+    """The positions of a stable sort of ``frame.astype(str)`` by all its columns, left to right,
+    missing last (:func:`pipeline.derive.seq.key_order` of the texts).
+
+    The columns are made text and ranked one at a time, and only until the columns so far tell
+    every row apart: a stable sort by more columns keeps that order (each later column only
+    breaks ties, and there are none). A report is ~10-25 columns whose first two or three
+    (subject, parameter, date) are a key, so most columns are not converted at all."""
+    n = len(frame)
+    ranks: list[np.ndarray] = []
+    combined = np.zeros(n, dtype=np.int64)  # one code per distinct combination of the ranks so far
+    for c in range(len(frame.columns)):  # the report's columns, left to right, until the rows are told apart
+        texts = frame.iloc[:, c].astype(str)
+        codes, uniques = pd.factorize(texts, sort=True, use_na_sentinel=True)
+        rank = np.where(codes < 0, len(uniques), codes)
+        ranks.append(rank)
+        combined, distinct = pd.factorize(combined * (len(uniques) + 1) + rank)
+        if len(distinct) == n:
+            break
+    return np.lexsort(ranks[::-1])
 
 
 __all__ = ["build_adam", "derive", "check", "text"]
