@@ -230,3 +230,28 @@ def test_xpt_shape_falls_back_to_pyreadstat_when_sizes_disagree(tmp_path, monkey
     assert manifest._xpt_shape(tmp_path / "lb.xpt") == (3, 3) and len(read) == 1
     (tmp_path / "lb.json").write_text('{"records": 3,\n "columns": [1, 2, 3],\n "rows": []}')
     assert manifest._xpt_shape(tmp_path / "lb.xpt") == (3, 3) and len(read) == 1  # from the headers, not read
+
+
+def test_display_formats_per_spec_same_as_reading_the_variables():
+    """display_formats (the dataset's formats read once per spec) gives the dict the spec's
+    variables gave when filtered on every call: ADaM dates DATE9./DATETIME20., in spec order,
+    only the columns present (any order), none for a spec without the column (SDTM)."""
+    from conftest import SPECS
+
+    def read_each_call(spec, name, columns):
+        v = spec.vars(name)
+        if "display_format" not in v:
+            return {}
+        f = v[(v["display_format"] != "") & v["variable"].isin(columns)]
+        return dict(zip(f["variable"], f["display_format"]))
+
+    adam = load_spec(SPECS, "adam")
+    rng = np.random.default_rng(7)
+    for name in adam.datasets["dataset"]:  # every ADaM dataset of the spec
+        names = adam.vars(name)["variable"].tolist()
+        for columns in (names, names[::-1], list(rng.permutation(names)[: len(names) // 2]), [], ["NOTAVAR"]):
+            assert xpt.display_formats(adam, name, columns) == read_each_call(adam, name, columns)
+            assert list(xpt.display_formats(adam, name, columns)) == list(read_each_call(adam, name, columns))
+    assert xpt.display_formats(adam, "ADSL", ["TRTSDT", "USUBJID"]) == {"TRTSDT": "DATE9."}
+    sdtm = load_spec(FIXTURE_SPECS)
+    assert xpt.display_formats(sdtm, "LB", sdtm.vars("LB")["variable"].tolist()) == {}
