@@ -505,3 +505,44 @@ def test_assessment_criteria_inputs_are_the_last_record_of_the_day(rs_rows, lb_r
     want = _criteria_inputs_by_hand(a, sdtm, sources)
     for column, values in want.items():
         assert a[column].tolist() == values, column
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.just(np.nan), st.integers(-3000, 40000).map(float),
+                          st.floats(-3000, 40000, allow_nan=False), st.sampled_from([-101000.0, 101000.0, 0.5])),
+                max_size=12),
+       st.sampled_from([None, "ADT"]), st.booleans())
+def test_iso_dates_of_reports_same_as_the_pandas_datetimes(days, name, shifted_index):
+    """reports._iso and engraftment._iso (numpy dates where every value is a whole day in
+    range, common.sas_date_texts) give the Series the pandas datetimes and strftime gave:
+    missing values, fractional days, dates out of the numpy path's range, name and index."""
+    from pipeline.adam import engraftment
+    from pipeline.adam.common import from_sas_date, num, text
+
+    x = pd.Series(days, dtype="float64", name=name)
+    if shifted_index:
+        x.index = x.index + 7
+
+    def reports_iso(d):  # reports._iso as it was
+        ts = from_sas_date(d)
+        return ts.dt.strftime("%Y-%m-%d").astype("object").where(ts.notna(), "")
+
+    def engraftment_iso(d):  # engraftment._iso as it was
+        t = pd.to_datetime(num(d), unit="D", origin="1960-01-01")
+        return text(pd.Series(t.dt.strftime("%Y-%m-%d"), index=d.index))
+
+    def discrepancies_iso(d):  # engraftment.discrepancies' iso as it was
+        return text(pd.Series(pd.to_datetime(d, unit="D", origin="1960-01-01").dt.strftime("%Y-%m-%d"), index=d.index))
+
+    pd.testing.assert_series_equal(reports._iso(x), reports_iso(x))
+    pd.testing.assert_series_equal(engraftment._iso(x), engraftment_iso(x))
+    pd.testing.assert_series_equal(engraftment._iso(x), discrepancies_iso(x))
+
+
+def test_sas_date_texts_by_hand():
+    from pipeline.adam.common import sas_date_texts
+
+    got = sas_date_texts(pd.Series([0.0, np.nan, 23800.0, -1.0, 366.0]))
+    assert got.tolist() == ["1960-01-01", "", "2025-02-28", "1959-12-31", "1961-01-01"]
+    assert sas_date_texts(pd.Series([1.5])) is None and sas_date_texts(pd.Series([1e9])) is None
+    assert sas_date_texts(pd.Series([], dtype="float64")).tolist() == []

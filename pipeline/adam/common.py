@@ -89,6 +89,28 @@ def from_sas_date(days: pd.Series) -> pd.Series:
     return SAS_EPOCH + pd.to_timedelta(num(days), unit="D")
 
 
+#: the SAS dates numpy makes dates of here: whole days within pandas' datetime64[ns] range
+#: (1686-03-17 .. 2233-10-16), where no pandas conversion of them raises
+_ISO_DAYS = (-100_000.0, 100_000.0)
+
+
+def sas_date_texts(days: pd.Series) -> np.ndarray | None:
+    """ISO 8601 ``YYYY-MM-DD`` of SAS date numbers as an object array, ``""`` where missing:
+    the texts of ``(SAS_EPOCH + pd.to_timedelta(num(days), unit="D")).dt.strftime("%Y-%m-%d")``,
+    made by numpy (``datetime64[D]``, ~20x cheaper than the pandas datetimes and their
+    ``strftime`` on the few dozen dates of a report column). None when a value is not a whole
+    day in pandas' datetime range (the caller converts those the pandas way)."""
+    d = num(days).to_numpy(dtype="float64")
+    ok = ~np.isnan(d)
+    whole = d[ok]
+    if len(whole) and ((whole != np.floor(whole)).any() or whole.min() < _ISO_DAYS[0] or whole.max() > _ISO_DAYS[1]):
+        return None
+    out = np.full(len(d), "", dtype=object)
+    dates = whole.astype("int64").astype("datetime64[D]") + np.datetime64("1960-01-01", "D").astype("int64")
+    out[ok] = np.datetime_as_string(dates, unit="D").astype(object)
+    return out
+
+
 def per_distinct(convert, *columns: pd.Series) -> pd.Series:
     """``convert(text(a), text(b), ...)`` for a record-by-record ``convert``, computed once per
     distinct combination of the texts and spread back to the records (index and name of the

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.adam.common import dtc_to_sas_date, num, text
+from pipeline.adam.common import STR, dtc_to_sas_date, num, sas_date_texts, text
 from pipeline.spec import Spec
 
 COLUMNS = ["USUBJID", "PARAMCD", "HSCTDT", "NADIRDT", "ENGDT", "ENGSEQ", "LASTDT", "LASTSEQ"]
@@ -151,7 +151,7 @@ def discrepancies(eng: pd.DataFrame, fapr: pd.DataFrame | None, spec: Spec) -> p
                        ["AGREE", "DIFFERENT DATE", "DERIVED ONLY", "COLLECTED ONLY"], "NEITHER")
 
     def iso(x: pd.Series) -> pd.Series:
-        return text(pd.Series(pd.to_datetime(x, unit="D", origin="1960-01-01").dt.strftime("%Y-%m-%d"), index=x.index))
+        return _iso(x)
 
     out = pd.DataFrame({"USUBJID": e["USUBJID"], "PARAMCD": e["PARAMCD"], "FATESTCD": e["FATESTCD"],
                         "HSCTDT": iso(e["HSCTDT"]), "derived_date": iso(der), "derived_day": der - e["HSCTDT"],
@@ -162,9 +162,13 @@ def discrepancies(eng: pd.DataFrame, fapr: pd.DataFrame | None, spec: Spec) -> p
 
 
 def _iso(x: pd.Series) -> pd.Series:
-    """SAS dates as ISO 8601 text ("" when missing)."""
-    d = pd.to_datetime(num(x), unit="D", origin="1960-01-01")
-    return text(pd.Series(d.dt.strftime("%Y-%m-%d"), index=x.index))
+    """SAS dates as ISO 8601 text ("" when missing), by numpy where it can
+    (:func:`pipeline.adam.common.sas_date_texts`)."""
+    texts = sas_date_texts(x)
+    if texts is None:  # not whole days in range: the pandas datetimes
+        d = pd.to_datetime(num(x), unit="D", origin="1960-01-01")
+        return text(pd.Series(d.dt.strftime("%Y-%m-%d"), index=x.index))
+    return pd.Series(texts, index=x.index, name=x.name, dtype=STR)
 
 
 def transplant_listing(adsl: pd.DataFrame, eng: pd.DataFrame, sdtm: dict[str, pd.DataFrame], spec: Spec) -> pd.DataFrame:

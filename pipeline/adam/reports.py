@@ -23,7 +23,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.adam.adrs import DERIVED, INVESTIGATOR, analysed_parameter, timepoint_days
-from pipeline.adam.common import from_sas_date, response_order, text
+from pipeline.adam.common import from_sas_date, response_order, sas_date_texts, text
 from pipeline.config import Study
 from pipeline.rules import response as R
 from pipeline.spec import Spec
@@ -32,8 +32,13 @@ EVALUATORS = [INVESTIGATOR, DERIVED]
 
 
 def _iso(days: pd.Series) -> pd.Series:
-    ts = from_sas_date(days)
-    return ts.dt.strftime("%Y-%m-%d").astype("object").where(ts.notna(), "")
+    """SAS dates as ISO 8601 text (object, ``""`` when missing), by numpy where it can
+    (:func:`pipeline.adam.common.sas_date_texts`)."""
+    texts = sas_date_texts(days)
+    if texts is None:  # not whole days in range: the pandas datetimes
+        ts = from_sas_date(days)
+        return ts.dt.strftime("%Y-%m-%d").astype("object").where(ts.notna(), "")
+    return pd.Series(texts, index=days.index, name=days.name, dtype=object)
 
 
 def response_assessments(adrs: pd.DataFrame, features: tuple) -> pd.DataFrame:
