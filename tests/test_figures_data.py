@@ -303,14 +303,61 @@ def test_text_memo_draws_what_the_stock_canvas_draws(inp):
     memos are used (fewer layouts than texts drawn)."""
     figures._TEXT_METRICS.clear()
     figures._TEXT_LAYOUTS.clear()
+    figures._GLYPH_BITMAPS.clear()
     for fig in _all_figures(inp):
         assert fig is not None
         assert figures.png_bytes(fig) == _stock_png(fig)
-    layouts = len(figures._TEXT_LAYOUTS)
-    assert layouts > 0 and len(figures._TEXT_METRICS) > 0
+    layouts, bitmaps = len(figures._TEXT_LAYOUTS), len(figures._GLYPH_BITMAPS)
+    assert layouts > 0 and len(figures._TEXT_METRICS) > 0 and bitmaps > 0
     for fig in _all_figures(inp):  # every text of these figures is in the memos now
         assert figures.png_bytes(fig) == _stock_png(fig)
-    assert len(figures._TEXT_LAYOUTS) == layouts
+    assert len(figures._TEXT_LAYOUTS) == layouts and len(figures._GLYPH_BITMAPS) == bitmaps
+
+
+def test_glyph_memo_renders_what_freetype_renders_at_every_position():
+    """figures.GlyphMemoFont gives the bitmap (coverage, left and top pixel) FreeType renders
+    for every glyph of a text, at random pen positions (whole pixels and their fractions, the
+    same fraction at other whole pixels: memo hits), sizes, weights and rotations; spaces
+    (empty bitmaps) too; monochrome rendering passes through."""
+    import random
+
+    from matplotlib.backends.backend_agg import get_hinting_flag
+    from matplotlib.font_manager import findfont, get_font
+    from matplotlib.ft2font import RenderMode
+
+    rng = random.Random(14)
+    flags = get_hinting_flag()
+    figures._GLYPH_BITMAPS.clear()
+    hits = 0
+    # fractions of a pixel shared by every font, size and rotation, and ones a bit apart
+    fractions = [(rng.randrange(64), rng.randrange(64)) for _ in range(3)]
+    fractions += [(fx ^ bit, fy) for fx, fy in fractions[:1] for bit in (1, 32)]
+    fractions += [(fx, fy ^ bit) for fx, fy in fractions[:1] for bit in (1, 32)]
+    for family in ("DejaVu Sans", "DejaVu Sans:bold"):
+        font = get_font(findfont(family))
+        memo = figures._glyph_memo_font(font)
+        assert figures._glyph_memo_font(font) is memo
+        glyphs = [font.get_char_index(ord(c)) for c in "Dose 1 (n = 12)"]
+        for size, angle in ((6, 0), (7, 0), (7, 90), (7, 30), (9, 0), (13.5, 30)):
+            cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+            matrix = (0x10000 * np.array([[cos, -sin], [sin, cos]])).round().astype(int)
+            for _ in range(60):
+                fx, fy = rng.choice(fractions)
+                delta = [fx + 64 * rng.randrange(-3, 1500), fy + 64 * rng.randrange(-3, 1500)]
+                index = rng.choice(glyphs)
+                known = len(figures._GLYPH_BITMAPS)
+                memo.set_size(size, figures.DPI)
+                memo._set_transform(matrix, delta)
+                got = memo._render_glyph(index, flags, RenderMode.NORMAL)
+                hits += len(figures._GLYPH_BITMAPS) == known
+                font.set_size(size, figures.DPI)
+                font._set_transform(matrix, delta)
+                want = font._render_glyph(index, flags, RenderMode.NORMAL)
+                assert (got.left, got.top) == (want.left, want.top)
+                assert got.buffer.shape == want.buffer.shape and (got.buffer == want.buffer).all()
+        mono = memo._render_glyph(glyphs[0], flags, RenderMode.MONO)
+        assert not isinstance(mono, figures.GlyphBitmap)
+    assert hits > 100  # positions at a known fraction of a pixel were drawn from the memo
 
 
 def test_text_memo_keys_on_font_size_weight_and_angle():

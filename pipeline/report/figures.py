@@ -15,6 +15,7 @@ from ``--DY`` (study day 1 = day 0; SDTMIG 3.4 section 4.4.4).
 from __future__ import annotations
 
 import io
+from typing import NamedTuple
 
 import matplotlib
 import numpy as np
@@ -23,6 +24,7 @@ from PIL import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ft2font import RenderMode
 from matplotlib.lines import Line2D
 from matplotlib.mathtext import MathTextParser
 
@@ -97,8 +99,82 @@ class TextMemoRenderer(RendererAgg):
                                                 for item in font._layout(s, flags=flags, features=features,
                                                                          language=language))
         size = prop.get_size_in_points()
-        self._draw_text_glyphs_and_boxes(gc, x, y, angle, ((font, size, index, 0, 1, gx, gy)
+        self._draw_text_glyphs_and_boxes(gc, x, y, angle, ((_glyph_memo_font(font), size, index, 0, 1, gx, gy)
                                                           for font, index, gx, gy in glyphs), [])
+
+
+#: rendered glyphs of the process's texts, by font, size, resolution, transform, flags, mode and
+#: the pen position's fraction of a pixel (:class:`GlyphMemoFont`)
+_GLYPH_BITMAPS: dict[tuple, "GlyphBitmap"] = {}
+
+
+class GlyphBitmap(NamedTuple):
+    """A rendered glyph as the stock text drawing reads it: 8-bit coverage rows (``buffer``)
+    and the bitmap's left and top pixel."""
+
+    buffer: np.ndarray
+    left: int
+    top: int
+
+
+class GlyphMemoFont:
+    """A FreeType font (``FT2Font``) that renders each glyph once per process and pen position
+    within a pixel.
+
+    The stock text drawing (``RendererAgg._draw_text_glyphs_and_boxes``) sets the size and the
+    transform (rotation, and the pen position in 1/64 pixel) on the font for each glyph and
+    renders it, which is most of drawing a text. A glyph moved by whole pixels is the same
+    bitmap, moved by those pixels (FreeType rasterises in 1/64 pixel, snapping to the pixel
+    grid), so the bitmap is kept by font, size, resolution, glyph, transform matrix, load flags,
+    render mode and the position's fraction of a pixel, and placed at the position's whole
+    pixels. An empty bitmap (a space) is kept as FreeType gives it (at pixel 0, 0). Size and
+    transform still go to the font, so it is left in the state the stock drawing leaves it in;
+    monochrome rendering (which the stock drawing scales in place) is not kept.
+    tests/test_figures_data.py checks the whole-pixel rule on glyphs, sizes, rotations and
+    positions, and every figure kind against the stock canvas.
+    """
+
+    __slots__ = ("font", "_size", "_matrix", "_delta")
+
+    def __init__(self, font):
+        self.font = font
+
+    def set_size(self, ptsize: float, dpi: float) -> None:
+        self.font.set_size(ptsize, dpi)
+        self._size = (ptsize, dpi)
+
+    def _set_transform(self, matrix, delta) -> None:
+        self.font._set_transform(matrix, delta)
+        self._matrix, self._delta = matrix, delta
+
+    def _render_glyph(self, glyph_index, flags, mode):
+        if mode != RenderMode.NORMAL:
+            return self.font._render_glyph(glyph_index, flags, mode)
+        (dx, dy), matrix = self._delta, self._matrix
+        key = (self.font, self._size, glyph_index, matrix.tobytes(), flags, dx & 63, dy & 63)
+        bitmap = _GLYPH_BITMAPS.get(key)
+        if bitmap is None:
+            drawn = self.font._render_glyph(glyph_index, flags, mode)
+            buffer = drawn.buffer  # an array of its own (FreeType's next glyph does not overwrite it)
+            if buffer.size:  # at its position's fraction of a pixel (dx >> 6 whole pixels right)
+                bitmap = GlyphBitmap(buffer, drawn.left - (dx >> 6), drawn.top - (dy >> 6))
+            else:
+                bitmap = GlyphBitmap(buffer, drawn.left, drawn.top)
+            _GLYPH_BITMAPS[key] = bitmap
+        if not bitmap.buffer.size:
+            return bitmap
+        return GlyphBitmap(bitmap.buffer, bitmap.left + (dx >> 6), bitmap.top + (dy >> 6))
+
+
+_MEMO_FONTS: dict = {}
+
+
+def _glyph_memo_font(font) -> GlyphMemoFont:
+    """The :class:`GlyphMemoFont` of an ``FT2Font`` (one per font of the process)."""
+    memo = _MEMO_FONTS.get(font)
+    if memo is None:
+        memo = _MEMO_FONTS[font] = GlyphMemoFont(font)
+    return memo
 
 
 class MemoCanvas(FigureCanvasAgg):
