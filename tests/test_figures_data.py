@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixtures.report import reportkit as kit
 from pipeline.report import figures, listings
@@ -390,3 +392,37 @@ def test_text_memo_falls_back_to_the_stock_drawing(inp, monkeypatch):
     fig = _all_figures(inp)[3]
     assert figures.png_bytes(fig) == _stock_png(fig)
     assert not figures._TEXT_LAYOUTS
+
+
+def _ticks_made(fig) -> int:
+    return sum(len(axis.majorTicks) + len(axis.minorTicks) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis))
+
+
+def test_ticks_in_view_draw_what_the_untouched_figure_draws(inp):
+    """png_bytes ticks each axis only inside its view (figures.ticks_in_view): every figure kind
+    is the PNG the stock canvas draws of the same figure untouched, with fewer ticks made."""
+    for fig, untouched in zip(_all_figures(inp), _all_figures(inp)):
+        assert figures.png_bytes(fig) == _stock_png(untouched)
+        assert _ticks_made(fig) < _ticks_made(untouched)
+
+
+@settings(max_examples=40, deadline=None)
+@given(x0=st.floats(-1e6, 1e6), xspan=st.floats(1e-3, 1e6), y0=st.floats(1e-3, 1e5),
+       ydecades=st.floats(0.05, 9.0), log=st.booleans(), grid=st.sampled_from(["major", "both"]))
+def test_ticks_in_view_keep_the_labels_of_any_view(x0, xspan, y0, ydecades, log, grid):
+    """Linear axes of any range and offset (decimals, offset text, scientific notation) and log
+    axes of a twentieth of a decade (minor tick labels) to nine decades: the figure ticked in
+    view is the PNG of the untouched one."""
+    from matplotlib.figure import Figure
+
+    def fig_of():
+        fig = Figure(figsize=(3, 2), dpi=figures.DPI)
+        ax = fig.add_subplot()
+        ax.plot([x0, x0 + xspan], [y0, y0 * 10 ** ydecades])
+        if log:
+            ax.set_yscale("log")
+        ax.grid(which=grid)
+        return fig
+
+    fig = fig_of()
+    assert figures.png_bytes(fig) == _stock_png(fig_of())
