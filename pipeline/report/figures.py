@@ -197,11 +197,12 @@ def ticks_in_view(fig: Figure) -> None:
 
     matplotlib makes a tick (five artists: about 0.7 ms) for every location its locator gives,
     and the automatic locators give one or more beyond the view limits on each side, which the
-    axis never draws (it draws the ticks inside its view); an axis without minor ticks still
-    makes one minor tick. Here the view limits are settled (autoscaled, as drawing would), each
-    automatic locator is replaced by the locations it gives inside the view (with a margin far
-    wider than matplotlib's tolerance at the edges), and an axis whose minor locator gives
-    nothing gets an empty minor tick list. The tick labels stay: the log formatter reads the
+    axis never draws (it draws the ticks inside its view). Here the view limits are settled
+    (autoscaled, as drawing would), and each automatic locator is replaced by the locations it
+    gives inside the view (with a margin far wider than matplotlib's tolerance at the edges).
+    An axis whose minor locator gives nothing also drops the one minor tick its Axes made when
+    it was created (it is never drawn); that saves only its update at drawing, because the tick
+    was already made. The tick labels stay: the log formatter reads the
     view limits, not the locations; the linear one takes offset and magnitude from the
     locations inside the view and the decimals from the step between them, both kept.
     tests/test_figures_data.py checks every figure kind against the untouched figure's PNG.
@@ -223,7 +224,7 @@ def ticks_in_view(fig: Figure) -> None:
             if "minor" in kept:
                 axis.set_minor_locator(kept["minor"])
             elif isinstance(axis.get_minor_locator(), NullLocator):
-                axis.minorTicks = []  # no minor tick is drawn: none is made
+                axis.minorTicks = []  # no minor tick is drawn: none is updated
 
 
 def png_bytes(fig: Figure) -> bytes:
