@@ -24,10 +24,14 @@ from PIL import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.ft2font import RenderMode
 from matplotlib.lines import Line2D
 from matplotlib.mathtext import MathTextParser
 from matplotlib.ticker import FixedLocator, NullLocator
+
+try:  # matplotlib 3.10 and newer; the glyph memo is used only where FT2Font._layout is (3.11)
+    from matplotlib.ft2font import RenderMode
+except ImportError:  # pragma: no cover - older matplotlib draws with the stock text path
+    RenderMode = None
 
 from pipeline.adam.km import km_estimate
 from pipeline.derive.dates import dtc_date
