@@ -22,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from pipeline.derive.text import STR
 from pipeline.errors import DataError
 
 MONTHS = {m: f"{i:02d}" for i, m in enumerate(
@@ -96,7 +97,7 @@ def parse_cdash_date(date: pd.Series) -> pd.DataFrame:
     codes, table = _per_distinct(date, _cdash_parts, ("", True, True, False))
     iso, missing, valid, complete = (np.array(col, dtype=dtype)[codes] for col, dtype in
                                      zip(zip(*table), (object, bool, bool, bool)))
-    return pd.DataFrame({"iso": pd.Series(iso, index=date.index, dtype="object"), "missing": missing,
+    return pd.DataFrame({"iso": pd.Series(iso, index=date.index, dtype=object), "missing": missing,
                          "valid": valid, "complete": complete}, index=date.index)
 
 
@@ -125,7 +126,7 @@ def parse_time(time: pd.Series) -> pd.DataFrame:
     codes, table = _per_distinct(time, _time_text, ("", True, True))
     iso, missing, valid = (np.array(col, dtype=dtype)[codes] for col, dtype in
                            zip(zip(*table), (object, bool, bool)))
-    return pd.DataFrame({"iso": pd.Series(iso, index=time.index, dtype="str"), "missing": missing,
+    return pd.DataFrame({"iso": pd.Series(iso, index=time.index, dtype=STR), "missing": missing,
                          "valid": valid}, index=time.index)
 
 
@@ -148,7 +149,7 @@ def cdash_to_iso(date: pd.Series, time: pd.Series | None = None, what: str = "da
     if time is not None:
         with_time = p["complete"] & ~tp["missing"]
         iso = iso.where(~with_time, iso + "T" + tp["iso"])
-    return iso.astype("object")
+    return iso.astype(object)
 
 
 def _pandas_datetime(text: str, with_time: bool) -> np.datetime64:
@@ -226,7 +227,7 @@ def is_complete_date(dtc: pd.Series) -> pd.Series:
 
 def iso_from_timestamp(ts: pd.Series) -> pd.Series:
     """ISO 8601 date text (YYYY-MM-DD) from datetime64 values; ``""`` for NaT."""
-    return ts.dt.strftime("%Y-%m-%d").astype("object").where(ts.notna(), "")
+    return ts.dt.strftime("%Y-%m-%d").astype(object).where(ts.notna(), "")
 
 
 def min_dtc(dtc: pd.Series, by: pd.Series) -> pd.Series:

@@ -88,7 +88,7 @@ def derive_epoch(usubjid: pd.Series, dtc: pd.Series, se: pd.DataFrame) -> pd.Ser
         use_time = same_day & rec_has_time & has & se_has_time[pick]
         entered = (rec_date > s_date) | (same_day & ~use_time) | (use_time & (rec_dt >= s_dt))
         epoch = np.where(entered, se_epoch[pick], epoch)
-    return pd.Series(np.where(np.isnat(rec_date), "", epoch), index=dtc.index, dtype="object")
+    return pd.Series(np.where(np.isnat(rec_date), "", epoch), index=dtc.index, dtype=object)
 
 
 def _element_starts(se: pd.DataFrame) -> tuple:

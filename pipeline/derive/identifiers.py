@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from pipeline.export.memo import per_object
 
 
 def usubjid(frame: pd.DataFrame) -> pd.Series:
-    """USUBJID = STUDYID-SITEID-SUBJID (the sponsor convention of this pipeline)."""
-    return (frame["STUDYID"].astype(str) + "-" + frame["SITEID"].astype(str) + "-" + frame["SUBJID"].astype(str)).astype("object")
+    """USUBJID = STUDYID-SITEID-SUBJID (the sponsor convention of this pipeline); missing (NaN)
+    where one of the three is missing. Object dtype, same index, no name.
+
+    Each part is written as text by pandas (``astype(str)``), then the parts are joined on their
+    object arrays: pandas' ``str`` addition costs ~0.2 ms a call on a 30-row column."""
+    a, b, c = (frame[col].astype(str).to_numpy(dtype=object) for col in ("STUDYID", "SITEID", "SUBJID"))
+    missing = pd.isna(a) | pd.isna(b) | pd.isna(c)
+    if missing.any():
+        a, b, c = (np.where(missing, "", v) for v in (a, b, c))
+    joined = a + "-" + b + "-" + c
+    joined[missing] = np.nan
+    return pd.Series(joined, index=frame.index, dtype=object)
 
 
 def by_subject(dm: pd.DataFrame, column: str) -> pd.Series:

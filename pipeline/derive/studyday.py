@@ -17,7 +17,7 @@ from pipeline.derive.identifiers import by_subject
 def study_day(dtc: pd.Series, rfstdtc: pd.Series) -> pd.Series:
     """``--DY`` of each ``dtc`` against the subject's ``rfstdtc`` (aligned Series). Float with NaN."""
     delta = dtc_day_numbers(dtc) - dtc_day_numbers(rfstdtc)  # aligned by position
-    return pd.Series(study_day_of_difference(delta), index=dtc.index, dtype="float64")
+    return pd.Series(study_day_of_difference(delta), index=dtc.index, dtype=np.float64)
 
 
 def study_day_of_difference(delta: np.ndarray) -> np.ndarray:

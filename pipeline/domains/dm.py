@@ -77,7 +77,7 @@ def raw_dtc(frame: pd.DataFrame, date_col: str, time_col: str | None = None) -> 
     report the record instead of failing the whole build (``cdash_to_iso`` raises on them).
     """
     if date_col not in frame:
-        return pd.Series("", index=frame.index, dtype="object"), pd.Series(False, index=frame.index)
+        return pd.Series("", index=frame.index, dtype=object), pd.Series(False, index=frame.index)
     # the rules of :func:`pipeline.derive.dates.cdash_to_iso` on one parse of each column
     # (~50 calls a study: each column is parsed once, not once for the mask and once for the text)
     date = parse_cdash_date(frame[date_col])
@@ -88,7 +88,7 @@ def raw_dtc(frame: pd.DataFrame, date_col: str, time_col: str | None = None) -> 
         bad |= ~time["valid"].to_numpy(dtype=bool)
         with_time = date["complete"].to_numpy(dtype=bool) & ~time["missing"].to_numpy(dtype=bool)
         iso = np.where(with_time, iso + "T" + time["iso"].to_numpy(dtype=object), iso)
-    return (pd.Series(np.where(bad, "", iso), index=frame.index, dtype="object"),
+    return (pd.Series(np.where(bad, "", iso), index=frame.index, dtype=object),
             pd.Series(bad, index=frame.index, name="valid"))
 
 
