@@ -38,3 +38,76 @@ def test_usubjid_equals_the_str_addition(rows, kind):
     elif kind == "mixed":
         f["STUDYID"] = f["STUDYID"].map(lambda v: v if isinstance(v, str) else None).astype("str")
     pd.testing.assert_series_equal(usubjid(f), _usubjid_before(f))
+
+
+# --- SV: the visit records of every dataset ------------------------------------------------------
+def _visit_records_before(datasets: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """:func:`pipeline.domains.sv.visit_records` as it was: normalised and made distinct per dataset."""
+    from pipeline.context import empty
+    from pipeline.domains.sv import _DATE, COLUMNS, SKIP, _timing_column
+    parts = []
+    for name, frame in sorted(datasets.items()):
+        if name in SKIP or name.startswith("SUPP") or frame.empty:
+            continue
+        if not {"USUBJID", "VISITNUM", "VISIT"} <= set(frame.columns):
+            continue
+        col = _timing_column(name, frame)
+        frame = frame[["USUBJID", "VISITNUM", "VISIT"] + ([col] if col is not None else [])].drop_duplicates()
+        num = pd.to_numeric(frame["VISITNUM"], errors="coerce")
+        has = num.notna()
+        if col is not None:
+            dtc = frame[col].astype("object").where(frame[col].notna(), "").astype(str)
+            date = dtc.where(dtc.str.match(_DATE), "")
+        else:
+            date = pd.Series("", index=frame.index)
+        parts.append(pd.DataFrame({
+            "USUBJID": frame.loc[has, "USUBJID"].astype(str).to_numpy(dtype=object),
+            "VISITNUM": num[has].astype("float64").to_numpy(),
+            "VISIT": frame.loc[has, "VISIT"].astype("object").fillna("").astype(str).str.strip().to_numpy(dtype=object),
+            "date": date[has].to_numpy(dtype=object), "dataset": name}).drop_duplicates())
+    if not parts:
+        return empty(COLUMNS)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_visit_records_by_hand():
+    from pipeline.domains.sv import visit_records
+    lb = pd.DataFrame({"USUBJID": ["A", "A", "A", "B"], "VISITNUM": [1.0, 1.0, np.nan, 2.0],
+                       "VISIT": ["Day 1 ", "Day 1", "X", None], "LBDTC": ["2024-01-02T10:00", "2024-01-02T10:00", "", "2024-02"]})
+    ae = pd.DataFrame({"USUBJID": ["A"], "VISITNUM": ["3"], "VISIT": ["Day 3"], "AESTDTC": ["2024-01-04"]})
+    sv = pd.DataFrame({"USUBJID": ["A"], "VISITNUM": [1.0], "VISIT": ["Day 1"], "SVSTDTC": ["2024-01-02"]})
+    out = visit_records({"LB": lb, "AE": ae, "SV": sv, "DM": pd.DataFrame({"USUBJID": ["A"]})})
+    assert out.to_dict("list") == {"USUBJID": ["A", "A", "B"], "VISITNUM": [3.0, 1.0, 2.0],
+                                   "VISIT": ["Day 3", "Day 1", ""], "date": ["2024-01-04", "2024-01-02T10:00", ""],
+                                   "dataset": ["AE", "LB", "LB"]}
+    pd.testing.assert_frame_equal(out, _visit_records_before({"LB": lb, "AE": ae, "SV": sv}))
+
+
+_VISITNUM = st.one_of(st.sampled_from([1.0, 2.0, 1.5, "3", "x", None]), st.just(np.nan))
+_VISIT = st.one_of(st.sampled_from(["Day 1", " Day 1", "UNSCHEDULED", "", None]), st.just(np.nan))
+_DTC = st.one_of(st.sampled_from(["2024-01-02", "2024-01-02T09:00", "2024-01", "", None]), st.just(np.nan))
+
+
+@st.composite
+def _datasets(draw):
+    out = {}
+    for name in draw(st.lists(st.sampled_from(["LB", "AE", "VS", "SUPPLB", "RELREC", "FA", "EX"]), unique=True, max_size=4)):
+        rows = draw(st.lists(st.tuples(st.sampled_from(["A", "B"]), _VISITNUM, _VISIT, _DTC), max_size=8))
+        f = pd.DataFrame(rows, columns=["USUBJID", "VISITNUM", "VISIT", "DTC"], dtype=object)
+        f.index = f.index * 2 + 5
+        timing = draw(st.sampled_from([f"{name}DTC", f"{name}STDTC", "none"]))
+        f = f.rename(columns={"DTC": timing})
+        if timing == "none":
+            f = f.drop(columns="none")
+        if draw(st.booleans()):  # typed columns, as built datasets have them
+            f["VISITNUM"] = pd.to_numeric(f["VISITNUM"], errors="coerce")
+            f["USUBJID"] = f["USUBJID"].astype("str")
+        out[name] = f
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(_datasets())
+def test_visit_records_equals_per_dataset_parts(datasets):
+    from pipeline.domains.sv import visit_records
+    pd.testing.assert_frame_equal(visit_records(datasets), _visit_records_before(datasets))

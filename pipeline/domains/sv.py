@@ -42,6 +42,7 @@ from pipeline.context import FINDING_COLUMNS, DomainResult, StudyContext, empty
 from pipeline.derive.dates import dtc_date, dtc_datetime
 from pipeline.derive.epoch import derive_epoch
 from pipeline.derive.studyday import study_day_by_subject
+from pipeline.derive.text import STR
 from pipeline.derive.visits import UNSCHEDULED
 from pipeline.domains.dm import C_NO, C_YES, ct_term
 
@@ -67,31 +68,44 @@ def _timing_column(name: str, frame: pd.DataFrame) -> str | None:
 def visit_records(datasets: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per distinct (dataset, USUBJID, VISITNUM, VISIT, date) of every subject-level
     dataset with USUBJID, VISITNUM and VISIT; ``date`` is the record's ISO date/time when its date
-    is complete, else ""."""
-    parts = []
-    for name, frame in sorted(datasets.items()):  # a few dozen datasets, each vectorised
+    is complete, else "".
+
+    The four columns of every dataset are stacked first (as object arrays) and normalised and
+    made distinct once for all: a study has a few dozen datasets, and normalising each on its
+    own cost a dozen pandas calls per dataset. Rows keep the order of their first record, datasets
+    in name order, as one distinct part per dataset would."""
+    names, columns = [], {"USUBJID": [], "VISITNUM": [], "VISIT": [], "dtc": []}
+    for name, frame in sorted(datasets.items()):  # a few dozen datasets
         if name in SKIP or name.startswith("SUPP") or frame.empty:
             continue
         if not {"USUBJID", "VISITNUM", "VISIT"} <= set(frame.columns):
             continue
         col = _timing_column(name, frame)
-        # one row per distinct record comes out: only the distinct raw combinations are normalised
-        frame = frame[["USUBJID", "VISITNUM", "VISIT"] + ([col] if col is not None else [])].drop_duplicates()
-        num = pd.to_numeric(frame["VISITNUM"], errors="coerce")
-        has = num.notna()
-        if col is not None:
-            dtc = frame[col].astype("object").where(frame[col].notna(), "").astype(str)
-            date = dtc.where(dtc.str.match(_DATE), "")   # complete date, with its time when collected
-        else:
-            date = pd.Series("", index=frame.index)
-        parts.append(pd.DataFrame({
-            "USUBJID": frame.loc[has, "USUBJID"].astype(str).to_numpy(dtype=object),
-            "VISITNUM": num[has].astype("float64").to_numpy(),
-            "VISIT": frame.loc[has, "VISIT"].astype("object").fillna("").astype(str).str.strip().to_numpy(dtype=object),
-            "date": date[has].to_numpy(dtype=object), "dataset": name}).drop_duplicates())
-    if not parts:
+        for c in ("USUBJID", "VISITNUM", "VISIT"):
+            columns[c].append(frame[c].to_numpy(dtype=object))
+        columns["dtc"].append(frame[col].to_numpy(dtype=object) if col is not None else np.full(len(frame), "", dtype=object))
+        names.append(np.full(len(frame), name, dtype=object))
+    if not names:
         return empty(COLUMNS)
-    return pd.concat(parts, ignore_index=True)
+    stacked = {c: pd.Series(np.concatenate(v), dtype=object) for c, v in columns.items()}
+    stacked["dataset"] = pd.Series(np.concatenate(names), dtype=object)
+    # one row per distinct record comes out: only the distinct raw combinations are normalised
+    raw = pd.DataFrame(stacked).drop_duplicates()
+    num = pd.to_numeric(raw["VISITNUM"], errors="coerce")
+    has = num.notna()
+    dtc = raw["dtc"].where(raw["dtc"].notna(), "").astype(str)
+    date = dtc.where(dtc.str.match(_DATE), "")   # complete date, with its time when collected
+    out = pd.DataFrame({
+        "USUBJID": raw.loc[has, "USUBJID"].astype(str).to_numpy(dtype=object),
+        "VISITNUM": num[has].astype("float64").to_numpy(),
+        "VISIT": raw.loc[has, "VISIT"].fillna("").astype(str).str.strip().to_numpy(dtype=object),
+        "date": date[has].to_numpy(dtype=object),
+        "dataset": pd.array(raw.loc[has, "dataset"].to_numpy(dtype=object), dtype=STR)}).drop_duplicates()
+    if raw.loc[has, "dataset"].nunique() < len(names):
+        # the dtypes one part per dataset gave: a dataset without a numbered visit was an empty
+        # part, whose text columns made those of the whole object
+        out = out.astype({"USUBJID": object, "VISIT": object, "date": object})
+    return out.reset_index(drop=True)
 
 
 def occurred_visits(records: pd.DataFrame) -> pd.DataFrame:
