@@ -111,3 +111,80 @@ def _datasets(draw):
 def test_visit_records_equals_per_dataset_parts(datasets):
     from pipeline.domains.sv import visit_records
     pd.testing.assert_frame_equal(visit_records(datasets), _visit_records_before(datasets))
+
+
+# --- FA: findings about CRS/ICANS --------------------------------------------------------------
+def _findings_about_before(daily, tests, events, dm, se, study):
+    """:func:`pipeline.domains.ae.findings_about` as it was (one ``daily.loc[keep]`` per test)."""
+    from pipeline.context import empty
+    from pipeline.derive.epoch import derive_epoch
+    from pipeline.derive.seq import assign_seq
+    from pipeline.derive.studyday import study_day_by_subject
+    from pipeline.derive.text import stripped_text as _text
+    from pipeline.derive.visits import UNSCHEDULED, visit_numbers
+    parts = []
+    for t in tests.itertuples(index=False):
+        if t.derived:
+            val = daily[t.event].astype(int).astype(str)
+        elif t.FATESTCD in daily:
+            val = _text(daily[t.FATESTCD])
+        else:
+            continue
+        keep = val.ne("")
+        sub = daily.loc[keep]
+        epi = sub[f"{t.event}_episode"].astype(int)
+        parts.append(pd.DataFrame({
+            "STUDYID": study.studyid, "DOMAIN": "FA", "USUBJID": sub["USUBJID"].to_numpy(),
+            "FAGRPID": np.where(epi > 0, t.event + "-" + epi.astype(str), ""),
+            "FATESTCD": t.FATESTCD, "FATEST": t.FATEST, "FAOBJ": events.loc[t.event, "term"],
+            "FACAT": events.loc[t.event, "facat"], "FAORRES": val[keep].to_numpy(),
+            "FAORRESU": t.unit, "FASTRESC": val[keep].to_numpy(),
+            "FASTRESN": pd.to_numeric(val[keep], errors="coerce").to_numpy() if t.type in ("integer", "float")
+            else np.nan,
+            "FASTRESU": t.unit, "FADTC": sub["FADTC"].to_numpy(), "_order": t.order,
+            "_FILE": sub["_FILE"].to_numpy() if "_FILE" in sub else "",
+            "_ROW": sub["_ROW"].to_numpy() if "_ROW" in sub else np.nan}))
+    cols = ["STUDYID", "DOMAIN", "USUBJID", "FAGRPID", "FATESTCD", "FATEST", "FAOBJ", "FACAT", "FAORRES",
+            "FAORRESU", "FASTRESC", "FASTRESN", "FASTRESU", "FADTC", "_order", "_FILE", "_ROW"]
+    fa = pd.concat(parts, ignore_index=True) if parts else empty(cols)
+    fa["FASTRESN"] = pd.to_numeric(fa["FASTRESN"], errors="coerce").astype("float64")
+    fa["FADY"] = study_day_by_subject(fa["FADTC"], fa["USUBJID"], dm)
+    planned = dict(zip(study.visits["VISITDY"].astype(float), study.visits["VISIT"])) if len(study.visits) else {}
+    names = fa["FADY"].map(planned).fillna(UNSCHEDULED)
+    vis = visit_numbers(names, study, fa["FADY"])
+    fa["VISITNUM"] = vis["VISITNUM"].to_numpy()
+    fa["VISIT"] = vis["VISIT"].to_numpy()
+    fa["EPOCH"] = derive_epoch(fa["USUBJID"], fa["FADTC"], se) if se is not None and len(fa) else ""
+    fa["FASEQ"] = assign_seq(fa, ["FADTC", "_order"])
+    return fa
+
+
+def _fa_of(monkeypatch, crs):
+    """The FA frames of the AE fixture build (tests/test_ae_domain.py) by the new and the old
+    function, on the same daily assessments."""
+    import test_ae_domain as fixture
+    from pipeline.domains import ae as aemod
+    seen = []
+    new = aemod.findings_about
+
+    def both(daily, tests, events, dm, se, study):
+        before = _findings_about_before(daily.copy(), tests, events, dm, se, study)
+        out = new(daily, tests, events, dm, se, study)
+        seen.append((out, before))
+        return out
+    monkeypatch.setattr(aemod, "findings_about", both)
+    fixture._build([fixture.ok_row()], crs, fixture.STUDY, None)
+    assert len(seen) == 1
+    return seen[0]
+
+
+def test_findings_about_equals_the_per_test_frames(monkeypatch):
+    import test_ae_domain as fixture
+    out, before = _fa_of(monkeypatch, None)
+    assert len(out) > 20 and (out["FAGRPID"] != "").any() and (out["FAGRPID"] == "").any()
+    pd.testing.assert_frame_equal(out, before)
+    # a component never recorded (an empty part) and no file bookkeeping columns
+    crs = fixture.default_crs().assign(TEMP=None).drop(columns=["_FILE"])
+    out, before = _fa_of(monkeypatch, crs)
+    assert "TEMP" not in set(out["FATESTCD"])
+    pd.testing.assert_frame_equal(out, before)

@@ -576,6 +576,12 @@ def findings_about(daily: pd.DataFrame, tests: pd.DataFrame, events: pd.DataFram
     whose planned study day equals FADY, else UNSCHEDULED (numbered after the last planned
     visit on or before the day, :func:`pipeline.derive.visits.visit_numbers`).
     """
+    # the columns every test reads, taken from the (wide) daily frame once, and each event's
+    # FAGRPID of every assessment day ("" outside episodes) made once per event, not per test
+    subjects, dtcs = daily["USUBJID"].to_numpy(), daily["FADTC"].to_numpy()
+    files = daily["_FILE"].to_numpy() if "_FILE" in daily else None
+    rows = daily["_ROW"].to_numpy() if "_ROW" in daily else None
+    groups = {}
     parts = []
     for t in tests.itertuples(index=False):  # ~16 tests, each vectorised over assessment days
         if t.derived:
@@ -584,20 +590,23 @@ def findings_about(daily: pd.DataFrame, tests: pd.DataFrame, events: pd.DataFram
             val = _text(daily[t.FATESTCD])
         else:
             continue
-        keep = val.ne("")
-        sub = daily.loc[keep]
-        epi = sub[f"{t.event}_episode"].astype(int)
+        if t.event not in groups:
+            epi = daily[f"{t.event}_episode"].astype(int)
+            groups[t.event] = np.where(epi > 0, t.event + "-" + epi.astype(str), "")
+        keep = val.ne("").to_numpy()
+        kept = val[keep]
+        result = kept.to_numpy()
         parts.append(pd.DataFrame({
-            "STUDYID": study.studyid, "DOMAIN": "FA", "USUBJID": sub["USUBJID"].to_numpy(),
-            "FAGRPID": np.where(epi > 0, t.event + "-" + epi.astype(str), ""),
-            "FATESTCD": t.FATESTCD, "FATEST": t.FATEST, "FAOBJ": events.loc[t.event, "term"],
-            "FACAT": events.loc[t.event, "facat"], "FAORRES": val[keep].to_numpy(),
-            "FAORRESU": t.unit, "FASTRESC": val[keep].to_numpy(),
-            "FASTRESN": pd.to_numeric(val[keep], errors="coerce").to_numpy() if t.type in ("integer", "float")
+            "STUDYID": study.studyid, "DOMAIN": "FA", "USUBJID": subjects[keep],
+            "FAGRPID": groups[t.event][keep],
+            "FATESTCD": t.FATESTCD, "FATEST": t.FATEST, "FAOBJ": events.at[t.event, "term"],
+            "FACAT": events.at[t.event, "facat"], "FAORRES": result,
+            "FAORRESU": t.unit, "FASTRESC": result.copy(),
+            "FASTRESN": pd.to_numeric(kept, errors="coerce").to_numpy() if t.type in ("integer", "float")
             else np.nan,
-            "FASTRESU": t.unit, "FADTC": sub["FADTC"].to_numpy(), "_order": t.order,
-            "_FILE": sub["_FILE"].to_numpy() if "_FILE" in sub else "",
-            "_ROW": sub["_ROW"].to_numpy() if "_ROW" in sub else np.nan}))
+            "FASTRESU": t.unit, "FADTC": dtcs[keep], "_order": t.order,
+            "_FILE": files[keep] if files is not None else "",
+            "_ROW": rows[keep] if rows is not None else np.nan}))
     cols = ["STUDYID", "DOMAIN", "USUBJID", "FAGRPID", "FATESTCD", "FATEST", "FAOBJ", "FACAT", "FAORRES",
             "FAORRESU", "FASTRESC", "FASTRESN", "FASTRESU", "FADTC", "_order", "_FILE", "_ROW"]
     fa = pd.concat(parts, ignore_index=True) if parts else empty(cols)
