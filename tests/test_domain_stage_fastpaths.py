@@ -188,3 +188,40 @@ def test_findings_about_equals_the_per_test_frames(monkeypatch):
     out, before = _fa_of(monkeypatch, crs)
     assert "TEMP" not in set(out["FATESTCD"])
     pd.testing.assert_frame_equal(out, before)
+
+
+# --- CT terms by NCI code ----------------------------------------------------------------------
+def _ct_term_before(spec, codelist: str, ncit_code: str) -> str:
+    """:func:`pipeline.domains.dm.ct_term` as it was (a mask over the codelist on every call)."""
+    from pipeline.errors import ConfigError
+    c = spec.codelist(codelist)
+    hit = c.loc[c["term_ncit_code"] == ncit_code, "term"]
+    if hit.empty:
+        raise ConfigError(f"codelist {codelist} has no term with NCI code {ncit_code} (specs/sdtm/codelists)")
+    return str(hit.iloc[0])
+
+
+def test_ct_term_equals_the_mask_for_every_code_of_the_shipped_codelists():
+    import pytest
+    from conftest import SPECS
+    from pipeline.domains.dm import ct_term
+    from pipeline.errors import ConfigError
+    from pipeline.spec import load_spec
+    spec = load_spec(SPECS)
+    n = 0
+    for codelist in sorted(set(spec.codelists["codelist"])):
+        codes = spec.codelist(codelist)["term_ncit_code"]
+        for code in list(dict.fromkeys(codes)) + ["C00000-not-a-code"]:
+            try:
+                want = _ct_term_before(spec, codelist, code)
+            except ConfigError as exc:
+                with pytest.raises(ConfigError, match=str(exc).split(" (")[0]):
+                    ct_term(spec, codelist, code)
+                continue
+            assert ct_term(spec, codelist, code) == want
+            assert ct_term(spec, codelist, code) == want   # from the memo
+            n += 1
+    assert n > 100
+    assert ct_term(spec, "NY", "C49488") == "Y"
+    with pytest.raises(ConfigError, match="is not in specs"):
+        ct_term(spec, "NO-SUCH-CODELIST", "C49488")

@@ -57,12 +57,24 @@ C_DEATH = "C28554"
 # helpers shared by the modules of this area
 # ---------------------------------------------------------------------------------------------
 def ct_term(spec: Spec, codelist: str, ncit_code: str) -> str:
-    """The submission value of the CT term with NCI code ``ncit_code`` in ``codelist`` (spec)."""
-    c = spec.codelist(codelist)
-    hit = c.loc[c["term_ncit_code"] == ncit_code, "term"]
-    if hit.empty:
+    """The submission value of the CT term with NCI code ``ncit_code`` in ``codelist`` (spec).
+
+    The domains ask ~30 times a study; each codelist's terms by code are made once per loaded
+    spec (:func:`~pipeline.export.memo.per_object`: a spec is not changed once loaded)."""
+    terms = per_object(spec, ("ct_terms_by_code", codelist), lambda s: terms_by_code(s, codelist))
+    if ncit_code not in terms:
         raise ConfigError(f"codelist {codelist} has no term with NCI code {ncit_code} (specs/sdtm/codelists)")
-    return str(hit.iloc[0])
+    return terms[ncit_code]
+
+
+def terms_by_code(spec: Spec, codelist: str) -> dict[str, str]:
+    """NCI code -> submission value of the terms of ``codelist``; a code given twice keeps its
+    first term (the order of the spec's codelist table)."""
+    c = spec.codelist(codelist)
+    out: dict[str, str] = {}
+    for code, term in zip(c["term_ncit_code"], c["term"]):  # the terms of one codelist (metadata)
+        out.setdefault(code, str(term))
+    return out
 
 
 def text(s: pd.Series) -> pd.Series:
