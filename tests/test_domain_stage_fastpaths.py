@@ -225,3 +225,43 @@ def test_ct_term_equals_the_mask_for_every_code_of_the_shipped_codelists():
     assert ct_term(spec, "NY", "C49488") == "Y"
     with pytest.raises(ConfigError, match="is not in specs"):
         ct_term(spec, "NO-SUCH-CODELIST", "C49488")
+
+
+# --- USUBJID of raw rows -----------------------------------------------------------------------
+def _subject_ids_before(frame: pd.DataFrame, studyid: str) -> pd.Series:
+    """:func:`pipeline.domains.dm._subject_ids` as it was (factorized the stripped text columns)."""
+    from pipeline.derive.text import stripped_text as text
+    site_code, sites = pd.factorize(text(frame["SITEID"]))
+    subj_code, subjects = pd.factorize(text(frame["SUBJID"]))
+    width = max(len(subjects), 1)
+    pair_code, pairs = pd.factorize(site_code.astype(np.int64) * width + subj_code)
+    keys = pd.DataFrame({"STUDYID": studyid, "SITEID": np.asarray(sites, dtype=object)[pairs // width],
+                         "SUBJID": np.asarray(subjects, dtype=object)[pairs % width]})
+    return pd.Series(usubjid(keys).to_numpy(dtype=object)[pair_code], index=frame.index, dtype="object")
+
+
+_RAW_ID = st.one_of(st.sampled_from(["01", " 01", "01 ", "001", "1", "", " "]), st.none(), st.just(np.nan),
+                    st.integers(0, 3), st.floats(0, 2, allow_nan=False))
+
+
+def test_text_codes_by_hand():
+    from pipeline.derive.text import text_codes
+    codes, texts = text_codes(pd.Series([None, " a", "b", "a ", np.nan, "b"], dtype=object))
+    assert list(texts[codes]) == ["", "a", "b", "a", "", "b"] and sorted(texts) == ["", "a", "b"]
+    codes, texts = text_codes(pd.Series([], dtype="str"))
+    assert len(codes) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_RAW_ID, _RAW_ID), max_size=12), st.booleans())
+def test_subject_ids_equal_the_factorized_texts(rows, as_str):
+    from pipeline.derive.text import stripped_text, text_codes
+    from pipeline.domains.dm import _subject_ids
+    f = pd.DataFrame(rows, columns=["SITEID", "SUBJID"], dtype=object)
+    f.index = f.index[::-1]
+    if as_str:
+        f = f.map(lambda v: v if isinstance(v, str) else None).astype("str")
+    pd.testing.assert_series_equal(_subject_ids(f, "S1"), _subject_ids_before(f, "S1"))
+    codes, texts = text_codes(f["SUBJID"])
+    assert list(texts[codes]) == stripped_text(f["SUBJID"]).tolist()
+    assert len(set(texts)) == len(texts)

@@ -39,6 +39,15 @@ def stripped_upper_text(s: pd.Series) -> pd.Series:
     return pd.Series(table.take(codes), index=s.index, name=s.name)
 
 
+def text_codes(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(stripped_text(s))`` without making the text column: each cell's code into
+    the distinct stripped texts (object array; ``""`` for missing). Only the numbering differs:
+    the texts come in the order of the distinct raw values (missing last), not of first record."""
+    codes, texts = _texts(s)
+    text_code, distinct = pd.factorize(np.array([t.strip() for t in texts], dtype=object))  # distinct texts
+    return text_code[codes], np.asarray(distinct, dtype=object)
+
+
 def _texts(s: pd.Series) -> tuple[np.ndarray, list[str]]:
     """``(codes, texts)``: the distinct texts of ``s`` (``""`` for missing, last) and each cell's
     position among them. Non-text columns are first written as text the generic pandas way."""

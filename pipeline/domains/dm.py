@@ -37,7 +37,7 @@ from pipeline.derive.epoch import derive_epoch, subject_elements
 from pipeline.derive.studyday import study_day, study_day_by_subject
 from pipeline.derive.visits import visit_numbers
 from pipeline.derive.suppqual import build_supp
-from pipeline.derive.text import stripped_text
+from pipeline.derive.text import stripped_text, text_codes
 from pipeline.errors import ConfigError
 from pipeline.export.memo import per_object
 from pipeline.spec import Spec
@@ -150,13 +150,13 @@ def subject_ids(frame: pd.DataFrame, studyid: str) -> pd.Series:
 
 def _subject_ids(frame: pd.DataFrame, studyid: str) -> pd.Series:
     """:func:`subject_ids` without the memo."""
-    site_code, sites = pd.factorize(text(frame["SITEID"]))
-    subj_code, subjects = pd.factorize(text(frame["SUBJID"]))
+    site_code, sites = text_codes(frame["SITEID"])
+    subj_code, subjects = text_codes(frame["SUBJID"])
     width = max(len(subjects), 1)
     pair_code, pairs = pd.factorize(site_code.astype(np.int64) * width + subj_code)
     keys = pd.DataFrame({"STUDYID": studyid, "SITEID": np.asarray(sites, dtype=object)[pairs // width],
                          "SUBJID": np.asarray(subjects, dtype=object)[pairs % width]})
-    return pd.Series(usubjid(keys).to_numpy(dtype=object)[pair_code], index=frame.index, dtype="object")
+    return pd.Series(usubjid(keys).to_numpy(dtype=object)[pair_code], index=frame.index, dtype=object)
 
 
 def known_subject(ctx: StudyContext, form: str, frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.Series, pd.DataFrame]:
