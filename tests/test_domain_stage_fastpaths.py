@@ -265,3 +265,40 @@ def test_subject_ids_equal_the_factorized_texts(rows, as_str):
     codes, texts = text_codes(f["SUBJID"])
     assert list(texts[codes]) == stripped_text(f["SUBJID"]).tolist()
     assert len(set(texts)) == len(texts)
+
+
+# --- study day by subject ----------------------------------------------------------------------
+def _study_day_by_subject_before(dtc, usubjid, dm):
+    """:func:`pipeline.derive.studyday.study_day_by_subject` as it was (RFSTDTC mapped per record)."""
+    from pipeline.derive.identifiers import by_subject
+    from pipeline.derive.studyday import study_day
+    return study_day(dtc, usubjid.map(by_subject(dm, "RFSTDTC")).fillna(""))
+
+
+_DY_DTC = st.one_of(st.sampled_from(["2024-01-01", "2024-01-10T08:30", "2023-12-31", "2024-02", "2024-02-30", ""]),
+                    st.none(), st.just(np.nan))
+
+
+def test_study_day_by_subject_by_hand():
+    from pipeline.derive.studyday import study_day_by_subject
+    dm = pd.DataFrame({"USUBJID": ["A", "B", "C"], "RFSTDTC": ["2024-01-10T09:00", "", None]})
+    out = study_day_by_subject(pd.Series(["2024-01-09", "2024-01-10", "2024-01-12T23:00", "2024-01-12", "2024-01"],
+                                         index=[7, 8, 9, 10, 11]),
+                               pd.Series(["A", "A", "A", "B", "A"], index=[7, 8, 9, 10, 11]), dm)
+    assert list(out.index) == [7, 8, 9, 10, 11] and out.dtype == "float64"
+    assert out.iloc[:3].tolist() == [-1.0, 1.0, 3.0] and out.iloc[3:].isna().all()   # no day 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C", "Z"]), _DY_DTC), max_size=12),
+       st.lists(_DY_DTC, min_size=3, max_size=3), st.booleans())
+def test_study_day_by_subject_equals_the_mapped_reference(records, ref, as_str):
+    from pipeline.derive.studyday import study_day_by_subject
+    dm = pd.DataFrame({"USUBJID": ["A", "B", "C"], "RFSTDTC": ref}, dtype=object)
+    rec = pd.DataFrame(records, columns=["USUBJID", "DTC"], dtype=object)
+    rec.index = rec.index * 2
+    if as_str:
+        rec = rec.astype("str")
+        dm = dm.astype("str")
+    pd.testing.assert_series_equal(study_day_by_subject(rec["DTC"], rec["USUBJID"], dm),
+                                   _study_day_by_subject_before(rec["DTC"], rec["USUBJID"], dm))

@@ -27,9 +27,14 @@ def study_day_of_difference(delta: np.ndarray) -> np.ndarray:
 
 
 def study_day_by_subject(dtc: pd.Series, usubjid: pd.Series, dm: pd.DataFrame) -> pd.Series:
-    """``--DY`` looking RFSTDTC up in DM by USUBJID."""
-    ref = usubjid.map(by_subject(dm, "RFSTDTC")).fillna("")
-    return study_day(dtc, ref)
+    """``--DY`` looking RFSTDTC up in DM by USUBJID (:func:`study_day`; NaN for a subject not in
+    DM). RFSTDTC is read as day numbers once per DM subject and taken by each record's position
+    in DM, not written out per record and read again (~125 calls a study)."""
+    rfstdtc = by_subject(dm, "RFSTDTC")
+    ref_days = dtc_day_numbers(rfstdtc)  # one per DM subject
+    at = rfstdtc.index.get_indexer(usubjid)
+    delta = dtc_day_numbers(dtc) - np.where(at >= 0, ref_days[np.maximum(at, 0)], np.nan)  # aligned by position
+    return pd.Series(study_day_of_difference(delta), index=dtc.index, dtype=np.float64)
 
 
 def protocol_day_to_study_day(day: pd.Series) -> pd.Series:
