@@ -302,3 +302,57 @@ def test_study_day_by_subject_equals_the_mapped_reference(records, ref, as_str):
         dm = dm.astype("str")
     pd.testing.assert_series_equal(study_day_by_subject(rec["DTC"], rec["USUBJID"], dm),
                                    _study_day_by_subject_before(rec["DTC"], rec["USUBJID"], dm))
+
+
+# --- EPOCH ----------------------------------------------------------------------------------------
+def _derive_epoch_before(usubjid, dtc, se):
+    """:func:`pipeline.derive.epoch.derive_epoch` as it was (date, date-time and time flag read in
+    three passes)."""
+    from pipeline.derive.dates import dtc_date, dtc_datetime
+    from pipeline.derive.epoch import _element_starts
+    from pipeline.export.memo import per_object
+    rec_date = dtc_date(dtc).to_numpy()
+    rec_dt = dtc_datetime(dtc).to_numpy()
+    rec_has_time = dtc.astype(str).str.contains("T", regex=False).to_numpy(dtype=bool)
+    ids = usubjid.to_numpy(dtype=object)
+    se_date, se_dt, se_has_time, se_epoch, elements = per_object(se, "epoch_elements", _element_starts)
+    epoch = np.full(len(dtc), "", dtype=object)
+    for rows, subjects in elements:
+        at = subjects.get_indexer(ids)
+        has = at >= 0
+        pick = rows[np.where(has, at, 0)]
+        s_date = np.where(has, se_date[pick], np.datetime64("NaT"))
+        s_dt = np.where(has, se_dt[pick], np.datetime64("NaT"))
+        same_day = rec_date == s_date
+        use_time = same_day & rec_has_time & has & se_has_time[pick]
+        entered = (rec_date > s_date) | (same_day & ~use_time) | (use_time & (rec_dt >= s_dt))
+        epoch = np.where(entered, se_epoch[pick], epoch)
+    return pd.Series(np.where(np.isnat(rec_date), "", epoch), index=dtc.index, dtype="object")
+
+
+_SE = pd.DataFrame({"USUBJID": ["A", "A", "A", "B", "B"], "TAETORD": [1.0, 2.0, 3.0, 1.0, 2.0],
+                    "EPOCH": ["SCREENING", "TREATMENT", "FOLLOW-UP", "SCREENING", "TREATMENT"],
+                    "SESTDTC": ["2024-01-01", "2024-01-10T09:00", "2024-02-01", "2024-01-05", "2024-01-20"]})
+_EPOCH_DTC = st.one_of(st.sampled_from(["2024-01-10", "2024-01-10T08:59", "2024-01-10T09:00", "2024-01-09T23:00",
+                                        "2024-02-01", "2024-02-01T00:00", "2024-01-20", "2023-12-31", "2024-01",
+                                        "2024-13-01", "", "T"]), st.none(), st.just(np.nan))
+
+
+def test_dtc_timing_by_hand():
+    from pipeline.derive.dates import dtc_timing
+    date, dt, has_time = dtc_timing(pd.Series(["2024-01-10T09:30", "2024-01-10", "2024-01", None], dtype=object))
+    assert [str(d) for d in date] == ["2024-01-10T00:00:00.000000", "2024-01-10T00:00:00.000000", "NaT", "NaT"]
+    assert str(dt[0]) == "2024-01-10T09:30:00.000000" and str(dt[1]) == "2024-01-10T00:00:00.000000"
+    assert has_time.tolist() == [True, False, False, False]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "Z"]), _EPOCH_DTC), max_size=12), st.booleans())
+def test_derive_epoch_equals_the_three_passes(records, as_str):
+    from pipeline.derive.epoch import derive_epoch
+    rec = pd.DataFrame(records, columns=["USUBJID", "DTC"], dtype=object)
+    rec.index = rec.index + 100
+    if as_str:
+        rec = rec.astype("str")
+    pd.testing.assert_series_equal(derive_epoch(rec["USUBJID"], rec["DTC"], _SE),
+                                   _derive_epoch_before(rec["USUBJID"], rec["DTC"], _SE))

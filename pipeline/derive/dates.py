@@ -220,6 +220,24 @@ def dtc_datetime(dtc: pd.Series) -> pd.Series:
     return _datetimes(dtc, _iso_datetime)
 
 
+@lru_cache(maxsize=_MEMO)
+def _iso_timing(text: str) -> tuple[np.datetime64, np.datetime64, bool]:
+    """(:func:`_iso_date`, :func:`_iso_datetime`, whether a time is given: a ``T`` in the text)
+    of one ISO text."""
+    return _iso_date(text), _iso_datetime(text), "T" in text
+
+
+def dtc_timing(dtc: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(date, datetime, has_time)`` of ISO ``--DTC`` values as numpy arrays: the values of
+    :func:`dtc_date` and :func:`dtc_datetime` (datetime64[us]; NaT for partial or missing) and
+    whether the text holds a time (``T``; False when missing), from one pass over the distinct
+    texts (EPOCH needs all three of every record)."""
+    codes, table = _per_distinct(dtc, _iso_timing, (_NAT, _NAT, False))
+    dates, datetimes, has_time = zip(*table)
+    return (np.array(dates, dtype="datetime64[us]")[codes], np.array(datetimes, dtype="datetime64[us]")[codes],
+            np.array(has_time, dtype=bool)[codes])
+
+
 def is_complete_date(dtc: pd.Series) -> pd.Series:
     """True where an ISO ``--DTC`` value holds a complete calendar date (YYYY-MM-DD)."""
     return dtc_date(dtc).notna()

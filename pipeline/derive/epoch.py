@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Study
-from pipeline.derive.dates import dtc_date, dtc_datetime, iso_from_timestamp, min_dtc
+from pipeline.derive.dates import dtc_date, dtc_datetime, dtc_timing, iso_from_timestamp, min_dtc
 from pipeline.export.memo import per_object
 
 
@@ -72,9 +72,7 @@ def derive_epoch(usubjid: pd.Series, dtc: pd.Series, se: pd.DataFrame) -> pd.Ser
     The element starts are parsed once on SE (a few rows per subject) and looked up per record
     by the subject's position in each element's rows.
     """
-    rec_date = dtc_date(dtc).to_numpy()
-    rec_dt = dtc_datetime(dtc).to_numpy()
-    rec_has_time = dtc.astype(str).str.contains("T", regex=False).to_numpy(dtype=bool)
+    rec_date, rec_dt, rec_has_time = dtc_timing(dtc)
     ids = usubjid.to_numpy(dtype=object)
     se_date, se_dt, se_has_time, se_epoch, elements = per_object(se, "epoch_elements", _element_starts)
     epoch = np.full(len(dtc), "", dtype=object)
