@@ -4,6 +4,7 @@ replaced, kept here as the reference: same values, dtypes, index and name on var
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from pipeline.derive.identifiers import usubjid
@@ -356,3 +357,103 @@ def test_derive_epoch_equals_the_three_passes(records, as_str):
         rec = rec.astype("str")
     pd.testing.assert_series_equal(derive_epoch(rec["USUBJID"], rec["DTC"], _SE),
                                    _derive_epoch_before(rec["USUBJID"], rec["DTC"], _SE))
+
+
+# --- unscheduled visit numbers ------------------------------------------------------------------
+def _unscheduled_numbers_before(unscheduled, scheduled, study):
+    """:func:`pipeline.derive.visits.unscheduled_numbers` as it was (pandas sorts, group-bys and
+    an as-of merge)."""
+    from pipeline.derive.visits import MAX_PER_BASE, STEP, _planned_base
+    from pipeline.errors import DataError
+    u = unscheduled.drop_duplicates(["USUBJID", "date"]).copy()
+    if u.empty:
+        return pd.DataFrame({"USUBJID": pd.Series(dtype=object), "date": pd.Series(dtype=object),
+                             "VISITNUM": pd.Series(dtype="float64")})
+    u["_t"] = pd.to_datetime(u["date"], format="%Y-%m-%d")
+    u["USUBJID"] = u["USUBJID"].astype(str).astype(object)
+    s = scheduled.assign(VISITNUM=pd.to_numeric(scheduled["VISITNUM"], errors="coerce").astype("float64"))
+    s = s.dropna(subset=["VISITNUM"]).drop_duplicates(["USUBJID", "date", "VISITNUM"])
+    s["_t"] = pd.to_datetime(s["date"], format="%Y-%m-%d")
+    s["USUBJID"] = s["USUBJID"].astype(str).astype(object)
+    s = s.groupby(["USUBJID", "_t"], sort=False)["VISITNUM"].max().reset_index()
+    s = s.sort_values(["USUBJID", "_t"], kind="mergesort")
+    s["base"] = s.groupby("USUBJID")["VISITNUM"].cummax()
+    u = u.sort_values("_t", kind="mergesort")
+    s = s.sort_values("_t", kind="mergesort")
+    s["USUBJID"] = s["USUBJID"].astype(object)
+    u = pd.merge_asof(u, s[["USUBJID", "_t", "base"]], on="_t", by="USUBJID", direction="backward")
+    fallback = pd.Series(_planned_base(pd.to_numeric(u["dy"], errors="coerce").to_numpy(dtype=float), study),
+                         index=u.index).fillna(0.0)
+    u["base"] = u["base"].where(u["base"].notna(), fallback).astype("float64")
+    u = u.sort_values(["USUBJID", "base", "_t"], kind="mergesort")
+    k = u.groupby(["USUBJID", "base"], sort=False).cumcount() + 1
+    if (k > MAX_PER_BASE).any():
+        worst = u.loc[k > MAX_PER_BASE, "USUBJID"].iloc[0]
+        raise DataError(f"{study.studyid}: subject {worst} has more than {MAX_PER_BASE} unscheduled visit dates "
+                        "after one planned visit; VISITNUM cannot number them below the next planned visit")
+    u["VISITNUM"] = np.round(u["base"].to_numpy() + STEP * k.to_numpy(), 2)
+    return u[["USUBJID", "date", "VISITNUM"]].reset_index(drop=True)
+
+
+_UNS_DATE = st.sampled_from(["2024-01-01", "2024-01-05", "2024-01-09", "2024-02-10", "2023-12-20", "2024-03-01"])
+
+
+@pytest.fixture(scope="module")
+def visit_study():
+    from conftest import SPECS
+    from pipeline.config import load_study
+    return load_study(SPECS, "NCT06316427")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), _UNS_DATE,
+                          st.one_of(st.just(np.nan), st.sampled_from([-10.0, 0.0, 1.0, 8.0, 29.0, 400.0]))), max_size=10),
+       st.lists(st.tuples(st.sampled_from(["A", "B", "D"]), _UNS_DATE,
+                          st.one_of(st.just(np.nan), st.sampled_from([1.0, 2.0, 3.0, 5.0, "4"]))), max_size=10),
+       st.booleans())
+def test_unscheduled_numbers_equal_the_pandas_chain(visit_study, uns, sched, as_str):
+    from pipeline.derive.visits import unscheduled_numbers
+    u = pd.DataFrame(uns, columns=["USUBJID", "date", "dy"])
+    s = pd.DataFrame(sched, columns=["USUBJID", "date", "VISITNUM"])
+    if as_str:
+        u = u.astype({"USUBJID": "str", "date": "str"})
+        s = s.astype({"USUBJID": "str", "date": "str"})
+    else:
+        s = s.astype({"USUBJID": object})
+    u.index = u.index * 3
+    try:
+        before = _unscheduled_numbers_before(u, s, visit_study)
+    except pd.errors.MergeError:
+        # the as-of merge refused an empty planned side (its date unit differs): now the
+        # planned-schedule base applies, as for a subject without planned records
+        assert s["VISITNUM"].map(lambda v: pd.to_numeric(v, errors="coerce")).isna().all()
+        out = unscheduled_numbers(u, s.iloc[:0], visit_study)
+        assert out["VISITNUM"].notna().all() and len(out) == len(u.drop_duplicates(["USUBJID", "date"]))
+        return
+    pd.testing.assert_frame_equal(unscheduled_numbers(u, s, visit_study), before)
+
+
+def test_unscheduled_numbers_by_hand(visit_study):
+    from pipeline.derive.visits import unscheduled_numbers
+    u = pd.DataFrame({"USUBJID": ["A", "A", "A", "B"], "date": ["2024-01-03", "2024-01-02", "2024-01-09", "2024-01-01"],
+                      "dy": [np.nan, np.nan, np.nan, np.nan]})
+    s = pd.DataFrame({"USUBJID": ["A", "A", "A"], "date": ["2024-01-01", "2024-01-05", "2024-01-05"],
+                      "VISITNUM": [3.0, 4.0, 2.0]})
+    out = unscheduled_numbers(u, s, visit_study)
+    # A: 01-02 and 01-03 after visit 3 (3.01, 3.02), 01-09 after visit 4; B: no planned visit, no study day -> 0.01
+    assert out.to_dict("list") == {"USUBJID": ["A", "A", "A", "B"], "date": ["2024-01-02", "2024-01-03", "2024-01-09", "2024-01-01"],
+                                   "VISITNUM": [3.01, 3.02, 4.01, 0.01]}
+    pd.testing.assert_frame_equal(out, _unscheduled_numbers_before(u, s, visit_study))
+
+
+def test_unscheduled_numbers_stop_at_the_next_planned_visit(visit_study):
+    from pipeline.derive.visits import unscheduled_numbers
+    from pipeline.errors import DataError
+    days = pd.date_range("2024-01-02", periods=100).strftime("%Y-%m-%d")
+    u = pd.DataFrame({"USUBJID": "A", "date": days, "dy": np.nan})
+    s = pd.DataFrame({"USUBJID": ["A"], "date": ["2024-01-01"], "VISITNUM": [3.0]})
+    with pytest.raises(DataError, match="subject A has more than 99"):
+        unscheduled_numbers(u, s, visit_study)
+    with pytest.raises(DataError, match="subject A has more than 99"):
+        _unscheduled_numbers_before(u, s, visit_study)
+    assert unscheduled_numbers(u.iloc[:99], s, visit_study)["VISITNUM"].iloc[-1] == 3.99

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Study
+from pipeline.derive.seq import key_order
 from pipeline.derive.text import date_part, stripped_upper_text
 from pipeline.errors import DataError
 
@@ -62,37 +63,62 @@ def unscheduled_numbers(unscheduled: pd.DataFrame, scheduled: pd.DataFrame, stud
 
     ``unscheduled``: USUBJID, ``date`` (YYYY-MM-DD) and ``dy`` (study day, may be NaN);
     ``scheduled``: USUBJID, ``date``, VISITNUM of planned-visit records.
-    Returns USUBJID, ``date``, VISITNUM (one row per distinct pair).
+    Returns USUBJID, ``date``, VISITNUM (one row per distinct pair), sorted by USUBJID, base
+    and date.
+
+    The base of a date is the highest planned VISITNUM of the subject on or before it: the
+    subject's planned records are sorted by (subject, day), their running maximum taken per
+    subject, and each unscheduled date finds the subject's last planned day on or before it
+    by one binary search over (subject, day) keys (numpy on the small arrays; a chain of
+    pandas sorts, group-bys and an as-of merge before).
     """
-    u = unscheduled.drop_duplicates(["USUBJID", "date"]).copy()
+    u = unscheduled.drop_duplicates(["USUBJID", "date"])
     if u.empty:
         return pd.DataFrame({"USUBJID": pd.Series(dtype=object), "date": pd.Series(dtype=object),
                              "VISITNUM": pd.Series(dtype="float64")})
-    u["_t"] = pd.to_datetime(u["date"], format="%Y-%m-%d")
-    u["USUBJID"] = u["USUBJID"].astype(str).astype(object)   # datasets differ in string dtype
-    s = scheduled.assign(VISITNUM=pd.to_numeric(scheduled["VISITNUM"], errors="coerce").astype("float64"))
-    s = s.dropna(subset=["VISITNUM"]).drop_duplicates(["USUBJID", "date", "VISITNUM"])
-    s["_t"] = pd.to_datetime(s["date"], format="%Y-%m-%d")
-    s["USUBJID"] = s["USUBJID"].astype(str).astype(object)
-    # the latest planned visit on or before each date: running max of VISITNUM over the subject's dates
-    s = s.groupby(["USUBJID", "_t"], sort=False)["VISITNUM"].max().reset_index()
-    s = s.sort_values(["USUBJID", "_t"], kind="mergesort")
-    s["base"] = s.groupby("USUBJID")["VISITNUM"].cummax()
-    u = u.sort_values("_t", kind="mergesort")
-    s = s.sort_values("_t", kind="mergesort")
-    s["USUBJID"] = s["USUBJID"].astype(object)   # the groupby above re-infers the string dtype
-    u = pd.merge_asof(u, s[["USUBJID", "_t", "base"]], on="_t", by="USUBJID", direction="backward")
-    fallback = pd.Series(_planned_base(pd.to_numeric(u["dy"], errors="coerce").to_numpy(dtype=float), study),
-                         index=u.index).fillna(0.0)
-    u["base"] = u["base"].where(u["base"].notna(), fallback).astype("float64")
-    u = u.sort_values(["USUBJID", "base", "_t"], kind="mergesort")
-    k = u.groupby(["USUBJID", "base"], sort=False).cumcount() + 1
+    u_subject = u["USUBJID"].astype(str).to_numpy(dtype=object)   # datasets differ in string dtype
+    u_day = _day_numbers(u["date"])
+    s_num = pd.to_numeric(scheduled["VISITNUM"], errors="coerce").to_numpy(dtype="float64")
+    planned = ~np.isnan(s_num)
+    s_subject = scheduled["USUBJID"].astype(str).to_numpy(dtype=object)[planned]
+    s_day = _day_numbers(scheduled["date"][planned])
+    s_num = s_num[planned]
+    # subjects as codes, days from the first day seen: one int64 key per (subject, day)
+    code, _ = pd.factorize(np.concatenate([s_subject, u_subject]))
+    s_code, u_code = code[:len(s_subject)], code[len(s_subject):]
+    first = min(s_day.min(initial=u_day.min()), u_day.min())
+    span = max(s_day.max(initial=u_day.max()), u_day.max()) - first + 1
+    s_key, u_key = s_code * span + (s_day - first), u_code * span + (u_day - first)
+    order = np.argsort(s_key, kind="stable")
+    s_key, s_code = s_key[order], s_code[order]
+    running = pd.Series(s_num[order]).groupby(s_code).cummax().to_numpy(dtype="float64")
+    at = np.searchsorted(s_key, u_key, side="right") - 1   # the last planned day on or before
+    found = (at >= 0) & (s_code[np.maximum(at, 0)] == u_code) if len(s_key) else np.zeros(len(u_key), dtype=bool)
+    base = np.where(found, running[np.maximum(at, 0)] if len(s_key) else np.nan, np.nan)
+    fallback = np.nan_to_num(_planned_base(pd.to_numeric(u["dy"], errors="coerce").to_numpy(dtype=float), study), nan=0.0)
+    base = np.where(np.isnan(base), fallback, base)
+    # k = 1, 2, ... over the subject's dates after one base, in date order
+    frame = pd.DataFrame({"USUBJID": u_subject, "base": base, "day": u_day})
+    sort = key_order(frame, ["USUBJID", "base", "day"])
+    pair = frame["USUBJID"].to_numpy()[sort], base[sort]
+    n = len(sort)
+    new_run = np.ones(n, dtype=bool)
+    new_run[1:] = (pair[0][1:] != pair[0][:-1]) | (pair[1][1:] != pair[1][:-1])
+    pos = np.arange(n)
+    k = pos - np.maximum.accumulate(np.where(new_run, pos, 0)) + 1
     if (k > MAX_PER_BASE).any():
-        worst = u.loc[k > MAX_PER_BASE, "USUBJID"].iloc[0]
+        worst = pair[0][np.flatnonzero(k > MAX_PER_BASE)[0]]
         raise DataError(f"{study.studyid}: subject {worst} has more than {MAX_PER_BASE} unscheduled visit dates "
                         "after one planned visit; VISITNUM cannot number them below the next planned visit")
-    u["VISITNUM"] = np.round(u["base"].to_numpy() + STEP * k.to_numpy(), 2)
-    return u[["USUBJID", "date", "VISITNUM"]].reset_index(drop=True)
+    return pd.DataFrame({"USUBJID": pd.Series(u_subject[sort], dtype=object),
+                         "date": u["date"].iloc[sort].reset_index(drop=True),
+                         "VISITNUM": np.round(pair[1] + STEP * k, 2)})
+
+
+def _day_numbers(date: pd.Series) -> np.ndarray:
+    """Days since 1970-01-01 (int64) of ``YYYY-MM-DD`` texts, read as ``pd.to_datetime`` with that
+    format reads them (an impossible date raises)."""
+    return pd.to_datetime(date, format="%Y-%m-%d").to_numpy(dtype="datetime64[D]").astype(np.int64)
 
 
 def visit_numbers(visit: pd.Series, study: Study, dy: pd.Series | None = None,
