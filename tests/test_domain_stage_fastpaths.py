@@ -457,3 +457,78 @@ def test_unscheduled_numbers_stop_at_the_next_planned_visit(visit_study):
     with pytest.raises(DataError, match="subject A has more than 99"):
         _unscheduled_numbers_before(u, s, visit_study)
     assert unscheduled_numbers(u.iloc[:99], s, visit_study)["VISITNUM"].iloc[-1] == 3.99
+
+
+# --- cellular kinetics NCA ----------------------------------------------------------------------
+from pipeline.rules.kinetics import PARAM_COLUMNS, WINDOW_END_DAYS  # noqa: E402
+
+
+def _nca_parameters_before(profile: pd.DataFrame, by: list[str], window_end: float = WINDOW_END_DAYS) -> pd.DataFrame:
+    """:func:`pipeline.rules.kinetics.nca_parameters` as it was (one merge per statistic).
+
+    Cmax, Tmax and AUC(0-window_end) per ``by`` group.
+
+    ``profile`` columns: the ``by`` keys, ``t`` (elapsed days, see :func:`elapsed_days`) and
+    ``conc`` (concentration, 0 for results below the limit of quantification). Returns one row
+    per group with ``n_obs`` (samples in the window), ``CMAX``, ``TMAX``, ``AUC`` (NaN when not
+    computable) and ``auc_status`` (``""`` or the reason AUC is missing).
+    """
+    p = profile[by + ["t", "conc"]].copy()
+    p = p[p["t"].notna() & p["conc"].notna() & (p["t"] >= 0)]
+    groups = profile[by].drop_duplicates().reset_index(drop=True)
+    if p.empty:
+        out = groups.copy()
+        out["n_obs"], out["CMAX"], out["TMAX"], out["AUC"] = 0, np.nan, np.nan, np.nan
+        out["auc_status"] = "no sample after the infusion"
+        return out
+    # several samples at the same time: their mean (replicates)
+    p = p.groupby(by + ["t"], sort=True, as_index=False)["conc"].mean()
+    inwin = p[p["t"] <= window_end]
+    stats = inwin.sort_values(by + ["conc", "t"], ascending=[True] * len(by) + [False, True], kind="mergesort")
+    cmax = stats.drop_duplicates(by, keep="first").set_index(by)[["conc", "t"]].rename(columns={"conc": "CMAX", "t": "TMAX"})
+    n_obs = inwin.groupby(by).size().rename("n_obs")
+
+    # point at day 0: observed, else (0, 0)
+    has0 = inwin[inwin["t"] == 0][by].drop_duplicates().assign(_has0=True)
+    starts = groups.merge(has0, on=by, how="left")
+    zero = starts[starts["_has0"].isna()][by].assign(t=0.0, conc=0.0)
+    # end point at window_end: observed or interpolated from the bracketing samples
+    before = p[p["t"] <= window_end].sort_values(by + ["t"], kind="mergesort").drop_duplicates(by, keep="last")
+    after = p[p["t"] > window_end].sort_values(by + ["t"], kind="mergesort").drop_duplicates(by, keep="first")
+    br = before.merge(after, on=by, how="inner", suffixes=("_b", "_a"))
+    br = br[br["t_b"] < window_end]
+    frac = (window_end - br["t_b"]) / (br["t_a"] - br["t_b"])
+    end = br[by].assign(t=window_end, conc=br["conc_b"] + frac * (br["conc_a"] - br["conc_b"]))
+    pts = pd.concat([zero, inwin[by + ["t", "conc"]], end], ignore_index=True)
+    pts = pts.sort_values(by + ["t"], kind="mergesort").reset_index(drop=True)
+    same = (pts[by].shift() == pts[by]).all(axis=1)
+    dt = pts["t"] - pts["t"].shift()
+    trap = (dt * (pts["conc"] + pts["conc"].shift()) / 2).where(same, 0.0)
+    auc = trap.groupby([pts[k] for k in by]).sum().rename("AUC")
+    reach = pts.groupby(by)["t"].max().rename("t_end")
+
+    out = groups.merge(n_obs.reset_index(), on=by, how="left").merge(cmax.reset_index(), on=by, how="left")
+    out = out.merge(auc.reset_index(), on=by, how="left").merge(reach.reset_index(), on=by, how="left")
+    out["n_obs"] = out["n_obs"].fillna(0).astype(int)
+    complete = out["t_end"] >= window_end
+    no_obs = out["n_obs"].eq(0)
+    short = ~complete & ~no_obs
+    last = out["t_end"].map(lambda x: "" if pd.isna(x) else f"{x:g}")  # one value per group
+    out["auc_status"] = ""
+    out.loc[no_obs, "auc_status"] = f"no sample in days 0-{window_end:g}"
+    out.loc[short, "auc_status"] = (f"profile ends before day {window_end:g} (last sample day "
+                                    + last[short] + "); not extrapolated")
+    out["AUC"] = out["AUC"].where(complete & out["n_obs"].gt(0))
+    return out[by + PARAM_COLUMNS]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), st.sampled_from(["CART", "CARTC"]),
+                          st.one_of(st.just(np.nan), st.sampled_from([-1.0, 0.0, 0.5, 1.0, 7.0, 14.0, 27.5, 28.0, 30.0, 60.0])),
+                          st.one_of(st.just(np.nan), st.sampled_from([0.0, 1.5, 10.0, 250.0, 1e5]))), max_size=14))
+def test_nca_parameters_equal_the_merge_per_statistic(rows):
+    from pipeline.rules.kinetics import nca_parameters
+    profile = pd.DataFrame(rows, columns=["USUBJID", "PCTESTCD", "t", "conc"]).astype({"t": "float64", "conc": "float64"})
+    pd.testing.assert_frame_equal(nca_parameters(profile, ["USUBJID", "PCTESTCD"]),
+                                  _nca_parameters_before(profile, ["USUBJID", "PCTESTCD"]))
+    pd.testing.assert_frame_equal(nca_parameters(profile, ["USUBJID"], 14.0), _nca_parameters_before(profile, ["USUBJID"], 14.0))

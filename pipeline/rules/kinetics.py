@@ -83,8 +83,9 @@ def nca_parameters(profile: pd.DataFrame, by: list[str], window_end: float = WIN
     auc = trap.groupby([pts[k] for k in by]).sum().rename("AUC")
     reach = pts.groupby(by)["t"].max().rename("t_end")
 
-    out = groups.merge(n_obs.reset_index(), on=by, how="left").merge(cmax.reset_index(), on=by, how="left")
-    out = out.merge(auc.reset_index(), on=by, how="left").merge(reach.reset_index(), on=by, how="left")
+    # the per-group statistics side by side (aligned on the group keys), then one merge
+    per_group = pd.concat([n_obs, cmax, auc, reach], axis=1)
+    out = groups.merge(per_group.reset_index(), on=by, how="left")
     out["n_obs"] = out["n_obs"].fillna(0).astype(int)
     complete = out["t_end"] >= window_end
     no_obs = out["n_obs"].eq(0)
