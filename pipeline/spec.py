@@ -148,10 +148,20 @@ class Spec:
         return self._memo("codelist", codelist_id, self._codelist).copy()
 
     def terms(self, codelist_id: str) -> list[str]:
-        return self.codelist(codelist_id)["term"].tolist()
+        """The codelist's terms in file order: made once per codelist, each caller gets its own
+        list (a copy of a few strings, not of the codelist frame)."""
+        return list(self._memo("terms", codelist_id, self._terms))
+
+    def _terms(self, codelist_id: str) -> list[str]:
+        return self._memo("codelist", codelist_id, self._codelist)["term"].tolist()
 
     def decode_map(self, codelist_id: str) -> dict[str, str]:
-        c = self.codelist(codelist_id)
+        """Term -> decode (the term itself when the decode is empty): made once per codelist,
+        each caller gets its own dict."""
+        return dict(self._memo("decode_map", codelist_id, self._decode_map))
+
+    def _decode_map(self, codelist_id: str) -> dict[str, str]:
+        c = self._memo("codelist", codelist_id, self._codelist)
         return dict(zip(c["term"], c["decode"].where(c["decode"] != "", c["term"])))
 
     # ---- raw contract -----------------------------------------------------------

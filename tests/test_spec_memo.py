@@ -77,3 +77,21 @@ def test_a_spec_rebuilt_from_its_fields_works_and_starts_afresh(spec):
     spec.vars("DM")
     rebuilt = type(spec)(**spec.__dict__)
     pd.testing.assert_frame_equal(rebuilt.vars("DM"), spec.vars("DM"))
+
+
+def test_terms_and_decode_map_are_memoised_copies(spec):
+    """terms/decode_map are made once per codelist; a caller changing its list or dict does not
+    change what the next caller gets (values as read from the codelist rows)."""
+    rows = spec.codelists[spec.codelists["codelist"] == "NY"]
+    by_hand_terms = rows["term"].tolist()
+    by_hand_decode = {t: (d if d != "" else t) for t, d in zip(rows["term"], rows["decode"])}
+    terms, decode = spec.terms("NY"), spec.decode_map("NY")
+    assert terms == by_hand_terms and decode == by_hand_decode
+    terms.append("changed")
+    terms[0] = "changed"
+    decode["Y"] = "changed"
+    decode["extra"] = "x"
+    assert spec.terms("NY") == by_hand_terms
+    assert spec.decode_map("NY") == by_hand_decode
+    assert spec.terms("NY") is not spec.terms("NY")
+    assert spec.decode_map("NY") is not spec.decode_map("NY")
