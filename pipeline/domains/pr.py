@@ -99,17 +99,25 @@ def procedure_findings(raw: pd.DataFrame, recs: pd.DataFrame, items: pd.DataFram
     decode = spec.decode_map("FATESTCD")
     vl = spec.valuelevel
     vl = vl[(vl["dataset"] == "FAPR") & (vl["variable"] == "FAORRES")].set_index("where_value")
+    parsed: dict[str, tuple[pd.Series, pd.Series]] = {}  # several items share a date column (HSCASDAT)
+
+    def dates(column: str) -> tuple[pd.Series, pd.Series]:
+        """:func:`raw_dtc` of one date column of ``raw``, parsed once for all items."""
+        if column not in parsed:
+            parsed[column] = raw_dtc(raw, column)
+        return parsed[column]
+
     for it in items.itertuples(index=False):  # the few collected items of the form (metadata)
         if it.result not in raw:
             continue
         res = text(raw[it.result])
         has = res.ne("")
-        dtc, bad = raw_dtc(raw, it.date)
+        dtc, bad = dates(it.date)
         findings.append(make_findings(studyid, raw[has & bad], it.date, "pr_impossible_date", "error",
                                       f"{it.date} is not a date; FADTC of {it.fatestcd} not mapped"))
         if it.date_when:
             use = res.isin(it.date_when.split("|"))
-            fb, fbad = raw_dtc(raw, it.fallback_date) if it.fallback_date else (pd.Series("", index=raw.index), None)
+            fb, fbad = dates(it.fallback_date) if it.fallback_date else (pd.Series("", index=raw.index), None)
             missing = has & use & dtc.eq("") & ~bad
             findings.append(make_findings(studyid, raw[missing], it.date, "pr_finding_date_missing", "warning",
                                           f"{it.result} = " + res + f" needs {it.date}; FADTC of {it.fatestcd} left empty"))
