@@ -236,6 +236,7 @@ def run_domains(ctx: StudyContext, log: BuildLog, progress: Progress | None = No
             merged.origin[ds] = f"{merged.origin[ds]}+{name}" if appended else name
             ctx.datasets[ds] = merged.datasets[ds]
             made.append(f"{ds}(+{len(frame)})" if appended else f"{ds}({len(frame)})")
+        ctx.derived.update(result.derived)
         for rep, frame in result.reports.items():
             if rep in merged.reports or rep in RESERVED_REPORTS or not _REPORT_NAME.match(rep):
                 merged.findings.append(_finding(sid, name, "report_name",

@@ -77,6 +77,9 @@ class DomainResult:
     consumed: pd.DataFrame = field(default_factory=lambda: empty(CONSUMED_COLUMNS))
     rejected: pd.DataFrame = field(default_factory=lambda: empty(REJECTED_COLUMNS))
     findings: pd.DataFrame = field(default_factory=lambda: empty(FINDING_COLUMNS))
+    #: intermediate frames a later module reads instead of deriving them again (not exported;
+    #: put into :attr:`StudyContext.derived`), e.g. ``subject_elements`` from EX for SE
+    derived: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,6 +98,9 @@ class StudyContext:
     #: build mode (:data:`BUILD_MODES`): ``final`` (submission: every Required value present,
     #: e.g. each verbatim AE term coded) or ``draft`` (open coding queries are warnings)
     mode: str = "final"
+    #: intermediate frames the modules built so far returned in :attr:`DomainResult.derived`
+    #: (read-only for the modules after them)
+    derived: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def form(self, name: str) -> pd.DataFrame:
         """A raw form, or an empty frame with the spec's columns when it was not delivered."""

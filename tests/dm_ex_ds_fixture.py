@@ -117,5 +117,6 @@ def run(ctx: StudyContext, modules=("dm", "ex", "se", "ds", "ie", "vs", "trial_d
     for name in modules:
         res = importlib.import_module(f"pipeline.domains.{name}").build(ctx)
         ctx.datasets.update(res.datasets)
+        ctx.derived.update(res.derived)
         out[name] = res
     return out

@@ -84,3 +84,24 @@ def test_impossible_date_rejected_not_raised():
     res = ex_mod.build(ctx)
     assert res.rejected["row"].tolist() == [2]
     assert res.findings.loc[res.findings["check"] == "ex_impossible_date", "severity"].tolist() == ["error"]
+
+
+def test_se_reads_the_elements_ex_derived_and_equals_deriving_them_again(built):
+    """SE from the subject elements EX returned in ``derived`` equals SE derived from DM and the
+    exported EX (the path without them), and building SE leaves EX's frame unchanged."""
+    import pandas as pd
+    from pipeline.derive.epoch import subject_elements
+    from pipeline.domains import se as se_mod
+    shared = built.derived["subject_elements"]
+    before = shared.copy()
+    again = se_mod.build(built).datasets["SE"]
+    pd.testing.assert_frame_equal(shared, before)
+    pd.testing.assert_frame_equal(shared, subject_elements(built.datasets["DM"], built.datasets["EX"], built.study))
+    derived = built.derived
+    try:
+        built.derived = {}
+        without = se_mod.build(built).datasets["SE"]
+    finally:
+        built.derived = derived
+    pd.testing.assert_frame_equal(again, without)
+    pd.testing.assert_frame_equal(again, built.datasets["SE"])

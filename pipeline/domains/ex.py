@@ -105,6 +105,7 @@ def build(ctx: StudyContext) -> DomainResult:
     supp = build_supp(ex.join(product_qualifiers(raw)), "EX", spec, "EXSEQ")
     if len(supp):
         res.datasets["SUPPEX"] = supp[spec.var_names("SUPPEX")].reset_index(drop=True)
+    res.derived["subject_elements"] = se  # SE reads them instead of deriving them again
     res.consumed = ctx.consumed_rows("ex", raw["_ROW"], "EX")
     res.rejected = concat(rejected, REJECTED_COLUMNS)
     res.findings = concat(findings, FINDING_COLUMNS)

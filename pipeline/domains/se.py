@@ -2,7 +2,8 @@
 
 The elements a subject actually entered and their start/end come from the shared
 :func:`pipeline.derive.epoch.subject_elements` (the same call EX uses for its EPOCH), so SE and
-every domain's EPOCH agree. Built right after EX; no raw rows are read.
+every domain's EPOCH agree. Built right after EX, from the subject elements EX derived for its
+EPOCH (``ctx.derived``; derived here from DM and EX when absent); no raw rows are read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pipeline.derive.studyday import study_day_by_subject
 
 def build(ctx: StudyContext) -> DomainResult:
     dm, ex = ctx.datasets["DM"], ctx.datasets["EX"]
-    se = subject_elements(dm, ex, ctx.study)
+    shared = ctx.derived.get("subject_elements")
+    se = shared.copy() if shared is not None else subject_elements(dm, ex, ctx.study)
     se["DOMAIN"] = "SE"
     se["SESEQ"] = assign_seq(se, ["TAETORD", "SESTDTC"])
     se["SESTDY"] = study_day_by_subject(se["SESTDTC"], se["USUBJID"], dm)
