@@ -454,3 +454,23 @@ def test_grade_bands_must_meet(change, msg):
     assert len(ctcae_lab.check_criteria(_raw_criteria())) == len(bad)
     with pytest.raises(ConfigError, match=msg):
         ctcae_lab.check_criteria(bad)
+
+
+def test_gradable_rows_read_as_the_criteria_table_iterated_by_column():
+    """_gradable_rows takes the rows from plain lists (issue 14): the same rows, tests, order
+    and values (NaN bounds included) as iterating the pandas columns, with a missing test and a
+    clinical-only row left out."""
+    _, criteria = _tables()
+    c = pd.concat([criteria, criteria.iloc[[0]].assign(lbtestcd=None)], ignore_index=True)
+    rows = c[(c["lab_gradable"] == "Y") & c["lbtestcd"].notna()]
+    expected: dict = {}
+    for test, *values in zip(rows["lbtestcd"], *(rows[f] for f in ctcae_lab._Criterion._fields)):
+        expected.setdefault(test, []).append(ctcae_lab._Criterion(*values))
+    got = ctcae_lab._gradable_rows(c)
+    assert list(got) == list(expected) and None not in got
+    for test in expected:
+        for g, e in zip(got[test], expected[test], strict=True):
+            for f, a, b in zip(ctcae_lab._Criterion._fields, g, e):
+                assert (a == b) or (pd.isna(a) and pd.isna(b)), (test, f, a, b)
+    assert sum(map(len, got.values())) == int((criteria["lab_gradable"] == "Y").sum())
+    assert any(np.isnan(r.lower) for rs in got.values() for r in rs)  # open bounds are there

@@ -330,7 +330,8 @@ def _gradable_rows(criteria: pd.DataFrame) -> dict[str, list[_Criterion]]:
     made per test by ``itertuples``)."""
     rows = criteria[(criteria["lab_gradable"] == "Y") & criteria["lbtestcd"].notna()]
     by_test: dict[str, list[_Criterion]] = {}
-    for test, *values in zip(rows["lbtestcd"], *(rows[f] for f in _Criterion._fields)):  # criteria rows
+    # plain lists: iterating a pandas column costs a call per element
+    for test, *values in zip(rows["lbtestcd"].tolist(), *(rows[f].tolist() for f in _Criterion._fields)):  # criteria rows
         by_test.setdefault(test, []).append(_Criterion(*values))
     return by_test
 
@@ -375,7 +376,7 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
     ouniq = np.array([str(u) for u in ouniq], dtype=object)  # the reported units (a few)
     orig_unit = ouniq[ocode]
 
-    expected = dict(zip(criteria["lbtestcd"], criteria["si_unit"]))
+    expected = dict(zip(criteria["lbtestcd"].tolist(), criteria["si_unit"].tolist()))
     exp_u = tuniq.map(expected)
     has_criteria = exp_u.notna().to_numpy()[tcode]
     exp_of_test = exp_u.fillna("").to_numpy(dtype=object)
@@ -394,7 +395,7 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
     terms = {}
     for d in DIRECTIONS:
         sub = criteria[criteria["direction"] == d]
-        terms[d] = dict(zip(sub["lbtestcd"], sub["term"]))
+        terms[d] = dict(zip(sub["lbtestcd"].tolist(), sub["term"].tolist()))
     base_abn = {d: _baseline_abnormal(rec, d) for d in DIRECTIONS}
     # rule 8: the threshold unit each record is graded in, per test and direction (one term each)
     grading_unit = {d: np.full(n, "", dtype=object) for d in DIRECTIONS}
