@@ -474,3 +474,46 @@ def test_gradable_rows_read_as_the_criteria_table_iterated_by_column():
                 assert (a == b) or (pd.isna(a) and pd.isna(b)), (test, f, a, b)
     assert sum(map(len, got.values())) == int((criteria["lab_gradable"] == "Y").sum())
     assert any(np.isnan(r.lower) for rs in got.values() for r in rs)  # open bounds are there
+
+
+def _hand_criteria():
+    """A made-up high-direction test XX: grade 1 >ULN-3.0xULN, grade 2 >3.0xULN (normal
+    baseline); grade 1 >1.5-3.0xBASELINE (abnormal baseline); grade 3 >= 100 (any)."""
+    base = dict(ctcae_version="5.0", term="XX increased", meddra_code="1", lbtestcd="XX", direction="high",
+                clause="1", lab_gradable="Y", lower_offset="", upper_offset="", si_unit="U/L", threshold_unit="",
+                source_text="made up", assumption="", source="test", lower_incl="N", upper_incl="Y",
+                lower_basis="ULN", upper_basis="ULN")
+    rows = [dict(base, grade="1", baseline="normal", lower="1", upper="3"),
+            dict(base, grade="2", baseline="normal", lower="3", upper="", upper_basis="", upper_incl=""),
+            dict(base, grade="1", baseline="abnormal", lower="1.5", upper="3", lower_basis="BASELINE",
+                 upper_basis="BASELINE"),
+            dict(base, grade="3", baseline="any", lower="100", lower_basis="SI", lower_incl="Y", upper="",
+                 upper_basis="", upper_incl="")]
+    return ctcae_lab.check_criteria(pd.DataFrame(rows, columns=ctcae_lab.CRITERIA_COLUMNS))
+
+
+def test_grade_labs_by_hand_on_open_bounds_baseline_basis_and_missing_range():
+    """Open upper bounds, a BASELINE basis, an absolute bound and a missing ULN, graded by hand
+    (the per-row evaluation updates its grades in place: issue 14)."""
+    c = _hand_criteria()
+    nan = np.nan
+    #        value  ULN   post   BASE  BASE_ULN   expected
+    cases = [(10.0, 10.0, False, nan, nan, "0"),    # on the ULN: not above it
+             (10.5, 10.0, False, nan, nan, "1"),
+             (30.0, 10.0, False, nan, nan, "1"),    # 3.0 x ULN inclusive in grade 1
+             (30.1, 10.0, False, nan, nan, "2"),    # open upper bound of grade 2
+             (100.0, 10.0, False, nan, nan, "3"),   # absolute >= 100 (any baseline)
+             (99.0, nan, False, nan, nan, ""),      # ULN missing: grade 1-2 unknown, 3 not met
+             (120.0, nan, False, nan, nan, "3"),    # ULN missing, but grade 3 is certain
+             (29.0, 10.0, True, 20.0, 10.0, "0"),   # abnormal baseline: > 1.5 x BASE needed
+             (31.0, 10.0, True, 20.0, 25.0, "2"),   # baseline normal: x ULN rows
+             (40.0, 10.0, True, 20.0, 10.0, "1")]   # > 1.5 x BASE
+    f = pd.DataFrame({"LBTESTCD": "XX", "LBSTRESU": "U/L", "value": [x[0] for x in cases], "censor": 0.0,
+                      "LLN": nan, "ULN": [x[1] for x in cases], "post": [x[2] for x in cases],
+                      "BASE": [x[3] for x in cases], "BASE_CENSOR": 0.0, "BASE_LLN": nan,
+                      "BASE_ULN": [x[4] for x in cases]})
+    g = ctcae_lab.grade_labs(f, c)
+    assert g.frame["LBTOXGR"].tolist() == [x[5] for x in cases]
+    assert g.range_missing.tolist() == [x[5] == "" for x in cases]
+    empty = ctcae_lab.grade_labs(f.iloc[:0], c)
+    assert empty.frame.empty and list(empty.frame.columns) == ["LBTOX", "LBTOXGR"]

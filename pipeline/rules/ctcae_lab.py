@@ -419,6 +419,7 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
         own = {k: rec[k][pos] for k in ("value", "censor", "ULN", "LLN", "BASE")}
         p, f_orig = post[pos], orig_factor[pos]
         has_base = np.isfinite(own["BASE"])
+        ones = np.ones(len(pos))
         local = {d: (sat[d][pos], unev[d][pos], grading_unit[d][pos], base_abn[d][pos])
                  for d in {r.direction for r in test_rows}}
         for r in test_rows:  # the test's criteria rows, each over its records
@@ -426,36 +427,35 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
             has_dir[r.direction][pos] = True
             in_unit = t_unit == r.threshold_unit
             # absolute thresholds and offsets of a row in a non-standard unit, in standard units (rule 8)
-            f = np.ones(len(pos)) if r.threshold_unit == r.si_unit else f_orig
+            f = ones if r.threshold_unit == r.si_unit else f_orig
+            applies = in_unit  # a fresh array per row
             if r.baseline == "normal":
-                applies = ~(p & ab)
+                applies &= ~(p & ab)
             elif r.baseline == "abnormal":
-                applies = p & ab
-            else:
-                applies = np.ones(len(pos), dtype=bool)
-            applies &= in_unit
+                applies &= p & ab
             if "BASELINE" in (r.lower_basis, r.upper_basis):
                 applies &= p & has_base
             v, cz = own["value"], own["censor"]
-            ok = np.ones(len(pos), dtype=bool)
-            evaluable = np.ones(len(pos), dtype=bool)
+            ok = evaluable = np.True_  # no bound: every record (broadcast)
             for side in ("lower", "upper"):
                 mult = getattr(r, side)
                 if np.isnan(mult):
                     continue
                 basis, incl = getattr(r, f"{side}_basis"), getattr(r, f"{side}_incl") == "Y"
-                ref = _reference(basis, own, len(pos)) * (f if basis == "SI" else 1.0)
+                # ref(SI) = 1 in the row's threshold unit, i.e. f in standard units (rule 8)
+                ref = f if basis == "SI" else _reference(basis, own, len(pos))
                 thr = mult * ref + getattr(r, f"{side}_offset") * f
-                evaluable &= np.isfinite(thr)
+                evaluable = evaluable & np.isfinite(thr)
                 sg = _sign(v, cz, thr)
                 if side == "lower":
-                    ok &= (sg >= 0) if incl else (sg > 0)
+                    ok = ok & ((sg >= 0) if incl else (sg > 0))
                 else:
-                    ok &= (sg <= 0) if incl else (sg < 0)
+                    ok = ok & ((sg <= 0) if incl else (sg < 0))
             met = applies & evaluable & ok
             blocked = applies & ~evaluable
-            t_sat[met] = np.maximum(t_sat[met], r.grade)
-            t_unev[blocked] = np.maximum(t_unev[blocked], r.grade)
+            # the highest grade met / blocked so far, in place
+            np.maximum(t_sat, r.grade, out=t_sat, where=met)
+            np.maximum(t_unev, r.grade, out=t_unev, where=blocked)
         for d, (t_sat, t_unev, _, _) in local.items():
             sat[d][pos], unev[d][pos] = t_sat, t_unev
 
