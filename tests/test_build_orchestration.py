@@ -280,4 +280,5 @@ def test_swap_in_restores_previous_on_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(writer.os, "rename", real_rename)
     writer.swap_in(staging, target)
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    writer.wait_removals()  # the previous folder is deleted in the background (writer.remove_later)
     assert sorted(p.name for p in tmp_path.iterdir()) == [SID]
