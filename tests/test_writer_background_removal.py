@@ -45,17 +45,33 @@ def _trash(out: Path, name: str, pid: int | None = None) -> Path:
     return out / f".trash-{name}-{pid or os.getpid()}"
 
 
-def test_the_swap_returns_before_the_previous_folder_is_deleted(tmp_path, slow_removal):
+@pytest.fixture
+def held_removal(monkeypatch):
+    """Deletions that wait until the test releases them (an Event), then delete."""
+    release, done = threading.Event(), []
+    real = writer._remove_tree
+
+    def held(path: Path) -> None:
+        release.wait(30)
+        real(path)
+        done.append(Path(path).name)
+    monkeypatch.setattr(writer, "_remove_tree", held)
+    yield release, done
+    release.set()
+    writer.wait_removals()
+
+
+def test_the_swap_returns_before_the_previous_folder_is_deleted(tmp_path, held_removal):
+    release, done = held_removal
     out = tmp_path / "out"
     target = _folder(out / "S1", "old")
     staging = _folder(out / ".staging-S1-1", "new")
-    started = time.perf_counter()
-    writer.swap_in(staging, target)
-    assert time.perf_counter() - started < 0.25  # the 0.3 s deletion is not waited for
+    writer.swap_in(staging, target)  # returns while the deletion is held
     assert (target / "f0.txt").read_text() == "new" and not staging.exists()
-    assert _trash(out, "S1").exists() and slow_removal == []
+    assert _trash(out, "S1").exists() and done == []
+    release.set()
     writer.wait_removals()
-    assert not _trash(out, "S1").exists() and slow_removal == [_trash(out, "S1").name]
+    assert not _trash(out, "S1").exists() and done == [_trash(out, "S1").name]
     assert sorted(p.name for p in out.iterdir()) == ["S1"]
 
 
