@@ -492,6 +492,7 @@ def _hand_criteria():
     return ctcae_lab.check_criteria(pd.DataFrame(rows, columns=ctcae_lab.CRITERIA_COLUMNS))
 
 
+@pytest.mark.filterwarnings("error::pandas.errors.Pandas4Warning")  # a one-direction test: no fill of floats with text
 def test_grade_labs_by_hand_on_open_bounds_baseline_basis_and_missing_range():
     """Open upper bounds, a BASELINE basis, an absolute bound and a missing ULN, graded by hand
     (the per-row evaluation updates its grades in place: issue 14)."""

@@ -474,8 +474,9 @@ def grade_labs(frame: pd.DataFrame, criteria: pd.DataFrame) -> Grades:
     both = has_dir["low"] & has_dir["high"]
     one_unknown = both & (np.isnan(lo) | np.isnan(hi))
     chosen = np.where(one_unknown & ~(np.nan_to_num(chosen, nan=0.0) >= 1), np.nan, chosen)
-    term_lo = tuniq.map(terms["low"]).fillna("").to_numpy(dtype=object)[tcode]
-    term_hi = tuniq.map(terms["high"]).fillna("").to_numpy(dtype=object)[tcode]
+    # a direction without any term maps to all-missing floats: made objects before the empty fill
+    term_lo = tuniq.map(terms["low"]).astype(object).fillna("").to_numpy(dtype=object)[tcode]
+    term_hi = tuniq.map(terms["high"]).astype(object).fillna("").to_numpy(dtype=object)[tcode]
     term = np.where(pick_low, term_lo, term_hi)
     graded = np.isfinite(chosen)
     out = pd.DataFrame({
