@@ -11,7 +11,7 @@ Both renames are within one directory, so each is atomic on POSIX file systems; 
 fails the previous folder is renamed back. Step 3 runs in the background because deleting a
 study's couple of hundred files takes about 0.4 s of wall time (little CPU) on a disk mounted with
 ``discard``: meanwhile the process builds its next study. A build's parent waits for its own
-deletions at the end (:func:`wait_removals`, :func:`pipeline.build.build_studies`); a worker
+deletions at the end (:func:`wait_removals`, :func:`pipeline.build.run_build`); a worker
 process's deletions end before the process does, since multiprocessing joins a child's
 non-daemon threads before the child exits, and the pool waits for its workers. A failed build only removes its own staging
 folder, so the previous outputs stay byte-identical.
