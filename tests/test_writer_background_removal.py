@@ -25,18 +25,23 @@ def _folder(path: Path, text: str, n: int = 5) -> Path:
     return path
 
 
-@pytest.fixture
-def slow_removal(monkeypatch):
-    """Deletions that take 0.3 s and record that they ran (the disk's ``discard`` made slow)."""
+def _recorded_removals(monkeypatch, before) -> list[str]:
+    """writer's deletions patched to call ``before()`` first, then delete; the names deleted."""
     done: list[str] = []
     real = writer._remove_tree
 
-    def slow(path: Path) -> None:
-        time.sleep(0.3)
+    def removal(path: Path) -> None:
+        before()
         real(path)
         done.append(Path(path).name)
-    monkeypatch.setattr(writer, "_remove_tree", slow)
-    yield done
+    monkeypatch.setattr(writer, "_remove_tree", removal)
+    return done
+
+
+@pytest.fixture
+def slow_removal(monkeypatch):
+    """Deletions that take 0.3 s and record that they ran (the disk's ``discard`` made slow)."""
+    yield _recorded_removals(monkeypatch, lambda: time.sleep(0.3))
     writer.wait_removals()
 
 
@@ -48,15 +53,8 @@ def _trash(out: Path, name: str, pid: int | None = None) -> Path:
 @pytest.fixture
 def held_removal(monkeypatch):
     """Deletions that wait until the test releases them (an Event), then delete."""
-    release, done = threading.Event(), []
-    real = writer._remove_tree
-
-    def held(path: Path) -> None:
-        release.wait(30)
-        real(path)
-        done.append(Path(path).name)
-    monkeypatch.setattr(writer, "_remove_tree", held)
-    yield release, done
+    release = threading.Event()
+    yield release, _recorded_removals(monkeypatch, lambda: release.wait(30))
     release.set()
     writer.wait_removals()
 
