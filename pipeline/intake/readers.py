@@ -473,6 +473,24 @@ def _spec_layout(form: str, spec: Spec) -> tuple[tuple[str, ...], tuple[str, ...
     return per_object(spec, ("raw_form_layout", form), layout)
 
 
+def normalised_frame(texts: dict[str, pd.api.extensions.ExtensionArray], columns: list[str], file_name: str,
+                     rows: np.ndarray) -> pd.DataFrame:
+    """The form's frame in one construction: ``columns`` in order (a column not delivered is
+    empty text), then ``_FILE`` (text) and ``_ROW`` (int64, the file's row number), without the
+    blank records (every delivered cell empty; a file without columns has only blank records).
+
+    Built once from the arrays instead of adding, reordering and filtering columns one call at a
+    time (issue 14).
+    """
+    keep = ~np.logical_and.reduce([texts[c].isna() for c in texts]) if texts else np.zeros(len(rows), dtype=bool)
+    n = int(keep.sum())
+    empty_text = pd.array(np.full(n, None, dtype=object), dtype="str")
+    data = {c: texts[c][keep] if c in texts else empty_text.copy() for c in columns}
+    data["_FILE"] = pd.array(np.full(n, file_name, dtype=object), dtype="str")
+    data["_ROW"] = rows[keep].astype("int64")
+    return pd.DataFrame(data, index=pd.RangeIndex(n))
+
+
 def _normalise(header: list[str], df: pd.DataFrame, form: str, file_name: str, spec: Spec,
                studyid: str) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Name, strip and order the columns; drop blank records; check the spec's columns."""
@@ -485,17 +503,16 @@ def _normalise(header: list[str], df: pd.DataFrame, form: str, file_name: str, s
                 raise UnreadableFile("file.header",
                                      f"{file_name}: header column {i + 1} has no name but holds data; "
                                      "every column needs its name in the first row")
-    texts = strip_texts([df[i] for i in data_cols])
-    frame = pd.DataFrame({names[i]: t for i, t in zip(data_cols, texts)}, index=df.index)
+    texts = dict(zip((names[i] for i in data_cols), strip_texts([df[i] for i in data_cols])))
     columns, required = _spec_layout(form, spec)
-    missing_req = [c for c in required if c not in frame.columns]
+    missing_req = [c for c in required if c not in texts]
     if missing_req:
         raise UnreadableFile("file.missing_column",
                              f"{file_name}: required column{'s' if len(missing_req) > 1 else ''} "
                              f"{', '.join(missing_req)} missing from the header (see specs/raw/columns.csv)")
     notes: list[pd.DataFrame] = []
-    absent = [c for c in columns if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in set(columns)]
+    absent = [c for c in columns if c not in texts]
+    extra = [c for c in texts if c not in set(columns)]
     if absent:
         notes.append(file_finding(studyid, file_name, "file.optional_column_absent", "warning",
                                   f"{file_name}: optional column{'s' if len(absent) > 1 else ''} "
@@ -504,15 +521,7 @@ def _normalise(header: list[str], df: pd.DataFrame, form: str, file_name: str, s
         notes.append(file_finding(studyid, file_name, "file.extra_column", "warning",
                                   f"{file_name}: column{'s' if len(extra) > 1 else ''} {', '.join(extra)} "
                                   f"not in specs/raw/columns.csv for form {form} (kept, not checked)"))
-    for c in absent:
-        frame[c] = pd.Series(np.nan, index=frame.index, dtype="str")
-    frame = frame[list(columns) + extra]
-    blank = frame.isna().all(axis=1) if len(frame.columns) else pd.Series(True, index=frame.index)
-    frame["_FILE"] = file_name
-    frame["_ROW"] = df["_ROW"].to_numpy()
-    frame = frame[~blank.to_numpy()].reset_index(drop=True)
-    frame["_FILE"] = frame["_FILE"].astype("str")
-    frame["_ROW"] = frame["_ROW"].astype("int64")
+    frame = normalised_frame(texts, list(columns) + extra, file_name, df["_ROW"].to_numpy())
     if frame.empty:
         if form in MANDATORY_FORMS:
             notes.append(file_finding(studyid, file_name, "file.no_records", "error",
