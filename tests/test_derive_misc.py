@@ -76,6 +76,44 @@ def test_renumber_unscheduled_is_consistent_across_datasets(study):
     assert allv.groupby("date")["VISITNUM"].nunique().max() == 1
 
 
+def test_renumber_unscheduled_takes_bases_dates_and_days_from_every_dataset(study):
+    """Hand-computed: the base of an unscheduled date can come from another dataset, a dataset
+    without --DY falls back to 0 before any planned visit, string dtypes do not split a subject,
+    and the datasets that cannot take part (or have no unscheduled record) are returned as is."""
+    from pipeline.derive.visits import renumber_unscheduled
+    # VS holds subject A's only planned visit (DAY 28 = 13 on 02-03) and no unscheduled record
+    vs = pd.DataFrame({"USUBJID": ["A"], "DOMAIN": "VS", "VISIT": ["DAY 28"], "VISITNUM": [13.0],
+                       "VSDTC": ["2024-02-03"], "VSDY": [29.0]})
+    # LB (str dtype USUBJID): A unscheduled on 02-07 (after VS's DAY 28) and on 02-01 (before it:
+    # no planned visit of A on or before, study day 27 -> schedule base DAY 21 = 12, VISITDY 22),
+    # B on 01-02 (study day -20, before SCREENING's VISITDY -14 -> base 0)
+    lb = pd.DataFrame({"USUBJID": pd.array(["A", "A", "B", "B"], dtype="str"), "DOMAIN": "LB",
+                       "VISIT": ["UNSCHEDULED", " unscheduled ", "UNSCHEDULED", "UNSCHEDULED"],
+                       "VISITNUM": [np.nan, np.nan, np.nan, np.nan],
+                       "LBDTC": ["2024-02-07T09:00", "2024-02-01", "2024-01-02", "2024-01"], "LBDY": [33, 27, -20, np.nan]})
+    # FA has no --DY: A's 02-07 is the same date as LB's; B's 01-05 has no planned visit and no
+    # study day -> base 0, the second date after that base
+    fa = pd.DataFrame({"USUBJID": ["A", "B"], "DOMAIN": "FA", "VISIT": ["UNSCHEDULED", "UNSCHEDULED"],
+                       "VISITNUM": [np.nan, np.nan], "FADTC": ["2024-02-07", "2024-01-05"]})
+    ts = pd.DataFrame({"STUDYID": ["S"], "TSPARMCD": ["X"]})             # no USUBJID/VISIT: not taking part
+    cm = pd.DataFrame({"USUBJID": ["A"], "VISIT": ["UNSCHEDULED"], "VISITNUM": [np.nan]})   # no --DTC
+    empty = pd.DataFrame({"USUBJID": [], "VISIT": [], "VISITNUM": [], "EGDTC": []})
+    out = renumber_unscheduled({"VS": vs, "LB": lb, "TS": ts, "CM": cm, "FA": fa, "EG": empty}, study)
+    assert out["VS"] is vs and out["TS"] is ts and out["CM"] is cm and out["EG"] is empty
+    lbv = out["LB"]["VISITNUM"].tolist()
+    assert lbv[:3] == [13.01, 12.01, 0.01] and np.isnan(lbv[3])          # partial date: cannot be placed
+    assert out["FA"]["VISITNUM"].tolist() == [13.01, 0.02]               # B: 01-02 then 01-05 after base 0
+    assert lb["VISITNUM"].isna().all()                                   # the input frame is not changed
+    assert out["LB"]["LBDTC"].tolist() == lb["LBDTC"].tolist()
+
+
+def test_renumber_unscheduled_without_unscheduled_records_returns_the_input(study):
+    from pipeline.derive.visits import renumber_unscheduled
+    vs = pd.DataFrame({"USUBJID": ["A"], "VISIT": ["DAY 28"], "VISITNUM": [13.0], "VSDTC": ["2024-02-03"]})
+    given = {"VS": vs}
+    assert renumber_unscheduled(given, study) is given
+
+
 def test_unknown_visit_raises(study):
     with pytest.raises(DataError, match="not in the schedule"):
         visit_numbers(pd.Series(["WEEK 99"]), study)

@@ -180,45 +180,69 @@ def renumber_unscheduled(datasets: dict[str, pd.DataFrame], study: Study) -> dic
 
     Only subject-level datasets with USUBJID, VISIT, VISITNUM and a ``--DTC`` take part. Other
     datasets are returned unchanged (the same objects).
+
+    The taking part datasets' USUBJID, VISIT, date and study day are stacked into one set of
+    columns, so that visit names, dates and masks are computed once for the study, not once per
+    dataset; each dataset's rows are one slice of the stack.
     """
+    parts = _taking_part(datasets)
+    if not parts:
+        return datasets
     planned = dict(zip(study.visits["VISIT"].str.upper(), study.visits["VISITNUM"].astype(float)))
-    parts_u, parts_s, where = [], [], {}
-    for name, frame in datasets.items():  # a dozen datasets, each vectorised
+    stack = _stacked_visit_columns(datasets, parts)
+    visit = _names(stack["VISIT"])
+    date, dated = date_part(stack["DTC"], _DATE_RE)
+    unsched = visit.eq(UNSCHEDULED).to_numpy(dtype=bool)
+    if not unsched.any():
+        return datasets
+    placed = unsched & dated
+    sched = dated & visit.isin(list(planned)).to_numpy(dtype=bool)
+    nums = unscheduled_numbers(
+        pd.DataFrame({"USUBJID": stack["USUBJID"][placed], "date": date[placed], "dy": stack["dy"][placed]}),
+        pd.DataFrame({"USUBJID": stack["USUBJID"][sched], "date": date[sched],
+                      "VISITNUM": visit[sched].map(planned)}), study)
+    lookup = pd.Series(nums["VISITNUM"].to_numpy(), index=pd.MultiIndex.from_frame(nums[["USUBJID", "date"]]))
+    got = _unscheduled_lookup(lookup, stack["USUBJID"], date, pd.Series(placed))
+    out = dict(datasets)
+    bounds = np.cumsum([0] + [len(datasets[name]) for name, _ in parts])
+    for (name, _), lo, hi in zip(parts, bounds[:-1], bounds[1:]):  # a dozen datasets
+        if not unsched[lo:hi].any():
+            continue
+        frame = datasets[name].copy(deep=False)  # copy-on-write: the input frame is not changed
+        frame["VISITNUM"] = frame["VISITNUM"].astype("float64").where(~unsched[lo:hi], got[lo:hi])
+        out[name] = frame
+    return out
+
+
+def _taking_part(datasets: dict[str, pd.DataFrame]) -> list[tuple[str, str]]:
+    """``(dataset, its --DTC)`` of the non-empty datasets with USUBJID, VISIT, VISITNUM and a
+    ``--DTC``, in the order of ``datasets``."""
+    parts = []
+    for name, frame in datasets.items():  # a few dozen datasets
         if not {"USUBJID", "VISIT", "VISITNUM"} <= set(frame.columns) or frame.empty:
             continue
         dtc = _dtc_column(name, frame)
-        if dtc is None:
-            continue
-        visit = _names(frame["VISIT"])
-        date, dated = date_part(frame[dtc], _DATE_RE)
-        dated = pd.Series(dated, index=frame.index)
-        unsched = visit.eq(UNSCHEDULED)
-        if not unsched.any():
-            sched_mask = dated & visit.isin(list(planned))
-            parts_s.append(pd.DataFrame({"USUBJID": frame.loc[sched_mask, "USUBJID"], "date": date[sched_mask],
-                                         "VISITNUM": visit[sched_mask].map(planned)}).drop_duplicates())
-            continue
-        dy_col = dtc[:-3] + "DY"
-        dy = pd.to_numeric(frame[dy_col], errors="coerce") if dy_col in frame else pd.Series(np.nan, index=frame.index)
-        parts_u.append(pd.DataFrame({"USUBJID": frame.loc[unsched & dated, "USUBJID"], "date": date[unsched & dated],
-                                     "dy": dy[unsched & dated]}).drop_duplicates(["USUBJID", "date"]))
-        sched_mask = dated & visit.isin(list(planned))
-        parts_s.append(pd.DataFrame({"USUBJID": frame.loc[sched_mask, "USUBJID"], "date": date[sched_mask],
-                                     "VISITNUM": visit[sched_mask].map(planned)}).drop_duplicates())
-        where[name] = (unsched, dated, date)
-    if not where:
-        return datasets
-    nums = unscheduled_numbers(pd.concat(parts_u, ignore_index=True),
-                               pd.concat(parts_s, ignore_index=True) if parts_s else
-                               pd.DataFrame(columns=["USUBJID", "date", "VISITNUM"]), study)
-    lookup = pd.Series(nums["VISITNUM"].to_numpy(), index=pd.MultiIndex.from_frame(nums[["USUBJID", "date"]]))
-    out = dict(datasets)
-    for name, (unsched, dated, date) in where.items():
-        frame = datasets[name].copy(deep=False)  # copy-on-write: the input frame is not changed
-        got = _unscheduled_lookup(lookup, frame["USUBJID"], date, unsched & dated)
-        frame["VISITNUM"] = frame["VISITNUM"].astype("float64").where(~unsched, got)
-        out[name] = frame
-    return out
+        if dtc is not None:
+            parts.append((name, dtc))
+    return parts
+
+
+def _stacked_visit_columns(datasets: dict[str, pd.DataFrame], parts: list[tuple[str, str]]) -> pd.DataFrame:
+    """USUBJID, VISIT and DTC (object) and ``dy`` (the ``--DY`` as a number, NaN when absent)
+    of the ``parts`` datasets (:func:`_taking_part`), one after another on a 0..n-1 index."""
+    def column(name: str, variable: str) -> np.ndarray:
+        return datasets[name][variable].to_numpy(dtype=object)
+
+    def study_day(name: str, dtc: str) -> np.ndarray:
+        frame, dy = datasets[name], dtc[:-3] + "DY"
+        if dy not in frame:
+            return np.full(len(frame), np.nan)
+        return pd.to_numeric(frame[dy], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+    return pd.DataFrame({"USUBJID": np.concatenate([column(n, "USUBJID") for n, _ in parts]),
+                         "VISIT": np.concatenate([column(n, "VISIT") for n, _ in parts]),
+                         "DTC": np.concatenate([column(n, dtc) for n, dtc in parts]),
+                         "dy": np.concatenate([study_day(n, dtc) for n, dtc in parts])})
 
 
 def planned_visit_day(visit: pd.Series, study: Study) -> pd.Series:
