@@ -190,3 +190,51 @@ def test_spec_checks_made_once_per_spec_and_study_checks_in_place(spec):
     bare = checks._plans(spec, "AE", None, None)["error"]
     assert [c.name for c in bare.columns["STUDYID"][0]][-1] == "value_rules|STUDYID|max_length_200:,ascii:"
     assert [c.name for c in bare.checks] == ["seq_unique|AESEQ|"]
+
+
+#: key cells: few distinct values so that duplicates are common, and every kind of missing value
+_KEY_CELLS = st.sampled_from(["A", "B", "", None, np.nan, 1.0, 1, 2.5])
+
+
+@st.composite
+def _keyed_frames(draw):
+    """A frame of 0-8 records and 1-3 key columns (object, float or str dtype) and the keys."""
+    n = draw(st.integers(0, 8))
+    frame = {}
+    for i in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["object", "float", "str"]))
+        if kind == "float":
+            frame[f"K{i}"] = pd.Series(draw(st.lists(st.sampled_from([1.0, 2.0, np.nan]), min_size=n, max_size=n)),
+                                       dtype="float64")
+        elif kind == "str":
+            frame[f"K{i}"] = pd.Series(draw(st.lists(st.sampled_from(["A", "B", ""]), min_size=n, max_size=n)),
+                                       dtype="str")
+        else:
+            frame[f"K{i}"] = pd.Series(draw(st.lists(_KEY_CELLS, min_size=n, max_size=n)), dtype=object)
+    return pd.DataFrame(frame, index=pd.RangeIndex(n)), tuple(frame)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_keyed_frames())
+def test_unique_keys_is_pandas_duplicated_all_false(case):
+    """The clean test of seq_unique and duplicate_keys answers as the pandera check function
+    (``~DataFrame.duplicated(keys, keep=False)`` all True) on random keyed frames."""
+    frame, keys = case
+    assert checks._unique_keys(frame, keys) == bool((~frame.duplicated(list(keys), keep=False)).all())
+
+
+def test_unique_keys_by_hand(monkeypatch):
+    f = pd.DataFrame({"USUBJID": ["S-1", "S-1", "S-2"], "AESEQ": [1.0, 2.0, 1.0], "AEDECOD": ["X", "X", None]})
+    assert checks._unique_keys(f, ("USUBJID", "AESEQ"))
+    assert not checks._unique_keys(f, ("USUBJID", "AEDECOD"))            # S-1 twice with X
+    assert checks._unique_keys(f, ("USUBJID", "NOTHERE"))                # absent: variable_missing reports it
+    two_missing = pd.DataFrame({"USUBJID": ["S-2", "S-2"], "AEDECOD": [None, np.nan]})
+    assert not checks._unique_keys(two_missing, ("USUBJID", "AEDECOD"))  # missing equals missing
+    assert checks._unique_keys(f.iloc[:0], ("USUBJID", "AESEQ"))
+    # the combined codes are renumbered before they would overflow: the same answers
+    monkeypatch.setattr(checks, "_KEY_CODE_SPAN", 4)
+    assert checks._unique_keys(f, ("USUBJID", "AESEQ", "AEDECOD"))
+    assert not checks._unique_keys(f, ("USUBJID", "AEDECOD", "AEDECOD"))
+    wide = pd.DataFrame({c: range(40) for c in "ABCDEFGHIJKL"}).astype("float64")
+    monkeypatch.setattr(checks, "_KEY_CODE_SPAN", 2 ** 62)
+    assert checks._unique_keys(wide, tuple(wide)) and not checks._unique_keys(pd.concat([wide, wide.tail(1)]), tuple(wide))

@@ -436,14 +436,14 @@ def _compute_spec_plan(spec: Spec, name: str) -> _SpecPlan:
     if seq in names and "USUBJID" in names:
         seq_checks.append(_check(
             lambda d, c=seq: _guard(d, ["USUBJID", c], lambda: ~d.duplicated(["USUBJID", c], keep=False)),
-            "seq_unique", seq))
+            "seq_unique", seq, all_pass=lambda d, c=seq: _unique_keys(d, ("USUBJID", c))))
     warn_frame_checks: list[pa.Check] = []
     # key uniqueness (warning)
     keys = spec.keys(name)
     if keys:
         warn_frame_checks.append(_check(
             lambda d, k=tuple(keys): _guard(d, list(k), lambda: ~d.duplicated(list(k), keep=False)),
-            "duplicate_keys", keys[-1], ", ".join(keys)))
+            "duplicate_keys", keys[-1], ", ".join(keys), all_pass=lambda d, k=tuple(keys): _unique_keys(d, k)))
     return _SpecPlan(tuple(out), frozenset(names), tuple(seq_checks), tuple(warn_frame_checks),
                      tuple(_valuelevel_checks(spec, name, names)))
 
@@ -573,6 +573,34 @@ def _guard(frame: pd.DataFrame, needed: list[str], fn: Callable[[], pd.Series]) 
     if any(c not in frame.columns for c in needed):
         return pd.Series(True, index=frame.index)
     return fn()
+
+
+#: the largest product of the keys' distinct counts that one int64 code of a key combination holds
+_KEY_CODE_SPAN = 2 ** 62
+
+
+def _unique_keys(frame: pd.DataFrame, keys: tuple[str, ...]) -> bool:
+    """The clean case of ``seq_unique`` and ``duplicate_keys``: no two records share the values of
+    ``keys`` (missing values equal to each other, as ``DataFrame.duplicated`` compares them), or a
+    key variable is absent (:func:`_guard`; reported once as variable_missing).
+
+    Each key is factorised once; the codes are combined into one int64 per record (mixed radix,
+    a missing value its own code 0), renumbered whenever the product of the distinct counts would
+    overflow; the keys are unique when the combined codes are. That is what ``duplicated`` does,
+    without its per-record boolean Series, which only a failing dataset needs (for the findings)."""
+    if any(k not in frame.columns for k in keys):
+        return True
+    combined = np.zeros(len(frame), dtype=np.int64)
+    span = 1
+    for k in keys:  # the dataset's few key variables
+        codes, uniques = pd.factorize(frame[k], use_na_sentinel=True)
+        radix = len(uniques) + 1
+        if span * radix > _KEY_CODE_SPAN:
+            combined, distinct = pd.factorize(combined)
+            span = len(distinct)
+        combined = combined * radix + (codes + 1)
+        span *= radix
+    return len(pd.unique(combined)) == len(combined)
 
 
 def _numeric_ok(s: pd.Series) -> pd.Series:
