@@ -10,6 +10,11 @@ CORE_STAMP := $(CORE_VENV)/.installed-stamp
 PYTHON312  ?=
 CORE_ARGS  ?=
 BUILD_ARGS ?=
+# The package's bytecode, brought up to date before every CLI run (about 0.04 s when it is). Where the
+# environment sets PYTHONDONTWRITEBYTECODE (many containers do), Python never writes it, so every run
+# would compile the ~90 modules a build imports again: about 0.3-0.4 s of CPU in the parent, before its
+# workers start. It only ever speeds a run up; if the folder is read-only the run goes on without it.
+BYTECODE   := $(BIN)/python -m compileall -q pipeline > /dev/null || echo "note: could not precompile pipeline/ (read-only?); the run is only slower" >&2
 
 .PHONY: install validate sdtm test raw bench mutate spec-xlsx conformance package core-install clean
 
@@ -23,17 +28,20 @@ install: $(STAMP)
 
 ## validate: run the raw-extract schema gate for every study (exit 1 on data errors)
 validate: $(STAMP)
+	@$(BYTECODE)
 	$(CLI) validate
 
 ## sdtm: gate, then build SDTM, exports, define.xml and listings into sdtm/
 ## (file creation stamps = SOURCE_DATE_EPOCH, by default the checkout's commit time: reruns are byte-identical)
 ## (a study whose inputs did not change since its last build keeps its outputs; BUILD_ARGS=--no-cache rebuilds all)
 sdtm: $(STAMP)
+	@$(BYTECODE)
 	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null)} $(CLI) build $(BUILD_ARGS)
 
 ## package: the eCTD module 5 layout of every study -> submission/ (m5/datasets/<STUDYID>/tabulations/sdtm,
 ##   analysis/adam/datasets; Dataset-JSON beside it; sha256sums.txt); studies not built yet are built first
 package: $(STAMP)
+	@$(BYTECODE)
 	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null)} $(CLI) package --build-missing
 
 ## test: the test suite (what CI runs)
