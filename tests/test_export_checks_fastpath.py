@@ -77,7 +77,7 @@ def test_non_boolean_results_go_to_pandera():
     assert checks.passes(schema, pd.DataFrame({"A": [1.0, np.nan]})) is False
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
 
 _CELLS = st.one_of(
     st.sampled_from(["Y", "N", "", "2024-01-31", "2024-02-30", "2024-03", "MILD", "caf\u00e9", "x" * 201, "1"]),
@@ -214,8 +214,10 @@ def _keyed_frames(draw):
     return pd.DataFrame(frame, index=pd.RangeIndex(n)), tuple(frame)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(_keyed_frames())
+@example((pd.DataFrame({"K0": pd.Series([None, np.nan], dtype=object)}), ("K0",)))   # one key: None is not NaN
+@example((pd.DataFrame({"K0": pd.Series([None, np.nan], dtype=object), "K1": ["A", "A"]}), ("K0", "K1")))
 def test_unique_keys_is_pandas_duplicated_all_false(case):
     """The clean test of seq_unique and duplicate_keys answers as the pandera check function
     (``~DataFrame.duplicated(keys, keep=False)`` all True) on random keyed frames."""
@@ -228,8 +230,10 @@ def test_unique_keys_by_hand(monkeypatch):
     assert checks._unique_keys(f, ("USUBJID", "AESEQ"))
     assert not checks._unique_keys(f, ("USUBJID", "AEDECOD"))            # S-1 twice with X
     assert checks._unique_keys(f, ("USUBJID", "NOTHERE"))                # absent: variable_missing reports it
-    two_missing = pd.DataFrame({"USUBJID": ["S-2", "S-2"], "AEDECOD": [None, np.nan]})
-    assert not checks._unique_keys(two_missing, ("USUBJID", "AEDECOD"))  # missing equals missing
+    two_missing = pd.DataFrame({"USUBJID": ["S-2", "S-2"], "AEDECOD": pd.Series([None, np.nan], dtype=object)})
+    assert not checks._unique_keys(two_missing, ("USUBJID", "AEDECOD"))  # over keys, missing equals missing
+    assert checks._unique_keys(two_missing, ("AEDECOD",))                # alone, pandas tells None from NaN
+    assert not checks._unique_keys(two_missing, ("USUBJID",))
     assert checks._unique_keys(f.iloc[:0], ("USUBJID", "AESEQ"))
     # the combined codes are renumbered before they would overflow: the same answers
     monkeypatch.setattr(checks, "_KEY_CODE_SPAN", 4)

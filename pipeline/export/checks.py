@@ -581,15 +581,19 @@ _KEY_CODE_SPAN = 2 ** 62
 
 def _unique_keys(frame: pd.DataFrame, keys: tuple[str, ...]) -> bool:
     """The clean case of ``seq_unique`` and ``duplicate_keys``: no two records share the values of
-    ``keys`` (missing values equal to each other, as ``DataFrame.duplicated`` compares them), or a
-    key variable is absent (:func:`_guard`; reported once as variable_missing).
+    ``keys``, compared as ``DataFrame.duplicated`` compares them, or a key variable is absent
+    (:func:`_guard`; reported once as variable_missing).
 
-    Each key is factorised once; the codes are combined into one int64 per record (mixed radix,
-    a missing value its own code 0), renumbered whenever the product of the distinct counts would
+    Over two or more keys, each is factorised once (every missing value one code, as pandas'
+    factorize makes None and NaN one value); the codes are combined into one int64 per record
+    (mixed radix, missing as 0), renumbered whenever the product of the distinct counts would
     overflow; the keys are unique when the combined codes are. That is what ``duplicated`` does,
-    without its per-record boolean Series, which only a failing dataset needs (for the findings)."""
+    without its per-record boolean Series, which only a failing dataset needs (for the findings).
+    One key goes to ``Series.duplicated``, as ``DataFrame.duplicated`` does (it tells None from NaN)."""
     if any(k not in frame.columns for k in keys):
         return True
+    if len(keys) == 1:
+        return not frame[keys[0]].duplicated(keep=False).any()
     combined = np.zeros(len(frame), dtype=np.int64)
     span = 1
     for k in keys:  # the dataset's few key variables
