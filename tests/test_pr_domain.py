@@ -94,3 +94,22 @@ def test_relrec_and_accounting(built):
     c = built.consumed
     assert sorted(set(zip(c["form"], c["row"]))) == [("aph", 2), ("hsct", 2)]
     assert not (built.findings["severity"] == "error").any()
+
+
+def test_fapr_record_only_for_rows_with_a_result_and_their_own_pr_record():
+    """Two HSCTs, each with a result the other lacks: each FAPR record carries its own row's
+    subject, FASPID and result (no record for an empty result, nothing shifted between rows)."""
+    spec = load_spec(SPECS)
+    study = load_study(SPECS, SID)
+    base = {"STUDYID": SID, "SITEID": "01", "PRTRT": "ALLOGENEIC HSCT", "HSCASDAT": "20-JAN-2025"}
+    hsct = form(spec, "hsct", [
+        dict(base, SUBJID="001", PRSPID="HSCT-A", PRSTDAT="15-DEC-2024", AGVHDGR="2"),
+        dict(base, SUBJID="002", PRSPID="HSCT-B", PRSTDAT="16-DEC-2024", NEUTENG="Y", NEUTENGDAT="30-DEC-2024"),
+    ])
+    dm = pd.DataFrame({"STUDYID": SID, "USUBJID": [f"{SID}-01-001", f"{SID}-01-002"],
+                       "RFSTDTC": ["2024-11-01", "2024-11-02"]})
+    ctx = StudyContext(study=study, spec=spec, forms={"hsct": hsct}, datasets={"DM": dm})
+    f = pr.build(ctx).datasets["FAPR"]
+    got = sorted(zip(f["USUBJID"], f["FASPID"], f["FATESTCD"], f["FAORRES"], f["FADTC"]))
+    assert got == [(f"{SID}-01-001", "HSCT-A", "AGVHDGR", "2", "2025-01-20"),
+                   (f"{SID}-01-002", "HSCT-B", "ENGRNEUT", "Y", "2024-12-30")]

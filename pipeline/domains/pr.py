@@ -130,16 +130,15 @@ def procedure_findings(raw: pd.DataFrame, recs: pd.DataFrame, items: pd.DataFram
         # FASTRESN for every numeric standard result (a grade 0 too), in the unit of the test
         num = pd.to_numeric(res, errors="coerce")
         stresc = standard_text(res).where(num.notna(), res) if numeric else res
-        sub = has
+        # one record per row with a result: the columns made for every row, the rows taken once
         parts.append(pd.DataFrame({
-            "STUDYID": studyid, "DOMAIN": "FA", "USUBJID": recs.loc[sub, "USUBJID"],
-            "FASPID": recs.loc[sub, "PRSPID"], "FATESTCD": it.fatestcd, "FATEST": decode.get(it.fatestcd, ""),
-            "FAOBJ": it.faobj or recs.loc[sub, "_faobj"], "FACAT": it.facat,
-            "FAORRES": res[sub], "FAORRESU": unit if unit else "", "FASTRESC": stresc[sub],
-            "FASTRESN": num[sub].astype("float64"), "FASTRESU": unit if unit else "", "FADTC": dtc[sub],
-            "_prstdtc": recs.loc[sub, "PRSTDTC"], "_key": recs.loc[sub, "_key"],
-            "_form": recs.loc[sub, "_form"], "_row": recs.loc[sub, "_row"],
-        }))
+            "STUDYID": studyid, "DOMAIN": "FA", "USUBJID": recs["USUBJID"],
+            "FASPID": recs["PRSPID"], "FATESTCD": it.fatestcd, "FATEST": decode.get(it.fatestcd, ""),
+            "FAOBJ": it.faobj or recs["_faobj"], "FACAT": it.facat,
+            "FAORRES": res, "FAORRESU": unit if unit else "", "FASTRESC": stresc,
+            "FASTRESN": num.astype("float64"), "FASTRESU": unit if unit else "", "FADTC": dtc,
+            "_prstdtc": recs["PRSTDTC"], "_key": recs["_key"], "_form": recs["_form"], "_row": recs["_row"],
+        })[has.to_numpy()])
     return (pd.concat(parts) if parts else pd.DataFrame()), findings
 
 
