@@ -306,6 +306,7 @@ def test_text_memo_draws_what_the_stock_canvas_draws(inp):
     figures._TEXT_METRICS.clear()
     figures._TEXT_LAYOUTS.clear()
     figures._GLYPH_BITMAPS.clear()
+    figures._FONT_HEIGHTS.clear()
     for fig in _all_figures(inp):
         assert fig is not None
         assert figures.png_bytes(fig) == _stock_png(fig)
@@ -314,6 +315,40 @@ def test_text_memo_draws_what_the_stock_canvas_draws(inp):
     for fig in _all_figures(inp):  # every text of these figures is in the memos now
         assert figures.png_bytes(fig) == _stock_png(fig)
     assert len(figures._TEXT_LAYOUTS) == layouts and len(figures._GLYPH_BITMAPS) == bitmaps
+
+
+def test_font_height_metrics_by_hand():
+    """DejaVu Sans (matplotlib's default font): 2,048 units per em, OS/2 typographic ascender
+    1,556, descender -492, line gap 410. At 10 pt and 72 dpi (1 pt = 1 px): 1556 / 2048 * 10 =
+    7.59765625, 492 / 2048 * 10 = 2.40234375, 410 / 2048 * 10 = 2.001953125; at 9 pt and
+    100 dpi each is 9 * 100 / 72 = 12.5 times its value per point: 9.4970703125,
+    3.0029296875, 2.50244140625."""
+    from matplotlib.font_manager import FontProperties
+
+    assert figures.font_height_metrics(FontProperties(family="DejaVu Sans", size=10), 72) == (
+        7.59765625, 2.40234375, 2.001953125)
+    assert figures.font_height_metrics(FontProperties(family="DejaVu Sans", size=9), 100) == (
+        9.4970703125, 3.0029296875, 2.50244140625)
+
+
+@pytest.mark.parametrize("size, weight, dpi", [(7, "normal", 100), (9.5, "bold", 100), (14, "normal", 72),
+                                               (10, "bold", 150)])
+def test_font_height_memo_lays_text_out_as_the_stock_renderer(size, weight, dpi):
+    """A text of one and of three lines (the line gap counts only between lines) has the same
+    layout (its box, each line's width, ascent, descent and position) with the memo renderer as
+    with matplotlib's own, which reads the font's tables itself; the memo keeps one entry per
+    font properties and resolution."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.figure import Figure
+
+    figures._FONT_HEIGHTS.clear()
+    fig = Figure(figsize=(4, 3), dpi=dpi)
+    for s in ("Days after infusion", "Dose level 1\nn = 12\n(g) [y]"):
+        text = fig.text(0.5, 0.5, s, size=size, weight=weight)
+        stock = text._get_layout(RendererAgg(400, 300, dpi))
+        memo = text._get_layout(figures.TextMemoRenderer(400, 300, dpi))
+        assert str(memo[0]) == str(stock[0]) and memo[1:] == stock[1:]
+    assert len(figures._FONT_HEIGHTS) == 1
 
 
 def test_glyph_memo_renders_what_freetype_renders_at_every_position():

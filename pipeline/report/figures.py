@@ -24,6 +24,7 @@ from PIL import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.font_manager import fontManager, get_font
 from matplotlib.lines import Line2D
 from matplotlib.mathtext import MathTextParser
 from matplotlib.ticker import FixedLocator, NullLocator
@@ -57,6 +58,30 @@ MATHTEXT = MathTextParser("path")
 #: font properties, resolution and hinting (:class:`TextMemoRenderer`)
 _TEXT_METRICS: dict[tuple, tuple[float, float, float]] = {}
 _TEXT_LAYOUTS: dict[tuple, tuple[tuple, ...]] = {}
+#: a font's ascent, descent and line gap in pixels, by font properties and resolution
+#: (:meth:`TextMemoRenderer._get_font_height_metrics`)
+_FONT_HEIGHTS: dict[tuple, tuple[float | None, float | None, float | None]] = {}
+
+#: the font tables that give a font's line metrics, in the order a text's layout reads them
+#: (OpenType OS/2 typographic values first, then the hhea table): table, line gap, ascent, descent
+_HEIGHT_TABLES = (("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
+                  ("hhea", "lineGap", "ascent", "descent"))
+
+
+def font_height_metrics(prop, dpi: float) -> tuple[float | None, float | None, float | None]:
+    """(ascent, descent, line gap) in pixels of the font ``prop`` selects at ``dpi``, from the
+    first of :data:`_HEIGHT_TABLES` the font has, in font units scaled by the size in points and
+    ``dpi`` (1 point = 1/72 inch), as a text's layout (``Text._get_layout``) measures the
+    vertical extent of its lines; (None, None, None) when the font has neither table (the
+    layout then measures a sample text)."""
+    font = get_font(fontManager._find_fonts_by_props(prop))
+    for table_name, gap_key, ascent_key, descent_key in _HEIGHT_TABLES:
+        table = font.get_sfnt_table(table_name)
+        if table is None:
+            continue
+        scale = 1 / font.get_sfnt_table("head")["unitsPerEm"] * prop.get_size_in_points() * dpi / 72
+        return table[ascent_key] * scale, -table[descent_key] * scale, table[gap_key] * scale
+    return None, None, None
 
 
 class TextMemoRenderer(RendererAgg):
@@ -78,6 +103,18 @@ class TextMemoRenderer(RendererAgg):
 
     #: the renderer methods the memo of :meth:`draw_text` relies on (matplotlib >= 3.11)
     LAYOUT_DRAWING = hasattr(RendererAgg, "_draw_text_glyphs_and_boxes") and hasattr(RendererAgg, "_prepare_font")
+
+    def _get_font_height_metrics(self, prop):
+        """The font's ascent, descent and line gap (:func:`font_height_metrics`), read from its
+        tables once per font properties and resolution: a text's layout asks the renderer for
+        them when it has this method (matplotlib >= 3.11), and otherwise reads the font's tables
+        itself, for every text (about a tenth of laying out a text). The renderer's resolution
+        is the figure's: the canvas makes its renderer at the resolution it draws the figure at."""
+        key = (prop.copy(), self.dpi)
+        metrics = _FONT_HEIGHTS.get(key)
+        if metrics is None:
+            metrics = _FONT_HEIGHTS[key] = font_height_metrics(prop, self.dpi)
+        return metrics
 
     def get_text_width_height_descent(self, s, prop, ismath):
         if ismath is not False:
