@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from pipeline.report import tlf
 
@@ -17,12 +17,24 @@ def _same(a: float, b: float) -> bool:
     return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
+def _both_zeros(values: list[float]) -> bool:
+    """The list holds 0.0 and -0.0: they are equal, so which of them sorting or numpy's
+    selection (a partition, not a stable sort) puts at a place is not defined."""
+    return {math.copysign(1.0, v) for v in values if v == 0} == {1.0, -1.0}
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.one_of(_finite, st.floats(0, 500)), min_size=1, max_size=40),
        st.one_of(st.integers(0, 100), st.floats(0, 100), st.sampled_from([90, 50, 99.9, 0.1])))
+@example([0.0, 1.0, 0.0, 0.0, 0.0, -0.0, 0.0, 0.0, 0.0, 1.0, 1.0, -0.0], 50)  # a fresh-clone CI's draw
 def test_percentile_is_numpys(values, q):
-    """tlf.percentile: numpy's default percentile, to the last bit, on drawn lists and percents."""
-    assert _same(tlf.percentile(values, q), float(np.percentile(values, q)))
+    """tlf.percentile: numpy's default percentile, to the last bit, on drawn lists and percents;
+    a zero result's sign only where it is defined (the list does not hold both zeros)."""
+    got, expected = tlf.percentile(values, q), float(np.percentile(values, q))
+    if got == 0 and _both_zeros(values):
+        assert expected == 0
+    else:
+        assert _same(got, expected)
 
 
 def test_percentile_by_hand():
