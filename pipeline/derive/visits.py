@@ -153,10 +153,11 @@ def visit_numbers(visit: pd.Series, study: Study, dy: pd.Series | None = None,
     return pd.DataFrame({"VISITNUM": num.astype("float64"), "VISIT": name.where(name.ne(""), "")}, index=visit.index)
 
 
-def _unscheduled_lookup(lookup: pd.Series, usubjid: pd.Series, date: pd.Series, rows: pd.Series) -> np.ndarray:
-    """VISITNUM from ``lookup`` (by USUBJID and date) for ``rows`` (the dated unscheduled
-    records), NaN elsewhere: only those few rows are looked up."""
-    at = np.flatnonzero(rows.to_numpy(dtype=bool))
+def _unscheduled_lookup(lookup: pd.Series, usubjid: pd.Series, date: pd.Series,
+                        rows: pd.Series | np.ndarray) -> np.ndarray:
+    """VISITNUM from ``lookup`` (by USUBJID and date) for ``rows`` (a boolean mask of the dated
+    unscheduled records), NaN elsewhere: only those few rows are looked up."""
+    at = np.flatnonzero(np.asarray(rows, dtype=bool))
     out = np.full(len(rows), np.nan)
     key = pd.MultiIndex.from_arrays([usubjid.iloc[at].astype(str).to_numpy(dtype=object), date.iloc[at].to_numpy()])
     out[at] = lookup.reindex(key).to_numpy(dtype="float64")
@@ -202,7 +203,7 @@ def renumber_unscheduled(datasets: dict[str, pd.DataFrame], study: Study) -> dic
         pd.DataFrame({"USUBJID": stack["USUBJID"][sched], "date": date[sched],
                       "VISITNUM": visit[sched].map(planned)}), study)
     lookup = pd.Series(nums["VISITNUM"].to_numpy(), index=pd.MultiIndex.from_frame(nums[["USUBJID", "date"]]))
-    got = _unscheduled_lookup(lookup, stack["USUBJID"], date, pd.Series(placed))
+    got = _unscheduled_lookup(lookup, stack["USUBJID"], date, placed)
     out = dict(datasets)
     bounds = np.cumsum([0] + [len(datasets[name]) for name, _ in parts])
     for (name, _), lo, hi in zip(parts, bounds[:-1], bounds[1:]):  # a dozen datasets
