@@ -10,6 +10,10 @@ import sys
 # not installed.
 sys.modules.setdefault("hypothesis", None)
 
-from pipeline.cli import main  # noqa: E402 - after the mark above
+from pipeline.parallel import one_run_collector  # noqa: E402 - after the mark above
+
+one_run_collector()  # this process lives for one run: the collector as in the build's workers
+
+from pipeline.cli import main  # noqa: E402 - after the collector's thresholds
 
 raise SystemExit(main())

@@ -169,3 +169,28 @@ def test_shared_arguments_reach_forked_workers_by_inheritance_not_by_pickle():
     assert parallel._INHERITED == {}                     # nothing left registered after the pool
     with pytest.raises(TypeError, match="cannot be pickled"):   # without shared= it would be pickled
         parallel.run_ordered(_identity, [(spec_like, plain), (spec_like, plain)], 2, lambda i, r: None)
+
+
+_COLLECTOR_PROBE = """
+import gc, runpy, sys
+sys.argv = ["pipeline", "--help"]
+try:
+    runpy.run_module("pipeline", run_name="__main__")
+except SystemExit:
+    pass
+print(gc.get_threshold())
+"""
+
+
+def test_the_command_line_process_collects_as_a_worker_and_a_library_caller_keeps_its_own():
+    """``python -m pipeline`` lives for one run: it sets the workers' thresholds (10,000, not
+    CPython's 700) before its imports, so a build in the calling process (one study, ``--jobs 1``)
+    collects as a worker does; importing the command line as a library changes nothing."""
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-c", _COLLECTOR_PROBE], capture_output=True, text=True, check=True)
+    assert run.stdout.strip().splitlines()[-1] == "(10000, 10, 10)"
+    library, default = (subprocess.run([sys.executable, "-c", f"import gc{imports}; print(gc.get_threshold())"],
+                                       capture_output=True, text=True, check=True).stdout.strip()
+                        for imports in (", pipeline.cli", ""))
+    assert library == default != "(10000, 10, 10)"  # (700, 10, 10) on CPython 3.11
