@@ -185,7 +185,7 @@ def one_run_collector() -> None:
     imports and gates with them, and a build in the calling process (one study to build, as
     after a data transfer to one study, or ``--jobs 1``) runs as a worker does. There, with
     CPython's default of 700, the collector ran about 1,000 times for one 30-subject study
-    (issue 14: NCT06316427 alone, 7.9-8.6 -> 6.6 s wall, same bytes)."""
+    (issue 14: NCT06316427 alone, 7.5 -> 6.2 s wall, same bytes; bench/results.md)."""
     gc.set_threshold(*WORKER_GC_THRESHOLD)
 
 
