@@ -20,8 +20,10 @@ def venv_interpreter(tmp_path: Path, *args: str) -> str:
     """The interpreter of the first command ``make install`` would run (``<python> -m venv .venv``)."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     (tmp_path / "pyproject.toml").write_text("")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "PYTHON_CANDIDATES", "MAKEFLAGS")}
-    out = subprocess.run(["make", "-n", "install", *args], cwd=tmp_path, env=env,
+    # run as a top-level make, also under ``make test`` (whose make exports its level and flags)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHON", "PYTHON_CANDIDATES", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", "install", *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=True).stdout
     first = out.splitlines()[0]
     assert first.endswith(" -m venv .venv"), first
