@@ -1,9 +1,9 @@
 # Data manager's entry points. Everything runs inside .venv, created on first use.
 # The interpreter .venv is made with; PYTHON=/path/to/python3 chooses one. By default it is the
-# system's /usr/bin/python3 when that is Python 3.11+ with venv, else python3 on PATH. Distributions
-# build their CPython with profile-guided and link-time optimisation and link the interpreter
-# statically; a version manager's default build (pyenv's python3 on these machines) has neither and
-# runs the same build about 8 % slower, with the same output bytes (issue 14, bench/results.md).
+# system's /usr/bin/python3 when that is Python 3.11+ with venv, else python3 on PATH. Debian builds
+# its CPython with profile-guided and link-time optimisation and links the interpreter statically;
+# a version manager's default build (pyenv's python3 on these machines) has neither and runs the
+# same build about 5-8 % slower, with the same output bytes (issue 14, bench/results.md).
 # Expanded only when .venv is made.
 PYTHON_CANDIDATES ?= /usr/bin/python3 python3
 PYTHON ?= $(shell for c in $(PYTHON_CANDIDATES); do \

@@ -52,19 +52,23 @@ def test_python3_on_path_when_no_candidate_qualifies(tmp_path):
     assert venv_interpreter(tmp_path, f"PYTHON_CANDIDATES=/nonexistent/python3 {refuses}") == "python3"
 
 
-def test_the_probe_asks_for_3_11_and_venv(tmp_path):
-    # a candidate that runs the probe's code under this interpreter, with the version it reports
-    # replaced: 3.10 is refused, 3.11 accepted
-    for version, expected in (((3, 10), "python3"), ((3, 11), "fake")):
-        fake = script(tmp_path / "fake", f'shift; exec {sys.executable} -c '
-                      f'"import sys; sys.version_info = {version}; exec(sys.argv[1])" "$@"')
-        chosen = venv_interpreter(tmp_path, f"PYTHON_CANDIDATES={fake}")
-        assert chosen == (fake if expected == "fake" else "python3")
+@pytest.mark.parametrize("version, accepted", [((3, 10, 14), False), ((3, 11, 0), True), ((3, 12, 1), True)])
+def test_the_probe_accepts_3_11_and_newer_only(tmp_path, version, accepted):
+    # a candidate that runs the probe's own code under this interpreter, reporting ``version``
+    fake = script(tmp_path / "fake", f'shift; exec {sys.executable} -c '
+                  f'"import sys; sys.version_info = {version}; exec(sys.argv[1])" "$@"')
+    assert venv_interpreter(tmp_path, f"PYTHON_CANDIDATES={fake}") == (fake if accepted else "python3")
 
 
-@pytest.mark.skipif(not (Path("/usr/bin/python3").exists()), reason="no /usr/bin/python3 on this machine")
-def test_the_default_prefers_the_system_python3(tmp_path):
+def system_python3_qualifies() -> bool:
+    """Whether this machine's /usr/bin/python3 is 3.11+ with venv (the precondition of the test below)."""
+    if not Path("/usr/bin/python3").exists():
+        return False
     probe = subprocess.run(["/usr/bin/python3", "-c", "import sys, venv, ensurepip; "
                             "sys.exit(sys.version_info < (3, 11))"], capture_output=True)
-    expected = "/usr/bin/python3" if probe.returncode == 0 else "python3"
-    assert venv_interpreter(tmp_path) == expected
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not system_python3_qualifies(), reason="no /usr/bin/python3 3.11+ with venv on this machine")
+def test_the_default_prefers_the_system_python3(tmp_path):
+    assert venv_interpreter(tmp_path) == "/usr/bin/python3"
