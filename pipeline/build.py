@@ -1000,6 +1000,8 @@ def split_tasks(n_tasks: int, jobs: int) -> list[bool]:
     the last ``jobs``, those that start when no other study is left waiting (none when the
     studies run in the caller: one study, or ``jobs`` 1). Splitting lets the
     workers share their last hooks instead of one study building alone while the other cores
-    wait; it costs pickling the hooks' inputs (about 0.3 s of CPU for a 30-subject study), which
-    only the end of the run wins back."""
+    wait; it costs pickling the hooks' inputs once and unpickling them once (5-7 MB, about 0.05 s
+    of CPU for a 30-subject study; bench/results.md, session 21), which only the end of the run
+    wins back: split earlier, a study's second part still waits behind the first parts of the
+    studies after it."""
     return [jobs > 1 and n_tasks > 1 and i >= n_tasks - jobs for i in range(n_tasks)]
