@@ -14,6 +14,6 @@ from pipeline.parallel import one_run_collector  # noqa: E402 - after the mark a
 
 one_run_collector()  # this process lives for one run: the collector as in the build's workers
 
-from pipeline.cli import main  # noqa: E402 - after the collector's thresholds
+from pipeline.cli import end_process, main  # noqa: E402 - after the collector's thresholds
 
-raise SystemExit(main())
+end_process(main())  # without the interpreter's teardown of the heap (see end_process)
