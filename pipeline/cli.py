@@ -128,8 +128,8 @@ def end_process(code: int) -> NoReturn:
     """End the command line's process with exit status ``code``, without tearing down its heap.
 
     After a build, CPython's normal shutdown frees every object of the imported libraries one
-    by one: 0.23-0.34 s of wall with both cores waiting, the last thing a data manager waits for
-    (issue 14; bench/results.md, session 21). Nothing of a run needs that: every output is
+    by one: 0.23-0.42 s of wall, one core freeing memory while the other waits, the last thing a
+    data manager waits for (issue 14; bench/results.md, session 21). Nothing of a run needs that: every output is
     written, closed and swapped in before :func:`main` returns, and its worker pools are shut
     down. What the normal shutdown does that matters is done here: the exit handlers that the
     libraries registered (openpyxl's and matplotlib's temporary files, logging) run through
