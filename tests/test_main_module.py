@@ -1,7 +1,8 @@
 """``python -m pipeline`` marks hypothesis (a test tool that pandera imports when it is installed,
 for data-synthesis strategies the pipeline never uses) as not importable, so that the command line
 runs as it does without the test extra and its parent process does not pay the import before it
-forks the gate's workers."""
+forks the gate's workers; and it ends through ``pipeline.cli.end_process`` (exit handlers, flushed
+output, the run's status, no teardown of the heap)."""
 from __future__ import annotations
 
 import subprocess
