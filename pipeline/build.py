@@ -882,7 +882,11 @@ def build_studies(args, spec: Spec, studies: list[Study], raw: Path, out: Path) 
     split = split_tasks(len(todo), jobs)
     tasks = [(study, spec, *gated[study.studyid], raw, out, debug,
               progress_of[study.studyid] if jobs <= 1 else (total, show), mode, split[i]) for i, study in enumerate(todo)]
-    parallel.run_ordered(_build_one, tasks, jobs, built, shared=(spec,))
+    # the spec, and each study's gated forms and findings, reach the forked workers by inheritance
+    # (pipeline.parallel.Inherited): the forms are not pickled in the parent and unpickled again in
+    # a worker (1.3-2.5 MB and 0.02-0.04 s of CPU a shipped study; the first tasks wait for it)
+    inherited = (spec, *(part for study in todo for part in gated[study.studyid]))
+    parallel.run_ordered(_build_one, tasks, jobs, built, shared=inherited)
     show_kept(len(studies))
     if jobs > 1:
         writer.remove_stale_staging(out)  # the staging folder of a worker that died, if any

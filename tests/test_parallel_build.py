@@ -171,6 +171,35 @@ def test_shared_arguments_reach_forked_workers_by_inheritance_not_by_pickle():
         parallel.run_ordered(_identity, [(spec_like, plain), (spec_like, plain)], 2, lambda i, r: None)
 
 
+
+class UnpicklableForms(dict):
+    """A study's gated forms that refuse to be pickled: they can reach a worker only by inheritance."""
+
+    def __reduce__(self):
+        raise TypeError("the gated forms were pickled")
+
+
+def test_gated_forms_reach_the_build_workers_by_inheritance(two_studies, tmp_path, capsys, monkeypatch):
+    """The parent passes each study's gated forms and findings to its build task by name, as it
+    passes the spec: were they pickled, the unpicklable forms would stop both builds."""
+    kit.write_raw(two_studies)  # TEST01 clean again: both studies are built
+    real = build._gate
+
+    def unpicklable(*a, **k):
+        return {sid: (UnpicklableForms(forms), findings) for sid, (forms, findings) in real(*a, **k).items()}
+
+    monkeypatch.setattr(build, "_gate", unpicklable)
+    code, out, err = run(two_studies, tmp_path / "j2", 2, capsys)
+    assert (code, out.splitlines()) == (0, ["TEST01: built 3 dataset(s) into OUT/TEST01",
+                                           "TEST02: built 3 dataset(s) into OUT/TEST02"]), err
+    assert "pickled" not in err
+    monkeypatch.setattr(build, "_gate", real)
+    assert run(two_studies, tmp_path / "j1", 1, capsys)[:2] == (code, out.replace("j2", "j1"))
+    assert tree(tmp_path / "j1") == tree(tmp_path / "j2")
+    with pytest.raises(TypeError, match="pickled"):  # the probe: pickling them does fail
+        __import__("pickle").dumps(UnpicklableForms(a=1))
+
+
 _COLLECTOR_PROBE = """
 import gc, runpy, sys
 sys.argv = ["pipeline", "--help"]
