@@ -355,8 +355,9 @@ def five_section(five: dict) -> list[str]:
              f"`python -m pipeline build --no-cache` into a fresh folder, {n} time(s) one after another (default "
              f"`--jobs` = {five['jobs']} cores): median {five['wall']:.2f} s wall ({five['wall_min']:.2f}-"
              f"{five['wall_max']:.2f} s; {five['met']} of {n} within {TARGET_FIVE_WALL:.0f} s), median "
-             f"{five['cpu']:.1f} s CPU in all processes. Idle core-seconds = cores x wall - CPU: the time the "
-             "cores spent waiting (the start before the workers fork, the end of the last study).", "",
+             f"{five['cpu']:.1f} s CPU in all processes, median {five['idle']:.2f} idle core-seconds (cores x wall - "
+             "CPU: the time the cores spent waiting, at the start before the workers fork and at the end of the "
+             "last study).", "",
              "| run | exit | wall s | CPU s | idle core-s | load at the start |", "|---:|---:|---:|---:|---:|---|",
              *[f"| {k + 1} | {r['exit']} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['idle']:.2f} | {r['load_start']} |"
                for k, r in enumerate(five["runs"])], "",

@@ -57,6 +57,7 @@ def test_section_lists_every_run(bench):
             "warm": run(0.8, 0.7), "one_changed": {**run(4.7, 5.1), "edit": "ZJU-CD7-SAA/vs.csv: a -> b"}}
     text = "\n".join(bench.five_section(five))
     assert "median 10.00 s wall (9.80-10.20 s; 1 of 2 within 10 s)" in text
+    assert "median 1.20 idle core-seconds" in text      # (2 x 10.20 - 19.00 + 2 x 9.80 - 18.60) / 2
     assert "| 1 | 0 | 10.20 | 19.00 | 1.40 | 0.50 |" in text
     assert "| 2 | 0 | 9.80 | 18.60 | 1.00 | 0.50 |" in text
     # the targets row is found again by a later --skip-five or --only-five run

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -171,7 +172,6 @@ def test_shared_arguments_reach_forked_workers_by_inheritance_not_by_pickle():
         parallel.run_ordered(_identity, [(spec_like, plain), (spec_like, plain)], 2, lambda i, r: None)
 
 
-
 class UnpicklableForms(dict):
     """A study's gated forms that refuse to be pickled: they can reach a worker only by inheritance."""
 
@@ -194,10 +194,10 @@ def test_gated_forms_reach_the_build_workers_by_inheritance(two_studies, tmp_pat
                                            "TEST02: built 3 dataset(s) into OUT/TEST02"]), err
     assert "pickled" not in err
     monkeypatch.setattr(build, "_gate", real)
-    assert run(two_studies, tmp_path / "j1", 1, capsys)[:2] == (code, out.replace("j2", "j1"))
+    assert run(two_studies, tmp_path / "j1", 1, capsys)[:2] == (code, out)  # OUT stands for either folder
     assert tree(tmp_path / "j1") == tree(tmp_path / "j2")
     with pytest.raises(TypeError, match="pickled"):  # the probe: pickling them does fail
-        __import__("pickle").dumps(UnpicklableForms(a=1))
+        pickle.dumps(UnpicklableForms(a=1))
 
 
 _COLLECTOR_PROBE = """
